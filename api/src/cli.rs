@@ -1,0 +1,54 @@
+//! The `lakeplane` command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Overrides;
+
+/// Lakeplane: a multi-tenant data-lake control plane.
+#[derive(Debug, Parser)]
+#[command(name = "lakeplane", version, about)]
+pub struct Cli {
+    /// A TOML config file; environment variables and flags override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// `server.listen`: address to listen on.
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// `data_dir`: root for the embedded database and local lake.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<String>,
+    /// `database.url`: `sqlite://...` or `postgres://...`.
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// `log.level`: a tracing filter such as `info` or `debug`.
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+impl Cli {
+    /// The flags that override config keys.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen.clone(),
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            log_level: self.log_level.clone(),
+        }
+    }
+}

@@ -1,0 +1,513 @@
+//! Layered configuration: defaults, then a TOML file, then `LAKEPLANE__SECTION__KEY`
+//! environment variables, then command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use lake_manager::storage::StorageKind;
+use serde::{Deserialize, Serialize};
+use tenancy::store::{DatabaseUrl, PoolSettings};
+
+/// Everything the binary can be configured with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Root for the embedded database, the local lake and generated keys.
+    pub data_dir: PathBuf,
+    /// Logging.
+    pub log: LogConfig,
+    /// The HTTP server.
+    pub server: ServerConfig,
+    /// The metadata database.
+    pub database: DatabaseConfig,
+    /// Object storage for the lake.
+    pub storage: StorageConfig,
+    /// Background workers.
+    pub workers: WorkersConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            log: LogConfig::default(),
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            storage: StorageConfig::default(),
+            workers: WorkersConfig::default(),
+        }
+    }
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter such as `info` or `api=debug,info`; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Longest a request may take before it is answered 503.
+    pub request_timeout_secs: u64,
+    /// Largest accepted request body.
+    pub body_limit_bytes: usize,
+    /// After SIGTERM, how long in-flight requests may run before the process gives up on them.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            request_timeout_secs: 30,
+            body_limit_bytes: 10 * 1024 * 1024,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// Metadata database settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://...` or `postgres://...`; defaults to `sqlite://<data_dir>/lakeplane.db`.
+    pub url: Option<DatabaseUrl>,
+    /// Pool size.
+    pub max_connections: u32,
+    /// How long to wait for a connection before answering 503.
+    pub acquire_timeout_secs: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            max_connections: 10,
+            acquire_timeout_secs: 5,
+        }
+    }
+}
+
+/// Object storage settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// `local` or `s3`.
+    pub kind: StorageKind,
+    /// Root directory for `local`; defaults to `<data_dir>/lake`.
+    pub root: Option<PathBuf>,
+    /// Settings for `s3`.
+    pub s3: S3Config,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            kind: StorageKind::Local,
+            root: None,
+            s3: S3Config::default(),
+        }
+    }
+}
+
+/// S3 settings; credentials come from the standard AWS chain, never from here.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// Custom endpoint such as a MinIO or moto URL.
+    pub endpoint: Option<url::Url>,
+    /// Region.
+    pub region: Option<String>,
+    /// Path-style addressing, needed by most non-AWS servers.
+    pub path_style: bool,
+    /// Prefix for bucket names.
+    pub bucket_prefix: String,
+    /// IAM and STS.
+    pub iam: IamConfig,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            region: None,
+            path_style: false,
+            bucket_prefix: "lakeplane".to_owned(),
+            iam: IamConfig::default(),
+        }
+    }
+}
+
+/// IAM settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IamConfig {
+    /// Whether roles are created and STS credentials vended.
+    pub enabled: bool,
+}
+
+/// Worker settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkersConfig {
+    /// Where workers run.
+    pub launcher: Launcher,
+}
+
+/// Where background workers run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Launcher {
+    /// Supervised tokio tasks inside the server.
+    #[default]
+    InProcess,
+    /// Kubernetes Deployments and Jobs.
+    Kubernetes,
+}
+
+/// A configuration problem, reported in one line naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {key}: {problem}{}", source_suffix(.origin))]
+pub struct ConfigError {
+    /// The dotted key, e.g. `server.listen`.
+    pub key: String,
+    /// What is wrong with its value.
+    pub problem: String,
+    /// Where the value came from, when known.
+    pub origin: Option<String>,
+}
+
+fn source_suffix(origin: &Option<String>) -> String {
+    origin
+        .as_ref()
+        .map(|o| format!(" (set by {o})"))
+        .unwrap_or_default()
+}
+
+impl ConfigError {
+    fn new(key: &str, problem: impl Into<String>) -> Self {
+        Self {
+            key: key.to_owned(),
+            problem: problem.into(),
+            origin: None,
+        }
+    }
+}
+
+/// Values given as command-line flags; they win over every other layer.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `server.listen`.
+    pub listen: Option<String>,
+    /// `data_dir`.
+    pub data_dir: Option<String>,
+    /// `database.url`.
+    pub database_url: Option<String>,
+    /// `log.level`.
+    pub log_level: Option<String>,
+}
+
+impl Config {
+    /// Loads the layers and validates the result.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigError::new(
+                    "--config",
+                    format!("{} is not a readable file", file.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment.merge(Env::prefixed("LAKEPLANE__").split("__"));
+        // Raw strings, not typed values, so a bad flag is reported by the same typed parse as
+        // every other layer, naming its key.
+        for (key, flag, value) in [
+            ("server.listen", "--listen", &overrides.listen),
+            ("data_dir", "--data-dir", &overrides.data_dir),
+            ("database.url", "--database-url", &overrides.database_url),
+            ("log.level", "--log-level", &overrides.log_level),
+        ] {
+            if let Some(value) = value {
+                figment = figment.merge(Flag {
+                    key,
+                    flag,
+                    value: value.clone(),
+                });
+            }
+        }
+        let config: Config = figment.extract().map_err(from_figment)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::new("data_dir", "must not be empty"));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(ConfigError::new("log.level", format!("not a valid filter: {e}")));
+        }
+        if !(1..=3600).contains(&self.server.request_timeout_secs) {
+            return Err(ConfigError::new(
+                "server.request_timeout_secs",
+                "must be between 1 and 3600",
+            ));
+        }
+        if !(1024..=1024 * 1024 * 1024).contains(&self.server.body_limit_bytes) {
+            return Err(ConfigError::new(
+                "server.body_limit_bytes",
+                "must be between 1024 and 1073741824",
+            ));
+        }
+        if self.server.shutdown_grace_secs > 3600 {
+            return Err(ConfigError::new(
+                "server.shutdown_grace_secs",
+                "must be at most 3600",
+            ));
+        }
+        if !(1..=1000).contains(&self.database.max_connections) {
+            return Err(ConfigError::new(
+                "database.max_connections",
+                "must be between 1 and 1000",
+            ));
+        }
+        if !(1..=300).contains(&self.database.acquire_timeout_secs) {
+            return Err(ConfigError::new(
+                "database.acquire_timeout_secs",
+                "must be between 1 and 300",
+            ));
+        }
+        if self.storage.kind == StorageKind::S3 {
+            // Refuse rather than fall back to local storage, which would silently put data elsewhere.
+            return Err(ConfigError::new(
+                "storage.kind",
+                "\"s3\" is not available in this release (see README, Missing); use \"local\"",
+            ));
+        }
+        if self.workers.launcher == Launcher::Kubernetes {
+            return Err(ConfigError::new(
+                "workers.launcher",
+                "\"kubernetes\" is not available in this release (see README, Missing); use \"in-process\"",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The metadata database URL, with the embedded default resolved.
+    pub fn database_url(&self) -> DatabaseUrl {
+        self.database
+            .url
+            .clone()
+            .unwrap_or_else(|| DatabaseUrl::sqlite_in(&self.data_dir))
+    }
+
+    /// The local lake root, with the default resolved.
+    pub fn storage_root(&self) -> PathBuf {
+        self.storage
+            .root
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("lake"))
+    }
+
+    /// Pool settings for the metadata store.
+    pub fn pool_settings(&self) -> PoolSettings {
+        PoolSettings {
+            max_connections: self.database.max_connections,
+            acquire_timeout: Duration::from_secs(self.database.acquire_timeout_secs),
+        }
+    }
+}
+
+/// One command-line flag as a figment layer, so errors can name the flag that set a value.
+struct Flag {
+    key: &'static str,
+    flag: &'static str,
+    value: String,
+}
+
+impl figment::Provider for Flag {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named(format!("flag {}", self.flag))
+    }
+
+    fn data(&self) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        let nested = figment::util::nest(self.key, self.value.clone().into());
+        let dict = nested.into_dict().unwrap_or_default();
+        Ok(figment::Profile::Default.collect(dict))
+    }
+}
+
+/// Turns figment's error into one line naming the key and, where figment knows it, the
+/// environment variable, file or flag that set it.
+fn from_figment(error: figment::Error) -> ConfigError {
+    // figment's path already ends with an unknown key's own name.
+    let key = if error.path.is_empty() {
+        "(root)".to_owned()
+    } else {
+        error.path.join(".")
+    };
+    let problem = match &error.kind {
+        figment::error::Kind::UnknownField(field, _) => format!("unknown key `{field}`"),
+        kind => kind.to_string(),
+    };
+    let origin = error.metadata.as_ref().map(|meta| match &meta.source {
+        Some(figment::Source::File(path)) => path.display().to_string(),
+        // figment names env values by key path; operators set the variable, so name that.
+        _ if meta.name.contains("environment") => {
+            format!("LAKEPLANE__{}", error.path.join("__").to_uppercase())
+        }
+        _ => meta.name.to_string(),
+    });
+    ConfigError {
+        key,
+        problem: problem.replace('\n', " "),
+        origin,
+    }
+}
+
+#[cfg(test)]
+// figment::Jail closures return figment's own large error type; that is its API, not ours.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_contract() {
+        let config = Config::default();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert_eq!(config.database_url().expose(), "sqlite://./data/lakeplane.db");
+        assert_eq!(config.storage_root(), PathBuf::from("./data/lake"));
+        assert_eq!(config.storage.s3.bucket_prefix, "lakeplane");
+        assert_eq!(config.workers.launcher, Launcher::InProcess);
+        config.validate().expect("defaults are valid");
+    }
+
+    #[test]
+    fn layers_apply_in_order_file_env_flags() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "lakeplane.toml",
+                "data_dir = \"/from/file\"\n[server]\nlisten = \"127.0.0.1:9001\"\nrequest_timeout_secs = 7\n",
+            )?;
+            jail.set_env("LAKEPLANE__SERVER__LISTEN", "127.0.0.1:9002");
+            jail.set_env("LAKEPLANE__DATABASE__MAX_CONNECTIONS", "3");
+            let overrides = Overrides {
+                data_dir: Some("/from/flag".into()),
+                ..Default::default()
+            };
+            let config = Config::load(Some(Path::new("lakeplane.toml")), &overrides).expect("loads");
+            assert_eq!(config.server.request_timeout_secs, 7, "file beats default");
+            assert_eq!(
+                config.server.listen.to_string(),
+                "127.0.0.1:9002",
+                "env beats file"
+            );
+            assert_eq!(config.database.max_connections, 3);
+            assert_eq!(config.data_dir, PathBuf::from("/from/flag"), "flag beats file");
+            assert_eq!(config.database_url().expose(), "sqlite:///from/flag/lakeplane.db");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_env_value_names_key_and_variable() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("LAKEPLANE__SERVER__LISTEN", "not-an-address");
+            let err = Config::load(None, &Overrides::default()).expect_err("rejected");
+            let line = err.to_string();
+            assert_eq!(err.key, "server.listen");
+            assert!(line.contains("LAKEPLANE__SERVER__LISTEN"), "{line}");
+            assert!(!line.contains('\n'));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_ranges_are_rejected() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("LAKEPLANE__SERVER__LISTNE", "127.0.0.1:1");
+            let err = Config::load(None, &Overrides::default()).expect_err("typo rejected");
+            assert_eq!(err.key, "server.listne", "{err}");
+            assert_eq!(err.origin.as_deref(), Some("LAKEPLANE__SERVER__LISTNE"));
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("LAKEPLANE__DATABASE__MAX_CONNECTIONS", "0");
+            let err = Config::load(None, &Overrides::default()).expect_err("zero rejected");
+            assert_eq!(err.key, "database.max_connections");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("LAKEPLANE__DATABASE__URL", "mysql://nope");
+            let err = Config::load(None, &Overrides::default()).expect_err("scheme rejected");
+            assert_eq!(err.key, "database.url");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_flag_and_bad_file_value_name_their_origin() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "[database]\nacquire_timeout_secs = \"soon\"\n")?;
+            let err = Config::load(Some(Path::new("bad.toml")), &Overrides::default()).expect_err("rejected");
+            assert_eq!(err.key, "database.acquire_timeout_secs");
+            assert!(
+                err.origin.as_deref().is_some_and(|o| o.ends_with("bad.toml")),
+                "{err}"
+            );
+            let flags = Overrides {
+                listen: Some("nowhere".into()),
+                ..Default::default()
+            };
+            let err = Config::load(None, &flags).expect_err("rejected");
+            assert_eq!(
+                (err.key.as_str(), err.origin.as_deref()),
+                ("server.listen", Some("flag --listen"))
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unavailable_backends_are_refused_not_ignored() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("LAKEPLANE__STORAGE__KIND", "s3");
+            let err = Config::load(None, &Overrides::default()).expect_err("s3 refused");
+            assert_eq!(err.key, "storage.kind");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn database_password_never_prints() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("LAKEPLANE__DATABASE__URL", "postgres://app:hunter2@db:5432/lake");
+            let config = Config::load(None, &Overrides::default()).expect("loads");
+            let shown = format!("{config:?}");
+            assert!(!shown.contains("hunter2") && shown.contains("***"), "{shown}");
+            assert!(config.database_url().expose().contains("hunter2"));
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,119 @@
+//! The HTTP layer's error type and its single mapping to status codes and problems.
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use lake_manager::storage::StorageError;
+use tenancy::store::StoreError;
+
+use crate::problem::{FieldError, Problem};
+
+/// How long clients are told to wait before retrying a 503.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// Everything a handler or extractor can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed (e.g. JSON syntax).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The body's media type is not accepted.
+    #[error("expected content type {expected}")]
+    UnsupportedMediaType {
+        /// What the route accepts.
+        expected: &'static str,
+    },
+    /// The body exceeds the configured limit.
+    #[error("request body exceeds {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// Well-formed input with invalid values.
+    #[error("invalid request")]
+    Validation(Vec<FieldError>),
+    /// No such route or resource.
+    #[error("{0}")]
+    NotFound(String),
+    /// The handler ran out of time.
+    #[error("request exceeded the server's {0:?} timeout")]
+    Timeout(Duration),
+    /// A dependency is down; retrying later may work.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A metadata store failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A storage backend failure.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A bug or an unexpected failure; the details stay in the log.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status_and_slug(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "malformed"),
+            ApiError::UnsupportedMediaType { .. } => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
+            }
+            ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large"),
+            ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
+            ApiError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Store(e) if e.is_unavailable() => {
+                (StatusCode::SERVICE_UNAVAILABLE, "database-unavailable")
+            }
+            ApiError::Store(_) | ApiError::Storage(_) | ApiError::Internal(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+        }
+    }
+}
+
+/// The error and all its causes on one line, for logs.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, slug) = self.status_and_slug();
+        let detail = if status.is_server_error() {
+            // Logged inside the request's span, so the line carries the request id.
+            tracing::error!(status = status.as_u16(), error = %chain(&self), "request failed");
+            match &self {
+                ApiError::Store(_) if status == StatusCode::SERVICE_UNAVAILABLE => {
+                    "the metadata database is unavailable; retry later".to_owned()
+                }
+                ApiError::Timeout(_) | ApiError::Unavailable(_) => self.to_string(),
+                // Never leak internals to the client.
+                _ => "the server could not complete the request".to_owned(),
+            }
+        } else {
+            self.to_string()
+        };
+        let mut problem = Problem::new(status, slug, detail);
+        if let ApiError::Validation(errors) = self {
+            problem.errors = errors;
+        }
+        let mut response = problem.into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER.as_secs()));
+        }
+        response
+    }
+}

@@ -1,0 +1,52 @@
+use std::process::ExitCode;
+
+use api::cli::{Cli, Command};
+use api::config::Config;
+use clap::Parser;
+
+/// Exit status for configuration errors, distinct from runtime failures (1).
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Openapi = cli.command {
+        // Needs no config: the spec is a property of the binary.
+        print!("{}", api::openapi::spec_json());
+        return ExitCode::SUCCESS;
+    }
+    let config = match Config::load(cli.config.as_deref(), &cli.overrides()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("lakeplane: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Err(e) = api::telemetry::init(&config.log.level) {
+        eprintln!("lakeplane: invalid configuration: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("lakeplane: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Serve => api::server::run(config).await.map_err(|e| api::fatal(&e)),
+            Command::Migrate => api::migrate(&config)
+                .await
+                .map(|report| println!("{report}"))
+                .map_err(|e| api::fatal(&e)),
+            Command::Openapi => Ok(()),
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!(error = %message, "fatal");
+            ExitCode::FAILURE
+        }
+    }
+}

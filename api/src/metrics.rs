@@ -1,0 +1,204 @@
+//! Prometheus metrics: HTTP traffic by matched route, latency, and metadata pool occupancy.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tenancy::store::PoolStats;
+
+/// The media type of the exposition format written by [`Metrics::render`].
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+    method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    state: &'static str,
+}
+
+type LatencyFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
+
+/// The process's metrics registry and the handles that update it.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: LatencyFamily,
+    pool_connections: Family<PoolLabels, Gauge>,
+    pool_max: Gauge,
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 ms to ~32 s in doublings: covers cached reads and slow maintenance calls alike.
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every Lakeplane metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("lakeplane");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by matched route, method and status",
+            requests.clone(),
+        );
+        let latency = LatencyFamily::new_with_constructor(latency_histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by matched route and method",
+            latency.clone(),
+        );
+        let pool_connections = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "db_pool_connections",
+            "Metadata database connections by state (idle, in_use)",
+            pool_connections.clone(),
+        );
+        let pool_max = Gauge::default();
+        registry.register(
+            "db_pool_max_connections",
+            "Configured metadata pool size",
+            pool_max.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            pool_connections,
+            pool_max,
+        }
+    }
+
+    /// Records one finished request.
+    pub fn observe(&self, route: &str, method: &Method, status: u16, seconds: f64) {
+        let method = method_label(method);
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.to_owned(),
+                method: method.to_owned(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels {
+                route: route.to_owned(),
+                method: method.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    /// Writes the exposition text, sampling the pool gauges first.
+    pub fn render(&self, pool: PoolStats) -> String {
+        let in_use = pool.open.saturating_sub(pool.idle);
+        self.pool_connections
+            .get_or_create(&PoolLabels { state: "idle" })
+            .set(i64::from(pool.idle));
+        self.pool_connections
+            .get_or_create(&PoolLabels { state: "in_use" })
+            .set(i64::from(in_use));
+        self.pool_max.set(i64::from(pool.max));
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Clients may send any method token; only standard ones become label values, so the
+/// series count stays bounded.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// Middleware recording every request. Unmatched paths share one label for the same reason.
+pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().clone();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics.observe(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_requests_latency_and_pool() {
+        let metrics = Metrics::new();
+        metrics.observe("/v1/info", &Method::GET, 200, 0.003);
+        metrics.observe("/v1/info", &Method::GET, 200, 0.004);
+        metrics.observe(
+            "unmatched",
+            &Method::from_bytes(b"FROB").expect("token"),
+            404,
+            0.001,
+        );
+        let text = metrics.render(PoolStats {
+            open: 3,
+            idle: 1,
+            max: 10,
+        });
+        assert!(
+            text.contains(r#"lakeplane_http_requests_total{route="/v1/info",method="GET",status="200"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"lakeplane_http_requests_total{route="unmatched",method="OTHER",status="404"} 1"#
+            )
+        );
+        assert!(
+            text.contains(
+                r#"lakeplane_http_request_duration_seconds_count{route="/v1/info",method="GET"} 2"#
+            )
+        );
+        assert!(text.contains(r#"lakeplane_db_pool_connections{state="in_use"} 2"#));
+        assert!(text.contains("lakeplane_db_pool_max_connections 10"));
+    }
+}

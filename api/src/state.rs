@@ -1,0 +1,81 @@
+//! Shared application state and the start-up sequence that builds it.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use lake_manager::storage::{LocalStorage, ObjectStorageAdmin, StorageError};
+use tenancy::store::{self, Instance, MetadataStore, StoreError};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+
+/// Everything handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The effective configuration.
+    pub config: Arc<Config>,
+    /// The metadata store.
+    pub store: Arc<dyn MetadataStore>,
+    /// The lake's object storage.
+    pub storage: Arc<dyn ObjectStorageAdmin>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// This installation's identity.
+    pub instance: Instance,
+    /// When this process started serving.
+    pub started_at: DateTime<Utc>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The metadata database could not be opened or migrated.
+    #[error("database.url: {0}")]
+    Store(#[from] StoreError),
+    /// The storage root could not be prepared.
+    #[error("storage.root: {0}")]
+    Storage(#[from] StorageError),
+    /// The data directory could not be created.
+    #[error("data_dir: cannot create {path}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl AppState {
+    /// Prepares the data directory and storage, opens and migrates the store, and reads the
+    /// installation identity.
+    pub async fn start(config: Config) -> Result<Self, StartupError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartupError::DataDir {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+        let storage = LocalStorage::open(&config.storage_root())?;
+        let url = config.database_url();
+        let store = store::connect(&url, &config.pool_settings()).await?;
+        let report = store.migrate().await?;
+        if !report.applied.is_empty() {
+            tracing::info!(applied = ?report.applied, current = ?report.current, "applied migrations");
+        }
+        let instance = store.ensure_instance().await?;
+        tracing::info!(
+            instance_id = %instance.id,
+            database = %url,
+            backend = store.backend().as_str(),
+            storage = %storage.root_uri(),
+            "metadata store ready"
+        );
+        Ok(Self {
+            config: Arc::new(config),
+            store,
+            storage: Arc::new(storage),
+            metrics: Arc::new(Metrics::new()),
+            instance,
+            started_at: Utc::now(),
+        })
+    }
+}

@@ -1,0 +1,139 @@
+use std::sync::Once;
+
+use api::config::Config;
+use api::state::AppState;
+use axum::Router;
+use tenancy::store::Backend;
+use tenancy::store::testing::TestDatabase;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Logs go to the test output only when `TEST_LOG` is set, to keep failures readable.
+fn init_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .json()
+                .with_env_filter("debug")
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
+/// A running application with its own data directory and database.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub data_dir: tempfile::TempDir,
+    db: Option<TestDatabase>,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<Result<(), api::server::ServeError>>>,
+}
+
+impl TestApp {
+    /// The app as configured by default, on the given backend.
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, |_| {}, Router::new()).await
+    }
+
+    /// The app with config tweaks and extra fixture routes behind the real middleware.
+    pub async fn spawn_with(
+        backend: Backend,
+        tweak: impl FnOnce(&mut Config),
+        extra: Router<AppState>,
+    ) -> Self {
+        init_logs();
+        let db = TestDatabase::new(backend).await;
+        let data_dir = tempfile::tempdir().expect("temp data dir");
+        let mut config = Config {
+            data_dir: data_dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        config.database.url = Some(db.url.clone());
+        config.server.listen = "127.0.0.1:0".parse().expect("addr");
+        tweak(&mut config);
+        config.validate().expect("test config is valid");
+        let state = AppState::start(config).await.expect("app starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let app = api::app::router_with(state.clone(), extra);
+        let server = tokio::spawn(api::server::serve(
+            listener,
+            app,
+            async move {
+                let _ = stopped.await;
+            },
+            std::time::Duration::from_secs(10),
+        ));
+        Self {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::builder().build().expect("client"),
+            state,
+            data_dir,
+            db: Some(db),
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Stops the server gracefully and drops the database.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("graceful stop");
+        }
+        self.state.store.close().await;
+        if let Some(db) = self.db.take() {
+            db.drop_database().await;
+        }
+    }
+}
+
+/// Reads a problem response, checking the media type and that it carries the request id.
+pub async fn problem(response: reqwest::Response, status: u16) -> serde_json::Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert_eq!(content_type, "application/problem+json");
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("x-request-id on every response")
+        .to_owned();
+    let body: serde_json::Value = response.json().await.expect("problem body is JSON");
+    assert_eq!(body["status"], status);
+    assert_eq!(
+        body["request_id"],
+        request_id.as_str(),
+        "problem names the request id"
+    );
+    for field in ["type", "title", "detail"] {
+        assert!(
+            body[field].as_str().is_some_and(|s| !s.is_empty()),
+            "{field} in {body}"
+        );
+    }
+    body
+}

@@ -1,0 +1,13 @@
+//! The HTTP API, tested in-process: each test spawns its own app on a free port with its
+//! own data directory and a fresh database, so tests run in parallel.
+
+mod errors;
+mod fixtures;
+mod helpers;
+mod info;
+mod metrics;
+mod openapi;
+mod ops;
+
+#[path = "../common/mod.rs"]
+mod common;

@@ -1,0 +1,11 @@
+//! The `lakeplane` binary as an operator runs it: real processes, real signals, real
+//! databases. Each test starts its own process with its own data directory.
+
+mod config_errors;
+mod database;
+mod helpers;
+mod lifecycle;
+mod migrate;
+
+#[path = "../common/mod.rs"]
+mod common;

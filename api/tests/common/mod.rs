@@ -1,0 +1,91 @@
+//! Helpers shared by the API test binaries.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+/// A TCP forwarder in front of the real PostgreSQL server, so a test can make the database
+/// "go away" and come back without touching the server other tests share.
+pub struct PgProxy {
+    pub port: u16,
+    upstream: SocketAddr,
+    tasks: Option<JoinSet<()>>,
+    running: Arc<AtomicBool>,
+}
+
+impl PgProxy {
+    /// Starts forwarding a free local port to the test PostgreSQL server.
+    pub async fn start() -> Self {
+        let admin = url::Url::parse(&tenancy::store::testing::postgres_admin_url()).expect("admin url");
+        let upstream: SocketAddr = format!(
+            "{}:{}",
+            admin.host_str().unwrap_or("127.0.0.1"),
+            admin.port().unwrap_or(5432)
+        )
+        .parse()
+        .expect("postgres test server address is an IP:port");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let mut proxy = Self {
+            port,
+            upstream,
+            tasks: None,
+            running: Arc::new(AtomicBool::new(false)),
+        };
+        proxy.run(listener);
+        proxy
+    }
+
+    fn run(&mut self, listener: TcpListener) {
+        let upstream = self.upstream;
+        let mut tasks = JoinSet::new();
+        self.running.store(true, Ordering::SeqCst);
+        let running = self.running.clone();
+        tasks.spawn(async move {
+            let mut connections = JoinSet::new();
+            while running.load(Ordering::SeqCst) {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    break;
+                };
+                connections.spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+            // Dropping the set aborts every forwarded connection.
+            drop(connections);
+        });
+        self.tasks = Some(tasks);
+    }
+
+    /// Cuts every connection and stops listening: the database is "down".
+    pub async fn stop(&mut self) {
+        self.running.store(false, Ordering::SeqCst);
+        if let Some(mut tasks) = self.tasks.take() {
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
+    }
+
+    /// Listens again on the same port: the database is "back".
+    pub async fn resume(&mut self) {
+        let listener = TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("rebind proxy port");
+        self.run(listener);
+    }
+
+    /// A URL for `database` through this proxy.
+    pub fn url_for(&self, database_url: &str) -> String {
+        let mut url = url::Url::parse(database_url).expect("database url");
+        url.set_port(Some(self.port)).expect("set port");
+        url.set_host(Some("127.0.0.1")).expect("set host");
+        url.to_string()
+    }
+}

@@ -1,0 +1,4 @@
+//! What and how: storage backends and, in later stages, provisioning, Delta tables,
+//! ingestion, maintenance and workers.
+
+pub mod storage;

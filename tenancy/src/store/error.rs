@@ -1,0 +1,81 @@
+//! The store layer's error type.
+
+/// Errors from the metadata store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The configured URL cannot be used.
+    #[error("invalid database URL: {0}")]
+    InvalidUrl(String),
+
+    /// The database could not be reached when opening the store.
+    #[error("cannot connect to {url}")]
+    Connect {
+        /// The URL, with any password redacted.
+        url: String,
+        /// Why the connection failed.
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// The database is unreachable or overloaded right now; the caller may retry.
+    #[error("metadata database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+
+    /// Applying migrations failed.
+    #[error("migrating the metadata database failed")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+
+    /// Taking the migration lock failed.
+    #[error("taking the migration lock {path} failed")]
+    MigrationLock {
+        /// The lock file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A row held a value this binary cannot read (a corrupt or foreign database).
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+
+    /// Any other database error: a bug or a schema mismatch.
+    #[error("metadata query failed")]
+    Query(#[source] sqlx::Error),
+}
+
+impl StoreError {
+    /// True when the failure is the database being away, not the request or the data.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Connect { .. })
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if is_transient(&e) {
+            StoreError::Unavailable(e)
+        } else {
+            StoreError::Query(e)
+        }
+    }
+}
+
+/// Classifies errors that mean "the database is away or busy" rather than "the query is wrong".
+fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code();
+            let code = code.as_deref().unwrap_or_default();
+            // PostgreSQL class 08 is connection exceptions; 57P01..57P03 are shutdown/startup;
+            // SQLite 5 and 6 are SQLITE_BUSY and SQLITE_LOCKED.
+            code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "5" | "6")
+        }
+        _ => false,
+    }
+}

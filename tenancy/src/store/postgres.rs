@@ -1,0 +1,136 @@
+//! The PostgreSQL backend, for production and HA replicas.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, Row};
+use uuid::Uuid;
+
+use super::{
+    Backend, DatabaseUrl, Instance, MetadataStore, MigrationReport, PoolSettings, PoolStats, StoreError,
+};
+
+/// The PostgreSQL schema, embedded at build time.
+pub(super) static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Metadata in a PostgreSQL database.
+pub(super) struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects once directly, so an unreachable server reports its real cause
+    /// (the pool would retry a refused connection until its timeout and say only "timed out").
+    pub(super) async fn connect(url: &DatabaseUrl, settings: &PoolSettings) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url.expose())
+            .map_err(|e| StoreError::InvalidUrl(e.to_string()))?
+            .application_name("lakeplane")
+            .log_statements(tracing::log::LevelFilter::Trace);
+        let connect_error = |source| StoreError::Connect {
+            url: url.redacted(),
+            source,
+        };
+        let probe = tokio::time::timeout(settings.acquire_timeout, options.connect())
+            .await
+            .map_err(|_| connect_error(sqlx::Error::PoolTimedOut))?
+            .map_err(connect_error)?;
+        probe.close().await.map_err(connect_error)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_with(options)
+            .await
+            .map_err(connect_error)?;
+        Ok(Self { pool })
+    }
+}
+
+use super::MIGRATION_LOCK_KEY;
+
+async fn applied_versions(conn: &mut PgConnection) -> Result<Vec<i64>, StoreError> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    Ok(
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(&mut *conn)
+            .await?,
+    )
+}
+
+#[async_trait]
+impl MetadataStore for PgStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn migrate(&self) -> Result<MigrationReport, StoreError> {
+        // sqlx's migrator locks only around applying, so the "before" snapshot could be read
+        // while another replica migrates and this report would claim its work. One session
+        // lock around the whole run, on one connection, keeps snapshot and run together.
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(MIGRATION_LOCK_KEY)
+            .execute(&mut *conn)
+            .await?;
+        let outcome = async {
+            let before = applied_versions(&mut conn).await?;
+            MIGRATOR
+                .run_direct(&mut *conn)
+                .await
+                .map_err(StoreError::Migrate)?;
+            Ok::<_, StoreError>(super::report(&before, applied_versions(&mut conn).await?))
+        }
+        .await;
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(MIGRATION_LOCK_KEY)
+            .execute(&mut *conn)
+            .await;
+        if unlocked.is_err() {
+            // A session lock lives as long as the connection; never return it to the pool held.
+            conn.close_on_drop();
+        }
+        outcome
+    }
+
+    async fn schema_version(&self) -> Result<Option<i64>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(applied_versions(&mut conn).await?.into_iter().max())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        PoolStats::of(&self.pool)
+    }
+
+    async fn ensure_instance(&self) -> Result<Instance, StoreError> {
+        sqlx::query(
+            "INSERT INTO lakeplane_instance (singleton, instance_id, created_at) VALUES (1, $1, $2) \
+             ON CONFLICT (singleton) DO NOTHING",
+        )
+        .bind(Uuid::now_v7())
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query("SELECT instance_id, created_at FROM lakeplane_instance WHERE singleton = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        let id: Uuid = row.try_get("instance_id")?;
+        let created_at: DateTime<Utc> = row.try_get("created_at")?;
+        Ok(Instance { id, created_at })
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

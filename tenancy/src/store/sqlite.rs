@@ -1,0 +1,182 @@
+//! The embedded SQLite backend.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Row};
+use uuid::Uuid;
+
+use super::{
+    Backend, DatabaseUrl, Instance, MetadataStore, MigrationReport, PoolSettings, PoolStats, StoreError,
+};
+
+/// The SQLite schema, embedded at build time.
+pub(super) static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// Metadata in one SQLite file (or in memory, for throwaway runs).
+pub(super) struct SqliteStore {
+    pool: SqlitePool,
+    /// The database file; `None` for in-memory databases.
+    file: Option<PathBuf>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and its parent directory.
+    pub(super) async fn connect(url: &DatabaseUrl, settings: &PoolSettings) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url.expose())
+            .map_err(|e| StoreError::InvalidUrl(e.to_string()))?
+            .create_if_missing(true)
+            // WAL lets readers proceed while one writer commits; NORMAL is durable in WAL mode
+            // except across power loss of the last transaction, which SQLite documents.
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(settings.acquire_timeout)
+            .log_statements(tracing::log::LevelFilter::Trace);
+        let file = options.get_filename();
+        let in_memory = file.as_os_str().is_empty() || file.to_string_lossy().contains(":memory:");
+        let file = (!in_memory).then(|| file.to_path_buf());
+        if let Some(parent) = file
+            .as_deref()
+            .and_then(Path::parent)
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::Connect {
+                url: url.redacted(),
+                source: sqlx::Error::Io(e),
+            })?;
+        }
+        // An in-memory database exists per connection, so the pool must hold exactly one.
+        let max = if in_memory { 1 } else { settings.max_connections };
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Connect {
+                url: url.redacted(),
+                source,
+            })?;
+        Ok(Self { pool, file })
+    }
+}
+
+async fn applied_versions(conn: &mut SqliteConnection) -> Result<Vec<i64>, StoreError> {
+    let exists: Option<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if exists.is_none() {
+        return Ok(Vec::new());
+    }
+    Ok(
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(&mut *conn)
+            .await?,
+    )
+}
+
+/// Holds an exclusive OS file lock for the life of the value.
+struct FileLock(std::fs::File);
+
+impl FileLock {
+    async fn acquire(path: PathBuf) -> Result<Self, StoreError> {
+        let shown = path.display().to_string();
+        let lock = tokio::task::spawn_blocking(move || {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)?;
+            file.lock()?;
+            Ok::<_, std::io::Error>(file)
+        })
+        .await
+        .map_err(|e| StoreError::MigrationLock {
+            path: shown.clone(),
+            source: std::io::Error::other(e),
+        })?
+        .map_err(|source| StoreError::MigrationLock { path: shown, source })?;
+        Ok(Self(lock))
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        // Closing the file releases the lock as well; unlocking first just makes it prompt.
+        let _ = self.0.unlock();
+    }
+}
+
+#[async_trait]
+impl MetadataStore for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn migrate(&self) -> Result<MigrationReport, StoreError> {
+        // sqlx's SQLite migrator has no lock of its own, so two processes starting together
+        // would both try to apply the same version. A lock file beside the database serialises them.
+        let _guard = match &self.file {
+            Some(file) => {
+                let mut name = file.clone().into_os_string();
+                name.push(super::SQLITE_MIGRATION_LOCK_SUFFIX);
+                Some(FileLock::acquire(PathBuf::from(name)).await?)
+            }
+            None => None,
+        };
+        // One connection throughout: an in-memory database exists only on it.
+        let mut conn = self.pool.acquire().await?;
+        let before = applied_versions(&mut conn).await?;
+        MIGRATOR
+            .run_direct(&mut *conn)
+            .await
+            .map_err(StoreError::Migrate)?;
+        Ok(super::report(&before, applied_versions(&mut conn).await?))
+    }
+
+    async fn schema_version(&self) -> Result<Option<i64>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(applied_versions(&mut conn).await?.into_iter().max())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        PoolStats::of(&self.pool)
+    }
+
+    async fn ensure_instance(&self) -> Result<Instance, StoreError> {
+        sqlx::query(
+            "INSERT INTO lakeplane_instance (singleton, instance_id, created_at) VALUES (1, ?, ?) \
+             ON CONFLICT (singleton) DO NOTHING",
+        )
+        .bind(Uuid::now_v7().to_string())
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query("SELECT instance_id, created_at FROM lakeplane_instance WHERE singleton = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        let id: String = row.try_get("instance_id")?;
+        let created_at: DateTime<Utc> = row.try_get("created_at")?;
+        let id = Uuid::parse_str(&id)
+            .map_err(|e| StoreError::Corrupt(format!("lakeplane_instance.instance_id: {e}")))?;
+        Ok(Instance { id, created_at })
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

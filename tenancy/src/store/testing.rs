@@ -1,0 +1,103 @@
+//! Fresh, isolated databases for tests, so suites run in parallel on both backends.
+//!
+//! PostgreSQL comes from `LAKEPLANE_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`); each test gets a new database named
+//! `lptest_<uuid>`, dropped by [`TestDatabase::drop_database`]. `scripts/test` sweeps any
+//! left behind by a failed run.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, Executor};
+
+use super::{Backend, DatabaseUrl};
+
+/// Where the admin connection for creating test databases points.
+pub fn postgres_admin_url() -> String {
+    std::env::var("LAKEPLANE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A database that exists only for one test.
+pub struct TestDatabase {
+    /// The URL to hand to the code under test.
+    pub url: DatabaseUrl,
+    /// The PostgreSQL database name, when the backend is PostgreSQL.
+    pg_name: Option<String>,
+    /// Keeps the SQLite directory alive until the test ends.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDatabase {
+    /// Creates an empty database on the given backend.
+    pub async fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("create temp dir for SQLite test database");
+                let path: PathBuf = dir.path().join("lakeplane.db");
+                let url =
+                    DatabaseUrl::parse(&format!("sqlite://{}", path.display())).expect("valid sqlite url");
+                Self {
+                    url,
+                    pg_name: None,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres => {
+                let name = format!("lptest_{}", uuid::Uuid::now_v7().simple());
+                let admin = postgres_admin_url();
+                let mut conn = PgConnectOptions::from_str(&admin)
+                    .expect("LAKEPLANE_TEST_POSTGRES_URL is a valid postgres URL")
+                    .connect()
+                    .await
+                    .unwrap_or_else(|e| panic!("PostgreSQL for tests is not reachable at {admin}: {e}"));
+                conn.execute(format!("CREATE DATABASE {name}").as_str())
+                    .await
+                    .expect("create test database");
+                let _ = conn.close().await;
+                let mut url = url::Url::parse(&admin).expect("admin url parses");
+                url.set_path(&name);
+                let url = DatabaseUrl::parse(url.as_str()).expect("valid postgres url");
+                Self {
+                    url,
+                    pg_name: Some(name),
+                    _dir: None,
+                }
+            }
+        }
+    }
+
+    /// Drops the PostgreSQL database (SQLite files go with the temp dir).
+    pub async fn drop_database(self) {
+        let Some(name) = &self.pg_name else { return };
+        let Ok(options) = PgConnectOptions::from_str(&postgres_admin_url()) else {
+            return;
+        };
+        // Best effort: scripts/test sweeps anything left behind.
+        if let Ok(mut conn) = options.connect().await {
+            let _ = conn
+                .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                .await;
+            let _ = conn.close().await;
+        }
+    }
+}
+
+/// Declares `name::sqlite` and `name::postgres` tokio tests from one `async fn(Backend)`, so
+/// every store-backed test runs on both backends.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::store::Backend::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::store::Backend::Postgres).await;
+            }
+        }
+    };
+}

@@ -16,7 +16,6 @@ pub mod state;
 pub mod telemetry;
 
 use crate::config::Config;
-use crate::error::chain;
 
 /// `lakeplane migrate`: applies pending migrations and prints what it did.
 pub async fn migrate(config: &Config) -> Result<String, tenancy::store::StoreError> {
@@ -38,9 +37,4 @@ pub async fn migrate(config: &Config) -> Result<String, tenancy::store::StoreErr
         report.applied,
         report.current.map_or("null".to_owned(), |v| v.to_string())
     ))
-}
-
-/// Formats a fatal error for the last log line.
-pub fn fatal(error: &dyn std::error::Error) -> String {
-    chain(error)
 }

@@ -34,11 +34,11 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Command::Serve => api::server::run(config).await.map_err(|e| api::fatal(&e)),
+            Command::Serve => api::server::run(config).await.map_err(|e| api::error::chain(&e)),
             Command::Migrate => api::migrate(&config)
                 .await
                 .map(|report| println!("{report}"))
-                .map_err(|e| api::fatal(&e)),
+                .map_err(|e| api::error::chain(&e)),
             Command::Openapi => Ok(()),
         }
     });

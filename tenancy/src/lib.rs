@@ -1,6 +1,21 @@
-//! Who and where: tenants, placement, roles, tokens and the metadata store behind them.
+//! Who and where: tenants, placement, roles, tokens, audit, and the metadata store behind them.
 //!
-//! This crate holds pure domain logic plus the repositories for its tables. I/O sits
-//! behind the [`store::MetadataStore`] trait, with one implementation per backend.
+//! Domain logic here is plain functions and types, testable without I/O. I/O sits behind the
+//! [`store::MetadataStore`] trait, with one implementation per backend.
 
+pub mod audit;
+pub mod pagination;
+pub mod placement;
+pub mod policy;
+pub mod role;
 pub mod store;
+pub mod tenant;
+pub mod token;
+pub mod validation;
+
+/// The current time at the microsecond precision both metadata backends store, so values
+/// read back compare equal to the values written.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    let now = chrono::Utc::now();
+    chrono::DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}

@@ -39,6 +39,10 @@ pub enum StoreError {
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
 
+    /// A unique key already exists.
+    #[error("{0} already exists")]
+    Conflict(String),
+
     /// Any other database error: a bug or a schema mismatch.
     #[error("metadata query failed")]
     Query(#[source] sqlx::Error),

@@ -23,6 +23,11 @@ use uuid::Uuid;
 pub use error::StoreError;
 pub use url::DatabaseUrl;
 
+use crate::audit::{AuditEvent, AuditFilter};
+use crate::placement::Candidate;
+use crate::role::Role;
+use crate::tenant::{Tenant, TenantId};
+
 /// Which database engine holds the metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -101,9 +106,101 @@ pub struct MigrationReport {
     pub current: Option<i64>,
 }
 
-/// The metadata store. Every repository method lives here so each backend implements them all.
+/// An API token Lakeplane issued (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenRecord {
+    /// The token's `jti`.
+    pub id: Uuid,
+    /// Its tenant; `None` for platform-admin tokens.
+    pub tenant: Option<TenantId>,
+    /// Its subject.
+    pub subject: String,
+    /// Its role.
+    pub role: Role,
+    /// Who issued it.
+    pub issued_by: String,
+    /// When.
+    pub issued_at: DateTime<Utc>,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Everything the placement policy needs about the current tenants.
+#[derive(Debug, Clone, Default)]
+pub struct PlacementSnapshot {
+    /// Every tenant, with its current placement.
+    pub tenants: Vec<Candidate>,
+    /// Shared tenants per shard, indexed by shard.
+    pub shard_fill: Vec<u32>,
+}
+
+/// Tenants. Every change writes its audit event in the same transaction.
 #[async_trait]
-pub trait MetadataStore: Send + Sync + 'static {
+pub trait TenantStore: Send + Sync {
+    /// Stores a new tenant; [`StoreError::Conflict`] when the id exists.
+    async fn insert_tenant(&self, tenant: &Tenant, audit: &AuditEvent) -> Result<(), StoreError>;
+    /// One tenant.
+    async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError>;
+    /// Tenants ordered by id after `after`, at most `limit`, optionally only `only`.
+    async fn list_tenants(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+        only: Option<&TenantId>,
+    ) -> Result<Vec<Tenant>, StoreError>;
+    /// Replaces a tenant's mutable fields; false when it no longer exists.
+    async fn update_tenant(&self, tenant: &Tenant, audit: &AuditEvent) -> Result<bool, StoreError>;
+    /// Deletes a tenant and revokes all its tokens; the number revoked, or `None` if absent.
+    async fn delete_tenant(
+        &self,
+        id: &TenantId,
+        at: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> Result<Option<u64>, StoreError>;
+    /// Records a tenant's 30-day written volume (fed by usage collection).
+    async fn record_volume(&self, id: &TenantId, bytes: u64) -> Result<(), StoreError>;
+    /// All tenants' placement inputs.
+    async fn placement_snapshot(&self) -> Result<PlacementSnapshot, StoreError>;
+}
+
+/// Issued API tokens.
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// Records an issued token.
+    async fn insert_token(&self, token: &TokenRecord, audit: &AuditEvent) -> Result<(), StoreError>;
+    /// A tenant's tokens, newest first, older than `before`.
+    async fn list_tokens(
+        &self,
+        tenant: &TenantId,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<TokenRecord>, StoreError>;
+    /// Revokes one of a tenant's tokens (idempotent); `None` when it is not that tenant's.
+    async fn revoke_token(
+        &self,
+        tenant: &TenantId,
+        id: Uuid,
+        at: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> Result<Option<TokenRecord>, StoreError>;
+    /// Ids of revoked tokens that have not expired yet.
+    async fn revoked_token_ids(&self) -> Result<Vec<Uuid>, StoreError>;
+}
+
+/// The append-only audit log.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends one event.
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
+    /// Events matching the filter, newest first.
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError>;
+}
+
+/// The metadata store: every repository, implemented once per backend.
+#[async_trait]
+pub trait MetadataStore: TenantStore + TokenStore + AuditStore + Send + Sync + 'static {
     /// The backend behind this store.
     fn backend(&self) -> Backend;
 
@@ -153,6 +250,33 @@ pub fn latest_known_version(backend: Backend) -> Option<i64> {
         Backend::Postgres => &postgres::MIGRATOR,
     };
     migrator.iter().map(|m| m.version).max()
+}
+
+/// A tenant as the placement policy sees it.
+pub(crate) fn candidate(t: &Tenant) -> Candidate {
+    Candidate {
+        id: t.id.clone(),
+        tier: t.tier,
+        isolation: t.isolation,
+        volume_30d_bytes: t.volume_30d_bytes,
+        current: Some(t.placement.clone()),
+    }
+}
+
+/// Placement inputs from every tenant: candidates and per-shard fill.
+pub(crate) fn snapshot(tenants: Vec<Tenant>) -> PlacementSnapshot {
+    let mut shard_fill: Vec<u32> = Vec::new();
+    for shard in tenants.iter().filter_map(|t| t.placement.shard) {
+        let index = shard as usize;
+        if shard_fill.len() <= index {
+            shard_fill.resize(index + 1, 0);
+        }
+        shard_fill[index] += 1;
+    }
+    PlacementSnapshot {
+        tenants: tenants.iter().map(candidate).collect(),
+        shard_fill,
+    }
 }
 
 /// Builds a report from the versions present before and after a migration run.

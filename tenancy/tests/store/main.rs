@@ -3,6 +3,7 @@
 
 mod instance;
 mod migrations;
+mod repos;
 
 use tenancy::store::Backend;
 
@@ -19,4 +20,31 @@ pub async fn migrated(
         .expect("connect");
     store.migrate().await.expect("migrate");
     (store, db)
+}
+
+/// Runs SQL behind the store's back, as an operator with database access could.
+pub async fn raw_execute(db: &tenancy::store::testing::TestDatabase, sql: &str) -> Result<(), String> {
+    use sqlx::Connection;
+    match db.url.backend() {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(db.url.expose())
+                .await
+                .map_err(|e| e.to_string())?;
+            sqlx::query(sql)
+                .execute(&mut conn)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(db.url.expose())
+                .await
+                .map_err(|e| e.to_string())?;
+            sqlx::query(sql)
+                .execute(&mut conn)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    }
 }

@@ -2,6 +2,8 @@
 
 use std::str::FromStr;
 
+mod repos;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;

@@ -1,0 +1,86 @@
+//! Audit events: an append-only record of every change, every credential issued and every
+//! denied request.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::tenant::TenantId;
+
+/// How the audited request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// It did what was asked.
+    Success,
+    /// Authentication or authorization refused it.
+    Denied,
+    /// The input was invalid or conflicted; nothing changed.
+    Rejected,
+    /// The server failed.
+    Error,
+}
+
+impl Outcome {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Denied => "denied",
+            Outcome::Rejected => "rejected",
+            Outcome::Error => "error",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(raw: &str) -> Option<Self> {
+        [
+            Outcome::Success,
+            Outcome::Denied,
+            Outcome::Rejected,
+            Outcome::Error,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == raw)
+    }
+}
+
+/// One audit record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEvent {
+    /// UUIDv7, so ids sort by time.
+    pub id: Uuid,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// Who: the token subject, or `anonymous`.
+    pub actor: String,
+    /// Their role, when authenticated.
+    pub role: Option<String>,
+    /// The tenant concerned, if any.
+    pub tenant: Option<String>,
+    /// What, e.g. `tenant.create` or `auth.expired`.
+    pub action: String,
+    /// The resource acted on, e.g. `/v1/tenants/acme`.
+    pub target: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The request id, for matching with logs.
+    pub request_id: Option<String>,
+    /// The client address.
+    pub source: Option<String>,
+}
+
+/// Which audit events to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only this tenant's events.
+    pub tenant: Option<TenantId>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// Only events at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only events older than this id (the cursor).
+    pub before: Option<Uuid>,
+    /// Page size.
+    pub limit: u32,
+}

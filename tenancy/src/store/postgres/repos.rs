@@ -1,0 +1,357 @@
+//! Tenants, tokens and audit on PostgreSQL, with native UUID and TIMESTAMPTZ columns.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::{Postgres, Row, Transaction};
+use uuid::Uuid;
+
+use super::PgStore;
+use crate::audit::{AuditEvent, AuditFilter, Outcome};
+use crate::placement::{Placement, PlacementKind};
+use crate::role::Role;
+use crate::store::{AuditStore, PlacementSnapshot, StoreError, TenantStore, TokenRecord, TokenStore};
+use crate::tenant::{Isolation, Quotas, Tenant, TenantId, TenantStatus, Tier};
+
+fn time(row: &PgRow, column: &str) -> Result<DateTime<Utc>, StoreError> {
+    Ok(row.try_get(column)?)
+}
+
+fn corrupt(column: &str, value: &str) -> StoreError {
+    StoreError::Corrupt(format!("{column} = {value:?}"))
+}
+
+fn uuid(row: &PgRow, column: &str) -> Result<Uuid, StoreError> {
+    Ok(row.try_get(column)?)
+}
+
+fn u32_column(row: &PgRow, column: &str) -> Result<u32, StoreError> {
+    let value: i64 = row.try_get(column)?;
+    u32::try_from(value).map_err(|_| corrupt(column, &value.to_string()))
+}
+
+fn tenant(row: &PgRow) -> Result<Tenant, StoreError> {
+    let text = |c: &str| row.try_get::<String, _>(c);
+    let tier = text("tier")?;
+    let isolation = text("isolation")?;
+    let status = text("status")?;
+    let kind = text("placement_kind")?;
+    let shard: Option<i32> = row.try_get("placement_shard")?;
+    let volume: i64 = row.try_get("volume_30d_bytes")?;
+    Ok(Tenant {
+        id: TenantId::from_trusted(text("id")?),
+        display_name: text("display_name")?,
+        tier: Tier::parse(&tier).ok_or_else(|| corrupt("tier", &tier))?,
+        isolation: Isolation::parse(&isolation).ok_or_else(|| corrupt("isolation", &isolation))?,
+        status: TenantStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        placement: Placement {
+            kind: PlacementKind::parse(&kind).ok_or_else(|| corrupt("placement_kind", &kind))?,
+            shard: shard.and_then(|s| u32::try_from(s).ok()),
+            reason: text("placement_reason")?,
+        },
+        quotas: Quotas {
+            max_tables: u32_column(row, "quota_max_tables")?,
+            max_streams: u32_column(row, "quota_max_streams")?,
+            max_storage_gb: u32_column(row, "quota_max_storage_gb")?,
+            ingest_events_per_sec: u32_column(row, "quota_ingest_events_per_sec")?,
+        },
+        volume_30d_bytes: u64::try_from(volume).unwrap_or(0),
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+    })
+}
+
+fn token(row: &PgRow) -> Result<TokenRecord, StoreError> {
+    let role: String = row.try_get("role")?;
+    let revoked: Option<DateTime<Utc>> = row.try_get("revoked_at")?;
+    Ok(TokenRecord {
+        id: uuid(row, "id")?,
+        tenant: row
+            .try_get::<Option<String>, _>("tenant_id")?
+            .map(TenantId::from_trusted),
+        subject: row.try_get("subject")?,
+        role: Role::parse(&role).ok_or_else(|| corrupt("role", &role))?,
+        issued_by: row.try_get("issued_by")?,
+        issued_at: time(row, "issued_at")?,
+        expires_at: time(row, "expires_at")?,
+        revoked_at: revoked,
+    })
+}
+
+fn audit_event(row: &PgRow) -> Result<AuditEvent, StoreError> {
+    let outcome: String = row.try_get("outcome")?;
+    Ok(AuditEvent {
+        id: uuid(row, "id")?,
+        at: time(row, "at")?,
+        actor: row.try_get("actor")?,
+        role: row.try_get("role")?,
+        tenant: row.try_get("tenant_id")?,
+        action: row.try_get("action")?,
+        target: row.try_get("target")?,
+        outcome: Outcome::parse(&outcome).ok_or_else(|| corrupt("outcome", &outcome))?,
+        request_id: row.try_get("request_id")?,
+        source: row.try_get("source")?,
+    })
+}
+
+async fn insert_audit(tx: &mut Transaction<'_, Postgres>, e: &AuditEvent) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_events (id, at, actor, role, tenant_id, action, target, outcome, request_id, source) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(e.id)
+    .bind(e.at)
+    .bind(&e.actor)
+    .bind(&e.role)
+    .bind(&e.tenant)
+    .bind(&e.action)
+    .bind(&e.target)
+    .bind(e.outcome.as_str())
+    .bind(&e.request_id)
+    .bind(&e.source)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+#[async_trait]
+impl TenantStore for PgStore {
+    async fn insert_tenant(&self, t: &Tenant, audit: &AuditEvent) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO tenants (id, display_name, tier, isolation, status, placement_kind, placement_shard, \
+             placement_reason, quota_max_tables, quota_max_streams, quota_max_storage_gb, \
+             quota_ingest_events_per_sec, volume_30d_bytes, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        )
+        .bind(t.id.as_str())
+        .bind(&t.display_name)
+        .bind(t.tier.as_str())
+        .bind(t.isolation.as_str())
+        .bind(t.status.as_str())
+        .bind(t.placement.kind.as_str())
+        .bind(t.placement.shard.and_then(|s| i32::try_from(s).ok()))
+        .bind(&t.placement.reason)
+        .bind(i64::from(t.quotas.max_tables))
+        .bind(i64::from(t.quotas.max_streams))
+        .bind(i64::from(t.quotas.max_storage_gb))
+        .bind(i64::from(t.quotas.ingest_events_per_sec))
+        .bind(i64::try_from(t.volume_30d_bytes).unwrap_or(i64::MAX))
+        .bind(t.created_at)
+        .bind(t.updated_at)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::Conflict(format!("tenant {}", t.id)));
+            }
+            other => other?,
+        };
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
+        let row = sqlx::query("SELECT * FROM tenants WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(tenant).transpose()
+    }
+
+    async fn list_tenants(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+        only: Option<&TenantId>,
+    ) -> Result<Vec<Tenant>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM tenants WHERE ($1::text IS NULL OR id > $1) AND ($2::text IS NULL OR id = $2) ORDER BY id LIMIT $3",
+        )
+        .bind(after)
+        .bind(only.map(TenantId::as_str))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(tenant).collect()
+    }
+
+    async fn update_tenant(&self, t: &Tenant, audit: &AuditEvent) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE tenants SET display_name = $1, tier = $2, isolation = $3, status = $4, placement_kind = $5, \
+             placement_shard = $6, placement_reason = $7, quota_max_tables = $8, quota_max_streams = $9, \
+             quota_max_storage_gb = $10, quota_ingest_events_per_sec = $11, updated_at = $12 WHERE id = $13",
+        )
+        .bind(&t.display_name)
+        .bind(t.tier.as_str())
+        .bind(t.isolation.as_str())
+        .bind(t.status.as_str())
+        .bind(t.placement.kind.as_str())
+        .bind(t.placement.shard.and_then(|s| i32::try_from(s).ok()))
+        .bind(&t.placement.reason)
+        .bind(i64::from(t.quotas.max_tables))
+        .bind(i64::from(t.quotas.max_streams))
+        .bind(i64::from(t.quotas.max_storage_gb))
+        .bind(i64::from(t.quotas.ingest_events_per_sec))
+        .bind(t.updated_at)
+        .bind(t.id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn delete_tenant(
+        &self,
+        id: &TenantId,
+        at: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let revoked =
+            sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE tenant_id = $2 AND revoked_at IS NULL")
+                .bind(at)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        let deleted = sqlx::query("DELETE FROM tenants WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Ok(None);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(Some(revoked))
+    }
+
+    async fn record_volume(&self, id: &TenantId, bytes: u64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE tenants SET volume_30d_bytes = $1 WHERE id = $2")
+            .bind(i64::try_from(bytes).unwrap_or(i64::MAX))
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn placement_snapshot(&self) -> Result<PlacementSnapshot, StoreError> {
+        let rows = sqlx::query("SELECT * FROM tenants ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        let tenants: Vec<Tenant> = rows.iter().map(tenant).collect::<Result<_, _>>()?;
+        Ok(crate::store::snapshot(tenants))
+    }
+}
+
+#[async_trait]
+impl TokenStore for PgStore {
+    async fn insert_token(&self, t: &TokenRecord, audit: &AuditEvent) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO api_tokens (id, tenant_id, subject, role, issued_by, issued_at, expires_at, revoked_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(t.id)
+        .bind(t.tenant.as_ref().map(TenantId::as_str))
+        .bind(&t.subject)
+        .bind(t.role.as_str())
+        .bind(&t.issued_by)
+        .bind(t.issued_at)
+        .bind(t.expires_at)
+        .bind(t.revoked_at)
+        .execute(&mut *tx)
+        .await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_tokens(
+        &self,
+        tenant: &TenantId,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM api_tokens WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
+        )
+        .bind(tenant.as_str())
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(token).collect()
+    }
+
+    async fn revoke_token(
+        &self,
+        tenant: &TenantId,
+        id: Uuid,
+        at: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND tenant_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(at)
+        .bind(id)
+        .bind(tenant.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query("SELECT * FROM api_tokens WHERE id = $1 AND tenant_id = $2")
+            .bind(id)
+            .bind(tenant.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        token(&row).map(Some)
+    }
+
+    async fn revoked_token_ids(&self) -> Result<Vec<Uuid>, StoreError> {
+        let rows = sqlx::query("SELECT id FROM api_tokens WHERE revoked_at IS NOT NULL AND expires_at > $1")
+            .bind(Utc::now())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| uuid(r, "id")).collect()
+    }
+}
+
+#[async_trait]
+impl AuditStore for PgStore {
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_audit(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_events WHERE ($1::text IS NULL OR tenant_id = $1) AND ($2::text IS NULL OR action = $2) \
+             AND ($3::timestamptz IS NULL OR at >= $3) AND ($4::uuid IS NULL OR id < $4) ORDER BY id DESC LIMIT $5",
+        )
+        .bind(f.tenant.as_ref().map(TenantId::as_str))
+        .bind(&f.action)
+        .bind(f.since)
+        .bind(f.before)
+        .bind(i64::from(f.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(audit_event).collect()
+    }
+}

@@ -1,0 +1,304 @@
+use chrono::{Duration, Utc};
+use tenancy::audit::{AuditEvent, AuditFilter, Outcome};
+use tenancy::both_backends;
+use tenancy::placement::{Placement, PlacementKind};
+use tenancy::role::Role;
+use tenancy::store::{Backend, StoreError, TokenRecord};
+use tenancy::tenant::{Isolation, Quotas, Tenant, TenantId, TenantStatus, Tier};
+use uuid::Uuid;
+
+fn id(raw: &str) -> TenantId {
+    TenantId::parse(raw).expect("valid id")
+}
+
+fn tenant(raw: &str, shard: Option<u32>) -> Tenant {
+    // Whole microseconds, the precision both backends keep.
+    let now = chrono::DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).expect("now");
+    Tenant {
+        id: id(raw),
+        display_name: format!("Tenant {raw}"),
+        tier: Tier::Standard,
+        isolation: Isolation::Auto,
+        status: TenantStatus::Provisioning,
+        placement: Placement {
+            kind: if shard.is_some() {
+                PlacementKind::Shared
+            } else {
+                PlacementKind::Dedicated
+            },
+            shard,
+            reason: "test".into(),
+        },
+        quotas: Quotas::default(),
+        volume_30d_bytes: 0,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn event(action: &str, tenant: Option<&str>) -> AuditEvent {
+    AuditEvent {
+        id: Uuid::now_v7(),
+        at: chrono::DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).expect("now"),
+        actor: "tester".into(),
+        role: Some("platform-admin".into()),
+        tenant: tenant.map(str::to_owned),
+        action: action.into(),
+        target: "/v1/test".into(),
+        outcome: Outcome::Success,
+        request_id: Some("req-1".into()),
+        source: Some("127.0.0.1".into()),
+    }
+}
+
+fn token(tenant: &str, expires_in: Duration) -> TokenRecord {
+    let now = chrono::DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).expect("now");
+    TokenRecord {
+        id: Uuid::now_v7(),
+        tenant: Some(id(tenant)),
+        subject: "alice".into(),
+        role: Role::Engineer,
+        issued_by: "admin".into(),
+        issued_at: now,
+        expires_at: now + expires_in,
+        revoked_at: None,
+    }
+}
+
+async fn tenants_round_trip_conflict_and_paginate(backend: Backend) {
+    let (store, db) = crate::migrated(backend).await;
+    let acme = tenant("acme", Some(0));
+    store
+        .insert_tenant(&acme, &event("tenant.create", Some("acme")))
+        .await
+        .expect("insert");
+    assert_eq!(store.get_tenant(&acme.id).await.expect("get"), Some(acme.clone()));
+    let dup = store
+        .insert_tenant(&acme, &event("tenant.create", Some("acme")))
+        .await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    assert_eq!(
+        store
+            .list_audit(&AuditFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .expect("audit")
+            .len(),
+        1,
+        "a failed insert leaves no audit event behind"
+    );
+
+    for name in ["beta", "gamma", "delta"] {
+        store
+            .insert_tenant(&tenant(name, None), &event("tenant.create", Some(name)))
+            .await
+            .expect("insert");
+    }
+    let first = store.list_tenants(None, 2, None).await.expect("list");
+    assert_eq!(
+        first.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        ["acme", "beta"]
+    );
+    let next = store.list_tenants(Some("beta"), 10, None).await.expect("list");
+    assert_eq!(
+        next.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        ["delta", "gamma"]
+    );
+    let only = store
+        .list_tenants(None, 10, Some(&id("gamma")))
+        .await
+        .expect("list");
+    assert_eq!(only.len(), 1);
+
+    let mut changed = acme.clone();
+    changed.display_name = "Acme Corp".into();
+    changed.quotas.max_tables = 7;
+    assert!(
+        store
+            .update_tenant(&changed, &event("tenant.update", Some("acme")))
+            .await
+            .expect("update")
+    );
+    assert_eq!(
+        store
+            .get_tenant(&acme.id)
+            .await
+            .expect("get")
+            .expect("exists")
+            .quotas
+            .max_tables,
+        7
+    );
+
+    store.record_volume(&acme.id, 12345).await.expect("volume");
+    let snapshot = store.placement_snapshot().await.expect("snapshot");
+    assert_eq!(snapshot.tenants.len(), 4);
+    assert_eq!(snapshot.shard_fill, vec![1], "one shared tenant in shard 0");
+    assert_eq!(
+        snapshot
+            .tenants
+            .iter()
+            .find(|c| c.id == acme.id)
+            .map(|c| c.volume_30d_bytes),
+        Some(12345)
+    );
+    store.close().await;
+    db.drop_database().await;
+}
+both_backends!(tenants_round_trip_conflict_and_paginate);
+
+async fn tokens_revoke_and_survive_their_tenant(backend: Backend) {
+    let (store, db) = crate::migrated(backend).await;
+    store
+        .insert_tenant(&tenant("acme", Some(0)), &event("tenant.create", Some("acme")))
+        .await
+        .expect("tenant");
+    let live = token("acme", Duration::hours(1));
+    let other = token("acme", Duration::hours(1));
+    let expired = token("acme", Duration::seconds(-5));
+    for t in [&live, &other, &expired] {
+        store
+            .insert_token(t, &event("token.create", Some("acme")))
+            .await
+            .expect("insert");
+    }
+    let page = store.list_tokens(&id("acme"), None, 2).await.expect("list");
+    assert_eq!(
+        page.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [expired.id, other.id],
+        "newest first"
+    );
+    let rest = store
+        .list_tokens(&id("acme"), Some(other.id), 10)
+        .await
+        .expect("list");
+    assert_eq!(rest.iter().map(|t| t.id).collect::<Vec<_>>(), [live.id]);
+
+    let at = Utc::now();
+    let revoked = store
+        .revoke_token(&id("acme"), live.id, at, &event("token.revoke", Some("acme")))
+        .await
+        .expect("revoke");
+    assert!(revoked.expect("found").revoked_at.is_some());
+    assert!(
+        store
+            .revoke_token(&id("zeta"), other.id, at, &event("token.revoke", None))
+            .await
+            .expect("ok")
+            .is_none(),
+        "another tenant's token is not found"
+    );
+    store
+        .revoke_token(&id("acme"), expired.id, at, &event("token.revoke", Some("acme")))
+        .await
+        .expect("revoke");
+    assert_eq!(
+        store.revoked_token_ids().await.expect("ids"),
+        vec![live.id],
+        "expired tokens drop off the list"
+    );
+
+    let revoked_by_delete = store
+        .delete_tenant(&id("acme"), Utc::now(), &event("tenant.delete", Some("acme")))
+        .await
+        .expect("delete");
+    assert_eq!(revoked_by_delete, Some(1), "the one live token left is revoked");
+    assert_eq!(store.get_tenant(&id("acme")).await.expect("get"), None);
+    let mut still_revoked = store.revoked_token_ids().await.expect("ids");
+    still_revoked.sort();
+    let mut expected = vec![live.id, other.id];
+    expected.sort();
+    assert_eq!(still_revoked, expected, "tokens of a deleted tenant stay revoked");
+    assert_eq!(
+        store
+            .delete_tenant(&id("acme"), Utc::now(), &event("tenant.delete", None))
+            .await
+            .expect("again"),
+        None
+    );
+    store.close().await;
+    db.drop_database().await;
+}
+both_backends!(tokens_revoke_and_survive_their_tenant);
+
+async fn audit_filters_paginates_and_is_append_only(backend: Backend) {
+    let (store, db) = crate::migrated(backend).await;
+    let old = AuditEvent {
+        at: Utc::now() - Duration::days(2),
+        ..event("tenant.create", Some("acme"))
+    };
+    store.append_audit(&old).await.expect("append");
+    let mut ids = vec![old.id];
+    for (action, tenant) in [
+        ("tenant.update", "acme"),
+        ("token.create", "beta"),
+        ("tenant.update", "acme"),
+    ] {
+        let e = event(action, Some(tenant));
+        ids.push(e.id);
+        store.append_audit(&e).await.expect("append");
+    }
+    let all = store
+        .list_audit(&AuditFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(
+        all.iter().map(|e| e.id).collect::<Vec<_>>(),
+        ids.iter().rev().copied().collect::<Vec<_>>()
+    );
+    assert_eq!(all.last(), Some(&old), "round-trips every field");
+    let acme = AuditFilter {
+        tenant: Some(id("acme")),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(store.list_audit(&acme).await.expect("list").len(), 3);
+    let updates = AuditFilter {
+        action: Some("tenant.update".into()),
+        limit: 1,
+        ..Default::default()
+    };
+    let page = store.list_audit(&updates).await.expect("list");
+    assert_eq!(page.len(), 1);
+    let after = AuditFilter {
+        before: Some(page[0].id),
+        ..updates.clone()
+    };
+    assert_eq!(store.list_audit(&after).await.expect("list")[0].id, ids[1]);
+    let recent = AuditFilter {
+        since: Some(Utc::now() - Duration::hours(1)),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(store.list_audit(&recent).await.expect("list").len(), 3);
+
+    let raw = crate::raw_execute(&db, "UPDATE audit_events SET actor = 'mallory'").await;
+    assert!(
+        raw.is_err_and(|e| e.contains("append-only")),
+        "UPDATE is refused by the database"
+    );
+    let raw = crate::raw_execute(&db, "DELETE FROM audit_events").await;
+    assert!(
+        raw.is_err_and(|e| e.contains("append-only")),
+        "DELETE is refused by the database"
+    );
+    assert_eq!(
+        store
+            .list_audit(&AuditFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .expect("list")
+            .len(),
+        4
+    );
+    store.close().await;
+    db.drop_database().await;
+}
+both_backends!(audit_filters_paginates_and_is_append_only);

@@ -13,7 +13,7 @@ fn id(raw: &str) -> TenantId {
 
 fn tenant(raw: &str, shard: Option<u32>) -> Tenant {
     // Whole microseconds, the precision both backends keep.
-    let now = chrono::DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).expect("now");
+    let now = tenancy::now();
     Tenant {
         id: id(raw),
         display_name: format!("Tenant {raw}"),
@@ -39,7 +39,7 @@ fn tenant(raw: &str, shard: Option<u32>) -> Tenant {
 fn event(action: &str, tenant: Option<&str>) -> AuditEvent {
     AuditEvent {
         id: Uuid::now_v7(),
-        at: chrono::DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).expect("now"),
+        at: tenancy::now(),
         actor: "tester".into(),
         role: Some("platform-admin".into()),
         tenant: tenant.map(str::to_owned),
@@ -52,7 +52,7 @@ fn event(action: &str, tenant: Option<&str>) -> AuditEvent {
 }
 
 fn token(tenant: &str, expires_in: Duration) -> TokenRecord {
-    let now = chrono::DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).expect("now");
+    let now = tenancy::now();
     TokenRecord {
         id: Uuid::now_v7(),
         tenant: Some(id(tenant)),
@@ -225,9 +225,10 @@ both_backends!(tokens_revoke_and_survive_their_tenant);
 
 async fn audit_filters_paginates_and_is_append_only(backend: Backend) {
     let (store, db) = crate::migrated(backend).await;
+    let base = event("tenant.create", Some("acme"));
     let old = AuditEvent {
-        at: Utc::now() - Duration::days(2),
-        ..event("tenant.create", Some("acme"))
+        at: base.at - Duration::days(2),
+        ..base
     };
     store.append_audit(&old).await.expect("append");
     let mut ids = vec![old.id];

@@ -4,9 +4,17 @@ use axum::Router;
 use axum::http::Uri;
 use utoipa_swagger_ui::SwaggerUi;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::middleware::from_fn_with_state;
+use tower_governor::GovernorLayer;
+use tower_governor::governor::GovernorConfigBuilder;
+
+use crate::auth::PrincipalKey;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{http, openapi};
+use crate::{audit, auth, http, openapi};
 
 /// The complete application.
 pub fn router(state: AppState) -> Router {
@@ -16,9 +24,19 @@ pub fn router(state: AppState) -> Router {
 /// The application plus extra routes, which get the same middleware. Tests use this to
 /// mount fixtures (a panicking or slow handler) behind the real stack.
 pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
-    let (api, spec) = openapi::router().split_for_parts();
+    let (ops, ops_spec) = openapi::ops_router().split_for_parts();
+    let (v1, v1_spec) = openapi::v1_router().split_for_parts();
+    let mut spec = ops_spec;
+    spec.merge(v1_spec);
     let spec = openapi::finish(spec);
-    let router = api
+    // Innermost first: the limiter needs the authentication result, and the audit layer sees
+    // the final answer, 429s included.
+    let v1 = v1
+        .layer(rate_limit(&state))
+        .layer(from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(from_fn_with_state(state.clone(), audit::record));
+    let router = ops
+        .merge(v1)
         .merge(extra)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .fallback(not_found)
@@ -28,4 +46,33 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
 
 async fn not_found(uri: Uri) -> ApiError {
     ApiError::NotFound(format!("no route for {}", uri.path()))
+}
+
+/// Per-principal rate limiting, from `rate_limit.*`.
+fn rate_limit(
+    state: &AppState,
+) -> GovernorLayer<
+    PrincipalKey,
+    governor::middleware::NoOpMiddleware<governor::clock::QuantaInstant>,
+    axum::body::Body,
+> {
+    let limits = &state.config.rate_limit;
+    let period = Duration::from_nanos(1_000_000_000 / u64::from(limits.per_second.max(1)));
+    let config = GovernorConfigBuilder::default()
+        .key_extractor(PrincipalKey)
+        .period(period)
+        .burst_size(limits.burst.max(1))
+        .finish();
+    let config = Arc::new(config.expect("period and burst are at least 1 by construction"));
+    // The keyed limiter keeps a cell per key; drop idle ones so memory follows active callers.
+    let weak = Arc::downgrade(&config);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let Some(config) = weak.upgrade() else { break };
+            config.limiter().retain_recent();
+        }
+    });
+    GovernorLayer::new(config)
 }

@@ -39,6 +39,33 @@ pub enum Command {
     Migrate,
     /// Print the OpenAPI document.
     Openapi,
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `lakeplane token ...`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print one signed JWT on stdout, using the same config and key as `serve`.
+    Create(TokenArgs),
+}
+
+/// Arguments of `lakeplane token create`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TokenArgs {
+    /// platform-admin, tenant-admin, engineer, scientist, analyst or viewer.
+    #[arg(long)]
+    pub role: String,
+    /// The tenant; required for every role but platform-admin.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Who the token is for.
+    #[arg(long, default_value = "admin")]
+    pub subject: String,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 86_400)]
+    pub ttl: u64,
 }
 
 impl Cli {

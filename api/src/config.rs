@@ -9,7 +9,10 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use lake_manager::storage::StorageKind;
 use serde::{Deserialize, Serialize};
+use tenancy::placement::PlacementConfig;
 use tenancy::store::{DatabaseUrl, PoolSettings};
+use tenancy::tenant::Quotas;
+use tenancy::token::{MIN_TTL_SECS, OidcIssuer, TokenSettings};
 
 /// Everything the binary can be configured with.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,6 +30,14 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Background workers.
     pub workers: WorkersConfig,
+    /// Tokens and identity providers.
+    pub auth: AuthConfig,
+    /// Hybrid placement policy.
+    pub placement: PlacementConfig,
+    /// Tenant defaults.
+    pub tenants: TenantsConfig,
+    /// Per-principal request rate limits.
+    pub rate_limit: RateLimitConfig,
 }
 
 impl Default for Config {
@@ -38,6 +49,10 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             storage: StorageConfig::default(),
             workers: WorkersConfig::default(),
+            auth: AuthConfig::default(),
+            placement: PlacementConfig::default(),
+            tenants: TenantsConfig::default(),
+            rate_limit: RateLimitConfig::default(),
         }
     }
 }
@@ -182,6 +197,107 @@ pub enum Launcher {
     Kubernetes,
 }
 
+/// A secret value: shown as `***` in `Debug`, logs and serialized config.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, only for the code that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+/// Token signing and verification.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The Ed25519 signing key as PKCS#8 PEM. Wins over `signing_key_file`.
+    pub signing_key: Option<Secret>,
+    /// A file holding the signing key; without either, one is generated in `data_dir`.
+    pub signing_key_file: Option<PathBuf>,
+    /// `iss` of Lakeplane's tokens.
+    pub issuer: String,
+    /// `aud` every accepted token must carry.
+    pub audience: String,
+    /// Longest lifetime of an issued token.
+    pub max_token_ttl_secs: u64,
+    /// Clock skew tolerated on token times.
+    pub leeway_secs: u64,
+    /// How stale the revocation list may be on a replica that did not revoke.
+    pub revocation_cache_ttl_ms: u64,
+    /// Trusted external OIDC issuers.
+    pub oidc: Vec<OidcIssuer>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        let tokens = TokenSettings::default();
+        Self {
+            signing_key: None,
+            signing_key_file: None,
+            issuer: tokens.issuer,
+            audience: tokens.audience,
+            max_token_ttl_secs: tokens.max_ttl_secs,
+            leeway_secs: tokens.leeway_secs,
+            revocation_cache_ttl_ms: 1000,
+            oidc: Vec::new(),
+        }
+    }
+}
+
+impl AuthConfig {
+    /// The token settings shared by signer and verifier.
+    pub fn token_settings(&self) -> TokenSettings {
+        TokenSettings {
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            max_ttl_secs: self.max_token_ttl_secs,
+            leeway_secs: self.leeway_secs,
+        }
+    }
+}
+
+/// Tenant defaults.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantsConfig {
+    /// Quotas of tenants created without explicit ones.
+    pub default_quotas: Quotas,
+}
+
+/// Per-principal rate limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Sustained requests per second per token subject (anonymous callers: per address).
+    pub per_second: u32,
+    /// Requests allowed in a burst above the sustained rate.
+    pub burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            per_second: 1000,
+            burst: 1000,
+        }
+    }
+}
+
 /// A configuration problem, reported in one line naming the key.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {key}: {problem}{}", source_suffix(.origin))]
@@ -296,6 +412,57 @@ impl Config {
                 "database.acquire_timeout_secs",
                 "must be between 1 and 300",
             ));
+        }
+        if let Err(problem) = lake_manager::layout::validate_bucket_prefix(&self.storage.s3.bucket_prefix) {
+            return Err(ConfigError::new("storage.s3.bucket_prefix", problem));
+        }
+        if let Err((key, problem)) = self.placement.validate() {
+            return Err(ConfigError::new(key, problem));
+        }
+        if let Err(violations) = self.tenants.default_quotas.validate() {
+            let first = &violations[0];
+            return Err(ConfigError::new(
+                &format!("tenants.default_{}", first.field),
+                first.message.clone(),
+            ));
+        }
+        if self.auth.issuer.trim().is_empty() {
+            return Err(ConfigError::new("auth.issuer", "must not be empty"));
+        }
+        if self.auth.audience.trim().is_empty() {
+            return Err(ConfigError::new("auth.audience", "must not be empty"));
+        }
+        if self.auth.max_token_ttl_secs < MIN_TTL_SECS {
+            return Err(ConfigError::new(
+                "auth.max_token_ttl_secs",
+                format!("must be at least {MIN_TTL_SECS}"),
+            ));
+        }
+        if self.auth.leeway_secs > 300 {
+            return Err(ConfigError::new("auth.leeway_secs", "must be at most 300"));
+        }
+        if !(1..=60_000).contains(&self.auth.revocation_cache_ttl_ms) {
+            return Err(ConfigError::new(
+                "auth.revocation_cache_ttl_ms",
+                "must be between 1 and 60000",
+            ));
+        }
+        for (index, issuer) in self.auth.oidc.iter().enumerate() {
+            if let Err((field, problem)) = issuer.validate() {
+                return Err(ConfigError::new(&format!("auth.oidc[{index}].{field}"), problem));
+            }
+            if issuer.issuer == self.auth.issuer {
+                return Err(ConfigError::new(
+                    &format!("auth.oidc[{index}].issuer"),
+                    "must differ from auth.issuer",
+                ));
+            }
+        }
+        if self.rate_limit.per_second == 0 {
+            return Err(ConfigError::new("rate_limit.per_second", "must be at least 1"));
+        }
+        if self.rate_limit.burst == 0 {
+            return Err(ConfigError::new("rate_limit.burst", "must be at least 1"));
         }
         if self.storage.kind == StorageKind::S3 {
             // Refuse rather than fall back to local storage, which would silently put data elsewhere.

@@ -5,7 +5,10 @@ use std::time::Duration;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use lake_manager::storage::StorageError;
+use tenancy::policy::Denial;
 use tenancy::store::StoreError;
+use tenancy::token::AuthError;
+use tenancy::validation::Violation;
 
 use crate::problem::{FieldError, Problem};
 
@@ -36,6 +39,16 @@ pub enum ApiError {
     /// No such route or resource.
     #[error("{0}")]
     NotFound(String),
+    /// No valid bearer token.
+    #[error("{0}")]
+    Unauthorized(AuthError),
+    /// The policy refused the request.
+    #[error("{}", match .0 { Denial::Hidden => "no such tenant", Denial::Forbidden(why) => why.as_str() })]
+    Denied(Denial),
+    /// The resource already exists or is in the way.
+    #[error("{0}")]
+    Conflict(String),
+
     /// The handler ran out of time.
     #[error("request exceeded the server's {0:?} timeout")]
     Timeout(Duration),
@@ -62,7 +75,12 @@ impl ApiError {
             }
             ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large"),
             ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation"),
-            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
+            ApiError::NotFound(_) | ApiError::Denied(Denial::Hidden) => (StatusCode::NOT_FOUND, "not-found"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Denied(Denial::Forbidden(_)) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::Conflict(_) | ApiError::Store(StoreError::Conflict(_)) => {
+                (StatusCode::CONFLICT, "conflict")
+            }
             ApiError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Store(e) if e.is_unavailable() => {
@@ -72,6 +90,30 @@ impl ApiError {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
         }
+    }
+}
+
+/// Marks a response as a refused request, for the audit log.
+#[derive(Debug, Clone, Copy)]
+pub struct DeniedMarker;
+
+impl From<Vec<Violation>> for ApiError {
+    fn from(violations: Vec<Violation>) -> Self {
+        ApiError::Validation(
+            violations
+                .into_iter()
+                .map(|v| FieldError {
+                    field: v.field,
+                    message: v.message,
+                })
+                .collect(),
+        )
+    }
+}
+
+impl From<Violation> for ApiError {
+    fn from(violation: Violation) -> Self {
+        vec![violation].into()
     }
 }
 
@@ -105,10 +147,21 @@ impl IntoResponse for ApiError {
             self.to_string()
         };
         let mut problem = Problem::new(status, slug, detail);
-        if let ApiError::Validation(errors) = self {
-            problem.errors = errors;
+        if let ApiError::Validation(errors) = &self {
+            problem.errors = errors.clone();
         }
+        let denied = matches!(self, ApiError::Unauthorized(_) | ApiError::Denied(_));
+        let unauthorized = matches!(self, ApiError::Unauthorized(_));
         let mut response = problem.into_response();
+        if denied {
+            response.extensions_mut().insert(DeniedMarker);
+        }
+        if unauthorized {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"lakeplane\""),
+            );
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()

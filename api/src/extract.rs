@@ -146,3 +146,105 @@ mod tests {
         assert!(!is_json(None));
     }
 }
+
+/// Query parameters: 422 naming the parameter for a bad value, and for unknown parameters
+/// when the target type denies them.
+#[derive(Debug, Clone)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        // `?cursor=` (an empty value) means the parameter is not set, as HTML forms send it.
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+            .filter(|(_, value)| !value.is_empty())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let encoded = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&pairs)
+            .finish();
+        let deserializer =
+            serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(encoded.as_bytes()));
+        serde_path_to_error::deserialize(deserializer)
+            .map(ApiQuery)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let field = if path == "." { "query".to_owned() } else { path };
+                ApiError::Validation(vec![FieldError {
+                    field,
+                    message: e.into_inner().to_string(),
+                }])
+            })
+    }
+}
+
+/// Serde helpers for JSON integers. JSON Schema counts `5.0` as an integer, so clients (and
+/// generators) may send one; accept integral floats and reject fractional ones.
+pub mod integral {
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    fn to_u64(value: serde_json::Number) -> Option<u64> {
+        value.as_u64().or_else(|| {
+            value
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u64::MAX as f64)
+                .map(|f| f as u64)
+        })
+    }
+
+    /// A `u64` given as an integer or an integral float.
+    pub fn u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let number = serde_json::Number::deserialize(d)?;
+        to_u64(number.clone())
+            .ok_or_else(|| D::Error::custom(format!("expected a non-negative integer, got {number}")))
+    }
+
+    /// An optional `u32` given as an integer or an integral float.
+    pub fn option_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        match Option::<serde_json::Number>::deserialize(d)? {
+            None => Ok(None),
+            Some(number) => to_u64(number.clone())
+                .and_then(|v| u32::try_from(v).ok())
+                .map(Some)
+                .ok_or_else(|| {
+                    D::Error::custom(format!(
+                        "expected an integer from 0 to {}, got {number}",
+                        u32::MAX
+                    ))
+                }),
+        }
+    }
+}
+
+/// Implements `Deserialize` for a type whose derived impl is `#[serde(remote = "Self")]`,
+/// accepting only JSON objects: serde's derive would also take a positional array, so
+/// `{"quotas": [1, 2]}` would silently fill fields by position.
+#[macro_export]
+macro_rules! objects_only {
+    ($($ty:ty),+ $(,)?) => {$(
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct ObjectVisitor;
+                impl<'de> serde::de::Visitor<'de> for ObjectVisitor {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("a JSON object")
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<$ty, A::Error> {
+                        <$ty>::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    }
+                }
+                deserializer.deserialize_map(ObjectVisitor)
+            }
+        }
+    )+};
+}

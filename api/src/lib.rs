@@ -2,6 +2,8 @@
 //! commands.
 
 pub mod app;
+pub mod audit;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -14,6 +16,7 @@ pub mod routes;
 pub mod server;
 pub mod state;
 pub mod telemetry;
+pub mod token_cli;
 
 use crate::config::Config;
 

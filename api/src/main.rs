@@ -34,17 +34,34 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Command::Serve => api::server::run(config).await.map_err(|e| api::error::chain(&e)),
+            Command::Serve => api::server::run(config)
+                .await
+                .map_err(|e| Some(api::error::chain(&e))),
             Command::Migrate => api::migrate(&config)
                 .await
                 .map(|report| println!("{report}"))
-                .map_err(|e| api::error::chain(&e)),
+                .map_err(|e| Some(api::error::chain(&e))),
             Command::Openapi => Ok(()),
+            Command::Token(api::cli::TokenCommand::Create(args)) => {
+                match api::token_cli::create(&config, &args).await {
+                    Ok(token) => {
+                        println!("{token}");
+                        Ok(())
+                    }
+                    Err(api::token_cli::TokenCliError::Invalid(message)) => {
+                        eprintln!("lakeplane: {message}");
+                        Err(None)
+                    }
+                    Err(e) => Err(Some(api::error::chain(&e))),
+                }
+            }
         }
     });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
+        // Bad arguments were already explained on stderr.
+        Err(None) => ExitCode::from(EXIT_CONFIG),
+        Err(Some(message)) => {
             tracing::error!(error = %message, "fatal");
             ExitCode::FAILURE
         }

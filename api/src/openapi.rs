@@ -2,12 +2,13 @@
 
 use utoipa::OpenApi;
 use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::problem::{FieldError, PROBLEM_JSON, Problem};
-use crate::routes::{info, ops};
+use crate::routes::{admin, audit, info, ops, tenants, tokens};
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -19,23 +20,43 @@ use crate::state::AppState;
     tags(
         (name = "operations", description = "Health, readiness and metrics"),
         (name = "platform", description = "The installation itself"),
+        (name = "tenants", description = "Tenants and their placement"),
+        (name = "tokens", description = "A tenant's API tokens"),
+        (name = "audit", description = "The append-only audit log"),
+        (name = "admin", description = "Platform administration"),
     ),
     components(schemas(Problem, FieldError))
 )]
 struct ApiDoc;
 
-/// Every documented route, with its handler; the app and the spec are both built from this.
-pub fn router() -> OpenApiRouter<AppState> {
+/// Unauthenticated operations routes.
+pub fn ops_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
+        .routes(routes!(ops::jwks))
+}
+
+/// The authenticated `/v1` API. The app and the spec are both built from this list.
+pub fn v1_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .routes(routes!(info::get_info))
+        .routes(routes!(tenants::create_tenant, tenants::list_tenants))
+        .routes(routes!(
+            tenants::get_tenant,
+            tenants::update_tenant,
+            tenants::delete_tenant
+        ))
+        .routes(routes!(tokens::create_token, tokens::list_tokens))
+        .routes(routes!(tokens::revoke_token))
+        .routes(routes!(audit::list_audit))
+        .routes(routes!(admin::rebalance))
 }
 
 /// The finished spec, as served at `/openapi.json` and committed in `openapi/openapi.json`.
 pub fn spec() -> utoipa::openapi::OpenApi {
-    let (_, spec) = router().split_for_parts();
+    let (_, spec) = ops_router().merge(v1_router()).split_for_parts();
     finish(spec)
 }
 
@@ -48,10 +69,21 @@ pub fn spec_json() -> String {
     text
 }
 
-/// Documents the failures any operation can produce from the shared middleware: a panic
-/// caught as 500, and a timeout or unavailable dependency as 503.
+/// Documents what the shared middleware adds to operations: bearer auth and its 401, 403,
+/// 404 and 429 on `/v1`; body errors where there is a body; 500 and 503 everywhere.
 pub fn finish(mut spec: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
-    for item in spec.paths.paths.values_mut() {
+    let components = spec.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("JWT")
+                .build(),
+        ),
+    );
+    for (path, item) in spec.paths.paths.iter_mut() {
+        let authenticated = path.starts_with("/v1/");
         let operations = [
             &mut item.get,
             &mut item.put,
@@ -63,6 +95,33 @@ pub fn finish(mut spec: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
             &mut item.trace,
         ];
         for operation in operations.into_iter().flatten() {
+            if authenticated {
+                operation.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+                add_problem(
+                    operation,
+                    "401",
+                    "No valid bearer token: missing, malformed, expired or revoked",
+                );
+                add_problem(operation, "403", "The caller's role may not do this");
+                add_problem(
+                    operation,
+                    "404",
+                    "Not found, or another tenant's (never revealed)",
+                );
+                add_problem(
+                    operation,
+                    "422",
+                    "Invalid parameters or body; `errors` names each field",
+                );
+                add_problem(operation, "429", "Rate limit exceeded; see Retry-After");
+            } else {
+                operation.security = Some(vec![SecurityRequirement::default()]);
+            }
+            if operation.request_body.is_some() {
+                add_problem(operation, "400", "Malformed JSON");
+                add_problem(operation, "413", "Body too large");
+                add_problem(operation, "415", "Content type is not application/json");
+            }
             add_problem(
                 operation,
                 "500",

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use lake_manager::storage::{LocalStorage, ObjectStorageAdmin, StorageError};
 use tenancy::store::{self, Instance, MetadataStore, StoreError};
+use tenancy::token::{KeyError, RevocationList, SigningKey, Verifier};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -20,6 +21,12 @@ pub struct AppState {
     pub storage: Arc<dyn ObjectStorageAdmin>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// The token signing key.
+    pub signer: Arc<SigningKey>,
+    /// Token verification for Lakeplane's and trusted issuers' tokens.
+    pub verifier: Arc<Verifier>,
+    /// Revoked token ids.
+    pub revocations: Arc<RevocationList>,
     /// This installation's identity.
     pub instance: Instance,
     /// When this process started serving.
@@ -35,6 +42,9 @@ pub enum StartupError {
     /// The storage root could not be prepared.
     #[error("storage.root: {0}")]
     Storage(#[from] StorageError),
+    /// The signing key could not be loaded or generated.
+    #[error("auth.signing_key: {0}")]
+    Key(#[from] KeyError),
     /// The data directory could not be created.
     #[error("data_dir: cannot create {path}")]
     DataDir {
@@ -55,6 +65,7 @@ impl AppState {
             source,
         })?;
         let storage = LocalStorage::open(&config.storage_root())?;
+        let signer = Arc::new(load_signing_key(&config)?);
         let url = config.database_url();
         let store = store::connect(&url, &config.pool_settings()).await?;
         let report = store.migrate().await?;
@@ -69,13 +80,39 @@ impl AppState {
             storage = %storage.root_uri(),
             "metadata store ready"
         );
+        if signer.generated {
+            tracing::info!(
+                key = %signer.origin,
+                "generated a new token signing key; create the first platform-admin token with: \
+                 lakeplane token create --role platform-admin --subject <you>"
+            );
+        }
+        let verifier = Arc::new(Verifier::new(
+            signer.clone(),
+            config.auth.token_settings(),
+            &config.auth.oidc,
+        ));
+        let ttl = std::time::Duration::from_millis(config.auth.revocation_cache_ttl_ms);
+        let revocations = Arc::new(RevocationList::new(store.clone(), ttl));
         Ok(Self {
             config: Arc::new(config),
             store,
             storage: Arc::new(storage),
             metrics: Arc::new(Metrics::new()),
+            signer,
+            verifier,
+            revocations,
             instance,
             started_at: Utc::now(),
         })
     }
+}
+
+/// Loads the configured signing key, or the one generated in `data_dir`.
+pub fn load_signing_key(config: &Config) -> Result<SigningKey, KeyError> {
+    SigningKey::load(
+        config.auth.signing_key.as_ref().map(|s| s.expose()),
+        config.auth.signing_key_file.as_deref(),
+        &config.data_dir,
+    )
 }

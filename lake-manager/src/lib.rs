@@ -1,4 +1,5 @@
 //! What and how: storage backends and, in later stages, provisioning, Delta tables,
 //! ingestion, maintenance and workers.
 
+pub mod layout;
 pub mod storage;

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::tenant::TenantId;
 
 /// How the audited request ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// It did what was asked.

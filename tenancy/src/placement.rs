@@ -48,7 +48,7 @@ impl PlacementConfig {
 }
 
 /// Dedicated bucket or shared shard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PlacementKind {
     /// The tenant's own bucket.

@@ -78,7 +78,7 @@ impl fmt::Display for TenantId {
 }
 
 /// Commercial tier; enterprise tenants get dedicated storage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
     /// Top tier: dedicated bucket.
@@ -88,7 +88,7 @@ pub enum Tier {
 }
 
 /// A platform-admin override of placement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Isolation {
     /// Decided by tier and volume.
@@ -101,7 +101,7 @@ pub enum Isolation {
 }
 
 /// Lifecycle state of a tenant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TenantStatus {
     /// Storage is being set up.
@@ -142,7 +142,7 @@ text_enum!(TenantStatus {
 });
 
 /// Limits on what a tenant may create and push.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Quotas {
     /// Maximum number of tables.

@@ -7,6 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::auth::{Authorized, perm};
 use crate::error::ApiError;
 use crate::problem::Problem;
 use crate::state::AppState;
@@ -48,13 +49,16 @@ pub struct StorageInfo {
     pub root_uri: String,
 }
 
-/// Describes this installation. Reads the schema version live, so it fails with 503 when the
+/// Describes this installation (platform-admin). Reads the schema version live, so it fails with 503 when the
 /// metadata database is away.
 #[utoipa::path(get, path = "/v1/info", tag = "platform", responses(
     (status = 200, description = "The installation", body = Info),
     (status = 503, description = "The metadata database is unavailable", body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn get_info(State(state): State<AppState>) -> Result<Json<Info>, ApiError> {
+pub async fn get_info(
+    State(state): State<AppState>,
+    _auth: Authorized<perm::ReadPlatform>,
+) -> Result<Json<Info>, ApiError> {
     let schema_version = state.store.schema_version().await?;
     Ok(Json(Info {
         service: "lakeplane",

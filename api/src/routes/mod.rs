@@ -1,4 +1,9 @@
 //! One module per resource; each exposes its handlers for the OpenAPI router.
 
+pub mod admin;
+pub mod audit;
 pub mod info;
 pub mod ops;
+pub mod tenants;
+pub mod tokens;
+pub mod views;

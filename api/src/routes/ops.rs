@@ -101,3 +101,11 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let body = state.metrics.render(state.store.pool_stats());
     ([(header::CONTENT_TYPE, OPENMETRICS)], body).into_response()
 }
+
+/// The public key that verifies Lakeplane's tokens.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "operations", responses(
+    (status = 200, description = "JSON Web Key Set", body = inline(serde_json::Value)),
+))]
+pub async fn jwks(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(state.signer.jwks())
+}

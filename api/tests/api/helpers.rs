@@ -3,8 +3,12 @@ use std::sync::Once;
 use api::config::Config;
 use api::state::AppState;
 use axum::Router;
-use tenancy::store::Backend;
+use tenancy::audit::{AuditEvent, Outcome};
+use tenancy::role::Role;
 use tenancy::store::testing::TestDatabase;
+use tenancy::store::{Backend, TokenRecord};
+use tenancy::tenant::TenantId;
+use tenancy::token::Claims;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -90,6 +94,88 @@ impl TestApp {
             .send()
             .await
             .expect("request sent")
+    }
+
+    /// Mints and records a token the way the API does, signed with the app's key.
+    pub async fn token(&self, role: Role, tenant: Option<&str>) -> String {
+        self.token_for("tester", role, tenant, chrono::Duration::hours(1))
+            .await
+    }
+
+    /// A token with a given subject and lifetime (negative lifetimes make expired tokens).
+    pub async fn token_for(
+        &self,
+        subject: &str,
+        role: Role,
+        tenant: Option<&str>,
+        ttl: chrono::Duration,
+    ) -> String {
+        let tenant = tenant.map(|t| TenantId::parse(t).expect("valid tenant id"));
+        let issued_at = tenancy::now();
+        let record = TokenRecord {
+            id: uuid::Uuid::now_v7(),
+            tenant: tenant.clone(),
+            subject: subject.to_owned(),
+            role,
+            issued_by: "test".to_owned(),
+            issued_at,
+            expires_at: issued_at + ttl,
+            revoked_at: None,
+        };
+        let settings = self.state.config.auth.token_settings();
+        let claims = Claims::new(
+            subject,
+            role,
+            tenant.as_ref(),
+            record.id,
+            issued_at,
+            record.expires_at,
+            &settings,
+        );
+        let token = self.state.signer.sign(&claims).expect("sign");
+        let audit = AuditEvent {
+            id: uuid::Uuid::now_v7(),
+            at: issued_at,
+            actor: "test".into(),
+            role: None,
+            tenant: tenant.map(|t| t.to_string()),
+            action: "token.create".into(),
+            target: "test".into(),
+            outcome: Outcome::Success,
+            request_id: None,
+            source: None,
+        };
+        self.state
+            .store
+            .insert_token(&record, &audit)
+            .await
+            .expect("record token");
+        token
+    }
+
+    /// A GET with a bearer token.
+    pub async fn get_as(&self, token: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// A request with a bearer token and an optional JSON body.
+    pub async fn send_as(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> reqwest::Response {
+        let mut request = self.client.request(method, self.url(path)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("request sent")
     }
 
     /// Stops the server gracefully and drops the database.

@@ -1,3 +1,4 @@
+use tenancy::role::Role;
 use tenancy::store::{Backend, latest_known_version};
 
 use crate::helpers::TestApp;
@@ -5,7 +6,8 @@ use tenancy::both_backends;
 
 async fn info_describes_the_installation(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let response = app.get("/v1/info").await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    let response = app.get_as(&admin, "/v1/info").await;
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.expect("json");
     assert_eq!(body["service"], "lakeplane");

@@ -5,8 +5,9 @@ use crate::helpers::TestApp;
 #[tokio::test]
 async fn metrics_show_the_requests_just_made_and_the_pool() {
     let app = TestApp::spawn(Backend::Postgres).await;
+    let admin = app.token(tenancy::role::Role::PlatformAdmin, None).await;
     for _ in 0..3 {
-        assert_eq!(app.get("/v1/info").await.status(), 200);
+        assert_eq!(app.get_as(&admin, "/v1/info").await.status(), 200);
     }
     assert_eq!(app.get("/nowhere/at/all").await.status(), 404);
     let response = app.get("/metrics").await;

@@ -34,7 +34,19 @@ async fn served_spec_is_openapi_3_and_documents_every_operation() {
         .keys()
         .map(String::as_str)
         .collect();
-    for expected in ["/healthz", "/readyz", "/metrics", "/v1/info"] {
+    for expected in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/.well-known/jwks.json",
+        "/v1/info",
+        "/v1/tenants",
+        "/v1/tenants/{tenant}",
+        "/v1/tenants/{tenant}/tokens",
+        "/v1/tenants/{tenant}/tokens/{token_id}",
+        "/v1/audit",
+        "/v1/admin/placement/rebalance",
+    ] {
         assert!(paths.contains(expected), "{expected} missing from {paths:?}");
     }
     for (path, item) in spec["paths"].as_object().expect("paths") {
@@ -50,6 +62,10 @@ async fn served_spec_is_openapi_3_and_documents_every_operation() {
         }
     }
     assert!(spec["components"]["schemas"]["Problem"].is_object());
+    assert_eq!(
+        spec["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
     app.shutdown().await;
 }
 

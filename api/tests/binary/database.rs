@@ -4,7 +4,7 @@ use tenancy::store::Backend;
 use tenancy::store::testing::TestDatabase;
 
 use crate::common::PgProxy;
-use crate::helpers::{Server, lakeplane};
+use crate::helpers::{Server, cli_token, lakeplane};
 
 #[tokio::test]
 async fn postgres_runs_the_same_and_never_logs_the_password() {
@@ -22,7 +22,18 @@ async fn postgres_runs_the_same_and_never_logs_the_password() {
         .args(["--log-level", "debug"]);
     let server = Server::start(command).await;
     assert_eq!(server.get("/readyz").await.status(), 200);
-    let info: serde_json::Value = server.get("/v1/info").await.json().await.expect("json");
+    let admin = cli_token(
+        cwd.path(),
+        &[("LAKEPLANE__DATABASE__URL", &with_password)],
+        &["--role", "platform-admin"],
+    )
+    .await;
+    let info: serde_json::Value = server
+        .get_as(&admin, "/v1/info")
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(info["database"]["backend"], "postgres");
     assert!(
         !cwd.path().join("data/lakeplane.db").exists(),
@@ -82,12 +93,19 @@ async fn database_outage_gives_503s_and_recovers_by_itself() {
     let mut proxy = PgProxy::start().await;
     let cwd = tempfile::tempdir().expect("cwd");
     let mut command = lakeplane(cwd.path());
+    let proxied = proxy.url_for(db.url.expose());
     command
-        .env("LAKEPLANE__DATABASE__URL", proxy.url_for(db.url.expose()))
+        .env("LAKEPLANE__DATABASE__URL", &proxied)
         .env("LAKEPLANE__DATABASE__ACQUIRE_TIMEOUT_SECS", "1");
     let server = Server::start(command).await;
+    let admin = cli_token(
+        cwd.path(),
+        &[("LAKEPLANE__DATABASE__URL", &proxied)],
+        &["--role", "platform-admin"],
+    )
+    .await;
     assert_eq!(server.get("/readyz").await.status(), 200);
-    assert_eq!(server.get("/v1/info").await.status(), 200);
+    assert_eq!(server.get_as(&admin, "/v1/info").await.status(), 200);
 
     proxy.stop().await;
     let ready = server.get("/readyz").await;
@@ -96,7 +114,7 @@ async fn database_outage_gives_503s_and_recovers_by_itself() {
     assert_ne!(body["checks"]["database"], "ok", "{body}");
     assert_eq!(body["checks"]["storage"], "ok", "{body}");
 
-    let info = server.get("/v1/info").await;
+    let info = server.get_as(&admin, "/v1/info").await;
     assert_eq!(info.status(), 503);
     assert_eq!(info.headers()["content-type"], "application/problem+json");
     assert!(info.headers().contains_key("retry-after"));
@@ -131,7 +149,7 @@ async fn database_outage_gives_503s_and_recovers_by_itself() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(server.get("/v1/info").await.status(), 200);
+    assert_eq!(server.get_as(&admin, "/v1/info").await.status(), 200);
     let (status, _) = server.terminate().await;
     assert_eq!(status.code(), Some(0));
     proxy.stop().await;

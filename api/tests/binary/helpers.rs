@@ -122,3 +122,31 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.parse().ok())
         .expect("VmRSS")
 }
+
+/// Runs `lakeplane token create` with the given extra environment; returns the token.
+pub async fn cli_token(cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> String {
+    let mut command = lakeplane(cwd);
+    command
+        .envs(env.iter().copied())
+        .args(["token", "create"])
+        .args(args);
+    let output = command.output().await.expect("run token create");
+    assert!(
+        output.status.success(),
+        "token create failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf8").trim().to_owned()
+}
+
+impl Server {
+    /// A GET with a bearer token.
+    pub async fn get_as(&self, token: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+}

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use crate::helpers::{Server, lakeplane, rss_kib};
+use crate::helpers::{Server, cli_token, lakeplane, rss_kib};
 
 /// The README's first command, as a new user runs it: no config at all, in an empty directory.
 #[tokio::test]
@@ -17,7 +17,24 @@ async fn embedded_default_creates_its_files_serves_and_stops_cleanly() {
     );
     assert_eq!(server.get("/healthz").await.status(), 200);
     assert_eq!(server.get("/readyz").await.status(), 200);
-    let info: serde_json::Value = server.get("/v1/info").await.json().await.expect("json");
+    assert!(
+        cwd.path().join("data/jwt-signing-key.pem").is_file(),
+        "signing key generated on first start"
+    );
+    assert!(
+        server
+            .logs()
+            .iter()
+            .any(|l| l.contains("lakeplane token create --role platform-admin")),
+        "the first start says how to get a token"
+    );
+    let admin = cli_token(cwd.path(), &[], &["--role", "platform-admin", "--subject", "ops"]).await;
+    let info: serde_json::Value = server
+        .get_as(&admin, "/v1/info")
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(info["database"]["backend"], "sqlite");
     let metrics = server.get("/metrics").await.text().await.expect("text");
     assert!(
@@ -39,7 +56,7 @@ async fn embedded_default_creates_its_files_serves_and_stops_cleanly() {
 
     // A restart reuses the same database and keeps the installation's identity.
     let again = Server::start(lakeplane(cwd.path())).await;
-    let info_again: serde_json::Value = again.get("/v1/info").await.json().await.expect("json");
+    let info_again: serde_json::Value = again.get_as(&admin, "/v1/info").await.json().await.expect("json");
     assert_eq!(info_again["instance_id"], info["instance_id"]);
     let (status, _) = again.terminate().await;
     assert_eq!(status.code(), Some(0));
@@ -51,8 +68,16 @@ async fn embedded_default_creates_its_files_serves_and_stops_cleanly() {
 async fn idle_server_stays_under_60_mb_rss() {
     let cwd = tempfile::tempdir().expect("cwd");
     let server = Server::start(lakeplane(cwd.path())).await;
-    for path in ["/healthz", "/readyz", "/v1/info", "/metrics", "/openapi.json"] {
-        assert_eq!(server.get(path).await.status(), 200);
+    let admin = cli_token(cwd.path(), &[], &["--role", "platform-admin"]).await;
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/v1/info",
+        "/v1/tenants",
+        "/metrics",
+        "/openapi.json",
+    ] {
+        assert_eq!(server.get_as(&admin, path).await.status(), 200, "{path}");
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss = rss_kib(server.pid());

@@ -41,6 +41,10 @@ impl ObjectStorageAdmin for LocalStorage {
         format!("file://{}", self.root.display())
     }
 
+    fn bucket_uri(&self, bucket: &str) -> String {
+        format!("file://{}/{bucket}", self.root.display())
+    }
+
     async fn check_writable(&self) -> Result<(), StorageError> {
         // A unique name per probe, so concurrent readiness checks never trip over each other.
         let probe = self

@@ -52,6 +52,9 @@ pub trait ObjectStorageAdmin: Send + Sync + 'static {
     /// Where the lake starts, as a URI (`file:///...` or `s3://...`).
     fn root_uri(&self) -> String;
 
+    /// The URI of a bucket (a folder under the root, for local storage).
+    fn bucket_uri(&self, bucket: &str) -> String;
+
     /// Proves the root accepts writes by writing and removing a probe object.
     async fn check_writable(&self) -> Result<(), StorageError>;
 }

@@ -1,0 +1,151 @@
+//! Audit events for requests: successful changes are written by their handlers in the same
+//! transaction as the change; this middleware writes the rest (refused and failed changes,
+//! and every denied request, reads included).
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tenancy::audit::{AuditEvent, Outcome};
+
+use crate::auth::{Authentication, Caller};
+use crate::error::{DeniedMarker, chain};
+use crate::http::X_REQUEST_ID;
+use crate::state::AppState;
+
+/// Marks a response whose audit event the handler already wrote.
+#[derive(Debug, Clone, Copy)]
+pub struct Audited;
+
+/// Attaches the [`Audited`] marker.
+pub fn audited(response: impl IntoResponse) -> Response {
+    let mut response = response.into_response();
+    response.extensions_mut().insert(Audited);
+    response
+}
+
+/// The stable action name of a route, shared by handlers and this middleware.
+pub fn action_name(method: &Method, route: &str) -> String {
+    let known = match (method.as_str(), route) {
+        ("POST", "/v1/tenants") => "tenant.create",
+        ("GET", "/v1/tenants") => "tenant.list",
+        ("GET", "/v1/tenants/{tenant}") => "tenant.read",
+        ("PATCH", "/v1/tenants/{tenant}") => "tenant.update",
+        ("DELETE", "/v1/tenants/{tenant}") => "tenant.delete",
+        ("POST", "/v1/tenants/{tenant}/tokens") => "token.create",
+        ("GET", "/v1/tenants/{tenant}/tokens") => "token.list",
+        ("DELETE", "/v1/tenants/{tenant}/tokens/{token_id}") => "token.revoke",
+        ("GET", "/v1/audit") => "audit.read",
+        ("POST", "/v1/admin/placement/rebalance") => "placement.rebalance",
+        ("GET", "/v1/info") => "platform.info",
+        _ => "",
+    };
+    if known.is_empty() {
+        format!("http.{}", method.as_str().to_ascii_lowercase())
+    } else {
+        known.to_owned()
+    }
+}
+
+/// Builds an event for something `caller` did.
+pub fn event(
+    caller: &Caller,
+    action: &str,
+    target: &str,
+    tenant: Option<&str>,
+    outcome: Outcome,
+) -> AuditEvent {
+    AuditEvent {
+        id: uuid::Uuid::now_v7(),
+        at: tenancy::now(),
+        actor: caller.principal.subject.clone(),
+        role: Some(caller.principal.role.as_str().to_owned()),
+        tenant: tenant.map(str::to_owned),
+        action: action.to_owned(),
+        target: target.to_owned(),
+        outcome,
+        request_id: caller.request_id.clone(),
+        source: caller.source.clone(),
+    }
+}
+
+/// Writes the audit event for any request its handler did not audit.
+pub async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let target = request.uri().path().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let request_id = request
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let source = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    let response = next.run(request).await;
+
+    let denied = response.extensions().get::<DeniedMarker>().is_some();
+    let mutating = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if response.extensions().get::<Audited>().is_some() || !(denied || mutating) {
+        return response;
+    }
+    let status = response.status();
+    let authentication = response.extensions().get::<Authentication>();
+    let (actor, role, tenant, action) = match authentication {
+        Some(Authentication::Authenticated(p)) => (
+            p.subject.clone(),
+            Some(p.role.as_str().to_owned()),
+            p.tenant.as_ref().map(|t| t.as_str().to_owned()),
+            action_name(&method, &route),
+        ),
+        Some(Authentication::Failed(e)) => ("anonymous".to_owned(), None, None, format!("auth.{}", e.code())),
+        None => ("anonymous".to_owned(), None, None, action_name(&method, &route)),
+    };
+    let outcome = if denied {
+        Outcome::Denied
+    } else if status.is_server_error() {
+        Outcome::Error
+    } else if status.is_client_error() {
+        Outcome::Rejected
+    } else {
+        Outcome::Success
+    };
+    let event = AuditEvent {
+        id: uuid::Uuid::now_v7(),
+        at: tenancy::now(),
+        actor,
+        role,
+        tenant,
+        action,
+        target,
+        outcome,
+        request_id,
+        source,
+    };
+    if let Err(e) = state.store.append_audit(&event).await {
+        tracing::error!(error = %chain(&e), action = %event.action, "could not write audit event");
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_routes_have_stable_names() {
+        assert_eq!(action_name(&Method::POST, "/v1/tenants"), "tenant.create");
+        assert_eq!(
+            action_name(&Method::DELETE, "/v1/tenants/{tenant}/tokens/{token_id}"),
+            "token.revoke"
+        );
+        assert_eq!(action_name(&Method::PUT, "/v1/unknown"), "http.put");
+    }
+}

@@ -1,0 +1,164 @@
+//! Response and request shapes shared by the resource routes.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tenancy::placement::PlacementKind;
+use tenancy::role::Zone;
+use tenancy::tenant::{Isolation, QUOTA_CEILING, Quotas, Tenant, TenantStatus, Tier};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::state::AppState;
+
+/// A page of results.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T: ToSchema> {
+    /// This page's items.
+    pub items: Vec<T>,
+    /// Pass as `?cursor=` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// `?limit=` and `?cursor=`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Where a tenant's data lives.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlacementView {
+    /// Dedicated bucket or shared shard.
+    pub kind: PlacementKind,
+    /// The bucket.
+    pub bucket: String,
+    /// The tenant's key prefix inside each zone, as a template: `{zone}/<tenant>/`.
+    pub prefix: String,
+    /// The shared shard, when shared.
+    pub shard: Option<u32>,
+    /// Why the policy chose this.
+    pub reason: String,
+}
+
+/// One zone's location.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ZoneView {
+    /// Where the zone's tables live.
+    pub uri: String,
+}
+
+/// The three zones.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ZonesView {
+    /// Raw data.
+    pub bronze: ZoneView,
+    /// Cleaned data.
+    pub silver: ZoneView,
+    /// Business-ready data.
+    pub gold: ZoneView,
+}
+
+/// A tenant.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantView {
+    /// DNS-safe slug.
+    pub id: String,
+    /// Human-readable name.
+    pub display_name: String,
+    /// Tier.
+    pub tier: Tier,
+    /// Placement override.
+    pub isolation: Isolation,
+    /// Lifecycle state.
+    pub status: TenantStatus,
+    /// Where its data lives.
+    pub placement: PlacementView,
+    /// Its zones.
+    pub zones: ZonesView,
+    /// Its limits.
+    pub quotas: Quotas,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TenantView {
+    /// Renders a tenant with its storage locations.
+    pub fn new(state: &AppState, t: &Tenant) -> Self {
+        let bucket =
+            lake_manager::layout::bucket_name(&state.config.storage.s3.bucket_prefix, &t.id, &t.placement);
+        let base = state.storage.bucket_uri(&bucket);
+        let zone = |z: Zone| ZoneView {
+            uri: format!("{base}/{}", lake_manager::layout::zone_prefix(z, &t.id)),
+        };
+        Self {
+            id: t.id.to_string(),
+            display_name: t.display_name.clone(),
+            tier: t.tier,
+            isolation: t.isolation,
+            status: t.status,
+            placement: PlacementView {
+                kind: t.placement.kind,
+                bucket,
+                prefix: format!("{{zone}}/{}/", t.id),
+                shard: t.placement.shard,
+                reason: t.placement.reason.clone(),
+            },
+            zones: ZonesView {
+                bronze: zone(Zone::Bronze),
+                silver: zone(Zone::Silver),
+                gold: zone(Zone::Gold),
+            },
+            quotas: t.quotas,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+        }
+    }
+}
+
+/// Quotas to set; omitted ones keep their current (or default) value.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(remote = "Self", deny_unknown_fields)]
+pub struct QuotasPatch {
+    /// Maximum tables.
+    #[schema(minimum = 1, maximum = 100_000_000)]
+    #[serde(default, deserialize_with = "crate::extract::integral::option_u32")]
+    pub max_tables: Option<u32>,
+    /// Maximum streams.
+    #[schema(minimum = 1, maximum = 100_000_000)]
+    #[serde(default, deserialize_with = "crate::extract::integral::option_u32")]
+    pub max_streams: Option<u32>,
+    /// Maximum stored GB.
+    #[schema(minimum = 1, maximum = 100_000_000)]
+    #[serde(default, deserialize_with = "crate::extract::integral::option_u32")]
+    pub max_storage_gb: Option<u32>,
+    /// Maximum ingest events per second.
+    #[schema(minimum = 1, maximum = 100_000_000)]
+    #[serde(default, deserialize_with = "crate::extract::integral::option_u32")]
+    pub ingest_events_per_sec: Option<u32>,
+}
+
+const _: () = assert!(
+    QUOTA_CEILING == 100_000_000,
+    "keep the schema bounds above in step"
+);
+
+impl QuotasPatch {
+    /// The quotas after applying this patch.
+    pub fn apply(&self, base: Quotas) -> Quotas {
+        Quotas {
+            max_tables: self.max_tables.unwrap_or(base.max_tables),
+            max_streams: self.max_streams.unwrap_or(base.max_streams),
+            max_storage_gb: self.max_storage_gb.unwrap_or(base.max_storage_gb),
+            ingest_events_per_sec: self.ingest_events_per_sec.unwrap_or(base.ingest_events_per_sec),
+        }
+    }
+}
+
+crate::objects_only!(QuotasPatch);

@@ -49,14 +49,39 @@ impl TestApp {
         tweak: impl FnOnce(&mut Config),
         extra: Router<AppState>,
     ) -> Self {
-        init_logs();
         let db = TestDatabase::new(backend).await;
+        Self::start(Some(db), None, tweak, extra).await
+    }
+
+    /// A second replica: same database, same signing key, its own process state.
+    pub async fn replica(&self, tweak: impl FnOnce(&mut Config)) -> Self {
+        let key = self.data_dir.path().join("jwt-signing-key.pem");
+        let url = self.state.config.database_url();
+        let tweak = move |c: &mut Config| {
+            c.auth.signing_key_file = Some(key);
+            tweak(c);
+        };
+        Self::start(None, Some(url), tweak, Router::new()).await
+    }
+
+    async fn start(
+        db: Option<TestDatabase>,
+        shared_url: Option<tenancy::store::DatabaseUrl>,
+        tweak: impl FnOnce(&mut Config),
+        extra: Router<AppState>,
+    ) -> Self {
+        init_logs();
+        let url = db
+            .as_ref()
+            .map(|d| d.url.clone())
+            .or(shared_url)
+            .expect("a database");
         let data_dir = tempfile::tempdir().expect("temp data dir");
         let mut config = Config {
             data_dir: data_dir.path().to_path_buf(),
             ..Config::default()
         };
-        config.database.url = Some(db.url.clone());
+        config.database.url = Some(url);
         config.server.listen = "127.0.0.1:0".parse().expect("addr");
         tweak(&mut config);
         config.validate().expect("test config is valid");
@@ -78,7 +103,7 @@ impl TestApp {
             client: reqwest::Client::builder().build().expect("client"),
             state,
             data_dir,
-            db: Some(db),
+            db,
             stop: Some(stop),
             server: Some(server),
         }

@@ -1,0 +1,200 @@
+//! The authorization matrix, generated from the served OpenAPI spec so no route can be
+//! forgotten: every `/v1` operation must have an entry below, or this test fails.
+
+use std::collections::BTreeMap;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use tenancy::role::Role;
+use tenancy::store::Backend;
+
+use crate::helpers::TestApp;
+
+/// Which tenant roles may call an operation on their own tenant (platform-admin always may).
+fn allowed(method: &str, path: &str) -> Option<&'static [Role]> {
+    use Role::*;
+    Some(match (method, path) {
+        ("get", "/v1/info") => &[],
+        ("post", "/v1/tenants") => &[],
+        ("get", "/v1/tenants") => &[TenantAdmin],
+        ("get", "/v1/tenants/{tenant}") => &[TenantAdmin],
+        ("patch", "/v1/tenants/{tenant}") => &[TenantAdmin],
+        ("delete", "/v1/tenants/{tenant}") => &[],
+        ("post", "/v1/tenants/{tenant}/tokens") => &[TenantAdmin],
+        ("get", "/v1/tenants/{tenant}/tokens") => &[TenantAdmin],
+        ("delete", "/v1/tenants/{tenant}/tokens/{token_id}") => &[TenantAdmin],
+        ("get", "/v1/audit") => &[TenantAdmin],
+        ("post", "/v1/admin/placement/rebalance") => &[],
+        _ => return None,
+    })
+}
+
+/// A valid request for the operation: body and query that pass validation.
+fn request_for(method: &str, path: &str) -> (String, Option<Value>) {
+    match (method, path) {
+        ("post", "/v1/tenants") => (
+            String::new(),
+            Some(json!({"id": "matrix-new", "display_name": "New", "tier": "standard"})),
+        ),
+        ("patch", "/v1/tenants/{tenant}") => (String::new(), Some(json!({"display_name": "Renamed"}))),
+        ("post", "/v1/tenants/{tenant}/tokens") => (
+            String::new(),
+            Some(json!({"subject": "bob", "role": "viewer", "ttl_seconds": 600})),
+        ),
+        ("post", "/v1/admin/placement/rebalance") | ("delete", "/v1/tenants/{tenant}") => {
+            ("?dry_run=true".into(), None)
+        }
+        _ => (String::new(), None),
+    }
+}
+
+async fn operations(app: &TestApp) -> Vec<(String, String)> {
+    let spec: Value = app.get("/openapi.json").await.json().await.expect("spec");
+    let mut ops = Vec::new();
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        for method in item.as_object().expect("item").keys() {
+            ops.push((method.clone(), path.clone()));
+        }
+    }
+    ops
+}
+
+async fn setup(app: &TestApp, admin: &str) -> String {
+    for id in ["tenant-a", "tenant-b"] {
+        let body = json!({"id": id, "display_name": id, "tier": "standard"});
+        let created = app.send_as(admin, Method::POST, "/v1/tenants", Some(body)).await;
+        assert_eq!(created.status(), 201);
+    }
+    // A real token of tenant B, so its revoke route has something to find.
+    let issued: Value = app
+        .send_as(
+            admin,
+            Method::POST,
+            "/v1/tenants/tenant-b/tokens",
+            Some(json!({"subject": "b-user", "role": "viewer", "ttl_seconds": 600})),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    issued["token_id"].as_str().expect("token id").to_owned()
+}
+
+fn concrete(path: &str, tenant: &str, token_id: &str) -> String {
+    path.replace("{tenant}", tenant).replace("{token_id}", token_id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_role_of_tenant_a_gets_404_on_tenant_b_and_the_role_table_holds() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    let b_token_id = setup(&app, &admin).await;
+    let b_before: Value = app
+        .get_as(&admin, "/v1/tenants/tenant-b")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let ops = operations(&app).await;
+    assert!(ops.len() >= 10, "{ops:?}");
+
+    let mut failures = BTreeMap::new();
+    for (method, path) in &ops {
+        let Some(allowed_roles) = allowed(method, path) else {
+            panic!("{method} {path} has no entry in the authorization matrix: add one");
+        };
+        let verb = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+        let (query, body) = request_for(method, path);
+        for role in Role::TENANT_ROLES {
+            let token = app.token(role, Some("tenant-a")).await;
+            if path.contains("{tenant}") {
+                let url = format!("{}{query}", concrete(path, "tenant-b", &b_token_id));
+                let status = app
+                    .send_as(&token, verb.clone(), &url, body.clone())
+                    .await
+                    .status()
+                    .as_u16();
+                if status != 404 {
+                    failures.insert(format!("{role} {method} {url} (other tenant)"), status);
+                }
+            }
+            let own = format!(
+                "{}{query}",
+                concrete(path, "tenant-a", "00000000-0000-7000-8000-000000000000")
+            );
+            let status = app
+                .send_as(&token, verb.clone(), &own, body.clone())
+                .await
+                .status()
+                .as_u16();
+            let expect_allowed = allowed_roles.contains(&role);
+            if expect_allowed == (status == 403) || status == 401 {
+                failures.insert(
+                    format!("{role} {method} {own} (own tenant, allowed={expect_allowed})"),
+                    status,
+                );
+            }
+        }
+    }
+    assert!(failures.is_empty(), "unexpected answers: {failures:#?}");
+
+    let b_after: Value = app
+        .get_as(&admin, "/v1/tenants/tenant-b")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(b_before, b_after, "tenant B is untouched");
+    let tokens: Value = app
+        .get_as(&admin, "/v1/tenants/tenant-b/tokens")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        tokens["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .all(|t| t["status"] == "active")
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn tenant_admins_list_and_audit_only_their_own_tenant() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    setup(&app, &admin).await;
+    let a_admin = app.token(Role::TenantAdmin, Some("tenant-a")).await;
+    let list: Value = app
+        .get_as(&a_admin, "/v1/tenants")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let ids: Vec<&str> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|t| t["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["tenant-a"]);
+    let audit: Value = app
+        .get_as(&a_admin, "/v1/audit")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let items = audit["items"].as_array().expect("items");
+    assert!(!items.is_empty());
+    assert!(items.iter().all(|e| e["tenant"] == "tenant-a"), "{audit}");
+    assert_eq!(
+        app.get_as(&a_admin, "/v1/audit?tenant=tenant-b").await.status(),
+        404
+    );
+    app.shutdown().await;
+}

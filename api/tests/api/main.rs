@@ -7,8 +7,10 @@ mod fixtures;
 mod helpers;
 mod info;
 mod metrics;
+mod oidc;
 mod openapi;
 mod ops;
+mod tenants;
 mod tokens;
 
 #[path = "../common/mod.rs"]

@@ -667,6 +667,27 @@ mod tests {
     }
 
     #[test]
+    fn signing_key_never_prints() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "LAKEPLANE__AUTH__SIGNING_KEY",
+                "-----BEGIN PRIVATE KEY-----secret",
+            );
+            let config = Config::load(None, &Overrides::default()).expect("loads");
+            let shown = format!(
+                "{config:?} {}",
+                serde_json::to_string(&config).unwrap_or_default()
+            );
+            assert!(!shown.contains("BEGIN PRIVATE KEY"), "{shown}");
+            assert_eq!(
+                config.auth.signing_key.as_ref().map(Secret::expose),
+                Some("-----BEGIN PRIVATE KEY-----secret")
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
     fn database_password_never_prints() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("LAKEPLANE__DATABASE__URL", "postgres://app:hunter2@db:5432/lake");

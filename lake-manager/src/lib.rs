@@ -2,4 +2,5 @@
 //! ingestion, maintenance and workers.
 
 pub mod layout;
+pub mod lifecycle;
 pub mod storage;

@@ -12,6 +12,7 @@ pub mod store;
 pub mod tenant;
 pub mod token;
 pub mod validation;
+pub mod zone;
 
 /// The current time at the microsecond precision both metadata backends store, so values
 /// read back compare equal to the values written.

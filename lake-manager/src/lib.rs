@@ -1,6 +1,8 @@
 //! What and how: storage backends and, in later stages, provisioning, Delta tables,
 //! ingestion, maintenance and workers.
 
+pub mod cost;
 pub mod layout;
 pub mod lifecycle;
+pub mod provision;
 pub mod storage;

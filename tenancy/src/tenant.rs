@@ -225,6 +225,8 @@ pub struct Tenant {
     pub isolation: Isolation,
     /// Lifecycle state.
     pub status: TenantStatus,
+    /// Why the status is what it is (the failing step, for `failed`).
+    pub status_reason: Option<String>,
     /// Where its data lives.
     pub placement: Placement,
     /// Limits.

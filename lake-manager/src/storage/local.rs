@@ -1,10 +1,14 @@
 //! The local-directory backend: buckets are folders under one root.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use async_trait::async_trait;
 
-use super::{ObjectStorageAdmin, StorageError, StorageKind};
+use super::{ClassUsage, ObjectStorageAdmin, StorageError, StorageKind};
+use crate::lifecycle::LifecycleDocument;
+
+/// Why lifecycle rules are computed but not enforced here.
+pub const NO_STORAGE_CLASSES: &str = "local storage has no storage classes";
 
 /// A lake rooted in a local directory.
 #[derive(Debug, Clone)]
@@ -29,6 +33,68 @@ impl LocalStorage {
     pub fn root(&self) -> &Path {
         &self.root
     }
+
+    /// The directory of a bucket or a key prefix inside it, refusing names that would escape
+    /// the root (`..`, absolute paths).
+    fn path(&self, bucket: &str, prefix: &str) -> Result<PathBuf, StorageError> {
+        let relative = Path::new(bucket).join(prefix);
+        if bucket.is_empty() || relative.components().any(|c| !matches!(c, Component::Normal(_))) {
+            return Err(StorageError::InvalidName(format!("{bucket}/{prefix}")));
+        }
+        Ok(self.root.join(relative))
+    }
+}
+
+fn io(operation: &'static str, target: &Path) -> impl FnOnce(std::io::Error) -> StorageError + use<> {
+    let target = target.display().to_string();
+    move |source| StorageError::Io {
+        operation,
+        target,
+        source,
+    }
+}
+
+/// Counts the files under a directory (0 when it does not exist).
+fn count_files(dir: &Path) -> std::io::Result<(u64, u64, u64, u64)> {
+    let mut totals = (0, 0, 0, 0);
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(totals),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_dir() {
+            let (objects, bytes, small, small_bytes) = count_files(&entry.path())?;
+            totals = (
+                totals.0 + objects,
+                totals.1 + bytes,
+                totals.2 + small,
+                totals.3 + small_bytes,
+            );
+        } else {
+            totals.0 += 1;
+            totals.1 += meta.len();
+            if meta.len() < tenancy::zone::MIN_TIERED_OBJECT_BYTES {
+                totals.2 += 1;
+                totals.3 += meta.len();
+            }
+        }
+    }
+    Ok(totals)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StorageError::Io {
+            operation: "run",
+            target: "blocking task".to_owned(),
+            source: std::io::Error::other(e),
+        })?
 }
 
 #[async_trait]
@@ -56,6 +122,74 @@ impl ObjectStorageAdmin for LocalStorage {
         };
         tokio::fs::write(&probe, b"ok").await.map_err(not_writable)?;
         tokio::fs::remove_file(&probe).await.map_err(not_writable)
+    }
+
+    async fn ensure_bucket(&self, bucket: &str) -> Result<bool, StorageError> {
+        let path = self.path(bucket, "")?;
+        if tokio::fs::try_exists(&path).await.map_err(io("stat", &path))? {
+            return Ok(false);
+        }
+        tokio::fs::create_dir_all(&path)
+            .await
+            .map_err(io("create bucket", &path))?;
+        Ok(true)
+    }
+
+    async fn harden(&self, bucket: &str, _tags: &[(String, String)]) -> Result<String, StorageError> {
+        self.path(bucket, "")?;
+        Ok("not applicable: local storage has no public access, encryption settings or tags".to_owned())
+    }
+
+    fn lifecycle_support(&self) -> Result<(), &'static str> {
+        Err(NO_STORAGE_CLASSES)
+    }
+
+    async fn put_lifecycle(&self, bucket: &str, _document: &LifecycleDocument) -> Result<(), StorageError> {
+        // Never simulate a transition: the document is stored by the caller and shown as not enforced.
+        self.path(bucket, "")?;
+        Ok(())
+    }
+
+    async fn get_lifecycle(&self, bucket: &str) -> Result<Option<serde_json::Value>, StorageError> {
+        self.path(bucket, "")?;
+        Ok(None)
+    }
+
+    async fn ensure_prefix(&self, bucket: &str, prefix: &str) -> Result<(), StorageError> {
+        let path = self.path(bucket, prefix)?;
+        tokio::fs::create_dir_all(&path)
+            .await
+            .map_err(io("create prefix", &path))
+    }
+
+    async fn delete_prefix(&self, bucket: &str, prefix: &str) -> Result<u64, StorageError> {
+        let path = self.path(bucket, prefix)?;
+        blocking(move || {
+            let (objects, ..) = count_files(&path).map_err(io("list", &path))?;
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => Ok(objects),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+                Err(e) => Err(io("delete prefix", &path)(e)),
+            }
+        })
+        .await
+    }
+
+    async fn delete_bucket(&self, bucket: &str) -> Result<u64, StorageError> {
+        self.delete_prefix(bucket, "").await
+    }
+
+    async fn usage(&self, bucket: &str, prefix: &str) -> Result<Vec<ClassUsage>, StorageError> {
+        let path = self.path(bucket, prefix)?;
+        let (objects, bytes, small_objects, small_bytes) =
+            blocking(move || count_files(&path).map_err(io("list", &path))).await?;
+        Ok(vec![ClassUsage {
+            storage_class: tenancy::zone::StorageClass::Standard,
+            bytes,
+            objects,
+            small_objects,
+            small_bytes,
+        }])
     }
 }
 
@@ -90,5 +224,44 @@ mod tests {
             matches!(result, Err(StorageError::NotWritable { .. })),
             "{result:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn buckets_prefixes_usage_and_deletion() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = LocalStorage::open(dir.path()).expect("open");
+        assert!(storage.ensure_bucket("b1").await.expect("create"));
+        assert!(!storage.ensure_bucket("b1").await.expect("again"), "idempotent");
+        storage.ensure_prefix("b1", "bronze/acme/").await.expect("prefix");
+        std::fs::write(
+            dir.path().join("b1/bronze/acme/part-0.parquet"),
+            vec![0u8; 200_000],
+        )
+        .expect("write");
+        std::fs::write(dir.path().join("b1/bronze/acme/small.json"), b"{}").expect("write");
+        let usage = storage.usage("b1", "bronze/acme/").await.expect("usage");
+        assert_eq!(
+            (usage[0].objects, usage[0].bytes, usage[0].small_objects),
+            (2, 200_002, 1)
+        );
+        assert_eq!(
+            storage.delete_prefix("b1", "bronze/acme/").await.expect("delete"),
+            2
+        );
+        assert!(!dir.path().join("b1/bronze/acme").exists());
+        assert_eq!(
+            storage.delete_prefix("b1", "bronze/acme/").await.expect("again"),
+            0
+        );
+        for bad in ["../etc", "/abs"] {
+            assert!(
+                matches!(
+                    storage.ensure_bucket(bad).await,
+                    Err(StorageError::InvalidName(_))
+                ),
+                "{bad}"
+            );
+        }
+        assert!(storage.ensure_prefix("b1", "../../escape/").await.is_err());
     }
 }

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::lifecycle::LifecycleDocument;
+
 pub use local::LocalStorage;
 
 /// Which object storage the lake lives on.
@@ -32,6 +34,20 @@ impl StorageKind {
 /// Errors from a storage backend.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
+    /// An operation on a bucket or key failed.
+    #[error("{operation} {target} failed")]
+    Io {
+        /// What was attempted.
+        operation: &'static str,
+        /// The bucket or key.
+        target: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A bucket or prefix name that would escape the root.
+    #[error("invalid storage name {0:?}")]
+    InvalidName(String),
     /// The storage root could not be created, written or cleaned up.
     #[error("storage root {root} is not writable")]
     NotWritable {
@@ -57,4 +73,47 @@ pub trait ObjectStorageAdmin: Send + Sync + 'static {
 
     /// Proves the root accepts writes by writing and removing a probe object.
     async fn check_writable(&self) -> Result<(), StorageError>;
+
+    /// Creates the bucket if it does not exist; true when this call created it.
+    async fn ensure_bucket(&self, bucket: &str) -> Result<bool, StorageError>;
+
+    /// Applies public-access block, default encryption, ownership controls and tags; returns
+    /// what was done, or why nothing applies.
+    async fn harden(&self, bucket: &str, tags: &[(String, String)]) -> Result<String, StorageError>;
+
+    /// Whether lifecycle rules take effect here; `Err` carries the reason when they do not.
+    fn lifecycle_support(&self) -> Result<(), &'static str>;
+
+    /// Puts the lifecycle document on the bucket (a no-op where rules are not supported).
+    async fn put_lifecycle(&self, bucket: &str, document: &LifecycleDocument) -> Result<(), StorageError>;
+
+    /// The lifecycle document currently on the bucket, as the storage reports it.
+    async fn get_lifecycle(&self, bucket: &str) -> Result<Option<serde_json::Value>, StorageError>;
+
+    /// Creates the prefix marker (`zone/tenant/`) so the zone exists before any table.
+    async fn ensure_prefix(&self, bucket: &str, prefix: &str) -> Result<(), StorageError>;
+
+    /// Deletes every object (and version) under the prefix; returns how many.
+    async fn delete_prefix(&self, bucket: &str, prefix: &str) -> Result<u64, StorageError>;
+
+    /// Deletes an empty-or-not bucket and everything in it; returns the objects removed.
+    async fn delete_bucket(&self, bucket: &str) -> Result<u64, StorageError>;
+
+    /// Bytes and objects under the prefix, by storage class.
+    async fn usage(&self, bucket: &str, prefix: &str) -> Result<Vec<ClassUsage>, StorageError>;
+}
+
+/// Stored bytes and objects in one storage class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ClassUsage {
+    /// The class.
+    pub storage_class: tenancy::zone::StorageClass,
+    /// Total bytes.
+    pub bytes: u64,
+    /// Number of objects.
+    pub objects: u64,
+    /// Objects under 128 KB, billed as 128 KB in IA and Glacier IR.
+    pub small_objects: u64,
+    /// Bytes in those small objects.
+    pub small_bytes: u64,
 }

@@ -198,9 +198,79 @@ pub trait AuditStore: Send + Sync {
     async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError>;
 }
 
+/// A bucket the plane created (a folder, on local storage).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BucketRecord {
+    /// The bucket name.
+    pub name: String,
+    /// Dedicated or shared.
+    pub kind: crate::placement::PlacementKind,
+    /// The shard index, for shared buckets.
+    pub shard: Option<u32>,
+    /// The owner, for dedicated buckets.
+    pub tenant: Option<TenantId>,
+    /// The lifecycle document the plane wants (JSON).
+    pub desired_lifecycle: Option<String>,
+    /// The lifecycle document last read back from the bucket (JSON).
+    pub applied_lifecycle: Option<String>,
+    /// Whether the storage enforces lifecycle rules (false on local storage).
+    pub lifecycle_enforced: bool,
+    /// When the plane created it.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Provisioning state: saga steps, zone policies and buckets.
+#[async_trait]
+pub trait ProvisioningStore: Send + Sync {
+    /// Sets a tenant's status and reason.
+    async fn set_tenant_status(
+        &self,
+        id: &TenantId,
+        status: crate::tenant::TenantStatus,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// Tenants in a status, e.g. to resume provisioning after a restart.
+    async fn tenants_with_status(
+        &self,
+        status: crate::tenant::TenantStatus,
+    ) -> Result<Vec<TenantId>, StoreError>;
+    /// Steps of the provisioning saga already done for a tenant.
+    async fn provisioning_steps(&self, id: &TenantId) -> Result<Vec<String>, StoreError>;
+    /// Records a finished step; recording it twice keeps the first.
+    async fn record_step(&self, id: &TenantId, step: &str, detail: &str) -> Result<(), StoreError>;
+    /// A tenant's own zone policies (zones without one use the platform default).
+    async fn zone_policies(
+        &self,
+        id: &TenantId,
+    ) -> Result<Vec<(crate::role::Zone, crate::zone::ZonePolicy)>, StoreError>;
+    /// Stores a tenant's zone policy, with its audit event.
+    async fn put_zone_policy(
+        &self,
+        id: &TenantId,
+        zone: crate::role::Zone,
+        policy: &crate::zone::ZonePolicy,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
+    /// The zone policies of every tenant placed in a shared shard.
+    async fn shard_policies(
+        &self,
+        shard: u32,
+    ) -> Result<Vec<(TenantId, crate::role::Zone, crate::zone::ZonePolicy)>, StoreError>;
+    /// Inserts a bucket, or updates its lifecycle fields if it exists.
+    async fn upsert_bucket(&self, bucket: &BucketRecord) -> Result<(), StoreError>;
+    /// One bucket.
+    async fn get_bucket(&self, name: &str) -> Result<Option<BucketRecord>, StoreError>;
+    /// Every bucket, by name.
+    async fn list_buckets(&self) -> Result<Vec<BucketRecord>, StoreError>;
+    /// Forgets a bucket that was removed.
+    async fn delete_bucket_record(&self, name: &str) -> Result<(), StoreError>;
+}
+
 /// The metadata store: every repository, implemented once per backend.
 #[async_trait]
-pub trait MetadataStore: TenantStore + TokenStore + AuditStore + Send + Sync + 'static {
+pub trait MetadataStore:
+    TenantStore + TokenStore + AuditStore + ProvisioningStore + Send + Sync + 'static
+{
     /// The backend behind this store.
     fn backend(&self) -> Backend;
 

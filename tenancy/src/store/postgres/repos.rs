@@ -1,4 +1,4 @@
-//! Tenants, tokens and audit on PostgreSQL, with native UUID and TIMESTAMPTZ columns.
+//! Tenants, tokens, audit and provisioning on PostgreSQL, with native UUID and TIMESTAMPTZ columns.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -10,8 +10,13 @@ use super::PgStore;
 use crate::audit::{AuditEvent, AuditFilter, Outcome};
 use crate::placement::{Placement, PlacementKind};
 use crate::role::Role;
-use crate::store::{AuditStore, PlacementSnapshot, StoreError, TenantStore, TokenRecord, TokenStore};
+use crate::role::Zone;
+use crate::store::{
+    AuditStore, BucketRecord, PlacementSnapshot, ProvisioningStore, StoreError, TenantStore, TokenRecord,
+    TokenStore,
+};
 use crate::tenant::{Isolation, Quotas, Tenant, TenantId, TenantStatus, Tier};
+use crate::zone::ZonePolicy;
 
 fn time(row: &PgRow, column: &str) -> Result<DateTime<Utc>, StoreError> {
     Ok(row.try_get(column)?)
@@ -26,7 +31,10 @@ fn uuid(row: &PgRow, column: &str) -> Result<Uuid, StoreError> {
 }
 
 fn u32_column(row: &PgRow, column: &str) -> Result<u32, StoreError> {
-    let value: i64 = row.try_get(column)?;
+    let value: i64 = match row.try_get::<i64, _>(column) {
+        Ok(v) => v,
+        Err(_) => i64::from(row.try_get::<i32, _>(column)?),
+    };
     u32::try_from(value).map_err(|_| corrupt(column, &value.to_string()))
 }
 
@@ -44,6 +52,7 @@ fn tenant(row: &PgRow) -> Result<Tenant, StoreError> {
         tier: Tier::parse(&tier).ok_or_else(|| corrupt("tier", &tier))?,
         isolation: Isolation::parse(&isolation).ok_or_else(|| corrupt("isolation", &isolation))?,
         status: TenantStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        status_reason: row.try_get("status_reason")?,
         placement: Placement {
             kind: PlacementKind::parse(&kind).ok_or_else(|| corrupt("placement_kind", &kind))?,
             shard: shard.and_then(|s| u32::try_from(s).ok()),
@@ -125,8 +134,8 @@ impl TenantStore for PgStore {
         let inserted = sqlx::query(
             "INSERT INTO tenants (id, display_name, tier, isolation, status, placement_kind, placement_shard, \
              placement_reason, quota_max_tables, quota_max_streams, quota_max_storage_gb, \
-             quota_ingest_events_per_sec, volume_30d_bytes, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+             quota_ingest_events_per_sec, volume_30d_bytes, created_at, updated_at, status_reason) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
         .bind(t.id.as_str())
         .bind(&t.display_name)
@@ -143,6 +152,7 @@ impl TenantStore for PgStore {
         .bind(i64::try_from(t.volume_30d_bytes).unwrap_or(i64::MAX))
         .bind(t.created_at)
         .bind(t.updated_at)
+        .bind(&t.status_reason)
         .execute(&mut *tx)
         .await;
         match inserted {
@@ -186,7 +196,7 @@ impl TenantStore for PgStore {
         let done = sqlx::query(
             "UPDATE tenants SET display_name = $1, tier = $2, isolation = $3, status = $4, placement_kind = $5, \
              placement_shard = $6, placement_reason = $7, quota_max_tables = $8, quota_max_streams = $9, \
-             quota_max_storage_gb = $10, quota_ingest_events_per_sec = $11, updated_at = $12 WHERE id = $13",
+             quota_max_storage_gb = $10, quota_ingest_events_per_sec = $11, updated_at = $12, status_reason = $13 WHERE id = $14",
         )
         .bind(&t.display_name)
         .bind(t.tier.as_str())
@@ -200,6 +210,7 @@ impl TenantStore for PgStore {
         .bind(i64::from(t.quotas.max_storage_gb))
         .bind(i64::from(t.quotas.ingest_events_per_sec))
         .bind(t.updated_at)
+        .bind(&t.status_reason)
         .bind(t.id.as_str())
         .execute(&mut *tx)
         .await?;
@@ -225,6 +236,14 @@ impl TenantStore for PgStore {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+        sqlx::query("DELETE FROM zone_policies WHERE tenant_id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM provisioning_steps WHERE tenant_id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
         let deleted = sqlx::query("DELETE FROM tenants WHERE id = $1")
             .bind(id.as_str())
             .execute(&mut *tx)
@@ -353,5 +372,185 @@ impl AuditStore for PgStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(audit_event).collect()
+    }
+}
+
+fn zone_policy(row: &PgRow) -> Result<(Zone, ZonePolicy), StoreError> {
+    let zone: String = row.try_get("zone")?;
+    let zone = Zone::ALL
+        .into_iter()
+        .find(|z| z.as_str() == zone)
+        .ok_or_else(|| corrupt("zone", &zone))?;
+    let transitions: String = row.try_get("transitions")?;
+    let transitions = serde_json::from_str(&transitions).map_err(|_| corrupt("transitions", &transitions))?;
+    Ok((
+        zone,
+        ZonePolicy {
+            retention_days: u32_column(row, "retention_days")?,
+            transitions,
+        },
+    ))
+}
+
+fn bucket(row: &PgRow) -> Result<BucketRecord, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    let shard: Option<i32> = row.try_get("shard")?;
+    let enforced: bool = row.try_get("lifecycle_enforced")?;
+    Ok(BucketRecord {
+        name: row.try_get("name")?,
+        kind: PlacementKind::parse(&kind).ok_or_else(|| corrupt("kind", &kind))?,
+        shard: shard.and_then(|s| u32::try_from(s).ok()),
+        tenant: row
+            .try_get::<Option<String>, _>("tenant_id")?
+            .map(TenantId::from_trusted),
+        desired_lifecycle: row.try_get("desired_lifecycle")?,
+        applied_lifecycle: row.try_get("applied_lifecycle")?,
+        lifecycle_enforced: enforced,
+        created_at: time(row, "created_at")?,
+    })
+}
+
+#[async_trait]
+impl ProvisioningStore for PgStore {
+    async fn set_tenant_status(
+        &self,
+        id: &TenantId,
+        status: TenantStatus,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE tenants SET status = $1, status_reason = $2, updated_at = $3 WHERE id = $4")
+            .bind(status.as_str())
+            .bind(reason)
+            .bind(crate::now())
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn tenants_with_status(&self, status: TenantStatus) -> Result<Vec<TenantId>, StoreError> {
+        let rows = sqlx::query("SELECT id FROM tenants WHERE status = $1 ORDER BY id")
+            .bind(status.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok(TenantId::from_trusted(r.try_get("id")?)))
+            .collect()
+    }
+
+    async fn provisioning_steps(&self, id: &TenantId) -> Result<Vec<String>, StoreError> {
+        let rows =
+            sqlx::query("SELECT step FROM provisioning_steps WHERE tenant_id = $1 ORDER BY done_at, step")
+                .bind(id.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(|r| Ok(r.try_get("step")?)).collect()
+    }
+
+    async fn record_step(&self, id: &TenantId, step: &str, detail: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO provisioning_steps (tenant_id, step, done_at, detail) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant_id, step) DO NOTHING",
+        )
+        .bind(id.as_str())
+        .bind(step)
+        .bind(crate::now())
+        .bind(detail)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn zone_policies(&self, id: &TenantId) -> Result<Vec<(Zone, ZonePolicy)>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM zone_policies WHERE tenant_id = $1 ORDER BY zone")
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(zone_policy).collect()
+    }
+
+    async fn put_zone_policy(
+        &self,
+        id: &TenantId,
+        zone: Zone,
+        policy: &ZonePolicy,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let transitions =
+            serde_json::to_string(&policy.transitions).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO zone_policies (tenant_id, zone, retention_days, transitions, updated_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (tenant_id, zone) DO UPDATE SET retention_days = excluded.retention_days, \
+             transitions = excluded.transitions, updated_at = excluded.updated_at",
+        )
+        .bind(id.as_str())
+        .bind(zone.as_str())
+        .bind(i32::try_from(policy.retention_days).unwrap_or(i32::MAX))
+        .bind(transitions)
+        .bind(crate::now())
+        .execute(&mut *tx)
+        .await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn shard_policies(&self, shard: u32) -> Result<Vec<(TenantId, Zone, ZonePolicy)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT z.* FROM zone_policies z JOIN tenants t ON t.id = z.tenant_id \
+             WHERE t.placement_kind = 'shared' AND t.placement_shard = $1 ORDER BY z.tenant_id, z.zone",
+        )
+        .bind(i32::try_from(shard).unwrap_or(i32::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let (zone, policy) = zone_policy(r)?;
+                Ok((TenantId::from_trusted(r.try_get("tenant_id")?), zone, policy))
+            })
+            .collect()
+    }
+
+    async fn upsert_bucket(&self, b: &BucketRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO buckets (name, kind, shard, tenant_id, desired_lifecycle, applied_lifecycle, lifecycle_enforced, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name) DO UPDATE SET desired_lifecycle = excluded.desired_lifecycle, \
+             applied_lifecycle = excluded.applied_lifecycle, lifecycle_enforced = excluded.lifecycle_enforced",
+        )
+        .bind(&b.name)
+        .bind(b.kind.as_str())
+        .bind(b.shard.and_then(|s| i32::try_from(s).ok()))
+        .bind(b.tenant.as_ref().map(TenantId::as_str))
+        .bind(&b.desired_lifecycle)
+        .bind(&b.applied_lifecycle)
+        .bind(b.lifecycle_enforced)
+        .bind(b.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_bucket(&self, name: &str) -> Result<Option<BucketRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM buckets WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(bucket).transpose()
+    }
+
+    async fn list_buckets(&self) -> Result<Vec<BucketRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM buckets ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(bucket).collect()
+    }
+
+    async fn delete_bucket_record(&self, name: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM buckets WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }

@@ -10,8 +10,13 @@ use super::SqliteStore;
 use crate::audit::{AuditEvent, AuditFilter, Outcome};
 use crate::placement::{Placement, PlacementKind};
 use crate::role::Role;
-use crate::store::{AuditStore, PlacementSnapshot, StoreError, TenantStore, TokenRecord, TokenStore};
+use crate::role::Zone;
+use crate::store::{
+    AuditStore, BucketRecord, PlacementSnapshot, ProvisioningStore, StoreError, TenantStore, TokenRecord,
+    TokenStore,
+};
 use crate::tenant::{Isolation, Quotas, Tenant, TenantId, TenantStatus, Tier};
+use crate::zone::ZonePolicy;
 
 fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
@@ -50,6 +55,7 @@ fn tenant(row: &SqliteRow) -> Result<Tenant, StoreError> {
         tier: Tier::parse(&tier).ok_or_else(|| corrupt("tier", &tier))?,
         isolation: Isolation::parse(&isolation).ok_or_else(|| corrupt("isolation", &isolation))?,
         status: TenantStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        status_reason: row.try_get("status_reason")?,
         placement: Placement {
             kind: PlacementKind::parse(&kind).ok_or_else(|| corrupt("placement_kind", &kind))?,
             shard: shard.and_then(|s| u32::try_from(s).ok()),
@@ -131,8 +137,8 @@ impl TenantStore for SqliteStore {
         let inserted = sqlx::query(
             "INSERT INTO tenants (id, display_name, tier, isolation, status, placement_kind, placement_shard, \
              placement_reason, quota_max_tables, quota_max_streams, quota_max_storage_gb, \
-             quota_ingest_events_per_sec, volume_30d_bytes, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             quota_ingest_events_per_sec, volume_30d_bytes, created_at, updated_at, status_reason) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(t.id.as_str())
         .bind(&t.display_name)
@@ -149,6 +155,7 @@ impl TenantStore for SqliteStore {
         .bind(i64::try_from(t.volume_30d_bytes).unwrap_or(i64::MAX))
         .bind(micros(t.created_at))
         .bind(micros(t.updated_at))
+        .bind(&t.status_reason)
         .execute(&mut *tx)
         .await;
         match inserted {
@@ -192,7 +199,7 @@ impl TenantStore for SqliteStore {
         let done = sqlx::query(
             "UPDATE tenants SET display_name = ?, tier = ?, isolation = ?, status = ?, placement_kind = ?, \
              placement_shard = ?, placement_reason = ?, quota_max_tables = ?, quota_max_streams = ?, \
-             quota_max_storage_gb = ?, quota_ingest_events_per_sec = ?, updated_at = ? WHERE id = ?",
+             quota_max_storage_gb = ?, quota_ingest_events_per_sec = ?, updated_at = ?, status_reason = ? WHERE id = ?",
         )
         .bind(&t.display_name)
         .bind(t.tier.as_str())
@@ -206,6 +213,7 @@ impl TenantStore for SqliteStore {
         .bind(i64::from(t.quotas.max_storage_gb))
         .bind(i64::from(t.quotas.ingest_events_per_sec))
         .bind(micros(t.updated_at))
+        .bind(&t.status_reason)
         .bind(t.id.as_str())
         .execute(&mut *tx)
         .await?;
@@ -231,6 +239,14 @@ impl TenantStore for SqliteStore {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+        sqlx::query("DELETE FROM zone_policies WHERE tenant_id = ?")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM provisioning_steps WHERE tenant_id = ?")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
         let deleted = sqlx::query("DELETE FROM tenants WHERE id = ?")
             .bind(id.as_str())
             .execute(&mut *tx)
@@ -359,5 +375,185 @@ impl AuditStore for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(audit_event).collect()
+    }
+}
+
+fn zone_policy(row: &SqliteRow) -> Result<(Zone, ZonePolicy), StoreError> {
+    let zone: String = row.try_get("zone")?;
+    let zone = Zone::ALL
+        .into_iter()
+        .find(|z| z.as_str() == zone)
+        .ok_or_else(|| corrupt("zone", &zone))?;
+    let transitions: String = row.try_get("transitions")?;
+    let transitions = serde_json::from_str(&transitions).map_err(|_| corrupt("transitions", &transitions))?;
+    Ok((
+        zone,
+        ZonePolicy {
+            retention_days: u32_column(row, "retention_days")?,
+            transitions,
+        },
+    ))
+}
+
+fn bucket(row: &SqliteRow) -> Result<BucketRecord, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    let shard: Option<i64> = row.try_get("shard")?;
+    let enforced: bool = row.try_get("lifecycle_enforced")?;
+    Ok(BucketRecord {
+        name: row.try_get("name")?,
+        kind: PlacementKind::parse(&kind).ok_or_else(|| corrupt("kind", &kind))?,
+        shard: shard.and_then(|s| u32::try_from(s).ok()),
+        tenant: row
+            .try_get::<Option<String>, _>("tenant_id")?
+            .map(TenantId::from_trusted),
+        desired_lifecycle: row.try_get("desired_lifecycle")?,
+        applied_lifecycle: row.try_get("applied_lifecycle")?,
+        lifecycle_enforced: enforced,
+        created_at: time(row, "created_at")?,
+    })
+}
+
+#[async_trait]
+impl ProvisioningStore for SqliteStore {
+    async fn set_tenant_status(
+        &self,
+        id: &TenantId,
+        status: TenantStatus,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE tenants SET status = ?, status_reason = ?, updated_at = ? WHERE id = ?")
+            .bind(status.as_str())
+            .bind(reason)
+            .bind(micros(crate::now()))
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn tenants_with_status(&self, status: TenantStatus) -> Result<Vec<TenantId>, StoreError> {
+        let rows = sqlx::query("SELECT id FROM tenants WHERE status = ? ORDER BY id")
+            .bind(status.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok(TenantId::from_trusted(r.try_get("id")?)))
+            .collect()
+    }
+
+    async fn provisioning_steps(&self, id: &TenantId) -> Result<Vec<String>, StoreError> {
+        let rows =
+            sqlx::query("SELECT step FROM provisioning_steps WHERE tenant_id = ? ORDER BY done_at, step")
+                .bind(id.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(|r| Ok(r.try_get("step")?)).collect()
+    }
+
+    async fn record_step(&self, id: &TenantId, step: &str, detail: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO provisioning_steps (tenant_id, step, done_at, detail) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (tenant_id, step) DO NOTHING",
+        )
+        .bind(id.as_str())
+        .bind(step)
+        .bind(micros(crate::now()))
+        .bind(detail)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn zone_policies(&self, id: &TenantId) -> Result<Vec<(Zone, ZonePolicy)>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM zone_policies WHERE tenant_id = ? ORDER BY zone")
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(zone_policy).collect()
+    }
+
+    async fn put_zone_policy(
+        &self,
+        id: &TenantId,
+        zone: Zone,
+        policy: &ZonePolicy,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let transitions =
+            serde_json::to_string(&policy.transitions).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO zone_policies (tenant_id, zone, retention_days, transitions, updated_at) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (tenant_id, zone) DO UPDATE SET retention_days = excluded.retention_days, \
+             transitions = excluded.transitions, updated_at = excluded.updated_at",
+        )
+        .bind(id.as_str())
+        .bind(zone.as_str())
+        .bind(i64::from(policy.retention_days))
+        .bind(transitions)
+        .bind(micros(crate::now()))
+        .execute(&mut *tx)
+        .await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn shard_policies(&self, shard: u32) -> Result<Vec<(TenantId, Zone, ZonePolicy)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT z.* FROM zone_policies z JOIN tenants t ON t.id = z.tenant_id \
+             WHERE t.placement_kind = 'shared' AND t.placement_shard = ? ORDER BY z.tenant_id, z.zone",
+        )
+        .bind(i64::from(shard))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let (zone, policy) = zone_policy(r)?;
+                Ok((TenantId::from_trusted(r.try_get("tenant_id")?), zone, policy))
+            })
+            .collect()
+    }
+
+    async fn upsert_bucket(&self, b: &BucketRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO buckets (name, kind, shard, tenant_id, desired_lifecycle, applied_lifecycle, lifecycle_enforced, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET desired_lifecycle = excluded.desired_lifecycle, \
+             applied_lifecycle = excluded.applied_lifecycle, lifecycle_enforced = excluded.lifecycle_enforced",
+        )
+        .bind(&b.name)
+        .bind(b.kind.as_str())
+        .bind(b.shard.map(i64::from))
+        .bind(b.tenant.as_ref().map(TenantId::as_str))
+        .bind(&b.desired_lifecycle)
+        .bind(&b.applied_lifecycle)
+        .bind(b.lifecycle_enforced)
+        .bind(micros(b.created_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_bucket(&self, name: &str) -> Result<Option<BucketRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM buckets WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(bucket).transpose()
+    }
+
+    async fn list_buckets(&self) -> Result<Vec<BucketRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM buckets ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(bucket).collect()
+    }
+
+    async fn delete_bucket_record(&self, name: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM buckets WHERE name = ?")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }

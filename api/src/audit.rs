@@ -40,6 +40,12 @@ pub fn action_name(method: &Method, route: &str) -> String {
         ("GET", "/v1/audit") => "audit.read",
         ("POST", "/v1/admin/placement/rebalance") => "placement.rebalance",
         ("GET", "/v1/info") => "platform.info",
+        ("GET", "/v1/tenants/{tenant}/zones") => "zone.read",
+        ("PUT", "/v1/tenants/{tenant}/zones/{zone}") => "zone.update",
+        ("GET", "/v1/tenants/{tenant}/lifecycle") => "lifecycle.read",
+        ("GET", "/v1/tenants/{tenant}/usage") => "usage.read",
+        ("GET", "/v1/admin/buckets") => "bucket.list",
+        ("POST", "/v1/tenants/{tenant}/provision") => "tenant.provision",
         _ => "",
     };
     if known.is_empty() {

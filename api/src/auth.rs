@@ -217,5 +217,9 @@ pub mod perm {
         ManageTokens => |t| t.map(Action::ManageTokens);
         /// Plan or run a rebalance.
         Rebalance => |_t| Some(Action::Rebalance);
+        /// Read or tune the route's tenant's zones, lifecycle and usage.
+        ManageStorage => |t| t.map(Action::ManageStorage);
+        /// Inspect or repair platform storage.
+        AdminStorage => |_t| Some(Action::AdminStorage);
     }
 }

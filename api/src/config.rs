@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use lake_manager::cost::Prices;
 use lake_manager::storage::StorageKind;
 use serde::{Deserialize, Serialize};
 use tenancy::placement::PlacementConfig;
 use tenancy::store::{DatabaseUrl, PoolSettings};
 use tenancy::tenant::Quotas;
 use tenancy::token::{MIN_TTL_SECS, OidcIssuer, TokenSettings};
+use tenancy::zone::ZonesConfig;
 
 /// Everything the binary can be configured with.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -38,6 +40,10 @@ pub struct Config {
     pub tenants: TenantsConfig,
     /// Per-principal request rate limits.
     pub rate_limit: RateLimitConfig,
+    /// Zone policy defaults and bounds.
+    pub zones: ZonesConfig,
+    /// Storage prices for cost estimates.
+    pub pricing: Prices,
 }
 
 impl Default for Config {
@@ -53,6 +59,8 @@ impl Default for Config {
             placement: PlacementConfig::default(),
             tenants: TenantsConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            zones: ZonesConfig::default(),
+            pricing: Prices::default(),
         }
     }
 }
@@ -457,6 +465,15 @@ impl Config {
                     "must differ from auth.issuer",
                 ));
             }
+        }
+        if let Err(v) = self.zones.validate() {
+            return Err(ConfigError::new(&v.field, v.message));
+        }
+        if self.storage.kind == StorageKind::Local && self.storage.s3.iam.enabled {
+            return Err(ConfigError::new(
+                "storage.s3.iam.enabled",
+                "IAM needs storage.kind = \"s3\"",
+            ));
         }
         if self.rate_limit.per_second == 0 {
             return Err(ConfigError::new("rate_limit.per_second", "must be at least 1"));

@@ -8,7 +8,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::problem::{FieldError, PROBLEM_JSON, Problem};
-use crate::routes::{admin, audit, info, ops, tenants, tokens};
+use crate::routes::{admin, audit, info, ops, storage, tenants, tokens};
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -24,6 +24,7 @@ use crate::state::AppState;
         (name = "tokens", description = "A tenant's API tokens"),
         (name = "audit", description = "The append-only audit log"),
         (name = "admin", description = "Platform administration"),
+        (name = "storage", description = "Zones, lifecycle, usage and provisioning"),
     ),
     components(schemas(Problem, FieldError))
 )]
@@ -52,6 +53,12 @@ pub fn v1_router() -> OpenApiRouter<AppState> {
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(audit::list_audit))
         .routes(routes!(admin::rebalance))
+        .routes(routes!(storage::get_zones))
+        .routes(routes!(storage::put_zone))
+        .routes(routes!(storage::get_lifecycle))
+        .routes(routes!(storage::get_usage))
+        .routes(routes!(storage::list_buckets))
+        .routes(routes!(storage::retry_provisioning))
 }
 
 /// The finished spec, as served at `/openapi.json` and committed in `openapi/openapi.json`.

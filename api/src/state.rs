@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use lake_manager::provision::{ProvisionSettings, Provisioner};
 use lake_manager::storage::{LocalStorage, ObjectStorageAdmin, StorageError};
 use tenancy::store::{self, Instance, MetadataStore, StoreError};
 use tenancy::token::{KeyError, RevocationList, SigningKey, Verifier};
@@ -27,6 +28,8 @@ pub struct AppState {
     pub verifier: Arc<Verifier>,
     /// Revoked token ids.
     pub revocations: Arc<RevocationList>,
+    /// Storage provisioning.
+    pub provisioner: Arc<Provisioner>,
     /// This installation's identity.
     pub instance: Instance,
     /// When this process started serving.
@@ -94,10 +97,27 @@ impl AppState {
         ));
         let ttl = std::time::Duration::from_millis(config.auth.revocation_cache_ttl_ms);
         let revocations = Arc::new(RevocationList::new(store.clone(), ttl));
+        let storage: Arc<dyn ObjectStorageAdmin> = Arc::new(storage);
+        let provisioner = Arc::new(Provisioner::new(
+            store.clone(),
+            storage.clone(),
+            ProvisionSettings {
+                bucket_prefix: config.storage.s3.bucket_prefix.clone(),
+                zones: config.zones.clone(),
+                iam_enabled: config.storage.s3.iam.enabled,
+                attempts: 3,
+                backoff: std::time::Duration::from_millis(200),
+            },
+        ));
+        let resumed = provisioner.resume_all().await?;
+        if resumed > 0 {
+            tracing::info!(tenants = resumed, "resuming provisioning left unfinished");
+        }
         Ok(Self {
             config: Arc::new(config),
             store,
-            storage: Arc::new(storage),
+            storage,
+            provisioner,
             metrics: Arc::new(Metrics::new()),
             signer,
             verifier,

@@ -58,6 +58,10 @@ pub enum Action<'a> {
     ReadAudit(Option<&'a TenantId>),
     /// Plan or run a placement rebalance.
     Rebalance,
+    /// Read or tune a tenant's zone policies, lifecycle and usage.
+    ManageStorage(&'a TenantId),
+    /// Inspect or repair platform storage (buckets, provisioning retries).
+    AdminStorage,
     /// Read or write data in a tenant's zone.
     Zone(&'a TenantId, Zone, Access),
 }
@@ -81,6 +85,7 @@ pub fn authorize(caller: &Principal, action: Action<'_>) -> Result<(), Denial> {
         | Action::UpdateTenant(t, _)
         | Action::DeleteTenant(t)
         | Action::ManageTokens(t)
+        | Action::ManageStorage(t)
         | Action::IssueToken(t, _)
         | Action::Zone(t, _, _) => Some(t),
         Action::ReadAudit(t) => t,
@@ -102,9 +107,11 @@ pub fn authorize(caller: &Principal, action: Action<'_>) -> Result<(), Denial> {
         Action::ReadPlatform => forbid("read platform details"),
         Action::CreateTenant => forbid("create tenants"),
         Action::Rebalance => forbid("rebalance placement"),
+        Action::AdminStorage => forbid("administer platform storage"),
         Action::ListTenants
         | Action::ReadTenant(_)
         | Action::ManageTokens(_)
+        | Action::ManageStorage(_)
         | Action::ReadAudit(Some(_)) => {
             if caller.role == Role::TenantAdmin {
                 Ok(())

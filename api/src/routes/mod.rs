@@ -4,6 +4,7 @@ pub mod admin;
 pub mod audit;
 pub mod info;
 pub mod ops;
+pub mod storage;
 pub mod tenants;
 pub mod tokens;
 pub mod views;

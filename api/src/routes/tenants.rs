@@ -80,6 +80,8 @@ pub struct DeletionReport {
     pub status: &'static str,
     /// Tokens revoked (or, in a dry run, that would be).
     pub tokens_revoked: u64,
+    /// Objects erased (or, in a dry run, that would be).
+    pub objects_erased: u64,
     /// Storage locations removed with the tenant.
     pub storage_locations: Vec<String>,
     /// What is kept.
@@ -142,6 +144,7 @@ pub async fn create_tenant(
         tier: body.tier,
         isolation,
         status: TenantStatus::Provisioning,
+        status_reason: None,
         placement,
         quotas,
         volume_30d_bytes: 0,
@@ -167,6 +170,14 @@ pub async fn create_tenant(
             other => other.into(),
         })?;
     let location = HeaderValue::from_str(&target).map_err(|e| ApiError::Internal(e.to_string()))?;
+    // Storage is set up in the background; the tenant reads `provisioning` until it is `ready`.
+    let provisioner = state.provisioner.clone();
+    let id = tenant.id.clone();
+    tokio::spawn(async move {
+        if let Err(e) = provisioner.provision(&id).await {
+            tracing::error!(tenant = %id, error = %crate::error::chain(&e), "provisioning stopped");
+        }
+    });
     Ok(audited((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
@@ -296,8 +307,7 @@ pub async fn delete_tenant(
 ) -> Result<Response, ApiError> {
     let id = auth.tenant()?;
     let tenant = load(&state, id).await?;
-    let view = TenantView::new(&state, &tenant);
-    let storage_locations = vec![view.zones.bronze.uri, view.zones.silver.uri, view.zones.gold.uri];
+    let bucket = state.provisioner.bucket_of(&tenant);
     let kept = vec!["audit log"];
     if query.dry_run.unwrap_or(false) {
         let live = state.store.list_tokens(id, None, u32::MAX).await?;
@@ -306,16 +316,61 @@ pub async fn delete_tenant(
             .iter()
             .filter(|t| t.revoked_at.is_none() && t.expires_at > now)
             .count() as u64;
+        let mut objects = 0;
+        let mut storage_locations = Vec::new();
+        for zone in tenancy::role::Zone::ALL {
+            let prefix = lake_manager::layout::zone_prefix(zone, id);
+            objects += state
+                .storage
+                .usage(&bucket, &prefix)
+                .await?
+                .iter()
+                .map(|u| u.objects)
+                .sum::<u64>();
+            storage_locations.push(format!("{}/{prefix}", state.storage.bucket_uri(&bucket)));
+        }
+        if tenant.placement.kind == tenancy::placement::PlacementKind::Dedicated {
+            storage_locations = vec![state.storage.bucket_uri(&bucket)];
+        }
         let report = DeletionReport {
             tenant: id.to_string(),
             status: "dry_run",
             tokens_revoked: tokens,
+            objects_erased: objects,
             storage_locations,
             kept,
         };
         return Ok(Json(report).into_response());
     }
+    // Fence the tenant first; if the purge fails half-way, a repeated DELETE finishes it.
+    state
+        .store
+        .set_tenant_status(id, TenantStatus::Deleting, Some("purge in progress"))
+        .await?;
+    let (objects, storage_locations) =
+        state
+            .provisioner
+            .purge_storage(&tenant)
+            .await
+            .map_err(|e| match e {
+                lake_manager::provision::ProvisionError::Store(e) => ApiError::Store(e),
+                other => ApiError::Internal(crate::error::chain(&other)),
+            })?;
     let target = format!("/v1/tenants/{id}");
+    let erased = format!(
+        "{target}: erased {objects} objects at {}",
+        storage_locations.join(", ")
+    );
+    state
+        .store
+        .append_audit(&event(
+            &auth.caller,
+            "tenant.purge",
+            &erased,
+            Some(id.as_str()),
+            Outcome::Success,
+        ))
+        .await?;
     let audit = event(
         &auth.caller,
         "tenant.delete",
@@ -332,10 +387,19 @@ pub async fn delete_tenant(
     for token in tokens {
         state.revocations.insert(token.id).await;
     }
+    if let (tenancy::placement::PlacementKind::Shared, Some(shard)) =
+        (tenant.placement.kind, tenant.placement.shard)
+    {
+        // The tenant's own rules leave the shard's lifecycle with it.
+        if let Err(e) = state.provisioner.reapply_shard_lifecycle(&bucket, shard).await {
+            tracing::warn!(error = %crate::error::chain(&e), bucket, "could not refresh the shard lifecycle");
+        }
+    }
     let report = DeletionReport {
         tenant: id.to_string(),
         status: "deleted",
         tokens_revoked: revoked,
+        objects_erased: objects,
         storage_locations,
         kept,
     };

@@ -76,6 +76,8 @@ pub struct TenantView {
     pub isolation: Isolation,
     /// Lifecycle state.
     pub status: TenantStatus,
+    /// Why, when `failed`: the failing provisioning step and its error.
+    pub status_reason: Option<String>,
     /// Where its data lives.
     pub placement: PlacementView,
     /// Its zones.
@@ -103,6 +105,7 @@ impl TenantView {
             tier: t.tier,
             isolation: t.isolation,
             status: t.status,
+            status_reason: t.status_reason.clone(),
             placement: PlacementView {
                 kind: t.placement.kind,
                 bucket,

@@ -25,6 +25,12 @@ fn allowed(method: &str, path: &str) -> Option<&'static [Role]> {
         ("delete", "/v1/tenants/{tenant}/tokens/{token_id}") => &[TenantAdmin],
         ("get", "/v1/audit") => &[TenantAdmin],
         ("post", "/v1/admin/placement/rebalance") => &[],
+        ("get", "/v1/tenants/{tenant}/zones") => &[TenantAdmin],
+        ("put", "/v1/tenants/{tenant}/zones/{zone}") => &[TenantAdmin],
+        ("get", "/v1/tenants/{tenant}/lifecycle") => &[TenantAdmin],
+        ("get", "/v1/tenants/{tenant}/usage") => &[TenantAdmin],
+        ("get", "/v1/admin/buckets") => &[],
+        ("post", "/v1/tenants/{tenant}/provision") => &[],
         _ => return None,
     })
 }
@@ -37,6 +43,12 @@ fn request_for(method: &str, path: &str) -> (String, Option<Value>) {
             Some(json!({"id": "matrix-new", "display_name": "New", "tier": "standard"})),
         ),
         ("patch", "/v1/tenants/{tenant}") => (String::new(), Some(json!({"display_name": "Renamed"}))),
+        ("put", "/v1/tenants/{tenant}/zones/{zone}") => (
+            String::new(),
+            Some(
+                json!({"retention_days": 365, "transitions": [{"after_days": 30, "storage_class": "STANDARD_IA"}]}),
+            ),
+        ),
         ("post", "/v1/tenants/{tenant}/tokens") => (
             String::new(),
             Some(json!({"subject": "bob", "role": "viewer", "ttl_seconds": 600})),
@@ -84,7 +96,9 @@ async fn setup(app: &TestApp, admin: &str) -> String {
 }
 
 fn concrete(path: &str, tenant: &str, token_id: &str) -> String {
-    path.replace("{tenant}", tenant).replace("{token_id}", token_id)
+    path.replace("{tenant}", tenant)
+        .replace("{token_id}", token_id)
+        .replace("{zone}", "silver")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,7 @@ fn tenant(raw: &str, shard: Option<u32>) -> Tenant {
         tier: Tier::Standard,
         isolation: Isolation::Auto,
         status: TenantStatus::Provisioning,
+        status_reason: None,
         placement: Placement {
             kind: if shard.is_some() {
                 PlacementKind::Shared
@@ -303,3 +304,140 @@ async fn audit_filters_paginates_and_is_append_only(backend: Backend) {
     db.drop_database().await;
 }
 both_backends!(audit_filters_paginates_and_is_append_only);
+
+async fn provisioning_state_round_trips(backend: Backend) {
+    use tenancy::role::Zone;
+    use tenancy::store::BucketRecord;
+    use tenancy::zone::{StorageClass, Transition, ZonePolicy};
+    let (store, db) = crate::migrated(backend).await;
+    store
+        .insert_tenant(&tenant("acme", Some(2)), &event("tenant.create", Some("acme")))
+        .await
+        .expect("tenant");
+    store
+        .insert_tenant(&tenant("solo", None), &event("tenant.create", Some("solo")))
+        .await
+        .expect("tenant");
+    assert!(
+        store
+            .provisioning_steps(&id("acme"))
+            .await
+            .expect("steps")
+            .is_empty()
+    );
+    store
+        .record_step(&id("acme"), "bucket", "created")
+        .await
+        .expect("step");
+    store
+        .record_step(&id("acme"), "bucket", "again")
+        .await
+        .expect("idempotent");
+    store
+        .record_step(&id("acme"), "hardening", "done")
+        .await
+        .expect("step");
+    assert_eq!(
+        store.provisioning_steps(&id("acme")).await.expect("steps"),
+        ["bucket", "hardening"]
+    );
+
+    store
+        .set_tenant_status(&id("acme"), TenantStatus::Failed, Some("step iam failed"))
+        .await
+        .expect("status");
+    let failed = store.get_tenant(&id("acme")).await.expect("get").expect("exists");
+    assert_eq!(
+        (failed.status, failed.status_reason.as_deref()),
+        (TenantStatus::Failed, Some("step iam failed"))
+    );
+    assert_eq!(
+        store
+            .tenants_with_status(TenantStatus::Failed)
+            .await
+            .expect("list"),
+        vec![id("acme")]
+    );
+
+    let policy = ZonePolicy {
+        retention_days: 400,
+        transitions: vec![Transition {
+            after_days: 30,
+            storage_class: StorageClass::GlacierIr,
+        }],
+    };
+    store
+        .put_zone_policy(
+            &id("acme"),
+            Zone::Silver,
+            &policy,
+            &event("zone.update", Some("acme")),
+        )
+        .await
+        .expect("put");
+    let changed = ZonePolicy {
+        retention_days: 500,
+        ..policy.clone()
+    };
+    store
+        .put_zone_policy(
+            &id("acme"),
+            Zone::Silver,
+            &changed,
+            &event("zone.update", Some("acme")),
+        )
+        .await
+        .expect("put");
+    assert_eq!(
+        store.zone_policies(&id("acme")).await.expect("get"),
+        vec![(Zone::Silver, changed.clone())]
+    );
+    assert_eq!(
+        store.shard_policies(2).await.expect("shard"),
+        vec![(id("acme"), Zone::Silver, changed)]
+    );
+    assert!(store.shard_policies(0).await.expect("shard").is_empty());
+
+    let bucket = BucketRecord {
+        name: "lakeplane-shared-0002".into(),
+        kind: PlacementKind::Shared,
+        shard: Some(2),
+        tenant: None,
+        desired_lifecycle: Some("{}".into()),
+        applied_lifecycle: None,
+        lifecycle_enforced: false,
+        created_at: tenancy::now(),
+    };
+    store.upsert_bucket(&bucket).await.expect("insert");
+    let updated = BucketRecord {
+        desired_lifecycle: Some("{\"Rules\":[]}".into()),
+        ..bucket.clone()
+    };
+    store.upsert_bucket(&updated).await.expect("update");
+    assert_eq!(
+        store.get_bucket(&bucket.name).await.expect("get"),
+        Some(updated.clone())
+    );
+    assert_eq!(store.list_buckets().await.expect("list"), vec![updated]);
+    store.delete_bucket_record(&bucket.name).await.expect("delete");
+    assert!(store.list_buckets().await.expect("list").is_empty());
+
+    store
+        .delete_tenant(&id("acme"), Utc::now(), &event("tenant.delete", Some("acme")))
+        .await
+        .expect("delete");
+    assert!(
+        store.zone_policies(&id("acme")).await.expect("get").is_empty(),
+        "policies go with the tenant"
+    );
+    assert!(
+        store
+            .provisioning_steps(&id("acme"))
+            .await
+            .expect("get")
+            .is_empty()
+    );
+    store.close().await;
+    db.drop_database().await;
+}
+both_backends!(provisioning_state_round_trips);

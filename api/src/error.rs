@@ -119,14 +119,7 @@ impl From<Violation> for ApiError {
 
 /// The error and all its causes on one line, for logs.
 pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut line = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        line.push_str(": ");
-        line.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    line
+    tenancy::error_chain(error)
 }
 
 impl IntoResponse for ApiError {

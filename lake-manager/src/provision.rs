@@ -171,13 +171,17 @@ impl Provisioner {
                 match self.step(step, &tenant).await {
                     Ok(detail) => break detail,
                     Err(e) if attempt < self.settings.attempts => {
-                        tracing::warn!(tenant = %id, step = step.as_str(), attempt, error = %e, "provisioning step failed; retrying");
+                        tracing::warn!(tenant = %id, step = step.as_str(), attempt, error = %tenancy::error_chain(&e), "provisioning step failed; retrying");
                         tokio::time::sleep(delay).await;
                         delay *= 2;
                         attempt += 1;
                     }
                     Err(e) => {
-                        let reason = format!("step {} failed after {attempt} attempts: {e}", step.as_str());
+                        let reason = format!(
+                            "step {} failed after {attempt} attempts: {}",
+                            step.as_str(),
+                            tenancy::error_chain(&e)
+                        );
                         tracing::error!(tenant = %id, %reason, "provisioning failed");
                         self.store
                             .set_tenant_status(id, TenantStatus::Failed, Some(&reason))

@@ -10,6 +10,7 @@ mod metrics;
 mod oidc;
 mod openapi;
 mod ops;
+mod storage;
 mod tenants;
 mod tokens;
 

@@ -1,0 +1,307 @@
+//! Storage on the embedded default: provisioning to `ready`, zone policies within bounds,
+//! lifecycle shown but not enforced, usage and cost, purge, bucket listing and retries.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use tenancy::role::Role;
+use tenancy::store::Backend;
+
+use crate::helpers::{TestApp, problem};
+
+async fn wait_for_status(app: &TestApp, token: &str, tenant: &str, status: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let body: Value = app
+            .get_as(token, &format!("/v1/tenants/{tenant}"))
+            .await
+            .json()
+            .await
+            .expect("json");
+        if body["status"] == status {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{tenant} never became {status}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_tenant_gets_zone_folders_and_becomes_ready() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    let body = json!({"id": "acme", "display_name": "Acme", "tier": "standard"});
+    assert_eq!(
+        app.send_as(&admin, Method::POST, "/v1/tenants", Some(body))
+            .await
+            .status(),
+        201
+    );
+    let ready = wait_for_status(&app, &admin, "acme", "ready").await;
+    assert_eq!(ready["status_reason"], Value::Null);
+    let lake = app.data_dir.path().join("lake/lakeplane-shared-0000");
+    for zone in ["bronze", "silver", "gold"] {
+        assert!(lake.join(zone).join("acme").is_dir(), "{zone} root exists");
+        let uri = ready["zones"][zone]["uri"].as_str().expect("uri");
+        let path = uri.trim_start_matches("file://");
+        assert!(
+            std::path::Path::new(path).is_dir(),
+            "the advertised URI is the real folder: {uri}"
+        );
+    }
+
+    let tenant_admin = app.token(Role::TenantAdmin, Some("acme")).await;
+    let zones: Value = app
+        .get_as(&tenant_admin, "/v1/tenants/acme/zones")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(zones["bronze"]["retention_days"], 2555);
+    assert_eq!(zones["bronze"]["source"], "default");
+    assert_eq!(zones["gold"]["transitions"], json!([]));
+
+    let lifecycle: Value = app
+        .get_as(&tenant_admin, "/v1/tenants/acme/lifecycle")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(lifecycle["enforced"], false);
+    assert_eq!(lifecycle["reason"], "local storage has no storage classes");
+    assert_eq!(lifecycle["applied"], Value::Null);
+    assert_eq!(lifecycle["drift"], false);
+    let rules = lifecycle["desired"]["Rules"].as_array().expect("rules");
+    assert_eq!(rules.len(), 3);
+    assert_eq!(rules[0]["Filter"]["ObjectSizeGreaterThan"], 131072);
+
+    // Tuning within bounds adds the tenant's own rule to the shard's document.
+    let colder =
+        json!({"retention_days": 700, "transitions": [{"after_days": 30, "storage_class": "GLACIER_IR"}]});
+    let put = app
+        .send_as(
+            &tenant_admin,
+            Method::PUT,
+            "/v1/tenants/acme/zones/silver",
+            Some(colder),
+        )
+        .await;
+    assert_eq!(put.status(), 200);
+    let zones: Value = put.json().await.expect("json");
+    assert_eq!(zones["silver"]["source"], "tenant");
+    let lifecycle: Value = app
+        .get_as(&tenant_admin, "/v1/tenants/acme/lifecycle")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let ids: Vec<&str> = lifecycle["desired"]["Rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter_map(|r| r["ID"].as_str())
+        .collect();
+    assert!(ids.contains(&"tenant-acme-silver"), "{ids:?}");
+
+    for (body, field, hint) in [
+        (
+            json!({"retention_days": 10, "transitions": []}),
+            "retention_days",
+            "30",
+        ),
+        (
+            json!({"retention_days": 99999, "transitions": []}),
+            "retention_days",
+            "3650",
+        ),
+        (
+            json!({"retention_days": 700, "transitions": [{"after_days": 60, "storage_class": "DEEP_ARCHIVE"}]}),
+            "transitions[0].storage_class",
+            "restore",
+        ),
+        (
+            json!({"retention_days": 700, "transitions": [{"after_days": 10, "storage_class": "STANDARD_IA"}]}),
+            "transitions[0].after_days",
+            "30",
+        ),
+        (
+            json!({"retention_days": 700, "transitions": []}),
+            "transitions",
+            "shared bucket",
+        ),
+        (
+            json!({"retention_days": 700, "transitions": [], "expire": true}),
+            "expire",
+            "unknown",
+        ),
+    ] {
+        let response = app
+            .send_as(
+                &tenant_admin,
+                Method::PUT,
+                "/v1/tenants/acme/zones/bronze",
+                Some(body.clone()),
+            )
+            .await;
+        let problem = problem(response, 422).await;
+        let error = problem["errors"]
+            .as_array()
+            .expect("errors")
+            .iter()
+            .find(|e| e["field"] == field || e["message"].as_str().is_some_and(|m| m.contains(field)));
+        let error = error.unwrap_or_else(|| panic!("{body} should name {field}: {problem}"));
+        assert!(
+            error["message"].as_str().is_some_and(|m| m.contains(hint)),
+            "{problem}"
+        );
+    }
+    let unchanged: Value = app
+        .get_as(&tenant_admin, "/v1/tenants/acme/zones")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        unchanged["bronze"]["source"], "default",
+        "refused changes store nothing"
+    );
+    assert_eq!(
+        app.send_as(
+            &tenant_admin,
+            Method::PUT,
+            "/v1/tenants/acme/zones/platinum",
+            Some(json!({"retention_days": 700, "transitions": []}))
+        )
+        .await
+        .status(),
+        404
+    );
+
+    // Usage counts what is really there and prices it.
+    std::fs::write(lake.join("bronze/acme/part-0.parquet"), vec![7u8; 300_000]).expect("write");
+    let usage: Value = app
+        .get_as(&tenant_admin, "/v1/tenants/acme/usage")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(usage["zones"]["bronze"]["bytes"], 300_000);
+    assert_eq!(usage["zones"]["bronze"]["objects"], 1);
+    assert_eq!(
+        usage["zones"]["bronze"]["classes"][0]["storage_class"],
+        "STANDARD"
+    );
+    assert!(
+        usage["estimated_monthly_cost_usd"]
+            .as_f64()
+            .is_some_and(|c| c > 0.0)
+    );
+    assert_eq!(usage["prices"]["standard_gb_month"], 0.023);
+
+    let buckets: Value = app
+        .get_as(&admin, "/v1/admin/buckets")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(buckets[0]["name"], "lakeplane-shared-0000");
+    assert_eq!(buckets[0]["tenants"], 1);
+    assert_eq!(
+        buckets[0]["lifecycle_rules"], 4,
+        "3 shared rules plus acme's silver override"
+    );
+    assert_eq!(buckets[0]["capacity"], 500);
+    assert_eq!(app.get_as(&tenant_admin, "/v1/admin/buckets").await.status(), 403);
+
+    // Deleting purges the tenant's keys and drops its rule from the shard.
+    let dry: Value = app
+        .send_as(&admin, Method::DELETE, "/v1/tenants/acme?dry_run=true", None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(dry["objects_erased"], 1);
+    assert!(
+        lake.join("bronze/acme/part-0.parquet").exists(),
+        "a dry run removes nothing"
+    );
+    let deleted = app
+        .send_as(&admin, Method::DELETE, "/v1/tenants/acme", None)
+        .await;
+    assert_eq!(deleted.status(), 202);
+    assert_eq!(deleted.json::<Value>().await.expect("json")["objects_erased"], 1);
+    for zone in ["bronze", "silver", "gold"] {
+        assert!(!lake.join(zone).join("acme").exists(), "{zone}/acme is gone");
+    }
+    let buckets: Value = app
+        .get_as(&admin, "/v1/admin/buckets")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        buckets[0]["lifecycle_rules"], 3,
+        "the override left with the tenant"
+    );
+    let purge: Value = app
+        .get_as(&admin, "/v1/audit?action=tenant.purge")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        purge["items"][0]["target"]
+            .as_str()
+            .is_some_and(|t| t.contains("erased 1 objects")),
+        "{purge}"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_provisioning_names_the_step_and_a_retry_completes_it() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    // A file where the tenant's bucket folder must go: the bucket step cannot succeed.
+    let blocker = app.data_dir.path().join("lake/lakeplane-t-blocked");
+    std::fs::write(&blocker, b"in the way").expect("blocker");
+    let body = json!({"id": "blocked", "display_name": "Blocked", "tier": "enterprise"});
+    assert_eq!(
+        app.send_as(&admin, Method::POST, "/v1/tenants", Some(body))
+            .await
+            .status(),
+        201
+    );
+    let failed = wait_for_status(&app, &admin, "blocked", "failed").await;
+    let reason = failed["status_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("step bucket") && reason.contains("Not a directory"),
+        "{reason}"
+    );
+
+    std::fs::remove_file(&blocker).expect("unblock");
+    let retry = app
+        .send_as(&admin, Method::POST, "/v1/tenants/blocked/provision", None)
+        .await;
+    assert_eq!(retry.status(), 202);
+    wait_for_status(&app, &admin, "blocked", "ready").await;
+    assert!(
+        app.data_dir
+            .path()
+            .join("lake/lakeplane-t-blocked/gold/blocked")
+            .is_dir()
+    );
+    let again = app
+        .send_as(&admin, Method::POST, "/v1/tenants/blocked/provision", None)
+        .await;
+    assert_eq!(
+        problem(again, 422).await["errors"][0]["field"],
+        "status",
+        "a ready tenant is not re-provisioned"
+    );
+    app.shutdown().await;
+}

@@ -43,7 +43,7 @@ fn parse_zone(raw: &str) -> Result<Zone, ApiError> {
 
 /// A zone's policy and where it comes from.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ZoneView {
+pub struct ZonePolicyView {
     /// Retention in days.
     pub retention_days: u32,
     /// Tiering steps.
@@ -56,7 +56,10 @@ pub struct ZoneView {
     pub max_retention_days: u32,
 }
 
-async fn zone_views(state: &AppState, id: &TenantId) -> Result<BTreeMap<&'static str, ZoneView>, ApiError> {
+async fn zone_views(
+    state: &AppState,
+    id: &TenantId,
+) -> Result<BTreeMap<&'static str, ZonePolicyView>, ApiError> {
     let own = state.store.zone_policies(id).await?;
     Ok(effective_policies(&state.config.zones, &own)
         .into_iter()
@@ -69,7 +72,7 @@ async fn zone_views(state: &AppState, id: &TenantId) -> Result<BTreeMap<&'static
             };
             (
                 zone.as_str(),
-                ZoneView {
+                ZonePolicyView {
                     retention_days: policy.retention_days,
                     transitions: policy.transitions,
                     source,
@@ -129,11 +132,11 @@ impl ZonePolicyBody {
 /// The tenant's zone policies (its own where set, otherwise the platform defaults).
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/zones", tag = "storage",
     params(("tenant" = String, Path, description = "Tenant id")),
-    responses((status = 200, description = "Zone policies", body = BTreeMap<String, ZoneView>)))]
+    responses((status = 200, description = "Zone policies", body = BTreeMap<String, ZonePolicyView>)))]
 pub async fn get_zones(
     State(state): State<AppState>,
     auth: Authorized<perm::ManageStorage>,
-) -> Result<Json<BTreeMap<&'static str, ZoneView>>, ApiError> {
+) -> Result<Json<BTreeMap<&'static str, ZonePolicyView>>, ApiError> {
     let id = auth.tenant()?;
     load(&state, id).await?;
     Ok(Json(zone_views(&state, id).await?))
@@ -143,7 +146,7 @@ pub async fn get_zones(
 /// bucket's lifecycle rules.
 #[utoipa::path(put, path = "/v1/tenants/{tenant}/zones/{zone}", tag = "storage", request_body = ZonePolicyBody,
     params(("tenant" = String, Path, description = "Tenant id"), ("zone" = String, Path, description = "bronze, silver or gold")),
-    responses((status = 200, description = "The zone policies after the change", body = BTreeMap<String, ZoneView>)))]
+    responses((status = 200, description = "The zone policies after the change", body = BTreeMap<String, ZonePolicyView>)))]
 pub async fn put_zone(
     State(state): State<AppState>,
     auth: Authorized<perm::ManageStorage>,
@@ -198,7 +201,7 @@ pub struct LifecycleView {
     #[schema(value_type = Object)]
     pub desired: serde_json::Value,
     /// What the bucket has (null where rules are not enforced).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub applied: Option<serde_json::Value>,
     /// True when the bucket enforces rules and they differ from the desired ones.
     pub drift: bool,
@@ -365,7 +368,8 @@ pub async fn list_buckets(
 /// unfinished step.
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/provision", tag = "storage",
     params(("tenant" = String, Path, description = "Tenant id")),
-    responses((status = 202, description = "Provisioning resumed")))]
+    responses((status = 202, description = "Provisioning resumed"),
+        (status = 409, description = "The tenant is not failed or provisioning", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub async fn retry_provisioning(
     State(state): State<AppState>,
     auth: Authorized<perm::ReadTenant>,
@@ -374,14 +378,10 @@ pub async fn retry_provisioning(
     let id = auth.tenant()?.clone();
     let tenant = load(&state, &id).await?;
     if !matches!(tenant.status, TenantStatus::Failed | TenantStatus::Provisioning) {
-        return Err(Violation::new(
-            "status",
-            format!(
-                "is {}; only failed or provisioning tenants are retried",
-                tenant.status.as_str()
-            ),
-        )
-        .into());
+        return Err(ApiError::Conflict(format!(
+            "tenant {id} is {}; only failed or provisioning tenants are retried",
+            tenant.status.as_str()
+        )));
     }
     let target = format!("/v1/tenants/{id}/provision");
     state

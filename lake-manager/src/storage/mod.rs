@@ -1,6 +1,7 @@
 //! Object storage backends behind one admin trait.
 
 mod local;
+mod s3;
 
 use std::path::PathBuf;
 
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::lifecycle::LifecycleDocument;
 
 pub use local::LocalStorage;
+pub use s3::{S3Settings, S3Storage};
 
 /// Which object storage the lake lives on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,531 @@
+//! The S3 backend (AWS S3, MinIO, Ceph, Garage, moto) for bucket administration.
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::Region;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketLocationConstraint,
+    CreateBucketConfiguration, Delete, ExpirationStatus, LifecycleRule, LifecycleRuleAndOperator,
+    LifecycleRuleFilter, NoncurrentVersionExpiration, ObjectIdentifier, ObjectOwnership, OwnershipControls,
+    OwnershipControlsRule, PublicAccessBlockConfiguration, ServerSideEncryption,
+    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
+    Transition, TransitionStorageClass,
+};
+use serde::{Deserialize, Serialize};
+use tenancy::zone::{MIN_TIERED_OBJECT_BYTES, StorageClass};
+
+use super::{ClassUsage, ObjectStorageAdmin, StorageError, StorageKind};
+use crate::lifecycle::{
+    AbortIncomplete, Filter, LifecycleDocument, NoncurrentExpiration, Rule, RuleTransition,
+};
+
+/// Connection settings, from `storage.s3.*`. Credentials come from the standard AWS chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct S3Settings {
+    /// Custom endpoint (MinIO, moto); `None` for AWS.
+    pub endpoint: Option<String>,
+    /// Region.
+    pub region: String,
+    /// Path-style addressing.
+    pub path_style: bool,
+    /// A KMS key for default encryption; SSE-S3 (AES256) when absent.
+    pub kms_key_id: Option<String>,
+}
+
+/// Bucket administration over the S3 API.
+#[derive(Debug, Clone)]
+pub struct S3Storage {
+    client: Client,
+    settings: S3Settings,
+}
+
+fn s3_error<E: std::error::Error + Send + Sync + 'static>(
+    operation: &'static str,
+    target: &str,
+    error: E,
+) -> StorageError {
+    StorageError::Io {
+        operation,
+        target: target.to_owned(),
+        source: std::io::Error::other(tenancy::error_chain(&error)),
+    }
+}
+
+fn class_name(class: StorageClass) -> TransitionStorageClass {
+    TransitionStorageClass::from(class.as_str())
+}
+
+fn class_from(name: &str) -> StorageClass {
+    match name {
+        "STANDARD_IA" => StorageClass::StandardIa,
+        "INTELLIGENT_TIERING" => StorageClass::IntelligentTiering,
+        "GLACIER_IR" => StorageClass::GlacierIr,
+        "GLACIER" => StorageClass::Glacier,
+        "DEEP_ARCHIVE" => StorageClass::DeepArchive,
+        _ => StorageClass::Standard,
+    }
+}
+
+impl S3Storage {
+    /// Builds a client from the standard AWS configuration chain plus these settings.
+    pub async fn connect(settings: S3Settings) -> Self {
+        let mut loader = aws_config::from_env().region(Region::new(settings.region.clone()));
+        if let Some(endpoint) = &settings.endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        let shared = loader.load().await;
+        let config = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(settings.path_style)
+            .build();
+        Self {
+            client: Client::from_conf(config),
+            settings,
+        }
+    }
+
+    /// The SDK client, for tests that inspect buckets directly.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn to_sdk(document: &LifecycleDocument) -> Result<BucketLifecycleConfiguration, StorageError> {
+        let mut rules = Vec::new();
+        for rule in &document.rules {
+            let filter = match rule.filter.object_size_greater_than {
+                Some(size) => LifecycleRuleFilter::builder()
+                    .and(
+                        LifecycleRuleAndOperator::builder()
+                            .prefix(&rule.filter.prefix)
+                            .object_size_greater_than(i64::try_from(size).unwrap_or(i64::MAX))
+                            .build(),
+                    )
+                    .build(),
+                None => LifecycleRuleFilter::builder().prefix(&rule.filter.prefix).build(),
+            };
+            let mut builder = LifecycleRule::builder()
+                .id(&rule.id)
+                .status(ExpirationStatus::Enabled)
+                .filter(filter);
+            for t in &rule.transitions {
+                builder = builder.transitions(
+                    Transition::builder()
+                        .days(i32::try_from(t.days).unwrap_or(i32::MAX))
+                        .storage_class(class_name(t.storage_class))
+                        .build(),
+                );
+            }
+            if let Some(abort) = rule.abort_incomplete_multipart_upload {
+                builder = builder.abort_incomplete_multipart_upload(
+                    AbortIncompleteMultipartUpload::builder()
+                        .days_after_initiation(i32::try_from(abort.days_after_initiation).unwrap_or(i32::MAX))
+                        .build(),
+                );
+            }
+            if let Some(noncurrent) = rule.noncurrent_version_expiration {
+                builder = builder.noncurrent_version_expiration(
+                    NoncurrentVersionExpiration::builder()
+                        .noncurrent_days(i32::try_from(noncurrent.noncurrent_days).unwrap_or(i32::MAX))
+                        .build(),
+                );
+            }
+            rules.push(
+                builder
+                    .build()
+                    .map_err(|e| s3_error("build lifecycle rule", &rule.id, e))?,
+            );
+        }
+        BucketLifecycleConfiguration::builder()
+            .set_rules(Some(rules))
+            .build()
+            .map_err(|e| s3_error("build lifecycle", "document", e))
+    }
+
+    /// Converts what the bucket reports back into the plane's document shape, so desired and
+    /// applied compare field by field. Actions the plane never writes (such as Expiration)
+    /// are kept visible by naming the rule, so drift shows them.
+    fn from_sdk(rules: &[LifecycleRule]) -> LifecycleDocument {
+        let rules = rules
+            .iter()
+            .map(|r| {
+                let (prefix, size) = match r.filter() {
+                    Some(f) => match f.and() {
+                        Some(and) => (
+                            and.prefix().unwrap_or_default().to_owned(),
+                            and.object_size_greater_than(),
+                        ),
+                        None => (
+                            f.prefix().unwrap_or_default().to_owned(),
+                            f.object_size_greater_than(),
+                        ),
+                    },
+                    // Older servers report the deprecated rule-level Prefix instead of a Filter.
+                    #[allow(deprecated)]
+                    None => (r.prefix().unwrap_or_default().to_owned(), None),
+                };
+                let mut id = r.id().unwrap_or_default().to_owned();
+                if r.expiration().is_some() {
+                    id.push_str(" (has Expiration)");
+                }
+                Rule {
+                    id,
+                    status: if r.status() == &ExpirationStatus::Enabled {
+                        "Enabled"
+                    } else {
+                        "Disabled"
+                    },
+                    filter: Filter {
+                        prefix,
+                        object_size_greater_than: size.and_then(|s| u64::try_from(s).ok()),
+                    },
+                    transitions: r
+                        .transitions()
+                        .iter()
+                        .map(|t| RuleTransition {
+                            days: t.days().and_then(|d| u32::try_from(d).ok()).unwrap_or(0),
+                            storage_class: class_from(
+                                t.storage_class().map(|c| c.as_str()).unwrap_or_default(),
+                            ),
+                        })
+                        .collect(),
+                    abort_incomplete_multipart_upload: r.abort_incomplete_multipart_upload().map(|a| {
+                        AbortIncomplete {
+                            days_after_initiation: a
+                                .days_after_initiation()
+                                .and_then(|d| u32::try_from(d).ok())
+                                .unwrap_or(0),
+                        }
+                    }),
+                    noncurrent_version_expiration: r.noncurrent_version_expiration().map(|n| {
+                        NoncurrentExpiration {
+                            noncurrent_days: n
+                                .noncurrent_days()
+                                .and_then(|d| u32::try_from(d).ok())
+                                .unwrap_or(0),
+                        }
+                    }),
+                }
+            })
+            .collect();
+        LifecycleDocument { rules }
+    }
+
+    /// Every object version and delete marker under a prefix, as delete identifiers.
+    async fn versions(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<(Vec<ObjectIdentifier>, u64), StorageError> {
+        let mut ids = Vec::new();
+        let mut current = 0;
+        let mut key_marker = None;
+        let mut version_marker = None;
+        loop {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(|e| s3_error("list versions", bucket, e))?;
+            for v in page.versions() {
+                if v.is_latest() == Some(true) {
+                    current += 1;
+                }
+                let id = ObjectIdentifier::builder()
+                    .key(v.key().unwrap_or_default())
+                    .set_version_id(v.version_id().map(str::to_owned))
+                    .build()
+                    .map_err(|e| s3_error("build delete", bucket, e))?;
+                ids.push(id);
+            }
+            for m in page.delete_markers() {
+                let id = ObjectIdentifier::builder()
+                    .key(m.key().unwrap_or_default())
+                    .set_version_id(m.version_id().map(str::to_owned))
+                    .build()
+                    .map_err(|e| s3_error("build delete", bucket, e))?;
+                ids.push(id);
+            }
+            if page.is_truncated() == Some(true) {
+                key_marker = page.next_key_marker().map(str::to_owned);
+                version_marker = page.next_version_id_marker().map(str::to_owned);
+            } else {
+                return Ok((ids, current));
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ObjectStorageAdmin for S3Storage {
+    fn kind(&self) -> StorageKind {
+        StorageKind::S3
+    }
+
+    fn root_uri(&self) -> String {
+        match &self.settings.endpoint {
+            Some(endpoint) => format!("s3:// (endpoint {endpoint})"),
+            None => format!("s3:// (region {})", self.settings.region),
+        }
+    }
+
+    fn bucket_uri(&self, bucket: &str) -> String {
+        format!("s3://{bucket}")
+    }
+
+    async fn check_writable(&self) -> Result<(), StorageError> {
+        // Listing proves the endpoint answers and the credentials are accepted.
+        self.client
+            .list_buckets()
+            .send()
+            .await
+            .map_err(|e| s3_error("list buckets", "s3", e))?;
+        Ok(())
+    }
+
+    async fn ensure_bucket(&self, bucket: &str) -> Result<bool, StorageError> {
+        if self.client.head_bucket().bucket(bucket).send().await.is_ok() {
+            return Ok(false);
+        }
+        let mut request = self.client.create_bucket().bucket(bucket);
+        if self.settings.region != "us-east-1" {
+            request = request.create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(self.settings.region.as_str()))
+                    .build(),
+            );
+        }
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e) => match e.as_service_error() {
+                Some(service) if service.is_bucket_already_owned_by_you() => Ok(false),
+                _ => Err(s3_error("create bucket", bucket, e)),
+            },
+        }
+    }
+
+    async fn harden(&self, bucket: &str, tags: &[(String, String)]) -> Result<String, StorageError> {
+        self.client
+            .put_public_access_block()
+            .bucket(bucket)
+            .public_access_block_configuration(
+                PublicAccessBlockConfiguration::builder()
+                    .block_public_acls(true)
+                    .ignore_public_acls(true)
+                    .block_public_policy(true)
+                    .restrict_public_buckets(true)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| s3_error("block public access", bucket, e))?;
+        let default = match &self.settings.kms_key_id {
+            Some(key) => ServerSideEncryptionByDefault::builder()
+                .sse_algorithm(ServerSideEncryption::AwsKms)
+                .kms_master_key_id(key),
+            None => ServerSideEncryptionByDefault::builder().sse_algorithm(ServerSideEncryption::Aes256),
+        }
+        .build()
+        .map_err(|e| s3_error("build encryption", bucket, e))?;
+        let encryption = ServerSideEncryptionConfiguration::builder()
+            .rules(
+                ServerSideEncryptionRule::builder()
+                    .apply_server_side_encryption_by_default(default)
+                    .build(),
+            )
+            .build()
+            .map_err(|e| s3_error("build encryption", bucket, e))?;
+        self.client
+            .put_bucket_encryption()
+            .bucket(bucket)
+            .server_side_encryption_configuration(encryption)
+            .send()
+            .await
+            .map_err(|e| s3_error("set default encryption", bucket, e))?;
+        let ownership = OwnershipControls::builder()
+            .rules(
+                OwnershipControlsRule::builder()
+                    .object_ownership(ObjectOwnership::BucketOwnerEnforced)
+                    .build()
+                    .map_err(|e| s3_error("build ownership", bucket, e))?,
+            )
+            .build()
+            .map_err(|e| s3_error("build ownership", bucket, e))?;
+        self.client
+            .put_bucket_ownership_controls()
+            .bucket(bucket)
+            .ownership_controls(ownership)
+            .send()
+            .await
+            .map_err(|e| s3_error("set ownership controls", bucket, e))?;
+        let mut tag_set = Vec::new();
+        for (key, value) in tags {
+            tag_set.push(
+                Tag::builder()
+                    .key(key)
+                    .value(value)
+                    .build()
+                    .map_err(|e| s3_error("build tag", bucket, e))?,
+            );
+        }
+        self.client
+            .put_bucket_tagging()
+            .bucket(bucket)
+            .tagging(
+                Tagging::builder()
+                    .set_tag_set(Some(tag_set))
+                    .build()
+                    .map_err(|e| s3_error("build tags", bucket, e))?,
+            )
+            .send()
+            .await
+            .map_err(|e| s3_error("tag bucket", bucket, e))?;
+        let encryption = if self.settings.kms_key_id.is_some() {
+            "SSE-KMS"
+        } else {
+            "SSE-S3"
+        };
+        Ok(format!(
+            "public access blocked, {encryption} default encryption, owner-enforced, {} tags",
+            tags.len()
+        ))
+    }
+
+    fn lifecycle_support(&self) -> Result<(), &'static str> {
+        Ok(())
+    }
+
+    async fn put_lifecycle(&self, bucket: &str, document: &LifecycleDocument) -> Result<(), StorageError> {
+        self.client
+            .put_bucket_lifecycle_configuration()
+            .bucket(bucket)
+            .lifecycle_configuration(Self::to_sdk(document)?)
+            .send()
+            .await
+            .map_err(|e| s3_error("put lifecycle", bucket, e))?;
+        Ok(())
+    }
+
+    async fn get_lifecycle(&self, bucket: &str) -> Result<Option<serde_json::Value>, StorageError> {
+        match self
+            .client
+            .get_bucket_lifecycle_configuration()
+            .bucket(bucket)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(serde_json::to_value(Self::from_sdk(out.rules())).ok()),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
+            Err(e) => Err(s3_error("get lifecycle", bucket, e)),
+        }
+    }
+
+    async fn ensure_prefix(&self, bucket: &str, prefix: &str) -> Result<(), StorageError> {
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(prefix)
+            .body(ByteStream::from_static(b""))
+            .send()
+            .await
+            .map_err(|e| s3_error("create prefix", &format!("{bucket}/{prefix}"), e))?;
+        Ok(())
+    }
+
+    async fn delete_prefix(&self, bucket: &str, prefix: &str) -> Result<u64, StorageError> {
+        let (ids, current) = match self.versions(bucket, prefix).await {
+            Ok(found) => found,
+            Err(_) if self.client.head_bucket().bucket(bucket).send().await.is_err() => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        for chunk in ids.chunks(1000) {
+            let delete = Delete::builder()
+                .set_objects(Some(chunk.to_vec()))
+                .quiet(true)
+                .build()
+                .map_err(|e| s3_error("build delete", bucket, e))?;
+            let out = self
+                .client
+                .delete_objects()
+                .bucket(bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| s3_error("delete objects", bucket, e))?;
+            if let Some(error) = out.errors().first() {
+                return Err(StorageError::Io {
+                    operation: "delete objects",
+                    target: format!("{bucket}/{}", error.key().unwrap_or_default()),
+                    source: std::io::Error::other(error.message().unwrap_or("unknown error").to_owned()),
+                });
+            }
+        }
+        Ok(current)
+    }
+
+    async fn delete_bucket(&self, bucket: &str) -> Result<u64, StorageError> {
+        let removed = self.delete_prefix(bucket, "").await?;
+        match self.client.delete_bucket().bucket(bucket).send().await {
+            Ok(_) => Ok(removed),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(removed),
+            Err(e) => Err(s3_error("delete bucket", bucket, e)),
+        }
+    }
+
+    async fn usage(&self, bucket: &str, prefix: &str) -> Result<Vec<ClassUsage>, StorageError> {
+        let mut by_class: Vec<ClassUsage> = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| s3_error("list objects", bucket, e))?;
+            for object in page.contents() {
+                let class = class_from(object.storage_class().map(|c| c.as_str()).unwrap_or("STANDARD"));
+                let size = u64::try_from(object.size().unwrap_or(0)).unwrap_or(0);
+                let entry = match by_class.iter_mut().find(|c| c.storage_class == class) {
+                    Some(entry) => entry,
+                    None => {
+                        by_class.push(ClassUsage {
+                            storage_class: class,
+                            bytes: 0,
+                            objects: 0,
+                            small_objects: 0,
+                            small_bytes: 0,
+                        });
+                        by_class.last_mut().expect("just pushed")
+                    }
+                };
+                entry.bytes += size;
+                entry.objects += 1;
+                if size < MIN_TIERED_OBJECT_BYTES {
+                    entry.small_objects += 1;
+                    entry.small_bytes += size;
+                }
+            }
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        if by_class.is_empty() {
+            by_class.push(ClassUsage {
+                storage_class: StorageClass::Standard,
+                bytes: 0,
+                objects: 0,
+                small_objects: 0,
+                small_bytes: 0,
+            });
+        }
+        Ok(by_class)
+    }
+}

@@ -162,6 +162,8 @@ pub struct S3Config {
     pub path_style: bool,
     /// Prefix for bucket names.
     pub bucket_prefix: String,
+    /// A KMS key id or ARN for default bucket encryption; SSE-S3 (AES256) when unset.
+    pub kms_key_id: Option<String>,
     /// IAM and STS.
     pub iam: IamConfig,
 }
@@ -173,6 +175,7 @@ impl Default for S3Config {
             region: None,
             path_style: false,
             bucket_prefix: "lakeplane".to_owned(),
+            kms_key_id: None,
             iam: IamConfig::default(),
         }
     }
@@ -481,11 +484,18 @@ impl Config {
         if self.rate_limit.burst == 0 {
             return Err(ConfigError::new("rate_limit.burst", "must be at least 1"));
         }
-        if self.storage.kind == StorageKind::S3 {
-            // Refuse rather than fall back to local storage, which would silently put data elsewhere.
+        if self.storage.kind == StorageKind::S3 && self.storage.s3.region.as_deref().is_none_or(str::is_empty)
+        {
             return Err(ConfigError::new(
-                "storage.kind",
-                "\"s3\" is not available in this release (see README, Missing); use \"local\"",
+                "storage.s3.region",
+                "is required when storage.kind = \"s3\"",
+            ));
+        }
+        if self.storage.s3.iam.enabled {
+            // Refuse rather than run without the isolation the setting asks for.
+            return Err(ConfigError::new(
+                "storage.s3.iam.enabled",
+                "IAM role management is not available in this release (see README, Missing); set it to false",
             ));
         }
         if self.workers.launcher == Launcher::Kubernetes {
@@ -674,11 +684,22 @@ mod tests {
     }
 
     #[test]
-    fn unavailable_backends_are_refused_not_ignored() {
+    fn unavailable_settings_are_refused_not_ignored() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("LAKEPLANE__STORAGE__KIND", "s3");
-            let err = Config::load(None, &Overrides::default()).expect_err("s3 refused");
-            assert_eq!(err.key, "storage.kind");
+            let err = Config::load(None, &Overrides::default()).expect_err("s3 without a region");
+            assert_eq!(err.key, "storage.s3.region");
+            jail.set_env("LAKEPLANE__STORAGE__S3__REGION", "eu-west-1");
+            Config::load(None, &Overrides::default()).expect("s3 with a region");
+            jail.set_env("LAKEPLANE__STORAGE__S3__IAM__ENABLED", "true");
+            let err = Config::load(None, &Overrides::default()).expect_err("iam refused");
+            assert_eq!(err.key, "storage.s3.iam.enabled");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("LAKEPLANE__WORKERS__LAUNCHER", "kubernetes");
+            let err = Config::load(None, &Overrides::default()).expect_err("kubernetes refused");
+            assert_eq!(err.key, "workers.launcher");
             Ok(())
         });
     }

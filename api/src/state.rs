@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use lake_manager::provision::{ProvisionSettings, Provisioner};
-use lake_manager::storage::{LocalStorage, ObjectStorageAdmin, StorageError};
+use lake_manager::storage::{
+    LocalStorage, ObjectStorageAdmin, S3Settings, S3Storage, StorageError, StorageKind,
+};
 use tenancy::store::{self, Instance, MetadataStore, StoreError};
 use tenancy::token::{KeyError, RevocationList, SigningKey, Verifier};
 
@@ -67,7 +69,24 @@ impl AppState {
             path: config.data_dir.display().to_string(),
             source,
         })?;
-        let storage = LocalStorage::open(&config.storage_root())?;
+        let storage: Arc<dyn ObjectStorageAdmin> = match config.storage.kind {
+            StorageKind::Local => Arc::new(LocalStorage::open(&config.storage_root())?),
+            StorageKind::S3 => {
+                let s3 = &config.storage.s3;
+                Arc::new(
+                    S3Storage::connect(S3Settings {
+                        endpoint: s3
+                            .endpoint
+                            .as_ref()
+                            .map(|u| u.as_str().trim_end_matches('/').to_owned()),
+                        region: s3.region.clone().unwrap_or_default(),
+                        path_style: s3.path_style,
+                        kms_key_id: s3.kms_key_id.clone(),
+                    })
+                    .await,
+                )
+            }
+        };
         let signer = Arc::new(load_signing_key(&config)?);
         let url = config.database_url();
         let store = store::connect(&url, &config.pool_settings()).await?;
@@ -97,7 +116,6 @@ impl AppState {
         ));
         let ttl = std::time::Duration::from_millis(config.auth.revocation_cache_ttl_ms);
         let revocations = Arc::new(RevocationList::new(store.clone(), ttl));
-        let storage: Arc<dyn ObjectStorageAdmin> = Arc::new(storage);
         let provisioner = Arc::new(Provisioner::new(
             store.clone(),
             storage.clone(),

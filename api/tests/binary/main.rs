@@ -6,6 +6,7 @@ mod database;
 mod helpers;
 mod lifecycle;
 mod migrate;
+mod s3;
 mod walkthrough;
 
 #[path = "../common/mod.rs"]

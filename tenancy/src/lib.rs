@@ -4,6 +4,7 @@
 //! [`store::MetadataStore`] trait, with one implementation per backend.
 
 pub mod audit;
+pub mod iam;
 pub mod pagination;
 pub mod placement;
 pub mod policy;

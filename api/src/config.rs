@@ -187,6 +187,10 @@ impl Default for S3Config {
 pub struct IamConfig {
     /// Whether roles are created and STS credentials vended.
     pub enabled: bool,
+    /// The principal (ARN) allowed to assume data roles and tag sessions (the plane's own).
+    pub broker_principal: Option<String>,
+    /// A permissions boundary (ARN) set on every role the plane creates.
+    pub permissions_boundary: Option<String>,
 }
 
 /// Worker settings.
@@ -472,12 +476,6 @@ impl Config {
         if let Err(v) = self.zones.validate() {
             return Err(ConfigError::new(&v.field, v.message));
         }
-        if self.storage.kind == StorageKind::Local && self.storage.s3.iam.enabled {
-            return Err(ConfigError::new(
-                "storage.s3.iam.enabled",
-                "IAM needs storage.kind = \"s3\"",
-            ));
-        }
         if self.rate_limit.per_second == 0 {
             return Err(ConfigError::new("rate_limit.per_second", "must be at least 1"));
         }
@@ -492,11 +490,25 @@ impl Config {
             ));
         }
         if self.storage.s3.iam.enabled {
-            // Refuse rather than run without the isolation the setting asks for.
-            return Err(ConfigError::new(
-                "storage.s3.iam.enabled",
-                "IAM role management is not available in this release (see README, Missing); set it to false",
-            ));
+            if self.storage.kind != StorageKind::S3 {
+                return Err(ConfigError::new(
+                    "storage.s3.iam.enabled",
+                    "needs storage.kind = \"s3\"",
+                ));
+            }
+            if self
+                .storage
+                .s3
+                .iam
+                .broker_principal
+                .as_deref()
+                .is_none_or(|p| !p.starts_with("arn:"))
+            {
+                return Err(ConfigError::new(
+                    "storage.s3.iam.broker_principal",
+                    "must be the ARN allowed to assume data roles when IAM is enabled",
+                ));
+            }
         }
         if self.workers.launcher == Launcher::Kubernetes {
             return Err(ConfigError::new(
@@ -692,8 +704,13 @@ mod tests {
             jail.set_env("LAKEPLANE__STORAGE__S3__REGION", "eu-west-1");
             Config::load(None, &Overrides::default()).expect("s3 with a region");
             jail.set_env("LAKEPLANE__STORAGE__S3__IAM__ENABLED", "true");
-            let err = Config::load(None, &Overrides::default()).expect_err("iam refused");
-            assert_eq!(err.key, "storage.s3.iam.enabled");
+            let err = Config::load(None, &Overrides::default()).expect_err("iam needs a broker");
+            assert_eq!(err.key, "storage.s3.iam.broker_principal");
+            jail.set_env(
+                "LAKEPLANE__STORAGE__S3__IAM__BROKER_PRINCIPAL",
+                "arn:aws:iam::1:role/b",
+            );
+            Config::load(None, &Overrides::default()).expect("iam with a broker");
             Ok(())
         });
         figment::Jail::expect_with(|jail| {

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use lake_manager::provision::{ProvisionSettings, Provisioner};
+use lake_manager::identity::{AwsIam, IamAdmin};
+use lake_manager::provision::{IamSettings, ProvisionSettings, Provisioner};
 use lake_manager::storage::{
     LocalStorage, ObjectStorageAdmin, S3Settings, S3Storage, StorageError, StorageKind,
 };
@@ -116,13 +117,29 @@ impl AppState {
         ));
         let ttl = std::time::Duration::from_millis(config.auth.revocation_cache_ttl_ms);
         let revocations = Arc::new(RevocationList::new(store.clone(), ttl));
+        let s3 = &config.storage.s3;
+        let (iam, iam_settings) = if s3.iam.enabled {
+            let endpoint = s3
+                .endpoint
+                .as_ref()
+                .map(|u| u.as_str().trim_end_matches('/').to_owned());
+            let client = AwsIam::connect(s3.region.as_deref().unwrap_or_default(), endpoint.as_deref()).await;
+            let settings = IamSettings {
+                broker_principal: s3.iam.broker_principal.clone().unwrap_or_default(),
+                permissions_boundary: s3.iam.permissions_boundary.clone(),
+            };
+            (Some(Arc::new(client) as Arc<dyn IamAdmin>), Some(settings))
+        } else {
+            (None, None)
+        };
         let provisioner = Arc::new(Provisioner::new(
             store.clone(),
             storage.clone(),
+            iam,
             ProvisionSettings {
                 bucket_prefix: config.storage.s3.bucket_prefix.clone(),
                 zones: config.zones.clone(),
-                iam_enabled: config.storage.s3.iam.enabled,
+                iam: iam_settings,
                 attempts: 3,
                 backoff: std::time::Duration::from_millis(200),
             },

@@ -2,6 +2,7 @@
 //! ingestion, maintenance and workers.
 
 pub mod cost;
+pub mod identity;
 pub mod layout;
 pub mod lifecycle;
 pub mod provision;

@@ -12,6 +12,9 @@ use tenancy::store::{BucketRecord, MetadataStore, StoreError};
 use tenancy::tenant::{Tenant, TenantId, TenantStatus};
 use tenancy::zone::{ZonePolicy, ZonesConfig};
 
+use tenancy::iam::{dedicated_role_policy, role_name, shard_role_policy, trust_policy};
+
+use crate::identity::IamAdmin;
 use crate::layout::{bucket_name, zone_prefix};
 use crate::lifecycle::{LifecycleDocument, dedicated_document, shard_document};
 use crate::storage::{ObjectStorageAdmin, StorageError};
@@ -74,18 +77,28 @@ pub struct ProvisionSettings {
     pub bucket_prefix: String,
     /// Platform zone defaults.
     pub zones: ZonesConfig,
-    /// Whether IAM roles are managed.
-    pub iam_enabled: bool,
+    /// IAM role management; `None` when `storage.s3.iam.enabled` is false.
+    pub iam: Option<IamSettings>,
     /// Attempts per step before the tenant is marked failed.
     pub attempts: u32,
     /// First retry delay; doubled each attempt.
     pub backoff: Duration,
 }
 
+/// IAM settings.
+#[derive(Debug, Clone)]
+pub struct IamSettings {
+    /// The principal (ARN) allowed to assume data roles and tag sessions.
+    pub broker_principal: String,
+    /// An optional permissions boundary (ARN) for every role created.
+    pub permissions_boundary: Option<String>,
+}
+
 /// Runs and resumes provisioning.
 pub struct Provisioner {
     store: Arc<dyn MetadataStore>,
     storage: Arc<dyn ObjectStorageAdmin>,
+    iam: Option<Arc<dyn IamAdmin>>,
     settings: ProvisionSettings,
     // One run per tenant per process; across replicas the steps' idempotence keeps it safe.
     running: Mutex<HashSet<TenantId>>,
@@ -103,17 +116,27 @@ pub fn effective_policies(defaults: &ZonesConfig, own: &[(Zone, ZonePolicy)]) ->
 }
 
 impl Provisioner {
-    /// A provisioner over the store and storage.
+    /// A provisioner over the store and storage, with IAM when it is enabled.
     pub fn new(
         store: Arc<dyn MetadataStore>,
         storage: Arc<dyn ObjectStorageAdmin>,
+        iam: Option<Arc<dyn IamAdmin>>,
         settings: ProvisionSettings,
     ) -> Self {
         Self {
             store,
             storage,
+            iam,
             settings,
             running: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The data role of a tenant's placement.
+    pub fn role_of(&self, tenant: &Tenant) -> String {
+        match tenant.placement.kind {
+            PlacementKind::Dedicated => role_name(&self.settings.bucket_prefix, Some(&tenant.id), None),
+            PlacementKind::Shared => role_name(&self.settings.bucket_prefix, None, tenant.placement.shard),
         }
     }
 
@@ -237,12 +260,26 @@ impl Provisioner {
                 }
                 Ok(self.storage.harden(&bucket, &tags).await?)
             }
-            Step::Iam => Ok(if self.settings.iam_enabled {
-                // Enabling IAM requires the S3 backend, which start-up refuses in this release.
-                "skipped: IAM management is not available in this release".to_owned()
-            } else {
-                "skipped: storage.s3.iam.enabled is false".to_owned()
-            }),
+            Step::Iam => {
+                let (Some(iam), Some(settings)) = (&self.iam, &self.settings.iam) else {
+                    return Ok("skipped: storage.s3.iam.enabled is false".to_owned());
+                };
+                let role = self.role_of(tenant);
+                let policy = match tenant.placement.kind {
+                    PlacementKind::Dedicated => dedicated_role_policy(&bucket),
+                    PlacementKind::Shared => shard_role_policy(&bucket),
+                };
+                let trust = trust_policy(&settings.broker_principal);
+                let created = iam
+                    .ensure_role(&role, &trust, settings.permissions_boundary.as_deref())
+                    .await?;
+                iam.put_policy(&role, &policy).await?;
+                Ok(if created {
+                    format!("created role {role}")
+                } else {
+                    format!("role {role} exists; policies converged")
+                })
+            }
             Step::Lifecycle => self.apply_lifecycle(tenant, &bucket).await,
             Step::ZoneRoots => {
                 for zone in Zone::ALL {
@@ -322,6 +359,9 @@ impl Provisioner {
             PlacementKind::Dedicated => {
                 let objects = self.storage.delete_bucket(&bucket).await?;
                 self.store.delete_bucket_record(&bucket).await?;
+                if let Some(iam) = &self.iam {
+                    iam.delete_role(&self.role_of(tenant)).await?;
+                }
                 Ok((objects, vec![self.storage.bucket_uri(&bucket)]))
             }
             PlacementKind::Shared => {

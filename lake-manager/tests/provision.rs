@@ -89,7 +89,7 @@ fn settings() -> ProvisionSettings {
     ProvisionSettings {
         bucket_prefix: "lakeplane".to_owned(),
         zones: ZonesConfig::default(),
-        iam_enabled: false,
+        iam: None,
         attempts: 2,
         backoff: Duration::from_millis(10),
     }
@@ -159,7 +159,7 @@ async fn a_fault_at_any_step_resumes_without_duplicates(backend: Backend) {
             step: failing,
             armed: AtomicBool::new(true),
         });
-        let first = Provisioner::new(store.clone(), broken, settings());
+        let first = Provisioner::new(store.clone(), broken, None, settings());
         assert_eq!(first.provision(&id).await.expect("runs"), TenantStatus::Failed);
         let tenant = store.get_tenant(&id).await.expect("get").expect("exists");
         assert_eq!(tenant.status, TenantStatus::Failed);
@@ -180,7 +180,7 @@ async fn a_fault_at_any_step_resumes_without_duplicates(backend: Backend) {
         );
 
         // A restart with healthy storage resumes from the failed step.
-        let healthy = Provisioner::new(store.clone(), Arc::new(local.clone()), settings());
+        let healthy = Provisioner::new(store.clone(), Arc::new(local.clone()), None, settings());
         assert_eq!(healthy.provision(&id).await.expect("runs"), TenantStatus::Ready);
         assert_eq!(
             healthy.provision(&id).await.expect("again"),
@@ -225,6 +225,7 @@ async fn dedicated_tenants_get_their_own_bucket_and_purge_removes_it(backend: Ba
     let provisioner = Provisioner::new(
         store.clone(),
         Arc::new(LocalStorage::open(lake.path()).expect("open")),
+        None,
         settings(),
     );
     let dedicated = Placement {

@@ -7,8 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use lake_manager::identity::{AwsIam, POLICY_NAME};
 use lake_manager::lifecycle::LifecycleDocument;
-use lake_manager::provision::{ProvisionSettings, Provisioner};
+use lake_manager::provision::{IamSettings, ProvisionSettings, Provisioner};
 use lake_manager::storage::{ObjectStorageAdmin, S3Settings, S3Storage};
 use tenancy::audit::{AuditEvent, Outcome};
 use tenancy::placement::{Placement, PlacementKind};
@@ -37,6 +38,16 @@ async fn moto() -> S3Storage {
         kms_key_id: None,
     })
     .await
+}
+
+const BROKER: &str = "arn:aws:iam::123456789012:role/lakeplane-broker";
+
+/// IAM returns policy documents URL-encoded.
+fn policy_json(raw: &str) -> serde_json::Value {
+    let decoded = percent_encoding::percent_decode_str(raw)
+        .decode_utf8_lossy()
+        .into_owned();
+    serde_json::from_str(&decoded).unwrap_or_else(|e| panic!("policy is JSON: {e}: {decoded}"))
 }
 
 fn prefix() -> String {
@@ -96,11 +107,15 @@ async fn provisioning_on_s3_creates_hardened_buckets_with_exact_lifecycle() {
     let settings = ProvisionSettings {
         bucket_prefix: bucket_prefix.clone(),
         zones: ZonesConfig::default(),
-        iam_enabled: false,
+        iam: Some(IamSettings {
+            broker_principal: BROKER.to_owned(),
+            permissions_boundary: None,
+        }),
         attempts: 2,
         backoff: Duration::from_millis(10),
     };
-    let provisioner = Provisioner::new(store.clone(), s3.clone(), settings);
+    let iam = Arc::new(AwsIam::connect("eu-west-1", Some(&endpoint())).await);
+    let provisioner = Provisioner::new(store.clone(), s3.clone(), Some(iam.clone()), settings);
     let dedicated = tenant(
         &store,
         "bigco",
@@ -214,6 +229,47 @@ async fn provisioning_on_s3_creates_hardened_buckets_with_exact_lifecycle() {
                 .unwrap_or_else(|e| panic!("{key}: {e}"));
         }
     }
+
+    // One role per dedicated tenant, one ABAC role per shard, with the exact documents.
+    let iam_client = iam.client();
+    for (t, expected) in [
+        (
+            &dedicated,
+            tenancy::iam::dedicated_role_policy(&provisioner.bucket_of(&dedicated)),
+        ),
+        (
+            &shared,
+            tenancy::iam::shard_role_policy(&provisioner.bucket_of(&shared)),
+        ),
+    ] {
+        let role = provisioner.role_of(t);
+        let found = iam_client
+            .get_role()
+            .role_name(&role)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{role}: {e}"));
+        let trust = found
+            .role()
+            .and_then(|r| r.assume_role_policy_document())
+            .expect("trust");
+        assert_eq!(policy_json(trust), tenancy::iam::trust_policy(BROKER));
+        let inline = iam_client
+            .get_role_policy()
+            .role_name(&role)
+            .policy_name(POLICY_NAME)
+            .send()
+            .await
+            .expect("policy");
+        assert_eq!(policy_json(inline.policy_document()), expected, "{role}");
+    }
+    let roles = iam_client.list_roles().send().await.expect("roles");
+    let ours = roles
+        .roles()
+        .iter()
+        .filter(|r| r.role_name().starts_with(&bucket_prefix))
+        .count();
+    assert_eq!(ours, 2, "no second role after the repeated runs");
 
     // Usage sees what is stored; purge removes it, and the dedicated bucket with it.
     let bucket = provisioner.bucket_of(&dedicated);

@@ -23,6 +23,11 @@ async fn the_same_tenant_flow_works_on_s3() {
         ("LAKEPLANE__STORAGE__S3__ENDPOINT", endpoint.as_str()),
         ("LAKEPLANE__STORAGE__S3__PATH_STYLE", "true"),
         ("LAKEPLANE__STORAGE__S3__BUCKET_PREFIX", prefix.as_str()),
+        ("LAKEPLANE__STORAGE__S3__IAM__ENABLED", "true"),
+        (
+            "LAKEPLANE__STORAGE__S3__IAM__BROKER_PRINCIPAL",
+            "arn:aws:iam::123456789012:role/lakeplane-broker",
+        ),
     ];
     let cwd = tempfile::tempdir().expect("cwd");
     let mut command = lakeplane(cwd.path());
@@ -53,7 +58,10 @@ async fn the_same_tenant_flow_works_on_s3() {
         assert!(Instant::now() < deadline, "still provisioning: {tenant}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(tenant["status"], "ready", "{tenant}");
+    assert_eq!(
+        tenant["status"], "ready",
+        "bucket, hardening, IAM role, lifecycle and zone roots done: {tenant}"
+    );
     assert_eq!(
         tenant["zones"]["gold"]["uri"],
         format!("s3://{prefix}-t-s3co/gold/s3co/")

@@ -57,15 +57,31 @@ impl SqliteStore {
         }
         // An in-memory database exists per connection, so the pool must hold exactly one.
         let max = if in_memory { 1 } else { settings.max_connections };
-        let pool = SqlitePoolOptions::new()
-            .max_connections(max)
-            .acquire_timeout(settings.acquire_timeout)
-            .connect_with(options)
-            .await
-            .map_err(|source| StoreError::Connect {
-                url: url.redacted(),
-                source,
-            })?;
+        // Switching a new database to WAL takes an exclusive lock that SQLite does not wait
+        // for, so processes opening the same fresh file together can get SQLITE_BUSY here;
+        // retry until the pool's own timeout.
+        let deadline = std::time::Instant::now() + settings.acquire_timeout;
+        let mut delay = std::time::Duration::from_millis(10);
+        let pool = loop {
+            let attempt = SqlitePoolOptions::new()
+                .max_connections(max)
+                .acquire_timeout(settings.acquire_timeout)
+                .connect_with(options.clone())
+                .await;
+            match attempt {
+                Ok(pool) => break pool,
+                Err(e) if is_busy(&e) && std::time::Instant::now() + delay < deadline => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_millis(200));
+                }
+                Err(source) => {
+                    return Err(StoreError::Connect {
+                        url: url.redacted(),
+                        source,
+                    });
+                }
+            }
+        };
         Ok(Self { pool, file })
     }
 }
@@ -84,6 +100,12 @@ async fn applied_versions(conn: &mut SqliteConnection) -> Result<Vec<i64>, Store
             .fetch_all(&mut *conn)
             .await?,
     )
+}
+
+/// SQLITE_BUSY (5) or SQLITE_LOCKED (6), possibly extended codes.
+fn is_busy(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db)
+        if db.code().is_some_and(|c| c.parse::<i32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))))
 }
 
 /// Holds an exclusive OS file lock for the life of the value.

@@ -31,7 +31,10 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let spec = openapi::finish(spec);
     // Innermost first: the limiter needs the authentication result, and the audit layer sees
     // the final answer, 429s included.
-    let v1 = v1
+    let server = &state.config.server;
+    let ops = http::guard(ops, server);
+    let extra = http::guard(extra, server);
+    let v1 = http::guard(v1, server)
         .layer(rate_limit(&state))
         .layer(from_fn_with_state(state.clone(), auth::authenticate))
         .layer(from_fn_with_state(state.clone(), audit::record));

@@ -112,7 +112,19 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
             action_name(&method, &route),
         ),
         Some(Authentication::Failed(e)) => ("anonymous".to_owned(), None, None, format!("auth.{}", e.code())),
+        Some(Authentication::Revoked(p)) => (
+            p.subject.clone(),
+            Some(p.role.as_str().to_owned()),
+            p.tenant.as_ref().map(|t| t.as_str().to_owned()),
+            "auth.revoked".to_owned(),
+        ),
         None => ("anonymous".to_owned(), None, None, action_name(&method, &route)),
+    };
+    // A change to tenant B by a platform-admin belongs to B's log; a refused attempt stays in
+    // the caller's, so B learns nothing from someone else's denials.
+    let tenant = match route_tenant(&route, &target) {
+        Some(route_tenant) if !denied => Some(route_tenant),
+        _ => tenant,
     };
     let outcome = if denied {
         Outcome::Denied
@@ -141,6 +153,15 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
     response
 }
 
+/// The `{tenant}` segment of a request path, by position in its route template.
+fn route_tenant(route: &str, path: &str) -> Option<String> {
+    let index = route.split('/').position(|segment| segment == "{tenant}")?;
+    path.split('/')
+        .nth(index)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,5 +174,14 @@ mod tests {
             "token.revoke"
         );
         assert_eq!(action_name(&Method::PUT, "/v1/unknown"), "http.put");
+    }
+
+    #[test]
+    fn the_route_tenant_comes_from_the_template_position() {
+        assert_eq!(
+            route_tenant("/v1/tenants/{tenant}/tokens", "/v1/tenants/acme/tokens").as_deref(),
+            Some("acme")
+        );
+        assert_eq!(route_tenant("/v1/tenants", "/v1/tenants"), None);
     }
 }

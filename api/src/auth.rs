@@ -27,6 +27,8 @@ pub enum Authentication {
     Authenticated(Principal),
     /// Why the token was refused.
     Failed(AuthError),
+    /// A valid token that was revoked; kept so the refusal is audited under its subject.
+    Revoked(Principal),
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -51,7 +53,7 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
             {
                 None => Authentication::Authenticated(principal),
                 Some(id) => match state.revocations.is_revoked(id).await {
-                    Ok(true) => Authentication::Failed(AuthError::Revoked),
+                    Ok(true) => Authentication::Revoked(principal),
                     Ok(false) => Authentication::Authenticated(principal),
                     // Fail closed: an unreadable revocation list must not let tokens through.
                     Err(e) => return ApiError::Store(e).into_response(),
@@ -73,8 +75,13 @@ impl KeyExtractor for PrincipalKey {
     type Key = String;
 
     fn extract<T>(&self, request: &axum::http::Request<T>) -> Result<Self::Key, GovernorError> {
-        if let Some(Authentication::Authenticated(p)) = request.extensions().get::<Authentication>() {
-            return Ok(format!("principal:{}|{}", p.issuer, p.subject));
+        if let Some(Authentication::Authenticated(p) | Authentication::Revoked(p)) =
+            request.extensions().get::<Authentication>()
+        {
+            // Tenant in the key: a tenant-admin chooses its tokens' subjects, and must not be
+            // able to exhaust another tenant's (or a platform-admin's) budget by reusing a name.
+            let tenant = p.tenant.as_ref().map(TenantId::as_str).unwrap_or("-");
+            return Ok(format!("principal:{}|{tenant}|{}", p.issuer, p.subject));
         }
         let peer = request
             .extensions()
@@ -112,6 +119,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
         let principal = match parts.extensions.get::<Authentication>() {
             Some(Authentication::Authenticated(p)) => p.clone(),
             Some(Authentication::Failed(e)) => return Err(ApiError::Unauthorized(e.clone())),
+            Some(Authentication::Revoked(_)) => return Err(ApiError::Unauthorized(AuthError::Revoked)),
             None => return Err(ApiError::Unauthorized(AuthError::Missing)),
         };
         Ok(Caller {
@@ -149,10 +157,12 @@ impl<S: Send + Sync, P: Permission> FromRequestParts<S> for Authorized<P> {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let caller = Caller::from_request_parts(parts, state).await?;
-        let params = Path::<HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map(|p| p.0)
-            .unwrap_or_default();
+        // A path that does not decode (e.g. `%FF`) cannot name an existing resource.
+        let params = match Path::<HashMap<String, String>>::from_request_parts(parts, state).await {
+            Ok(params) => params.0,
+            Err(axum::extract::rejection::PathRejection::MissingPathParams(_)) => HashMap::new(),
+            Err(_) => return Err(ApiError::NotFound("no such resource".to_owned())),
+        };
         let tenant = match params.get("tenant") {
             // A malformed id cannot name an existing tenant; answer as for any unknown one.
             Some(raw) => {

@@ -1,5 +1,6 @@
 //! The middleware every request passes through, outermost first: request id, tracing span,
-//! metrics, compression, problem bodies, panic capture, timeout and body limit.
+//! metrics, compression, problem bodies and the body limit. Timeouts and panic capture are
+//! [`guard`]s applied to each route group innermost, so the audit layer sees their answers.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -15,7 +16,6 @@ use tower::ServiceBuilder;
 use tower_http::LatencyUnit;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -34,7 +34,6 @@ const MAX_CLIENT_REQUEST_ID: usize = 128;
 
 /// Wraps a router in the full middleware stack.
 pub fn layer(router: Router, config: &ServerConfig, metrics: Arc<Metrics>) -> Router {
-    let timeout = Duration::from_secs(config.request_timeout_secs);
     let limit = config.body_limit_bytes;
     router.layer(
         ServiceBuilder::new()
@@ -56,14 +55,20 @@ pub fn layer(router: Router, config: &ServerConfig, metrics: Arc<Metrics>) -> Ro
             .layer(from_fn_with_state(metrics, metrics::track))
             .layer(CompressionLayer::new())
             .layer(from_fn(finalize_problems))
-            .layer(CatchPanicLayer::custom(panic_response))
-            .layer(from_fn(move |req: Request, next: Next| {
-                enforce_timeout(timeout, req, next)
-            }))
-            .layer(RequestBodyLimitLayer::new(limit))
             .layer(DefaultBodyLimit::max(limit))
             .layer(Extension(BodyLimit(limit))),
     )
+}
+
+/// Wraps a route group in the request timeout and panic capture. Applied before any
+/// authentication or audit layer, so those see the 503 or 500 these produce.
+pub fn guard<S: Clone + Send + Sync + 'static>(router: Router<S>, config: &ServerConfig) -> Router<S> {
+    let timeout = Duration::from_secs(config.request_timeout_secs);
+    router
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(from_fn(move |req: Request, next: Next| {
+            enforce_timeout(timeout, req, next)
+        }))
 }
 
 /// Generates time-ordered ids, so ids sort like the log.

@@ -116,7 +116,11 @@ impl AppState {
             &config.auth.oidc,
         ));
         let ttl = std::time::Duration::from_millis(config.auth.revocation_cache_ttl_ms);
-        let revocations = Arc::new(RevocationList::new(store.clone(), ttl));
+        let revocations = Arc::new(RevocationList::new(
+            store.clone(),
+            ttl,
+            std::time::Duration::from_secs(config.auth.leeway_secs),
+        ));
         let s3 = &config.storage.s3;
         let (iam, iam_settings) = if s3.iam.enabled {
             let endpoint = s3

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use tenancy::audit::Outcome;
 use tenancy::pagination;
@@ -238,7 +238,8 @@ pub async fn get_tenant(
 /// Changes a tenant. Tenant-admins may change only the display name.
 #[utoipa::path(patch, path = "/v1/tenants/{tenant}", tag = "tenants", request_body = UpdateTenant,
     params(("tenant" = String, Path, description = "Tenant id")),
-    responses((status = 200, description = "The changed tenant", body = TenantView)))]
+    responses((status = 200, description = "The changed tenant", body = TenantView),
+        (status = 409, description = "The change would move stored data between buckets (needs a migration)", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub async fn update_tenant(
     State(state): State<AppState>,
     auth: Authorized<perm::UpdateTenant>,
@@ -276,7 +277,25 @@ pub async fn update_tenant(
             volume_30d_bytes: tenant.volume_30d_bytes,
             current: Some(tenant.placement.clone()),
         };
-        tenant.placement = placement_for(&state, &candidate, &snapshot);
+        let placement = placement_for(&state, &candidate, &snapshot);
+        let provisioned = state
+            .store
+            .provisioning_steps(&tenant.id)
+            .await?
+            .iter()
+            .any(|s| s == "bucket");
+        if placement.kind != tenant.placement.kind && provisioned {
+            // Moving data between buckets is a migration this release does not have; changing
+            // the record alone would strand the tenant's files where purge would not find them.
+            return Err(ApiError::Conflict(format!(
+                "this change moves tenant {} from {} to {} storage, which needs a data migration \
+                 (not in this release); the tenant is unchanged",
+                tenant.id,
+                tenant.placement.kind.as_str(),
+                placement.kind.as_str()
+            )));
+        }
+        tenant.placement = placement;
     }
     tenant.updated_at = tenancy::now();
     let target = format!("/v1/tenants/{}", tenant.id);
@@ -340,7 +359,16 @@ pub async fn delete_tenant(
             storage_locations,
             kept,
         };
-        return Ok(Json(report).into_response());
+        let target = format!("/v1/tenants/{id}?dry_run=true");
+        let audit = event(
+            &auth.caller,
+            "tenant.delete.dry_run",
+            &target,
+            Some(id.as_str()),
+            Outcome::Success,
+        );
+        state.store.append_audit(&audit).await?;
+        return Ok(audited(Json(report)));
     }
     // Fence the tenant first; if the purge fails half-way, a repeated DELETE finishes it.
     state

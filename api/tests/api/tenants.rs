@@ -112,8 +112,21 @@ async fn tenant_lifecycle(backend: Backend) {
             .unwrap_or("")
             .contains("tier")
     );
-    // The platform-admin upgrades it, which moves its placement.
-    let upgraded = app
+    // Before its storage exists a tier change just re-places the tenant; once storage exists
+    // it would need a data migration, which is refused rather than faked.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app
+        .get_as(&admin, "/v1/tenants/acme")
+        .await
+        .json::<Value>()
+        .await
+        .expect("json")["status"]
+        != "ready"
+    {
+        assert!(std::time::Instant::now() < deadline, "acme never became ready");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let upgrade = app
         .send_as(
             &admin,
             Method::PATCH,
@@ -121,10 +134,43 @@ async fn tenant_lifecycle(backend: Backend) {
             Some(json!({"tier": "enterprise"})),
         )
         .await;
-    let upgraded: Value = upgraded.json().await.expect("json");
-    assert_eq!(upgraded["display_name"], "Acme Inc");
-    assert_eq!(upgraded["placement"]["kind"], "dedicated");
-    assert_eq!(upgraded["placement"]["bucket"], "lakeplane-t-acme");
+    let conflict = problem(upgrade, 409).await;
+    assert!(
+        conflict["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("migration")),
+        "{conflict}"
+    );
+    let unchanged: Value = app
+        .get_as(&admin, "/v1/tenants/acme")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (
+            unchanged["tier"].as_str(),
+            unchanged["placement"]["kind"].as_str()
+        ),
+        (Some("standard"), Some("shared"))
+    );
+    assert_eq!(unchanged["display_name"], "Acme Inc");
+    let quotas = app
+        .send_as(
+            &admin,
+            Method::PATCH,
+            "/v1/tenants/acme",
+            Some(json!({"quotas": {"max_streams": 3}})),
+        )
+        .await;
+    let quotas: Value = quotas.json().await.expect("json");
+    assert_eq!(quotas["quotas"]["max_streams"], 3);
+    assert_eq!(
+        quotas["status"], "ready",
+        "a concurrent-safe update never rewrites the status"
+    );
+    // A malformed path segment is a plain 404, not a server error.
+    assert_eq!(app.get_as(&admin, "/v1/tenants/%FF").await.status(), 404);
 
     // Delete: a dry run changes nothing; the real one revokes tokens and keeps the audit log.
     let dry = app
@@ -158,7 +204,13 @@ async fn tenant_lifecycle(backend: Backend) {
         .iter()
         .filter_map(|e| e["action"].as_str())
         .collect();
-    for expected in ["tenant.delete", "tenant.update", "tenant.create"] {
+    for expected in [
+        "tenant.delete",
+        "tenant.delete.dry_run",
+        "tenant.purge",
+        "tenant.update",
+        "tenant.create",
+    ] {
         assert!(actions.contains(&expected), "{expected} in {actions:?}");
     }
     // The id is free again, and old tokens stay dead for the new tenant of that name.

@@ -263,6 +263,11 @@ async fn issue_list_and_revoke_with_immediate_effect() {
         .await
         .expect("json");
     assert_eq!(audit["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        audit["items"][0]["actor"], "alice",
+        "a revoked token's use is audited under its subject"
+    );
+    assert_eq!(audit["items"][0]["tenant"], "acme");
     app.shutdown().await;
 }
 

@@ -185,8 +185,9 @@ pub trait TokenStore: Send + Sync {
         at: DateTime<Utc>,
         audit: &AuditEvent,
     ) -> Result<Option<TokenRecord>, StoreError>;
-    /// Ids of revoked tokens that have not expired yet.
-    async fn revoked_token_ids(&self) -> Result<Vec<Uuid>, StoreError>;
+    /// Ids of revoked tokens expiring after `not_before` (now minus the verification leeway,
+    /// so a revoked token never becomes valid again inside the leeway).
+    async fn revoked_token_ids(&self, not_before: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError>;
 }
 
 /// The append-only audit log.

@@ -85,6 +85,7 @@ impl OidcIssuer {
 struct Cached {
     keys: HashMap<String, DecodingKey>,
     fetched_at: Option<Instant>,
+    attempted_at: Option<Instant>,
 }
 
 /// The issuer's keys, fetched on first use and again on an unknown `kid`.
@@ -92,8 +93,10 @@ pub struct JwksCache {
     url: url::Url,
     min_refresh: Duration,
     client: reqwest::Client,
-    // One lock: concurrent misses wait for a single fetch instead of each fetching.
-    state: tokio::sync::Mutex<Cached>,
+    // Readers never wait for a fetch; one fetch at a time, and at most one per `min_refresh`
+    // whether it succeeded or not, so forged `kid`s cannot make the plane hammer the IdP.
+    state: tokio::sync::RwLock<Cached>,
+    refresh: tokio::sync::Mutex<()>,
 }
 
 impl JwksCache {
@@ -107,28 +110,45 @@ impl JwksCache {
             url: issuer.jwks_url.clone(),
             min_refresh: Duration::from_secs(issuer.min_refresh_secs),
             client,
-            state: tokio::sync::Mutex::new(Cached {
+            state: tokio::sync::RwLock::new(Cached {
                 keys: HashMap::new(),
                 fetched_at: None,
+                attempted_at: None,
             }),
+            refresh: tokio::sync::Mutex::new(()),
         }
     }
 
     /// The key for `kid`, fetching the JWKS when the key is unknown or the set is old.
     pub async fn key(&self, kid: &str) -> Result<DecodingKey, AuthError> {
-        let mut state = self.state.lock().await;
-        let age = state.fetched_at.map(|t| t.elapsed());
-        let stale = age.is_none_or(|a| a > MAX_KEY_AGE);
-        let may_refresh = age.is_none_or(|a| a >= self.min_refresh);
-        if (stale || !state.keys.contains_key(kid)) && may_refresh {
-            match self.fetch().await {
-                Ok(keys) => {
-                    state.keys = keys;
-                    state.fetched_at = Some(Instant::now());
-                }
-                // Keep serving known keys through an IdP outage; unknown ones fail below.
-                Err(e) => tracing::warn!(url = %self.url, error = %e, "JWKS fetch failed"),
+        {
+            let state = self.state.read().await;
+            let fresh = state.fetched_at.is_some_and(|t| t.elapsed() <= MAX_KEY_AGE);
+            if let Some(key) = state.keys.get(kid).filter(|_| fresh) {
+                return Ok(key.clone());
             }
+        }
+        let _single_flight = self.refresh.lock().await;
+        {
+            let state = self.state.read().await;
+            let fresh = state.fetched_at.is_some_and(|t| t.elapsed() <= MAX_KEY_AGE);
+            let throttled = state.attempted_at.is_some_and(|t| t.elapsed() < self.min_refresh);
+            match state.keys.get(kid) {
+                Some(key) if fresh || throttled => return Ok(key.clone()),
+                None if throttled => return Err(AuthError::UnknownKey(kid.to_owned())),
+                _ => {}
+            }
+        }
+        let fetched = self.fetch().await;
+        let mut state = self.state.write().await;
+        state.attempted_at = Some(Instant::now());
+        match fetched {
+            Ok(keys) => {
+                state.keys = keys;
+                state.fetched_at = Some(Instant::now());
+            }
+            // Keep serving known keys through an IdP outage; unknown ones fail below.
+            Err(e) => tracing::warn!(url = %self.url, error = %e, "JWKS fetch failed"),
         }
         state
             .keys

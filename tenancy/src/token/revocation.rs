@@ -18,15 +18,17 @@ struct Snapshot {
 pub struct RevocationList {
     store: Arc<dyn MetadataStore>,
     ttl: Duration,
+    leeway: Duration,
     snapshot: tokio::sync::Mutex<Snapshot>,
 }
 
 impl RevocationList {
-    /// A list over the store, refreshed when older than `ttl`.
-    pub fn new(store: Arc<dyn MetadataStore>, ttl: Duration) -> Self {
+    /// A list over the store, refreshed when older than `ttl`; `leeway` is the verifier's.
+    pub fn new(store: Arc<dyn MetadataStore>, ttl: Duration, leeway: Duration) -> Self {
         Self {
             store,
             ttl,
+            leeway,
             snapshot: tokio::sync::Mutex::new(Snapshot {
                 revoked: HashSet::new(),
                 loaded_at: None,
@@ -38,7 +40,13 @@ impl RevocationList {
     pub async fn is_revoked(&self, id: Uuid) -> Result<bool, StoreError> {
         let mut snapshot = self.snapshot.lock().await;
         if snapshot.loaded_at.is_none_or(|t| t.elapsed() >= self.ttl) {
-            snapshot.revoked = self.store.revoked_token_ids().await?.into_iter().collect();
+            let leeway = chrono::Duration::from_std(self.leeway).unwrap_or_default();
+            snapshot.revoked = self
+                .store
+                .revoked_token_ids(crate::now() - leeway)
+                .await?
+                .into_iter()
+                .collect();
             snapshot.loaded_at = Some(Instant::now());
         }
         Ok(snapshot.revoked.contains(&id))

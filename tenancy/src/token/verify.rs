@@ -145,10 +145,16 @@ impl Verifier {
         validation.set_issuer(&[&issuer.issuer]);
         validation.set_audience(&[&issuer.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.validate_nbf = true;
         validation.leeway = self.settings.leeway_secs;
         let data =
             jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, &key, &validation)
                 .map_err(from_jwt)?;
+        let leeway = i64::try_from(self.settings.leeway_secs).unwrap_or(0);
+        let issued = data.claims.get("iat").and_then(serde_json::Value::as_i64);
+        if issued.is_some_and(|iat| iat > Utc::now().timestamp() + leeway) {
+            return Err(AuthError::NotYetValid);
+        }
         map_external(issuer, &data.claims)
     }
 
@@ -230,7 +236,8 @@ fn map_external(
     let raw_role = text(&issuer.role_claim)
         .ok_or_else(|| AuthError::Claim(format!("{} is required", issuer.role_claim)))?;
     let role = if issuer.role_map.is_empty() {
-        Role::parse(&raw_role)
+        // Platform-wide power needs an explicit mapping, never a bare claim from an IdP.
+        Role::parse(&raw_role).filter(|r| *r != Role::PlatformAdmin)
     } else {
         issuer.role_map.get(&raw_role).copied()
     }

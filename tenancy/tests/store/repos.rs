@@ -196,7 +196,7 @@ async fn tokens_revoke_and_survive_their_tenant(backend: Backend) {
         .await
         .expect("revoke");
     assert_eq!(
-        store.revoked_token_ids().await.expect("ids"),
+        store.revoked_token_ids(Utc::now()).await.expect("ids"),
         vec![live.id],
         "expired tokens drop off the list"
     );
@@ -207,7 +207,7 @@ async fn tokens_revoke_and_survive_their_tenant(backend: Backend) {
         .expect("delete");
     assert_eq!(revoked_by_delete, Some(1), "the one live token left is revoked");
     assert_eq!(store.get_tenant(&id("acme")).await.expect("get"), None);
-    let mut still_revoked = store.revoked_token_ids().await.expect("ids");
+    let mut still_revoked = store.revoked_token_ids(Utc::now()).await.expect("ids");
     still_revoked.sort();
     let mut expected = vec![live.id, other.id];
     expected.sort();

@@ -77,6 +77,9 @@ impl MetadataStore for PgStore {
         // while another replica migrates and this report would claim its work. One session
         // lock around the whole run, on one connection, keeps snapshot and run together.
         let mut conn = self.pool.acquire().await?;
+        // The session lock must never go back to the pool held, even if this future is
+        // cancelled half-way: closing the connection afterwards always releases it.
+        conn.close_on_drop();
         sqlx::query("SELECT pg_advisory_lock($1)")
             .bind(MIGRATION_LOCK_KEY)
             .execute(&mut *conn)

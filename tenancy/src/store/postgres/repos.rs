@@ -1,4 +1,5 @@
 //! Tenants, tokens, audit and provisioning on PostgreSQL, with native UUID and TIMESTAMPTZ columns.
+//! Generated in step with the SQLite module; ids compare with the C collation, as in SQLite.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -181,7 +182,7 @@ impl TenantStore for PgStore {
         only: Option<&TenantId>,
     ) -> Result<Vec<Tenant>, StoreError> {
         let rows = sqlx::query(
-            "SELECT * FROM tenants WHERE ($1::text IS NULL OR id > $1) AND ($2::text IS NULL OR id = $2) ORDER BY id LIMIT $3",
+            "SELECT * FROM tenants WHERE ($1::text IS NULL OR id > $1 COLLATE \"C\") AND ($2::text IS NULL OR id = $2) ORDER BY id COLLATE \"C\" LIMIT $3",
         )
         .bind(after)
         .bind(only.map(TenantId::as_str))
@@ -194,14 +195,13 @@ impl TenantStore for PgStore {
     async fn update_tenant(&self, t: &Tenant, audit: &AuditEvent) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
-            "UPDATE tenants SET display_name = $1, tier = $2, isolation = $3, status = $4, placement_kind = $5, \
-             placement_shard = $6, placement_reason = $7, quota_max_tables = $8, quota_max_streams = $9, \
-             quota_max_storage_gb = $10, quota_ingest_events_per_sec = $11, updated_at = $12, status_reason = $13 WHERE id = $14",
+            "UPDATE tenants SET display_name = $1, tier = $2, isolation = $3, placement_kind = $4, \
+             placement_shard = $5, placement_reason = $6, quota_max_tables = $7, quota_max_streams = $8, \
+             quota_max_storage_gb = $9, quota_ingest_events_per_sec = $10, updated_at = $11 WHERE id = $12",
         )
         .bind(&t.display_name)
         .bind(t.tier.as_str())
         .bind(t.isolation.as_str())
-        .bind(t.status.as_str())
         .bind(t.placement.kind.as_str())
         .bind(t.placement.shard.and_then(|s| i32::try_from(s).ok()))
         .bind(&t.placement.reason)
@@ -210,7 +210,6 @@ impl TenantStore for PgStore {
         .bind(i64::from(t.quotas.max_storage_gb))
         .bind(i64::from(t.quotas.ingest_events_per_sec))
         .bind(t.updated_at)
-        .bind(&t.status_reason)
         .bind(t.id.as_str())
         .execute(&mut *tx)
         .await?;
@@ -266,7 +265,7 @@ impl TenantStore for PgStore {
     }
 
     async fn placement_snapshot(&self) -> Result<PlacementSnapshot, StoreError> {
-        let rows = sqlx::query("SELECT * FROM tenants ORDER BY id")
+        let rows = sqlx::query("SELECT * FROM tenants ORDER BY id COLLATE \"C\"")
             .fetch_all(&self.pool)
             .await?;
         let tenants: Vec<Tenant> = rows.iter().map(tenant).collect::<Result<_, _>>()?;
@@ -341,9 +340,9 @@ impl TokenStore for PgStore {
         token(&row).map(Some)
     }
 
-    async fn revoked_token_ids(&self) -> Result<Vec<Uuid>, StoreError> {
+    async fn revoked_token_ids(&self, not_before: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
         let rows = sqlx::query("SELECT id FROM api_tokens WHERE revoked_at IS NOT NULL AND expires_at > $1")
-            .bind(Utc::now())
+            .bind(not_before)
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(|r| uuid(r, "id")).collect()
@@ -418,11 +417,12 @@ impl ProvisioningStore for PgStore {
         status: TenantStatus,
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE tenants SET status = $1, status_reason = $2, updated_at = $3 WHERE id = $4")
+        sqlx::query("UPDATE tenants SET status = $1, status_reason = $2, updated_at = $3 WHERE id = $4 AND (status <> 'deleting' OR $5::text = 'deleting')")
             .bind(status.as_str())
             .bind(reason)
             .bind(crate::now())
             .bind(id.as_str())
+            .bind(status.as_str())
             .execute(&self.pool)
             .await?;
         Ok(())

@@ -197,14 +197,13 @@ impl TenantStore for SqliteStore {
     async fn update_tenant(&self, t: &Tenant, audit: &AuditEvent) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
-            "UPDATE tenants SET display_name = ?, tier = ?, isolation = ?, status = ?, placement_kind = ?, \
+            "UPDATE tenants SET display_name = ?, tier = ?, isolation = ?, placement_kind = ?, \
              placement_shard = ?, placement_reason = ?, quota_max_tables = ?, quota_max_streams = ?, \
-             quota_max_storage_gb = ?, quota_ingest_events_per_sec = ?, updated_at = ?, status_reason = ? WHERE id = ?",
+             quota_max_storage_gb = ?, quota_ingest_events_per_sec = ?, updated_at = ? WHERE id = ?",
         )
         .bind(&t.display_name)
         .bind(t.tier.as_str())
         .bind(t.isolation.as_str())
-        .bind(t.status.as_str())
         .bind(t.placement.kind.as_str())
         .bind(t.placement.shard.map(i64::from))
         .bind(&t.placement.reason)
@@ -213,7 +212,6 @@ impl TenantStore for SqliteStore {
         .bind(i64::from(t.quotas.max_storage_gb))
         .bind(i64::from(t.quotas.ingest_events_per_sec))
         .bind(micros(t.updated_at))
-        .bind(&t.status_reason)
         .bind(t.id.as_str())
         .execute(&mut *tx)
         .await?;
@@ -344,9 +342,9 @@ impl TokenStore for SqliteStore {
         token(&row).map(Some)
     }
 
-    async fn revoked_token_ids(&self) -> Result<Vec<Uuid>, StoreError> {
+    async fn revoked_token_ids(&self, not_before: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
         let rows = sqlx::query("SELECT id FROM api_tokens WHERE revoked_at IS NOT NULL AND expires_at > ?")
-            .bind(micros(Utc::now()))
+            .bind(micros(not_before))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(|r| uuid(r, "id")).collect()
@@ -421,11 +419,12 @@ impl ProvisioningStore for SqliteStore {
         status: TenantStatus,
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE tenants SET status = ?, status_reason = ?, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE tenants SET status = ?, status_reason = ?, updated_at = ? WHERE id = ? AND (status <> 'deleting' OR ? = 'deleting')")
             .bind(status.as_str())
             .bind(reason)
             .bind(micros(crate::now()))
             .bind(id.as_str())
+            .bind(status.as_str())
             .execute(&self.pool)
             .await?;
         Ok(())

@@ -7,6 +7,9 @@
 //!  AWS_SECRET_ACCESS_KEY=testing cargo bench -p lake-manager --bench provision_scale`
 //! (`TENANTS` overrides 2000). Baseline, same run: the latency of one PutObject on moto.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -18,11 +21,11 @@ use lake_manager::provision::{IamSettings, ProvisionSettings, Provisioner};
 use lake_manager::storage::{
     ClassUsage, ObjectStorageAdmin, S3Settings, S3Storage, StorageError, StorageKind,
 };
-use tenancy::audit::{AuditEvent, Outcome};
+
 use tenancy::placement::{Placement, PlacementKind, choose_shard};
 use tenancy::store::testing::TestDatabase;
 use tenancy::store::{self, Backend};
-use tenancy::tenant::{Isolation, Quotas, Tenant, TenantId, TenantStatus, Tier};
+use tenancy::tenant::TenantStatus;
 use tenancy::zone::ZonesConfig;
 
 /// Counts calls; each trait method here is one S3 (or IAM) request, except `ensure_bucket`
@@ -177,38 +180,14 @@ async fn main() {
             fill.push(0);
         }
         fill[shard as usize] += 1;
-        let now = tenancy::now();
-        let id = TenantId::parse(&format!("tenant-{i:05}")).expect("id");
-        let tenant = Tenant {
-            id: id.clone(),
-            display_name: "Scale".into(),
-            tier: Tier::Standard,
-            isolation: Isolation::Auto,
-            status: TenantStatus::Provisioning,
-            status_reason: None,
-            placement: Placement {
-                kind: PlacementKind::Shared,
-                shard: Some(shard),
-                reason: "scale".into(),
-            },
-            quotas: Quotas::default(),
-            volume_30d_bytes: 0,
-            created_at: now,
-            updated_at: now,
+        let placement = Placement {
+            kind: PlacementKind::Shared,
+            shard: Some(shard),
+            reason: "scale".into(),
         };
-        let audit = AuditEvent {
-            id: uuid::Uuid::now_v7(),
-            at: now,
-            actor: "bench".into(),
-            role: None,
-            tenant: Some(id.to_string()),
-            action: "tenant.create".into(),
-            target: id.to_string(),
-            outcome: Outcome::Success,
-            request_id: None,
-            source: None,
-        };
-        store.insert_tenant(&tenant, &audit).await.expect("insert");
+        let id = common::add_tenant(&store, &format!("tenant-{i:05}"), placement)
+            .await
+            .id;
         let before = (
             s3.calls.load(Ordering::Relaxed),
             iam.calls.load(Ordering::Relaxed),

@@ -6,16 +6,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+#[path = "common/mod.rs"]
+mod common;
+
 use async_trait::async_trait;
+use common::add_tenant;
 use lake_manager::lifecycle::LifecycleDocument;
 use lake_manager::provision::{ProvisionSettings, Provisioner, Step};
 use lake_manager::storage::{ClassUsage, LocalStorage, ObjectStorageAdmin, StorageError, StorageKind};
-use tenancy::audit::{AuditEvent, Outcome};
+
 use tenancy::both_backends;
 use tenancy::placement::{Placement, PlacementKind};
 use tenancy::store::testing::TestDatabase;
-use tenancy::store::{self, Backend, MetadataStore};
-use tenancy::tenant::{Isolation, Quotas, Tenant, TenantId, TenantStatus, Tier};
+use tenancy::store::{self, Backend};
+use tenancy::tenant::TenantStatus;
 use tenancy::zone::ZonesConfig;
 
 /// Test helper, never a production backend: local storage that fails one operation.
@@ -95,37 +99,6 @@ fn settings() -> ProvisionSettings {
     }
 }
 
-async fn add_tenant(store: &Arc<dyn MetadataStore>, id: &str, placement: Placement) -> TenantId {
-    let now = tenancy::now();
-    let tenant = Tenant {
-        id: TenantId::parse(id).expect("id"),
-        display_name: id.to_owned(),
-        tier: Tier::Standard,
-        isolation: Isolation::Auto,
-        status: TenantStatus::Provisioning,
-        status_reason: None,
-        placement,
-        quotas: Quotas::default(),
-        volume_30d_bytes: 0,
-        created_at: now,
-        updated_at: now,
-    };
-    let audit = AuditEvent {
-        id: uuid::Uuid::now_v7(),
-        at: now,
-        actor: "test".into(),
-        role: None,
-        tenant: Some(id.to_owned()),
-        action: "tenant.create".into(),
-        target: id.to_owned(),
-        outcome: Outcome::Success,
-        request_id: None,
-        source: None,
-    };
-    store.insert_tenant(&tenant, &audit).await.expect("insert");
-    tenant.id
-}
-
 fn dirs(path: &std::path::Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(path)
         .map(|d| {
@@ -152,7 +125,7 @@ async fn a_fault_at_any_step_resumes_without_duplicates(backend: Backend) {
             shard: Some(0),
             reason: "test".into(),
         };
-        let id = add_tenant(&store, "acme", shared).await;
+        let id = add_tenant(&store, "acme", shared).await.id;
 
         let broken = Arc::new(FailingAt {
             inner: local.clone(),
@@ -233,7 +206,7 @@ async fn dedicated_tenants_get_their_own_bucket_and_purge_removes_it(backend: Ba
         shard: None,
         reason: "tier enterprise".into(),
     };
-    let big = add_tenant(&store, "bigco", dedicated).await;
+    let big = add_tenant(&store, "bigco", dedicated).await.id;
     let small = add_tenant(
         &store,
         "small",
@@ -243,7 +216,8 @@ async fn dedicated_tenants_get_their_own_bucket_and_purge_removes_it(backend: Ba
             reason: "x".into(),
         },
     )
-    .await;
+    .await
+    .id;
     for id in [&big, &small] {
         assert_eq!(
             provisioner.provision(id).await.expect("runs"),

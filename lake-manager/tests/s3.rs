@@ -4,6 +4,9 @@
 //! Known moto gap (moto 5.2): it drops `ObjectSizeGreaterThan` from lifecycle filters when it
 //! stores them, so the comparison below removes that field from the computed document first.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,11 +14,10 @@ use lake_manager::identity::{AwsIam, POLICY_NAME};
 use lake_manager::lifecycle::LifecycleDocument;
 use lake_manager::provision::{IamSettings, ProvisionSettings, Provisioner};
 use lake_manager::storage::{ObjectStorageAdmin, S3Settings, S3Storage};
-use tenancy::audit::{AuditEvent, Outcome};
 use tenancy::placement::{Placement, PlacementKind};
 use tenancy::store::testing::TestDatabase;
-use tenancy::store::{self, Backend, MetadataStore};
-use tenancy::tenant::{Isolation, Quotas, Tenant, TenantId, TenantStatus, Tier};
+use tenancy::store::{self, Backend};
+use tenancy::tenant::TenantStatus;
 use tenancy::zone::ZonesConfig;
 
 fn endpoint() -> String {
@@ -54,37 +56,6 @@ fn prefix() -> String {
     format!("lp{}", &uuid::Uuid::now_v7().simple().to_string()[20..])
 }
 
-async fn tenant(store: &Arc<dyn MetadataStore>, id: &str, placement: Placement) -> Tenant {
-    let now = tenancy::now();
-    let tenant = Tenant {
-        id: TenantId::parse(id).expect("id"),
-        display_name: id.to_owned(),
-        tier: Tier::Standard,
-        isolation: Isolation::Auto,
-        status: TenantStatus::Provisioning,
-        status_reason: None,
-        placement,
-        quotas: Quotas::default(),
-        volume_30d_bytes: 0,
-        created_at: now,
-        updated_at: now,
-    };
-    let audit = AuditEvent {
-        id: uuid::Uuid::now_v7(),
-        at: now,
-        actor: "test".into(),
-        role: None,
-        tenant: Some(id.to_owned()),
-        action: "tenant.create".into(),
-        target: id.to_owned(),
-        outcome: Outcome::Success,
-        request_id: None,
-        source: None,
-    };
-    store.insert_tenant(&tenant, &audit).await.expect("insert");
-    tenant
-}
-
 fn without_size_filter(document: &LifecycleDocument) -> serde_json::Value {
     let mut json = serde_json::to_value(document).expect("json");
     for rule in json["Rules"].as_array_mut().expect("rules") {
@@ -116,7 +87,7 @@ async fn provisioning_on_s3_creates_hardened_buckets_with_exact_lifecycle() {
     };
     let iam = Arc::new(AwsIam::connect("eu-west-1", Some(&endpoint())).await);
     let provisioner = Provisioner::new(store.clone(), s3.clone(), Some(iam.clone()), settings);
-    let dedicated = tenant(
+    let dedicated = common::add_tenant(
         &store,
         "bigco",
         Placement {
@@ -126,7 +97,7 @@ async fn provisioning_on_s3_creates_hardened_buckets_with_exact_lifecycle() {
         },
     )
     .await;
-    let shared = tenant(
+    let shared = common::add_tenant(
         &store,
         "small",
         Placement {

@@ -28,6 +28,15 @@ pub fn decode_cursor(cursor: &str) -> Result<String, Violation> {
         .ok_or_else(|| Violation::new("cursor", "is not a cursor issued by this server"))
 }
 
+/// Decodes an optional cursor whose key is a UUID (newest-first lists keyed by UUIDv7).
+pub fn decode_uuid_cursor(cursor: Option<&str>) -> Result<Option<uuid::Uuid>, Violation> {
+    let Some(cursor) = cursor else { return Ok(None) };
+    let raw = decode_cursor(cursor)?;
+    uuid::Uuid::parse_str(&raw)
+        .map(Some)
+        .map_err(|_| Violation::new("cursor", "is not a cursor issued by this server"))
+}
+
 /// Validates `?limit=`, defaulting when absent.
 pub fn limit(requested: Option<u32>) -> Result<u32, Violation> {
     match requested {

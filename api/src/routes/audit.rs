@@ -99,18 +99,7 @@ pub async fn list_audit(
     };
     caller.authorize(Action::ReadAudit(tenant.as_ref()))?;
     let limit = pagination::limit(query.limit)?;
-    let before = match query
-        .cursor
-        .as_deref()
-        .map(pagination::decode_cursor)
-        .transpose()?
-    {
-        Some(raw) => Some(
-            Uuid::parse_str(&raw)
-                .map_err(|_| Violation::new("cursor", "is not a cursor issued by this server"))?,
-        ),
-        None => None,
-    };
+    let before = pagination::decode_uuid_cursor(query.cursor.as_deref())?;
     let since = match &query.since {
         Some(raw) => Some(
             DateTime::parse_from_rfc3339(raw)

@@ -15,24 +15,17 @@ use serde::Serialize;
 use tenancy::audit::Outcome;
 use tenancy::placement::PlacementKind;
 use tenancy::role::Zone;
-use tenancy::tenant::{Tenant, TenantId, TenantStatus};
+use tenancy::tenant::{TenantId, TenantStatus};
 use tenancy::validation::Violation;
 use tenancy::zone::{ZonePolicy, validate_policy};
 use utoipa::ToSchema;
 
+use super::tenants::load;
 use crate::audit::{audited, event};
 use crate::auth::{Authorized, perm};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::state::AppState;
-
-async fn load(state: &AppState, id: &TenantId) -> Result<Tenant, ApiError> {
-    state
-        .store
-        .get_tenant(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no tenant {id}")))
-}
 
 fn parse_zone(raw: &str) -> Result<Zone, ApiError> {
     Zone::ALL

@@ -215,7 +215,8 @@ pub async fn list_tenants(
     }))
 }
 
-async fn load(state: &AppState, id: &TenantId) -> Result<Tenant, ApiError> {
+/// The tenant, or 404.
+pub(crate) async fn load(state: &AppState, id: &TenantId) -> Result<Tenant, ApiError> {
     state
         .store
         .get_tenant(id)

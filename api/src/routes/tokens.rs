@@ -187,18 +187,7 @@ pub async fn list_tokens(
 ) -> Result<Json<Page<TokenView>>, ApiError> {
     let tenant = auth.tenant()?;
     let limit = pagination::limit(query.limit)?;
-    let before = match query
-        .cursor
-        .as_deref()
-        .map(pagination::decode_cursor)
-        .transpose()?
-    {
-        Some(raw) => Some(
-            Uuid::parse_str(&raw)
-                .map_err(|_| Violation::new("cursor", "is not a cursor issued by this server"))?,
-        ),
-        None => None,
-    };
+    let before = pagination::decode_uuid_cursor(query.cursor.as_deref())?;
     if state.store.get_tenant(tenant).await?.is_none() {
         return Err(ApiError::NotFound(format!("no tenant {tenant}")));
     }

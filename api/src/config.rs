@@ -138,6 +138,8 @@ pub struct StorageConfig {
     pub root: Option<PathBuf>,
     /// Settings for `s3`.
     pub s3: S3Config,
+    /// How long a migrated tenant's old keys are kept before they are deleted.
+    pub migration_grace_secs: u64,
 }
 
 impl Default for StorageConfig {
@@ -146,6 +148,7 @@ impl Default for StorageConfig {
             kind: StorageKind::Local,
             root: None,
             s3: S3Config::default(),
+            migration_grace_secs: 86_400,
         }
     }
 }

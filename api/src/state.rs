@@ -146,9 +146,11 @@ impl AppState {
                 iam: iam_settings,
                 attempts: 3,
                 backoff: std::time::Duration::from_millis(200),
+                migration_grace: std::time::Duration::from_secs(config.storage.migration_grace_secs),
             },
         ));
         let resumed = provisioner.resume_all().await?;
+        provisioner.spawn_migration_worker(std::time::Duration::from_secs(30));
         if resumed > 0 {
             tracing::info!(tenants = resumed, "resuming provisioning left unfinished");
         }

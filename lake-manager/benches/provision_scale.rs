@@ -19,7 +19,7 @@ use lake_manager::identity::{AwsIam, IamAdmin};
 use lake_manager::lifecycle::LifecycleDocument;
 use lake_manager::provision::{IamSettings, ProvisionSettings, Provisioner};
 use lake_manager::storage::{
-    ClassUsage, ObjectStorageAdmin, S3Settings, S3Storage, StorageError, StorageKind,
+    ClassUsage, ObjectInfo, ObjectStorageAdmin, S3Settings, S3Storage, StorageError, StorageKind,
 };
 
 use tenancy::placement::{Placement, PlacementKind, choose_shard};
@@ -89,6 +89,12 @@ impl ObjectStorageAdmin for Counting<S3Storage> {
     async fn usage(&self, bucket: &str, prefix: &str) -> Result<Vec<ClassUsage>, StorageError> {
         self.inner.usage(bucket, prefix).await
     }
+    async fn list_objects(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+        self.inner.list_objects(bucket, prefix).await
+    }
+    async fn copy_object(&self, from_bucket: &str, key: &str, to_bucket: &str) -> Result<(), StorageError> {
+        self.inner.copy_object(from_bucket, key, to_bucket).await
+    }
 }
 
 #[async_trait]
@@ -154,6 +160,7 @@ async fn main() {
             }),
             attempts: 3,
             backoff: Duration::from_millis(50),
+            migration_grace: Duration::from_secs(0),
         },
     );
 

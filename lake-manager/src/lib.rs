@@ -5,5 +5,6 @@ pub mod cost;
 pub mod identity;
 pub mod layout;
 pub mod lifecycle;
+pub mod migrate;
 pub mod provision;
 pub mod storage;

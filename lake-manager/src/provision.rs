@@ -83,6 +83,8 @@ pub struct ProvisionSettings {
     pub attempts: u32,
     /// First retry delay; doubled each attempt.
     pub backoff: Duration,
+    /// How long a migrated tenant's old keys are kept before deletion.
+    pub migration_grace: Duration,
 }
 
 /// IAM settings.
@@ -220,6 +222,19 @@ impl Provisioner {
             .await?;
         tracing::info!(tenant = %id, "tenant storage ready");
         Ok(TenantStatus::Ready)
+    }
+
+    /// Runs one saga step for the tenant as given (migrations pass the target placement).
+    pub(crate) async fn run_step(&self, step: Step, tenant: &Tenant) -> Result<String, ProvisionError> {
+        self.step(step, tenant).await
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn MetadataStore> {
+        &self.store
+    }
+
+    pub(crate) fn storage(&self) -> &Arc<dyn ObjectStorageAdmin> {
+        &self.storage
     }
 
     async fn step(&self, step: Step, tenant: &Tenant) -> Result<String, ProvisionError> {

@@ -13,7 +13,9 @@ use async_trait::async_trait;
 use common::add_tenant;
 use lake_manager::lifecycle::LifecycleDocument;
 use lake_manager::provision::{ProvisionSettings, Provisioner, Step};
-use lake_manager::storage::{ClassUsage, LocalStorage, ObjectStorageAdmin, StorageError, StorageKind};
+use lake_manager::storage::{
+    ClassUsage, LocalStorage, ObjectInfo, ObjectStorageAdmin, StorageError, StorageKind,
+};
 
 use tenancy::both_backends;
 use tenancy::placement::{Placement, PlacementKind};
@@ -87,6 +89,12 @@ impl ObjectStorageAdmin for FailingAt {
     async fn usage(&self, bucket: &str, prefix: &str) -> Result<Vec<ClassUsage>, StorageError> {
         self.inner.usage(bucket, prefix).await
     }
+    async fn list_objects(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+        self.inner.list_objects(bucket, prefix).await
+    }
+    async fn copy_object(&self, from_bucket: &str, key: &str, to_bucket: &str) -> Result<(), StorageError> {
+        self.inner.copy_object(from_bucket, key, to_bucket).await
+    }
 }
 
 fn settings() -> ProvisionSettings {
@@ -96,6 +104,7 @@ fn settings() -> ProvisionSettings {
         iam: None,
         attempts: 2,
         backoff: Duration::from_millis(10),
+        migration_grace: Duration::from_secs(0),
     }
 }
 

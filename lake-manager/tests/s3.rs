@@ -84,6 +84,7 @@ async fn provisioning_on_s3_creates_hardened_buckets_with_exact_lifecycle() {
         }),
         attempts: 2,
         backoff: Duration::from_millis(10),
+        migration_grace: Duration::from_secs(0),
     };
     let iam = Arc::new(AwsIam::connect("eu-west-1", Some(&endpoint())).await);
     let provisioner = Provisioner::new(store.clone(), s3.clone(), Some(iam.clone()), settings);

@@ -286,15 +286,7 @@ pub async fn update_tenant(
             .iter()
             .any(|s| s == "bucket");
         if placement.kind != tenant.placement.kind && provisioned {
-            // Moving data between buckets is a migration this release does not have; changing
-            // the record alone would strand the tenant's files where purge would not find them.
-            return Err(ApiError::Conflict(format!(
-                "this change moves tenant {} from {} to {} storage, which needs a data migration \
-                 (not in this release); the tenant is unchanged",
-                tenant.id,
-                tenant.placement.kind.as_str(),
-                placement.kind.as_str()
-            )));
+            return start_migration(&state, &auth.caller, tenant, placement).await;
         }
         tenant.placement = placement;
     }
@@ -311,6 +303,74 @@ pub async fn update_tenant(
         return Err(ApiError::NotFound(format!("no tenant {}", tenant.id)));
     }
     Ok(audited(Json(TenantView::new(&state, &tenant))))
+}
+
+/// Saves the non-placement changes, then moves the tenant's data to its new placement in the
+/// background: the tenant reads `migrating` until the switch, then `ready`.
+async fn start_migration(
+    state: &AppState,
+    caller: &crate::auth::Caller,
+    mut tenant: Tenant,
+    placement: tenancy::placement::Placement,
+) -> Result<Response, ApiError> {
+    if tenant.status != TenantStatus::Ready {
+        return Err(ApiError::Conflict(format!(
+            "tenant {} is {}; its placement can change only when it is ready",
+            tenant.id,
+            tenant.status.as_str()
+        )));
+    }
+    let target = format!("/v1/tenants/{}", tenant.id);
+    tenant.updated_at = tenancy::now();
+    // Tier and isolation are saved now, with the old placement; the switch follows the copy.
+    let update = event(
+        caller,
+        "tenant.update",
+        &target,
+        Some(tenant.id.as_str()),
+        Outcome::Success,
+    );
+    state.store.update_tenant(&tenant, &update).await?;
+    let detail = format!(
+        "{target}: {} to {}",
+        tenant.placement.kind.as_str(),
+        placement.kind.as_str()
+    );
+    let audit = event(
+        caller,
+        "tenant.migrate",
+        &detail,
+        Some(tenant.id.as_str()),
+        Outcome::Success,
+    );
+    let migration = state
+        .provisioner
+        .start_migration(&tenant, placement, &audit)
+        .await
+        .map_err(|e| match e {
+            lake_manager::provision::ProvisionError::Store(tenancy::store::StoreError::Conflict(_)) => {
+                ApiError::Conflict(format!("tenant {} is already migrating", tenant.id))
+            }
+            lake_manager::provision::ProvisionError::Store(e) => ApiError::Store(e),
+            other => ApiError::Internal(crate::error::chain(&other)),
+        })?;
+    let provisioner = state.provisioner.clone();
+    tokio::spawn(async move {
+        match provisioner.copy_and_switch(&migration).await {
+            Ok(()) => {
+                // Clean up as soon as the grace period ends; the periodic worker covers restarts.
+                tokio::time::sleep(provisioner.settings().migration_grace).await;
+                if let Err(e) = provisioner.clean_up_due().await {
+                    tracing::error!(error = %crate::error::chain(&e), "migration cleanup failed");
+                }
+            }
+            Err(e) => {
+                tracing::error!(tenant = %migration.tenant, error = %crate::error::chain(&e), "migration stopped; it resumes on restart")
+            }
+        }
+    });
+    let current = load(state, &tenant.id).await?;
+    Ok(audited(Json(TenantView::new(state, &current))))
 }
 
 /// Deletes a tenant: revokes its tokens and removes its storage; the audit log is kept.
@@ -370,6 +430,11 @@ pub async fn delete_tenant(
         );
         state.store.append_audit(&audit).await?;
         return Ok(audited(Json(report)));
+    }
+    if tenant.status == TenantStatus::Migrating {
+        return Err(ApiError::Conflict(format!(
+            "tenant {id} is migrating; delete it once it is ready"
+        )));
     }
     // Fence the tenant first; if the purge fails half-way, a repeated DELETE finishes it.
     state

@@ -307,3 +307,103 @@ async fn a_failed_provisioning_names_the_step_and_a_retry_completes_it() {
     );
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_placement_change_copies_verifies_switches_and_cleans_up_after_the_grace() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        |c| c.storage.migration_grace_secs = 1,
+        axum::Router::new(),
+    )
+    .await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    let body = json!({"id": "mover", "display_name": "Mover", "tier": "standard"});
+    assert_eq!(
+        app.send_as(&admin, Method::POST, "/v1/tenants", Some(body))
+            .await
+            .status(),
+        201
+    );
+    wait_for_status(&app, &admin, "mover", "ready").await;
+    let lake = app.data_dir.path().join("lake");
+    let old = lake.join("lakeplane-shared-0000/silver/mover/orders");
+    std::fs::create_dir_all(old.join("_delta_log")).expect("dirs");
+    let files = [
+        (
+            "_delta_log/00000000000000000000.json",
+            b"{\"commitInfo\":{}}".to_vec(),
+        ),
+        ("part-00000.parquet", vec![42u8; 250_000]),
+        ("part-00001.parquet", vec![7u8; 1_000]),
+    ];
+    for (name, bytes) in &files {
+        std::fs::write(old.join(name), bytes).expect("write");
+    }
+
+    let patched = app
+        .send_as(
+            &admin,
+            Method::PATCH,
+            "/v1/tenants/mover",
+            Some(json!({"isolation": "dedicated"})),
+        )
+        .await;
+    assert_eq!(patched.status(), 200);
+    let moved = wait_for_status(&app, &admin, "mover", "ready").await;
+    assert_eq!(moved["placement"]["kind"], "dedicated");
+    assert_eq!(moved["isolation"], "dedicated");
+    let new = lake.join("lakeplane-t-mover/silver/mover/orders");
+    for (name, bytes) in &files {
+        assert_eq!(
+            &std::fs::read(new.join(name)).expect("copied"),
+            bytes,
+            "{name} is identical at the new location"
+        );
+    }
+    let uri = moved["zones"]["silver"]["uri"].as_str().expect("uri");
+    assert!(uri.ends_with("/lakeplane-t-mover/silver/mover/"), "{uri}");
+    let usage: Value = app
+        .get_as(&admin, "/v1/tenants/mover/usage")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        usage["zones"]["silver"]["objects"], 3,
+        "usage reads the new location"
+    );
+
+    // The old keys go after the grace period (1 s here), not before the switch.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while old.exists() {
+        assert!(Instant::now() < deadline, "old keys were never cleaned up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        lake.join("lakeplane-shared-0000/silver").is_dir(),
+        "the shard itself stays"
+    );
+    let audit: Value = app
+        .get_as(&admin, "/v1/audit?action=tenant.migrate")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(audit["items"][0]["outcome"], "success");
+    let again = app
+        .send_as(
+            &admin,
+            Method::PATCH,
+            "/v1/tenants/mover",
+            Some(json!({"isolation": "shared"})),
+        )
+        .await;
+    assert_eq!(again.status(), 200, "and back again");
+    let back = wait_for_status(&app, &admin, "mover", "ready").await;
+    assert_eq!(back["placement"]["kind"], "shared");
+    assert!(
+        lake.join("lakeplane-shared-0000/silver/mover/orders/part-00000.parquet")
+            .is_file()
+    );
+    app.shutdown().await;
+}

@@ -9,6 +9,26 @@ use tenancy::tenant::TenantId;
 
 use crate::helpers::{TestApp, problem};
 
+async fn wait_for(app: &TestApp, token: &str, tenant: &str, status: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let body: Value = app
+            .get_as(token, &format!("/v1/tenants/{tenant}"))
+            .await
+            .json()
+            .await
+            .expect("json");
+        if body["status"] == status {
+            return body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{tenant} never became {status}: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 async fn create(app: &TestApp, admin: &str, body: Value) -> reqwest::Response {
     app.send_as(admin, Method::POST, "/v1/tenants", Some(body)).await
 }
@@ -112,20 +132,8 @@ async fn tenant_lifecycle(backend: Backend) {
             .unwrap_or("")
             .contains("tier")
     );
-    // Before its storage exists a tier change just re-places the tenant; once storage exists
-    // it would need a data migration, which is refused rather than faked.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while app
-        .get_as(&admin, "/v1/tenants/acme")
-        .await
-        .json::<Value>()
-        .await
-        .expect("json")["status"]
-        != "ready"
-    {
-        assert!(std::time::Instant::now() < deadline, "acme never became ready");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    // Once its storage exists, an upgrade to enterprise migrates it to a dedicated bucket.
+    wait_for(&app, &admin, "acme", "ready").await;
     let upgrade = app
         .send_as(
             &admin,
@@ -134,27 +142,12 @@ async fn tenant_lifecycle(backend: Backend) {
             Some(json!({"tier": "enterprise"})),
         )
         .await;
-    let conflict = problem(upgrade, 409).await;
-    assert!(
-        conflict["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("migration")),
-        "{conflict}"
-    );
-    let unchanged: Value = app
-        .get_as(&admin, "/v1/tenants/acme")
-        .await
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(
-        (
-            unchanged["tier"].as_str(),
-            unchanged["placement"]["kind"].as_str()
-        ),
-        (Some("standard"), Some("shared"))
-    );
-    assert_eq!(unchanged["display_name"], "Acme Inc");
+    assert_eq!(upgrade.status(), 200);
+    let upgraded = wait_for(&app, &admin, "acme", "ready").await;
+    assert_eq!(upgraded["tier"], "enterprise");
+    assert_eq!(upgraded["display_name"], "Acme Inc");
+    assert_eq!(upgraded["placement"]["kind"], "dedicated");
+    assert_eq!(upgraded["placement"]["bucket"], "lakeplane-t-acme");
     let quotas = app
         .send_as(
             &admin,
@@ -165,10 +158,7 @@ async fn tenant_lifecycle(backend: Backend) {
         .await;
     let quotas: Value = quotas.json().await.expect("json");
     assert_eq!(quotas["quotas"]["max_streams"], 3);
-    assert_eq!(
-        quotas["status"], "ready",
-        "a concurrent-safe update never rewrites the status"
-    );
+    assert_eq!(quotas["status"], "ready", "an update never rewrites the status");
     // A malformed path segment is a plain 404, not a server error.
     assert_eq!(app.get_as(&admin, "/v1/tenants/%FF").await.status(), 404);
 

@@ -191,6 +191,63 @@ impl ObjectStorageAdmin for LocalStorage {
             small_bytes,
         }])
     }
+
+    async fn list_objects(&self, bucket: &str, prefix: &str) -> Result<Vec<super::ObjectInfo>, StorageError> {
+        let base = self.path(bucket, "")?;
+        let dir = self.path(bucket, prefix)?;
+        blocking(move || {
+            let mut out = Vec::new();
+            walk(&base, &dir, &mut out).map_err(io("list", &dir))?;
+            out.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn copy_object(&self, from_bucket: &str, key: &str, to_bucket: &str) -> Result<(), StorageError> {
+        let from = self.path(from_bucket, key)?;
+        let to = self.path(to_bucket, key)?;
+        blocking(move || {
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent).map_err(io("create prefix", parent))?;
+            }
+            // Copy to a temporary name, then rename, so a crash never leaves a torn object.
+            let temp = to.with_extension(format!("copy-{}", uuid::Uuid::now_v7().simple()));
+            std::fs::copy(&from, &temp).map_err(io("copy", &from))?;
+            std::fs::rename(&temp, &to).map_err(io("rename", &to))
+        })
+        .await
+    }
+}
+
+/// Files under `dir`, with keys relative to `base`.
+fn walk(base: &Path, dir: &Path, out: &mut Vec<super::ObjectInfo>) -> std::io::Result<()> {
+    use sha2::Digest;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.metadata()?.is_dir() {
+            walk(base, &path, out)?;
+        } else {
+            let bytes = std::fs::read(&path)?;
+            let key = path
+                .strip_prefix(base)
+                .map_err(std::io::Error::other)?
+                .to_string_lossy()
+                .into_owned();
+            out.push(super::ObjectInfo {
+                key,
+                size: bytes.len() as u64,
+                fingerprint: format!("{:x}", sha2::Sha256::digest(&bytes)),
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

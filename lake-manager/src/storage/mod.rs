@@ -103,6 +103,24 @@ pub trait ObjectStorageAdmin: Send + Sync + 'static {
 
     /// Bytes and objects under the prefix, by storage class.
     async fn usage(&self, bucket: &str, prefix: &str) -> Result<Vec<ClassUsage>, StorageError>;
+
+    /// Every object under the prefix with its size and a content fingerprint (ETag on S3,
+    /// SHA-256 on local storage), for copying and verifying migrations.
+    async fn list_objects(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError>;
+
+    /// Copies one object to the same key in another bucket, server-side where possible.
+    async fn copy_object(&self, from_bucket: &str, key: &str, to_bucket: &str) -> Result<(), StorageError>;
+}
+
+/// One stored object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Key inside the bucket.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Content fingerprint; equal fingerprints mean equal bytes for the same backend.
+    pub fingerprint: String,
 }
 
 /// Stored bytes and objects in one storage class.

@@ -528,4 +528,58 @@ impl ObjectStorageAdmin for S3Storage {
         }
         Ok(by_class)
     }
+    async fn list_objects(&self, bucket: &str, prefix: &str) -> Result<Vec<super::ObjectInfo>, StorageError> {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| s3_error("list objects", bucket, e))?;
+            for object in page.contents() {
+                out.push(super::ObjectInfo {
+                    key: object.key().unwrap_or_default().to_owned(),
+                    size: u64::try_from(object.size().unwrap_or(0)).unwrap_or(0),
+                    fingerprint: object.e_tag().unwrap_or_default().to_owned(),
+                });
+            }
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    async fn copy_object(&self, from_bucket: &str, key: &str, to_bucket: &str) -> Result<(), StorageError> {
+        let source = format!("{from_bucket}/{}", percent_encode_key(key));
+        self.client
+            .copy_object()
+            .bucket(to_bucket)
+            .key(key)
+            .copy_source(source)
+            .send()
+            .await
+            .map_err(|e| s3_error("copy object", &format!("{from_bucket}/{key}"), e))?;
+        Ok(())
+    }
+}
+
+/// CopySource must be URL-encoded; keys here are `[a-z0-9_./=-]` plus Delta's part names.
+fn percent_encode_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

@@ -220,6 +220,33 @@ pub struct BucketRecord {
     pub created_at: DateTime<Utc>,
 }
 
+/// Where a placement migration is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MigrationPhase {
+    /// Keys are being copied and verified; the tenant is `migrating`.
+    Copying,
+    /// The placement switched; the old keys wait for the grace period, then go.
+    Cleanup,
+}
+
+/// A placement migration in flight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MigrationRecord {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Where its data was.
+    pub from: crate::placement::Placement,
+    /// Where its data goes.
+    pub to: crate::placement::Placement,
+    /// The phase.
+    pub phase: MigrationPhase,
+    /// When the old keys may be deleted (cleanup phase).
+    pub cleanup_after: Option<DateTime<Utc>>,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+}
+
 /// Provisioning state: saga steps, zone policies and buckets.
 #[async_trait]
 pub trait ProvisioningStore: Send + Sync {
@@ -265,6 +292,25 @@ pub trait ProvisioningStore: Send + Sync {
     async fn list_buckets(&self) -> Result<Vec<BucketRecord>, StoreError>;
     /// Forgets a bucket that was removed.
     async fn delete_bucket_record(&self, name: &str) -> Result<(), StoreError>;
+    /// Records a migration and marks the tenant `migrating`, with its audit event; a
+    /// [`StoreError::Conflict`] if one is already in flight.
+    async fn start_migration(
+        &self,
+        migration: &MigrationRecord,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
+    /// Every migration in flight.
+    async fn migrations(&self) -> Result<Vec<MigrationRecord>, StoreError>;
+    /// Atomically moves the tenant to its new placement, marks it `ready`, and puts the
+    /// migration in its cleanup phase.
+    async fn switch_placement(
+        &self,
+        tenant: &TenantId,
+        to: &crate::placement::Placement,
+        cleanup_after: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Forgets a finished migration.
+    async fn finish_migration(&self, tenant: &TenantId) -> Result<(), StoreError>;
 }
 
 /// The metadata store: every repository, implemented once per backend.

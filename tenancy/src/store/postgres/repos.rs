@@ -13,13 +13,17 @@ use crate::placement::{Placement, PlacementKind};
 use crate::role::Role;
 use crate::role::Zone;
 use crate::store::{
-    AuditStore, BucketRecord, PlacementSnapshot, ProvisioningStore, StoreError, TenantStore, TokenRecord,
-    TokenStore,
+    AuditStore, BucketRecord, MigrationPhase, MigrationRecord, PlacementSnapshot, ProvisioningStore,
+    StoreError, TenantStore, TokenRecord, TokenStore,
 };
 use crate::tenant::{Isolation, Quotas, Tenant, TenantId, TenantStatus, Tier};
 use crate::zone::ZonePolicy;
 
 fn time(row: &PgRow, column: &str) -> Result<DateTime<Utc>, StoreError> {
+    Ok(row.try_get(column)?)
+}
+
+fn opt_time(row: &PgRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
     Ok(row.try_get(column)?)
 }
 
@@ -409,6 +413,31 @@ fn bucket(row: &PgRow) -> Result<BucketRecord, StoreError> {
     })
 }
 
+fn migration(row: &PgRow) -> Result<MigrationRecord, StoreError> {
+    let placement = |kind: &str, shard: &str, reason: String| -> Result<Placement, StoreError> {
+        let raw: String = row.try_get(kind)?;
+        let shard: Option<i32> = row.try_get(shard)?;
+        Ok(Placement {
+            kind: PlacementKind::parse(&raw).ok_or_else(|| corrupt(kind, &raw))?,
+            shard: shard.and_then(|s| u32::try_from(s).ok()),
+            reason,
+        })
+    };
+    let phase: String = row.try_get("phase")?;
+    Ok(MigrationRecord {
+        tenant: TenantId::from_trusted(row.try_get("tenant_id")?),
+        from: placement("from_kind", "from_shard", String::new())?,
+        to: placement("to_kind", "to_shard", row.try_get("to_reason")?)?,
+        phase: match phase.as_str() {
+            "copying" => MigrationPhase::Copying,
+            "cleanup" => MigrationPhase::Cleanup,
+            other => return Err(corrupt("phase", other)),
+        },
+        cleanup_after: opt_time(row, "cleanup_after")?,
+        started_at: time(row, "started_at")?,
+    })
+}
+
 #[async_trait]
 impl ProvisioningStore for PgStore {
     async fn set_tenant_status(
@@ -549,6 +578,87 @@ impl ProvisioningStore for PgStore {
     async fn delete_bucket_record(&self, name: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM buckets WHERE name = $1")
             .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn start_migration(&self, m: &MigrationRecord, audit: &AuditEvent) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO tenant_migrations (tenant_id, from_kind, from_shard, to_kind, to_shard, to_reason, phase, \
+             cleanup_after, started_at) VALUES ($1, $2, $3, $4, $5, $6, 'copying', NULL, $7)",
+        )
+        .bind(m.tenant.as_str())
+        .bind(m.from.kind.as_str())
+        .bind(m.from.shard.and_then(|s| i32::try_from(s).ok()))
+        .bind(m.to.kind.as_str())
+        .bind(m.to.shard.and_then(|s| i32::try_from(s).ok()))
+        .bind(&m.to.reason)
+        .bind(m.started_at)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::Conflict(format!(
+                    "a migration of tenant {}",
+                    m.tenant
+                )));
+            }
+            other => other?,
+        };
+        sqlx::query(
+            "UPDATE tenants SET status = 'migrating', status_reason = $1, updated_at = $2 WHERE id = $3",
+        )
+        .bind(format!("moving to {} storage", m.to.kind.as_str()))
+        .bind(m.started_at)
+        .bind(m.tenant.as_str())
+        .execute(&mut *tx)
+        .await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn migrations(&self) -> Result<Vec<MigrationRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM tenant_migrations ORDER BY started_at")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(migration).collect()
+    }
+
+    async fn switch_placement(
+        &self,
+        tenant: &TenantId,
+        to: &Placement,
+        cleanup_after: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE tenants SET placement_kind = $1, placement_shard = $2, placement_reason = $3, status = 'ready', \
+             status_reason = NULL, updated_at = $4 WHERE id = $5",
+        )
+        .bind(to.kind.as_str())
+        .bind(to.shard.and_then(|s| i32::try_from(s).ok()))
+        .bind(&to.reason)
+        .bind(cleanup_after)
+        .bind(tenant.as_str())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE tenant_migrations SET phase = 'cleanup', cleanup_after = $1 WHERE tenant_id = $2",
+        )
+        .bind(cleanup_after)
+        .bind(tenant.as_str())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn finish_migration(&self, tenant: &TenantId) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM tenant_migrations WHERE tenant_id = $1")
+            .bind(tenant.as_str())
             .execute(&self.pool)
             .await?;
         Ok(())

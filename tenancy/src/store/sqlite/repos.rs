@@ -12,8 +12,8 @@ use crate::placement::{Placement, PlacementKind};
 use crate::role::Role;
 use crate::role::Zone;
 use crate::store::{
-    AuditStore, BucketRecord, PlacementSnapshot, ProvisioningStore, StoreError, TenantStore, TokenRecord,
-    TokenStore,
+    AuditStore, BucketRecord, MigrationPhase, MigrationRecord, PlacementSnapshot, ProvisioningStore,
+    StoreError, TenantStore, TokenRecord, TokenStore,
 };
 use crate::tenant::{Isolation, Quotas, Tenant, TenantId, TenantStatus, Tier};
 use crate::zone::ZonePolicy;
@@ -25,6 +25,11 @@ fn micros(at: DateTime<Utc>) -> i64 {
 fn time(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>, StoreError> {
     let value: i64 = row.try_get(column)?;
     DateTime::from_timestamp_micros(value).ok_or_else(|| StoreError::Corrupt(format!("{column} = {value}")))
+}
+
+fn opt_time(row: &SqliteRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let value: Option<i64> = row.try_get(column)?;
+    Ok(value.and_then(DateTime::from_timestamp_micros))
 }
 
 fn corrupt(column: &str, value: &str) -> StoreError {
@@ -411,6 +416,31 @@ fn bucket(row: &SqliteRow) -> Result<BucketRecord, StoreError> {
     })
 }
 
+fn migration(row: &SqliteRow) -> Result<MigrationRecord, StoreError> {
+    let placement = |kind: &str, shard: &str, reason: String| -> Result<Placement, StoreError> {
+        let raw: String = row.try_get(kind)?;
+        let shard: Option<i64> = row.try_get(shard)?;
+        Ok(Placement {
+            kind: PlacementKind::parse(&raw).ok_or_else(|| corrupt(kind, &raw))?,
+            shard: shard.and_then(|s| u32::try_from(s).ok()),
+            reason,
+        })
+    };
+    let phase: String = row.try_get("phase")?;
+    Ok(MigrationRecord {
+        tenant: TenantId::from_trusted(row.try_get("tenant_id")?),
+        from: placement("from_kind", "from_shard", String::new())?,
+        to: placement("to_kind", "to_shard", row.try_get("to_reason")?)?,
+        phase: match phase.as_str() {
+            "copying" => MigrationPhase::Copying,
+            "cleanup" => MigrationPhase::Cleanup,
+            other => return Err(corrupt("phase", other)),
+        },
+        cleanup_after: opt_time(row, "cleanup_after")?,
+        started_at: time(row, "started_at")?,
+    })
+}
+
 #[async_trait]
 impl ProvisioningStore for SqliteStore {
     async fn set_tenant_status(
@@ -551,6 +581,85 @@ impl ProvisioningStore for SqliteStore {
     async fn delete_bucket_record(&self, name: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM buckets WHERE name = ?")
             .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn start_migration(&self, m: &MigrationRecord, audit: &AuditEvent) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO tenant_migrations (tenant_id, from_kind, from_shard, to_kind, to_shard, to_reason, phase, \
+             cleanup_after, started_at) VALUES (?, ?, ?, ?, ?, ?, 'copying', NULL, ?)",
+        )
+        .bind(m.tenant.as_str())
+        .bind(m.from.kind.as_str())
+        .bind(m.from.shard.map(i64::from))
+        .bind(m.to.kind.as_str())
+        .bind(m.to.shard.map(i64::from))
+        .bind(&m.to.reason)
+        .bind(micros(m.started_at))
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::Conflict(format!(
+                    "a migration of tenant {}",
+                    m.tenant
+                )));
+            }
+            other => other?,
+        };
+        sqlx::query(
+            "UPDATE tenants SET status = 'migrating', status_reason = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(format!("moving to {} storage", m.to.kind.as_str()))
+        .bind(micros(m.started_at))
+        .bind(m.tenant.as_str())
+        .execute(&mut *tx)
+        .await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn migrations(&self) -> Result<Vec<MigrationRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM tenant_migrations ORDER BY started_at")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(migration).collect()
+    }
+
+    async fn switch_placement(
+        &self,
+        tenant: &TenantId,
+        to: &Placement,
+        cleanup_after: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE tenants SET placement_kind = ?, placement_shard = ?, placement_reason = ?, status = 'ready', \
+             status_reason = NULL, updated_at = ? WHERE id = ?",
+        )
+        .bind(to.kind.as_str())
+        .bind(to.shard.map(i64::from))
+        .bind(&to.reason)
+        .bind(micros(cleanup_after))
+        .bind(tenant.as_str())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE tenant_migrations SET phase = 'cleanup', cleanup_after = ? WHERE tenant_id = ?")
+            .bind(micros(cleanup_after))
+            .bind(tenant.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn finish_migration(&self, tenant: &TenantId) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM tenant_migrations WHERE tenant_id = ?")
+            .bind(tenant.as_str())
             .execute(&self.pool)
             .await?;
         Ok(())

@@ -87,7 +87,9 @@ pub async fn list_audit(
     caller: Caller,
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Json<Page<AuditView>>, ApiError> {
-    let requested = match &query.tenant {
+    // An empty value (`?tenant=`) means the filter is not set.
+    let text = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+    let requested = match &text(&query.tenant) {
         Some(raw) => Some(TenantId::parse(raw).map_err(|v| Violation::new("tenant", v.message))?),
         None => None,
     };
@@ -100,7 +102,7 @@ pub async fn list_audit(
     caller.authorize(Action::ReadAudit(tenant.as_ref()))?;
     let limit = pagination::limit(query.limit)?;
     let before = pagination::decode_uuid_cursor(query.cursor.as_deref())?;
-    let since = match &query.since {
+    let since = match &text(&query.since) {
         Some(raw) => Some(
             DateTime::parse_from_rfc3339(raw)
                 .map_err(|e| Violation::new("since", format!("must be an RFC 3339 time: {e}")))?
@@ -110,7 +112,7 @@ pub async fn list_audit(
     };
     let filter = AuditFilter {
         tenant,
-        action: query.action.clone(),
+        action: text(&query.action),
         since,
         before,
         limit: limit + 1,

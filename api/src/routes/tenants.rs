@@ -198,6 +198,7 @@ pub async fn list_tenants(
     let after = query
         .cursor
         .as_deref()
+        .filter(|c| !c.is_empty())
         .map(pagination::decode_cursor)
         .transpose()?;
     let only = match auth.caller.principal.role {
@@ -331,8 +332,22 @@ async fn start_migration(
         Outcome::Success,
     );
     state.store.update_tenant(&tenant, &update).await?;
+    begin_migration(state, caller, &tenant, placement).await?;
+    let current = load(state, &tenant.id).await?;
+    Ok(audited(Json(TenantView::new(state, &current))))
+}
+
+/// Records a migration of a `ready` tenant and runs it in the background; cleanup follows
+/// the grace period (the periodic worker covers restarts).
+pub(crate) async fn begin_migration(
+    state: &AppState,
+    caller: &crate::auth::Caller,
+    tenant: &Tenant,
+    placement: tenancy::placement::Placement,
+) -> Result<(), ApiError> {
     let detail = format!(
-        "{target}: {} to {}",
+        "/v1/tenants/{}: {} to {}",
+        tenant.id,
         tenant.placement.kind.as_str(),
         placement.kind.as_str()
     );
@@ -345,7 +360,7 @@ async fn start_migration(
     );
     let migration = state
         .provisioner
-        .start_migration(&tenant, placement, &audit)
+        .start_migration(tenant, placement, &audit)
         .await
         .map_err(|e| match e {
             lake_manager::provision::ProvisionError::Store(tenancy::store::StoreError::Conflict(_)) => {
@@ -358,19 +373,19 @@ async fn start_migration(
     tokio::spawn(async move {
         match provisioner.copy_and_switch(&migration).await {
             Ok(()) => {
-                // Clean up as soon as the grace period ends; the periodic worker covers restarts.
                 tokio::time::sleep(provisioner.settings().migration_grace).await;
                 if let Err(e) = provisioner.clean_up_due().await {
                     tracing::error!(error = %crate::error::chain(&e), "migration cleanup failed");
                 }
             }
-            Err(e) => {
-                tracing::error!(tenant = %migration.tenant, error = %crate::error::chain(&e), "migration stopped; it resumes on restart")
-            }
+            Err(e) => tracing::error!(
+                tenant = %migration.tenant,
+                error = %crate::error::chain(&e),
+                "migration stopped; it resumes on restart"
+            ),
         }
     });
-    let current = load(state, &tenant.id).await?;
-    Ok(audited(Json(TenantView::new(state, &current))))
+    Ok(())
 }
 
 /// Deletes a tenant: revokes its tokens and removes its storage; the audit log is kept.

@@ -203,6 +203,27 @@ impl TestApp {
         request.send().await.expect("request sent")
     }
 
+    /// Polls a tenant until it reaches `status` (10 s at most) and returns it.
+    pub async fn wait_for_status(&self, token: &str, tenant: &str, status: &str) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let body: serde_json::Value = self
+                .get_as(token, &format!("/v1/tenants/{tenant}"))
+                .await
+                .json()
+                .await
+                .expect("json");
+            if body["status"] == status {
+                return body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{tenant} never became {status}: {body}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// Stops the server gracefully and drops the database.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {

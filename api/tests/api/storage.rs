@@ -10,26 +10,6 @@ use tenancy::store::Backend;
 
 use crate::helpers::{TestApp, problem};
 
-async fn wait_for_status(app: &TestApp, token: &str, tenant: &str, status: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let body: Value = app
-            .get_as(token, &format!("/v1/tenants/{tenant}"))
-            .await
-            .json()
-            .await
-            .expect("json");
-        if body["status"] == status {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{tenant} never became {status}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_tenant_gets_zone_folders_and_becomes_ready() {
     let app = TestApp::spawn(Backend::Sqlite).await;
@@ -41,7 +21,7 @@ async fn a_new_tenant_gets_zone_folders_and_becomes_ready() {
             .status(),
         201
     );
-    let ready = wait_for_status(&app, &admin, "acme", "ready").await;
+    let ready = app.wait_for_status(&admin, "acme", "ready").await;
     assert_eq!(ready["status_reason"], Value::Null);
     let lake = app.data_dir.path().join("lake/lakeplane-shared-0000");
     for zone in ["bronze", "silver", "gold"] {
@@ -276,7 +256,7 @@ async fn a_failed_provisioning_names_the_step_and_a_retry_completes_it() {
             .status(),
         201
     );
-    let failed = wait_for_status(&app, &admin, "blocked", "failed").await;
+    let failed = app.wait_for_status(&admin, "blocked", "failed").await;
     let reason = failed["status_reason"].as_str().unwrap_or_default();
     assert!(
         reason.contains("step bucket") && reason.contains("Not a directory"),
@@ -288,7 +268,7 @@ async fn a_failed_provisioning_names_the_step_and_a_retry_completes_it() {
         .send_as(&admin, Method::POST, "/v1/tenants/blocked/provision", None)
         .await;
     assert_eq!(retry.status(), 202);
-    wait_for_status(&app, &admin, "blocked", "ready").await;
+    app.wait_for_status(&admin, "blocked", "ready").await;
     assert!(
         app.data_dir
             .path()
@@ -324,7 +304,7 @@ async fn a_placement_change_copies_verifies_switches_and_cleans_up_after_the_gra
             .status(),
         201
     );
-    wait_for_status(&app, &admin, "mover", "ready").await;
+    app.wait_for_status(&admin, "mover", "ready").await;
     let lake = app.data_dir.path().join("lake");
     let old = lake.join("lakeplane-shared-0000/silver/mover/orders");
     std::fs::create_dir_all(old.join("_delta_log")).expect("dirs");
@@ -349,7 +329,7 @@ async fn a_placement_change_copies_verifies_switches_and_cleans_up_after_the_gra
         )
         .await;
     assert_eq!(patched.status(), 200);
-    let moved = wait_for_status(&app, &admin, "mover", "ready").await;
+    let moved = app.wait_for_status(&admin, "mover", "ready").await;
     assert_eq!(moved["placement"]["kind"], "dedicated");
     assert_eq!(moved["isolation"], "dedicated");
     let new = lake.join("lakeplane-t-mover/silver/mover/orders");
@@ -399,7 +379,7 @@ async fn a_placement_change_copies_verifies_switches_and_cleans_up_after_the_gra
         )
         .await;
     assert_eq!(again.status(), 200, "and back again");
-    let back = wait_for_status(&app, &admin, "mover", "ready").await;
+    let back = app.wait_for_status(&admin, "mover", "ready").await;
     assert_eq!(back["placement"]["kind"], "shared");
     assert!(
         lake.join("lakeplane-shared-0000/silver/mover/orders/part-00000.parquet")
@@ -459,7 +439,7 @@ async fn a_delta_table_reads_identically_after_migrating_to_dedicated() {
             .status(),
         201
     );
-    let before = wait_for_status(&app, &admin, "deltaco", "ready").await;
+    let before = app.wait_for_status(&admin, "deltaco", "ready").await;
     let old_root = before["zones"]["gold"]["uri"]
         .as_str()
         .expect("uri")
@@ -479,7 +459,7 @@ async fn a_delta_table_reads_identically_after_migrating_to_dedicated() {
         )
         .await;
     assert_eq!(patched.status(), 200);
-    let after = wait_for_status(&app, &admin, "deltaco", "ready").await;
+    let after = app.wait_for_status(&admin, "deltaco", "ready").await;
     let new_root = after["zones"]["gold"]["uri"]
         .as_str()
         .expect("uri")

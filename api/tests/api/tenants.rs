@@ -9,26 +9,6 @@ use tenancy::tenant::TenantId;
 
 use crate::helpers::{TestApp, problem};
 
-async fn wait_for(app: &TestApp, token: &str, tenant: &str, status: &str) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
-        let body: Value = app
-            .get_as(token, &format!("/v1/tenants/{tenant}"))
-            .await
-            .json()
-            .await
-            .expect("json");
-        if body["status"] == status {
-            return body;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{tenant} never became {status}: {body}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
 async fn create(app: &TestApp, admin: &str, body: Value) -> reqwest::Response {
     app.send_as(admin, Method::POST, "/v1/tenants", Some(body)).await
 }
@@ -133,7 +113,7 @@ async fn tenant_lifecycle(backend: Backend) {
             .contains("tier")
     );
     // Once its storage exists, an upgrade to enterprise migrates it to a dedicated bucket.
-    wait_for(&app, &admin, "acme", "ready").await;
+    app.wait_for_status(&admin, "acme", "ready").await;
     let upgrade = app
         .send_as(
             &admin,
@@ -143,7 +123,7 @@ async fn tenant_lifecycle(backend: Backend) {
         )
         .await;
     assert_eq!(upgrade.status(), 200);
-    let upgraded = wait_for(&app, &admin, "acme", "ready").await;
+    let upgraded = app.wait_for_status(&admin, "acme", "ready").await;
     assert_eq!(upgraded["tier"], "enterprise");
     assert_eq!(upgraded["display_name"], "Acme Inc");
     assert_eq!(upgraded["placement"]["kind"], "dedicated");
@@ -398,7 +378,7 @@ async fn rebalance_dry_run_promotes_the_top_share_by_volume() {
         .collect();
     assert_eq!(moved.len(), 2, "{report}");
     for id in ["t-18", "t-19"] {
-        let tenant = wait_for(&app, &admin, id, "ready").await;
+        let tenant = app.wait_for_status(&admin, id, "ready").await;
         assert_eq!(tenant["placement"]["kind"], "dedicated", "{id}");
         assert!(
             tenant["placement"]["reason"]

@@ -231,5 +231,7 @@ pub mod perm {
         ManageStorage => |t| t.map(Action::ManageStorage);
         /// Inspect or repair platform storage.
         AdminStorage => |_t| Some(Action::AdminStorage);
+        /// Revoke any token.
+        AdminTokens => |_t| Some(Action::AdminTokens);
     }
 }

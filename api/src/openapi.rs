@@ -51,6 +51,7 @@ pub fn v1_router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(tokens::create_token, tokens::list_tokens))
         .routes(routes!(tokens::revoke_token))
+        .routes(routes!(tokens::revoke_any_token))
         .routes(routes!(audit::list_audit))
         .routes(routes!(admin::rebalance))
         .routes(routes!(storage::get_zones))

@@ -62,6 +62,8 @@ pub enum Action<'a> {
     ManageStorage(&'a TenantId),
     /// Inspect or repair platform storage (buckets, provisioning retries).
     AdminStorage,
+    /// Revoke any token, platform-admin tokens included.
+    AdminTokens,
     /// Read or write data in a tenant's zone.
     Zone(&'a TenantId, Zone, Access),
 }
@@ -108,6 +110,7 @@ pub fn authorize(caller: &Principal, action: Action<'_>) -> Result<(), Denial> {
         Action::CreateTenant => forbid("create tenants"),
         Action::Rebalance => forbid("rebalance placement"),
         Action::AdminStorage => forbid("administer platform storage"),
+        Action::AdminTokens => forbid("revoke other tenants' or platform tokens"),
         Action::ListTenants
         | Action::ReadTenant(_)
         | Action::ManageTokens(_)

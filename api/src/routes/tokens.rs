@@ -230,3 +230,25 @@ pub async fn revoke_token(
 }
 
 crate::objects_only!(CreateToken);
+
+/// Revokes any token by id, including platform-admin tokens made with the CLI.
+#[utoipa::path(delete, path = "/v1/admin/tokens/{token_id}", tag = "admin",
+    params(("token_id" = String, Path, description = "Token id")),
+    responses((status = 204, description = "Revoked")))]
+pub async fn revoke_any_token(
+    State(state): State<AppState>,
+    auth: Authorized<perm::AdminTokens>,
+    Path(token_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no token {token_id}"));
+    let id = Uuid::parse_str(&token_id).map_err(|_| not_found())?;
+    let target = format!("/v1/admin/tokens/{id}");
+    let audit = event(&auth.caller, "token.revoke", &target, None, Outcome::Success);
+    state
+        .store
+        .revoke_any_token(id, tenancy::now(), &audit)
+        .await?
+        .ok_or_else(not_found)?;
+    state.revocations.insert(id).await;
+    Ok(audited(StatusCode::NO_CONTENT))
+}

@@ -30,6 +30,7 @@ fn allowed(method: &str, path: &str) -> Option<&'static [Role]> {
         ("get", "/v1/tenants/{tenant}/lifecycle") => &[TenantAdmin],
         ("get", "/v1/tenants/{tenant}/usage") => &[TenantAdmin],
         ("get", "/v1/admin/buckets") => &[],
+        ("delete", "/v1/admin/tokens/{token_id}") => &[],
         ("post", "/v1/tenants/{tenant}/provision") => &[],
         _ => return None,
     })

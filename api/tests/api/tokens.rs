@@ -338,3 +338,31 @@ async fn a_revocation_reaches_another_replica_within_the_cache_ttl() {
     second.shutdown().await;
     first.shutdown().await;
 }
+
+#[tokio::test]
+async fn platform_admin_tokens_can_be_revoked_by_another_platform_admin() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let ops = app
+        .token_for("ops", Role::PlatformAdmin, None, chrono::Duration::hours(1))
+        .await;
+    let leaked = app
+        .token_for("leaked", Role::PlatformAdmin, None, chrono::Duration::hours(1))
+        .await;
+    assert_eq!(app.get_as(&leaked, "/v1/tenants").await.status(), 200);
+    let payload = leaked.split('.').nth(1).expect("payload");
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("json");
+    let id = claims["jti"].as_str().expect("jti");
+    let url = format!("/v1/admin/tokens/{id}");
+    let tenant_admin = app.token(Role::TenantAdmin, Some("acme")).await;
+    assert_eq!(
+        app.send_as(&tenant_admin, Method::DELETE, &url, None)
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(app.send_as(&ops, Method::DELETE, &url, None).await.status(), 204);
+    problem(app.get_as(&leaked, "/v1/tenants").await, 401).await;
+    let unknown = format!("/v1/admin/tokens/{}", uuid::Uuid::now_v7());
+    problem(app.send_as(&ops, Method::DELETE, &unknown, None).await, 404).await;
+    app.shutdown().await;
+}

@@ -185,6 +185,13 @@ pub trait TokenStore: Send + Sync {
         at: DateTime<Utc>,
         audit: &AuditEvent,
     ) -> Result<Option<TokenRecord>, StoreError>;
+    /// Revokes any token by id, whatever its tenant (platform-admin tokens have none).
+    async fn revoke_any_token(
+        &self,
+        id: Uuid,
+        at: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> Result<Option<TokenRecord>, StoreError>;
     /// Ids of revoked tokens expiring after `not_before` (now minus the verification leeway,
     /// so a revoked token never becomes valid again inside the leeway).
     async fn revoked_token_ids(&self, not_before: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError>;

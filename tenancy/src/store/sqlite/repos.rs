@@ -347,6 +347,28 @@ impl TokenStore for SqliteStore {
         token(&row).map(Some)
     }
 
+    async fn revoke_any_token(
+        &self,
+        id: Uuid,
+        at: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(micros(at))
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query("SELECT * FROM api_tokens WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        token(&row).map(Some)
+    }
+
     async fn revoked_token_ids(&self, not_before: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
         let rows = sqlx::query("SELECT id FROM api_tokens WHERE revoked_at IS NOT NULL AND expires_at > ?")
             .bind(micros(not_before))

@@ -112,6 +112,19 @@ pub trait ObjectStorageAdmin: Send + Sync + 'static {
     async fn copy_object(&self, from_bucket: &str, key: &str, to_bucket: &str) -> Result<(), StorageError>;
 }
 
+impl ClassUsage {
+    /// Nothing stored in `class`.
+    pub fn empty(storage_class: tenancy::zone::StorageClass) -> Self {
+        Self {
+            storage_class,
+            bytes: 0,
+            objects: 0,
+            small_objects: 0,
+            small_bytes: 0,
+        }
+    }
+}
+
 /// One stored object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {

@@ -210,6 +210,32 @@ impl S3Storage {
         LifecycleDocument { rules }
     }
 
+    /// Every current object under a prefix, across pages.
+    async fn objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<aws_sdk_s3::types::Object>, StorageError> {
+        let mut objects = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| s3_error("list objects", bucket, e))?;
+            objects.extend(page.contents().iter().cloned());
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
+                _ => return Ok(objects),
+            }
+        }
+    }
+
     /// Every object version and delete marker under a prefix, as delete identifiers.
     async fn versions(
         &self,
@@ -478,81 +504,41 @@ impl ObjectStorageAdmin for S3Storage {
 
     async fn usage(&self, bucket: &str, prefix: &str) -> Result<Vec<ClassUsage>, StorageError> {
         let mut by_class: Vec<ClassUsage> = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .client
-                .list_objects_v2()
-                .bucket(bucket)
-                .prefix(prefix)
-                .set_continuation_token(token.take())
-                .send()
-                .await
-                .map_err(|e| s3_error("list objects", bucket, e))?;
-            for object in page.contents() {
-                let class = class_from(object.storage_class().map(|c| c.as_str()).unwrap_or("STANDARD"));
-                let size = u64::try_from(object.size().unwrap_or(0)).unwrap_or(0);
-                let entry = match by_class.iter_mut().find(|c| c.storage_class == class) {
-                    Some(entry) => entry,
-                    None => {
-                        by_class.push(ClassUsage {
-                            storage_class: class,
-                            bytes: 0,
-                            objects: 0,
-                            small_objects: 0,
-                            small_bytes: 0,
-                        });
-                        by_class.last_mut().expect("just pushed")
-                    }
-                };
-                entry.bytes += size;
-                entry.objects += 1;
-                if size < MIN_TIERED_OBJECT_BYTES {
-                    entry.small_objects += 1;
-                    entry.small_bytes += size;
+        for object in self.objects(bucket, prefix).await? {
+            let class = class_from(object.storage_class().map(|c| c.as_str()).unwrap_or("STANDARD"));
+            let size = u64::try_from(object.size().unwrap_or(0)).unwrap_or(0);
+            let index = match by_class.iter().position(|c| c.storage_class == class) {
+                Some(index) => index,
+                None => {
+                    by_class.push(ClassUsage::empty(class));
+                    by_class.len() - 1
                 }
-            }
-            match page.next_continuation_token() {
-                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
-                _ => break,
+            };
+            let entry = &mut by_class[index];
+            entry.bytes += size;
+            entry.objects += 1;
+            if size < MIN_TIERED_OBJECT_BYTES {
+                entry.small_objects += 1;
+                entry.small_bytes += size;
             }
         }
         if by_class.is_empty() {
-            by_class.push(ClassUsage {
-                storage_class: StorageClass::Standard,
-                bytes: 0,
-                objects: 0,
-                small_objects: 0,
-                small_bytes: 0,
-            });
+            by_class.push(ClassUsage::empty(StorageClass::Standard));
         }
         Ok(by_class)
     }
+
     async fn list_objects(&self, bucket: &str, prefix: &str) -> Result<Vec<super::ObjectInfo>, StorageError> {
-        let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .client
-                .list_objects_v2()
-                .bucket(bucket)
-                .prefix(prefix)
-                .set_continuation_token(token.take())
-                .send()
-                .await
-                .map_err(|e| s3_error("list objects", bucket, e))?;
-            for object in page.contents() {
-                out.push(super::ObjectInfo {
-                    key: object.key().unwrap_or_default().to_owned(),
-                    size: u64::try_from(object.size().unwrap_or(0)).unwrap_or(0),
-                    fingerprint: object.e_tag().unwrap_or_default().to_owned(),
-                });
-            }
-            match page.next_continuation_token() {
-                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
-                _ => break,
-            }
-        }
+        let mut out: Vec<super::ObjectInfo> = self
+            .objects(bucket, prefix)
+            .await?
+            .iter()
+            .map(|object| super::ObjectInfo {
+                key: object.key().unwrap_or_default().to_owned(),
+                size: u64::try_from(object.size().unwrap_or(0)).unwrap_or(0),
+                fingerprint: object.e_tag().unwrap_or_default().to_owned(),
+            })
+            .collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }

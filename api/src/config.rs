@@ -169,6 +169,8 @@ pub struct S3Config {
     pub kms_key_id: Option<String>,
     /// IAM and STS.
     pub iam: IamConfig,
+    /// Server-side copies (migrations): when to switch to multipart, and the part size.
+    pub copy: lake_manager::storage::CopySettings,
 }
 
 impl Default for S3Config {
@@ -180,6 +182,7 @@ impl Default for S3Config {
             bucket_prefix: "lakeplane".to_owned(),
             kms_key_id: None,
             iam: IamConfig::default(),
+            copy: lake_manager::storage::CopySettings::default(),
         }
     }
 }
@@ -433,6 +436,9 @@ impl Config {
         }
         if let Err(problem) = lake_manager::layout::validate_bucket_prefix(&self.storage.s3.bucket_prefix) {
             return Err(ConfigError::new("storage.s3.bucket_prefix", problem));
+        }
+        if let Some((field, problem)) = self.storage.s3.copy.problem() {
+            return Err(ConfigError::new(&format!("storage.s3.copy.{field}"), problem));
         }
         if let Err((key, problem)) = self.placement.validate() {
             return Err(ConfigError::new(key, problem));

@@ -83,6 +83,7 @@ impl AppState {
                         region: s3.region.clone().unwrap_or_default(),
                         path_style: s3.path_style,
                         kms_key_id: s3.kms_key_id.clone(),
+                        copy: s3.copy,
                     })
                     .await,
                 )

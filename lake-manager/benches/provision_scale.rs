@@ -92,8 +92,13 @@ impl ObjectStorageAdmin for Counting<S3Storage> {
     async fn list_objects(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
         self.inner.list_objects(bucket, prefix).await
     }
-    async fn copy_object(&self, from_bucket: &str, key: &str, to_bucket: &str) -> Result<(), StorageError> {
-        self.inner.copy_object(from_bucket, key, to_bucket).await
+    async fn copy_object(
+        &self,
+        from_bucket: &str,
+        object: &ObjectInfo,
+        to_bucket: &str,
+    ) -> Result<String, StorageError> {
+        self.inner.copy_object(from_bucket, object, to_bucket).await
     }
 }
 
@@ -133,6 +138,7 @@ async fn main() {
         region: "eu-west-1".into(),
         path_style: true,
         kms_key_id: None,
+        copy: Default::default(),
     };
     let s3 = Arc::new(Counting {
         inner: S3Storage::connect(settings.clone()).await,

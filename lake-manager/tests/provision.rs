@@ -92,8 +92,13 @@ impl ObjectStorageAdmin for FailingAt {
     async fn list_objects(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
         self.inner.list_objects(bucket, prefix).await
     }
-    async fn copy_object(&self, from_bucket: &str, key: &str, to_bucket: &str) -> Result<(), StorageError> {
-        self.inner.copy_object(from_bucket, key, to_bucket).await
+    async fn copy_object(
+        &self,
+        from_bucket: &str,
+        object: &ObjectInfo,
+        to_bucket: &str,
+    ) -> Result<String, StorageError> {
+        self.inner.copy_object(from_bucket, object, to_bucket).await
     }
 }
 

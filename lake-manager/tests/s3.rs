@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use lake_manager::identity::{AwsIam, POLICY_NAME};
 use lake_manager::lifecycle::LifecycleDocument;
+use lake_manager::migrate::verify_copy;
 use lake_manager::provision::{IamSettings, ProvisionSettings, Provisioner};
-use lake_manager::storage::{ObjectStorageAdmin, S3Settings, S3Storage};
+use lake_manager::storage::{CopySettings, ObjectStorageAdmin, S3Settings, S3Storage};
 use tenancy::placement::{Placement, PlacementKind};
 use tenancy::store::testing::TestDatabase;
 use tenancy::store::{self, Backend};
@@ -38,6 +39,7 @@ async fn moto() -> S3Storage {
         region: "eu-west-1".into(),
         path_style: true,
         kms_key_id: None,
+        copy: Default::default(),
     })
     .await
 }
@@ -273,4 +275,343 @@ async fn provisioning_on_s3_creates_hardened_buckets_with_exact_lifecycle() {
     assert_eq!(left.key_count(), Some(0));
     store.close().await;
     db.drop_database().await;
+}
+
+const MIB: u64 = 1024 * 1024;
+
+/// Objects above the threshold are copied in parts; the copy keeps every byte, its ETag is
+/// the multipart form over the parts, and the migration's verification accepts it. Smaller
+/// objects still take one `CopyObject` and keep the source's digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_objects_are_copied_in_parts_and_verified() {
+    let s3 = S3Storage::connect(S3Settings {
+        endpoint: Some(endpoint()),
+        region: "eu-west-1".into(),
+        path_style: true,
+        kms_key_id: None,
+        copy: CopySettings {
+            multipart_threshold: 6 * MIB,
+            part_size: 5 * MIB,
+        },
+    })
+    .await;
+    let (from, to) = (format!("{}-from", prefix()), format!("{}-to", prefix()));
+    for bucket in [&from, &to] {
+        s3.ensure_bucket(bucket).await.expect("bucket");
+    }
+    let big: Vec<u8> = (0..12 * MIB).map(|i| (i * 7 % 251) as u8).collect();
+    let client = s3.client();
+    for (key, body) in [
+        ("gold/t/big.parquet", big.clone()),
+        ("gold/t/small.json", b"{}".to_vec()),
+    ] {
+        client
+            .put_object()
+            .bucket(&from)
+            .key(key)
+            .body(body.into())
+            .send()
+            .await
+            .expect("put");
+    }
+    let source = s3.list_objects(&from, "gold/t/").await.expect("list source");
+    assert_eq!(source.len(), 2);
+    let mut reported = std::collections::HashMap::new();
+    for object in &source {
+        reported.insert(
+            object.key.clone(),
+            s3.copy_object(&from, object, &to).await.expect("copy"),
+        );
+    }
+    let copied = s3.list_objects(&to, "gold/t/").await.expect("list copy");
+    for object in &source {
+        let copy = copied.iter().find(|c| c.key == object.key);
+        verify_copy(object, copy, reported.get(&object.key)).expect("verified");
+    }
+    let big_copy = copied
+        .iter()
+        .find(|c| c.key.ends_with("big.parquet"))
+        .expect("copied");
+    assert!(
+        big_copy.fingerprint.trim_matches('"').ends_with("-3"),
+        "12 MiB in 5 MiB parts is 3 parts: {}",
+        big_copy.fingerprint
+    );
+    let small = source
+        .iter()
+        .find(|c| c.key.ends_with("small.json"))
+        .expect("small");
+    assert_eq!(
+        reported["gold/t/small.json"], small.fingerprint,
+        "single copy keeps the MD5 ETag"
+    );
+    let body = client
+        .get_object()
+        .bucket(&to)
+        .key("gold/t/big.parquet")
+        .send()
+        .await
+        .expect("get")
+        .body
+        .collect()
+        .await
+        .expect("read")
+        .into_bytes();
+    assert!(
+        body.as_ref() == big.as_slice(),
+        "every byte survives the multipart copy"
+    );
+
+    // A wrong size or fingerprint is caught.
+    let mut tampered = big_copy.clone();
+    tampered.size -= 1;
+    assert!(verify_copy(&source[0], Some(&tampered), Some(&big_copy.fingerprint)).is_err());
+    assert!(verify_copy(&source[0], None, None).is_err());
+}
+
+/// A moto server of this test's own, so switching its auth enforcement on cannot disturb the
+/// shared one. Killed when dropped.
+struct AuthMoto {
+    child: tokio::process::Child,
+    endpoint: String,
+}
+
+impl AuthMoto {
+    async fn start() -> Self {
+        let python = std::env::var("LAKEPLANE_PYTHON")
+            .expect("LAKEPLANE_PYTHON must name the test venv's python with moto (scripts/test sets it)");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = tokio::process::Command::new(python)
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start moto");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while http.get(format!("{endpoint}/moto-api/")).send().await.is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "moto did not start on {endpoint}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Self { child, endpoint }
+    }
+
+    /// From now on every request must be signed by a known identity and allowed by IAM.
+    async fn enforce_auth(&self) {
+        let answer = reqwest::Client::new()
+            .post(format!("{}/moto-api/reset-auth", self.endpoint))
+            .body("0")
+            .send()
+            .await
+            .expect("reset-auth");
+        assert_eq!(answer.status(), 200, "moto switches auth on");
+    }
+}
+
+impl Drop for AuthMoto {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+fn s3_with(endpoint: &str, credentials: aws_sdk_s3::config::Credentials) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_s3::config::Region::new("eu-west-1"))
+            .endpoint_url(endpoint)
+            .force_path_style(true)
+            .credentials_provider(credentials)
+            .build(),
+    )
+}
+
+/// The issue's isolation check through real credentials, on a moto server with its IAM
+/// enforcement on (moto is the stand-in for AWS here): a session of the dedicated tenant's
+/// role reads its own bucket and gets AccessDenied on another tenant's bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dedicated_role_reaches_its_own_bucket_and_nothing_else() {
+    let moto = AuthMoto::start().await;
+    let s3 = Arc::new(
+        S3Storage::connect(S3Settings {
+            endpoint: Some(moto.endpoint.clone()),
+            region: "eu-west-1".into(),
+            path_style: true,
+            ..Default::default()
+        })
+        .await,
+    );
+    let iam = Arc::new(AwsIam::connect("eu-west-1", Some(&moto.endpoint)).await);
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let store = store::connect(&db.url, &Default::default())
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    let settings = ProvisionSettings {
+        bucket_prefix: "lp".to_owned(),
+        zones: ZonesConfig::default(),
+        iam: Some(IamSettings {
+            broker_principal: "arn:aws:iam::123456789012:user/broker".to_owned(),
+            permissions_boundary: None,
+        }),
+        attempts: 1,
+        backoff: Duration::from_millis(10),
+        migration_grace: Duration::from_secs(0),
+    };
+    let provisioner = Provisioner::new(store.clone(), s3.clone(), Some(iam.clone()), settings);
+    let dedicated = Placement {
+        kind: PlacementKind::Dedicated,
+        shard: None,
+        reason: "x".into(),
+    };
+    let alpha = common::add_tenant(&store, "alpha", dedicated.clone()).await;
+    let beta = common::add_tenant(&store, "beta", dedicated).await;
+    for t in [&alpha, &beta] {
+        assert_eq!(
+            provisioner.provision(&t.id).await.expect("runs"),
+            TenantStatus::Ready
+        );
+        s3.client()
+            .put_object()
+            .bucket(provisioner.bucket_of(t))
+            .key(format!("gold/{}/orders/part-0.parquet", t.id))
+            .body(b"rows".to_vec().into())
+            .send()
+            .await
+            .expect("put");
+    }
+
+    // The broker: the identity the plane vends credentials through, allowed to assume roles.
+    let admin = aws_sdk_iam::Client::from_conf(
+        aws_sdk_iam::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_iam::config::Region::new("us-east-1"))
+            .endpoint_url(&moto.endpoint)
+            .credentials_provider(aws_sdk_iam::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .build(),
+    );
+    admin
+        .create_user()
+        .user_name("broker")
+        .send()
+        .await
+        .expect("user");
+    admin
+        .put_user_policy()
+        .user_name("broker")
+        .policy_name("assume")
+        .policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["sts:AssumeRole","sts:TagSession"],"Resource":"*"}]}"#,
+        )
+        .send()
+        .await
+        .expect("policy");
+    let key = admin
+        .create_access_key()
+        .user_name("broker")
+        .send()
+        .await
+        .expect("key");
+    let key = key.access_key().expect("access key");
+    moto.enforce_auth().await;
+
+    let sts = aws_sdk_sts::Client::from_conf(
+        aws_sdk_sts::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_sts::config::Region::new("eu-west-1"))
+            .endpoint_url(&moto.endpoint)
+            .credentials_provider(aws_sdk_sts::config::Credentials::new(
+                key.access_key_id(),
+                key.secret_access_key(),
+                None,
+                None,
+                "broker",
+            ))
+            .build(),
+    );
+    let role_arn = format!("arn:aws:iam::123456789012:role/{}", provisioner.role_of(&alpha));
+    let session = sts
+        .assume_role()
+        .role_arn(&role_arn)
+        .role_session_name("alpha-analyst")
+        .send()
+        .await
+        .expect("the broker assumes alpha's role");
+    let c = session.credentials().expect("credentials");
+    let alpha_client = s3_with(
+        &moto.endpoint,
+        aws_sdk_s3::config::Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_owned()),
+            None,
+            "sts",
+        ),
+    );
+    let own = alpha_client
+        .get_object()
+        .bucket(provisioner.bucket_of(&alpha))
+        .key("gold/alpha/orders/part-0.parquet")
+        .send()
+        .await
+        .expect("alpha reads its own bucket");
+    assert_eq!(
+        own.body.collect().await.expect("body").into_bytes().as_ref(),
+        b"rows"
+    );
+    let listed = alpha_client
+        .list_objects_v2()
+        .bucket(provisioner.bucket_of(&alpha))
+        .send()
+        .await
+        .expect("alpha lists its own bucket");
+    assert!(listed.key_count().unwrap_or(0) >= 1);
+
+    let other = alpha_client
+        .get_object()
+        .bucket(provisioner.bucket_of(&beta))
+        .key("gold/beta/orders/part-0.parquet")
+        .send()
+        .await
+        .expect_err("alpha must not read beta's bucket");
+    assert_eq!(
+        other
+            .as_service_error()
+            .and_then(|e| aws_sdk_s3::error::ProvideErrorMetadata::code(e)),
+        Some("AccessDenied"),
+        "{other:?}"
+    );
+    let other_list = alpha_client
+        .list_objects_v2()
+        .bucket(provisioner.bucket_of(&beta))
+        .send()
+        .await
+        .expect_err("alpha must not list beta's bucket");
+    assert_eq!(
+        aws_sdk_s3::error::ProvideErrorMetadata::code(&other_list),
+        Some("AccessDenied"),
+        "{other_list:?}"
+    );
+    let write = alpha_client
+        .put_object()
+        .bucket(provisioner.bucket_of(&beta))
+        .key("gold/beta/orders/evil.parquet")
+        .body(b"x".to_vec().into())
+        .send()
+        .await
+        .expect_err("alpha must not write beta's bucket");
+    assert_eq!(
+        aws_sdk_s3::error::ProvideErrorMetadata::code(&write),
+        Some("AccessDenied")
+    );
 }

@@ -407,22 +407,77 @@ fn python(script: &str, args: &[&str]) -> String {
 }
 
 const WRITE_DELTA: &str = r#"
-import sys, pyarrow as pa
+import sys, json, pyarrow as pa
 from deltalake import write_deltalake
+uri, options = sys.argv[1].removeprefix("file://"), json.loads(sys.argv[2])
 rows = pa.table({"id": list(range(500)), "customer": [f"c{i % 17}" for i in range(500)], "amount": [i * 1.5 for i in range(500)]})
-write_deltalake(sys.argv[1], rows.slice(0, 250))
-write_deltalake(sys.argv[1], rows.slice(250), mode="append")
+write_deltalake(uri, rows.slice(0, 250), storage_options=options)
+write_deltalake(uri, rows.slice(250), mode="append", storage_options=options)
 "#;
 
 const READ_DELTA: &str = r#"
 import sys, json
 from deltalake import DeltaTable
-t = DeltaTable(sys.argv[1]).to_pyarrow_table().sort_by("id")
-print(json.dumps({"version": DeltaTable(sys.argv[1]).version(), "rows": t.to_pylist()}))
+table = DeltaTable(sys.argv[1].removeprefix("file://"), storage_options=json.loads(sys.argv[2]))
+rows = table.to_pyarrow_table().sort_by("id")
+print(json.dumps({"version": table.version(), "rows": rows.to_pylist()}))
 "#;
 
-/// The issue's end-to-end check: a real Delta table written by the `deltalake` Python package
-/// reads back identically at the tenant's new location after a migration.
+/// Writes a Delta table with the Python `deltalake` package into the tenant's gold zone,
+/// moves the tenant to dedicated storage, and checks the table reads the same at the new
+/// location and that the old keys go after the grace period (`gone` polls that).
+async fn delta_table_survives_migration(
+    app: &TestApp,
+    tenant: &str,
+    options: &Value,
+    gone: impl AsyncFn(&str) -> bool,
+) {
+    let options_json = options.to_string();
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    let body = json!({"id": tenant, "display_name": "Delta Co", "tier": "standard"});
+    assert_eq!(
+        app.send_as(&admin, Method::POST, "/v1/tenants", Some(body))
+            .await
+            .status(),
+        201
+    );
+    let before = app.wait_for_status(&admin, tenant, "ready").await;
+    let old_root = before["zones"]["gold"]["uri"].as_str().expect("uri").to_owned();
+    let old_table = format!("{old_root}orders");
+    python(WRITE_DELTA, &[&old_table, &options_json]);
+    let written: Value =
+        serde_json::from_str(&python(READ_DELTA, &[&old_table, &options_json])).expect("json");
+    assert_eq!(written["rows"].as_array().map(Vec::len), Some(500));
+    assert_eq!(written["version"], 1);
+
+    let patched = app
+        .send_as(
+            &admin,
+            Method::PATCH,
+            &format!("/v1/tenants/{tenant}"),
+            Some(json!({"tier": "enterprise"})),
+        )
+        .await;
+    assert_eq!(patched.status(), 200);
+    let after = app.wait_for_status(&admin, tenant, "ready").await;
+    assert_eq!(after["placement"]["kind"], "dedicated");
+    let new_root = after["zones"]["gold"]["uri"].as_str().expect("uri").to_owned();
+    assert_ne!(new_root, old_root);
+    let read: Value = serde_json::from_str(&python(
+        READ_DELTA,
+        &[&format!("{new_root}orders"), &options_json],
+    ))
+    .expect("json");
+    assert_eq!(read, written, "same rows and version at the new location");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gone(&old_table).await {
+        assert!(Instant::now() < deadline, "the old table was never cleaned up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The issue's end-to-end check on the embedded default (local storage).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delta_table_reads_identically_after_migrating_to_dedicated() {
     let app = TestApp::spawn_with(
@@ -431,49 +486,90 @@ async fn a_delta_table_reads_identically_after_migrating_to_dedicated() {
         axum::Router::new(),
     )
     .await;
-    let admin = app.token(Role::PlatformAdmin, None).await;
-    let body = json!({"id": "deltaco", "display_name": "Delta Co", "tier": "standard"});
-    assert_eq!(
-        app.send_as(&admin, Method::POST, "/v1/tenants", Some(body))
-            .await
-            .status(),
-        201
-    );
-    let before = app.wait_for_status(&admin, "deltaco", "ready").await;
-    let old_root = before["zones"]["gold"]["uri"]
-        .as_str()
-        .expect("uri")
-        .trim_start_matches("file://")
-        .to_owned();
-    let old_table = format!("{old_root}orders");
-    python(WRITE_DELTA, &[&old_table]);
-    let written: Value = serde_json::from_str(&python(READ_DELTA, &[&old_table])).expect("json");
-    assert_eq!(written["rows"].as_array().map(Vec::len), Some(500));
-
-    let patched = app
-        .send_as(
-            &admin,
-            Method::PATCH,
-            "/v1/tenants/deltaco",
-            Some(json!({"tier": "enterprise"})),
-        )
-        .await;
-    assert_eq!(patched.status(), 200);
-    let after = app.wait_for_status(&admin, "deltaco", "ready").await;
-    let new_root = after["zones"]["gold"]["uri"]
-        .as_str()
-        .expect("uri")
-        .trim_start_matches("file://")
-        .to_owned();
-    assert_ne!(new_root, old_root);
-    let read: Value =
-        serde_json::from_str(&python(READ_DELTA, &[&format!("{new_root}orders")])).expect("json");
-    assert_eq!(read, written, "same rows and version at the new location");
-
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::path::Path::new(&old_table).exists() {
-        assert!(Instant::now() < deadline, "the old table was never cleaned up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let gone = async |uri: &str| !std::path::Path::new(uri.trim_start_matches("file://")).exists();
+    delta_table_survives_migration(&app, "deltaco", &json!({}), gone).await;
     app.shutdown().await;
 }
+
+/// The same on S3 (the moto server stands in for AWS). Every object goes through the
+/// multipart copy path (threshold 1 byte), so `UploadPartCopy` is exercised on real Delta data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delta_table_reads_identically_after_migrating_to_dedicated_on_s3() {
+    let endpoint = std::env::var("LAKEPLANE_TEST_S3_ENDPOINT")
+        .expect("LAKEPLANE_TEST_S3_ENDPOINT must point at a moto server (scripts/test starts one)");
+    let prefix = format!("lp{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+    let configured = endpoint.clone();
+    let bucket_prefix = prefix.clone();
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        move |c| {
+            c.storage.migration_grace_secs = 1;
+            c.storage.kind = lake_manager::storage::StorageKind::S3;
+            c.storage.s3.endpoint = Some(configured.parse().expect("endpoint url"));
+            c.storage.s3.region = Some("eu-west-1".into());
+            c.storage.s3.path_style = true;
+            c.storage.s3.bucket_prefix = bucket_prefix;
+            c.storage.s3.copy.multipart_threshold = 1;
+        },
+        axum::Router::new(),
+    )
+    .await;
+    let options = json!({
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_REGION": "eu-west-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_VIRTUAL_HOSTED_STYLE_REQUEST": "false",
+        // One writer at a time here; moto offers no lock to coordinate them.
+        "AWS_S3_ALLOW_UNSAFE_RENAME": "true",
+    });
+    let options_json = options.to_string();
+    let gone = async |uri: &str| {
+        let listed = python(LIST_KEYS, &[uri, &options_json]);
+        listed.trim() == "0"
+    };
+    delta_table_survives_migration(&app, "s3delta", &options, gone).await;
+    let copied = python(
+        LIST_KEYS,
+        &[
+            &format!("s3://{prefix}-t-s3delta/gold/s3delta/"),
+            &options_json,
+            "etags",
+        ],
+    );
+    let counts: Vec<u32> = copied
+        .split_whitespace()
+        .map(|n| n.parse().expect("count"))
+        .collect();
+    assert!(
+        counts[1] >= 4,
+        "two data files and two commits at least: {copied}"
+    );
+    assert_eq!(
+        counts[0], counts[1],
+        "every data object went through UploadPartCopy"
+    );
+    let shared = format!("{prefix}-shared-0000");
+    let leftover = python(
+        LIST_KEYS,
+        &[&format!("s3://{shared}/gold/s3delta/"), &options_json],
+    );
+    assert_eq!(leftover.trim(), "0", "no key of the tenant is left in the shard");
+    app.shutdown().await;
+}
+
+/// Counts the keys under an `s3://bucket/prefix` URI with boto3, from outside the plane (with
+/// a third argument: the non-empty objects with a multipart ETag, and all non-empty objects).
+const LIST_KEYS: &str = r#"
+import sys, json, boto3
+options = json.loads(sys.argv[2])
+bucket, _, prefix = sys.argv[1].removeprefix("s3://").partition("/")
+client = boto3.client("s3", endpoint_url=options["AWS_ENDPOINT_URL"], region_name=options["AWS_REGION"],
+    aws_access_key_id=options["AWS_ACCESS_KEY_ID"], aws_secret_access_key=options["AWS_SECRET_ACCESS_KEY"])
+objects = [o for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix) for o in page.get("Contents", [])]
+if len(sys.argv) > 3:  # how many non-empty objects carry a multipart ETag
+    print(sum(1 for o in objects if o["Size"] > 0 and "-" in o["ETag"]), sum(1 for o in objects if o["Size"] > 0))
+else:
+    print(len(objects))
+"#;

@@ -204,9 +204,15 @@ impl ObjectStorageAdmin for LocalStorage {
         .await
     }
 
-    async fn copy_object(&self, from_bucket: &str, key: &str, to_bucket: &str) -> Result<(), StorageError> {
-        let from = self.path(from_bucket, key)?;
-        let to = self.path(to_bucket, key)?;
+    async fn copy_object(
+        &self,
+        from_bucket: &str,
+        object: &super::ObjectInfo,
+        to_bucket: &str,
+    ) -> Result<String, StorageError> {
+        use sha2::Digest;
+        let from = self.path(from_bucket, &object.key)?;
+        let to = self.path(to_bucket, &object.key)?;
         blocking(move || {
             if let Some(parent) = to.parent() {
                 std::fs::create_dir_all(parent).map_err(io("create prefix", parent))?;
@@ -214,7 +220,9 @@ impl ObjectStorageAdmin for LocalStorage {
             // Copy to a temporary name, then rename, so a crash never leaves a torn object.
             let temp = to.with_extension(format!("copy-{}", uuid::Uuid::now_v7().simple()));
             std::fs::copy(&from, &temp).map_err(io("copy", &from))?;
-            std::fs::rename(&temp, &to).map_err(io("rename", &to))
+            let copied = std::fs::read(&temp).map_err(io("read", &temp))?;
+            std::fs::rename(&temp, &to).map_err(io("rename", &to))?;
+            Ok(format!("{:x}", sha2::Sha256::digest(&copied)))
         })
         .await
     }

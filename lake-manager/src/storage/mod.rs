@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::lifecycle::LifecycleDocument;
 
 pub use local::LocalStorage;
-pub use s3::{S3Settings, S3Storage};
+pub use s3::{CopySettings, S3Settings, S3Storage, multipart_etag};
 
 /// Which object storage the lake lives on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,8 +108,14 @@ pub trait ObjectStorageAdmin: Send + Sync + 'static {
     /// SHA-256 on local storage), for copying and verifying migrations.
     async fn list_objects(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError>;
 
-    /// Copies one object to the same key in another bucket, server-side where possible.
-    async fn copy_object(&self, from_bucket: &str, key: &str, to_bucket: &str) -> Result<(), StorageError>;
+    /// Copies one object to the same key in another bucket, server-side where possible, and
+    /// returns the fingerprint the copy reports (what listing the target must then show).
+    async fn copy_object(
+        &self,
+        from_bucket: &str,
+        object: &ObjectInfo,
+        to_bucket: &str,
+    ) -> Result<String, StorageError>;
 }
 
 impl ClassUsage {
@@ -134,6 +140,15 @@ pub struct ObjectInfo {
     pub size: u64,
     /// Content fingerprint; equal fingerprints mean equal bytes for the same backend.
     pub fingerprint: String,
+}
+
+impl ObjectInfo {
+    /// Whether the fingerprint is a digest of the whole content (SHA-256, or a single-part
+    /// ETag) rather than of part boundaries (a multipart ETag ends in `-<parts>`), and so can
+    /// be compared between two copies of the same bytes.
+    pub fn has_content_digest(&self) -> bool {
+        !self.fingerprint.trim_matches('"').contains('-')
+    }
 }
 
 /// Stored bytes and objects in one storage class.

@@ -6,11 +6,12 @@ use aws_sdk_s3::config::Region;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketLocationConstraint,
-    CreateBucketConfiguration, Delete, ExpirationStatus, LifecycleRule, LifecycleRuleAndOperator,
-    LifecycleRuleFilter, NoncurrentVersionExpiration, ObjectIdentifier, ObjectOwnership, OwnershipControls,
-    OwnershipControlsRule, PublicAccessBlockConfiguration, ServerSideEncryption,
-    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
-    Transition, TransitionStorageClass,
+    CompletedMultipartUpload, CompletedPart, CreateBucketConfiguration, Delete, ExpirationStatus,
+    LifecycleRule, LifecycleRuleAndOperator, LifecycleRuleFilter, NoncurrentVersionExpiration,
+    ObjectIdentifier, ObjectOwnership, OwnershipControls, OwnershipControlsRule,
+    PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
+    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging, Transition,
+    TransitionStorageClass,
 };
 use serde::{Deserialize, Serialize};
 use tenancy::zone::{MIN_TIERED_OBJECT_BYTES, StorageClass};
@@ -31,6 +32,86 @@ pub struct S3Settings {
     pub path_style: bool,
     /// A KMS key for default encryption; SSE-S3 (AES256) when absent.
     pub kms_key_id: Option<String>,
+    /// When server-side copies switch to multipart, and the part size.
+    #[serde(default)]
+    pub copy: CopySettings,
+}
+
+/// S3 refuses a single `CopyObject` above 5 GiB; larger objects are copied in parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CopySettings {
+    /// Objects larger than this are copied with `UploadPartCopy`.
+    pub multipart_threshold: u64,
+    /// Preferred part size; raised when the object would need more than 10,000 parts.
+    pub part_size: u64,
+}
+
+/// The largest single `CopyObject` S3 accepts.
+pub const MAX_SINGLE_COPY_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+const MIN_PART_BYTES: u64 = 5 * 1024 * 1024;
+const MAX_PARTS: u64 = 10_000;
+
+impl Default for CopySettings {
+    fn default() -> Self {
+        Self {
+            multipart_threshold: MAX_SINGLE_COPY_BYTES,
+            part_size: 512 * 1024 * 1024,
+        }
+    }
+}
+
+impl CopySettings {
+    /// Why these settings are outside S3's limits, naming the field, if they are.
+    pub fn problem(&self) -> Option<(&'static str, String)> {
+        if !(MIN_PART_BYTES..=MAX_SINGLE_COPY_BYTES).contains(&self.part_size) {
+            return Some((
+                "part_size",
+                format!("must be between {MIN_PART_BYTES} (5 MiB) and {MAX_SINGLE_COPY_BYTES} (5 GiB)"),
+            ));
+        }
+        if !(1..=MAX_SINGLE_COPY_BYTES).contains(&self.multipart_threshold) {
+            return Some((
+                "multipart_threshold",
+                format!("must be between 1 and {MAX_SINGLE_COPY_BYTES} (5 GiB, the largest single copy)"),
+            ));
+        }
+        None
+    }
+
+    /// Byte ranges (inclusive) of each part for an object of `size` bytes, within S3's limits
+    /// (5 MiB to 5 GiB per part, except the last; at most 10,000 parts).
+    pub fn part_ranges(&self, size: u64) -> Vec<(u64, u64)> {
+        let needed = size.div_ceil(MAX_PARTS);
+        let part = self
+            .part_size
+            .max(needed)
+            .clamp(MIN_PART_BYTES, MAX_SINGLE_COPY_BYTES);
+        let mut ranges = Vec::new();
+        let mut start = 0;
+        while start < size {
+            let end = (start + part).min(size) - 1;
+            ranges.push((start, end));
+            start = end + 1;
+        }
+        ranges
+    }
+}
+
+/// The ETag S3 gives a multipart object: MD5 of the parts' binary MD5s, then `-<parts>`.
+pub fn multipart_etag(part_etags: &[String]) -> Option<String> {
+    use md5::Digest;
+    let mut digest = md5::Md5::new();
+    for etag in part_etags {
+        let hex = etag.trim_matches('"');
+        if hex.len() != 32 {
+            return None;
+        }
+        for i in (0..32).step_by(2) {
+            digest.update([u8::from_str_radix(&hex[i..i + 2], 16).ok()?]);
+        }
+    }
+    Some(format!("\"{:x}-{}\"", digest.finalize(), part_etags.len()))
 }
 
 /// Bucket administration over the S3 API.
@@ -543,17 +624,112 @@ impl ObjectStorageAdmin for S3Storage {
         Ok(out)
     }
 
-    async fn copy_object(&self, from_bucket: &str, key: &str, to_bucket: &str) -> Result<(), StorageError> {
+    async fn copy_object(
+        &self,
+        from_bucket: &str,
+        object: &super::ObjectInfo,
+        to_bucket: &str,
+    ) -> Result<String, StorageError> {
+        let key = &object.key;
+        let target = format!("{from_bucket}/{key}");
         let source = format!("{from_bucket}/{}", percent_encode_key(key));
-        self.client
-            .copy_object()
+        if object.size <= self.settings.copy.multipart_threshold {
+            let out = self
+                .client
+                .copy_object()
+                .bucket(to_bucket)
+                .key(key)
+                .copy_source(source)
+                .send()
+                .await
+                .map_err(|e| s3_error("copy object", &target, e))?;
+            return Ok(out
+                .copy_object_result()
+                .and_then(|r| r.e_tag())
+                .unwrap_or_default()
+                .to_owned());
+        }
+        let upload = self
+            .client
+            .create_multipart_upload()
             .bucket(to_bucket)
             .key(key)
-            .copy_source(source)
             .send()
             .await
-            .map_err(|e| s3_error("copy object", &format!("{from_bucket}/{key}"), e))?;
-        Ok(())
+            .map_err(|e| s3_error("start multipart copy", &target, e))?;
+        let upload_id = upload.upload_id().unwrap_or_default().to_owned();
+        let copied = self.copy_parts(&source, object, to_bucket, &upload_id).await;
+        let parts = match copied {
+            Ok(parts) => parts,
+            Err(e) => {
+                // Leave no half-copied upload billing storage; the lifecycle rule is a backstop.
+                let _ = self
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(to_bucket)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .send()
+                    .await;
+                return Err(e);
+            }
+        };
+        let etags: Vec<String> = parts
+            .iter()
+            .filter_map(|p| p.e_tag().map(str::to_owned))
+            .collect();
+        let completed = self
+            .client
+            .complete_multipart_upload()
+            .bucket(to_bucket)
+            .key(key)
+            .upload_id(&upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+            .map_err(|e| s3_error("complete multipart copy", &target, e))?;
+        let reported = completed.e_tag().unwrap_or_default().to_owned();
+        // Each part's ETag is the MD5 S3 computed over the copied range; the object's ETag
+        // must be derived from exactly those, or a part went missing or was duplicated.
+        if multipart_etag(&etags).as_deref() != Some(reported.as_str()) {
+            return Err(s3_error(
+                "verify multipart copy",
+                &target,
+                std::io::Error::other(format!("ETag {reported} does not match the copied parts")),
+            ));
+        }
+        Ok(reported)
+    }
+}
+
+impl S3Storage {
+    async fn copy_parts(
+        &self,
+        source: &str,
+        object: &super::ObjectInfo,
+        to_bucket: &str,
+        upload_id: &str,
+    ) -> Result<Vec<CompletedPart>, StorageError> {
+        let mut parts = Vec::new();
+        for (number, (start, end)) in (1..).zip(self.settings.copy.part_ranges(object.size)) {
+            let out = self
+                .client
+                .upload_part_copy()
+                .bucket(to_bucket)
+                .key(&object.key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .copy_source(source)
+                .copy_source_range(format!("bytes={start}-{end}"))
+                // The source must not change between parts.
+                .copy_source_if_match(&object.fingerprint)
+                .send()
+                .await
+                .map_err(|e| s3_error("copy part", &format!("{source} part {number}"), e))?;
+            let etag = out.copy_part_result().and_then(|r| r.e_tag()).unwrap_or_default();
+            parts.push(CompletedPart::builder().part_number(number).e_tag(etag).build());
+        }
+        Ok(parts)
     }
 }
 
@@ -568,4 +744,67 @@ fn percent_encode_key(key: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod copy_tests {
+    use super::*;
+
+    const MIB: u64 = 1024 * 1024;
+
+    fn settings(part_size: u64) -> CopySettings {
+        CopySettings {
+            multipart_threshold: MAX_SINGLE_COPY_BYTES,
+            part_size,
+        }
+    }
+
+    #[test]
+    fn parts_cover_every_byte_once_within_s3_limits() {
+        for size in [1, 5 * MIB, 12 * MIB, 5 * 1024 * MIB + 1, 6 * 1024 * 1024 * MIB] {
+            for part_size in [5 * MIB, 512 * MIB] {
+                let ranges = settings(part_size).part_ranges(size);
+                assert_eq!(ranges[0].0, 0);
+                assert_eq!(ranges.last().map(|r| r.1), Some(size - 1));
+                assert!(ranges.windows(2).all(|w| w[1].0 == w[0].1 + 1), "contiguous");
+                assert!(ranges.len() as u64 <= MAX_PARTS, "{size}: {} parts", ranges.len());
+                let (last, rest) = ranges.split_last().expect("parts");
+                for (start, end) in rest {
+                    let len = end - start + 1;
+                    assert!((MIN_PART_BYTES..=MAX_SINGLE_COPY_BYTES).contains(&len), "{len}");
+                }
+                assert!(last.1 - last.0 < MAX_SINGLE_COPY_BYTES);
+            }
+        }
+        // 6 TiB would need 12,288 parts of 512 MiB: the part size grows instead.
+        assert_eq!(
+            settings(512 * MIB).part_ranges(6 * 1024 * 1024 * MIB).len(),
+            10_000
+        );
+        assert_eq!(settings(5 * MIB).part_ranges(12 * MIB).len(), 3);
+    }
+
+    #[test]
+    fn multipart_etag_is_md5_of_part_digests() {
+        let parts = [
+            "\"0cc175b9c0f1b6a831c399e269772661\"".to_owned(),
+            "92eb5ffee6ae2fec3ad71c777531578f".to_owned(),
+        ];
+        assert_eq!(
+            multipart_etag(&parts).as_deref(),
+            Some("\"96e024ba2074fe77e8e965ba43a704be-2\"")
+        );
+        assert_eq!(multipart_etag(&["not-md5".to_owned()]), None);
+    }
+
+    #[test]
+    fn copy_settings_outside_s3_limits_name_the_field() {
+        assert_eq!(settings(MIB).problem().map(|p| p.0), Some("part_size"));
+        let zero = CopySettings {
+            multipart_threshold: 0,
+            part_size: 5 * MIB,
+        };
+        assert_eq!(zero.problem().map(|p| p.0), Some("multipart_threshold"));
+        assert_eq!(CopySettings::default().problem(), None);
+    }
 }

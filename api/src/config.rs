@@ -140,6 +140,8 @@ pub struct StorageConfig {
     pub s3: S3Config,
     /// How long a migrated tenant's old keys are kept before they are deleted.
     pub migration_grace_secs: u64,
+    /// How often enforcing buckets are checked for lifecycle drift and repaired; 0 turns it off.
+    pub drift_check_secs: u64,
 }
 
 impl Default for StorageConfig {
@@ -149,6 +151,7 @@ impl Default for StorageConfig {
             root: None,
             s3: S3Config::default(),
             migration_grace_secs: 86_400,
+            drift_check_secs: 3_600,
         }
     }
 }

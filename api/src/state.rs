@@ -152,6 +152,9 @@ impl AppState {
         ));
         let resumed = provisioner.resume_all().await?;
         provisioner.spawn_migration_worker(std::time::Duration::from_secs(30));
+        if config.storage.drift_check_secs > 0 {
+            provisioner.spawn_drift_worker(std::time::Duration::from_secs(config.storage.drift_check_secs));
+        }
         if resumed > 0 {
             tracing::info!(tenants = resumed, "resuming provisioning left unfinished");
         }

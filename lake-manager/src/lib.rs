@@ -2,6 +2,7 @@
 //! ingestion, maintenance and workers.
 
 pub mod cost;
+pub mod drift;
 pub mod identity;
 pub mod layout;
 pub mod lifecycle;

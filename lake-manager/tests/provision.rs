@@ -269,3 +269,36 @@ async fn dedicated_tenants_get_their_own_bucket_and_purge_removes_it(backend: Ba
     db.drop_database().await;
 }
 both_backends!(dedicated_tenants_get_their_own_bucket_and_purge_removes_it);
+
+/// Local storage enforces no lifecycle, so the drift repair leaves its buckets alone.
+#[tokio::test]
+async fn drift_repair_skips_storage_without_lifecycle() {
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let store = store::connect(&db.url, &Default::default())
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    let lake = tempfile::tempdir().expect("lake");
+    let local = Arc::new(LocalStorage::open(lake.path()).expect("open"));
+    let provisioner = Provisioner::new(store.clone(), local, None, settings());
+    let shared = Placement {
+        kind: PlacementKind::Shared,
+        shard: Some(0),
+        reason: "test".into(),
+    };
+    let tenant = add_tenant(&store, "local", shared).await;
+    assert_eq!(
+        provisioner.provision(&tenant.id).await.expect("runs"),
+        TenantStatus::Ready
+    );
+    let bucket = store
+        .get_bucket(&provisioner.bucket_of(&tenant))
+        .await
+        .expect("read")
+        .expect("recorded");
+    assert_eq!(
+        provisioner.repair_drift(&bucket).await.expect("repair"),
+        lake_manager::drift::Repair::Skipped("lifecycle not enforced by this storage")
+    );
+    assert!(provisioner.repair_all_drift().await.expect("pass").is_empty());
+}

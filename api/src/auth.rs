@@ -233,5 +233,7 @@ pub mod perm {
         AdminStorage => |_t| Some(Action::AdminStorage);
         /// Revoke any token.
         AdminTokens => |_t| Some(Action::AdminTokens);
+        /// Any role of the route's tenant; the zone's access is checked once the zone is known.
+        TenantData => |t| t.map(|t| Action::Zone(t, tenancy::role::Zone::Gold, tenancy::role::Access::None));
     }
 }

@@ -44,6 +44,27 @@ pub struct Config {
     pub zones: ZonesConfig,
     /// Storage prices for cost estimates.
     pub pricing: Prices,
+    /// Delta tables and their maintenance.
+    pub tables: TablesConfig,
+}
+
+/// Table settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TablesConfig {
+    /// Files below this size count as small (describe, and when compaction is due).
+    pub small_file_bytes: u64,
+    /// How long a maintenance run holds its table's lease between renewals.
+    pub maintenance_lease_secs: u64,
+}
+
+impl Default for TablesConfig {
+    fn default() -> Self {
+        Self {
+            small_file_bytes: lake_manager::delta::DEFAULT_SMALL_FILE_BYTES,
+            maintenance_lease_secs: 60,
+        }
+    }
 }
 
 impl Default for Config {
@@ -61,6 +82,7 @@ impl Default for Config {
             rate_limit: RateLimitConfig::default(),
             zones: ZonesConfig::default(),
             pricing: Prices::default(),
+            tables: TablesConfig::default(),
         }
     }
 }
@@ -439,6 +461,15 @@ impl Config {
         }
         if let Err(problem) = lake_manager::layout::validate_bucket_prefix(&self.storage.s3.bucket_prefix) {
             return Err(ConfigError::new("storage.s3.bucket_prefix", problem));
+        }
+        if !(3..=3600).contains(&self.tables.maintenance_lease_secs) {
+            return Err(ConfigError::new(
+                "tables.maintenance_lease_secs",
+                "must be between 3 and 3600",
+            ));
+        }
+        if self.tables.small_file_bytes == 0 {
+            return Err(ConfigError::new("tables.small_file_bytes", "must be at least 1"));
         }
         if let Some((field, problem)) = self.storage.s3.copy.problem() {
             return Err(ConfigError::new(&format!("storage.s3.copy.{field}"), problem));

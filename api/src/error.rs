@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use lake_manager::catalog::CatalogError;
+use lake_manager::delta::DeltaError;
 use lake_manager::storage::StorageError;
 use tenancy::policy::Denial;
 use tenancy::store::StoreError;
@@ -61,6 +63,9 @@ pub enum ApiError {
     /// A storage backend failure.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// A table catalog failure.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
     /// A bug or an unexpected failure; the details stay in the log.
     #[error("internal error: {0}")]
     Internal(String),
@@ -78,9 +83,23 @@ impl ApiError {
             ApiError::NotFound(_) | ApiError::Denied(Denial::Hidden) => (StatusCode::NOT_FOUND, "not-found"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Denied(Denial::Forbidden(_)) => (StatusCode::FORBIDDEN, "forbidden"),
-            ApiError::Conflict(_) | ApiError::Store(StoreError::Conflict(_)) => {
+            ApiError::Conflict(_)
+            | ApiError::Store(StoreError::Conflict(_))
+            | ApiError::Catalog(CatalogError::Store(StoreError::Conflict(_)))
+            | ApiError::Catalog(CatalogError::Delta(DeltaError::Conflict(_) | DeltaError::Refused(_))) => {
                 (StatusCode::CONFLICT, "conflict")
             }
+            ApiError::Store(StoreError::Quota(_))
+            | ApiError::Catalog(CatalogError::Store(StoreError::Quota(_))) => {
+                (StatusCode::CONFLICT, "quota-exceeded")
+            }
+            ApiError::Store(StoreError::Busy(_))
+            | ApiError::Catalog(CatalogError::Store(StoreError::Busy(_))) => (StatusCode::CONFLICT, "busy"),
+            ApiError::Catalog(CatalogError::NotReady { .. }) => (StatusCode::CONFLICT, "tenant-not-ready"),
+            ApiError::Catalog(CatalogError::Store(e)) if e.is_unavailable() => {
+                (StatusCode::SERVICE_UNAVAILABLE, "database-unavailable")
+            }
+            ApiError::Catalog(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Store(e) if e.is_unavailable() => {

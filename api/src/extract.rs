@@ -201,6 +201,16 @@ pub mod integral {
             .ok_or_else(|| D::Error::custom(format!("expected a non-negative integer, got {number}")))
     }
 
+    /// An optional `u64` given as an integer or an integral float.
+    pub fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        match Option::<serde_json::Number>::deserialize(d)? {
+            None => Ok(None),
+            Some(number) => to_u64(number.clone())
+                .map(Some)
+                .ok_or_else(|| D::Error::custom(format!("expected a non-negative integer, got {number}"))),
+        }
+    }
+
     /// An optional `u32` given as an integer or an integral float.
     pub fn option_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
         match Option::<serde_json::Number>::deserialize(d)? {

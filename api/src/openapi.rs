@@ -8,7 +8,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::problem::{FieldError, PROBLEM_JSON, Problem};
-use crate::routes::{admin, audit, info, ops, storage, tenants, tokens};
+use crate::routes::{admin, audit, info, ops, storage, tables, tenants, tokens};
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -60,6 +60,15 @@ pub fn v1_router() -> OpenApiRouter<AppState> {
         .routes(routes!(storage::get_usage))
         .routes(routes!(storage::list_buckets))
         .routes(routes!(storage::retry_provisioning))
+        .routes(routes!(tables::create_table, tables::list_tables))
+        .routes(routes!(
+            tables::get_table,
+            tables::patch_table,
+            tables::delete_table
+        ))
+        .routes(routes!(tables::table_history))
+        .routes(routes!(tables::start_maintenance))
+        .routes(routes!(tables::get_maintenance))
 }
 
 /// The finished spec, as served at `/openapi.json` and committed in `openapi/openapi.json`.

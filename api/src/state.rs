@@ -3,6 +3,8 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use lake_manager::catalog::Catalog;
+use lake_manager::delta::DeltaSettings;
 use lake_manager::identity::{AwsIam, IamAdmin};
 use lake_manager::provision::{IamSettings, ProvisionSettings, Provisioner};
 use lake_manager::storage::{
@@ -33,6 +35,8 @@ pub struct AppState {
     pub revocations: Arc<RevocationList>,
     /// Storage provisioning.
     pub provisioner: Arc<Provisioner>,
+    /// Delta tables and their maintenance.
+    pub catalog: Arc<Catalog>,
     /// This installation's identity.
     pub instance: Instance,
     /// When this process started serving.
@@ -158,11 +162,28 @@ impl AppState {
         if resumed > 0 {
             tracing::info!(tenants = resumed, "resuming provisioning left unfinished");
         }
+        let mut delta = match config.storage.kind {
+            StorageKind::Local => DeltaSettings::local(),
+            StorageKind::S3 => DeltaSettings::s3(
+                s3.endpoint.as_ref().map(|u| u.as_str().trim_end_matches('/')),
+                s3.region.as_deref().unwrap_or_default(),
+                s3.path_style,
+            ),
+        };
+        delta.small_file_bytes = config.tables.small_file_bytes;
+        let catalog = Arc::new(Catalog::new(
+            provisioner.clone(),
+            delta,
+            format!("{}-{}", instance.id, uuid::Uuid::now_v7()),
+            std::time::Duration::from_secs(config.tables.maintenance_lease_secs),
+        ));
+        catalog.spawn_purge_worker(std::time::Duration::from_secs(30));
         Ok(Self {
             config: Arc::new(config),
             store,
             storage,
             provisioner,
+            catalog,
             metrics: Arc::new(Metrics::new()),
             signer,
             verifier,

@@ -1,7 +1,9 @@
 //! What and how: storage backends and, in later stages, provisioning, Delta tables,
 //! ingestion, maintenance and workers.
 
+pub mod catalog;
 pub mod cost;
+pub mod delta;
 pub mod drift;
 pub mod identity;
 pub mod layout;

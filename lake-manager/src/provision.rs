@@ -229,11 +229,13 @@ impl Provisioner {
         self.step(step, tenant).await
     }
 
-    pub(crate) fn store(&self) -> &Arc<dyn MetadataStore> {
+    /// The metadata store.
+    pub fn store(&self) -> &Arc<dyn MetadataStore> {
         &self.store
     }
 
-    pub(crate) fn storage(&self) -> &Arc<dyn ObjectStorageAdmin> {
+    /// The storage backend.
+    pub fn storage(&self) -> &Arc<dyn ObjectStorageAdmin> {
         &self.storage
     }
 

@@ -70,6 +70,24 @@ pub struct AuditEvent {
     pub source: Option<String>,
 }
 
+impl AuditEvent {
+    /// An event the plane records on its own behalf (background purges, scheduled runs).
+    pub fn system(action: &str, target: &str, tenant: Option<&str>, outcome: Outcome) -> Self {
+        Self {
+            id: uuid::Uuid::now_v7(),
+            at: crate::now(),
+            actor: "lakeplane".to_owned(),
+            role: None,
+            tenant: tenant.map(str::to_owned),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            outcome,
+            request_id: None,
+            source: None,
+        }
+    }
+}
+
 /// Which audit events to list, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {

@@ -5,11 +5,13 @@
 
 pub mod audit;
 pub mod iam;
+pub mod maintenance;
 pub mod pagination;
 pub mod placement;
 pub mod policy;
 pub mod role;
 pub mod store;
+pub mod table;
 pub mod tenant;
 pub mod token;
 pub mod validation;

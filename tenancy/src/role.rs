@@ -118,6 +118,11 @@ impl Zone {
             Zone::Gold => "gold",
         }
     }
+
+    /// Parses a lowercase zone name.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Zone::ALL.into_iter().find(|z| z.as_str() == raw)
+    }
 }
 
 /// Access to a zone, ordered from none to read-write.

@@ -32,6 +32,18 @@ fn allowed(method: &str, path: &str) -> Option<&'static [Role]> {
         ("get", "/v1/admin/buckets") => &[],
         ("delete", "/v1/admin/tokens/{token_id}") => &[],
         ("post", "/v1/tenants/{tenant}/provision") => &[],
+        // Table routes run in the silver zone here: engineers and tenant-admins write it,
+        // scientists and analysts read it, viewers see gold only. The list filters instead.
+        ("get", "/v1/tenants/{tenant}/tables") => &[TenantAdmin, Engineer, Scientist, Analyst, Viewer],
+        ("post", "/v1/tenants/{tenant}/tables")
+        | ("patch", "/v1/tenants/{tenant}/tables/{zone}/{name}")
+        | ("delete", "/v1/tenants/{tenant}/tables/{zone}/{name}")
+        | ("post", "/v1/tenants/{tenant}/tables/{zone}/{name}/maintenance") => &[TenantAdmin, Engineer],
+        ("get", "/v1/tenants/{tenant}/tables/{zone}/{name}")
+        | ("get", "/v1/tenants/{tenant}/tables/{zone}/{name}/history")
+        | ("get", "/v1/tenants/{tenant}/tables/{zone}/{name}/maintenance/{run_id}") => {
+            &[TenantAdmin, Engineer, Scientist, Analyst]
+        }
         _ => return None,
     })
 }
@@ -54,6 +66,16 @@ fn request_for(method: &str, path: &str) -> (String, Option<Value>) {
             String::new(),
             Some(json!({"subject": "bob", "role": "viewer", "ttl_seconds": 600})),
         ),
+        ("post", "/v1/tenants/{tenant}/tables") => (
+            String::new(),
+            Some(json!({"zone": "silver", "name": "matrix", "columns": [{"name": "id", "type": "long"}]})),
+        ),
+        ("patch", "/v1/tenants/{tenant}/tables/{zone}/{name}") => {
+            (String::new(), Some(json!({"description": "changed"})))
+        }
+        ("post", "/v1/tenants/{tenant}/tables/{zone}/{name}/maintenance") => {
+            (String::new(), Some(json!({"operations": ["compact"]})))
+        }
         ("post", "/v1/admin/placement/rebalance") | ("delete", "/v1/tenants/{tenant}") => {
             ("?dry_run=true".into(), None)
         }
@@ -100,6 +122,8 @@ fn concrete(path: &str, tenant: &str, token_id: &str) -> String {
     path.replace("{tenant}", tenant)
         .replace("{token_id}", token_id)
         .replace("{zone}", "silver")
+        .replace("{name}", "orders")
+        .replace("{run_id}", "00000000-0000-7000-8000-000000000000")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -269,3 +269,57 @@ pub async fn problem(response: reqwest::Response, status: u16) -> serde_json::Va
     }
     body
 }
+
+/// Runs Python from the test venv (`LAKEPLANE_PYTHON`, exported by `scripts/test`).
+pub fn python(script: &str, args: &[&str]) -> String {
+    let python = std::env::var("LAKEPLANE_PYTHON")
+        .expect("LAKEPLANE_PYTHON must name the test venv's python with deltalake (scripts/test sets it)");
+    // The deltalake wheel (1.6.6) sometimes aborts in a thread destructor while the interpreter
+    // exits ("terminate called without an active exception") after the script has finished.
+    // Leaving with os._exit once the script succeeded skips that teardown and nothing else.
+    let script = format!("{script}\nimport sys as _sys, os as _os\n_sys.stdout.flush()\n_os._exit(0)\n");
+    let output = std::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run python");
+    assert!(
+        output.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf8")
+}
+
+/// The moto server standing in for S3 (`LAKEPLANE_TEST_S3_ENDPOINT`, started by `scripts/test`).
+pub fn moto_endpoint() -> String {
+    std::env::var("LAKEPLANE_TEST_S3_ENDPOINT")
+        .expect("LAKEPLANE_TEST_S3_ENDPOINT must point at a moto server (scripts/test starts one)")
+}
+
+/// Points the config at moto with a fresh bucket prefix, so tests never share buckets.
+pub fn on_moto(c: &mut Config, endpoint: &str, bucket_prefix: &str) {
+    c.storage.kind = lake_manager::storage::StorageKind::S3;
+    c.storage.s3.endpoint = Some(endpoint.parse().expect("endpoint url"));
+    c.storage.s3.region = Some("eu-west-1".into());
+    c.storage.s3.path_style = true;
+    c.storage.s3.bucket_prefix = bucket_prefix.to_owned();
+}
+
+/// A bucket prefix no other test uses.
+pub fn fresh_prefix() -> String {
+    format!("lp{}", &uuid::Uuid::now_v7().simple().to_string()[20..])
+}
+
+/// `storage_options` for the Python `deltalake` reader (and boto3) against moto.
+pub fn moto_storage_options(endpoint: &str) -> serde_json::Value {
+    serde_json::json!({
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_REGION": "eu-west-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_VIRTUAL_HOSTED_STYLE_REQUEST": "false",
+    })
+}

@@ -11,6 +11,7 @@ mod oidc;
 mod openapi;
 mod ops;
 mod storage;
+mod tables;
 mod tenants;
 mod tokens;
 

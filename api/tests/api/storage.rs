@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tenancy::role::Role;
 use tenancy::store::Backend;
 
-use crate::helpers::{TestApp, problem};
+use crate::helpers::{TestApp, fresh_prefix, moto_endpoint, moto_storage_options, on_moto, problem, python};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_tenant_gets_zone_folders_and_becomes_ready() {
@@ -388,24 +388,6 @@ async fn a_placement_change_copies_verifies_switches_and_cleans_up_after_the_gra
     app.shutdown().await;
 }
 
-/// Runs Python from the test venv (`LAKEPLANE_PYTHON`, exported by `scripts/test`).
-fn python(script: &str, args: &[&str]) -> String {
-    let python = std::env::var("LAKEPLANE_PYTHON")
-        .expect("LAKEPLANE_PYTHON must name the test venv's python with deltalake (scripts/test sets it)");
-    let output = std::process::Command::new(python)
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("run python");
-    assert!(
-        output.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf8")
-}
-
 const WRITE_DELTA: &str = r#"
 import sys, json, pyarrow as pa
 from deltalake import write_deltalake
@@ -495,35 +477,22 @@ async fn a_delta_table_reads_identically_after_migrating_to_dedicated() {
 /// multipart copy path (threshold 1 byte), so `UploadPartCopy` is exercised on real Delta data.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delta_table_reads_identically_after_migrating_to_dedicated_on_s3() {
-    let endpoint = std::env::var("LAKEPLANE_TEST_S3_ENDPOINT")
-        .expect("LAKEPLANE_TEST_S3_ENDPOINT must point at a moto server (scripts/test starts one)");
-    let prefix = format!("lp{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
-    let configured = endpoint.clone();
-    let bucket_prefix = prefix.clone();
+    let endpoint = moto_endpoint();
+    let prefix = fresh_prefix();
+    let (configured, bucket_prefix) = (endpoint.clone(), prefix.clone());
     let app = TestApp::spawn_with(
         Backend::Sqlite,
         move |c| {
+            on_moto(c, &configured, &bucket_prefix);
             c.storage.migration_grace_secs = 1;
-            c.storage.kind = lake_manager::storage::StorageKind::S3;
-            c.storage.s3.endpoint = Some(configured.parse().expect("endpoint url"));
-            c.storage.s3.region = Some("eu-west-1".into());
-            c.storage.s3.path_style = true;
-            c.storage.s3.bucket_prefix = bucket_prefix;
             c.storage.s3.copy.multipart_threshold = 1;
         },
         axum::Router::new(),
     )
     .await;
-    let options = json!({
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_REGION": "eu-west-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_ALLOW_HTTP": "true",
-        "AWS_VIRTUAL_HOSTED_STYLE_REQUEST": "false",
-        // One writer at a time here; moto offers no lock to coordinate them.
-        "AWS_S3_ALLOW_UNSAFE_RENAME": "true",
-    });
+    let mut options = moto_storage_options(&endpoint);
+    // One writer at a time here; moto offers no lock to coordinate them.
+    options["AWS_S3_ALLOW_UNSAFE_RENAME"] = json!("true");
     let options_json = options.to_string();
     let gone = async |uri: &str| {
         let listed = python(LIST_KEYS, &[uri, &options_json]);

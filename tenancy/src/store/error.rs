@@ -44,6 +44,14 @@ pub enum StoreError {
     Conflict(String),
 
     /// Any other database error: a bug or a schema mismatch.
+    /// A quota would be exceeded.
+    #[error("quota exceeded: {0}")]
+    Quota(String),
+
+    /// Another holder has the resource (a maintenance lease, for one).
+    #[error("{0}")]
+    Busy(String),
+
     #[error("metadata query failed")]
     Query(#[source] sqlx::Error),
 }

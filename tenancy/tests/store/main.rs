@@ -4,6 +4,7 @@
 mod instance;
 mod migrations;
 mod repos;
+mod tables;
 
 use tenancy::store::Backend;
 

@@ -3,6 +3,7 @@
 use std::str::FromStr;
 
 mod repos;
+mod tables;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -19,19 +19,19 @@ use crate::store::{
 use crate::tenant::{Isolation, Quotas, Tenant, TenantId, TenantStatus, Tier};
 use crate::zone::ZonePolicy;
 
-fn time(row: &PgRow, column: &str) -> Result<DateTime<Utc>, StoreError> {
+pub(super) fn time(row: &PgRow, column: &str) -> Result<DateTime<Utc>, StoreError> {
     Ok(row.try_get(column)?)
 }
 
-fn opt_time(row: &PgRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+pub(super) fn opt_time(row: &PgRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
     Ok(row.try_get(column)?)
 }
 
-fn corrupt(column: &str, value: &str) -> StoreError {
+pub(super) fn corrupt(column: &str, value: &str) -> StoreError {
     StoreError::Corrupt(format!("{column} = {value:?}"))
 }
 
-fn uuid(row: &PgRow, column: &str) -> Result<Uuid, StoreError> {
+pub(super) fn uuid(row: &PgRow, column: &str) -> Result<Uuid, StoreError> {
     Ok(row.try_get(column)?)
 }
 
@@ -108,7 +108,10 @@ fn audit_event(row: &PgRow) -> Result<AuditEvent, StoreError> {
     })
 }
 
-async fn insert_audit(tx: &mut Transaction<'_, Postgres>, e: &AuditEvent) -> Result<(), StoreError> {
+pub(super) async fn insert_audit(
+    tx: &mut Transaction<'_, Postgres>,
+    e: &AuditEvent,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO audit_events (id, at, actor, role, tenant_id, action, target, outcome, request_id, source) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -128,7 +131,7 @@ async fn insert_audit(tx: &mut Transaction<'_, Postgres>, e: &AuditEvent) -> Res
     Ok(())
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
+pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
@@ -244,6 +247,14 @@ impl TenantStore for PgStore {
             .execute(&mut *tx)
             .await?;
         sqlx::query("DELETE FROM provisioning_steps WHERE tenant_id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM maintenance_runs WHERE tenant_id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM lake_tables WHERE tenant_id = $1")
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 mod repos;
+mod tables;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

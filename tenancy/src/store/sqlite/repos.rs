@@ -18,25 +18,25 @@ use crate::store::{
 use crate::tenant::{Isolation, Quotas, Tenant, TenantId, TenantStatus, Tier};
 use crate::zone::ZonePolicy;
 
-fn micros(at: DateTime<Utc>) -> i64 {
+pub(super) fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
 }
 
-fn time(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>, StoreError> {
+pub(super) fn time(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>, StoreError> {
     let value: i64 = row.try_get(column)?;
     DateTime::from_timestamp_micros(value).ok_or_else(|| StoreError::Corrupt(format!("{column} = {value}")))
 }
 
-fn opt_time(row: &SqliteRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+pub(super) fn opt_time(row: &SqliteRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
     let value: Option<i64> = row.try_get(column)?;
     Ok(value.and_then(DateTime::from_timestamp_micros))
 }
 
-fn corrupt(column: &str, value: &str) -> StoreError {
+pub(super) fn corrupt(column: &str, value: &str) -> StoreError {
     StoreError::Corrupt(format!("{column} = {value:?}"))
 }
 
-fn uuid(row: &SqliteRow, column: &str) -> Result<Uuid, StoreError> {
+pub(super) fn uuid(row: &SqliteRow, column: &str) -> Result<Uuid, StoreError> {
     let text: String = row.try_get(column)?;
     Uuid::parse_str(&text).map_err(|_| corrupt(column, &text))
 }
@@ -111,7 +111,7 @@ fn audit_event(row: &SqliteRow) -> Result<AuditEvent, StoreError> {
     })
 }
 
-async fn insert_audit(tx: &mut Transaction<'_, Sqlite>, e: &AuditEvent) -> Result<(), StoreError> {
+pub(super) async fn insert_audit(tx: &mut Transaction<'_, Sqlite>, e: &AuditEvent) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO audit_events (id, at, actor, role, tenant_id, action, target, outcome, request_id, source) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -131,7 +131,7 @@ async fn insert_audit(tx: &mut Transaction<'_, Sqlite>, e: &AuditEvent) -> Resul
     Ok(())
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
+pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
@@ -247,6 +247,14 @@ impl TenantStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         sqlx::query("DELETE FROM provisioning_steps WHERE tenant_id = ?")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM maintenance_runs WHERE tenant_id = ?")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM lake_tables WHERE tenant_id = ?")
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;

@@ -1,0 +1,389 @@
+//! The table catalog: table records in the metadata store kept in step with the Delta tables
+//! in the tenant's zones, table purges, and maintenance runs under a lease.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tenancy::audit::{AuditEvent, Outcome};
+use tenancy::maintenance::{Operation, RunMetrics, RunStatus};
+use tenancy::role::Zone;
+use tenancy::store::{MaintenanceRun, MetadataStore, StoreError, TableRecord, TableStatus};
+use tenancy::table::{ColumnSpec, TableSpec};
+use tenancy::tenant::{Tenant, TenantStatus};
+
+use crate::delta::maintain::{self, Plan};
+use crate::delta::tables::{self, Commit, Snapshot};
+use crate::delta::{DeltaError, DeltaSettings};
+use crate::layout::zone_prefix;
+use crate::provision::Provisioner;
+use crate::storage::StorageError;
+
+/// Why a catalog operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The metadata store failed or refused (conflict, quota, busy lease).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The Delta operation failed.
+    #[error(transparent)]
+    Delta(#[from] DeltaError),
+    /// The storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The tenant's storage is not usable right now (provisioning, migrating, deleting).
+    #[error("tenant {tenant} is {status}; its tables cannot change until it is ready")]
+    NotReady {
+        /// The tenant.
+        tenant: String,
+        /// Its status.
+        status: &'static str,
+    },
+}
+
+/// Maintenance options beyond the operations.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// How much removed-file history vacuum keeps.
+    pub vacuum_retention: chrono::Duration,
+    /// Platform-admin override allowing less than 7 days.
+    pub allow_short_vacuum: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            vacuum_retention: maintain::MIN_VACUUM_RETENTION,
+            allow_short_vacuum: false,
+        }
+    }
+}
+
+/// Tables and their maintenance.
+pub struct Catalog {
+    provisioner: Arc<Provisioner>,
+    delta: DeltaSettings,
+    owner: String,
+    lease: Duration,
+}
+
+impl Catalog {
+    /// A catalog over the provisioner's store and storage; `owner` names this process in
+    /// maintenance leases.
+    pub fn new(provisioner: Arc<Provisioner>, delta: DeltaSettings, owner: String, lease: Duration) -> Self {
+        Self {
+            provisioner,
+            delta,
+            owner,
+            lease,
+        }
+    }
+
+    fn store(&self) -> &Arc<dyn MetadataStore> {
+        self.provisioner.store()
+    }
+
+    /// The Delta settings in use.
+    pub fn delta(&self) -> &DeltaSettings {
+        &self.delta
+    }
+
+    /// Where a table lives under the tenant's current placement.
+    pub fn table_root(&self, tenant: &Tenant, zone: Zone, name: &str) -> String {
+        let bucket = self.provisioner.bucket_of(tenant);
+        format!(
+            "{}/{}{name}/",
+            self.provisioner
+                .storage()
+                .bucket_uri(&bucket)
+                .trim_end_matches('/'),
+            zone_prefix(zone, &tenant.id)
+        )
+    }
+
+    fn writable(tenant: &Tenant) -> Result<(), CatalogError> {
+        match tenant.status {
+            TenantStatus::Ready => Ok(()),
+            status => Err(CatalogError::NotReady {
+                tenant: tenant.id.to_string(),
+                status: status.as_str(),
+            }),
+        }
+    }
+
+    /// Records and creates a table. The record goes first: it claims the name and the quota in
+    /// one transaction; if the Delta table cannot be created the record is removed again.
+    pub async fn create(
+        &self,
+        tenant: &Tenant,
+        spec: TableSpec,
+        audit: &AuditEvent,
+    ) -> Result<(TableRecord, i64), CatalogError> {
+        Self::writable(tenant)?;
+        let root = self.table_root(tenant, spec.zone, spec.name.as_str());
+        let now = tenancy::now();
+        let record = TableRecord {
+            id: uuid::Uuid::now_v7(),
+            tenant: tenant.id.clone(),
+            spec,
+            location: root.clone(),
+            status: TableStatus::Active,
+            created_at: now,
+            updated_at: now,
+        };
+        self.store()
+            .insert_table(&record, tenant.quotas.max_tables, audit)
+            .await?;
+        match tables::create(&self.delta, &root, &record.spec).await {
+            Ok(version) => Ok((record, version)),
+            Err(e) => {
+                let undo = AuditEvent::system(
+                    "table.create.undo",
+                    &root,
+                    Some(tenant.id.as_str()),
+                    Outcome::Error,
+                );
+                if let Err(undo_error) = self.store().delete_table_row(record.id, &undo).await {
+                    tracing::error!(table = %root, error = %tenancy::error_chain(&undo_error), "cannot remove the record of a table that failed to create");
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The table's state from its Delta snapshot.
+    pub async fn describe(&self, tenant: &Tenant, record: &TableRecord) -> Result<Snapshot, CatalogError> {
+        let root = self.table_root(tenant, record.spec.zone, record.spec.name.as_str());
+        let table = tables::open(&self.delta, &root).await?;
+        Ok(tables::snapshot(&table, self.delta.small_file_bytes)?)
+    }
+
+    /// Delta commits, newest first.
+    pub async fn history(
+        &self,
+        tenant: &Tenant,
+        record: &TableRecord,
+        limit: usize,
+        before: Option<i64>,
+    ) -> Result<Vec<Commit>, CatalogError> {
+        let root = self.table_root(tenant, record.spec.zone, record.spec.name.as_str());
+        let table = tables::open(&self.delta, &root).await?;
+        Ok(tables::history(&table, limit, before).await?)
+    }
+
+    /// Applies a validated change: new columns go into a Delta metadata commit first, then the
+    /// record follows. Returns the updated record and the table version.
+    pub async fn change(
+        &self,
+        tenant: &Tenant,
+        record: &TableRecord,
+        spec: TableSpec,
+        added: &[ColumnSpec],
+        audit: &AuditEvent,
+    ) -> Result<(TableRecord, Option<i64>), CatalogError> {
+        Self::writable(tenant)?;
+        let root = self.table_root(tenant, record.spec.zone, record.spec.name.as_str());
+        let version = if added.is_empty() {
+            None
+        } else {
+            Some(tables::add_columns(&self.delta, &root, added).await?)
+        };
+        let updated = TableRecord {
+            spec,
+            updated_at: tenancy::now(),
+            ..record.clone()
+        };
+        if !self.store().update_table_spec(&updated, audit).await? {
+            return Err(StoreError::Conflict(format!("a change to table {}", record.spec.name)).into());
+        }
+        Ok((updated, version))
+    }
+
+    /// Soft-deletes a table (it leaves the API at once); `purge_deleted` erases it.
+    pub async fn delete(&self, record: &TableRecord, audit: &AuditEvent) -> Result<bool, CatalogError> {
+        Ok(self.store().mark_table_deleting(record.id, audit).await?)
+    }
+
+    /// Erases the files of every soft-deleted table, then its record, auditing each purge.
+    /// Returns how many were purged; one failure does not stop the others.
+    pub async fn purge_deleted(&self) -> Result<usize, CatalogError> {
+        let mut purged = 0;
+        for record in self.store().tables_deleting().await? {
+            match self.purge_one(&record).await {
+                Ok(()) => purged += 1,
+                Err(e) => {
+                    tracing::error!(table = %record.location, error = %tenancy::error_chain(&e), "table purge failed; retried on the next pass")
+                }
+            }
+        }
+        Ok(purged)
+    }
+
+    /// Purges soft-deleted tables now and then every `every` (a crash mid-purge resumes here).
+    pub fn spawn_purge_worker(self: &Arc<Self>, every: Duration) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = this.purge_deleted().await {
+                    tracing::error!(error = %tenancy::error_chain(&e), "table purge pass failed");
+                }
+            }
+        });
+    }
+
+    async fn purge_one(&self, record: &TableRecord) -> Result<(), CatalogError> {
+        let Some(tenant) = self.store().get_tenant(&record.tenant).await? else {
+            // The tenant purge erased everything of the tenant already.
+            return Ok(());
+        };
+        if tenant.status == TenantStatus::Migrating {
+            return Ok(()); // the keys are moving; purge once the tenant has settled
+        }
+        let bucket = self.provisioner.bucket_of(&tenant);
+        let prefix = format!(
+            "{}{}/",
+            zone_prefix(record.spec.zone, &tenant.id),
+            record.spec.name
+        );
+        let objects = self.provisioner.storage().delete_prefix(&bucket, &prefix).await?;
+        let target = format!(
+            "/v1/tenants/{}/tables/{}/{}",
+            tenant.id,
+            record.spec.zone.as_str(),
+            record.spec.name
+        );
+        let mut audit =
+            AuditEvent::system("table.purge", &target, Some(tenant.id.as_str()), Outcome::Success);
+        audit.target = format!("{target} ({objects} objects erased)");
+        self.store().delete_table_row(record.id, &audit).await?;
+        tracing::info!(table = %target, objects, "table purged");
+        Ok(())
+    }
+
+    /// Takes the table's maintenance lease and records the run; the caller then executes it
+    /// (`execute`). A live run on the table makes this a `Busy` store error.
+    pub async fn start_run(
+        &self,
+        tenant: &Tenant,
+        record: &TableRecord,
+        operations: Vec<Operation>,
+        requested_by: &str,
+        audit: &AuditEvent,
+    ) -> Result<MaintenanceRun, CatalogError> {
+        Self::writable(tenant)?;
+        let now = tenancy::now();
+        let run = MaintenanceRun {
+            id: uuid::Uuid::now_v7(),
+            table_id: record.id,
+            tenant: tenant.id.clone(),
+            zone: record.spec.zone,
+            table_name: record.spec.name.to_string(),
+            operations,
+            status: RunStatus::Running,
+            metrics: None,
+            error: None,
+            requested_by: requested_by.to_owned(),
+            lease_owner: self.owner.clone(),
+            lease_expires_at: now + chrono::Duration::from_std(self.lease).unwrap_or_default(),
+            created_at: now,
+            finished_at: None,
+        };
+        self.store().start_run(&run, audit).await?;
+        Ok(run)
+    }
+
+    /// Executes a started run to its end, renewing the lease meanwhile, and records the
+    /// outcome and metrics (also of a failure part-way) with an audit event.
+    pub async fn execute(&self, mut run: MaintenanceRun, options: RunOptions) -> MaintenanceRun {
+        let store = self.store().clone();
+        let (id, owner, lease) = (run.id, self.owner.clone(), self.lease);
+        let renewer = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(lease / 3);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let until = tenancy::now() + chrono::Duration::from_std(lease).unwrap_or_default();
+                match store.renew_lease(id, &owner, until).await {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => {
+                        tracing::warn!(run = %id, error = %tenancy::error_chain(&e), "cannot renew the maintenance lease")
+                    }
+                }
+            }
+        });
+        let mut metrics = RunMetrics::default();
+        let outcome = self.execute_inner(&run, &options, &mut metrics).await;
+        renewer.abort();
+        run.metrics = Some(metrics);
+        run.finished_at = Some(tenancy::now());
+        match outcome {
+            Ok(()) => run.status = RunStatus::Succeeded,
+            Err(e) => {
+                run.status = RunStatus::Failed;
+                run.error = Some(tenancy::error_chain(&e));
+            }
+        }
+        if let Err(e) = self.store().update_run(&run).await {
+            tracing::error!(run = %run.id, error = %tenancy::error_chain(&e), "cannot record the end of a maintenance run");
+        }
+        let target = format!(
+            "/v1/tenants/{}/tables/{}/{}/maintenance/{}",
+            run.tenant,
+            run.zone.as_str(),
+            run.table_name,
+            run.id
+        );
+        let outcome = if run.status == RunStatus::Succeeded {
+            Outcome::Success
+        } else {
+            Outcome::Error
+        };
+        let audit = AuditEvent::system(
+            "table.maintenance.finish",
+            &target,
+            Some(run.tenant.as_str()),
+            outcome,
+        );
+        if let Err(e) = self.store().append_audit(&audit).await {
+            tracing::error!(run = %run.id, error = %tenancy::error_chain(&e), "cannot audit the end of a maintenance run");
+        }
+        run
+    }
+
+    async fn execute_inner(
+        &self,
+        run: &MaintenanceRun,
+        options: &RunOptions,
+        metrics: &mut RunMetrics,
+    ) -> Result<(), CatalogError> {
+        let record = self
+            .store()
+            .get_table_by_id(run.table_id)
+            .await?
+            .ok_or_else(|| DeltaError::Refused("the table was deleted".to_owned()))?;
+        let tenant = self
+            .store()
+            .get_tenant(&run.tenant)
+            .await?
+            .ok_or_else(|| DeltaError::Refused("the tenant was deleted".to_owned()))?;
+        let policies = self.store().zone_policies(&tenant.id).await?;
+        let retention_days =
+            crate::provision::effective_policies(&self.provisioner.settings().zones, &policies)
+                .into_iter()
+                .find(|(zone, _)| *zone == record.spec.zone)
+                .map(|(_, policy)| policy.retention_days)
+                .unwrap_or(u32::MAX);
+        let plan = Plan {
+            spec: &record.spec,
+            retention_days,
+            vacuum_retention: options.vacuum_retention,
+            allow_short_vacuum: options.allow_short_vacuum,
+            now: tenancy::now(),
+        };
+        let root = self.table_root(&tenant, record.spec.zone, record.spec.name.as_str());
+        maintain::run(&self.delta, &root, &run.operations, &plan, metrics).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,231 @@
+//! Table operations: create, open, describe from the snapshot, history, schema evolution and
+//! appends.
+
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::kernel::StructField;
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableBuilder};
+use futures_util::TryStreamExt;
+use serde::Serialize;
+use tenancy::table::{ColumnSpec, TableSpec};
+use url::Url;
+
+use super::{DeltaError, DeltaSettings, schema};
+
+/// Table properties every table gets: the compaction target, so other writers (Spark,
+/// Python) aim at the same file size.
+fn properties(spec: &TableSpec) -> Vec<(String, String)> {
+    vec![(
+        "delta.targetFileSize".to_owned(),
+        spec.target_file_size_bytes.to_string(),
+    )]
+}
+
+/// Delta versions are `u64` in deltalake; the API and the metadata use `i64` like the Delta
+/// protocol's JSON, and no table reaches 2^63 commits.
+pub fn version_i64(version: u64) -> i64 {
+    i64::try_from(version).unwrap_or(i64::MAX)
+}
+
+/// A table root URL; directories end with a slash so joins stay inside it.
+pub fn table_url(root: &str) -> Result<Url, DeltaError> {
+    let with_slash = if root.ends_with('/') {
+        root.to_owned()
+    } else {
+        format!("{root}/")
+    };
+    Url::parse(&with_slash).map_err(|_| DeltaError::Location(root.to_owned()))
+}
+
+/// Opens the table at `root` at its latest version.
+pub async fn open(settings: &DeltaSettings, root: &str) -> Result<DeltaTable, DeltaError> {
+    let url = table_url(root)?;
+    DeltaTableBuilder::from_url(url)
+        .map_err(|e| DeltaError::delta("open", root, e))?
+        .with_storage_options(settings.storage_options.clone())
+        .load()
+        .await
+        .map_err(|e| DeltaError::delta("open", root, e))
+}
+
+/// Creates the Delta table for `spec` at `root` and returns its version (0). An existing
+/// table there is an error, never overwritten.
+pub async fn create(settings: &DeltaSettings, root: &str, spec: &TableSpec) -> Result<i64, DeltaError> {
+    let url = table_url(root)?;
+    let fields: Vec<StructField> = spec
+        .columns
+        .iter()
+        .map(schema::to_field)
+        .collect::<Result<_, _>>()?;
+    if root.starts_with("file://") {
+        // object_store's local backend does not create the table directory itself.
+        let path = url
+            .to_file_path()
+            .map_err(|_| DeltaError::Location(root.to_owned()))?;
+        tokio::fs::create_dir_all(&path)
+            .await
+            .map_err(|e| DeltaError::Refused(format!("cannot create {}: {e}", path.display())))?;
+    }
+    let table = DeltaTableBuilder::from_url(url)
+        .map_err(|e| DeltaError::delta("create", root, e))?
+        .with_storage_options(settings.storage_options.clone())
+        .build()
+        .map_err(|e| DeltaError::delta("create", root, e))?;
+    let mut builder = table
+        .create()
+        .with_table_name(spec.name.as_str())
+        .with_columns(fields)
+        .with_partition_columns(spec.partition_by.clone())
+        .with_save_mode(SaveMode::ErrorIfExists)
+        .with_configuration(properties(spec).into_iter().map(|(k, v)| (k, Some(v))));
+    if let Some(description) = &spec.description {
+        builder = builder.with_comment(description.clone());
+    }
+    let created = builder.await.map_err(|e| DeltaError::delta("create", root, e))?;
+    Ok(created.version().map_or(0, version_i64))
+}
+
+/// What the Delta snapshot says about a table.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Snapshot {
+    /// Current version.
+    pub version: i64,
+    /// Columns, from the Delta schema.
+    pub columns: Vec<ColumnSpec>,
+    /// Partition columns, from the Delta metadata.
+    pub partition_by: Vec<String>,
+    /// Live data files.
+    pub num_files: u64,
+    /// Their total size.
+    pub size_bytes: u64,
+    /// Live files below the small-file threshold.
+    pub small_files: u64,
+    /// The small-file threshold used, bytes.
+    pub small_file_threshold_bytes: u64,
+    /// Rows, from file statistics (`None` when a file has no statistics).
+    pub num_rows: Option<u64>,
+}
+
+/// Reads the table's state from its Delta snapshot.
+pub fn snapshot(table: &DeltaTable, small_file_bytes: u64) -> Result<Snapshot, DeltaError> {
+    let location = table.table_url().to_string();
+    let state = table
+        .snapshot()
+        .map_err(|e| DeltaError::delta("read snapshot", &location, e))?;
+    let columns = schema::columns(&state.schema())?;
+    let mut num_files = 0;
+    let mut size_bytes = 0;
+    let mut small_files = 0;
+    let mut num_rows = Some(0u64);
+    for file in state.log_data().iter() {
+        let size = u64::try_from(file.size()).unwrap_or(0);
+        num_files += 1;
+        size_bytes += size;
+        if size < small_file_bytes {
+            small_files += 1;
+        }
+        num_rows = match (num_rows, file.num_records()) {
+            (Some(total), Some(n)) => Some(total + n as u64),
+            _ => None,
+        };
+    }
+    Ok(Snapshot {
+        version: version_i64(state.version()),
+        columns,
+        partition_by: state.metadata().partition_columns().to_vec(),
+        num_files,
+        size_bytes,
+        small_files,
+        small_file_threshold_bytes: small_file_bytes,
+        num_rows,
+    })
+}
+
+/// One Delta commit.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Commit {
+    /// The version it created.
+    pub version: i64,
+    /// When, milliseconds since the epoch (as Delta records it).
+    pub timestamp: Option<i64>,
+    /// The operation (`CREATE TABLE`, `WRITE`, `OPTIMIZE`, `DELETE`, `VACUUM END`, ...).
+    pub operation: Option<String>,
+    /// Its parameters.
+    #[schema(value_type = Object)]
+    pub operation_parameters: serde_json::Value,
+    /// Its metrics (files and rows added and removed, ...).
+    #[schema(value_type = Object)]
+    pub operation_metrics: serde_json::Value,
+}
+
+/// The latest `limit` commits, newest first, starting below version `before` when given.
+pub async fn history(
+    table: &DeltaTable,
+    limit: usize,
+    before: Option<i64>,
+) -> Result<Vec<Commit>, DeltaError> {
+    let location = table.table_url().to_string();
+    let latest = table.version().map_or(0, version_i64);
+    let top = before.map_or(latest, |b| (b - 1).min(latest));
+    if top < 0 {
+        return Ok(Vec::new());
+    }
+    // commit_infos reads newest first; fetch through `top` and drop the newer ones.
+    let skip = usize::try_from(latest - top).unwrap_or(0);
+    let infos: Vec<_> = table
+        .history(Some(skip + limit))
+        .try_collect()
+        .await
+        .map_err(|e| DeltaError::delta("read history", &location, e))?;
+    Ok(infos
+        .into_iter()
+        .enumerate()
+        .skip(skip)
+        .take(limit)
+        .map(|(i, info)| Commit {
+            version: latest - i as i64,
+            timestamp: info.timestamp,
+            operation: info.operation,
+            operation_parameters: serde_json::to_value(info.operation_parameters.unwrap_or_default())
+                .unwrap_or_default(),
+            operation_metrics: info.info.get("operationMetrics").cloned().unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// Adds nullable columns in one metadata commit; returns the new version.
+pub async fn add_columns(
+    settings: &DeltaSettings,
+    root: &str,
+    added: &[ColumnSpec],
+) -> Result<i64, DeltaError> {
+    if let Some(required) = added.iter().find(|c| !c.nullable) {
+        return Err(DeltaError::Refused(format!(
+            "column {} must be nullable: existing rows have no value for it",
+            required.name
+        )));
+    }
+    let fields: Vec<StructField> = added.iter().map(schema::to_field).collect::<Result<_, _>>()?;
+    let table = open(settings, root).await?;
+    let table = table
+        .add_columns()
+        .with_fields(fields)
+        .await
+        .map_err(|e| DeltaError::delta("add columns", root, e))?;
+    Ok(table.version().map_or(0, version_i64))
+}
+
+/// Appends record batches in one commit; returns the new version.
+pub async fn append(
+    settings: &DeltaSettings,
+    root: &str,
+    batches: Vec<RecordBatch>,
+) -> Result<i64, DeltaError> {
+    let table = open(settings, root).await?;
+    let table = table
+        .write(batches)
+        .with_save_mode(SaveMode::Append)
+        .await
+        .map_err(|e| DeltaError::delta("append", root, e))?;
+    Ok(table.version().map_or(0, version_i64))
+}

@@ -1,0 +1,382 @@
+//! Tables and maintenance runs on SQLite. Timestamps are integer microseconds; UUIDs are text.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+use uuid::Uuid;
+
+use super::SqliteStore;
+use super::repos::{corrupt, insert_audit, is_unique_violation, micros, opt_time, time, uuid};
+use crate::audit::AuditEvent;
+use crate::maintenance::{Operation, RunMetrics, RunStatus};
+use crate::role::Zone;
+use crate::store::{MaintenanceRun, StoreError, TableRecord, TableStatus, TableStore};
+use crate::tenant::TenantId;
+
+fn uuid_text(id: Uuid) -> String {
+    id.to_string()
+}
+
+fn json_column<T: serde::de::DeserializeOwned>(row: &SqliteRow, column: &str) -> Result<T, StoreError> {
+    let text: String = row.try_get(column)?;
+    serde_json::from_str(&text).map_err(|_| corrupt(column, &text))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("cannot encode: {e}")))
+}
+
+fn table(row: &SqliteRow) -> Result<TableRecord, StoreError> {
+    let status: String = row.try_get("status")?;
+    Ok(TableRecord {
+        id: uuid(row, "id")?,
+        tenant: TenantId::from_trusted(row.try_get::<String, _>("tenant_id")?),
+        spec: json_column(row, "spec")?,
+        location: row.try_get("location")?,
+        status: TableStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+    })
+}
+
+fn run(row: &SqliteRow) -> Result<MaintenanceRun, StoreError> {
+    let zone: String = row.try_get("zone")?;
+    let status: String = row.try_get("status")?;
+    let metrics: Option<String> = row.try_get("metrics")?;
+    let operations: Vec<Operation> = json_column(row, "operations")?;
+    Ok(MaintenanceRun {
+        id: uuid(row, "id")?,
+        table_id: uuid(row, "table_id")?,
+        tenant: TenantId::from_trusted(row.try_get::<String, _>("tenant_id")?),
+        zone: Zone::parse(&zone).ok_or_else(|| corrupt("zone", &zone))?,
+        table_name: row.try_get("table_name")?,
+        operations,
+        status: RunStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        metrics: match metrics {
+            Some(text) => {
+                Some(serde_json::from_str::<RunMetrics>(&text).map_err(|_| corrupt("metrics", &text))?)
+            }
+            None => None,
+        },
+        error: row.try_get("error")?,
+        requested_by: row.try_get("requested_by")?,
+        lease_owner: row.try_get("lease_owner")?,
+        lease_expires_at: time(row, "lease_expires_at")?,
+        created_at: time(row, "created_at")?,
+        finished_at: opt_time(row, "finished_at")?,
+    })
+}
+
+#[async_trait]
+impl TableStore for SqliteStore {
+    async fn insert_table(
+        &self,
+        t: &TableRecord,
+        max_tables: u32,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Taking the write lock first serialises concurrent creates, so the count below
+        // cannot be overtaken between the check and the insert.
+        sqlx::query("UPDATE tenants SET updated_at = updated_at WHERE id = ?")
+            .bind(t.tenant.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM lake_tables WHERE tenant_id = ?")
+            .bind(t.tenant.as_str())
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
+        let taken =
+            sqlx::query("SELECT status FROM lake_tables WHERE tenant_id = ? AND zone = ? AND name = ?")
+                .bind(t.tenant.as_str())
+                .bind(t.spec.zone.as_str())
+                .bind(t.spec.name.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(row) = taken {
+            let status: String = row.try_get("status")?;
+            return Err(StoreError::Conflict(
+                if status == TableStatus::Deleting.as_str() {
+                    format!(
+                        "table {}/{} (it is being purged; the name is free once that ends)",
+                        t.spec.zone.as_str(),
+                        t.spec.name
+                    )
+                } else {
+                    format!("table {}/{}", t.spec.zone.as_str(), t.spec.name)
+                },
+            ));
+        }
+        if count >= i64::from(max_tables) {
+            return Err(StoreError::Quota(format!(
+                "tenant {} has {count} tables and its max_tables quota is {max_tables}",
+                t.tenant
+            )));
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO lake_tables (id, tenant_id, zone, name, spec, location, status, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(uuid_text(t.id))
+        .bind(t.tenant.as_str())
+        .bind(t.spec.zone.as_str())
+        .bind(t.spec.name.as_str())
+        .bind(to_json(&t.spec)?)
+        .bind(&t.location)
+        .bind(t.status.as_str())
+        .bind(micros(t.created_at))
+        .bind(micros(t.updated_at))
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::Conflict(format!(
+                    "table {}/{}",
+                    t.spec.zone.as_str(),
+                    t.spec.name
+                )));
+            }
+            other => other?,
+        };
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_table(
+        &self,
+        tenant: &TenantId,
+        zone: Zone,
+        name: &str,
+    ) -> Result<Option<TableRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM lake_tables WHERE tenant_id = ? AND zone = ? AND name = ?")
+            .bind(tenant.as_str())
+            .bind(zone.as_str())
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(table).transpose()
+    }
+
+    async fn get_table_by_id(&self, id: Uuid) -> Result<Option<TableRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM lake_tables WHERE id = ?")
+            .bind(uuid_text(id))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(table).transpose()
+    }
+
+    async fn list_tables(
+        &self,
+        tenant: &TenantId,
+        zone: Option<Zone>,
+        after: Option<(&str, &str)>,
+        limit: u32,
+    ) -> Result<Vec<TableRecord>, StoreError> {
+        let (after_zone, after_name) = after.unzip();
+        let rows = sqlx::query(
+            "SELECT * FROM lake_tables WHERE tenant_id = ?1 AND status = 'active' \
+             AND (CAST(?2 AS TEXT) IS NULL OR zone = ?2) \
+             AND (CAST(?3 AS TEXT) IS NULL OR zone > ?3 OR (zone = ?3 AND name > ?4)) \
+             ORDER BY zone, name LIMIT ?5",
+        )
+        .bind(tenant.as_str())
+        .bind(zone.map(Zone::as_str))
+        .bind(after_zone)
+        .bind(after_name)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(table).collect()
+    }
+
+    async fn all_active_tables(&self) -> Result<Vec<TableRecord>, StoreError> {
+        let rows =
+            sqlx::query("SELECT * FROM lake_tables WHERE status = 'active' ORDER BY tenant_id, zone, name")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(table).collect()
+    }
+
+    async fn update_table_spec(&self, t: &TableRecord, audit: &AuditEvent) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done =
+            sqlx::query("UPDATE lake_tables SET spec = ?, updated_at = ? WHERE id = ? AND status = 'active'")
+                .bind(to_json(&t.spec)?)
+                .bind(micros(t.updated_at))
+                .bind(uuid_text(t.id))
+                .execute(&mut *tx)
+                .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn mark_table_deleting(&self, id: Uuid, audit: &AuditEvent) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE lake_tables SET status = 'deleting', updated_at = ? WHERE id = ? AND status = 'active'",
+        )
+        .bind(micros(audit.at))
+        .bind(uuid_text(id))
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn tables_deleting(&self) -> Result<Vec<TableRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM lake_tables WHERE status = 'deleting' ORDER BY updated_at")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(table).collect()
+    }
+
+    async fn delete_table_row(&self, id: Uuid, audit: &AuditEvent) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM maintenance_runs WHERE table_id = ?")
+            .bind(uuid_text(id))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM lake_tables WHERE id = ?")
+            .bind(uuid_text(id))
+            .execute(&mut *tx)
+            .await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn start_run(&self, r: &MaintenanceRun, audit: &AuditEvent) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE maintenance_runs SET status = 'failed', error = 'lease expired: the process running it stopped', \
+             finished_at = ? WHERE table_id = ? AND status IN ('queued', 'running') AND lease_expires_at < ?",
+        )
+        .bind(micros(r.created_at))
+        .bind(uuid_text(r.table_id))
+        .bind(micros(r.created_at))
+        .execute(&mut *tx)
+        .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO maintenance_runs (id, table_id, tenant_id, zone, table_name, operations, status, metrics, \
+             error, requested_by, lease_owner, lease_expires_at, created_at, finished_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, NULL)",
+        )
+        .bind(uuid_text(r.id))
+        .bind(uuid_text(r.table_id))
+        .bind(r.tenant.as_str())
+        .bind(r.zone.as_str())
+        .bind(&r.table_name)
+        .bind(to_json(&r.operations)?)
+        .bind(r.status.as_str())
+        .bind(&r.requested_by)
+        .bind(&r.lease_owner)
+        .bind(micros(r.lease_expires_at))
+        .bind(micros(r.created_at))
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => {
+                // The failed insert aborted the transaction (on PostgreSQL); ask outside it.
+                tx.rollback().await?;
+                let holder: Option<String> = sqlx::query(
+                    "SELECT id FROM maintenance_runs WHERE table_id = ? AND status IN ('queued', 'running')",
+                )
+                .bind(uuid_text(r.table_id))
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|row| row.try_get::<String, _>("id"))
+                .transpose()?;
+                return Err(StoreError::Busy(format!(
+                    "maintenance run {} is still running on table {}/{}",
+                    holder.unwrap_or_default(),
+                    r.zone.as_str(),
+                    r.table_name
+                )));
+            }
+            other => other?,
+        };
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn renew_lease(&self, id: Uuid, owner: &str, until: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE maintenance_runs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? \
+             AND status IN ('queued', 'running')",
+        )
+        .bind(micros(until))
+        .bind(uuid_text(id))
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn update_run(&self, r: &MaintenanceRun) -> Result<(), StoreError> {
+        let metrics = r.metrics.as_ref().map(to_json).transpose()?;
+        sqlx::query(
+            "UPDATE maintenance_runs SET status = ?, metrics = ?, error = ?, finished_at = ? WHERE id = ?",
+        )
+        .bind(r.status.as_str())
+        .bind(metrics)
+        .bind(&r.error)
+        .bind(r.finished_at.map(micros))
+        .bind(uuid_text(r.id))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_run(&self, tenant: &TenantId, id: Uuid) -> Result<Option<MaintenanceRun>, StoreError> {
+        let row = sqlx::query("SELECT * FROM maintenance_runs WHERE id = ? AND tenant_id = ?")
+            .bind(uuid_text(id))
+            .bind(tenant.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(run).transpose()
+    }
+
+    async fn last_finished_run(&self, table_id: Uuid) -> Result<Option<MaintenanceRun>, StoreError> {
+        let row = sqlx::query(
+            "SELECT * FROM maintenance_runs WHERE table_id = ? AND finished_at IS NOT NULL \
+             ORDER BY finished_at DESC LIMIT 1",
+        )
+        .bind(uuid_text(table_id))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(run).transpose()
+    }
+
+    async fn last_success(&self, table_id: Uuid) -> Result<Vec<(Operation, DateTime<Utc>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM maintenance_runs WHERE table_id = ? AND status = 'succeeded' ORDER BY finished_at",
+        )
+        .bind(uuid_text(table_id))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut latest: Vec<(Operation, DateTime<Utc>)> = Vec::new();
+        for row in &rows {
+            let r = run(row)?;
+            let Some(at) = r.finished_at else { continue };
+            for op in r.operations {
+                match latest.iter_mut().find(|(o, _)| *o == op) {
+                    Some(entry) => entry.1 = at,
+                    None => latest.push((op, at)),
+                }
+            }
+        }
+        Ok(latest)
+    }
+}

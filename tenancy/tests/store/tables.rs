@@ -1,0 +1,274 @@
+//! Tables and maintenance leases on both backends.
+
+use tenancy::audit::{AuditEvent, Outcome};
+use tenancy::both_backends;
+use tenancy::maintenance::{Operation, RunMetrics, RunStatus};
+use tenancy::placement::{Placement, PlacementKind};
+use tenancy::role::Zone;
+use tenancy::store::{Backend, MaintenanceRun, StoreError, TableRecord, TableStatus};
+use tenancy::table::{RawColumn, TableRequest};
+use tenancy::tenant::{Isolation, Quotas, Tenant, TenantId, TenantStatus, Tier};
+
+fn audit(action: &str) -> AuditEvent {
+    AuditEvent::system(action, "test", Some("acme"), Outcome::Success)
+}
+
+fn tenant() -> Tenant {
+    let now = tenancy::now();
+    Tenant {
+        id: TenantId::parse("acme").expect("id"),
+        display_name: "Acme".into(),
+        tier: Tier::Standard,
+        isolation: Isolation::Auto,
+        status: TenantStatus::Ready,
+        status_reason: None,
+        placement: Placement {
+            kind: PlacementKind::Shared,
+            shard: Some(0),
+            reason: "test".into(),
+        },
+        quotas: Quotas::default(),
+        volume_30d_bytes: 0,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn table(zone: &str, name: &str) -> TableRecord {
+    let spec = TableRequest {
+        zone: zone.into(),
+        name: name.into(),
+        columns: vec![RawColumn {
+            name: "id".into(),
+            column_type: "long".into(),
+            nullable: None,
+        }],
+        partition_by: vec![],
+        event_time_column: None,
+        z_order_by: vec![],
+        description: None,
+        target_file_size_bytes: None,
+    }
+    .validate()
+    .expect("valid");
+    let now = tenancy::now();
+    TableRecord {
+        id: uuid::Uuid::now_v7(),
+        tenant: TenantId::parse("acme").expect("id"),
+        spec,
+        location: format!("file:///lake/{zone}/acme/{name}/"),
+        status: TableStatus::Active,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn run(table: &TableRecord, lease_secs: i64) -> MaintenanceRun {
+    let now = tenancy::now();
+    MaintenanceRun {
+        id: uuid::Uuid::now_v7(),
+        table_id: table.id,
+        tenant: table.tenant.clone(),
+        zone: table.spec.zone,
+        table_name: table.spec.name.to_string(),
+        operations: vec![Operation::Compact, Operation::Checkpoint],
+        status: RunStatus::Running,
+        metrics: None,
+        error: None,
+        requested_by: "tester".into(),
+        lease_owner: "process-1".into(),
+        lease_expires_at: now + chrono::Duration::seconds(lease_secs),
+        created_at: now,
+        finished_at: None,
+    }
+}
+
+async fn tables_quota_pagination_and_purge(backend: Backend) {
+    let (store, _db) = crate::migrated(backend).await;
+    store
+        .insert_tenant(&tenant(), &audit("tenant.create"))
+        .await
+        .expect("tenant");
+    let orders = table("bronze", "orders");
+    store
+        .insert_table(&orders, 3, &audit("table.create"))
+        .await
+        .expect("insert");
+    assert_eq!(
+        store
+            .get_table(&orders.tenant, Zone::Bronze, "orders")
+            .await
+            .expect("get"),
+        Some(orders.clone()),
+        "round trip"
+    );
+    let again = table("bronze", "orders");
+    assert!(matches!(
+        store.insert_table(&again, 3, &audit("table.create")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    for (zone, name) in [("silver", "a"), ("gold", "b")] {
+        store
+            .insert_table(&table(zone, name), 3, &audit("table.create"))
+            .await
+            .expect("insert");
+    }
+    assert!(matches!(
+        store
+            .insert_table(&table("gold", "c"), 3, &audit("table.create"))
+            .await,
+        Err(StoreError::Quota(_))
+    ));
+    let first = store
+        .list_tables(&orders.tenant, None, None, 2)
+        .await
+        .expect("list");
+    let names: Vec<String> = first.iter().map(|t| t.spec.name.to_string()).collect();
+    assert_eq!(names, ["orders", "b"], "ordered by zone, then name");
+    let rest = store
+        .list_tables(&orders.tenant, None, Some(("gold", "b")), 10)
+        .await
+        .expect("list");
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].spec.name.as_str(), "a");
+    let silver = store
+        .list_tables(&orders.tenant, Some(Zone::Silver), None, 10)
+        .await
+        .expect("list");
+    assert_eq!(silver.len(), 1);
+
+    // Deleting hides the table but keeps its name taken until the purge removes the row.
+    assert!(
+        store
+            .mark_table_deleting(orders.id, &audit("table.delete"))
+            .await
+            .expect("mark")
+    );
+    assert!(
+        !store
+            .mark_table_deleting(orders.id, &audit("table.delete"))
+            .await
+            .expect("twice")
+    );
+    assert_eq!(
+        store
+            .list_tables(&orders.tenant, Some(Zone::Bronze), None, 10)
+            .await
+            .expect("list")
+            .len(),
+        0
+    );
+    assert!(matches!(
+        store.insert_table(&table("bronze", "orders"), 10, &audit("table.create")).await,
+        Err(StoreError::Conflict(message)) if message.contains("being purged")
+    ));
+    assert_eq!(store.tables_deleting().await.expect("deleting").len(), 1);
+    store
+        .delete_table_row(orders.id, &audit("table.purge"))
+        .await
+        .expect("purge");
+    store
+        .insert_table(&table("bronze", "orders"), 10, &audit("table.create"))
+        .await
+        .expect("name free again");
+}
+both_backends!(tables_quota_pagination_and_purge);
+
+async fn one_live_maintenance_run_per_table(backend: Backend) {
+    let (store, _db) = crate::migrated(backend).await;
+    store
+        .insert_tenant(&tenant(), &audit("tenant.create"))
+        .await
+        .expect("tenant");
+    let orders = table("bronze", "orders");
+    store
+        .insert_table(&orders, 10, &audit("table.create"))
+        .await
+        .expect("insert");
+    let first = run(&orders, 60);
+    store
+        .start_run(&first, &audit("table.maintenance.start"))
+        .await
+        .expect("first run");
+    let second = run(&orders, 60);
+    match store.start_run(&second, &audit("table.maintenance.start")).await {
+        Err(StoreError::Busy(message)) => assert!(message.contains(&first.id.to_string()), "{message}"),
+        other => panic!("a second live run must be refused, got {other:?}"),
+    }
+    let renewed = tenancy::now() + chrono::Duration::seconds(90);
+    assert!(
+        store
+            .renew_lease(first.id, "process-1", renewed)
+            .await
+            .expect("renew")
+    );
+    assert!(
+        !store
+            .renew_lease(first.id, "someone-else", tenancy::now())
+            .await
+            .expect("renew")
+    );
+
+    // A finished run frees the table and is what describe shows last.
+    let mut done = first.clone();
+    done.lease_expires_at = renewed;
+    done.status = RunStatus::Succeeded;
+    done.metrics = Some(RunMetrics {
+        files_added: 1,
+        files_removed: 12,
+        ..Default::default()
+    });
+    done.finished_at = Some(tenancy::now());
+    store.update_run(&done).await.expect("finish");
+    assert_eq!(
+        store.last_finished_run(orders.id).await.expect("last"),
+        Some(done.clone())
+    );
+    assert_eq!(
+        store.get_run(&orders.tenant, done.id).await.expect("get"),
+        Some(done.clone())
+    );
+    let ops: Vec<Operation> = store
+        .last_success(orders.id)
+        .await
+        .expect("success")
+        .into_iter()
+        .map(|(o, _)| o)
+        .collect();
+    assert_eq!(ops, [Operation::Compact, Operation::Checkpoint]);
+    store
+        .start_run(&second, &audit("table.maintenance.start"))
+        .await
+        .expect("free again");
+
+    // A run whose process died (lease expired) is failed by the next start, which proceeds.
+    let stale_table = table("silver", "stale");
+    store
+        .insert_table(&stale_table, 10, &audit("table.create"))
+        .await
+        .expect("insert");
+    let stale = run(&stale_table, -1);
+    store
+        .start_run(&stale, &audit("table.maintenance.start"))
+        .await
+        .expect("stale run");
+    let fresh = run(&stale_table, 60);
+    store
+        .start_run(&fresh, &audit("table.maintenance.start"))
+        .await
+        .expect("takes over");
+    let old = store
+        .get_run(&stale_table.tenant, stale.id)
+        .await
+        .expect("get")
+        .expect("kept");
+    assert_eq!(old.status, RunStatus::Failed);
+    assert!(old.error.unwrap_or_default().contains("lease expired"));
+    let other = TenantId::parse("other").expect("id");
+    assert_eq!(
+        store.get_run(&other, fresh.id).await.expect("get"),
+        None,
+        "runs are tenant-scoped"
+    );
+}
+both_backends!(one_live_maintenance_run_per_table);

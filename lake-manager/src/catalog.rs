@@ -30,6 +30,9 @@ pub enum CatalogError {
     /// The storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The run lost its table lease (its renewal failed) and stopped.
+    #[error("the run lost its table lease and stopped; another run may hold it now")]
+    LeaseLost,
     /// The tenant's storage is not usable right now (provisioning, migrating, deleting).
     #[error("tenant {tenant} is {status}; its tables cannot change until it is ready")]
     NotReady {
@@ -38,6 +41,15 @@ pub enum CatalogError {
         /// Its status.
         status: &'static str,
     },
+}
+
+/// Aborts a task when dropped (a plain `JoinHandle` lets it run on).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Maintenance options beyond the operations.
@@ -136,14 +148,16 @@ impl Catalog {
         match tables::create(&self.delta, &root, &record.spec).await {
             Ok(version) => Ok((record, version)),
             Err(e) => {
+                // The commit may have landed even though an error came back (a timeout), so
+                // the files are erased by the purge worker before the name is freed.
                 let undo = AuditEvent::system(
                     "table.create.undo",
                     &root,
                     Some(tenant.id.as_str()),
                     Outcome::Error,
                 );
-                if let Err(undo_error) = self.store().delete_table_row(record.id, &undo).await {
-                    tracing::error!(table = %root, error = %tenancy::error_chain(&undo_error), "cannot remove the record of a table that failed to create");
+                if let Err(undo_error) = self.store().mark_table_deleting(record.id, &undo).await {
+                    tracing::error!(table = %root, error = %tenancy::error_chain(&undo_error), "cannot release the record of a table that failed to create");
                 }
                 Err(e.into())
             }
@@ -192,8 +206,16 @@ impl Catalog {
             updated_at: tenancy::now(),
             ..record.clone()
         };
-        if !self.store().update_table_spec(&updated, audit).await? {
-            return Err(StoreError::Conflict(format!("a change to table {}", record.spec.name)).into());
+        if !self
+            .store()
+            .update_table_spec(&updated, record.updated_at, audit)
+            .await?
+        {
+            return Err(StoreError::Conflict(format!(
+                "a concurrent change to table {} (read it again and retry)",
+                record.spec.name
+            ))
+            .into());
         }
         Ok((updated, version))
     }
@@ -240,6 +262,20 @@ impl Catalog {
         if tenant.status == TenantStatus::Migrating {
             return Ok(()); // the keys are moving; purge once the tenant has settled
         }
+        // Taking the table's maintenance lease waits out a running run: it would otherwise
+        // write files back into the prefix being erased.
+        let lease = self.lease_run(&tenant, record, Vec::new(), "purge");
+        let started = AuditEvent::system(
+            "table.purge.start",
+            &record.location,
+            Some(tenant.id.as_str()),
+            Outcome::Success,
+        );
+        match self.store().start_run(&lease, &started).await {
+            Ok(()) => {}
+            Err(StoreError::Busy(_)) => return Ok(()), // the next pass tries again
+            Err(e) => return Err(e.into()),
+        }
         let bucket = self.provisioner.bucket_of(&tenant);
         let prefix = format!(
             "{}{}/",
@@ -256,24 +292,21 @@ impl Catalog {
         let mut audit =
             AuditEvent::system("table.purge", &target, Some(tenant.id.as_str()), Outcome::Success);
         audit.target = format!("{target} ({objects} objects erased)");
-        self.store().delete_table_row(record.id, &audit).await?;
-        tracing::info!(table = %target, objects, "table purged");
+        if self.store().delete_table_row(record.id, &audit).await? {
+            tracing::info!(table = %target, objects, "table purged");
+        }
         Ok(())
     }
 
-    /// Takes the table's maintenance lease and records the run; the caller then executes it
-    /// (`execute`). A live run on the table makes this a `Busy` store error.
-    pub async fn start_run(
+    fn lease_run(
         &self,
         tenant: &Tenant,
         record: &TableRecord,
         operations: Vec<Operation>,
         requested_by: &str,
-        audit: &AuditEvent,
-    ) -> Result<MaintenanceRun, CatalogError> {
-        Self::writable(tenant)?;
+    ) -> MaintenanceRun {
         let now = tenancy::now();
-        let run = MaintenanceRun {
+        MaintenanceRun {
             id: uuid::Uuid::now_v7(),
             table_id: record.id,
             tenant: tenant.id.clone(),
@@ -288,7 +321,21 @@ impl Catalog {
             lease_expires_at: now + chrono::Duration::from_std(self.lease).unwrap_or_default(),
             created_at: now,
             finished_at: None,
-        };
+        }
+    }
+
+    /// Takes the table's maintenance lease and records the run; the caller then executes it
+    /// (`execute`). A live run on the table makes this a `Busy` store error.
+    pub async fn start_run(
+        &self,
+        tenant: &Tenant,
+        record: &TableRecord,
+        operations: Vec<Operation>,
+        requested_by: &str,
+        audit: &AuditEvent,
+    ) -> Result<MaintenanceRun, CatalogError> {
+        Self::writable(tenant)?;
+        let run = self.lease_run(tenant, record, operations, requested_by);
         self.store().start_run(&run, audit).await?;
         Ok(run)
     }
@@ -298,24 +345,34 @@ impl Catalog {
     pub async fn execute(&self, mut run: MaintenanceRun, options: RunOptions) -> MaintenanceRun {
         let store = self.store().clone();
         let (id, owner, lease) = (run.id, self.owner.clone(), self.lease);
-        let renewer = tokio::spawn(async move {
+        let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+        // Aborted when this function returns or unwinds, so a panicking run frees its lease.
+        let _renewer = AbortOnDrop(tokio::spawn(async move {
             let mut tick = tokio::time::interval(lease / 3);
             tick.tick().await;
+            let mut failures = 0;
             loop {
                 tick.tick().await;
                 let until = tenancy::now() + chrono::Duration::from_std(lease).unwrap_or_default();
                 match store.renew_lease(id, &owner, until).await {
-                    Ok(true) => {}
+                    Ok(true) => failures = 0,
                     Ok(false) => break,
                     Err(e) => {
-                        tracing::warn!(run = %id, error = %tenancy::error_chain(&e), "cannot renew the maintenance lease")
+                        failures += 1;
+                        tracing::warn!(run = %id, error = %tenancy::error_chain(&e), "cannot renew the maintenance lease");
+                        if failures >= 2 {
+                            break; // the lease may lapse before the next try: stop the work
+                        }
                     }
                 }
             }
-        });
+            let _ = lost_tx.send(());
+        }));
         let mut metrics = RunMetrics::default();
-        let outcome = self.execute_inner(&run, &options, &mut metrics).await;
-        renewer.abort();
+        let outcome = tokio::select! {
+            outcome = self.execute_inner(&run, &options, &mut metrics) => outcome,
+            _ = lost_rx => Err(CatalogError::LeaseLost),
+        };
         run.metrics = Some(metrics);
         run.finished_at = Some(tenancy::now());
         match outcome {
@@ -325,8 +382,12 @@ impl Catalog {
                 run.error = Some(tenancy::error_chain(&e));
             }
         }
-        if let Err(e) = self.store().update_run(&run).await {
-            tracing::error!(run = %run.id, error = %tenancy::error_chain(&e), "cannot record the end of a maintenance run");
+        match self.store().update_run(&run).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(run = %run.id, "the run lost its lease; its end is not recorded"),
+            Err(e) => {
+                tracing::error!(run = %run.id, error = %tenancy::error_chain(&e), "cannot record the end of a maintenance run")
+            }
         }
         let target = format!(
             "/v1/tenants/{}/tables/{}/{}/maintenance/{}",
@@ -362,6 +423,7 @@ impl Catalog {
             .store()
             .get_table_by_id(run.table_id)
             .await?
+            .filter(|t| t.status == TableStatus::Active)
             .ok_or_else(|| DeltaError::Refused("the table was deleted".to_owned()))?;
         let tenant = self
             .store()

@@ -19,6 +19,17 @@ pub enum DeltaError {
         /// The type as Delta names it.
         detail: String,
     },
+    /// Local storage failed.
+    #[error("{operation} {path} failed")]
+    Io {
+        /// What was attempted.
+        operation: &'static str,
+        /// Where.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// The request cannot be carried out on this table (named reason).
     #[error("{0}")]
     Refused(String),

@@ -178,8 +178,14 @@ async fn vacuum(table: DeltaTable, plan: &Plan<'_>, metrics: &mut RunMetrics) ->
         .vacuum()
         .with_retention_period(plan.vacuum_retention)
         .with_enforce_retention_duration(!plan.allow_short_vacuum)
-        // Full mode also removes files no commit references: leftovers of failed writers.
-        .with_mode(VacuumMode::Full)
+        // Full mode also removes files no commit references: leftovers of failed writers. Below
+        // the 7-day floor (platform-admin override) it would also take files of writers still
+        // committing, so short retentions only remove what the log has removed.
+        .with_mode(if plan.vacuum_retention < MIN_VACUUM_RETENTION {
+            VacuumMode::Lite
+        } else {
+            VacuumMode::Full
+        })
         .await
         .map_err(|e| DeltaError::delta("vacuum", &location, e))?;
     metrics.files_vacuumed += done.files_deleted.len() as u64;

@@ -64,7 +64,11 @@ pub async fn create(settings: &DeltaSettings, root: &str, spec: &TableSpec) -> R
             .map_err(|_| DeltaError::Location(root.to_owned()))?;
         tokio::fs::create_dir_all(&path)
             .await
-            .map_err(|e| DeltaError::Refused(format!("cannot create {}: {e}", path.display())))?;
+            .map_err(|source| DeltaError::Io {
+                operation: "create table directory",
+                path: path.display().to_string(),
+                source,
+            })?;
     }
     let table = DeltaTableBuilder::from_url(url)
         .map_err(|e| DeltaError::delta("create", root, e))?

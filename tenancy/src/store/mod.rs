@@ -432,21 +432,30 @@ pub trait TableStore: Send + Sync {
     ) -> Result<Vec<TableRecord>, StoreError>;
     /// Every active table of every tenant (for the scheduler).
     async fn all_active_tables(&self) -> Result<Vec<TableRecord>, StoreError>;
-    /// Replaces an active table's definition; false when it is gone or deleting.
-    async fn update_table_spec(&self, table: &TableRecord, audit: &AuditEvent) -> Result<bool, StoreError>;
+    /// Replaces an active table's definition if it is still the one last changed at
+    /// `expected_updated_at` (so concurrent changes cannot overwrite each other); false when
+    /// it changed meanwhile, is gone or is deleting.
+    async fn update_table_spec(
+        &self,
+        table: &TableRecord,
+        expected_updated_at: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
     /// Marks an active table `deleting` (it leaves the API); false when it was not active.
     async fn mark_table_deleting(&self, id: Uuid, audit: &AuditEvent) -> Result<bool, StoreError>;
     /// Tables waiting for their purge.
     async fn tables_deleting(&self) -> Result<Vec<TableRecord>, StoreError>;
-    /// Removes a purged table's row (and its runs), freeing the name; records the audit event.
-    async fn delete_table_row(&self, id: Uuid, audit: &AuditEvent) -> Result<(), StoreError>;
+    /// Removes a purged table's row (and its runs), freeing the name, and records the audit
+    /// event; false (and no event) when another purge removed it first.
+    async fn delete_table_row(&self, id: Uuid, audit: &AuditEvent) -> Result<bool, StoreError>;
     /// Records a run as holding the table's lease. Runs whose lease expired are marked failed
     /// first; a live one makes this a `Busy` error naming it.
     async fn start_run(&self, run: &MaintenanceRun, audit: &AuditEvent) -> Result<(), StoreError>;
     /// Extends a run's lease; false when the run no longer holds it.
     async fn renew_lease(&self, id: Uuid, owner: &str, until: DateTime<Utc>) -> Result<bool, StoreError>;
-    /// Moves a run to its final or running status with its metrics or error.
-    async fn update_run(&self, run: &MaintenanceRun) -> Result<(), StoreError>;
+    /// Records a run's end (status, metrics, error) if its owner still holds the lease; false
+    /// when the lease was lost (the run was failed and possibly superseded meanwhile).
+    async fn update_run(&self, run: &MaintenanceRun) -> Result<bool, StoreError>;
     /// One run of a tenant.
     async fn get_run(&self, tenant: &TenantId, id: Uuid) -> Result<Option<MaintenanceRun>, StoreError>;
     /// The table's most recent finished run, if any.

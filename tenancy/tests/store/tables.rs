@@ -163,10 +163,19 @@ async fn tables_quota_pagination_and_purge(backend: Backend) {
         Err(StoreError::Conflict(message)) if message.contains("being purged")
     ));
     assert_eq!(store.tables_deleting().await.expect("deleting").len(), 1);
-    store
-        .delete_table_row(orders.id, &audit("table.purge"))
-        .await
-        .expect("purge");
+    assert!(
+        store
+            .delete_table_row(orders.id, &audit("table.purge"))
+            .await
+            .expect("purge")
+    );
+    assert!(
+        !store
+            .delete_table_row(orders.id, &audit("table.purge"))
+            .await
+            .expect("again"),
+        "a second purge finds nothing and audits nothing"
+    );
     store
         .insert_table(&table("bronze", "orders"), 10, &audit("table.create"))
         .await
@@ -219,7 +228,13 @@ async fn one_live_maintenance_run_per_table(backend: Backend) {
         ..Default::default()
     });
     done.finished_at = Some(tenancy::now());
-    store.update_run(&done).await.expect("finish");
+    let mut intruder = done.clone();
+    intruder.lease_owner = "process-2".into();
+    assert!(
+        !store.update_run(&intruder).await.expect("update"),
+        "only the lease owner records the end"
+    );
+    assert!(store.update_run(&done).await.expect("finish"));
     assert_eq!(
         store.last_finished_run(orders.id).await.expect("last"),
         Some(done.clone())
@@ -263,6 +278,13 @@ async fn one_live_maintenance_run_per_table(backend: Backend) {
         .expect("get")
         .expect("kept");
     assert_eq!(old.status, RunStatus::Failed);
+    let mut late = stale.clone();
+    late.status = RunStatus::Succeeded;
+    late.finished_at = Some(tenancy::now());
+    assert!(
+        !store.update_run(&late).await.expect("update"),
+        "a run that lost its lease cannot overwrite the failure"
+    );
     assert!(old.error.unwrap_or_default().contains("lease expired"));
     let other = TenantId::parse("other").expect("id");
     assert_eq!(

@@ -80,11 +80,13 @@ impl TableStore for PgStore {
             .bind(t.tenant.as_str())
             .execute(&mut *tx)
             .await?;
-        let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM lake_tables WHERE tenant_id = $1")
-            .bind(t.tenant.as_str())
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("n")?;
+        // Tables being purged no longer count: their names stay taken by the primary key.
+        let count: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM lake_tables WHERE tenant_id = $1 AND status = 'active'")
+                .bind(t.tenant.as_str())
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("n")?;
         let taken =
             sqlx::query("SELECT status FROM lake_tables WHERE tenant_id = $1 AND zone = $2 AND name = $3")
                 .bind(t.tenant.as_str())
@@ -197,14 +199,20 @@ impl TableStore for PgStore {
         rows.iter().map(table).collect()
     }
 
-    async fn update_table_spec(&self, t: &TableRecord, audit: &AuditEvent) -> Result<bool, StoreError> {
+    async fn update_table_spec(
+        &self,
+        t: &TableRecord,
+        expected_updated_at: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
-            "UPDATE lake_tables SET spec = $1, updated_at = $2 WHERE id = $3 AND status = 'active'",
+            "UPDATE lake_tables SET spec = $1, updated_at = $2 WHERE id = $3 AND status = 'active' AND updated_at = $4",
         )
         .bind(to_json(&t.spec)?)
         .bind(t.updated_at)
         .bind(t.id)
+        .bind(expected_updated_at)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
@@ -239,19 +247,22 @@ impl TableStore for PgStore {
         rows.iter().map(table).collect()
     }
 
-    async fn delete_table_row(&self, id: Uuid, audit: &AuditEvent) -> Result<(), StoreError> {
+    async fn delete_table_row(&self, id: Uuid, audit: &AuditEvent) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM maintenance_runs WHERE table_id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM lake_tables WHERE id = $1")
+        let gone = sqlx::query("DELETE FROM lake_tables WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        if gone.rows_affected() == 0 {
+            return Ok(false);
+        }
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     async fn start_run(&self, r: &MaintenanceRun, audit: &AuditEvent) -> Result<(), StoreError> {
@@ -322,19 +333,21 @@ impl TableStore for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn update_run(&self, r: &MaintenanceRun) -> Result<(), StoreError> {
+    async fn update_run(&self, r: &MaintenanceRun) -> Result<bool, StoreError> {
         let metrics = r.metrics.as_ref().map(to_json).transpose()?;
-        sqlx::query(
-            "UPDATE maintenance_runs SET status = $1, metrics = $2, error = $3, finished_at = $4 WHERE id = $5",
+        let done = sqlx::query(
+            "UPDATE maintenance_runs SET status = $1, metrics = $2, error = $3, finished_at = $4 WHERE id = $5 \
+             AND lease_owner = $6 AND status IN ('queued', 'running')",
         )
         .bind(r.status.as_str())
         .bind(metrics)
         .bind(&r.error)
         .bind(r.finished_at)
         .bind(r.id)
+        .bind(&r.lease_owner)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn get_run(&self, tenant: &TenantId, id: Uuid) -> Result<Option<MaintenanceRun>, StoreError> {

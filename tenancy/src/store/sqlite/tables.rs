@@ -83,11 +83,13 @@ impl TableStore for SqliteStore {
             .bind(t.tenant.as_str())
             .execute(&mut *tx)
             .await?;
-        let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM lake_tables WHERE tenant_id = ?")
-            .bind(t.tenant.as_str())
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("n")?;
+        // Tables being purged no longer count: their names stay taken by the primary key.
+        let count: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM lake_tables WHERE tenant_id = ? AND status = 'active'")
+                .bind(t.tenant.as_str())
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("n")?;
         let taken =
             sqlx::query("SELECT status FROM lake_tables WHERE tenant_id = ? AND zone = ? AND name = ?")
                 .bind(t.tenant.as_str())
@@ -200,15 +202,22 @@ impl TableStore for SqliteStore {
         rows.iter().map(table).collect()
     }
 
-    async fn update_table_spec(&self, t: &TableRecord, audit: &AuditEvent) -> Result<bool, StoreError> {
+    async fn update_table_spec(
+        &self,
+        t: &TableRecord,
+        expected_updated_at: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let done =
-            sqlx::query("UPDATE lake_tables SET spec = ?, updated_at = ? WHERE id = ? AND status = 'active'")
-                .bind(to_json(&t.spec)?)
-                .bind(micros(t.updated_at))
-                .bind(uuid_text(t.id))
-                .execute(&mut *tx)
-                .await?;
+        let done = sqlx::query(
+            "UPDATE lake_tables SET spec = ?, updated_at = ? WHERE id = ? AND status = 'active' AND updated_at = ?",
+        )
+        .bind(to_json(&t.spec)?)
+        .bind(micros(t.updated_at))
+        .bind(uuid_text(t.id))
+        .bind(micros(expected_updated_at))
+        .execute(&mut *tx)
+        .await?;
         if done.rows_affected() == 0 {
             return Ok(false);
         }
@@ -241,19 +250,22 @@ impl TableStore for SqliteStore {
         rows.iter().map(table).collect()
     }
 
-    async fn delete_table_row(&self, id: Uuid, audit: &AuditEvent) -> Result<(), StoreError> {
+    async fn delete_table_row(&self, id: Uuid, audit: &AuditEvent) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM maintenance_runs WHERE table_id = ?")
             .bind(uuid_text(id))
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM lake_tables WHERE id = ?")
+        let gone = sqlx::query("DELETE FROM lake_tables WHERE id = ?")
             .bind(uuid_text(id))
             .execute(&mut *tx)
             .await?;
+        if gone.rows_affected() == 0 {
+            return Ok(false);
+        }
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     async fn start_run(&self, r: &MaintenanceRun, audit: &AuditEvent) -> Result<(), StoreError> {
@@ -324,19 +336,21 @@ impl TableStore for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn update_run(&self, r: &MaintenanceRun) -> Result<(), StoreError> {
+    async fn update_run(&self, r: &MaintenanceRun) -> Result<bool, StoreError> {
         let metrics = r.metrics.as_ref().map(to_json).transpose()?;
-        sqlx::query(
-            "UPDATE maintenance_runs SET status = ?, metrics = ?, error = ?, finished_at = ? WHERE id = ?",
+        let done = sqlx::query(
+            "UPDATE maintenance_runs SET status = ?, metrics = ?, error = ?, finished_at = ? WHERE id = ? \
+             AND lease_owner = ? AND status IN ('queued', 'running')",
         )
         .bind(r.status.as_str())
         .bind(metrics)
         .bind(&r.error)
         .bind(r.finished_at.map(micros))
         .bind(uuid_text(r.id))
+        .bind(&r.lease_owner)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn get_run(&self, tenant: &TenantId, id: Uuid) -> Result<Option<MaintenanceRun>, StoreError> {

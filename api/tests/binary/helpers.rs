@@ -114,13 +114,23 @@ fn listening_addr(line: &str) -> Option<String> {
 
 /// Resident set size of a process in KiB, from /proc.
 pub fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// The process's anonymous resident memory (heap, stacks), KiB: what it allocated itself,
+/// without the pages of its own executable.
+pub fn anon_rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "RssAnon:")
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .expect("VmRSS")
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
 }
 
 /// Runs `lakeplane token create` with the given extra environment; returns the token.

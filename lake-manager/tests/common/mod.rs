@@ -40,3 +40,21 @@ pub async fn add_tenant(store: &Arc<dyn MetadataStore>, id: &str, placement: Pla
     store.insert_tenant(&tenant, &audit).await.expect("insert tenant");
     tenant
 }
+
+/// A dedicated placement.
+pub fn dedicated() -> Placement {
+    Placement {
+        kind: tenancy::placement::PlacementKind::Dedicated,
+        shard: None,
+        reason: "test".into(),
+    }
+}
+
+/// A placement in shared shard `shard`.
+pub fn shared(shard: u32) -> Placement {
+    Placement {
+        kind: tenancy::placement::PlacementKind::Shared,
+        shard: Some(shard),
+        reason: "test".into(),
+    }
+}

@@ -47,6 +47,7 @@ pub fn action_name(method: &Method, route: &str) -> String {
         ("GET", "/v1/tenants/{tenant}/usage") => "usage.read",
         ("GET", "/v1/admin/buckets") => "bucket.list",
         ("POST", "/v1/tenants/{tenant}/provision") => "tenant.provision",
+        ("POST", "/v1/tenants/{tenant}/streams/{stream}/events") => "stream.push",
         _ => "",
     };
     if known.is_empty() {
@@ -100,7 +101,9 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
 
     let denied = response.extensions().get::<DeniedMarker>().is_some();
     let mutating = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
-    if response.extensions().get::<Audited>().is_some() || !(denied || mutating) {
+    // Event pushes are data, not control-plane changes: only their refusals are audited.
+    let data_plane = route.ends_with("/streams/{stream}/events");
+    if response.extensions().get::<Audited>().is_some() || !(denied || mutating) || (data_plane && !denied) {
         return response;
     }
     let status = response.status();

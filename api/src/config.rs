@@ -46,6 +46,85 @@ pub struct Config {
     pub pricing: Prices,
     /// Delta tables and their maintenance.
     pub tables: TablesConfig,
+    /// Streaming ingestion.
+    pub ingest: IngestConfig,
+}
+
+/// Streaming ingestion settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Largest push body, bytes, after gzip decompression.
+    pub max_body_bytes: usize,
+    /// A table's buffer is committed once it holds this many bytes.
+    pub flush_bytes: usize,
+    /// ...or this long after its first request, milliseconds.
+    pub linger_ms: u64,
+    /// Most bytes buffered per table; beyond it pushes get 429.
+    pub table_buffer_bytes: usize,
+    /// Most bytes buffered over all tables; beyond it pushes get 429.
+    pub total_buffer_bytes: usize,
+    /// Kafka workers flush after this many records.
+    pub kafka_flush_records: usize,
+    /// ...or this long after the first buffered record, milliseconds.
+    pub kafka_linger_ms: u64,
+    /// 32 random bytes, base64: seals Kafka passwords at rest. Without it, streams with
+    /// secret properties are refused.
+    pub secret_key: Option<Secret>,
+}
+
+impl IngestConfig {
+    fn problem(&self) -> Option<(&'static str, String)> {
+        let limit = |v: usize| (1024..=(1usize << 32)).contains(&v);
+        if !limit(self.max_body_bytes) {
+            return Some(("max_body_bytes", "must be 1 KiB to 4 GiB".into()));
+        }
+        if !limit(self.table_buffer_bytes) || self.table_buffer_bytes < self.max_body_bytes {
+            return Some((
+                "table_buffer_bytes",
+                "must be 1 KiB to 4 GiB and at least max_body_bytes".into(),
+            ));
+        }
+        if !limit(self.total_buffer_bytes) || self.total_buffer_bytes < self.table_buffer_bytes {
+            return Some((
+                "total_buffer_bytes",
+                "must be 1 KiB to 4 GiB and at least table_buffer_bytes".into(),
+            ));
+        }
+        if self.flush_bytes == 0 {
+            return Some(("flush_bytes", "must be at least 1".into()));
+        }
+        if !(1..=60_000).contains(&self.linger_ms) || !(1..=60_000).contains(&self.kafka_linger_ms) {
+            return Some(("linger_ms", "lingers must be 1 to 60000 ms".into()));
+        }
+        if self.kafka_flush_records == 0 {
+            return Some(("kafka_flush_records", "must be at least 1".into()));
+        }
+        if let Some(key) = &self.secret_key
+            && lake_manager::ingest::secrets::Sealer::from_base64(key.expose()).is_err()
+        {
+            return Some(("secret_key", "must be 32 bytes, base64-encoded".into()));
+        }
+        None
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        let defaults = lake_manager::ingest::group_commit::GroupCommitSettings::default();
+        Self {
+            max_body_bytes: 16 * 1024 * 1024,
+            flush_bytes: defaults.flush_bytes,
+            linger_ms: defaults.linger.as_millis() as u64,
+            table_buffer_bytes: defaults.table_buffer_bytes,
+            total_buffer_bytes: defaults.total_buffer_bytes,
+            kafka_flush_records: lake_manager::ingest::kafka::KafkaSettings::default().flush_records,
+            kafka_linger_ms: lake_manager::ingest::kafka::KafkaSettings::default()
+                .linger
+                .as_millis() as u64,
+            secret_key: None,
+        }
+    }
 }
 
 /// Table settings.
@@ -83,6 +162,7 @@ impl Default for Config {
             zones: ZonesConfig::default(),
             pricing: Prices::default(),
             tables: TablesConfig::default(),
+            ingest: IngestConfig::default(),
         }
     }
 }
@@ -467,6 +547,9 @@ impl Config {
                 "tables.maintenance_lease_secs",
                 "must be between 3 and 3600",
             ));
+        }
+        if let Some((field, problem)) = self.ingest.problem() {
+            return Err(ConfigError::new(&format!("ingest.{field}"), problem));
         }
         if self.tables.small_file_bytes == 0 {
             return Err(ConfigError::new("tables.small_file_bytes", "must be at least 1"));

@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use lake_manager::catalog::CatalogError;
 use lake_manager::delta::DeltaError;
+use lake_manager::ingest::IngestError;
 use lake_manager::storage::StorageError;
 use tenancy::policy::Denial;
 use tenancy::store::StoreError;
@@ -66,6 +67,9 @@ pub enum ApiError {
     /// A table catalog failure.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    /// An ingestion failure.
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
     /// A bug or an unexpected failure; the details stay in the log.
     #[error("internal error: {0}")]
     Internal(String),
@@ -100,6 +104,7 @@ impl ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "database-unavailable")
             }
             ApiError::Catalog(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::Ingest(e) => ingest_status(e),
             ApiError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Store(e) if e.is_unavailable() => {
@@ -109,6 +114,35 @@ impl ApiError {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
         }
+    }
+}
+
+fn ingest_status(error: &IngestError) -> (StatusCode, &'static str) {
+    match error {
+        IngestError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-events"),
+        IngestError::Body(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-body"),
+        IngestError::Field { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "validation"),
+        IngestError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large"),
+        IngestError::Full { .. } => (StatusCode::TOO_MANY_REQUESTS, "ingest-buffer-full"),
+        IngestError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "ingest-quota"),
+        IngestError::Fenced { .. } => (StatusCode::SERVICE_UNAVAILABLE, "tenant-not-ready"),
+        IngestError::WriterStopped => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        IngestError::Store(StoreError::Conflict(_)) => (StatusCode::CONFLICT, "conflict"),
+        IngestError::Store(StoreError::Quota(_)) => (StatusCode::CONFLICT, "quota-exceeded"),
+        IngestError::Store(e) if e.is_unavailable() => {
+            (StatusCode::SERVICE_UNAVAILABLE, "database-unavailable")
+        }
+        IngestError::Catalog(CatalogError::Store(StoreError::Conflict(_))) => {
+            (StatusCode::CONFLICT, "conflict")
+        }
+        IngestError::Catalog(CatalogError::Store(StoreError::Quota(_))) => {
+            (StatusCode::CONFLICT, "quota-exceeded")
+        }
+        IngestError::Catalog(CatalogError::NotReady { .. }) => (StatusCode::CONFLICT, "tenant-not-ready"),
+        IngestError::CommitFailed(_) | IngestError::Delta(DeltaError::Conflict(_)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "commit-failed")
+        }
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }
 
@@ -122,6 +156,7 @@ impl From<Vec<Violation>> for ApiError {
             violations
                 .into_iter()
                 .map(|v| FieldError {
+                    line: None,
                     field: v.field,
                     message: v.message,
                 })
@@ -152,6 +187,17 @@ impl IntoResponse for ApiError {
                     "the metadata database is unavailable; retry later".to_owned()
                 }
                 ApiError::Timeout(_) | ApiError::Unavailable(_) => self.to_string(),
+                ApiError::Ingest(
+                    e @ (IngestError::Fenced { .. }
+                    | IngestError::WriterStopped
+                    | IngestError::CommitFailed(_)),
+                ) => match e {
+                    // The cause of a failed commit stays in the log.
+                    IngestError::CommitFailed(_) => {
+                        "the commit failed; none of the events were acknowledged; send them again".to_owned()
+                    }
+                    _ => e.to_string(),
+                },
                 // Never leak internals to the client.
                 _ => "the server could not complete the request".to_owned(),
             }
@@ -162,6 +208,27 @@ impl IntoResponse for ApiError {
         if let ApiError::Validation(errors) = &self {
             problem.errors = errors.clone();
         }
+        if let ApiError::Ingest(IngestError::Invalid { errors, .. }) = &self {
+            problem.errors = errors
+                .iter()
+                .map(|e| FieldError {
+                    line: Some(e.line),
+                    field: e.field.clone(),
+                    message: e.message.clone(),
+                })
+                .collect();
+        }
+        if let ApiError::Ingest(IngestError::Field { field, message }) = &self {
+            problem.errors = vec![FieldError {
+                line: None,
+                field: field.clone(),
+                message: message.clone(),
+            }];
+        }
+        let retry_after = match &self {
+            ApiError::Ingest(e) => e.retry_after(),
+            _ => None,
+        };
         let denied = matches!(self, ApiError::Unauthorized(_) | ApiError::Denied(_));
         let unauthorized = matches!(self, ApiError::Unauthorized(_));
         let mut response = problem.into_response();
@@ -174,7 +241,13 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"lakeplane\""),
             );
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(wait) = retry_after {
+            // Whole seconds, rounded up: Retry-After has no fractions.
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        } else if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER.as_secs()));

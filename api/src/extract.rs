@@ -68,6 +68,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         if inner.is_data() {
             let field = if path == "." { "body".to_owned() } else { path };
             ApiError::Validation(vec![FieldError {
+                line: None,
                 field,
                 message: strip_position(&inner),
             }])
@@ -173,6 +174,7 @@ where
                 let path = e.path().to_string();
                 let field = if path == "." { "query".to_owned() } else { path };
                 ApiError::Validation(vec![FieldError {
+                    line: None,
                     field,
                     message: e.into_inner().to_string(),
                 }])

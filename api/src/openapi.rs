@@ -8,7 +8,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::problem::{FieldError, PROBLEM_JSON, Problem};
-use crate::routes::{admin, audit, info, ops, storage, tables, tenants, tokens};
+use crate::routes::{admin, audit, info, ops, storage, streams, tables, tenants, tokens};
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -69,6 +69,9 @@ pub fn v1_router() -> OpenApiRouter<AppState> {
         .routes(routes!(tables::table_history))
         .routes(routes!(tables::start_maintenance))
         .routes(routes!(tables::get_maintenance))
+        .routes(routes!(streams::create_stream, streams::list_streams))
+        .routes(routes!(streams::get_stream, streams::delete_stream))
+        .routes(routes!(streams::push_events))
 }
 
 /// The finished spec, as served at `/openapi.json` and committed in `openapi/openapi.json`.

@@ -39,6 +39,9 @@ pub struct FieldError {
     pub field: String,
     /// Why the value is rejected.
     pub message: String,
+    /// For events: the 1-based line (NDJSON) or array element the error is in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
 }
 
 impl Problem {

@@ -6,6 +6,10 @@ use chrono::{DateTime, Utc};
 use lake_manager::catalog::Catalog;
 use lake_manager::delta::DeltaSettings;
 use lake_manager::identity::{AwsIam, IamAdmin};
+use lake_manager::ingest::group_commit::GroupCommitSettings;
+use lake_manager::ingest::kafka::KafkaSettings;
+use lake_manager::ingest::secrets::Sealer;
+use lake_manager::ingest::streams::Ingest;
 use lake_manager::provision::{IamSettings, ProvisionSettings, Provisioner};
 use lake_manager::storage::{
     LocalStorage, ObjectStorageAdmin, S3Settings, S3Storage, StorageError, StorageKind,
@@ -37,6 +41,8 @@ pub struct AppState {
     pub provisioner: Arc<Provisioner>,
     /// Delta tables and their maintenance.
     pub catalog: Arc<Catalog>,
+    /// Streams and ingestion.
+    pub ingest: Arc<Ingest>,
     /// This installation's identity.
     pub instance: Instance,
     /// When this process started serving.
@@ -55,6 +61,9 @@ pub enum StartupError {
     /// The signing key could not be loaded or generated.
     #[error("auth.signing_key: {0}")]
     Key(#[from] KeyError),
+    /// Ingestion could not start.
+    #[error("ingest: {0}")]
+    Ingest(String),
     /// The data directory could not be created.
     #[error("data_dir: cannot create {path}")]
     DataDir {
@@ -178,7 +187,38 @@ impl AppState {
             std::time::Duration::from_secs(config.tables.maintenance_lease_secs),
         ));
         catalog.spawn_purge_worker(std::time::Duration::from_secs(30));
+        let ingest_config = &config.ingest;
+        let sealer = match &ingest_config.secret_key {
+            Some(key) => {
+                Some(Sealer::from_base64(key.expose()).map_err(|e| StartupError::Ingest(e.to_string()))?)
+            }
+            None => None,
+        };
+        let ingest = Ingest::new(
+            catalog.clone(),
+            GroupCommitSettings {
+                flush_bytes: ingest_config.flush_bytes,
+                linger: std::time::Duration::from_millis(ingest_config.linger_ms),
+                table_buffer_bytes: ingest_config.table_buffer_bytes,
+                total_buffer_bytes: ingest_config.total_buffer_bytes,
+                ..GroupCommitSettings::default()
+            },
+            KafkaSettings {
+                flush_records: ingest_config.kafka_flush_records,
+                linger: std::time::Duration::from_millis(ingest_config.kafka_linger_ms),
+                ..KafkaSettings::default()
+            },
+            sealer,
+        );
+        let kafka_streams = ingest
+            .start_kafka_workers()
+            .await
+            .map_err(|e| StartupError::Ingest(e.to_string()))?;
+        if kafka_streams > 0 {
+            tracing::info!(streams = kafka_streams, "kafka workers started");
+        }
         Ok(Self {
+            ingest,
             config: Arc::new(config),
             store,
             storage,

@@ -90,7 +90,8 @@ impl Catalog {
         }
     }
 
-    fn store(&self) -> &Arc<dyn MetadataStore> {
+    /// The metadata store.
+    pub fn store(&self) -> &Arc<dyn MetadataStore> {
         self.provisioner.store()
     }
 

@@ -6,6 +6,7 @@ pub mod cost;
 pub mod delta;
 pub mod drift;
 pub mod identity;
+pub mod ingest;
 pub mod layout;
 pub mod lifecycle;
 pub mod migrate;

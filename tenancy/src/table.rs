@@ -33,7 +33,7 @@ pub const MAX_DECIMAL_PRECISION: u8 = 38;
 pub const RESERVED_TABLE_NAMES: &[&str] = &["default", "information_schema", "system"];
 
 /// Checks the shape shared by table and column names: `[a-z][a-z0-9_]{0,62}`.
-fn check_identifier(raw: &str) -> Result<(), String> {
+pub(crate) fn check_identifier(raw: &str) -> Result<(), String> {
     let Some(first) = raw.bytes().next() else {
         return Err("must not be empty".to_owned());
     };

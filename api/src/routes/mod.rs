@@ -5,6 +5,7 @@ pub mod audit;
 pub mod info;
 pub mod ops;
 pub mod storage;
+pub mod streams;
 pub mod tables;
 pub mod tenants;
 pub mod tokens;

@@ -517,6 +517,7 @@ pub async fn delete_table(
 ) -> Result<Response, ApiError> {
     let (_, zone, name) = path;
     let (tenant, record) = table_at(&state, &auth, &zone, &name, Access::ReadWrite).await?;
+    refuse_if_streamed(&state, &tenant, &record).await?;
     let path = target(&tenant.id, record.spec.zone, record.spec.name.as_str());
     let audit = event(
         &auth.caller,
@@ -535,6 +536,34 @@ pub async fn delete_table(
         }
     });
     Ok(audited(StatusCode::ACCEPTED))
+}
+
+/// A table that streams write, or their dead-letter table, cannot be deleted while they exist:
+/// the streams would fail on every event.
+async fn refuse_if_streamed(state: &AppState, tenant: &Tenant, record: &TableRecord) -> Result<(), ApiError> {
+    let base = record
+        .spec
+        .name
+        .as_str()
+        .strip_suffix(tenancy::stream::DLQ_SUFFIX)
+        .filter(|_| record.spec.zone == Zone::Bronze);
+    let table_id = match base {
+        Some(base) => state
+            .store
+            .get_table(&tenant.id, Zone::Bronze, base)
+            .await?
+            .map(|t| t.id),
+        None => Some(record.id),
+    };
+    if let Some(id) = table_id {
+        let streams = state.store.streams_on_table(id).await?;
+        if streams > 0 {
+            return Err(ApiError::Conflict(format!(
+                "{streams} stream(s) write this table or its dead-letter table; delete them first"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Starts maintenance on a table; poll the run. One run per table at a time (409 otherwise).

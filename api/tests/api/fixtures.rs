@@ -34,6 +34,7 @@ pub fn routes() -> Router<AppState> {
 async fn echo(ApiJson(body): ApiJson<Echo>) -> Result<Json<Echo>, ApiError> {
     if body.name.is_empty() {
         return Err(ApiError::Validation(vec![FieldError {
+            line: None,
             field: "name".into(),
             message: "must not be empty".into(),
         }]));

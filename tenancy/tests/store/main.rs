@@ -4,6 +4,7 @@
 mod instance;
 mod migrations;
 mod repos;
+mod streams;
 mod tables;
 
 use tenancy::store::Backend;

@@ -9,11 +9,11 @@ use tenancy::store::{Backend, MaintenanceRun, StoreError, TableRecord, TableStat
 use tenancy::table::{RawColumn, TableRequest};
 use tenancy::tenant::{Isolation, Quotas, Tenant, TenantId, TenantStatus, Tier};
 
-fn audit(action: &str) -> AuditEvent {
+pub(crate) fn audit(action: &str) -> AuditEvent {
     AuditEvent::system(action, "test", Some("acme"), Outcome::Success)
 }
 
-fn tenant() -> Tenant {
+pub(crate) fn tenant() -> Tenant {
     let now = tenancy::now();
     Tenant {
         id: TenantId::parse("acme").expect("id"),
@@ -34,7 +34,7 @@ fn tenant() -> Tenant {
     }
 }
 
-fn table(zone: &str, name: &str) -> TableRecord {
+pub(crate) fn table(zone: &str, name: &str) -> TableRecord {
     let spec = TableRequest {
         zone: zone.into(),
         name: name.into(),

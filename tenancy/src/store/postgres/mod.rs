@@ -3,6 +3,7 @@
 use std::str::FromStr;
 
 mod repos;
+mod streams;
 mod tables;
 
 use async_trait::async_trait;

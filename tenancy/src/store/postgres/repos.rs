@@ -254,6 +254,10 @@ impl TenantStore for PgStore {
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM streams WHERE tenant_id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM lake_tables WHERE tenant_id = $1")
             .bind(id.as_str())
             .execute(&mut *tx)

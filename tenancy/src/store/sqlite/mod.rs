@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 mod repos;
+mod streams;
 mod tables;
 
 use async_trait::async_trait;

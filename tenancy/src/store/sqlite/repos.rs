@@ -254,6 +254,10 @@ impl TenantStore for SqliteStore {
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM streams WHERE tenant_id = ?")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM lake_tables WHERE tenant_id = ?")
             .bind(id.as_str())
             .execute(&mut *tx)

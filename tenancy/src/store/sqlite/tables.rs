@@ -14,16 +14,19 @@ use crate::role::Zone;
 use crate::store::{MaintenanceRun, StoreError, TableRecord, TableStatus, TableStore};
 use crate::tenant::TenantId;
 
-fn uuid_text(id: Uuid) -> String {
+pub(super) fn uuid_text(id: Uuid) -> String {
     id.to_string()
 }
 
-fn json_column<T: serde::de::DeserializeOwned>(row: &SqliteRow, column: &str) -> Result<T, StoreError> {
+pub(super) fn json_column<T: serde::de::DeserializeOwned>(
+    row: &SqliteRow,
+    column: &str,
+) -> Result<T, StoreError> {
     let text: String = row.try_get(column)?;
     serde_json::from_str(&text).map_err(|_| corrupt(column, &text))
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("cannot encode: {e}")))
 }
 

@@ -1,0 +1,437 @@
+//! Ingestion streams: create, list, describe and delete, and HTTP pushes of events into a
+//! stream's bronze table. Creating, deleting and pushing need write access to bronze; reading
+//! needs read access.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use axum::Json;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use lake_manager::ingest::decode::BodyFormat;
+use lake_manager::ingest::streams::PushOutcome;
+use serde::{Deserialize, Serialize};
+use tenancy::audit::Outcome;
+use tenancy::pagination;
+use tenancy::policy::Action;
+use tenancy::role::{Access, Zone};
+use tenancy::store::StreamRecord;
+use tenancy::stream::{OnError, RawSource, StartFrom, StreamRequest, StreamSource, StreamTableRef, dlq_name};
+use tenancy::tenant::Tenant;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::tenants::load;
+use super::views::Page;
+use crate::audit::{audited, event};
+use crate::auth::{Authorized, perm};
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiQuery};
+use crate::state::AppState;
+
+/// The bronze table a stream writes.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(remote = "Self", deny_unknown_fields)]
+pub struct TableRef {
+    /// Always `bronze`.
+    pub zone: String,
+    /// An existing bronze table, at most 58 characters (its dead-letter table adds `__dlq`).
+    #[schema(pattern = "^[a-z][a-z0-9_]{0,57}$")]
+    pub name: String,
+}
+
+/// Where events come from.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(remote = "Self", deny_unknown_fields)]
+pub struct SourceBody {
+    /// `http` or `kafka`.
+    #[serde(rename = "type")]
+    #[schema(example = "http")]
+    pub kind: String,
+    /// Kafka: comma-separated `host:port` list.
+    pub bootstrap_servers: Option<String>,
+    /// Kafka: the topic.
+    pub topic: Option<String>,
+    /// Kafka: `earliest` (default) or `latest`, used while the table holds no position.
+    pub start: Option<String>,
+    /// Kafka: `security.protocol` (`plaintext`, `sasl_plaintext`), `sasl.mechanism` (`PLAIN`),
+    /// `sasl.username`, `sasl.password` (stored sealed, never returned).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+/// A stream to create.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(remote = "Self", deny_unknown_fields)]
+pub struct CreateStream {
+    /// `[a-z][a-z0-9_]{0,62}`, unique in the tenant.
+    #[schema(pattern = "^[a-z][a-z0-9_]{0,62}$")]
+    pub name: String,
+    /// The bronze table.
+    pub table: TableRef,
+    /// The source.
+    pub source: SourceBody,
+    /// `reject` (default): a request with a bad event writes nothing; `dlq`: bad events go to
+    /// the dead-letter table.
+    pub on_error: Option<String>,
+}
+
+crate::objects_only!(TableRef, SourceBody, CreateStream);
+
+/// A stream's source as shown (secrets by name only).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SourceView {
+    /// `http` or `kafka`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Kafka: bootstrap servers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bootstrap_servers: Option<String>,
+    /// Kafka: topic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// Kafka: start policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub start: Option<StartFrom>,
+    /// Kafka: non-secret client properties.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties: BTreeMap<String, String>,
+    /// Kafka: names of the secret properties set (values are never returned).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secret_properties: Vec<String>,
+}
+
+/// A table reference in answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TableName {
+    /// Zone.
+    pub zone: Zone,
+    /// Name.
+    pub name: String,
+}
+
+/// A stream as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamView {
+    /// Stable id; Kafka positions in the table's log are keyed by it.
+    pub id: Uuid,
+    /// Name.
+    pub name: String,
+    /// The bronze table.
+    pub table: TableName,
+    /// The dead-letter table.
+    pub dlq_table: TableName,
+    /// The source.
+    pub source: SourceView,
+    /// Default error handling: `reject` or `dlq`.
+    #[schema(value_type = String)]
+    pub on_error: OnError,
+    /// `active` (HTTP) or the Kafka worker's state: `starting`, `running`, `failed`, `stopped`.
+    pub status: String,
+    /// Kafka: per-partition lag, records (high watermark minus the next offset to write).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag: Option<BTreeMap<i32, i64>>,
+    /// Kafka: the worker's last error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When created.
+    pub created_at: DateTime<Utc>,
+}
+
+fn view(state: &AppState, s: &StreamRecord) -> StreamView {
+    let source = match &s.source {
+        StreamSource::Http => SourceView {
+            kind: "http",
+            bootstrap_servers: None,
+            topic: None,
+            start: None,
+            properties: BTreeMap::new(),
+            secret_properties: Vec::new(),
+        },
+        StreamSource::Kafka(k) => SourceView {
+            kind: "kafka",
+            bootstrap_servers: Some(k.bootstrap_servers.join(",")),
+            topic: Some(k.topic.clone()),
+            start: Some(k.start),
+            properties: k.properties.clone(),
+            secret_properties: k.secrets.keys().cloned().collect(),
+        },
+    };
+    let runtime = state.ingest.state(s);
+    StreamView {
+        id: s.id,
+        name: s.name.to_string(),
+        table: TableName {
+            zone: Zone::Bronze,
+            name: s.table_name.clone(),
+        },
+        dlq_table: TableName {
+            zone: Zone::Bronze,
+            name: dlq_name(&tenancy::table::TableName::from_trusted(s.table_name.clone())),
+        },
+        source,
+        on_error: s.on_error,
+        status: runtime.status,
+        lag: runtime.lag,
+        last_error: runtime.last_error,
+        created_at: s.created_at,
+    }
+}
+
+/// Resolves a stream of the path after checking the caller's bronze access; unknown streams
+/// are 404.
+async fn stream_at(
+    state: &AppState,
+    auth: &Authorized<perm::TenantData>,
+    name: &str,
+    access: Access,
+) -> Result<(Tenant, StreamRecord), ApiError> {
+    let tenant_id = auth.tenant()?;
+    auth.caller
+        .authorize(Action::Zone(tenant_id, Zone::Bronze, access))?;
+    let tenant = load(state, tenant_id).await?;
+    let stream = state
+        .store
+        .get_stream(tenant_id, name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no stream {name}")))?;
+    Ok((tenant, stream))
+}
+
+/// Creates a stream on an existing bronze table: adds the ingestion metadata columns to the
+/// table, creates its dead-letter table `{table}__dlq`, and starts the Kafka worker.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/streams", tag = "streams", request_body = CreateStream,
+    params(("tenant" = String, Path, description = "Tenant id")),
+    responses((status = 201, description = "Created", body = StreamView)))]
+pub async fn create_stream(
+    State(state): State<AppState>,
+    auth: Authorized<perm::TenantData>,
+    ApiJson(body): ApiJson<CreateStream>,
+) -> Result<Response, ApiError> {
+    let tenant_id = auth.tenant()?.clone();
+    auth.caller
+        .authorize(Action::Zone(&tenant_id, Zone::Bronze, Access::ReadWrite))?;
+    let request = StreamRequest {
+        name: body.name,
+        table: StreamTableRef {
+            zone: body.table.zone,
+            name: body.table.name,
+        },
+        source: RawSource {
+            kind: body.source.kind,
+            bootstrap_servers: body.source.bootstrap_servers,
+            topic: body.source.topic,
+            start: body.source.start,
+            properties: body.source.properties,
+        },
+        on_error: body.on_error,
+    };
+    let spec = request.validate()?;
+    let tenant = load(&state, &tenant_id).await?;
+    let audit = event(
+        &auth.caller,
+        "stream.create",
+        &format!("/v1/tenants/{tenant_id}/streams/{}", spec.name),
+        Some(tenant_id.as_str()),
+        Outcome::Success,
+    );
+    let record = state.ingest.create_stream(&tenant, spec, &audit).await?;
+    Ok(audited((StatusCode::CREATED, Json(view(&state, &record)))))
+}
+
+/// Pages the stream list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StreamQuery {
+    /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The tenant's streams, by name.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/streams", tag = "streams",
+    params(("tenant" = String, Path, description = "Tenant id"), StreamQuery),
+    responses((status = 200, description = "A page of streams", body = Page<StreamView>)))]
+pub async fn list_streams(
+    State(state): State<AppState>,
+    auth: Authorized<perm::TenantData>,
+    ApiQuery(query): ApiQuery<StreamQuery>,
+) -> Result<Json<Page<StreamView>>, ApiError> {
+    let tenant_id = auth.tenant()?;
+    let limit = pagination::limit(query.limit)?;
+    let after = query
+        .cursor
+        .as_deref()
+        .map(pagination::decode_cursor)
+        .transpose()?;
+    auth.caller
+        .authorize(Action::Zone(tenant_id, Zone::Bronze, Access::Read))?;
+    load(&state, tenant_id).await?;
+    let rows = state
+        .store
+        .list_streams(tenant_id, after.as_deref(), limit + 1)
+        .await?;
+    let (rows, next_cursor) = pagination::page(rows, limit, |s| s.name.to_string());
+    Ok(Json(Page {
+        items: rows.iter().map(|s| view(&state, s)).collect(),
+        next_cursor,
+    }))
+}
+
+/// One stream with its runtime state (Kafka: worker status and per-partition lag).
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/streams/{stream}", tag = "streams",
+    params(("tenant" = String, Path, description = "Tenant id"), ("stream" = String, Path, description = "Stream")),
+    responses((status = 200, description = "The stream", body = StreamView)))]
+pub async fn get_stream(
+    State(state): State<AppState>,
+    auth: Authorized<perm::TenantData>,
+    Path(path): Path<(String, String)>,
+) -> Result<Json<StreamView>, ApiError> {
+    let (_, name) = path;
+    let (_, stream) = stream_at(&state, &auth, &name, Access::Read).await?;
+    Ok(Json(view(&state, &stream)))
+}
+
+/// Deletes a stream and stops its worker; the table and the dead-letter table stay.
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}/streams/{stream}", tag = "streams",
+    params(("tenant" = String, Path, description = "Tenant id"), ("stream" = String, Path, description = "Stream")),
+    responses((status = 204, description = "Deleted")))]
+pub async fn delete_stream(
+    State(state): State<AppState>,
+    auth: Authorized<perm::TenantData>,
+    Path(path): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (_, name) = path;
+    let (tenant, stream) = stream_at(&state, &auth, &name, Access::ReadWrite).await?;
+    let audit = event(
+        &auth.caller,
+        "stream.delete",
+        &format!("/v1/tenants/{}/streams/{name}", tenant.id),
+        Some(tenant.id.as_str()),
+        Outcome::Success,
+    );
+    if !state.ingest.delete_stream(&stream, &audit).await? {
+        return Err(ApiError::NotFound(format!("no stream {name}")));
+    }
+    Ok(audited(StatusCode::NO_CONTENT))
+}
+
+/// How to treat events that do not fit.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PushQuery {
+    /// `reject` or `dlq`; default: the stream's `on_error`.
+    pub on_error: Option<String>,
+}
+
+fn format_of(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "application/x-ndjson" | "application/jsonl" | "application/jsonlines" => Ok(BodyFormat::Ndjson),
+        "application/json" => Ok(BodyFormat::JsonArray),
+        _ => Err(ApiError::UnsupportedMediaType {
+            expected: "application/x-ndjson or application/json (an array)",
+        }),
+    }
+}
+
+/// Reads the body (gzip or identity) into at most `limit` bytes of events.
+async fn body_bytes(request: Request, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let encoding = request
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase());
+    let raw = axum::body::to_bytes(request.into_body(), limit)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge { limit })?;
+    match encoding.as_deref() {
+        None | Some("identity") => Ok(raw.to_vec()),
+        Some("gzip") => {
+            let mut out = Vec::new();
+            // One byte past the limit tells an oversized body from one exactly at it.
+            let mut decoder = flate2::read::MultiGzDecoder::new(&raw[..]).take(limit as u64 + 1);
+            decoder
+                .read_to_end(&mut out)
+                .map_err(|e| ApiError::BadRequest(format!("the gzip body cannot be decompressed: {e}")))?;
+            if out.len() > limit {
+                return Err(ApiError::PayloadTooLarge { limit });
+            }
+            Ok(out)
+        }
+        Some(other) => Err(ApiError::UnsupportedMediaType {
+            expected: if other.is_empty() {
+                "gzip"
+            } else {
+                "Content-Encoding gzip or none"
+            },
+        }),
+    }
+}
+
+/// Pushes events: NDJSON (`application/x-ndjson`) or a JSON array (`application/json`),
+/// optionally gzip. Answered after the Delta commit that holds them; one commit carries many
+/// requests. 422 lists up to 10 bad events (`reject`); with `dlq` they go to the dead-letter
+/// table. 429 with `Retry-After` when buffers or the tenant's events/s quota are full; 503
+/// while the tenant migrates.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/streams/{stream}/events", tag = "streams",
+    params(("tenant" = String, Path, description = "Tenant id"), ("stream" = String, Path, description = "Stream"), PushQuery),
+    request_body(content = String, description = "NDJSON events, or a JSON array of events", content_type = "application/x-ndjson"),
+    responses((status = 200, description = "Committed", body = PushOutcome)))]
+pub async fn push_events(
+    State(state): State<AppState>,
+    auth: Authorized<perm::TenantData>,
+    Path(path): Path<(String, String)>,
+    ApiQuery(query): ApiQuery<PushQuery>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Json<PushOutcome>, ApiError> {
+    let (_, name) = path;
+    let on_error = match query.on_error.as_deref() {
+        None => None,
+        Some(raw) => Some(
+            OnError::parse(raw)
+                .ok_or_else(|| tenancy::validation::Violation::new("on_error", "must be reject or dlq"))?,
+        ),
+    };
+    let format = format_of(&headers)?;
+    let (tenant, stream) = stream_at(&state, &auth, &name, Access::ReadWrite).await?;
+    if !matches!(stream.source, StreamSource::Http) {
+        return Err(ApiError::Conflict(format!(
+            "stream {name} consumes Kafka; push events to its topic instead"
+        )));
+    }
+    let body = body_bytes(request, state.config.ingest.max_body_bytes).await?;
+    let request_id = headers
+        .get(crate::http::X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let outcome = state
+        .ingest
+        .push(
+            &tenant,
+            &stream,
+            &body,
+            format,
+            on_error.unwrap_or(stream.on_error),
+            request_id,
+        )
+        .await?;
+    Ok(Json(outcome))
+}

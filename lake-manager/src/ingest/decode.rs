@@ -1,0 +1,492 @@
+//! Decoding JSON events against a table's schema with arrow-json, adding the metadata columns.
+//!
+//! The fast path decodes a whole request in one pass. Only when that fails does each event get
+//! checked on its own, so a bad request is answered with the position and field of each bad
+//! event while good traffic pays nothing for it.
+
+use std::sync::Arc;
+
+use deltalake::arrow::array::{
+    ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use deltalake::arrow::json::ReaderBuilder;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use tenancy::stream::{
+    DLQ_ERROR, DLQ_PAYLOAD, DLQ_POSITION, INGESTED_AT, KAFKA_OFFSET, KAFKA_PARTITION, KAFKA_TIMESTAMP,
+    is_metadata_column,
+};
+
+/// One refused event: where it is, which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct EventError {
+    /// 1-based line of an NDJSON body, or 1-based element of a JSON array.
+    pub line: usize,
+    /// The offending field; empty when the event as a whole is wrong.
+    pub field: String,
+    /// Why.
+    pub message: String,
+}
+
+/// How a request body lists its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// One JSON object per line.
+    Ndjson,
+    /// One JSON array of objects.
+    JsonArray,
+}
+
+/// Per-row source positions of Kafka records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KafkaPosition {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// The record's timestamp, milliseconds since the epoch.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// A table's schema as ingestion sees it: the full table schema and the part callers send.
+#[derive(Debug, Clone)]
+pub struct EventSchema {
+    table: SchemaRef,
+    user: SchemaRef,
+}
+
+impl EventSchema {
+    /// Splits the table's Arrow schema into the metadata columns and the rest.
+    pub fn new(table: SchemaRef) -> Self {
+        let user: Vec<Field> = table
+            .fields()
+            .iter()
+            .filter(|f| !is_metadata_column(f.name()))
+            .map(|f| f.as_ref().clone())
+            .collect();
+        Self {
+            user: Arc::new(Schema::new(user)),
+            table,
+        }
+    }
+
+    /// The table's full schema (what batches are written with).
+    pub fn table(&self) -> &SchemaRef {
+        &self.table
+    }
+}
+
+/// The outcome of decoding one request or poll.
+#[derive(Debug)]
+pub struct Decoded {
+    /// The good events with metadata columns, in the table's schema; `None` when there are none.
+    pub rows: Option<RecordBatch>,
+    /// How many events were good.
+    pub accepted: usize,
+    /// The bad events, in order, with their raw text.
+    pub rejected: Vec<(EventError, String)>,
+}
+
+/// Splits a body into events (raw JSON texts) with their 1-based positions. A body that is not
+/// a JSON array when one is declared is one whole-request error.
+pub fn split_events(body: &[u8], format: BodyFormat) -> Result<Vec<(usize, &[u8])>, EventError> {
+    match format {
+        BodyFormat::Ndjson => Ok(body
+            .split(|b| *b == b'\n')
+            .enumerate()
+            .filter(|(_, line)| line.iter().any(|b| !b.is_ascii_whitespace()))
+            .map(|(i, line)| (i + 1, line))
+            .collect()),
+        BodyFormat::JsonArray => {
+            let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| EventError {
+                line: 0,
+                field: String::new(),
+                message: format!("the body is not a JSON array: {e}"),
+            })?;
+            Ok(items
+                .into_iter()
+                .enumerate()
+                .map(|(i, raw)| (i + 1, raw.get().as_bytes()))
+                .collect())
+        }
+    }
+}
+
+fn decode_user(schema: &SchemaRef, events: &[&[u8]]) -> Result<Option<RecordBatch>, String> {
+    let mut decoder = ReaderBuilder::new(schema.clone())
+        .with_strict_mode(true)
+        .with_batch_size(events.len().max(1))
+        .build_decoder()
+        .map_err(|e| e.to_string())?;
+    for event in events {
+        let mut rest = *event;
+        while !rest.is_empty() {
+            let used = decoder.decode(rest).map_err(|e| e.to_string())?;
+            if used == 0 {
+                return Err("the event does not end".to_owned());
+            }
+            rest = &rest[used..];
+        }
+        // Values must be separated; a newline also ends a value arrow-json is still reading.
+        decoder.decode(b"\n").map_err(|e| e.to_string())?;
+    }
+    decoder.flush().map_err(|e| e.to_string())
+}
+
+fn expected(data_type: &DataType) -> Option<&'static str> {
+    Some(match data_type {
+        DataType::Utf8
+        | DataType::LargeUtf8
+        | DataType::Binary
+        | DataType::LargeBinary
+        | DataType::Date32 => "a string",
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => "an integer",
+        DataType::Float32 | DataType::Float64 => "a number",
+        DataType::Boolean => "true or false",
+        DataType::Timestamp(_, _) => "an RFC 3339 timestamp string or epoch number",
+        DataType::Decimal128(_, _) => "a number or numeric string",
+        _ => return None,
+    })
+}
+
+fn fits(data_type: &DataType, value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (data_type, value) {
+        (
+            DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Binary
+            | DataType::LargeBinary
+            | DataType::Date32,
+            Value::String(_),
+        ) => true,
+        (DataType::Int8, Value::Number(n)) => n.as_i64().is_some_and(|v| i8::try_from(v).is_ok()),
+        (DataType::Int16, Value::Number(n)) => n.as_i64().is_some_and(|v| i16::try_from(v).is_ok()),
+        (DataType::Int32, Value::Number(n)) => n.as_i64().is_some_and(|v| i32::try_from(v).is_ok()),
+        (DataType::Int64, Value::Number(n)) => n.as_i64().is_some(),
+        (DataType::Float32 | DataType::Float64, Value::Number(_)) => true,
+        (DataType::Boolean, Value::Bool(_)) => true,
+        (DataType::Timestamp(_, _), Value::String(_) | Value::Number(_)) => true,
+        (DataType::Decimal128(_, _), Value::String(_) | Value::Number(_)) => true,
+        (other, _) => expected(other).is_none(), // nested types: left to arrow-json
+    }
+}
+
+/// Finds the first problem of one event against the schema, naming the field.
+fn check_event(schema: &Schema, raw: &[u8]) -> Option<(String, String)> {
+    let text = match std::str::from_utf8(raw) {
+        Ok(text) => text,
+        Err(_) => return Some((String::new(), "the event is not UTF-8".to_owned())),
+    };
+    let value: serde_json::Value = match serde_json::from_str(text) {
+        Ok(value) => value,
+        Err(e) => return Some((String::new(), format!("malformed JSON: {e}"))),
+    };
+    let serde_json::Value::Object(object) = value else {
+        return Some((String::new(), "an event must be a JSON object".to_owned()));
+    };
+    for key in object.keys() {
+        if schema.field_with_name(key).is_err() {
+            let message = if is_metadata_column(key) {
+                "is set by the plane and cannot be sent"
+            } else {
+                "is not a column of the table"
+            };
+            return Some((key.clone(), message.to_owned()));
+        }
+    }
+    for field in schema.fields() {
+        match object.get(field.name()) {
+            None | Some(serde_json::Value::Null) if !field.is_nullable() => {
+                return Some((
+                    field.name().clone(),
+                    "is required (the column is not nullable)".to_owned(),
+                ));
+            }
+            None | Some(serde_json::Value::Null) => {}
+            Some(value) if !fits(field.data_type(), value) => {
+                let want = expected(field.data_type()).unwrap_or("another type");
+                return Some((field.name().clone(), format!("must be {want}, got {value}")));
+            }
+            Some(_) => {}
+        }
+    }
+    None
+}
+
+/// What a batch's metadata columns hold.
+pub enum Metadata<'a> {
+    /// HTTP: only the receive time.
+    Http,
+    /// Kafka: each row's position, in row order.
+    Kafka(&'a [KafkaPosition]),
+}
+
+fn with_metadata(
+    schema: &EventSchema,
+    user: &RecordBatch,
+    ingested_at_us: i64,
+    metadata: &Metadata<'_>,
+) -> Result<RecordBatch, String> {
+    let rows = user.num_rows();
+    let positions = match metadata {
+        Metadata::Kafka(p) => Some(*p),
+        Metadata::Http => None,
+    };
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.table.fields().len());
+    for field in schema.table.fields() {
+        let column: ArrayRef = match (field.name().as_str(), positions) {
+            (INGESTED_AT, _) => timestamp_column(field, vec![Some(ingested_at_us); rows]),
+            (KAFKA_PARTITION, Some(p)) => {
+                Arc::new(Int32Array::from_iter_values(p.iter().map(|p| p.partition)))
+            }
+            (KAFKA_OFFSET, Some(p)) => Arc::new(Int64Array::from_iter_values(p.iter().map(|p| p.offset))),
+            (KAFKA_TIMESTAMP, Some(p)) => timestamp_column(
+                field,
+                p.iter().map(|p| p.timestamp_ms.map(|ms| ms * 1000)).collect(),
+            ),
+            (name, _) if is_metadata_column(name) => {
+                deltalake::arrow::array::new_null_array(field.data_type(), rows)
+            }
+            (name, _) => user
+                .column_by_name(name)
+                .cloned()
+                .ok_or_else(|| format!("column {name} missing from the decoded events"))?,
+        };
+        columns.push(column);
+    }
+    RecordBatch::try_new(schema.table.clone(), columns).map_err(|e| e.to_string())
+}
+
+fn timestamp_column(field: &Field, values: Vec<Option<i64>>) -> ArrayRef {
+    let zone = match field.data_type() {
+        DataType::Timestamp(_, zone) => zone.clone(),
+        _ => None,
+    };
+    Arc::new(TimestampMicrosecondArray::from(values).with_timezone_opt(zone))
+}
+
+/// Decodes events against the schema. Every event either lands in `rows` or in `rejected`.
+pub fn decode(
+    schema: &EventSchema,
+    events: &[(usize, &[u8])],
+    ingested_at_us: i64,
+    metadata: Metadata<'_>,
+) -> Result<Decoded, String> {
+    let texts: Vec<&[u8]> = events.iter().map(|(_, raw)| *raw).collect();
+    let fast = decode_user(&schema.user, &texts)
+        .ok()
+        .filter(|batch| batch.as_ref().map_or(0, RecordBatch::num_rows) == events.len());
+    // Two values on one line decode as two rows; the count check sends that to the slow path.
+    if let Some(batch) = fast {
+        let rows = match batch {
+            Some(batch) => Some(with_metadata(schema, &batch, ingested_at_us, &metadata)?),
+            None => None,
+        };
+        return Ok(Decoded {
+            rows,
+            accepted: events.len(),
+            rejected: Vec::new(),
+        });
+    }
+    // Slow path: find the bad events one by one.
+    let mut good = Vec::with_capacity(events.len());
+    let mut good_positions = Vec::new();
+    let mut rejected = Vec::new();
+    for (i, (line, raw)) in events.iter().enumerate() {
+        let problem = check_event(&schema.user, raw).or_else(|| {
+            decode_user(&schema.user, &[raw])
+                .err()
+                .map(|m| (String::new(), m))
+        });
+        match problem {
+            None => {
+                good.push(*raw);
+                if let Metadata::Kafka(p) = metadata {
+                    good_positions.push(p[i]);
+                }
+            }
+            Some((field, message)) => rejected.push((
+                EventError {
+                    line: *line,
+                    field,
+                    message,
+                },
+                String::from_utf8_lossy(raw).into_owned(),
+            )),
+        }
+    }
+    let metadata = match metadata {
+        Metadata::Kafka(_) => Metadata::Kafka(&good_positions),
+        Metadata::Http => Metadata::Http,
+    };
+    let rows = match decode_user(&schema.user, &good)? {
+        Some(batch) => Some(with_metadata(schema, &batch, ingested_at_us, &metadata)?),
+        None => None,
+    };
+    Ok(Decoded {
+        rows,
+        accepted: good.len(),
+        rejected,
+    })
+}
+
+/// Dead-letter rows for refused events, in the dead-letter table's schema.
+pub fn dlq_rows(
+    schema: &EventSchema,
+    rejected: &[(EventError, String)],
+    positions: &[String],
+    ingested_at_us: i64,
+    kafka: Option<&[KafkaPosition]>,
+) -> Result<RecordBatch, String> {
+    let errors: Vec<String> = rejected
+        .iter()
+        .map(|(e, _)| {
+            if e.field.is_empty() {
+                e.message.clone()
+            } else {
+                format!("{}: {}", e.field, e.message)
+            }
+        })
+        .collect();
+    let user = RecordBatch::try_new(
+        schema.user.clone(),
+        schema
+            .user
+            .fields()
+            .iter()
+            .map(|f| -> Result<ArrayRef, String> {
+                Ok(match f.name().as_str() {
+                    DLQ_PAYLOAD => Arc::new(StringArray::from_iter_values(
+                        rejected.iter().map(|(_, raw)| raw.as_str()),
+                    )),
+                    DLQ_ERROR => Arc::new(StringArray::from_iter_values(errors.iter())),
+                    DLQ_POSITION => Arc::new(StringArray::from_iter_values(positions.iter())),
+                    other => return Err(format!("unexpected dead-letter column {other}")),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    )
+    .map_err(|e| e.to_string())?;
+    let metadata = match kafka {
+        Some(p) => Metadata::Kafka(p),
+        None => Metadata::Http,
+    };
+    with_metadata(schema, &user, ingested_at_us, &metadata)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deltalake::arrow::datatypes::TimeUnit;
+
+    fn schema() -> EventSchema {
+        EventSchema::new(Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("score", DataType::Float64, true),
+            Field::new(
+                INGESTED_AT,
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+        ])))
+    }
+
+    fn run(body: &str, format: BodyFormat) -> Decoded {
+        let events = split_events(body.as_bytes(), format).expect("splits");
+        decode(&schema(), &events, 1_000_000, Metadata::Http).expect("decodes")
+    }
+
+    #[test]
+    fn good_events_get_the_receive_time() {
+        let decoded = run(
+            "{\"id\": 1, \"name\": \"a\"}\n\n{\"id\": 2, \"score\": 1.5}\n",
+            BodyFormat::Ndjson,
+        );
+        assert_eq!(decoded.accepted, 2);
+        let rows = decoded.rows.expect("rows");
+        assert_eq!(rows.num_rows(), 2);
+        assert_eq!(rows.schema(), *schema().table());
+        let at = rows
+            .column_by_name(INGESTED_AT)
+            .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
+            .expect("timestamp");
+        assert_eq!(at.value(1), 1_000_000);
+        let array = run("[{\"id\": 1}, {\"id\": 2}, {\"id\": 3}]", BodyFormat::JsonArray);
+        assert_eq!(array.accepted, 3);
+    }
+
+    #[test]
+    fn bad_events_are_named_by_line_and_field() {
+        let body = "{\"id\": 1}\n{\"id\": \"x\"}\n{\"name\": \"no id\"}\n{broken\n{\"id\": 5, \"extra\": 1}\n[1]\n{\"id\": 7, \"_ingested_at\": 0}\n{\"id\": 8}";
+        let decoded = run(body, BodyFormat::Ndjson);
+        assert_eq!(decoded.accepted, 2, "lines 1 and 8");
+        assert_eq!(decoded.rows.map(|r| r.num_rows()), Some(2));
+        let got: Vec<(usize, &str)> = decoded
+            .rejected
+            .iter()
+            .map(|(e, _)| (e.line, e.field.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (2, "id"),
+                (3, "id"),
+                (4, ""),
+                (5, "extra"),
+                (6, ""),
+                (7, INGESTED_AT)
+            ]
+        );
+        assert!(
+            decoded.rejected[0].0.message.contains("must be an integer"),
+            "{:?}",
+            decoded.rejected[0]
+        );
+        assert!(decoded.rejected[2].0.message.starts_with("malformed JSON"));
+        assert_eq!(
+            decoded.rejected[2].1, "{broken",
+            "raw payload kept for the dead-letter table"
+        );
+    }
+
+    #[test]
+    fn integer_ranges_and_non_arrays_are_checked() {
+        let s = EventSchema::new(Arc::new(Schema::new(vec![Field::new(
+            "small",
+            DataType::Int8,
+            true,
+        )])));
+        let events = split_events(b"{\"small\": 300}", BodyFormat::Ndjson).expect("splits");
+        let decoded = decode(&s, &events, 0, Metadata::Http).expect("decodes");
+        assert_eq!(decoded.rejected.len(), 1);
+        assert_eq!(decoded.rejected[0].0.field, "small");
+        assert!(split_events(b"{\"id\": 1}", BodyFormat::JsonArray).is_err());
+    }
+
+    #[test]
+    fn kafka_positions_follow_the_good_rows() {
+        let s = EventSchema::new(Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new(KAFKA_PARTITION, DataType::Int32, true),
+            Field::new(KAFKA_OFFSET, DataType::Int64, true),
+        ])));
+        let events = split_events(b"{\"id\": 1}\nnope\n{\"id\": 3}", BodyFormat::Ndjson).expect("splits");
+        let positions: Vec<KafkaPosition> = (0..3)
+            .map(|o| KafkaPosition {
+                partition: 2,
+                offset: 10 + o,
+                timestamp_ms: None,
+            })
+            .collect();
+        let decoded = decode(&s, &events, 0, Metadata::Kafka(&positions)).expect("decodes");
+        let rows = decoded.rows.expect("rows");
+        let offsets = rows
+            .column_by_name(KAFKA_OFFSET)
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+            .expect("offsets");
+        assert_eq!(offsets.values().to_vec(), [10, 12]);
+    }
+}

@@ -1,0 +1,391 @@
+//! Group commit: requests for the same table join one buffer, and one Delta commit carries them
+//! all. A request is answered only after the commit holding its events, so an acknowledged event
+//! is durable. Buffers are bounded per table and in total by byte budgets; a request that does
+//! not fit is refused at once rather than queued without bound.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use deltalake::DeltaTable;
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::protocol::SaveMode;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use uuid::Uuid;
+
+use super::IngestError;
+use super::decode::EventSchema;
+use crate::delta::tables::{self, version_i64};
+use crate::delta::{DeltaError, DeltaSettings};
+
+/// Group-commit tuning.
+#[derive(Debug, Clone)]
+pub struct GroupCommitSettings {
+    /// Flush once this many bytes are buffered for a table.
+    pub flush_bytes: usize,
+    /// Flush at the latest this long after the first buffered request.
+    pub linger: Duration,
+    /// Most bytes buffered (waiting or committing) per table.
+    pub table_buffer_bytes: usize,
+    /// Most bytes buffered over all tables.
+    pub total_buffer_bytes: usize,
+    /// A table's writer stops after this long without requests.
+    pub idle_close: Duration,
+}
+
+impl Default for GroupCommitSettings {
+    fn default() -> Self {
+        Self {
+            flush_bytes: 8 * 1024 * 1024,
+            linger: Duration::from_millis(200),
+            table_buffer_bytes: 64 * 1024 * 1024,
+            total_buffer_bytes: 256 * 1024 * 1024,
+            idle_close: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Where a stream's rows go: its table and the dead-letter table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The table's id (one writer per table).
+    pub table_id: Uuid,
+    /// The table root under the tenant's current placement.
+    pub root: String,
+    /// The dead-letter table's root.
+    pub dlq_root: String,
+}
+
+/// The versions a group's commit produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// The table version holding the request's good events (`None`: it had none).
+    pub version: Option<i64>,
+    /// The dead-letter table version holding its bad events (`None`: it had none).
+    pub dlq_version: Option<i64>,
+}
+
+/// Room reserved in the buffers for one request, given back when its commit ends.
+pub struct Reservation {
+    _table: OwnedSemaphorePermit,
+    _total: OwnedSemaphorePermit,
+}
+
+struct Pending {
+    rows: Option<RecordBatch>,
+    dlq: Option<RecordBatch>,
+    bytes: usize,
+    _reservation: Reservation,
+    reply: oneshot::Sender<Result<Committed, String>>,
+}
+
+/// The schemas requests decode against, refreshed when the table changes.
+#[derive(Debug, Clone)]
+pub struct Schemas {
+    /// The table's.
+    pub table: EventSchema,
+    /// The dead-letter table's.
+    pub dlq: EventSchema,
+}
+
+/// One table's buffer and committer.
+pub struct TableWriter {
+    target: Target,
+    tx: mpsc::UnboundedSender<Pending>,
+    budget: Arc<Semaphore>,
+    schemas: Arc<RwLock<Schemas>>,
+}
+
+impl TableWriter {
+    /// The schemas to decode against now.
+    pub fn schemas(&self) -> Schemas {
+        self.schemas
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+}
+
+fn event_schema(table: &DeltaTable) -> Result<EventSchema, DeltaError> {
+    let location = table.table_url().to_string();
+    let state = table
+        .snapshot()
+        .map_err(|e| DeltaError::delta("read schema", &location, e))?;
+    Ok(EventSchema::new(state.snapshot().arrow_schema()))
+}
+
+/// The group committer: one writer task per table, started on first use, stopped when idle.
+pub struct GroupCommitter {
+    settings: GroupCommitSettings,
+    delta: DeltaSettings,
+    total: Arc<Semaphore>,
+    writers: tokio::sync::Mutex<HashMap<Uuid, Arc<TableWriter>>>,
+}
+
+fn permits(bytes: usize) -> u32 {
+    u32::try_from(bytes.max(1)).unwrap_or(u32::MAX)
+}
+
+impl GroupCommitter {
+    /// A committer with these budgets.
+    pub fn new(settings: GroupCommitSettings, delta: DeltaSettings) -> Self {
+        Self {
+            total: Arc::new(Semaphore::new(permits(settings.total_buffer_bytes) as usize)),
+            settings,
+            delta,
+            writers: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &GroupCommitSettings {
+        &self.settings
+    }
+
+    /// Bytes buffered right now over all tables.
+    pub fn buffered_bytes(&self) -> usize {
+        permits(self.settings.total_buffer_bytes) as usize - self.total.available_permits()
+    }
+
+    /// The running writer of the target's table, started (schemas loaded) if there is none.
+    pub async fn writer(&self, target: &Target) -> Result<Arc<TableWriter>, IngestError> {
+        let mut writers = self.writers.lock().await;
+        if let Some(writer) = writers.get(&target.table_id)
+            && !writer.tx.is_closed()
+            && writer.target == *target
+        {
+            return Ok(writer.clone());
+        }
+        let table = tables::open(&self.delta, &target.root).await?;
+        let dlq = tables::open(&self.delta, &target.dlq_root).await?;
+        let schemas = Arc::new(RwLock::new(Schemas {
+            table: event_schema(&table)?,
+            dlq: event_schema(&dlq)?,
+        }));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writer = Arc::new(TableWriter {
+            target: target.clone(),
+            tx,
+            budget: Arc::new(Semaphore::new(permits(self.settings.table_buffer_bytes) as usize)),
+            schemas: schemas.clone(),
+        });
+        let task = WriterTask {
+            settings: self.settings.clone(),
+            delta: self.delta.clone(),
+            target: target.clone(),
+            table: Some(table),
+            dlq: Some(dlq),
+            schemas,
+        };
+        tokio::spawn(task.run(rx));
+        writers.insert(target.table_id, writer.clone());
+        Ok(writer)
+    }
+
+    /// Reserves buffer room for a request of `bytes`, or refuses at once when the table's or the
+    /// server's buffer is full.
+    pub fn reserve(&self, writer: &TableWriter, bytes: usize) -> Result<Reservation, IngestError> {
+        if bytes > self.settings.table_buffer_bytes {
+            return Err(IngestError::TooLarge {
+                bytes,
+                limit: self.settings.table_buffer_bytes,
+            });
+        }
+        let retry_after = (self.settings.linger * 2).max(Duration::from_secs(1));
+        let table = writer
+            .budget
+            .clone()
+            .try_acquire_many_owned(permits(bytes))
+            .map_err(|_| IngestError::Full {
+                scope: "table",
+                retry_after,
+            })?;
+        let total = self
+            .total
+            .clone()
+            .try_acquire_many_owned(permits(bytes))
+            .map_err(|_| IngestError::Full {
+                scope: "server",
+                retry_after,
+            })?;
+        Ok(Reservation {
+            _table: table,
+            _total: total,
+        })
+    }
+
+    /// Buffers decoded rows and waits for the commit that holds them.
+    pub async fn submit(
+        &self,
+        writer: &TableWriter,
+        reservation: Reservation,
+        bytes: usize,
+        rows: Option<RecordBatch>,
+        dlq: Option<RecordBatch>,
+    ) -> Result<Committed, IngestError> {
+        let (reply, answer) = oneshot::channel();
+        writer
+            .tx
+            .send(Pending {
+                rows,
+                dlq,
+                bytes,
+                _reservation: reservation,
+                reply,
+            })
+            .map_err(|_| IngestError::WriterStopped)?;
+        answer
+            .await
+            .map_err(|_| IngestError::WriterStopped)?
+            .map_err(IngestError::CommitFailed)
+    }
+}
+
+struct WriterTask {
+    settings: GroupCommitSettings,
+    delta: DeltaSettings,
+    target: Target,
+    table: Option<DeltaTable>,
+    dlq: Option<DeltaTable>,
+    schemas: Arc<RwLock<Schemas>>,
+}
+
+impl WriterTask {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Pending>) {
+        loop {
+            let first = match tokio::time::timeout(self.settings.idle_close, rx.recv()).await {
+                Ok(Some(pending)) => pending,
+                Ok(None) | Err(_) => break,
+            };
+            let deadline = tokio::time::Instant::now() + self.settings.linger;
+            let mut bytes = first.bytes;
+            let mut group = vec![first];
+            while bytes < self.settings.flush_bytes {
+                tokio::select! {
+                    next = rx.recv() => match next {
+                        Some(pending) => {
+                            bytes += pending.bytes;
+                            group.push(pending);
+                        }
+                        None => break,
+                    },
+                    () = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+            self.flush(group).await;
+        }
+        // Requests that raced with the idle stop are refused (never silently dropped): the
+        // channel closes here and their senders see the writer stopped.
+        rx.close();
+        while let Ok(pending) = rx.try_recv() {
+            let _ = pending
+                .reply
+                .send(Err("the table writer stopped; send again".to_owned()));
+        }
+    }
+
+    async fn flush(&mut self, group: Vec<Pending>) {
+        let rows: Vec<RecordBatch> = group.iter().filter_map(|p| p.rows.clone()).collect();
+        let dead: Vec<RecordBatch> = group.iter().filter_map(|p| p.dlq.clone()).collect();
+        let events: usize = rows.iter().map(RecordBatch::num_rows).sum();
+        let started = std::time::Instant::now();
+        let result = self.commit(rows, dead).await;
+        match &result {
+            Ok(committed) => tracing::debug!(
+                table = %self.target.root, requests = group.len(), events,
+                version = ?committed.version, elapsed_ms = started.elapsed().as_millis() as u64,
+                "group commit"
+            ),
+            Err(e) => {
+                tracing::warn!(table = %self.target.root, requests = group.len(), error = %e, "group commit failed; no request of the group is acknowledged")
+            }
+        }
+        for pending in group {
+            let answer = match &result {
+                Ok(c) => Ok(Committed {
+                    version: pending.rows.as_ref().and(c.version),
+                    dlq_version: pending.dlq.as_ref().and(c.dlq_version),
+                }),
+                Err(e) => Err(e.clone()),
+            };
+            let _ = pending.reply.send(answer);
+        }
+    }
+
+    async fn commit(&mut self, rows: Vec<RecordBatch>, dead: Vec<RecordBatch>) -> Result<Committed, String> {
+        // Dead letters first: a crash between the two commits then repeats at worst the
+        // dead letters of an unacknowledged request, never loses one.
+        let dlq_version = if dead.is_empty() {
+            None
+        } else {
+            let root = self.target.dlq_root.clone();
+            Some(
+                append(&self.delta, &mut self.dlq, &root, dead)
+                    .await
+                    .map_err(|e| {
+                        self.refresh_schemas_later();
+                        tenancy::error_chain(&e)
+                    })?,
+            )
+        };
+        let version = if rows.is_empty() {
+            None
+        } else {
+            let root = self.target.root.clone();
+            match append(&self.delta, &mut self.table, &root, rows).await {
+                Ok(version) => Some(version),
+                Err(e) => {
+                    self.refresh_schemas_later();
+                    return Err(tenancy::error_chain(&e));
+                }
+            }
+        };
+        Ok(Committed { version, dlq_version })
+    }
+
+    /// After a failed commit the table may have changed (a new column, a concurrent metadata
+    /// commit): reload both tables and the schemas callers decode against.
+    fn refresh_schemas_later(&mut self) {
+        let (delta, target, schemas) = (self.delta.clone(), self.target.clone(), self.schemas.clone());
+        self.table = None;
+        self.dlq = None;
+        tokio::spawn(async move {
+            let loaded = async {
+                let table = tables::open(&delta, &target.root).await?;
+                let dlq = tables::open(&delta, &target.dlq_root).await?;
+                Ok::<_, DeltaError>(Schemas {
+                    table: event_schema(&table)?,
+                    dlq: event_schema(&dlq)?,
+                })
+            }
+            .await;
+            match (loaded, schemas.write()) {
+                (Ok(fresh), Ok(mut current)) => *current = fresh,
+                (Err(e), _) => {
+                    tracing::warn!(table = %target.root, error = %tenancy::error_chain(&e), "cannot reload the table schema")
+                }
+                (_, Err(_)) => {}
+            }
+        });
+    }
+}
+
+async fn append(
+    delta: &DeltaSettings,
+    slot: &mut Option<DeltaTable>,
+    root: &str,
+    batches: Vec<RecordBatch>,
+) -> Result<i64, DeltaError> {
+    let table = match slot.take() {
+        Some(table) => table,
+        None => tables::open(delta, root).await?,
+    };
+    let table = table
+        .write(batches)
+        .with_save_mode(SaveMode::Append)
+        .await
+        .map_err(|e| DeltaError::delta("append", root, e))?;
+    let version = table.version().map_or(0, version_i64);
+    *slot = Some(table);
+    Ok(version)
+}

@@ -1,0 +1,591 @@
+//! The Kafka source: one worker per stream, consuming its topic into the bronze table with
+//! exactly-once commits.
+//!
+//! Positions live in the table, not in Kafka: every commit carries a Delta application
+//! transaction per partition (app id `{stream_id}-{partition}`, version = last offset written).
+//! On start the worker reads those versions and assigns each partition at version + 1, so a
+//! crash at any point replays exactly what was not committed. A second worker on the same
+//! stream makes the first one's next commit fail with a concurrent-transaction conflict, which
+//! fences it: it drops its buffer and starts again from the table.
+//!
+//! Dead letters get the same treatment in the dead-letter table, committed before the table's
+//! commit, and replayed records at or below its recorded version are not dead-lettered again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deltalake::DeltaTable;
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::{
+    CommitBuilder, CommitConflictError, CommitProperties, TransactionError,
+};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use rdkafka::Message;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tenancy::role::Zone;
+use tenancy::store::{StreamRecord, TableStatus};
+use tenancy::stream::{KafkaSource, StartFrom, StreamSource, dlq_name};
+
+use super::IngestError;
+use super::decode::{self, EventSchema, KafkaPosition, Metadata};
+use super::secrets::Sealer;
+use crate::catalog::Catalog;
+use crate::delta::tables::{self, version_i64};
+use crate::delta::{DeltaError, DeltaSettings};
+
+/// Kafka worker tuning.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// Flush after this many records.
+    pub flush_records: usize,
+    /// Flush after this many payload bytes.
+    pub flush_bytes: usize,
+    /// Flush at the latest this long after the first buffered record.
+    pub linger: Duration,
+    /// Broker metadata and watermark requests time out after this.
+    pub request_timeout: Duration,
+    /// First restart delay after a failure; it doubles up to `max_backoff`.
+    pub min_backoff: Duration,
+    /// Longest restart delay.
+    pub max_backoff: Duration,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            flush_records: 100_000,
+            flush_bytes: 16 * 1024 * 1024,
+            linger: Duration::from_millis(500),
+            request_timeout: Duration::from_secs(10),
+            min_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A worker's state as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WorkerStatus {
+    /// `starting`, `running`, `failed` (retrying with backoff) or `stopped`.
+    pub state: &'static str,
+    /// Per-partition lag: high watermark minus the next offset to write.
+    pub lag: BTreeMap<i32, i64>,
+    /// The last failure.
+    pub last_error: Option<String>,
+}
+
+/// The app id of a stream's partition in the table's transaction log.
+pub fn app_id(stream: uuid::Uuid, partition: i32) -> String {
+    format!("{stream}-{partition}")
+}
+
+type Statuses = Arc<Mutex<HashMap<uuid::Uuid, WorkerStatus>>>;
+
+/// The in-process Kafka workers, one supervised task per stream.
+pub struct KafkaWorkers {
+    catalog: Arc<Catalog>,
+    settings: KafkaSettings,
+    sealer: Option<Sealer>,
+    tasks: tokio::sync::Mutex<HashMap<uuid::Uuid, tokio::task::JoinHandle<()>>>,
+    statuses: Statuses,
+}
+
+fn set_status(statuses: &Statuses, id: uuid::Uuid, update: impl FnOnce(&mut WorkerStatus)) {
+    let mut map = statuses.lock().unwrap_or_else(|p| p.into_inner());
+    update(map.entry(id).or_default());
+}
+
+impl KafkaWorkers {
+    /// No workers yet.
+    pub fn new(catalog: Arc<Catalog>, settings: KafkaSettings, sealer: Option<Sealer>) -> Self {
+        Self {
+            catalog,
+            settings,
+            sealer,
+            tasks: tokio::sync::Mutex::new(HashMap::new()),
+            statuses: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Starts (or restarts) the stream's worker. Aborting a worker anywhere is safe: its
+    /// positions are only ever those committed with its rows.
+    pub async fn start(&self, stream: StreamRecord) {
+        let id = stream.id;
+        let mut tasks = self.tasks.lock().await;
+        if let Some(old) = tasks.remove(&id) {
+            old.abort();
+            let _ = old.await;
+        }
+        set_status(&self.statuses, id, |s| {
+            s.state = "starting";
+            s.lag.clear();
+        });
+        let supervisor = Supervisor {
+            catalog: self.catalog.clone(),
+            settings: self.settings.clone(),
+            sealer: self.sealer.clone(),
+            statuses: self.statuses.clone(),
+            stream,
+        };
+        tasks.insert(id, tokio::spawn(supervisor.run()));
+    }
+
+    /// Stops the stream's worker (abort: uncommitted records are simply read again later).
+    pub async fn stop(&self, id: uuid::Uuid) {
+        if let Some(task) = self.tasks.lock().await.remove(&id) {
+            task.abort();
+            let _ = task.await;
+        }
+        self.statuses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
+
+    /// Stops every worker.
+    pub async fn stop_all(&self) {
+        let ids: Vec<uuid::Uuid> = self.tasks.lock().await.keys().copied().collect();
+        for id in ids {
+            self.stop(id).await;
+        }
+    }
+
+    /// A worker's status (`stopped` when none runs).
+    pub fn status(&self, id: uuid::Uuid) -> WorkerStatus {
+        self.statuses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+            .unwrap_or(WorkerStatus {
+                state: "stopped",
+                ..WorkerStatus::default()
+            })
+    }
+
+    /// Every running worker's lag, for metrics: (tenant/stream id, partition, lag).
+    pub fn lags(&self) -> Vec<(uuid::Uuid, i32, i64)> {
+        let map = self.statuses.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter()
+            .flat_map(|(id, s)| s.lag.iter().map(move |(p, lag)| (*id, *p, *lag)))
+            .collect()
+    }
+}
+
+struct Supervisor {
+    catalog: Arc<Catalog>,
+    settings: KafkaSettings,
+    sealer: Option<Sealer>,
+    statuses: Statuses,
+    stream: StreamRecord,
+}
+
+impl Supervisor {
+    async fn run(self) {
+        let mut backoff = self.settings.min_backoff;
+        loop {
+            let started = std::time::Instant::now();
+            let error = match self.run_once().await {
+                Ok(()) => return,
+                Err(e) => tenancy::error_chain(&e),
+            };
+            tracing::warn!(stream = %self.stream.name, tenant = %self.stream.tenant, error = %error, retry_in_ms = backoff.as_millis() as u64, "kafka worker failed; restarting from the table's positions");
+            set_status(&self.statuses, self.stream.id, |s| {
+                s.state = "failed";
+                s.last_error = Some(error);
+            });
+            if started.elapsed() > self.settings.max_backoff {
+                backoff = self.settings.min_backoff; // it ran fine for a while: start over
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(self.settings.max_backoff);
+        }
+    }
+
+    async fn run_once(&self) -> Result<(), IngestError> {
+        let StreamSource::Kafka(source) = &self.stream.source else {
+            return Ok(());
+        };
+        let store = self.catalog.store();
+        let tenant = store
+            .get_tenant(&self.stream.tenant)
+            .await?
+            .ok_or_else(|| IngestError::Kafka("the stream's tenant is gone".into()))?;
+        let table = store
+            .get_table_by_id(self.stream.table_id)
+            .await?
+            .filter(|t| t.status == TableStatus::Active)
+            .ok_or_else(|| IngestError::Kafka("the stream's table is gone".into()))?;
+        let root = self
+            .catalog
+            .table_root(&tenant, Zone::Bronze, table.spec.name.as_str());
+        let dlq_root = self
+            .catalog
+            .table_root(&tenant, Zone::Bronze, &dlq_name(&table.spec.name));
+        let delta = self.catalog.delta().clone();
+        let main = Side::open(&delta, &root).await?;
+        let dlq = Side::open(&delta, &dlq_root).await?;
+        let consumer = self.consumer(source)?;
+        let mut worker = Worker {
+            stream: self.stream.id,
+            topic: source.topic.clone(),
+            settings: self.settings.clone(),
+            statuses: self.statuses.clone(),
+            main,
+            dlq,
+            consumer,
+            next: BTreeMap::new(),
+        };
+        worker.assign(source.start).await?;
+        set_status(&self.statuses, self.stream.id, |s| s.state = "running");
+        worker.consume().await
+    }
+
+    fn consumer(&self, source: &KafkaSource) -> Result<Arc<StreamConsumer>, IngestError> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", source.bootstrap_servers.join(","))
+            .set("group.id", format!("lakeplane-{}", self.stream.id))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("client.id", format!("lakeplane-{}", self.stream.name));
+        for (key, value) in &source.properties {
+            config.set(key, value);
+        }
+        for (key, sealed) in &source.secrets {
+            let sealer = self.sealer.as_ref().ok_or_else(|| {
+                IngestError::Kafka(format!("{key} is sealed and no ingest.secret_key is configured"))
+            })?;
+            let place = format!("{}/{}/{key}", self.stream.tenant, self.stream.name);
+            let plain = sealer
+                .open(&place, sealed)
+                .map_err(|e| IngestError::Kafka(format!("{key}: {e}")))?;
+            config.set(key, plain);
+        }
+        let consumer: StreamConsumer = config
+            .create()
+            .map_err(|e| IngestError::Kafka(format!("cannot create the consumer: {e}")))?;
+        Ok(Arc::new(consumer))
+    }
+}
+
+/// One of the two tables a worker commits to, with the snapshot its commits build on.
+struct Side {
+    root: String,
+    table: DeltaTable,
+    schema: EventSchema,
+}
+
+impl Side {
+    async fn open(delta: &DeltaSettings, root: &str) -> Result<Self, IngestError> {
+        let table = tables::open(delta, root).await?;
+        let schema = EventSchema::new(
+            table
+                .snapshot()
+                .map_err(|e| DeltaError::delta("read schema", root, e))?
+                .snapshot()
+                .arrow_schema(),
+        );
+        Ok(Self {
+            root: root.to_owned(),
+            table,
+            schema,
+        })
+    }
+
+    async fn position(&self, app_id: &str) -> Result<Option<i64>, IngestError> {
+        let state = self
+            .table
+            .snapshot()
+            .map_err(|e| DeltaError::delta("read positions", &self.root, e))?;
+        Ok(state
+            .transaction_version(self.table.log_store().as_ref(), app_id)
+            .await
+            .map_err(|e| DeltaError::delta("read positions", &self.root, e))?)
+    }
+
+    /// Commits rows (or, with none, only the positions) with one transaction per partition.
+    async fn commit(
+        &mut self,
+        rows: Option<RecordBatch>,
+        positions: Vec<Transaction>,
+    ) -> Result<i64, IngestError> {
+        let properties = CommitProperties::default().with_application_transactions(positions);
+        let fenced = |e: deltalake::DeltaTableError, root: &str| -> IngestError {
+            if matches!(
+                &e,
+                deltalake::DeltaTableError::Transaction {
+                    source: TransactionError::CommitConflict(CommitConflictError::ConcurrentTransaction)
+                }
+            ) {
+                IngestError::Kafka(format!(
+                    "fenced: another worker committed this stream's positions to {root}; restarting from the table"
+                ))
+            } else {
+                DeltaError::delta("kafka commit", root, e).into()
+            }
+        };
+        match rows {
+            Some(rows) => {
+                let table = self.table.clone();
+                let written = table
+                    .write(vec![rows])
+                    .with_save_mode(SaveMode::Append)
+                    .with_commit_properties(properties)
+                    .await
+                    .map_err(|e| fenced(e, &self.root))?;
+                self.table = written;
+            }
+            None => {
+                let operation = DeltaOperation::Write {
+                    mode: SaveMode::Append,
+                    partition_by: None,
+                    predicate: None,
+                };
+                let state = self
+                    .table
+                    .snapshot()
+                    .map_err(|e| DeltaError::delta("kafka commit", &self.root, e))?;
+                let done = CommitBuilder::from(properties)
+                    .build(Some(state), self.table.log_store(), operation)
+                    .await
+                    .map_err(|e| fenced(e, &self.root))?;
+                self.table
+                    .update_incremental(Some(done.version()))
+                    .await
+                    .map_err(|e| DeltaError::delta("kafka commit", &self.root, e))?;
+            }
+        }
+        Ok(self.table.version().map_or(0, version_i64))
+    }
+}
+
+struct Worker {
+    stream: uuid::Uuid,
+    topic: String,
+    settings: KafkaSettings,
+    statuses: Statuses,
+    main: Side,
+    dlq: Side,
+    consumer: Arc<StreamConsumer>,
+    /// Next offset to write, per partition.
+    next: BTreeMap<i32, i64>,
+}
+
+/// Buffered records of one flush.
+#[derive(Default)]
+struct Buffer {
+    payloads: Vec<Vec<u8>>,
+    positions: Vec<KafkaPosition>,
+    bytes: usize,
+}
+
+impl Worker {
+    async fn blocking<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&StreamConsumer) -> T + Send + 'static,
+    ) -> Result<T, IngestError> {
+        let consumer = self.consumer.clone();
+        tokio::task::spawn_blocking(move || call(&consumer))
+            .await
+            .map_err(|e| IngestError::Kafka(format!("broker call panicked: {e}")))
+    }
+
+    async fn assign(&mut self, start: StartFrom) -> Result<(), IngestError> {
+        let (topic, timeout) = (self.topic.clone(), self.settings.request_timeout);
+        let metadata = self
+            .blocking(move |c| c.fetch_metadata(Some(&topic), timeout))
+            .await?
+            .map_err(|e| {
+                IngestError::Kafka(format!("cannot read the metadata of topic {}: {e}", self.topic))
+            })?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == self.topic && t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if partitions.is_empty() {
+            return Err(IngestError::Kafka(format!(
+                "topic {} has no partitions (does it exist?)",
+                self.topic
+            )));
+        }
+        let mut list = TopicPartitionList::new();
+        for partition in partitions {
+            let written = self.main.position(&app_id(self.stream, partition)).await?;
+            let offset = match (written, start) {
+                (Some(last), _) => Offset::Offset(last + 1),
+                (None, StartFrom::Earliest) => Offset::Beginning,
+                (None, StartFrom::Latest) => Offset::End,
+            };
+            if let Some(last) = written {
+                self.next.insert(partition, last + 1);
+            }
+            list.add_partition_offset(&self.topic, partition, offset)
+                .map_err(|e| IngestError::Kafka(e.to_string()))?;
+        }
+        tracing::info!(stream = %self.stream, topic = %self.topic, positions = ?self.next, "kafka worker assigned from the table's positions");
+        self.consumer
+            .assign(&list)
+            .map_err(|e| IngestError::Kafka(format!("cannot assign partitions: {e}")))
+    }
+
+    async fn consume(&mut self) -> Result<(), IngestError> {
+        let mut buffer = Buffer::default();
+        let mut deadline: Option<tokio::time::Instant> = None;
+        let mut lag_tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            let wait = deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                message = self.consumer.recv() => {
+                    let message = message.map_err(|e| IngestError::Kafka(format!("consume: {e}")))?;
+                    let payload = message.payload().map(<[u8]>::to_vec).unwrap_or_default();
+                    buffer.bytes += payload.len();
+                    buffer.payloads.push(payload);
+                    buffer.positions.push(KafkaPosition {
+                        partition: message.partition(),
+                        offset: message.offset(),
+                        timestamp_ms: message.timestamp().to_millis(),
+                    });
+                    if deadline.is_none() {
+                        deadline = Some(tokio::time::Instant::now() + self.settings.linger);
+                    }
+                    if buffer.payloads.len() >= self.settings.flush_records || buffer.bytes >= self.settings.flush_bytes {
+                        self.flush(std::mem::take(&mut buffer)).await?;
+                        deadline = None;
+                    }
+                }
+                () = tokio::time::sleep_until(wait) => {
+                    self.flush(std::mem::take(&mut buffer)).await?;
+                    deadline = None;
+                }
+                _ = lag_tick.tick() => self.update_lag().await,
+            }
+        }
+    }
+
+    async fn update_lag(&self) {
+        let mut lag = BTreeMap::new();
+        let partitions: Vec<i32> = self.consumer_partitions();
+        for partition in partitions {
+            let (topic, timeout) = (self.topic.clone(), self.settings.request_timeout);
+            let watermarks = self
+                .blocking(move |c| c.fetch_watermarks(&topic, partition, timeout))
+                .await;
+            if let Ok(Ok((low, high))) = watermarks {
+                let next = self.next.get(&partition).copied().unwrap_or(low);
+                lag.insert(partition, (high - next).max(0));
+            }
+        }
+        set_status(&self.statuses, self.stream, |s| s.lag = lag);
+    }
+
+    fn consumer_partitions(&self) -> Vec<i32> {
+        self.consumer
+            .assignment()
+            .map(|list| list.elements().iter().map(|e| e.partition()).collect())
+            .unwrap_or_default()
+    }
+
+    async fn flush(&mut self, buffer: Buffer) -> Result<(), IngestError> {
+        if buffer.payloads.is_empty() {
+            return Ok(());
+        }
+        // Records below a partition's recorded position were committed already (a record
+        // delivered twice after a reassignment): skip them.
+        let mut events = Vec::with_capacity(buffer.payloads.len());
+        let mut positions = Vec::with_capacity(buffer.payloads.len());
+        let mut last: BTreeMap<i32, i64> = BTreeMap::new();
+        for (i, (payload, position)) in buffer.payloads.iter().zip(&buffer.positions).enumerate() {
+            if self
+                .next
+                .get(&position.partition)
+                .is_some_and(|next| position.offset < *next)
+            {
+                continue;
+            }
+            events.push((i + 1, payload.as_slice()));
+            positions.push(*position);
+            last.insert(position.partition, position.offset);
+        }
+        if events.is_empty() {
+            return Ok(());
+        }
+        let now_us = tenancy::now().timestamp_micros();
+        let decoded = decode::decode(&self.main.schema, &events, now_us, Metadata::Kafka(&positions))
+            .map_err(IngestError::Kafka)?;
+        let transactions = || -> Vec<Transaction> {
+            last.iter()
+                .map(|(p, offset)| Transaction::new(app_id(self.stream, *p), *offset))
+                .collect()
+        };
+        if !decoded.rejected.is_empty() {
+            let mut dead = Vec::new();
+            let mut dead_positions = Vec::new();
+            let mut labels = Vec::new();
+            for (error, raw) in &decoded.rejected {
+                let position = positions[events
+                    .iter()
+                    .position(|(line, _)| *line == error.line)
+                    .unwrap_or(0)];
+                let already = self
+                    .dlq
+                    .position(&app_id(self.stream, position.partition))
+                    .await?
+                    .is_some_and(|v| position.offset <= v);
+                if already {
+                    continue; // dead-lettered before a crash; the table commit did not follow
+                }
+                labels.push(format!(
+                    "partition {} offset {}",
+                    position.partition, position.offset
+                ));
+                dead_positions.push(position);
+                dead.push((error.clone(), raw.clone()));
+            }
+            if !dead.is_empty() {
+                let rows = decode::dlq_rows(&self.dlq.schema, &dead, &labels, now_us, Some(&dead_positions))
+                    .map_err(IngestError::Kafka)?;
+                self.dlq.commit(Some(rows), transactions()).await?;
+            }
+        }
+        let version = self.main.commit(decoded.rows, transactions()).await?;
+        for (partition, offset) in last {
+            self.next.insert(partition, offset + 1);
+        }
+        tracing::debug!(stream = %self.stream, version, accepted = decoded.accepted, rejected = decoded.rejected.len(), "kafka flush committed");
+        Ok(())
+    }
+}
+
+/// Creates a topic's consumer only to read its partitions' watermarks (used by tests and the
+/// bench to know when a topic is fully consumed).
+pub fn high_watermarks(
+    bootstrap: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<BTreeMap<i32, i64>, IngestError> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .map_err(|e| IngestError::Kafka(e.to_string()))?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| IngestError::Kafka(e.to_string()))?;
+    let mut out = BTreeMap::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p.id(), timeout)
+                .map_err(|e| IngestError::Kafka(e.to_string()))?;
+            out.insert(p.id(), high);
+        }
+    }
+    Ok(out)
+}

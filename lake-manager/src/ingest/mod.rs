@@ -1,0 +1,103 @@
+//! Streaming ingestion into bronze tables: stream definitions with their dead-letter tables,
+//! HTTP push through group commit, and Kafka consumption with exactly-once commits.
+
+pub mod decode;
+pub mod group_commit;
+pub mod kafka;
+pub mod secrets;
+pub mod streams;
+
+use std::time::Duration;
+
+use crate::catalog::CatalogError;
+use crate::delta::DeltaError;
+use decode::EventError;
+use tenancy::store::StoreError;
+
+/// Why an ingestion request or stream operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// Events do not fit the table (reject mode); nothing was written.
+    #[error("{} of the events do not fit the table; nothing was written", .errors.len())]
+    Invalid {
+        /// Up to the first 10 bad events.
+        errors: Vec<EventError>,
+        /// How many were bad in all.
+        total: usize,
+    },
+    /// The body as a whole cannot be read as events.
+    #[error("{0}")]
+    Body(String),
+    /// A stream definition cannot be carried out as given (named field).
+    #[error("{field}: {message}")]
+    Field {
+        /// The field.
+        field: String,
+        /// Why.
+        message: String,
+    },
+    /// The request alone exceeds the table's buffer.
+    #[error("the request holds {bytes} bytes of events; a table buffers at most {limit}")]
+    TooLarge {
+        /// Its size.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The buffers are full; retry after the hint.
+    #[error("the {scope} ingest buffer is full; retry later")]
+    Full {
+        /// `table` or `server`.
+        scope: &'static str,
+        /// When to retry.
+        retry_after: Duration,
+    },
+    /// The tenant's events-per-second quota is used up.
+    #[error("the tenant's ingest quota of {rate} events/s is used up; retry later")]
+    RateLimited {
+        /// The quota.
+        rate: u32,
+        /// When to retry.
+        retry_after: Duration,
+    },
+    /// The tenant's storage is moving or not ready; retry later.
+    #[error("tenant {tenant} is {status}; ingestion resumes when it is ready")]
+    Fenced {
+        /// The tenant.
+        tenant: String,
+        /// Its status.
+        status: &'static str,
+    },
+    /// The table writer stopped before taking the events (nothing was written).
+    #[error("the table writer stopped; send the events again")]
+    WriterStopped,
+    /// The commit failed; none of the request's events were acknowledged.
+    #[error("the commit failed; nothing was acknowledged: {0}")]
+    CommitFailed(String),
+    /// A Kafka client failure.
+    #[error("kafka: {0}")]
+    Kafka(String),
+    /// The metadata store failed or refused.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The catalog failed.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// A Delta operation failed.
+    #[error(transparent)]
+    Delta(#[from] DeltaError),
+}
+
+impl IngestError {
+    /// When the caller should retry, for errors that are about load rather than input.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            IngestError::Full { retry_after, .. } | IngestError::RateLimited { retry_after, .. } => {
+                Some(*retry_after)
+            }
+            IngestError::Fenced { .. } => Some(Duration::from_secs(30)),
+            IngestError::WriterStopped => Some(Duration::from_secs(1)),
+            _ => None,
+        }
+    }
+}

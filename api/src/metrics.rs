@@ -36,6 +36,21 @@ struct PoolLabels {
     state: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LagLabels {
+    stream: String,
+    partition: i32,
+}
+
+/// Ingestion state sampled at scrape time.
+#[derive(Debug, Default)]
+pub struct IngestSample {
+    /// Bytes waiting in group-commit buffers.
+    pub buffered_bytes: usize,
+    /// Kafka lag per (stream id, partition).
+    pub lags: Vec<(String, i32, i64)>,
+}
+
 type LatencyFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 /// The process's metrics registry and the handles that update it.
@@ -45,6 +60,8 @@ pub struct Metrics {
     latency: LatencyFamily,
     pool_connections: Family<PoolLabels, Gauge>,
     pool_max: Gauge,
+    ingest_buffered: Gauge,
+    stream_lag: Family<LagLabels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -86,12 +103,26 @@ impl Metrics {
             "Configured metadata pool size",
             pool_max.clone(),
         );
+        let ingest_buffered = Gauge::default();
+        registry.register(
+            "ingest_buffered_bytes",
+            "Bytes of pushed events waiting for their group commit",
+            ingest_buffered.clone(),
+        );
+        let stream_lag = Family::<LagLabels, Gauge>::default();
+        registry.register(
+            "stream_lag_records",
+            "Kafka lag per stream and partition: high watermark minus the next offset to write",
+            stream_lag.clone(),
+        );
         Self {
             registry,
             requests,
             latency,
             pool_connections,
             pool_max,
+            ingest_buffered,
+            stream_lag,
         }
     }
 
@@ -113,8 +144,20 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// Writes the exposition text, sampling the pool gauges first.
-    pub fn render(&self, pool: PoolStats) -> String {
+    /// Writes the exposition text, sampling the pool and ingestion gauges first.
+    pub fn render(&self, pool: PoolStats, ingest: &IngestSample) -> String {
+        self.ingest_buffered
+            .set(i64::try_from(ingest.buffered_bytes).unwrap_or(i64::MAX));
+        // Rebuilt each scrape, so a deleted stream's series disappear.
+        self.stream_lag.clear();
+        for (stream, partition, lag) in &ingest.lags {
+            self.stream_lag
+                .get_or_create(&LagLabels {
+                    stream: stream.clone(),
+                    partition: *partition,
+                })
+                .set(*lag);
+        }
         let in_use = pool.open.saturating_sub(pool.idle);
         self.pool_connections
             .get_or_create(&PoolLabels { state: "idle" })
@@ -179,11 +222,35 @@ mod tests {
             404,
             0.001,
         );
-        let text = metrics.render(PoolStats {
-            open: 3,
-            idle: 1,
-            max: 10,
-        });
+        let ingest = IngestSample {
+            buffered_bytes: 512,
+            lags: vec![("s1".into(), 2, 40)],
+        };
+        let text = metrics.render(
+            PoolStats {
+                open: 3,
+                idle: 1,
+                max: 10,
+            },
+            &ingest,
+        );
+        assert!(text.contains("lakeplane_ingest_buffered_bytes 512"), "{text}");
+        assert!(
+            text.contains(r#"lakeplane_stream_lag_records{stream="s1",partition="2"} 40"#),
+            "{text}"
+        );
+        let later = metrics.render(
+            PoolStats {
+                open: 3,
+                idle: 1,
+                max: 10,
+            },
+            &IngestSample::default(),
+        );
+        assert!(
+            !later.contains("stream=\"s1\""),
+            "a stopped stream's lag disappears: {later}"
+        );
         assert!(
             text.contains(r#"lakeplane_http_requests_total{route="/v1/info",method="GET",status="200"} 2"#),
             "{text}"

@@ -99,7 +99,17 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     (status = 200, description = "Metrics", body = String, content_type = "application/openmetrics-text"),
 ))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state.metrics.render(state.store.pool_stats());
+    let ingest = crate::metrics::IngestSample {
+        buffered_bytes: state.ingest.committer().buffered_bytes(),
+        lags: state
+            .ingest
+            .kafka()
+            .lags()
+            .into_iter()
+            .map(|(stream, partition, lag)| (stream.to_string(), partition, lag))
+            .collect(),
+    };
+    let body = state.metrics.render(state.store.pool_stats(), &ingest);
     ([(header::CONTENT_TYPE, OPENMETRICS)], body).into_response()
 }
 

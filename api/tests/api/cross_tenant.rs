@@ -44,6 +44,12 @@ fn allowed(method: &str, path: &str) -> Option<&'static [Role]> {
         | ("get", "/v1/tenants/{tenant}/tables/{zone}/{name}/maintenance/{run_id}") => {
             &[TenantAdmin, Engineer, Scientist, Analyst]
         }
+        // Streams write bronze: engineers and tenant-admins only.
+        ("get", "/v1/tenants/{tenant}/streams")
+        | ("post", "/v1/tenants/{tenant}/streams")
+        | ("get", "/v1/tenants/{tenant}/streams/{stream}")
+        | ("delete", "/v1/tenants/{tenant}/streams/{stream}")
+        | ("post", "/v1/tenants/{tenant}/streams/{stream}/events") => &[TenantAdmin, Engineer],
         _ => return None,
     })
 }
@@ -76,6 +82,13 @@ fn request_for(method: &str, path: &str) -> (String, Option<Value>) {
         ("post", "/v1/tenants/{tenant}/tables/{zone}/{name}/maintenance") => {
             (String::new(), Some(json!({"operations": ["compact"]})))
         }
+        ("post", "/v1/tenants/{tenant}/streams") => (
+            String::new(),
+            Some(
+                json!({"name": "matrix", "table": {"zone": "bronze", "name": "orders"}, "source": {"type": "http"}}),
+            ),
+        ),
+        ("post", "/v1/tenants/{tenant}/streams/{stream}/events") => (String::new(), Some(json!([{"id": 1}]))),
         ("post", "/v1/admin/placement/rebalance") | ("delete", "/v1/tenants/{tenant}") => {
             ("?dry_run=true".into(), None)
         }
@@ -123,6 +136,7 @@ fn concrete(path: &str, tenant: &str, token_id: &str) -> String {
         .replace("{token_id}", token_id)
         .replace("{zone}", "silver")
         .replace("{name}", "orders")
+        .replace("{stream}", "clicks")
         .replace("{run_id}", "00000000-0000-7000-8000-000000000000")
 }
 

@@ -18,7 +18,7 @@ use crate::helpers::{TestApp, fresh_prefix, moto_endpoint, moto_storage_options,
 
 const ORDERS: &str = "/v1/tenants/acme/tables/bronze/orders";
 
-async fn ready_tenant(app: &TestApp, admin: &str) {
+pub(crate) async fn ready_tenant(app: &TestApp, admin: &str) {
     let body = json!({"id": "acme", "display_name": "Acme", "tier": "standard"});
     assert_eq!(
         app.send_as(admin, Method::POST, "/v1/tenants", Some(body))
@@ -124,7 +124,7 @@ value = sys.argv[2]
 print(sum(1 for a in adds if a["min.customer"] <= value <= a["max.customer"]), len(adds))
 "#;
 
-fn read(location: &str) -> (i64, Vec<i64>) {
+pub(crate) fn read(location: &str) -> (i64, Vec<i64>) {
     let out: Value = serde_json::from_str(&python(READ, &[location])).expect("json");
     let ids = out["ids"]
         .as_array()

@@ -18,7 +18,7 @@ use tenancy::store::StoreError;
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     /// Events do not fit the table (reject mode); nothing was written.
-    #[error("{} of the events do not fit the table; nothing was written", .errors.len())]
+    #[error("{total} of the events do not fit the table; nothing was written")]
     Invalid {
         /// Up to the first 10 bad events.
         errors: Vec<EventError>,

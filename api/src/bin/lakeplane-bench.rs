@@ -1,0 +1,468 @@
+//! Ingestion benchmarks against the real `lakeplane serve` (the release binary next to this
+//! one) on a temporary embedded default, with baselines measured in the same run.
+//!
+//! `lakeplane-bench http`: N clients push NDJSON batches of ~200-byte events as fast as the
+//! server acknowledges them; reports events/s, events/s per core of server CPU (from
+//! /proc/<pid>/stat), and p50/p99 acknowledgement latency; then drives half that rate
+//! open-loop and reports p99 there. Baseline: the bare loop this machine can do, arrow-json
+//! decode plus an in-memory snappy Parquet write of the same events on one core.
+//!
+//! `lakeplane-bench kafka BOOTSTRAP`: produces events to a new topic on the broker, creates a
+//! Kafka stream, and times until every event is in the table; events/s per core of server CPU.
+//!
+//! Build: `cargo build --release -p api --bins`; run `target/release/lakeplane-bench http`.
+//! Env: `CLIENTS` (8), `BATCH` (5000 events), `SECONDS` (10), `EVENTS` (Kafka, 1000000).
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deltalake::arrow::json::ReaderBuilder;
+use deltalake::parquet::arrow::ArrowWriter;
+use deltalake::parquet::basic::Compression;
+use deltalake::parquet::file::properties::WriterProperties;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One ~200-byte event.
+fn event(i: u64) -> String {
+    format!(
+        "{{\"id\":{i},\"user\":\"user-{:06}\",\"action\":\"page_view\",\"url\":\"https://shop.example.com/p/{:08}\",\"amount\":{}.{:02},\"ok\":true,\"region\":\"eu-west-{}\",\"session\":\"{:016x}\"}}\n",
+        i % 100_000,
+        i.wrapping_mul(2_654_435_761) % 100_000_000,
+        i % 1000,
+        i % 100,
+        i % 3,
+        i.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    )
+}
+
+fn batch_body(start: u64, n: u64) -> Vec<u8> {
+    (start..start + n).map(event).collect::<String>().into_bytes()
+}
+
+fn columns() -> Value {
+    json!([
+        {"name": "id", "type": "long", "nullable": false},
+        {"name": "user", "type": "string"},
+        {"name": "action", "type": "string"},
+        {"name": "url", "type": "string"},
+        {"name": "amount", "type": "double"},
+        {"name": "ok", "type": "boolean"},
+        {"name": "region", "type": "string"},
+        {"name": "session", "type": "string"}
+    ])
+}
+
+/// Server CPU seconds (user + system) from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // After the command name: state is field 0, utime field 11, stime field 12; 100 ticks/s.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+struct Server {
+    child: tokio::process::Child,
+    base: String,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_server() -> Server {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bin = std::env::current_exe().expect("exe").with_file_name("lakeplane");
+    let token = std::process::Command::new(&bin)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args([
+            "token",
+            "create",
+            "--role",
+            "platform-admin",
+            "--subject",
+            "bench",
+        ])
+        .output()
+        .expect("token create");
+    let token = String::from_utf8(token.stdout).expect("utf8").trim().to_owned();
+    let mut child = tokio::process::Command::new(&bin)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--log-level",
+            "warn,api::server=info",
+            "serve",
+        ])
+        .env("LAKEPLANE__RATE_LIMIT__PER_SECOND", "100000")
+        .env("LAKEPLANE__RATE_LIMIT__BURST", "100000")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("serve");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let base = loop {
+        let line = lines
+            .next_line()
+            .await
+            .expect("read")
+            .expect("server exited before listening");
+        let json: Value = serde_json::from_str(&line).unwrap_or_default();
+        if let Some(addr) = json["addr"].as_str() {
+            break format!("http://{addr}");
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Server {
+        child,
+        base,
+        token,
+        _dir: dir,
+    }
+}
+
+async fn call(
+    client: &reqwest::Client,
+    server: &Server,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+) -> Value {
+    let answer = client
+        .request(method, format!("{}{path}", server.base))
+        .bearer_auth(&server.token)
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    let status = answer.status();
+    let body: Value = answer.json().await.unwrap_or_default();
+    assert!(status.is_success(), "{path}: {status} {body}");
+    body
+}
+
+async fn setup(client: &reqwest::Client, server: &Server, source: Value) {
+    let tenant = json!({"id": "bench", "display_name": "Bench", "tier": "enterprise",
+                        "quotas": {"ingest_events_per_sec": 100_000_000}});
+    call(client, server, reqwest::Method::POST, "/v1/tenants", tenant).await;
+    for _ in 0..200 {
+        let t = client
+            .get(format!("{}/v1/tenants/bench", server.base))
+            .bearer_auth(&server.token)
+            .send()
+            .await
+            .expect("get");
+        let t: Value = t.json().await.unwrap_or_default();
+        if t["status"] == "ready" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let table = json!({"zone": "bronze", "name": "events", "columns": columns()});
+    call(
+        client,
+        server,
+        reqwest::Method::POST,
+        "/v1/tenants/bench/tables",
+        table,
+    )
+    .await;
+    let stream = json!({"name": "events", "table": {"zone": "bronze", "name": "events"}, "source": source});
+    call(
+        client,
+        server,
+        reqwest::Method::POST,
+        "/v1/tenants/bench/streams",
+        stream,
+    )
+    .await;
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    sorted
+        .get(((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or_default()
+}
+
+/// The physical limit: arrow-json decode and snappy Parquet into memory, one core.
+fn bare_loop(batch: u64, seconds: f64) -> f64 {
+    let schema = Arc::new(deltalake::arrow::datatypes::Schema::new(vec![
+        deltalake::arrow::datatypes::Field::new("id", deltalake::arrow::datatypes::DataType::Int64, false),
+        deltalake::arrow::datatypes::Field::new("user", deltalake::arrow::datatypes::DataType::Utf8, true),
+        deltalake::arrow::datatypes::Field::new("action", deltalake::arrow::datatypes::DataType::Utf8, true),
+        deltalake::arrow::datatypes::Field::new("url", deltalake::arrow::datatypes::DataType::Utf8, true),
+        deltalake::arrow::datatypes::Field::new(
+            "amount",
+            deltalake::arrow::datatypes::DataType::Float64,
+            true,
+        ),
+        deltalake::arrow::datatypes::Field::new("ok", deltalake::arrow::datatypes::DataType::Boolean, true),
+        deltalake::arrow::datatypes::Field::new("region", deltalake::arrow::datatypes::DataType::Utf8, true),
+        deltalake::arrow::datatypes::Field::new("session", deltalake::arrow::datatypes::DataType::Utf8, true),
+    ]));
+    let bodies: Vec<Vec<u8>> = (0..8).map(|i| batch_body(i * batch, batch)).collect();
+    let started = Instant::now();
+    let mut events = 0u64;
+    let mut i = 0;
+    while started.elapsed().as_secs_f64() < seconds {
+        let mut decoder = ReaderBuilder::new(schema.clone())
+            .with_batch_size(batch as usize)
+            .build_decoder()
+            .expect("decoder");
+        decoder.decode(&bodies[i % bodies.len()]).expect("decode");
+        let rows = decoder.flush().expect("flush").expect("rows");
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .build();
+        let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props)).expect("writer");
+        writer.write(&rows).expect("write");
+        let bytes = writer.into_inner().expect("close");
+        std::hint::black_box(bytes);
+        events += batch;
+        i += 1;
+    }
+    events as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn http() {
+    let clients = env_or("CLIENTS", 8);
+    let batch = env_or("BATCH", 5000);
+    let seconds = env_or("SECONDS", 10);
+    let bare = tokio::task::spawn_blocking(move || bare_loop(batch, 5.0))
+        .await
+        .expect("bare");
+    let server = start_server().await;
+    let pid = server.child.id().expect("pid");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .expect("client");
+    setup(&client, &server, json!({"type": "http"})).await;
+    let url = format!("{}/v1/tenants/bench/streams/events/events", server.base);
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new((0..16).map(|i| batch_body(i * batch, batch)).collect());
+    let push = |body: Vec<u8>| {
+        let request = client
+            .post(&url)
+            .bearer_auth(&server.token)
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send();
+        async move {
+            let started = Instant::now();
+            let ok = matches!(request.await, Ok(r) if r.status() == 200);
+            (started.elapsed(), ok)
+        }
+    };
+    // Closed loop: every client sends its next request when the last is acknowledged.
+    let cpu_before = cpu_seconds(pid);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let bodies = bodies.clone();
+        tasks.push(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            let mut n = c as usize;
+            while Instant::now() < deadline {
+                let (latency, ok) = push(bodies[n % bodies.len()].clone()).await;
+                if ok {
+                    latencies.push(latency);
+                } else {
+                    errors += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                n += clients as usize;
+            }
+            (latencies, errors)
+        });
+    }
+    let results = futures_util::future::join_all(tasks).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid) - cpu_before;
+    let mut latencies: Vec<Duration> = results.iter().flat_map(|(l, _)| l.iter().copied()).collect();
+    let errors: usize = results.iter().map(|(_, e)| e).sum();
+    latencies.sort_unstable();
+    let events = latencies.len() as f64 * batch as f64;
+    let rate = events / elapsed;
+    let per_core = events / cpu.max(1e-9);
+    // Open loop at half the maximum: requests start on schedule whatever the answers do.
+    let half_requests_per_sec = (rate / 2.0 / batch as f64).max(0.5);
+    let interval = Duration::from_secs_f64(1.0 / half_requests_per_sec);
+    let total = ((seconds as f64) * half_requests_per_sec) as usize;
+    let start = Instant::now() + Duration::from_millis(100);
+    let mut open = Vec::new();
+    for i in 0..total.max(1) {
+        let scheduled = start + interval * i as u32;
+        tokio::time::sleep_until(scheduled.into()).await;
+        let request = push(bodies[i % bodies.len()].clone());
+        open.push(tokio::spawn(async move {
+            let (_, ok) = request.await;
+            (scheduled.elapsed(), ok)
+        }));
+    }
+    let mut half = Vec::new();
+    for t in open {
+        if let Ok((latency, true)) = t.await {
+            half.push(latency);
+        }
+    }
+    half.sort_unstable();
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!(
+        "| bare loop: arrow-json decode + snappy Parquet in memory, 1 core | {:.0} events/s |",
+        bare
+    );
+    println!(
+        "| HTTP ingest, {clients} clients × {batch}-event requests, closed loop | {:.0} events/s ({errors} errors) |",
+        rate
+    );
+    println!("| server CPU during it | {:.2} cores |", cpu / elapsed);
+    println!(
+        "| HTTP ingest per core of server CPU | {:.0} events/s |",
+        per_core
+    );
+    println!("| ratio to the bare loop (per core) | {:.2} |", per_core / bare);
+    println!(
+        "| ack latency at max load p50 / p99 | {:.1} ms / {:.1} ms |",
+        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3
+    );
+    println!(
+        "| ack latency at half load ({:.0} events/s, open loop) p50 / p99 | {:.1} ms / {:.1} ms |",
+        half_requests_per_sec * batch as f64,
+        percentile(&half, 0.5).as_secs_f64() * 1e3,
+        percentile(&half, 0.99).as_secs_f64() * 1e3
+    );
+}
+
+async fn kafka(bootstrap: String) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let events = env_or("EVENTS", 1_000_000);
+    let topic = format!("bench-{}", uuid::Uuid::now_v7().simple());
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("admin");
+    for r in admin
+        .create_topics(
+            &[NewTopic::new(&topic, 3, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .expect("topics")
+    {
+        r.expect("topic");
+    }
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .create()
+        .expect("producer");
+    let produce_started = Instant::now();
+    let mut pending = Vec::new();
+    for i in 0..events {
+        let payload = event(i);
+        let payload = payload.trim_end().to_owned();
+        let producer = producer.clone();
+        let topic = topic.clone();
+        pending.push(tokio::spawn(async move {
+            producer
+                .send(
+                    FutureRecord::<(), String>::to(&topic).payload(&payload),
+                    Duration::from_secs(60),
+                )
+                .await
+                .is_ok()
+        }));
+        if pending.len() >= 50_000 {
+            for p in pending.drain(..) {
+                assert!(p.await.unwrap_or(false), "produce failed");
+            }
+        }
+    }
+    for p in pending {
+        assert!(p.await.unwrap_or(false), "produce failed");
+    }
+    let produce_rate = events as f64 / produce_started.elapsed().as_secs_f64();
+    let server = start_server().await;
+    let pid = server.child.id().expect("pid");
+    let client = reqwest::Client::new();
+    let cpu_before = cpu_seconds(pid);
+    let started = Instant::now();
+    setup(
+        &client,
+        &server,
+        json!({"type": "kafka", "bootstrap_servers": bootstrap, "topic": topic}),
+    )
+    .await;
+    loop {
+        let t: Value = client
+            .get(format!("{}/v1/tenants/bench/tables/bronze/events", server.base))
+            .bearer_auth(&server.token)
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .unwrap_or_default();
+        if t["num_rows"].as_u64().unwrap_or(0) >= events {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "not done in 10 minutes: {t}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid) - cpu_before;
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!(
+        "| producing {events} events to tansu (baseline: the broker's own intake) | {produce_rate:.0} events/s |"
+    );
+    println!(
+        "| Kafka → Delta end to end | {:.0} events/s in {elapsed:.1} s |",
+        events as f64 / elapsed
+    );
+    println!("| server CPU during it | {:.2} cores |", cpu / elapsed);
+    println!(
+        "| Kafka ingest per core of server CPU | {:.0} events/s |",
+        events as f64 / cpu.max(1e-9)
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("http") => http().await,
+        Some("kafka") => kafka(args.get(2).cloned().unwrap_or_else(|| "127.0.0.1:19092".into())).await,
+        _ => {
+            eprintln!("usage: lakeplane-bench http | kafka [BOOTSTRAP]");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! Kafka streams against a real Kafka-protocol broker: the `tansu` broker on its SQLite engine
+//! (a stand-in for Kafka, started by `scripts/test`), with librdkafka on both sides. The
+//! table is judged by the Python `deltalake` reader.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tenancy::role::Role;
+use tenancy::store::Backend;
+
+use crate::helpers::{TestApp, python};
+use crate::tables::ready_tenant;
+
+const PARTITIONS: i32 = 3;
+
+fn bootstrap() -> String {
+    std::env::var("LAKEPLANE_TEST_KAFKA")
+        .expect("LAKEPLANE_TEST_KAFKA must name the tansu broker (scripts/test starts it)")
+}
+
+async fn topic() -> String {
+    let name = format!("lp-{}", uuid::Uuid::now_v7().simple());
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("admin client");
+    let created = admin
+        .create_topics(
+            &[NewTopic::new(&name, PARTITIONS, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .expect("create topics");
+    for result in created {
+        result.expect("topic created");
+    }
+    name
+}
+
+fn producer() -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer")
+}
+
+/// Produces ids `ids` round-robin over the partitions; every 50th is malformed. Returns the
+/// good ids and the number of bad records.
+async fn produce(producer: &FutureProducer, topic: &str, ids: std::ops::Range<i64>) -> (Vec<i64>, usize) {
+    let mut good = Vec::new();
+    let mut bad = 0;
+    let sends = ids.map(|id| {
+        let payload = if id % 50 == 49 {
+            bad += 1;
+            format!("{{\"id\": {id}, \"amount\": \"not a number\"}}")
+        } else {
+            good.push(id);
+            format!(
+                "{{\"id\": {id}, \"user\": \"u{}\", \"amount\": {id}.25}}",
+                id % 13
+            )
+        };
+        let partition = i32::try_from(id % i64::from(PARTITIONS)).expect("partition");
+        async move {
+            producer
+                .send(
+                    FutureRecord::<(), String>::to(topic)
+                        .payload(&payload)
+                        .partition(partition),
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("delivered");
+        }
+    });
+    futures_util::future::join_all(sends).await;
+    (good, bad)
+}
+
+/// (sorted ids with duplicates kept, distinct kafka offsets, dead-letter count).
+const JUDGE: &str = r#"
+import sys, json
+from deltalake import DeltaTable
+t = DeltaTable(sys.argv[1].removeprefix("file://")).to_pyarrow_table(columns=["id", "_kafka_partition", "_kafka_offset"])
+d = DeltaTable(sys.argv[2].removeprefix("file://")).to_pyarrow_table(columns=["source_position", "_kafka_offset"])
+positions = set(zip(t.column("_kafka_partition").to_pylist(), t.column("_kafka_offset").to_pylist()))
+print(json.dumps({"ids": sorted(t.column("id").to_pylist()), "positions": len(positions),
+                  "dead": d.num_rows, "dead_positions": sorted(d.column("source_position").to_pylist())}))
+"#;
+
+async fn stream_app() -> (TestApp, String, String) {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        |c| {
+            c.ingest.kafka_linger_ms = 100;
+            c.ingest.kafka_flush_records = 500;
+        },
+        Default::default(),
+    )
+    .await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    ready_tenant(&app, &admin).await;
+    let table = json!({"zone": "bronze", "name": "orders", "columns": [
+        {"name": "id", "type": "long", "nullable": false},
+        {"name": "user", "type": "string"},
+        {"name": "amount", "type": "double"}
+    ]});
+    assert_eq!(
+        app.send_as(&admin, Method::POST, "/v1/tenants/acme/tables", Some(table))
+            .await
+            .status(),
+        201
+    );
+    let topic = topic().await;
+    (app, admin, topic)
+}
+
+async fn create_stream(app: &TestApp, admin: &str, topic: &str) -> Value {
+    let stream = json!({"name": "orders", "table": {"zone": "bronze", "name": "orders"},
+        "source": {"type": "kafka", "bootstrap_servers": bootstrap(), "topic": topic, "start": "earliest"}});
+    let created = app
+        .send_as(admin, Method::POST, "/v1/tenants/acme/streams", Some(stream))
+        .await;
+    assert_eq!(
+        created.status(),
+        201,
+        "{}",
+        created.text().await.unwrap_or_default()
+    );
+    created.json().await.expect("json")
+}
+
+async fn rows(app: &TestApp, admin: &str) -> u64 {
+    let table: Value = app
+        .get_as(admin, "/v1/tenants/acme/tables/bronze/orders")
+        .await
+        .json()
+        .await
+        .expect("json");
+    table["num_rows"].as_u64().unwrap_or(0)
+}
+
+async fn wait_for_rows(app: &TestApp, admin: &str, want: u64, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let have = rows(app, admin).await;
+        if have >= want {
+            return;
+        }
+        let stream: Value = app
+            .get_as(admin, "/v1/tenants/acme/streams/orders")
+            .await
+            .json()
+            .await
+            .expect("json");
+        assert!(
+            Instant::now() < deadline,
+            "{have} of {want} rows; stream: {stream}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn judge(app: &TestApp) -> Value {
+    let tenant = app
+        .state
+        .store
+        .get_tenant(&tenancy::tenant::TenantId::parse("acme").expect("id"))
+        .await
+        .expect("store")
+        .expect("tenant");
+    let root = |name: &str| {
+        app.state
+            .catalog
+            .table_root(&tenant, tenancy::role::Zone::Bronze, name)
+    };
+    serde_json::from_str(&python(JUDGE, &[&root("orders"), &root("orders__dlq")])).expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_good_record_lands_exactly_once_across_worker_kills() {
+    let (app, admin, topic) = stream_app().await;
+    let producer = producer();
+    let (mut good, mut bad) = produce(&producer, &topic, 0..1_500).await;
+    let created = create_stream(&app, &admin, &topic).await;
+    assert_eq!(created["source"]["topic"], topic.as_str());
+    let record = app
+        .state
+        .store
+        .get_stream(&tenancy::tenant::TenantId::parse("acme").expect("id"), "orders")
+        .await
+        .expect("store")
+        .expect("stream");
+    // Kill the worker at pseudo-random points while more records arrive; each restart resumes
+    // from the positions committed in the table.
+    let mut seed = 0x9e37_79b9_u64;
+    for wave in 0..6 {
+        let start = 1_500 + wave * 500;
+        let (more_good, more_bad) = produce(&producer, &topic, start..start + 500).await;
+        good.extend(more_good);
+        bad += more_bad;
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        tokio::time::sleep(Duration::from_millis(50 + (seed >> 33) % 600)).await;
+        app.state.ingest.kafka().start(record.clone()).await; // aborts the running worker first
+    }
+    wait_for_rows(&app, &admin, good.len() as u64, Duration::from_secs(90)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // anything extra would show now
+    let seen = judge(&app).await;
+    let ids: Vec<i64> = seen["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .filter_map(Value::as_i64)
+        .collect();
+    good.sort_unstable();
+    assert_eq!(ids.len(), good.len(), "no duplicates and nothing missing");
+    assert_eq!(ids, good, "exactly the good records, once each");
+    assert_eq!(
+        seen["positions"].as_u64(),
+        Some(good.len() as u64),
+        "each from its own offset"
+    );
+    assert_eq!(
+        seen["dead"].as_u64(),
+        Some(bad as u64),
+        "each bad record dead-lettered once"
+    );
+    let dead: BTreeSet<&str> = seen["dead_positions"]
+        .as_array()
+        .expect("dead")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(dead.len(), bad, "dead letters name distinct positions: {dead:?}");
+
+    // Lag is visible in the API and in /metrics, and reaches zero.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stream: Value = app
+            .get_as(&admin, "/v1/tenants/acme/streams/orders")
+            .await
+            .json()
+            .await
+            .expect("json");
+        let lag = stream["lag"].as_object().cloned().unwrap_or_default();
+        if stream["status"] == "running" && lag.len() == PARTITIONS as usize && lag.values().all(|v| v == 0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "lag never settled: {stream}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let metrics = app.get("/metrics").await.text().await.expect("text");
+    assert!(
+        metrics.contains(&format!(
+            "lakeplane_stream_lag_records{{stream=\"{}\",partition=\"0\"}} 0",
+            record.id
+        )),
+        "{metrics}"
+    );
+
+    // Deleting the stream stops its worker: later records stay in Kafka.
+    assert_eq!(
+        app.send_as(&admin, Method::DELETE, "/v1/tenants/acme/streams/orders", None)
+            .await
+            .status(),
+        204
+    );
+    let before = rows(&app, &admin).await;
+    produce(&producer, &topic, 10_000..10_300).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(rows(&app, &admin).await, before);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_worker_on_the_same_stream_fences_the_first_and_nothing_doubles() {
+    let (app, admin, topic) = stream_app().await;
+    let producer = producer();
+    create_stream(&app, &admin, &topic).await;
+    let record = app
+        .state
+        .store
+        .get_stream(&tenancy::tenant::TenantId::parse("acme").expect("id"), "orders")
+        .await
+        .expect("store")
+        .expect("stream");
+    // A second set of workers, as a second process would run: both consume the same stream.
+    let rival = lake_manager::ingest::kafka::KafkaWorkers::new(
+        app.state.catalog.clone(),
+        lake_manager::ingest::kafka::KafkaSettings {
+            linger: Duration::from_millis(100),
+            flush_records: 300,
+            min_backoff: Duration::from_millis(200),
+            ..Default::default()
+        },
+        None,
+    );
+    rival.start(record.clone()).await;
+    let mut good = Vec::new();
+    for wave in 0..5 {
+        good.extend(produce(&producer, &topic, wave * 400..(wave + 1) * 400).await.0);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    wait_for_rows(&app, &admin, good.len() as u64, Duration::from_secs(90)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    rival.stop_all().await;
+    let seen = judge(&app).await;
+    let ids: Vec<i64> = seen["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .filter_map(Value::as_i64)
+        .collect();
+    good.sort_unstable();
+    assert_eq!(ids, good, "two workers, still exactly once");
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_broker_shows_a_failed_worker_with_its_error() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    ready_tenant(&app, &admin).await;
+    let table = json!({"zone": "bronze", "name": "orders", "columns": [{"name": "id", "type": "long"}]});
+    assert_eq!(
+        app.send_as(&admin, Method::POST, "/v1/tenants/acme/tables", Some(table))
+            .await
+            .status(),
+        201
+    );
+    let stream = json!({"name": "orders", "table": {"zone": "bronze", "name": "orders"},
+        "source": {"type": "kafka", "bootstrap_servers": "127.0.0.1:1", "topic": "nowhere"}});
+    assert_eq!(
+        app.send_as(&admin, Method::POST, "/v1/tenants/acme/streams", Some(stream))
+            .await
+            .status(),
+        201
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let stream: Value = app
+            .get_as(&admin, "/v1/tenants/acme/streams/orders")
+            .await
+            .json()
+            .await
+            .expect("json");
+        if stream["status"] == "failed" {
+            assert!(
+                stream["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("nowhere")),
+                "{stream}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "never failed: {stream}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    app.shutdown().await;
+}

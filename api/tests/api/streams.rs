@@ -1,0 +1,673 @@
+//! Streams and HTTP push through the API, judged by the Python `deltalake` reader: the stream
+//! lifecycle, group commit, dead letters, backpressure, quotas, fencing and bad input.
+
+use std::io::Write;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use tenancy::role::Role;
+use tenancy::store::Backend;
+use tenancy::tenant::TenantStatus;
+
+use crate::helpers::{TestApp, problem, python};
+use crate::tables::{read, ready_tenant};
+
+const STREAMS: &str = "/v1/tenants/acme/streams";
+const EVENTS: &str = "/v1/tenants/acme/streams/clicks/events";
+
+/// A ready tenant with the bronze `events` table and the HTTP stream `clicks` on it.
+async fn clicks(app: &TestApp, admin: &str, on_error: &str) -> Value {
+    ready_tenant(app, admin).await;
+    let table = json!({"zone": "bronze", "name": "events", "columns": [
+        {"name": "id", "type": "long", "nullable": false},
+        {"name": "user", "type": "string"},
+        {"name": "amount", "type": "double"}
+    ]});
+    let created = app
+        .send_as(admin, Method::POST, "/v1/tenants/acme/tables", Some(table))
+        .await;
+    assert_eq!(created.status(), 201);
+    let stream = json!({"name": "clicks", "table": {"zone": "bronze", "name": "events"},
+                        "source": {"type": "http"}, "on_error": on_error});
+    let created = app.send_as(admin, Method::POST, STREAMS, Some(stream)).await;
+    assert_eq!(
+        created.status(),
+        201,
+        "{}",
+        created.text().await.unwrap_or_default()
+    );
+    created.json().await.expect("json")
+}
+
+async fn push(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    app.client
+        .post(app.url(path))
+        .bearer_auth(token)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("sent")
+}
+
+fn ndjson(ids: std::ops::Range<i64>) -> Vec<u8> {
+    ids.map(|i| format!("{{\"id\": {i}, \"user\": \"u{}\", \"amount\": {}.5}}\n", i % 7, i))
+        .collect::<String>()
+        .into_bytes()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).expect("gzip");
+    encoder.finish().expect("gzip")
+}
+
+async fn location(app: &TestApp, token: &str, table: &str) -> String {
+    let body: Value = app
+        .get_as(token, &format!("/v1/tenants/acme/tables/bronze/{table}"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    body["location"].as_str().expect("location").to_owned()
+}
+
+/// Dead letters as the Python reader sees them: (source_position, error, payload), sorted.
+const DEAD_LETTERS: &str = r#"
+import sys, json
+from deltalake import DeltaTable
+t = DeltaTable(sys.argv[1].removeprefix("file://")).to_pyarrow_table().to_pylist()
+rows = sorted([r["source_position"], r["error"], r["payload"], r["_ingested_at"] is not None] for r in t)
+print(json.dumps(rows))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_events_land_in_the_table_and_bad_input_writes_nothing() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        |c| c.ingest.max_body_bytes = 64 * 1024,
+        Default::default(),
+    )
+    .await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    let stream = clicks(&app, &admin, "reject").await;
+    assert_eq!(stream["status"], "active");
+    assert_eq!(
+        stream["dlq_table"],
+        json!({"zone": "bronze", "name": "events__dlq"})
+    );
+    let engineer = app.token(Role::Engineer, Some("acme")).await;
+    let table: Value = app
+        .get_as(&engineer, "/v1/tenants/acme/tables/bronze/events")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let columns: Vec<&str> = table["columns"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(
+        columns,
+        ["id", "user", "amount", "_ingested_at"],
+        "the schema shows the metadata column"
+    );
+
+    let first = push(&app, &engineer, EVENTS, "application/x-ndjson", ndjson(0..100)).await;
+    assert_eq!(first.status(), 200);
+    let first: Value = first.json().await.expect("json");
+    assert_eq!(
+        (first["accepted"].clone(), first["rejected"].clone()),
+        (json!(100), json!(0))
+    );
+    let array: Vec<Value> = (100..150).map(|i| json!({"id": i, "user": "x"})).collect();
+    let second = app
+        .client
+        .post(app.url(EVENTS))
+        .bearer_auth(&engineer)
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(gzip(&serde_json::to_vec(&array).expect("json")))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(second.status(), 200);
+    let second: Value = second.json().await.expect("json");
+    assert_eq!(second["accepted"], 50);
+    assert!(second["version"].as_i64() > first["version"].as_i64());
+
+    let events = location(&app, &engineer, "events").await;
+    let (version, ids) = read(&events);
+    assert_eq!(
+        ids,
+        (0..150).collect::<Vec<_>>(),
+        "exactly the pushed events, once each"
+    );
+    assert_eq!(
+        Some(version),
+        second["version"].as_i64(),
+        "the acknowledged version is the table's"
+    );
+
+    // Bad input: clear problems naming line and field, and nothing written.
+    let bad = [
+        (
+            "malformed JSON",
+            "application/x-ndjson",
+            b"{\"id\": 1}\n{\"id\": \n".to_vec(),
+            422,
+            Some((2, "")),
+        ),
+        (
+            "wrong type",
+            "application/x-ndjson",
+            b"{\"id\": \"one\"}".to_vec(),
+            422,
+            Some((1, "id")),
+        ),
+        (
+            "missing non-null field",
+            "application/x-ndjson",
+            b"{\"id\": 3}\n{\"user\": \"no id\"}".to_vec(),
+            422,
+            Some((2, "id")),
+        ),
+        (
+            "unknown field",
+            "application/x-ndjson",
+            b"{\"id\": 3, \"colour\": \"red\"}".to_vec(),
+            422,
+            Some((1, "colour")),
+        ),
+        (
+            "not an array",
+            "application/json",
+            b"{\"id\": 3}".to_vec(),
+            422,
+            None,
+        ),
+        (
+            "wrong content type",
+            "text/plain",
+            b"{\"id\": 3}".to_vec(),
+            415,
+            None,
+        ),
+        (
+            "oversized body",
+            "application/x-ndjson",
+            ndjson(0..2_000),
+            413,
+            None,
+        ),
+    ];
+    for (what, content_type, body, status, located) in bad {
+        let answer = problem(push(&app, &engineer, EVENTS, content_type, body).await, status).await;
+        if let Some((line, field)) = located {
+            assert_eq!(answer["errors"][0]["line"], line, "{what}: {answer}");
+            assert_eq!(answer["errors"][0]["field"], field, "{what}: {answer}");
+            assert!(
+                answer["errors"][0]["message"]
+                    .as_str()
+                    .is_some_and(|m| !m.is_empty())
+            );
+        }
+    }
+    let bad_gzip = app
+        .client
+        .post(app.url(EVENTS))
+        .bearer_auth(&engineer)
+        .header("content-type", "application/x-ndjson")
+        .header("content-encoding", "gzip")
+        .body(b"not gzip at all".to_vec())
+        .send()
+        .await
+        .expect("sent");
+    problem(bad_gzip, 400).await;
+    let gzip_bomb = gzip(&vec![b' '; 1024 * 1024]);
+    problem(
+        app.client
+            .post(app.url(EVENTS))
+            .bearer_auth(&engineer)
+            .header("content-type", "application/x-ndjson")
+            .header("content-encoding", "gzip")
+            .body(gzip_bomb)
+            .send()
+            .await
+            .expect("sent"),
+        413,
+    )
+    .await;
+    let ten_bad: Vec<u8> = (0..15).flat_map(|_| b"{\"id\": true}\n".to_vec()).collect();
+    let listed = problem(
+        push(&app, &engineer, EVENTS, "application/x-ndjson", ten_bad).await,
+        422,
+    )
+    .await;
+    assert_eq!(
+        listed["errors"].as_array().map(Vec::len),
+        Some(10),
+        "at most 10 listed"
+    );
+    assert!(
+        listed["detail"].as_str().unwrap_or_default().starts_with("15 "),
+        "{listed}"
+    );
+    assert_eq!(
+        read(&events),
+        (version, (0..150).collect()),
+        "no bad request wrote anything"
+    );
+
+    // Access: a role without bronze write, and another tenant's stream.
+    let analyst = app.token(Role::Analyst, Some("acme")).await;
+    problem(
+        push(&app, &analyst, EVENTS, "application/x-ndjson", ndjson(0..1)).await,
+        403,
+    )
+    .await;
+    let other = app.token(Role::Engineer, Some("globex")).await;
+    problem(
+        push(&app, &other, EVENTS, "application/x-ndjson", ndjson(0..1)).await,
+        404,
+    )
+    .await;
+    let globex = json!({"id": "globex", "display_name": "Globex", "tier": "standard"});
+    assert_eq!(
+        app.send_as(&admin, Method::POST, "/v1/tenants", Some(globex))
+            .await
+            .status(),
+        201
+    );
+    app.wait_for_status(&admin, "globex", "ready").await;
+    problem(
+        push(
+            &app,
+            &other,
+            "/v1/tenants/globex/streams/clicks/events",
+            "application/x-ndjson",
+            ndjson(0..1),
+        )
+        .await,
+        404,
+    )
+    .await;
+    assert_eq!(read(&events).1.len(), 150);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_keep_the_good_events_and_record_the_bad() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    clicks(&app, &admin, "dlq").await;
+    let body = b"{\"id\": 1}\n{\"id\": \"x\"}\n{\"id\": 3}\n{oops\n".to_vec();
+    let answer = push(&app, &admin, EVENTS, "application/x-ndjson", body.clone()).await;
+    assert_eq!(answer.status(), 200);
+    let request_id = answer
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("request id")
+        .to_owned();
+    let answer: Value = answer.json().await.expect("json");
+    assert_eq!(
+        (answer["accepted"].clone(), answer["rejected"].clone()),
+        (json!(2), json!(2))
+    );
+    assert_eq!(answer["errors"].as_array().map(Vec::len), Some(2));
+    assert!(answer["dlq_version"].as_i64().is_some());
+    let (_, ids) = read(&location(&app, &admin, "events").await);
+    assert_eq!(ids, [1, 3]);
+    let dead: Value = serde_json::from_str(&python(
+        DEAD_LETTERS,
+        &[&location(&app, &admin, "events__dlq").await],
+    ))
+    .expect("json");
+    let dead = dead.as_array().expect("rows");
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert_eq!(dead[0][0], format!("line 2 of request {request_id}"));
+    assert!(
+        dead[0][1].as_str().unwrap_or_default().starts_with("id: "),
+        "{dead:?}"
+    );
+    assert_eq!(dead[0][2], "{\"id\": \"x\"}");
+    assert_eq!(dead[1][0], format!("line 4 of request {request_id}"));
+    assert_eq!(dead[1][2], "{oops");
+    assert_eq!(dead[0][3], true, "dead letters carry their receive time");
+
+    // The per-request override: reject even though the stream defaults to dlq.
+    let refused = push(
+        &app,
+        &admin,
+        &format!("{EVENTS}?on_error=reject"),
+        "application/x-ndjson",
+        body,
+    )
+    .await;
+    problem(refused, 422).await;
+    assert_eq!(read(&location(&app, &admin, "events").await).1, [1, 3]);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_share_commits_and_every_acknowledged_event_is_there() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.ingest.linger_ms = 300, Default::default()).await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    clicks(&app, &admin, "reject").await;
+    let events = location(&app, &admin, "events").await;
+    let (before, _) = read(&events);
+    let pushes = (0..40).map(|i| {
+        let (app, admin) = (&app, &admin);
+        async move {
+            let answer = push(
+                app,
+                admin,
+                EVENTS,
+                "application/x-ndjson",
+                ndjson(i * 25..(i + 1) * 25),
+            )
+            .await;
+            assert_eq!(answer.status(), 200);
+            let answer: Value = answer.json().await.expect("json");
+            assert_eq!(answer["accepted"], 25);
+            answer["version"].as_i64().expect("version")
+        }
+    });
+    let versions = futures_util::future::join_all(pushes).await;
+    let distinct: std::collections::BTreeSet<i64> = versions.iter().copied().collect();
+    let (after, ids) = read(&events);
+    assert_eq!(ids, (0..1000).collect::<Vec<_>>());
+    assert!(
+        distinct.len() < 10,
+        "40 concurrent requests within a 300 ms linger share a few commits: {distinct:?}"
+    );
+    assert_eq!(
+        after - before,
+        distinct.len() as i64,
+        "one table version per group commit"
+    );
+    assert!(distinct.iter().all(|v| *v > before && *v <= after));
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_buffers_and_used_up_quotas_answer_429_with_retry_after() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        |c| {
+            c.ingest.max_body_bytes = 4096;
+            c.ingest.table_buffer_bytes = 4096;
+            c.ingest.linger_ms = 1_000;
+        },
+        Default::default(),
+    )
+    .await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    clicks(&app, &admin, "reject").await;
+    // Two 3 KB requests do not fit in a 4 KB table buffer: the second is refused at once
+    // while the first waits out its linger.
+    let body = ndjson(0..60);
+    assert!(body.len() > 2048 && body.len() <= 4096, "{}", body.len());
+    let first = push(&app, &admin, EVENTS, "application/x-ndjson", body.clone());
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        push(&app, &admin, EVENTS, "application/x-ndjson", ndjson(100..160)).await
+    };
+    let (first, second) = tokio::join!(first, second);
+    assert_eq!(first.status(), 200);
+    let retry = second
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(
+        retry.is_some_and(|s| s >= 1),
+        "Retry-After in whole seconds: {retry:?}"
+    );
+    let refused = problem(second, 429).await;
+    assert!(
+        refused["type"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("ingest-buffer-full"),
+        "{refused}"
+    );
+    assert_eq!(
+        app.state.ingest.committer().buffered_bytes(),
+        0,
+        "buffers drain after the commit"
+    );
+    assert_eq!(
+        read(&location(&app, &admin, "events").await).1,
+        (0..60).collect::<Vec<_>>()
+    );
+
+    // The tenant's events/s quota.
+    let quota = json!({"quotas": {"ingest_events_per_sec": 10}});
+    assert_eq!(
+        app.send_as(&admin, Method::PATCH, "/v1/tenants/acme", Some(quota))
+            .await
+            .status(),
+        200
+    );
+    let mut limited = None;
+    for round in 0..5 {
+        let answer = push(
+            &app,
+            &admin,
+            EVENTS,
+            "application/x-ndjson",
+            ndjson(1000 + round * 60..1060 + round * 60),
+        )
+        .await;
+        if answer.status() == 429 {
+            limited = Some(answer);
+            break;
+        }
+        assert_eq!(answer.status(), 200);
+    }
+    let limited = limited.expect("10 events/s is used up by a 60-event request");
+    assert!(limited.headers().contains_key("retry-after"));
+    let body = problem(limited, 429).await;
+    assert!(
+        body["type"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("ingest-quota"),
+        "{body}"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_definitions_are_validated_counted_and_guard_their_tables() {
+    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="; // 32 bytes
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        |c| c.ingest.secret_key = Some(serde_json::from_value(json!(key)).expect("secret")),
+        Default::default(),
+    )
+    .await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    clicks(&app, &admin, "reject").await;
+
+    let invalid = json!({"name": "Bad", "table": {"zone": "silver", "name": "events"},
+        "source": {"type": "kafka", "bootstrap_servers": "nohost", "topic": "a/b",
+                   "properties": {"ssl.keystore.location": "/etc/passwd"}}, "on_error": "ignore"});
+    let answer = problem(
+        app.send_as(&admin, Method::POST, STREAMS, Some(invalid)).await,
+        422,
+    )
+    .await;
+    let mut fields: Vec<&str> = answer["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["field"].as_str())
+        .collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "name",
+            "on_error",
+            "source.bootstrap_servers",
+            "source.properties.ssl.keystore.location",
+            "source.topic",
+            "table.zone"
+        ]
+    );
+    let missing =
+        json!({"name": "other", "table": {"zone": "bronze", "name": "nope"}, "source": {"type": "http"}});
+    let answer = problem(
+        app.send_as(&admin, Method::POST, STREAMS, Some(missing)).await,
+        422,
+    )
+    .await;
+    assert_eq!(answer["errors"][0]["field"], "table.name");
+    let again =
+        json!({"name": "clicks", "table": {"zone": "bronze", "name": "events"}, "source": {"type": "http"}});
+    problem(app.send_as(&admin, Method::POST, STREAMS, Some(again)).await, 409).await;
+
+    // Secrets are sealed at rest and never shown.
+    let kafka = json!({"name": "orders", "table": {"zone": "bronze", "name": "events"},
+        "source": {"type": "kafka", "bootstrap_servers": "127.0.0.1:1", "topic": "orders",
+                   "properties": {"security.protocol": "sasl_plaintext", "sasl.mechanism": "PLAIN",
+                                  "sasl.username": "svc", "sasl.password": "hunter2-secret"}}});
+    let created = app.send_as(&admin, Method::POST, STREAMS, Some(kafka)).await;
+    assert_eq!(created.status(), 201);
+    let shown = app
+        .get_as(&admin, &format!("{STREAMS}/orders"))
+        .await
+        .text()
+        .await
+        .expect("text");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    let shown: Value = serde_json::from_str(&shown).expect("json");
+    assert_eq!(shown["source"]["secret_properties"], json!(["sasl.password"]));
+    assert_eq!(shown["source"]["properties"]["sasl.username"], "svc");
+    let stored = app
+        .state
+        .store
+        .get_stream(&tenancy::tenant::TenantId::parse("acme").expect("id"), "orders")
+        .await;
+    let stored = format!("{:?}", stored.expect("read").expect("stored").source);
+    assert!(
+        !stored.contains("hunter2") && stored.contains("sealed:v1:"),
+        "{stored}"
+    );
+    let columns: Value = app
+        .get_as(&admin, "/v1/tenants/acme/tables/bronze/events")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let names: Vec<&str> = columns["columns"]
+        .as_array()
+        .expect("cols")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "id",
+            "user",
+            "amount",
+            "_ingested_at",
+            "_kafka_partition",
+            "_kafka_offset",
+            "_kafka_timestamp"
+        ]
+    );
+
+    // The quota on streams (two exist now).
+    let quota = json!({"quotas": {"max_streams": 2}});
+    assert_eq!(
+        app.send_as(&admin, Method::PATCH, "/v1/tenants/acme", Some(quota))
+            .await
+            .status(),
+        200
+    );
+    let third =
+        json!({"name": "third", "table": {"zone": "bronze", "name": "events"}, "source": {"type": "http"}});
+    let over = problem(
+        app.send_as(&admin, Method::POST, STREAMS, Some(third.clone()))
+            .await,
+        409,
+    )
+    .await;
+    assert!(
+        over["type"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("quota-exceeded"),
+        "{over}"
+    );
+
+    // Tables written by streams stay until the streams go.
+    for table in ["events", "events__dlq"] {
+        let path = format!("/v1/tenants/acme/tables/bronze/{table}");
+        problem(app.send_as(&admin, Method::DELETE, &path, None).await, 409).await;
+    }
+    let list: Value = app
+        .get_as(&admin, &format!("{STREAMS}?limit=1"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list["items"][0]["name"], "clicks");
+    let cursor = list["next_cursor"].as_str().expect("cursor").to_owned();
+    let rest: Value = app
+        .get_as(&admin, &format!("{STREAMS}?cursor={cursor}"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(rest["items"][0]["name"], "orders");
+    assert_eq!(rest["next_cursor"], Value::Null);
+    for name in ["orders", "clicks"] {
+        let path = format!("{STREAMS}/{name}");
+        assert_eq!(
+            app.send_as(&admin, Method::DELETE, &path, None).await.status(),
+            204
+        );
+        problem(app.get_as(&admin, &path).await, 404).await;
+    }
+    assert_eq!(
+        app.send_as(&admin, Method::POST, STREAMS, Some(third))
+            .await
+            .status(),
+        201,
+        "slots are freed"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_are_fenced_while_the_tenant_migrates() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    clicks(&app, &admin, "reject").await;
+    let id = tenancy::tenant::TenantId::parse("acme").expect("id");
+    app.state
+        .store
+        .set_tenant_status(&id, TenantStatus::Migrating, None)
+        .await
+        .expect("status");
+    let fenced = push(&app, &admin, EVENTS, "application/x-ndjson", ndjson(0..5)).await;
+    assert!(fenced.headers().contains_key("retry-after"));
+    problem(fenced, 503).await;
+    assert_eq!(read(&location(&app, &admin, "events").await).1, Vec::<i64>::new());
+    app.shutdown().await;
+}

@@ -270,27 +270,7 @@ pub async fn problem(response: reqwest::Response, status: u16) -> serde_json::Va
     body
 }
 
-/// Runs Python from the test venv (`LAKEPLANE_PYTHON`, exported by `scripts/test`).
-pub fn python(script: &str, args: &[&str]) -> String {
-    let python = std::env::var("LAKEPLANE_PYTHON")
-        .expect("LAKEPLANE_PYTHON must name the test venv's python with deltalake (scripts/test sets it)");
-    // The deltalake wheel (1.6.6) sometimes aborts in a thread destructor while the interpreter
-    // exits ("terminate called without an active exception") after the script has finished.
-    // Leaving with os._exit once the script succeeded skips that teardown and nothing else.
-    let script = format!("{script}\nimport sys as _sys, os as _os\n_sys.stdout.flush()\n_os._exit(0)\n");
-    let output = std::process::Command::new(python)
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("run python");
-    assert!(
-        output.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf8")
-}
+pub use crate::common::python;
 
 /// The moto server standing in for S3 (`LAKEPLANE_TEST_S3_ENDPOINT`, started by `scripts/test`).
 pub fn moto_endpoint() -> String {

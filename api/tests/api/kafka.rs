@@ -312,7 +312,10 @@ async fn a_second_worker_on_the_same_stream_fences_the_first_and_nothing_doubles
     }
     wait_for_rows(&app, &admin, good.len() as u64, Duration::from_secs(90)).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let errors = [rival.status(record.id).last_error, app.state.ingest.kafka().status(record.id).last_error];
+    let errors = [
+        rival.status(record.id).last_error,
+        app.state.ingest.kafka().status(record.id).last_error,
+    ];
     assert!(
         errors.iter().flatten().any(|e| e.contains("fenced")),
         "one worker was fenced by the other's commit: {errors:?}"

@@ -4,6 +4,7 @@
 mod config_errors;
 mod database;
 mod helpers;
+mod ingest_crash;
 mod lifecycle;
 mod migrate;
 mod s3;

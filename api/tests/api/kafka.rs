@@ -375,3 +375,67 @@ async fn an_unreachable_broker_shows_a_failed_worker_with_its_error() {
     }
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_migrating_tenant_pauses_its_kafka_worker_until_it_is_ready() {
+    let (app, admin, topic) = stream_app().await;
+    let producer = producer();
+    create_stream(&app, &admin, &topic).await;
+    let (first, _) = produce(&producer, &topic, 0..300).await;
+    wait_for_rows(&app, &admin, first.len() as u64, Duration::from_secs(60)).await;
+    let id = tenancy::tenant::TenantId::parse("acme").expect("id");
+    app.state
+        .store
+        .set_tenant_status(&id, tenancy::tenant::TenantStatus::Migrating, None)
+        .await
+        .expect("status");
+    let (second, _) = produce(&producer, &topic, 300..600).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stream: Value = app
+            .get_as(&admin, "/v1/tenants/acme/streams/orders")
+            .await
+            .json()
+            .await
+            .expect("json");
+        if stream["status"] == "failed" {
+            assert!(
+                stream["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("migrating")),
+                "{stream}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "the worker kept going: {stream}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        rows(&app, &admin).await,
+        first.len() as u64,
+        "nothing committed while migrating"
+    );
+    app.state
+        .store
+        .set_tenant_status(&id, tenancy::tenant::TenantStatus::Ready, None)
+        .await
+        .expect("status");
+    wait_for_rows(
+        &app,
+        &admin,
+        (first.len() + second.len()) as u64,
+        Duration::from_secs(60),
+    )
+    .await;
+    let seen = judge(&app).await;
+    let mut want: Vec<i64> = first.into_iter().chain(second).collect();
+    want.sort_unstable();
+    let ids: Vec<i64> = seen["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .filter_map(Value::as_i64)
+        .collect();
+    assert_eq!(ids, want);
+    app.shutdown().await;
+}

@@ -10,6 +10,8 @@ use std::time::Duration;
 use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::protocol::SaveMode;
+use tenancy::store::MetadataStore;
+use tenancy::tenant::TenantStatus;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use uuid::Uuid;
 
@@ -48,6 +50,8 @@ impl Default for GroupCommitSettings {
 /// Where a stream's rows go: its table and the dead-letter table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    /// The owning tenant (checked before each commit).
+    pub tenant: tenancy::tenant::TenantId,
     /// The table's id (one writer per table).
     pub table_id: Uuid,
     /// The table root under the tenant's current placement.
@@ -118,6 +122,7 @@ fn event_schema(table: &DeltaTable) -> Result<EventSchema, DeltaError> {
 pub struct GroupCommitter {
     settings: GroupCommitSettings,
     delta: DeltaSettings,
+    store: Arc<dyn MetadataStore>,
     total: Arc<Semaphore>,
     writers: tokio::sync::Mutex<HashMap<Uuid, Arc<TableWriter>>>,
 }
@@ -128,8 +133,9 @@ fn permits(bytes: usize) -> u32 {
 
 impl GroupCommitter {
     /// A committer with these budgets.
-    pub fn new(settings: GroupCommitSettings, delta: DeltaSettings) -> Self {
+    pub fn new(settings: GroupCommitSettings, delta: DeltaSettings, store: Arc<dyn MetadataStore>) -> Self {
         Self {
+            store,
             total: Arc::new(Semaphore::new(permits(settings.total_buffer_bytes) as usize)),
             settings,
             delta,
@@ -170,6 +176,7 @@ impl GroupCommitter {
             schemas: schemas.clone(),
         });
         let task = WriterTask {
+            store: self.store.clone(),
             settings: self.settings.clone(),
             delta: self.delta.clone(),
             target: target.clone(),
@@ -242,6 +249,7 @@ impl GroupCommitter {
 }
 
 struct WriterTask {
+    store: Arc<dyn MetadataStore>,
     settings: GroupCommitSettings,
     delta: DeltaSettings,
     target: Target,
@@ -313,6 +321,20 @@ impl WriterTask {
     }
 
     async fn commit(&mut self, rows: Vec<RecordBatch>, dead: Vec<RecordBatch>) -> Result<Committed, String> {
+        // A migration that started while these requests waited must not see a commit at the old
+        // location: the group is refused (nothing acknowledged) and the callers send again.
+        match self.store.get_tenant(&self.target.tenant).await {
+            Ok(Some(tenant)) if tenant.status == TenantStatus::Ready => {}
+            Ok(Some(tenant)) => {
+                return Err(format!(
+                    "tenant {} became {} before the commit",
+                    tenant.id,
+                    tenant.status.as_str()
+                ));
+            }
+            Ok(None) => return Err("the tenant is gone".to_owned()),
+            Err(e) => return Err(tenancy::error_chain(&e)),
+        }
         // Dead letters first: a crash between the two commits then repeats at worst the
         // dead letters of an unacknowledged request, never loses one.
         let dlq_version = if dead.is_empty() {

@@ -239,6 +239,9 @@ impl Supervisor {
             dlq,
             consumer,
             next: BTreeMap::new(),
+            catalog: self.catalog.clone(),
+            tenant: tenant.id.clone(),
+            table: table.spec.name.to_string(),
         };
         worker.assign(source.start).await?;
         set_status(&self.statuses, self.stream.id, |s| s.state = "running");
@@ -375,6 +378,10 @@ struct Worker {
     consumer: Arc<StreamConsumer>,
     /// Next offset to write, per partition.
     next: BTreeMap<i32, i64>,
+    /// Re-checks the tenant before each commit (placement moves, status changes).
+    catalog: Arc<Catalog>,
+    tenant: tenancy::tenant::TenantId,
+    table: String,
 }
 
 /// Buffered records of one flush.
@@ -493,6 +500,29 @@ impl Worker {
             .unwrap_or_default()
     }
 
+    /// A tenant that is migrating (or moved) must not get commits at the old location: the
+    /// worker stops, and its restart resolves the table where the tenant is now.
+    async fn check_placement(&self) -> Result<(), IngestError> {
+        let tenant = self
+            .catalog
+            .store()
+            .get_tenant(&self.tenant)
+            .await?
+            .ok_or_else(|| IngestError::Kafka("the stream's tenant is gone".into()))?;
+        if tenant.status != tenancy::tenant::TenantStatus::Ready {
+            return Err(IngestError::Fenced {
+                tenant: tenant.id.to_string(),
+                status: tenant.status.as_str(),
+            });
+        }
+        if self.catalog.table_root(&tenant, Zone::Bronze, &self.table) != self.main.root {
+            return Err(IngestError::Kafka(
+                "the tenant's storage moved; restarting at the new location".into(),
+            ));
+        }
+        Ok(())
+    }
+
     async fn flush(&mut self, buffer: Buffer) -> Result<(), IngestError> {
         if buffer.payloads.is_empty() {
             return Ok(());
@@ -517,6 +547,7 @@ impl Worker {
         if events.is_empty() {
             return Ok(());
         }
+        self.check_placement().await?;
         let now_us = tenancy::now().timestamp_micros();
         let decoded = decode::decode(&self.main.schema, &events, now_us, Metadata::Kafka(&positions))
             .map_err(IngestError::Kafka)?;

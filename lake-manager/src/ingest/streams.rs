@@ -71,7 +71,7 @@ impl Ingest {
         kafka: KafkaSettings,
         sealer: Option<Sealer>,
     ) -> Arc<Self> {
-        let committer = GroupCommitter::new(group_commit, catalog.delta().clone());
+        let committer = GroupCommitter::new(group_commit, catalog.delta().clone(), catalog.store().clone());
         Arc::new(Self {
             kafka: KafkaWorkers::new(catalog.clone(), kafka, sealer.clone()),
             catalog,
@@ -298,6 +298,7 @@ impl Ingest {
             .ok_or_else(|| IngestError::Body(format!("the table of stream {} is gone", stream.name)))?;
         let dlq = dlq_name(&table.spec.name);
         Ok(Target {
+            tenant: tenant.id.clone(),
             table_id: table.id,
             root: self
                 .catalog

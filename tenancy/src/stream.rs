@@ -108,8 +108,9 @@ impl OnError {
 }
 
 /// A validated Kafka source. `secrets` hold sealed values (see the ingest layer), never plain
-/// text; the domain never sees the plain values after validation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// text; the domain never sees the plain values after validation. `Debug` shows secret names
+/// only.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KafkaSource {
     /// `host:port` pairs.
     pub bootstrap_servers: Vec<String>,
@@ -121,6 +122,18 @@ pub struct KafkaSource {
     pub properties: BTreeMap<String, String>,
     /// Secret client properties, sealed.
     pub secrets: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaSource")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("topic", &self.topic)
+            .field("start", &self.start)
+            .field("properties", &self.properties)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// A validated stream source.
@@ -153,8 +166,8 @@ pub struct StreamTableRef {
     pub name: String,
 }
 
-/// A stream source as the API receives it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema)]
+/// A stream source as the API receives it. `Debug` hides property values (one is a password).
+#[derive(Clone, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSource {
     /// `http` or `kafka`.
@@ -170,6 +183,18 @@ pub struct RawSource {
     /// `sasl.username`, `sasl.password`).
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for RawSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawSource")
+            .field("kind", &self.kind)
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("topic", &self.topic)
+            .field("start", &self.start)
+            .field("properties", &self.properties.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// A stream definition as the API receives it.

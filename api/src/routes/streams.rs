@@ -42,8 +42,8 @@ pub struct TableRef {
     pub name: String,
 }
 
-/// Where events come from.
-#[derive(Debug, Deserialize, ToSchema)]
+/// Where events come from. No `Debug`: `properties` can hold a password.
+#[derive(Deserialize, ToSchema)]
 #[serde(remote = "Self", deny_unknown_fields)]
 pub struct SourceBody {
     /// `http` or `kafka`.
@@ -62,8 +62,8 @@ pub struct SourceBody {
     pub properties: BTreeMap<String, String>,
 }
 
-/// A stream to create.
-#[derive(Debug, Deserialize, ToSchema)]
+/// A stream to create (no `Debug`: its source can hold a password).
+#[derive(Deserialize, ToSchema)]
 #[serde(remote = "Self", deny_unknown_fields)]
 pub struct CreateStream {
     /// `[a-z][a-z0-9_]{0,62}`, unique in the tenant.
@@ -417,7 +417,20 @@ pub async fn push_events(
             "stream {name} consumes Kafka; push events to its topic instead"
         )));
     }
-    let body = body_bytes(request, state.config.ingest.max_body_bytes).await?;
+    let limit = state.config.ingest.max_body_bytes;
+    // Room for the body is taken before it is read: Content-Length when it is plain, the limit
+    // when it is compressed or unknown.
+    let plain = headers.get(header::CONTENT_ENCODING).is_none();
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let hint = match declared {
+        Some(n) if plain => n.min(limit),
+        _ => limit,
+    };
+    let _admitted = state.ingest.admit(hint)?;
+    let body = body_bytes(request, limit).await?;
     let request_id = headers
         .get(crate::http::X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
@@ -427,7 +440,7 @@ pub async fn push_events(
         .push(
             &tenant,
             &stream,
-            &body,
+            body,
             format,
             on_error.unwrap_or(stream.on_error),
             request_id,

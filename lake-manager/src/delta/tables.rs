@@ -3,6 +3,7 @@
 
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::StructField;
+use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder};
 use futures_util::TryStreamExt;
@@ -232,4 +233,49 @@ pub async fn append(
         .await
         .map_err(|e| DeltaError::delta("append", root, e))?;
     Ok(table.version().map_or(0, version_i64))
+}
+
+/// Delta's default checkpoint interval, used for ingestion commits.
+pub const CHECKPOINT_INTERVAL: u64 = 100;
+
+/// Commit properties for ingestion commits: no checkpoint or log cleanup inside the commit.
+/// deltalake reports a failed post-commit step as a failed commit although the version is
+/// already written, which would make an acknowledged-or-not answer wrong; `checkpoint_if_due`
+/// runs them after.
+pub fn ingest_commit_properties(transactions: Vec<deltalake::kernel::Transaction>) -> CommitProperties {
+    CommitProperties::default()
+        .with_create_checkpoint(false)
+        .with_cleanup_expired_logs(Some(false))
+        .with_application_transactions(transactions)
+}
+
+/// Writes a checkpoint when the table's version is a multiple of the interval; failures are
+/// logged only (the next interval tries again, and readers replay the log meanwhile).
+pub async fn checkpoint_if_due(table: &DeltaTable) {
+    let Some(version) = table.version() else {
+        return;
+    };
+    if version == 0 || version % CHECKPOINT_INTERVAL != 0 {
+        return;
+    }
+    if let Err(e) = deltalake::checkpoints::create_checkpoint(table, None).await {
+        tracing::warn!(table = %table.table_url(), version, error = %e, "checkpoint failed; the next interval tries again");
+    }
+}
+
+/// The version recorded for an application id (a writer's progress marker), read fresh.
+pub async fn app_version(
+    settings: &DeltaSettings,
+    root: &str,
+    app_id: &str,
+) -> Result<(DeltaTable, Option<i64>), DeltaError> {
+    let table = open(settings, root).await?;
+    let state = table
+        .snapshot()
+        .map_err(|e| DeltaError::delta("read positions", root, e))?;
+    let version = state
+        .transaction_version(table.log_store().as_ref(), app_id)
+        .await
+        .map_err(|e| DeltaError::delta("read positions", root, e))?;
+    Ok((table, version))
 }

@@ -13,6 +13,8 @@ use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::arrow::json::ReaderBuilder;
 use serde::Serialize;
 use serde_json::value::RawValue;
+
+use super::validate::check_event;
 use tenancy::stream::{
     DLQ_ERROR, DLQ_PAYLOAD, DLQ_POSITION, INGESTED_AT, KAFKA_OFFSET, KAFKA_PARTITION, KAFKA_TIMESTAMP,
     is_metadata_column,
@@ -134,87 +136,6 @@ fn decode_user(schema: &SchemaRef, events: &[&[u8]]) -> Result<Option<RecordBatc
     decoder.flush().map_err(|e| e.to_string())
 }
 
-fn expected(data_type: &DataType) -> Option<&'static str> {
-    Some(match data_type {
-        DataType::Utf8
-        | DataType::LargeUtf8
-        | DataType::Binary
-        | DataType::LargeBinary
-        | DataType::Date32 => "a string",
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => "an integer",
-        DataType::Float32 | DataType::Float64 => "a number",
-        DataType::Boolean => "true or false",
-        DataType::Timestamp(_, _) => "an RFC 3339 timestamp string or epoch number",
-        DataType::Decimal128(_, _) => "a number or numeric string",
-        _ => return None,
-    })
-}
-
-fn fits(data_type: &DataType, value: &serde_json::Value) -> bool {
-    use serde_json::Value;
-    match (data_type, value) {
-        (
-            DataType::Utf8
-            | DataType::LargeUtf8
-            | DataType::Binary
-            | DataType::LargeBinary
-            | DataType::Date32,
-            Value::String(_),
-        ) => true,
-        (DataType::Int8, Value::Number(n)) => n.as_i64().is_some_and(|v| i8::try_from(v).is_ok()),
-        (DataType::Int16, Value::Number(n)) => n.as_i64().is_some_and(|v| i16::try_from(v).is_ok()),
-        (DataType::Int32, Value::Number(n)) => n.as_i64().is_some_and(|v| i32::try_from(v).is_ok()),
-        (DataType::Int64, Value::Number(n)) => n.as_i64().is_some(),
-        (DataType::Float32 | DataType::Float64, Value::Number(_)) => true,
-        (DataType::Boolean, Value::Bool(_)) => true,
-        (DataType::Timestamp(_, _), Value::String(_) | Value::Number(_)) => true,
-        (DataType::Decimal128(_, _), Value::String(_) | Value::Number(_)) => true,
-        (other, _) => expected(other).is_none(), // nested types: left to arrow-json
-    }
-}
-
-/// Finds the first problem of one event against the schema, naming the field.
-fn check_event(schema: &Schema, raw: &[u8]) -> Option<(String, String)> {
-    let text = match std::str::from_utf8(raw) {
-        Ok(text) => text,
-        Err(_) => return Some((String::new(), "the event is not UTF-8".to_owned())),
-    };
-    let value: serde_json::Value = match serde_json::from_str(text) {
-        Ok(value) => value,
-        Err(e) => return Some((String::new(), format!("malformed JSON: {e}"))),
-    };
-    let serde_json::Value::Object(object) = value else {
-        return Some((String::new(), "an event must be a JSON object".to_owned()));
-    };
-    for key in object.keys() {
-        if schema.field_with_name(key).is_err() {
-            let message = if is_metadata_column(key) {
-                "is set by the plane and cannot be sent"
-            } else {
-                "is not a column of the table"
-            };
-            return Some((key.clone(), message.to_owned()));
-        }
-    }
-    for field in schema.fields() {
-        match object.get(field.name()) {
-            None | Some(serde_json::Value::Null) if !field.is_nullable() => {
-                return Some((
-                    field.name().clone(),
-                    "is required (the column is not nullable)".to_owned(),
-                ));
-            }
-            None | Some(serde_json::Value::Null) => {}
-            Some(value) if !fits(field.data_type(), value) => {
-                let want = expected(field.data_type()).unwrap_or("another type");
-                return Some((field.name().clone(), format!("must be {want}, got {value}")));
-            }
-            Some(_) => {}
-        }
-    }
-    None
-}
-
 /// What a batch's metadata columns hold.
 pub enum Metadata<'a> {
     /// HTTP: only the receive time.
@@ -268,41 +189,21 @@ fn timestamp_column(field: &Field, values: Vec<Option<i64>>) -> ArrayRef {
 }
 
 /// Decodes events against the schema. Every event either lands in `rows` or in `rejected`.
+/// Each event is type-checked first (strictly, unlike arrow-json), then the good ones are
+/// decoded in one pass; an event arrow-json still refuses is found by decoding one at a time.
 pub fn decode(
     schema: &EventSchema,
     events: &[(usize, &[u8])],
     ingested_at_us: i64,
     metadata: Metadata<'_>,
 ) -> Result<Decoded, String> {
-    let texts: Vec<&[u8]> = events.iter().map(|(_, raw)| *raw).collect();
-    let fast = decode_user(&schema.user, &texts)
-        .ok()
-        .filter(|batch| batch.as_ref().map_or(0, RecordBatch::num_rows) == events.len());
-    // Two values on one line decode as two rows; the count check sends that to the slow path.
-    if let Some(batch) = fast {
-        let rows = match batch {
-            Some(batch) => Some(with_metadata(schema, &batch, ingested_at_us, &metadata)?),
-            None => None,
-        };
-        return Ok(Decoded {
-            rows,
-            accepted: events.len(),
-            rejected: Vec::new(),
-        });
-    }
-    // Slow path: find the bad events one by one.
     let mut good = Vec::with_capacity(events.len());
     let mut good_positions = Vec::new();
     let mut rejected = Vec::new();
     for (i, (line, raw)) in events.iter().enumerate() {
-        let problem = check_event(&schema.user, raw).or_else(|| {
-            decode_user(&schema.user, &[raw])
-                .err()
-                .map(|m| (String::new(), m))
-        });
-        match problem {
+        match check_event(&schema.user, raw) {
             None => {
-                good.push(*raw);
+                good.push((*line, *raw));
                 if let Metadata::Kafka(p) = metadata {
                     good_positions.push(p[i]);
                 }
@@ -317,11 +218,44 @@ pub fn decode(
             )),
         }
     }
+    let texts: Vec<&[u8]> = good.iter().map(|(_, raw)| *raw).collect();
+    let batch = match decode_user(&schema.user, &texts) {
+        Ok(batch) if batch.as_ref().map_or(0, RecordBatch::num_rows) == good.len() => batch,
+        _ => {
+            // Rare: a value the type check passed that arrow-json refuses (e.g. a timestamp
+            // string it cannot parse). Find it event by event.
+            let mut kept = Vec::with_capacity(good.len());
+            let mut kept_positions = Vec::new();
+            for (i, (line, raw)) in good.iter().enumerate() {
+                match decode_user(&schema.user, &[raw]) {
+                    Ok(Some(one)) if one.num_rows() == 1 => {
+                        kept.push(*raw);
+                        if let Some(p) = good_positions.get(i) {
+                            kept_positions.push(*p);
+                        }
+                    }
+                    outcome => rejected.push((
+                        EventError {
+                            line: *line,
+                            field: String::new(),
+                            message: outcome.err().unwrap_or_else(|| "not one row".to_owned()),
+                        },
+                        String::from_utf8_lossy(raw).into_owned(),
+                    )),
+                }
+            }
+            rejected.sort_by_key(|(e, _)| e.line);
+            good_positions = kept_positions;
+            let batch = decode_user(&schema.user, &kept)?;
+            good = kept.iter().map(|raw| (0, *raw)).collect();
+            batch
+        }
+    };
     let metadata = match metadata {
         Metadata::Kafka(_) => Metadata::Kafka(&good_positions),
         Metadata::Http => Metadata::Http,
     };
-    let rows = match decode_user(&schema.user, &good)? {
+    let rows = match batch {
         Some(batch) => Some(with_metadata(schema, &batch, ingested_at_us, &metadata)?),
         None => None,
     };

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::kernel::Transaction;
 use deltalake::protocol::SaveMode;
 use tenancy::store::MetadataStore;
 use tenancy::tenant::TenantStatus;
@@ -52,6 +53,8 @@ impl Default for GroupCommitSettings {
 pub struct Target {
     /// The owning tenant (checked before each commit).
     pub tenant: tenancy::tenant::TenantId,
+    /// Its placement when the roots were resolved: a commit is refused once it changed.
+    pub placement: tenancy::placement::Placement,
     /// The table's id (one writer per table).
     pub table_id: Uuid,
     /// The table root under the tenant's current placement.
@@ -120,6 +123,8 @@ fn event_schema(table: &DeltaTable) -> Result<EventSchema, DeltaError> {
 
 /// The group committer: one writer task per table, started on first use, stopped when idle.
 pub struct GroupCommitter {
+    app_id: String,
+    seq: Arc<std::sync::atomic::AtomicI64>,
     settings: GroupCommitSettings,
     delta: DeltaSettings,
     store: Arc<dyn MetadataStore>,
@@ -135,6 +140,9 @@ impl GroupCommitter {
     /// A committer with these budgets.
     pub fn new(settings: GroupCommitSettings, delta: DeltaSettings, store: Arc<dyn MetadataStore>) -> Self {
         Self {
+            app_id: format!("lakeplane-http-{}", Uuid::now_v7()),
+            // Increasing across writers of this process; a new process has a new app id.
+            seq: Arc::new(std::sync::atomic::AtomicI64::new(0)),
             store,
             total: Arc::new(Semaphore::new(permits(settings.total_buffer_bytes) as usize)),
             settings,
@@ -155,15 +163,27 @@ impl GroupCommitter {
 
     /// The running writer of the target's table, started (schemas loaded) if there is none.
     pub async fn writer(&self, target: &Target) -> Result<Arc<TableWriter>, IngestError> {
-        let mut writers = self.writers.lock().await;
-        if let Some(writer) = writers.get(&target.table_id)
-            && !writer.tx.is_closed()
-            && writer.target == *target
+        let live = |writers: &HashMap<Uuid, Arc<TableWriter>>| {
+            writers
+                .get(&target.table_id)
+                .filter(|w| !w.tx.is_closed() && w.target == *target)
+                .cloned()
+        };
         {
-            return Ok(writer.clone());
+            let mut writers = self.writers.lock().await;
+            if let Some(writer) = live(&writers) {
+                return Ok(writer);
+            }
+            // Stopped writers leave the map, so it holds only tables in use.
+            writers.retain(|_, w| !w.tx.is_closed());
         }
+        // Opened without the lock: one table's slow storage must not hold up every push.
         let table = tables::open(&self.delta, &target.root).await?;
         let dlq = tables::open(&self.delta, &target.dlq_root).await?;
+        let mut writers = self.writers.lock().await;
+        if let Some(writer) = live(&writers) {
+            return Ok(writer); // another request started it meanwhile
+        }
         let schemas = Arc::new(RwLock::new(Schemas {
             table: event_schema(&table)?,
             dlq: event_schema(&dlq)?,
@@ -177,6 +197,8 @@ impl GroupCommitter {
         });
         let task = WriterTask {
             store: self.store.clone(),
+            app_id: self.app_id.clone(),
+            seq: self.seq.clone(),
             settings: self.settings.clone(),
             delta: self.delta.clone(),
             target: target.clone(),
@@ -250,6 +272,9 @@ impl GroupCommitter {
 
 struct WriterTask {
     store: Arc<dyn MetadataStore>,
+    /// Marks this process's commits in the table's log (see `append`).
+    app_id: String,
+    seq: Arc<std::sync::atomic::AtomicI64>,
     settings: GroupCommitSettings,
     delta: DeltaSettings,
     target: Target,
@@ -324,7 +349,14 @@ impl WriterTask {
         // A migration that started while these requests waited must not see a commit at the old
         // location: the group is refused (nothing acknowledged) and the callers send again.
         match self.store.get_tenant(&self.target.tenant).await {
-            Ok(Some(tenant)) if tenant.status == TenantStatus::Ready => {}
+            Ok(Some(tenant))
+                if tenant.status == TenantStatus::Ready && tenant.placement == self.target.placement => {}
+            Ok(Some(tenant)) if tenant.status == TenantStatus::Ready => {
+                return Err(format!(
+                    "tenant {}'s storage moved while the requests waited",
+                    tenant.id
+                ));
+            }
             Ok(Some(tenant)) => {
                 return Err(format!(
                     "tenant {} became {} before the commit",
@@ -341,8 +373,9 @@ impl WriterTask {
             None
         } else {
             let root = self.target.dlq_root.clone();
+            let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             Some(
-                append(&self.delta, &mut self.dlq, &root, dead)
+                append(&self.delta, &mut self.dlq, &root, dead, &self.app_id, seq)
                     .await
                     .map_err(|e| {
                         self.refresh_schemas_later();
@@ -354,7 +387,8 @@ impl WriterTask {
             None
         } else {
             let root = self.target.root.clone();
-            match append(&self.delta, &mut self.table, &root, rows).await {
+            let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            match append(&self.delta, &mut self.table, &root, rows, &self.app_id, seq).await {
                 Ok(version) => Some(version),
                 Err(e) => {
                     self.refresh_schemas_later();
@@ -392,22 +426,46 @@ impl WriterTask {
     }
 }
 
+/// Appends one group's batches, marked with the writer's application transaction
+/// (`app_id`, `seq`). When deltalake reports an error, the mark says whether the commit landed
+/// anyway (a post-commit failure, a lost response): then the group is acknowledged.
 async fn append(
     delta: &DeltaSettings,
     slot: &mut Option<DeltaTable>,
     root: &str,
     batches: Vec<RecordBatch>,
+    app_id: &str,
+    seq: i64,
 ) -> Result<i64, DeltaError> {
     let table = match slot.take() {
         Some(table) => table,
         None => tables::open(delta, root).await?,
     };
-    let table = table
+    let written = table
         .write(batches)
         .with_save_mode(SaveMode::Append)
-        .await
-        .map_err(|e| DeltaError::delta("append", root, e))?;
-    let version = table.version().map_or(0, version_i64);
-    *slot = Some(table);
-    Ok(version)
+        .with_commit_properties(tables::ingest_commit_properties(vec![Transaction::new(
+            app_id, seq,
+        )]))
+        .await;
+    match written {
+        Ok(table) => {
+            tables::checkpoint_if_due(&table).await;
+            let version = table.version().map_or(0, version_i64);
+            *slot = Some(table);
+            Ok(version)
+        }
+        Err(e) => {
+            let error = DeltaError::delta("append", root, e);
+            match tables::app_version(delta, root, app_id).await {
+                Ok((table, Some(done))) if done >= seq => {
+                    tracing::warn!(table = %root, error = %tenancy::error_chain(&error), "the commit landed although an error was reported; acknowledging it");
+                    let version = table.version().map_or(0, version_i64);
+                    *slot = Some(table);
+                    Ok(version)
+                }
+                _ => Err(error),
+            }
+        }
+    }
 }

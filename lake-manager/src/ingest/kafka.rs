@@ -18,9 +18,7 @@ use std::time::Duration;
 use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::Transaction;
-use deltalake::kernel::transaction::{
-    CommitBuilder, CommitConflictError, CommitProperties, TransactionError,
-};
+use deltalake::kernel::transaction::{CommitBuilder, CommitConflictError, TransactionError};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use rdkafka::Message;
 use rdkafka::config::ClientConfig;
@@ -211,10 +209,18 @@ impl Supervisor {
             return Ok(());
         };
         let store = self.catalog.store();
-        let tenant = store
-            .get_tenant(&self.stream.tenant)
-            .await?
-            .ok_or_else(|| IngestError::Kafka("the stream's tenant is gone".into()))?;
+        // A stream deleted elsewhere (another replica, a tenant purge) ends its worker here.
+        let current = store
+            .get_stream(&self.stream.tenant, self.stream.name.as_str())
+            .await?;
+        let Some(tenant) = store.get_tenant(&self.stream.tenant).await? else {
+            return Ok(());
+        };
+        if current.map(|s| s.id) != Some(self.stream.id) {
+            tracing::info!(stream = %self.stream.name, tenant = %self.stream.tenant, "the stream is gone; its worker stops");
+            set_status(&self.statuses, self.stream.id, |s| s.state = "stopped");
+            return Ok(());
+        }
         let table = store
             .get_table_by_id(self.stream.table_id)
             .await?
@@ -318,7 +324,7 @@ impl Side {
         rows: Option<RecordBatch>,
         positions: Vec<Transaction>,
     ) -> Result<i64, IngestError> {
-        let properties = CommitProperties::default().with_application_transactions(positions);
+        let properties = tables::ingest_commit_properties(positions);
         let fenced = |e: deltalake::DeltaTableError, root: &str| -> IngestError {
             if matches!(
                 &e,
@@ -343,6 +349,7 @@ impl Side {
                     .await
                     .map_err(|e| fenced(e, &self.root))?;
                 self.table = written;
+                tables::checkpoint_if_due(&self.table).await;
             }
             None => {
                 let operation = DeltaOperation::Write {
@@ -424,18 +431,35 @@ impl Worker {
             )));
         }
         let mut list = TopicPartitionList::new();
+        // `latest` is resolved once, to concrete offsets recorded in the table before anything
+        // is consumed: a restart must resume there, not at the end of the topic again.
+        let mut pinned = Vec::new();
         for partition in partitions {
             let written = self.main.position(&app_id(self.stream, partition)).await?;
             let offset = match (written, start) {
                 (Some(last), _) => Offset::Offset(last + 1),
                 (None, StartFrom::Earliest) => Offset::Beginning,
-                (None, StartFrom::Latest) => Offset::End,
+                (None, StartFrom::Latest) => {
+                    let (topic, timeout) = (self.topic.clone(), self.settings.request_timeout);
+                    let (_, high) = self
+                        .blocking(move |c| c.fetch_watermarks(&topic, partition, timeout))
+                        .await?
+                        .map_err(|e| {
+                            IngestError::Kafka(format!("cannot read the end of partition {partition}: {e}"))
+                        })?;
+                    pinned.push(Transaction::new(app_id(self.stream, partition), high - 1));
+                    self.next.insert(partition, high);
+                    Offset::Offset(high)
+                }
             };
             if let Some(last) = written {
                 self.next.insert(partition, last + 1);
             }
             list.add_partition_offset(&self.topic, partition, offset)
                 .map_err(|e| IngestError::Kafka(e.to_string()))?;
+        }
+        if !pinned.is_empty() {
+            self.main.commit(None, pinned).await?;
         }
         tracing::info!(stream = %self.stream, topic = %self.topic, positions = ?self.next, "kafka worker assigned from the table's positions");
         self.consumer
@@ -560,17 +584,28 @@ impl Worker {
             let mut dead = Vec::new();
             let mut dead_positions = Vec::new();
             let mut labels = Vec::new();
+            let line_to_index: HashMap<usize, usize> = events
+                .iter()
+                .enumerate()
+                .map(|(i, (line, _))| (*line, i))
+                .collect();
+            let mut recorded: BTreeMap<i32, Option<i64>> = BTreeMap::new();
             for (error, raw) in &decoded.rejected {
-                let position = positions[events
-                    .iter()
-                    .position(|(line, _)| *line == error.line)
-                    .unwrap_or(0)];
-                let already = self
-                    .dlq
-                    .position(&app_id(self.stream, position.partition))
-                    .await?
-                    .is_some_and(|v| position.offset <= v);
-                if already {
+                let Some(position) = line_to_index.get(&error.line).map(|i| positions[*i]) else {
+                    continue;
+                };
+                let dead_up_to = match recorded.get(&position.partition) {
+                    Some(v) => *v,
+                    None => {
+                        let v = self
+                            .dlq
+                            .position(&app_id(self.stream, position.partition))
+                            .await?;
+                        recorded.insert(position.partition, v);
+                        v
+                    }
+                };
+                if dead_up_to.is_some_and(|v| position.offset <= v) {
                     continue; // dead-lettered before a crash; the table commit did not follow
                 }
                 labels.push(format!(

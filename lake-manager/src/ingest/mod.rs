@@ -6,6 +6,7 @@ pub mod group_commit;
 pub mod kafka;
 pub mod secrets;
 pub mod streams;
+pub mod validate;
 
 use std::time::Duration;
 

@@ -9,7 +9,9 @@ use tenancy::audit::{AuditEvent, Outcome};
 use tenancy::rate::TokenBucket;
 use tenancy::role::Zone;
 use tenancy::store::{MetadataStore, StoreError, StreamRecord, TableRecord, TableStatus};
-use tenancy::stream::{OnError, StreamSource, StreamSpec, dlq_name, dlq_spec, missing_metadata_columns};
+use tenancy::stream::{
+    OnError, StreamSource, StreamSpec, dlq_name, dlq_spec, metadata_columns, missing_metadata_columns,
+};
 use tenancy::table::TableSpec;
 use tenancy::tenant::{Tenant, TenantId, TenantStatus};
 
@@ -56,6 +58,7 @@ pub struct Ingest {
     sealer: Option<Sealer>,
     buckets: Mutex<HashMap<TenantId, TokenBucket>>,
     origin: Instant,
+    reading: Arc<tokio::sync::Semaphore>,
     kafka: KafkaWorkers,
 }
 
@@ -71,6 +74,9 @@ impl Ingest {
         kafka: KafkaSettings,
         sealer: Option<Sealer>,
     ) -> Arc<Self> {
+        let reading = Arc::new(tokio::sync::Semaphore::new(
+            group_commit.total_buffer_bytes.min(u32::MAX as usize),
+        ));
         let committer = GroupCommitter::new(group_commit, catalog.delta().clone(), catalog.store().clone());
         Arc::new(Self {
             kafka: KafkaWorkers::new(catalog.clone(), kafka, sealer.clone()),
@@ -79,6 +85,7 @@ impl Ingest {
             sealer,
             buckets: Mutex::new(HashMap::new()),
             origin: Instant::now(),
+            reading,
         })
     }
 
@@ -190,6 +197,20 @@ impl Ingest {
         table: TableRecord,
         source: &StreamSource,
     ) -> Result<TableRecord, IngestError> {
+        // A column of a metadata name the table already has must be what ingestion writes.
+        for wanted in metadata_columns(source) {
+            if let Some(have) = table.spec.columns.iter().find(|c| c.name == wanted.name)
+                && (have.column_type != wanted.column_type || !have.nullable)
+            {
+                return Err(IngestError::Field {
+                    field: "table.name".into(),
+                    message: format!(
+                        "table {} has a column {} of type {} (nullable: {}); ingestion writes it as a nullable {}",
+                        table.spec.name, have.name, have.column_type, have.nullable, wanted.column_type
+                    ),
+                });
+            }
+        }
         let added = missing_metadata_columns(&table.spec, source);
         if added.is_empty() {
             return Ok(table);
@@ -299,12 +320,27 @@ impl Ingest {
         let dlq = dlq_name(&table.spec.name);
         Ok(Target {
             tenant: tenant.id.clone(),
+            placement: tenant.placement.clone(),
             table_id: table.id,
             root: self
                 .catalog
                 .table_root(tenant, Zone::Bronze, table.spec.name.as_str()),
             dlq_root: self.catalog.table_root(tenant, Zone::Bronze, &dlq),
         })
+    }
+
+    /// Admits a push body of up to `bytes` before it is read: bodies being read and decoded
+    /// count against the same server-wide budget as the buffers, so memory stays bounded
+    /// however many clients send at once.
+    pub fn admit(&self, bytes: usize) -> Result<tokio::sync::OwnedSemaphorePermit, IngestError> {
+        let permits = u32::try_from(bytes.max(1)).unwrap_or(u32::MAX);
+        self.reading
+            .clone()
+            .try_acquire_many_owned(permits)
+            .map_err(|_| IngestError::Full {
+                scope: "server",
+                retry_after: std::time::Duration::from_secs(1),
+            })
     }
 
     fn take_quota(&self, tenant: &Tenant, events: usize) -> Result<(), IngestError> {
@@ -328,24 +364,32 @@ impl Ingest {
         &self,
         tenant: &Tenant,
         stream: &StreamRecord,
-        body: &[u8],
+        body: Vec<u8>,
         format: BodyFormat,
         on_error: OnError,
         request: &str,
     ) -> Result<PushOutcome, IngestError> {
         Self::ready(tenant)?;
-        let events = decode::split_events(body, format).map_err(|e| IngestError::Body(e.message))?;
-        if events.is_empty() {
-            return Err(IngestError::Body("the body holds no events".into()));
-        }
         let target = self.target(tenant, stream).await?;
         let writer = self.committer.writer(&target).await?;
-        let reservation = self.committer.reserve(&writer, body.len())?;
-        self.take_quota(tenant, events.len())?;
+        let bytes = body.len();
+        let reservation = self.committer.reserve(&writer, bytes)?;
         let schemas = writer.schemas();
         let now_us = tenancy::now().timestamp_micros();
-        let decoded = decode::decode(&schemas.table, &events, now_us, Metadata::Http)
-            .map_err(IngestError::CommitFailed)?;
+        let table_schema = schemas.table.clone();
+        // Decoding is CPU work: off the async workers, so other requests keep being served.
+        let (count, decoded) = tokio::task::spawn_blocking(move || {
+            let events = decode::split_events(&body, format).map_err(|e| IngestError::Body(e.message))?;
+            if events.is_empty() {
+                return Err(IngestError::Body("the body holds no events".into()));
+            }
+            let decoded = decode::decode(&table_schema, &events, now_us, Metadata::Http)
+                .map_err(IngestError::CommitFailed)?;
+            Ok((events.len(), decoded))
+        })
+        .await
+        .map_err(|e| IngestError::CommitFailed(format!("decoding stopped: {e}")))??;
+        self.take_quota(tenant, count)?;
         let total_rejected = decoded.rejected.len();
         let listed: Vec<EventError> = decoded
             .rejected
@@ -374,7 +418,7 @@ impl Ingest {
         };
         let committed = self
             .committer
-            .submit(&writer, reservation, body.len(), decoded.rows, dlq)
+            .submit(&writer, reservation, bytes, decoded.rows, dlq)
             .await?;
         Ok(PushOutcome {
             accepted: decoded.accepted,

@@ -1,0 +1,340 @@
+//! Strict per-event type checks in one streaming pass over the JSON (no allocation per value).
+//!
+//! arrow-json alone is lenient: it parses `1.9` into an integer column as 1 and `"42"` as 42.
+//! Every event goes through this check before decoding, so a value is written only when its
+//! JSON type is the column's, and a bad event is reported with its field.
+
+use std::cell::RefCell;
+use std::fmt;
+
+use deltalake::arrow::datatypes::{DataType, Schema};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use tenancy::stream::is_metadata_column;
+
+/// What a column accepts, in JSON terms.
+fn expected(data_type: &DataType) -> Option<&'static str> {
+    Some(match data_type {
+        DataType::Utf8
+        | DataType::LargeUtf8
+        | DataType::Binary
+        | DataType::LargeBinary
+        | DataType::Date32 => "a string",
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => "an integer",
+        DataType::Float32 | DataType::Float64 => "a number",
+        DataType::Boolean => "true or false",
+        DataType::Timestamp(_, _) => "an RFC 3339 timestamp string or epoch number",
+        DataType::Decimal128(_, _) => "a number or numeric string",
+        _ => return None,
+    })
+}
+
+fn integer_fits(data_type: &DataType, v: i128) -> bool {
+    match data_type {
+        DataType::Int8 => i8::try_from(v).is_ok(),
+        DataType::Int16 => i16::try_from(v).is_ok(),
+        DataType::Int32 => i32::try_from(v).is_ok(),
+        DataType::Int64 => i64::try_from(v).is_ok(),
+        DataType::Float32 | DataType::Float64 | DataType::Timestamp(_, _) | DataType::Decimal128(_, _) => {
+            true
+        }
+        _ => false,
+    }
+}
+
+type Problem = RefCell<Option<(String, String)>>;
+
+/// Checks one event; `None` when it fits the schema.
+pub fn check_event(schema: &Schema, raw: &[u8]) -> Option<(String, String)> {
+    let problem: Problem = RefCell::new(None);
+    let mut deserializer = serde_json::Deserializer::from_slice(raw);
+    let outcome = EventSeed {
+        schema,
+        problem: &problem,
+    }
+    .deserialize(&mut deserializer)
+    .and_then(|()| deserializer.end());
+    if let Some(found) = problem.into_inner() {
+        return Some(found);
+    }
+    outcome
+        .err()
+        .map(|e| (String::new(), format!("malformed JSON: {e}")))
+}
+
+/// Stops the parse once a problem is recorded; the message is in the shared cell.
+fn stop<E: de::Error>(problem: &Problem, field: &str, message: String) -> E {
+    *problem.borrow_mut() = Some((field.to_owned(), message));
+    E::custom("stopped")
+}
+
+struct EventSeed<'a> {
+    schema: &'a Schema,
+    problem: &'a Problem,
+}
+
+impl<'de> DeserializeSeed<'de> for EventSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EventSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let fields = self.schema.fields();
+        let mut seen = vec![false; fields.len()];
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let Some((index, field)) = self.schema.column_with_name(&key) else {
+                let message = if is_metadata_column(&key) {
+                    "is set by the plane and cannot be sent"
+                } else {
+                    "is not a column of the table"
+                };
+                return Err(stop(self.problem, &key, message.to_owned()));
+            };
+            if std::mem::replace(&mut seen[index], true) {
+                return Err(stop(self.problem, &key, "appears twice".to_owned()));
+            }
+            map.next_value_seed(ValueSeed {
+                name: field.name(),
+                data_type: field.data_type(),
+                nullable: field.is_nullable(),
+                problem: self.problem,
+            })?;
+        }
+        for (field, seen) in fields.iter().zip(seen) {
+            if !seen && !field.is_nullable() {
+                return Err(stop(
+                    self.problem,
+                    field.name(),
+                    "is required (the column is not nullable)".to_owned(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(stop(
+            self.problem,
+            "",
+            "an event must be a JSON object".to_owned(),
+        ))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Err(stop(
+            self.problem,
+            "",
+            "an event must be a JSON object".to_owned(),
+        ))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Err(stop(
+            self.problem,
+            "",
+            "an event must be a JSON object".to_owned(),
+        ))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Err(stop(
+            self.problem,
+            "",
+            "an event must be a JSON object".to_owned(),
+        ))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Err(stop(
+            self.problem,
+            "",
+            "an event must be a JSON object".to_owned(),
+        ))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Err(stop(
+            self.problem,
+            "",
+            "an event must be a JSON object".to_owned(),
+        ))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Err(stop(
+            self.problem,
+            "",
+            "an event must be a JSON object".to_owned(),
+        ))
+    }
+}
+
+struct ValueSeed<'a> {
+    name: &'a str,
+    data_type: &'a DataType,
+    nullable: bool,
+    problem: &'a Problem,
+}
+
+impl ValueSeed<'_> {
+    fn wrong<E: de::Error>(&self, got: &str) -> E {
+        let want = expected(self.data_type).unwrap_or("another type");
+        stop(self.problem, self.name, format!("must be {want}, got {got}"))
+    }
+
+    /// Nested columns (lists, structs, maps) are left to arrow-json's own checks.
+    fn nested(&self) -> bool {
+        expected(self.data_type).is_none()
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ValueSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        if self.nullable {
+            Ok(())
+        } else {
+            Err(stop(
+                self.problem,
+                self.name,
+                "is required (the column is not nullable)".to_owned(),
+            ))
+        }
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        match self.data_type {
+            DataType::Boolean => Ok(()),
+            _ if self.nested() => Ok(()),
+            _ => Err(self.wrong(&v.to_string())),
+        }
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        if integer_fits(self.data_type, i128::from(v)) || self.nested() {
+            Ok(())
+        } else {
+            Err(self.wrong(&v.to_string()))
+        }
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        if integer_fits(self.data_type, i128::from(v)) || self.nested() {
+            Ok(())
+        } else {
+            Err(self.wrong(&v.to_string()))
+        }
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        match self.data_type {
+            DataType::Float32
+            | DataType::Float64
+            | DataType::Decimal128(_, _)
+            | DataType::Timestamp(_, _) => Ok(()),
+            _ if self.nested() => Ok(()),
+            _ => Err(self.wrong(&v.to_string())),
+        }
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        match self.data_type {
+            DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Binary
+            | DataType::LargeBinary
+            | DataType::Date32
+            | DataType::Timestamp(_, _)
+            | DataType::Decimal128(_, _) => Ok(()),
+            _ if self.nested() => Ok(()),
+            _ => Err(self.wrong(&format!("{v:?}"))),
+        }
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if !self.nested() {
+            return Err(self.wrong("an array"));
+        }
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        if !self.nested() {
+            return Err(self.wrong("an object"));
+        }
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deltalake::arrow::datatypes::Field;
+
+    #[test]
+    fn json_types_must_match_the_columns_exactly() {
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("small", DataType::Int8, true),
+            Field::new("price", DataType::Float64, true),
+            Field::new("name", DataType::Utf8, true),
+        ]);
+        let check = |raw: &str| check_event(&schema, raw.as_bytes()).map(|(field, _)| field);
+        assert_eq!(
+            check(r#"{"id": 1, "small": -128, "price": 2, "name": "x"}"#),
+            None
+        );
+        assert_eq!(
+            check(r#"{"id": 1.9}"#).as_deref(),
+            Some("id"),
+            "no silent truncation"
+        );
+        assert_eq!(
+            check(r#"{"id": "42"}"#).as_deref(),
+            Some("id"),
+            "no strings as numbers"
+        );
+        assert_eq!(check(r#"{"id": 1, "small": 128}"#).as_deref(), Some("small"));
+        assert_eq!(check(r#"{"id": 1, "name": 5}"#).as_deref(), Some("name"));
+        assert_eq!(check(r#"{"id": 1, "name": {"a": 1}}"#).as_deref(), Some("name"));
+        assert_eq!(check(r#"{"id": null}"#).as_deref(), Some("id"));
+        assert_eq!(check(r#"{"name": "no id"}"#).as_deref(), Some("id"));
+        assert_eq!(
+            check(r#"{"id": 1, "id": 2}"#).as_deref(),
+            Some("id"),
+            "duplicate keys"
+        );
+        assert_eq!(check(r#"{"id": 1, "other": 2}"#).as_deref(), Some("other"));
+        assert_eq!(
+            check(r#"{"id": 1} {"id": 2}"#).as_deref(),
+            Some(""),
+            "one event per line"
+        );
+        assert_eq!(check("").as_deref(), Some(""), "an empty payload is not an event");
+        assert_eq!(check("[1]").as_deref(), Some(""));
+        let (_, message) = check_event(&schema, br#"{"id": 1.9}"#).expect("problem");
+        assert_eq!(message, "must be an integer, got 1.9");
+    }
+}

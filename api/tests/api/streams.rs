@@ -562,7 +562,10 @@ async fn stream_definitions_are_validated_counted_and_guard_their_tables() {
         .get_stream(&tenancy::tenant::TenantId::parse("acme").expect("id"), "orders")
         .await;
     let stored = stored.expect("read").expect("stored").source;
-    assert!(!format!("{stored:?}").contains("sealed:v1:"), "Debug shows secret names only");
+    assert!(
+        !format!("{stored:?}").contains("sealed:v1:"),
+        "Debug shows secret names only"
+    );
     // What the database holds: the sealed value, never the password.
     let stored = serde_json::to_string(&stored).expect("json");
     assert!(

@@ -240,6 +240,40 @@ fn bare_loop(batch: u64, seconds: f64) -> f64 {
     events as f64 / started.elapsed().as_secs_f64()
 }
 
+/// What a Python user would do instead: `pyarrow.json` plus `deltalake.write_deltalake`, one
+/// append per batch of the same events, for about five seconds. `None` without
+/// `LAKEPLANE_PYTHON` (a python with pyarrow and deltalake).
+fn python_writer(batch: u64) -> Option<f64> {
+    let python = std::env::var("LAKEPLANE_PYTHON").ok()?;
+    let dir = tempfile::tempdir().ok()?;
+    let events = dir.path().join("events.ndjson");
+    std::fs::write(&events, batch_body(0, batch)).ok()?;
+    let script = r#"
+import sys, time, io, os
+import pyarrow.json as pj
+from deltalake import write_deltalake
+data = open(sys.argv[1], "rb").read()
+table_path = sys.argv[2]
+n = 0
+start = time.monotonic()
+while time.monotonic() - start < 5.0:
+    t = pj.read_json(io.BytesIO(data))
+    write_deltalake(table_path, t, mode="append")
+    n += t.num_rows
+print(n / (time.monotonic() - start))
+sys.stdout.flush()
+os._exit(0)
+"#;
+    let output = std::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(&events)
+        .arg(dir.path().join("table"))
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&output.stdout).trim().parse().ok()
+}
+
 async fn http() {
     let clients = env_or("CLIENTS", 8);
     let batch = env_or("BATCH", 5000);
@@ -247,6 +281,9 @@ async fn http() {
     let bare = tokio::task::spawn_blocking(move || bare_loop(batch, 5.0))
         .await
         .expect("bare");
+    let python = tokio::task::spawn_blocking(move || python_writer(batch))
+        .await
+        .expect("python");
     let server = start_server().await;
     let pid = server.child.id().expect("pid");
     let client = reqwest::Client::builder()
@@ -330,6 +367,14 @@ async fn http() {
         "| bare loop: arrow-json decode + snappy Parquet in memory, 1 core | {:.0} events/s |",
         bare
     );
+    match python {
+        Some(rate) => println!(
+            "| Python pyarrow.json + deltalake.write_deltalake, {batch}-event appends | {rate:.0} events/s |"
+        ),
+        None => {
+            println!("| Python pyarrow.json + deltalake.write_deltalake | not run (set LAKEPLANE_PYTHON) |")
+        }
+    }
     println!(
         "| HTTP ingest, {clients} clients × {batch}-event requests, closed loop | {:.0} events/s ({errors} errors) |",
         rate

@@ -677,3 +677,58 @@ async fn pushes_are_fenced_while_the_tenant_migrates() {
     assert_eq!(read(&location(&app, &admin, "events").await).1, Vec::<i64>::new());
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_whose_tenant_moved_while_it_waited_is_refused_not_lost() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        |c| c.ingest.linger_ms = 1_500,
+        Default::default(),
+    )
+    .await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    clicks(&app, &admin, "reject").await;
+    let events = location(&app, &admin, "events").await;
+    let pending = push(&app, &admin, EVENTS, "application/x-ndjson", ndjson(0..10));
+    let mover = async {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        // The placement changes under the waiting group, as a migration's switch does.
+        let id = tenancy::tenant::TenantId::parse("acme").expect("id");
+        let mut tenant = app
+            .state
+            .store
+            .get_tenant(&id)
+            .await
+            .expect("store")
+            .expect("tenant");
+        tenant.placement.shard = tenant.placement.shard.map(|s| s + 1);
+        let audit = tenancy::audit::AuditEvent::system(
+            "test.move",
+            "acme",
+            Some("acme"),
+            tenancy::audit::Outcome::Success,
+        );
+        assert!(
+            app.state
+                .store
+                .update_tenant(&tenant, &audit)
+                .await
+                .expect("update")
+        );
+    };
+    let (answer, ()) = tokio::join!(pending, mover);
+    let refused = problem(answer, 503).await;
+    assert!(
+        refused["type"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("commit-failed"),
+        "{refused}"
+    );
+    assert_eq!(
+        read(&events).1,
+        Vec::<i64>::new(),
+        "nothing committed at the old location"
+    );
+    app.shutdown().await;
+}

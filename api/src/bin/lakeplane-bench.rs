@@ -451,6 +451,32 @@ async fn kafka(bootstrap: String) {
         assert!(p.await.unwrap_or(false), "produce failed");
     }
     let produce_rate = events as f64 / produce_started.elapsed().as_secs_f64();
+    // Baseline: a bare consumer reading the same topic, nothing written (the broker's read rate).
+    let read_rate = {
+        use rdkafka::Message;
+        use rdkafka::consumer::{Consumer, StreamConsumer};
+        use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", "lakeplane-bench-baseline")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let mut list = TopicPartitionList::new();
+        for p in 0..3 {
+            list.add_partition_offset(&topic, p, Offset::Beginning)
+                .expect("partition");
+        }
+        consumer.assign(&list).expect("assign");
+        let started = Instant::now();
+        let mut seen = 0u64;
+        while seen < events {
+            let message = consumer.recv().await.expect("consume");
+            std::hint::black_box(message.payload());
+            seen += 1;
+        }
+        events as f64 / started.elapsed().as_secs_f64()
+    };
     let server = start_server().await;
     let pid = server.child.id().expect("pid");
     let client = reqwest::Client::new();
@@ -487,6 +513,9 @@ async fn kafka(bootstrap: String) {
     println!("|---|---|");
     println!(
         "| producing {events} events to tansu (baseline: the broker's own intake) | {produce_rate:.0} events/s |"
+    );
+    println!(
+        "| bare consumer reading the same topic, nothing written (baseline) | {read_rate:.0} events/s |"
     );
     println!(
         "| Kafka → Delta end to end | {:.0} events/s in {elapsed:.1} s |",

@@ -83,6 +83,7 @@ struct Pending {
     dlq: Option<RecordBatch>,
     bytes: usize,
     _reservation: Reservation,
+    queued_at: tokio::time::Instant,
     reply: oneshot::Sender<Result<Committed, String>>,
 }
 
@@ -260,6 +261,7 @@ impl GroupCommitter {
                 dlq,
                 bytes,
                 _reservation: reservation,
+                queued_at: tokio::time::Instant::now(),
                 reply,
             })
             .map_err(|_| IngestError::WriterStopped)?;
@@ -290,11 +292,16 @@ impl WriterTask {
                 Ok(Some(pending)) => pending,
                 Ok(None) | Err(_) => break,
             };
-            let deadline = tokio::time::Instant::now() + self.settings.linger;
+            // The linger counts from when the first request arrived, not from when the previous
+            // commit let this loop look: requests that waited out a commit go in the next one.
+            let deadline = first.queued_at + self.settings.linger;
             let mut bytes = first.bytes;
             let mut group = vec![first];
             while bytes < self.settings.flush_bytes {
+                // Biased to the queue: whatever already waits joins this group before the
+                // deadline can end it (otherwise a passed deadline would cut groups short).
                 tokio::select! {
+                    biased;
                     next = rx.recv() => match next {
                         Some(pending) => {
                             bytes += pending.bytes;

@@ -17,6 +17,7 @@ pub mod table;
 pub mod tenant;
 pub mod token;
 pub mod validation;
+pub mod worker;
 pub mod zone;
 
 /// The current time at the microsecond precision both metadata backends store, so values

@@ -1,0 +1,481 @@
+//! The worker model: which workers the data needs (the desired set, computed from the
+//! metadata), and how a reconciler moves the observed set towards it. Pure: inputs in, steps
+//! out; the reconciler and the launchers do the I/O.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::maintenance::Operation;
+use crate::tenant::TenantId;
+
+/// What a worker does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerKind {
+    /// Consumes one Kafka stream; long-running.
+    Ingest,
+    /// Compacts (or z-orders) one table; scheduled.
+    Compact,
+    /// Applies retention to one table; scheduled.
+    Retention,
+    /// Moves one tenant's storage; one-shot.
+    Migrate,
+    /// Erases one deleted table or tenant; one-shot.
+    Purge,
+}
+
+impl WorkerKind {
+    /// Every kind, in a stable order.
+    pub const ALL: [WorkerKind; 5] = [
+        Self::Ingest,
+        Self::Compact,
+        Self::Retention,
+        Self::Migrate,
+        Self::Purge,
+    ];
+
+    /// The lowercase name used in ids, labels and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ingest => "ingest",
+            Self::Compact => "compact",
+            Self::Retention => "retention",
+            Self::Migrate => "migrate",
+            Self::Purge => "purge",
+        }
+    }
+
+    /// Whether the worker runs until stopped (rather than to completion).
+    pub fn long_running(self) -> bool {
+        self == Self::Ingest
+    }
+}
+
+impl fmt::Display for WorkerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a worker works on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "type", content = "id", rename_all = "lowercase")]
+pub enum WorkerTarget {
+    /// A stream, by id.
+    Stream(Uuid),
+    /// A table, by id.
+    Table(Uuid),
+    /// The tenant as a whole.
+    Tenant,
+}
+
+/// A worker's specification: the same spec always gives the same id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct WorkerSpec {
+    /// What it does.
+    pub kind: WorkerKind,
+    /// Whose data.
+    pub tenant: TenantId,
+    /// On what.
+    pub target: WorkerTarget,
+    /// Maintenance operations (compact and retention workers), in execution order.
+    pub operations: Vec<Operation>,
+}
+
+impl WorkerSpec {
+    /// The deterministic id: `{kind}-{tenant}-{12 hex of a hash of the target}`. Stable across
+    /// processes and restarts, unique per (kind, tenant, target), and a valid Kubernetes name
+    /// (tenant ids are DNS labels of at most 40 characters).
+    pub fn id(&self) -> String {
+        let mut hash = Sha256::new();
+        hash.update(self.kind.as_str());
+        hash.update([0]);
+        hash.update(self.tenant.as_str());
+        hash.update([0]);
+        match &self.target {
+            WorkerTarget::Stream(id) => hash.update(format!("stream:{id}")),
+            WorkerTarget::Table(id) => hash.update(format!("table:{id}")),
+            WorkerTarget::Tenant => hash.update("tenant"),
+        }
+        let digest = hash.finalize();
+        let short: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        format!("{}-{}-{short}", self.kind.as_str(), self.tenant)
+    }
+
+    /// A fingerprint of everything that, when changed, makes a failed worker eligible again.
+    pub fn fingerprint(&self) -> String {
+        let text = serde_json::to_string(self).unwrap_or_default();
+        let digest = Sha256::digest(text.as_bytes());
+        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// What the metadata says exists, for the desired-set computation.
+#[derive(Debug, Clone, Default)]
+pub struct DesiredInputs {
+    /// Kafka streams: (tenant, stream id).
+    pub kafka_streams: Vec<(TenantId, Uuid)>,
+    /// Tables with the maintenance that is due on them: (tenant, table id, operations).
+    pub due: Vec<(TenantId, Uuid, Vec<Operation>)>,
+    /// Tenants with a migration in progress.
+    pub migrating: Vec<TenantId>,
+    /// Tables and tenants waiting for their purge: (tenant, target).
+    pub purging: Vec<(TenantId, WorkerTarget)>,
+}
+
+/// The workers the data needs now, by id.
+pub fn desired(inputs: &DesiredInputs) -> BTreeMap<String, WorkerSpec> {
+    let mut out = BTreeMap::new();
+    let mut add = |spec: WorkerSpec| {
+        out.insert(spec.id(), spec);
+    };
+    for (tenant, stream) in &inputs.kafka_streams {
+        add(WorkerSpec {
+            kind: WorkerKind::Ingest,
+            tenant: tenant.clone(),
+            target: WorkerTarget::Stream(*stream),
+            operations: Vec::new(),
+        });
+    }
+    for (tenant, table, operations) in &inputs.due {
+        // Retention is its own worker (it deletes rows; compaction only rewrites them), so a
+        // failing retention never holds back compaction and vice versa.
+        let retention: Vec<Operation> = operations
+            .iter()
+            .copied()
+            .filter(|o| *o == Operation::Retention)
+            .collect();
+        let rest: Vec<Operation> = operations
+            .iter()
+            .copied()
+            .filter(|o| *o != Operation::Retention)
+            .collect();
+        if !retention.is_empty() {
+            add(WorkerSpec {
+                kind: WorkerKind::Retention,
+                tenant: tenant.clone(),
+                target: WorkerTarget::Table(*table),
+                operations: retention,
+            });
+        }
+        if !rest.is_empty() {
+            add(WorkerSpec {
+                kind: WorkerKind::Compact,
+                tenant: tenant.clone(),
+                target: WorkerTarget::Table(*table),
+                operations: rest,
+            });
+        }
+    }
+    for tenant in &inputs.migrating {
+        add(WorkerSpec {
+            kind: WorkerKind::Migrate,
+            tenant: tenant.clone(),
+            target: WorkerTarget::Tenant,
+            operations: Vec::new(),
+        });
+    }
+    for (tenant, target) in &inputs.purging {
+        add(WorkerSpec {
+            kind: WorkerKind::Purge,
+            tenant: tenant.clone(),
+            target: target.clone(),
+            operations: Vec::new(),
+        });
+    }
+    out
+}
+
+/// A worker's observed state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerState {
+    /// Wanted, not started yet (or waiting out a backoff).
+    Pending,
+    /// Running and heartbeating.
+    Running,
+    /// Finished its work (one-shot kinds).
+    Succeeded,
+    /// Stopped with an error.
+    Failed,
+}
+
+/// What the launcher reports about one worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// Its state.
+    pub state: WorkerState,
+    /// The spec fingerprint it runs (or last ran) with.
+    pub fingerprint: String,
+    /// Consecutive failures.
+    pub failures: u32,
+    /// When it last failed.
+    pub failed_at: Option<DateTime<Utc>>,
+    /// Its last heartbeat.
+    pub heartbeat: Option<DateTime<Utc>>,
+}
+
+/// Restart policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartPolicy {
+    /// Delay after the first failure; doubles with each consecutive one.
+    pub base: Duration,
+    /// Longest delay.
+    pub cap: Duration,
+    /// After this many consecutive failures the worker stays failed until its spec changes or
+    /// an admin retries it.
+    pub max_failures: u32,
+    /// A running worker whose heartbeat is older than this is dead.
+    pub heartbeat_timeout: Duration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(300),
+            max_failures: 8,
+            heartbeat_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RestartPolicy {
+    /// The delay before restart number `failures` (1-based): base × 2^(failures−1), capped.
+    pub fn backoff(&self, failures: u32) -> Duration {
+        let exponent = failures.saturating_sub(1).min(30);
+        self.base.saturating_mul(1u32 << exponent).min(self.cap)
+    }
+}
+
+/// One thing the reconciler asks the launcher to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Start a worker that is not running.
+    Start(WorkerSpec),
+    /// Start a failed or dead worker again.
+    Restart(WorkerSpec),
+    /// Stop a worker nobody wants any more.
+    Stop(String),
+}
+
+/// The steps that move `observed` towards `desired` at time `now`. Succeeded one-shot workers
+/// that are still desired are left alone (their next run comes from a new spec); failed ones
+/// restart after their backoff, and stay failed after `max_failures` unless the spec changed.
+pub fn diff(
+    desired: &BTreeMap<String, WorkerSpec>,
+    observed: &BTreeMap<String, Observed>,
+    policy: &RestartPolicy,
+    now: DateTime<Utc>,
+) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for (id, spec) in desired {
+        let Some(seen) = observed.get(id) else {
+            steps.push(Step::Start(spec.clone()));
+            continue;
+        };
+        let changed = seen.fingerprint != spec.fingerprint();
+        match seen.state {
+            WorkerState::Running => {
+                let stale = seen.heartbeat.is_none_or(|beat| {
+                    now.signed_duration_since(beat).to_std().unwrap_or_default() > policy.heartbeat_timeout
+                });
+                if stale || changed {
+                    steps.push(Step::Restart(spec.clone()));
+                }
+            }
+            WorkerState::Pending => {}
+            WorkerState::Succeeded => {
+                if changed || spec.kind.long_running() {
+                    steps.push(Step::Restart(spec.clone()));
+                }
+            }
+            WorkerState::Failed => {
+                if changed {
+                    steps.push(Step::Restart(spec.clone()));
+                } else if seen.failures < policy.max_failures {
+                    let since = seen
+                        .failed_at
+                        .map(|at| now.signed_duration_since(at).to_std().unwrap_or_default())
+                        .unwrap_or(Duration::MAX);
+                    if since >= policy.backoff(seen.failures) {
+                        steps.push(Step::Restart(spec.clone()));
+                    }
+                }
+            }
+        }
+    }
+    let wanted: BTreeSet<&String> = desired.keys().collect();
+    for (id, seen) in observed {
+        if !wanted.contains(id) && matches!(seen.state, WorkerState::Running | WorkerState::Pending) {
+            steps.push(Step::Stop(id.clone()));
+        }
+    }
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(id: &str) -> TenantId {
+        TenantId::parse(id).expect("tenant id")
+    }
+
+    fn uuid(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    fn inputs() -> DesiredInputs {
+        DesiredInputs {
+            kafka_streams: vec![(tenant("acme"), uuid(1))],
+            due: vec![(
+                tenant("acme"),
+                uuid(2),
+                vec![Operation::Retention, Operation::Compact, Operation::Checkpoint],
+            )],
+            migrating: vec![tenant("globex")],
+            purging: vec![(tenant("initech"), WorkerTarget::Table(uuid(3)))],
+        }
+    }
+
+    #[test]
+    fn ids_are_deterministic_distinct_and_kubernetes_names() {
+        let a = desired(&inputs());
+        let b = desired(&inputs());
+        assert_eq!(a, b, "the same inputs give the same ids");
+        let kinds: Vec<WorkerKind> = a.values().map(|s| s.kind).collect();
+        assert_eq!(a.len(), 5, "{a:#?}");
+        for kind in WorkerKind::ALL {
+            assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
+        }
+        for id in a.keys() {
+            assert!(id.len() <= 63, "{id}");
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+                "{id}"
+            );
+        }
+        let other_stream = WorkerSpec {
+            kind: WorkerKind::Ingest,
+            tenant: tenant("acme"),
+            target: WorkerTarget::Stream(uuid(9)),
+            operations: vec![],
+        };
+        assert!(!a.contains_key(&other_stream.id()), "another target, another id");
+        let retention = a
+            .values()
+            .find(|s| s.kind == WorkerKind::Retention)
+            .expect("retention");
+        assert_eq!(retention.operations, [Operation::Retention]);
+        let compact = a
+            .values()
+            .find(|s| s.kind == WorkerKind::Compact)
+            .expect("compact");
+        assert_eq!(compact.operations, [Operation::Compact, Operation::Checkpoint]);
+    }
+
+    fn observed(state: WorkerState, spec: &WorkerSpec, failures: u32, at: DateTime<Utc>) -> Observed {
+        Observed {
+            state,
+            fingerprint: spec.fingerprint(),
+            failures,
+            failed_at: (state == WorkerState::Failed).then_some(at),
+            heartbeat: (state == WorkerState::Running).then_some(at),
+        }
+    }
+
+    #[test]
+    fn missing_workers_start_and_unwanted_ones_stop() {
+        let want = desired(&inputs());
+        let now = Utc::now();
+        let steps = diff(&want, &BTreeMap::new(), &RestartPolicy::default(), now);
+        assert_eq!(steps.len(), 5);
+        assert!(steps.iter().all(|s| matches!(s, Step::Start(_))));
+        let mut seen: BTreeMap<String, Observed> = want
+            .iter()
+            .map(|(id, spec)| (id.clone(), observed(WorkerState::Running, spec, 0, now)))
+            .collect();
+        assert!(
+            diff(&want, &seen, &RestartPolicy::default(), now).is_empty(),
+            "in step: nothing to do"
+        );
+        seen.insert(
+            "ingest-gone-000000000000".into(),
+            Observed {
+                state: WorkerState::Running,
+                fingerprint: String::new(),
+                failures: 0,
+                failed_at: None,
+                heartbeat: Some(now),
+            },
+        );
+        assert_eq!(
+            diff(&want, &seen, &RestartPolicy::default(), now),
+            [Step::Stop("ingest-gone-000000000000".into())]
+        );
+    }
+
+    #[test]
+    fn failures_back_off_then_settle_until_the_spec_changes() {
+        let policy = RestartPolicy::default();
+        assert_eq!(policy.backoff(1), Duration::from_secs(1));
+        assert_eq!(policy.backoff(4), Duration::from_secs(8));
+        assert_eq!(policy.backoff(40), Duration::from_secs(300), "capped");
+        let want = desired(&inputs());
+        let (id, spec) = want.iter().next().expect("one");
+        let failed_at = Utc::now();
+        let one: BTreeMap<String, WorkerSpec> = [(id.clone(), spec.clone())].into();
+        let state = |failures| -> BTreeMap<String, Observed> {
+            [(
+                id.clone(),
+                observed(WorkerState::Failed, spec, failures, failed_at),
+            )]
+            .into()
+        };
+        let at = |secs: i64| failed_at + chrono::Duration::seconds(secs);
+        assert!(
+            diff(&one, &state(3), &policy, at(3)).is_empty(),
+            "4 s backoff not over"
+        );
+        assert_eq!(
+            diff(&one, &state(3), &policy, at(4)),
+            [Step::Restart(spec.clone())]
+        );
+        assert!(
+            diff(&one, &state(policy.max_failures), &policy, at(100_000)).is_empty(),
+            "settled at failed"
+        );
+        let mut changed = spec.clone();
+        changed.operations.push(Operation::Vacuum);
+        let changed_want: BTreeMap<String, WorkerSpec> = [(id.clone(), changed.clone())].into();
+        assert_eq!(
+            diff(&changed_want, &state(policy.max_failures), &policy, at(0)),
+            [Step::Restart(changed)],
+            "a new spec gets a new chance"
+        );
+    }
+
+    #[test]
+    fn stale_heartbeats_restart_running_workers() {
+        let policy = RestartPolicy::default();
+        let want = desired(&inputs());
+        let (id, spec) = want.iter().next().expect("one");
+        let one: BTreeMap<String, WorkerSpec> = [(id.clone(), spec.clone())].into();
+        let beat = Utc::now();
+        let seen: BTreeMap<String, Observed> =
+            [(id.clone(), observed(WorkerState::Running, spec, 0, beat))].into();
+        assert!(diff(&one, &seen, &policy, beat + chrono::Duration::seconds(30)).is_empty());
+        assert_eq!(
+            diff(&one, &seen, &policy, beat + chrono::Duration::seconds(31)),
+            [Step::Restart(spec.clone())]
+        );
+    }
+}

@@ -506,3 +506,119 @@ async fn latest_starts_after_existing_records_and_a_restart_skips_nothing_new() 
     );
     app.shutdown().await;
 }
+
+/// A crash between a flush's two commits leaves dead letters the table's positions do not
+/// cover. Simulated here by committing one flush's dead letter (with its position) by hand
+/// while the worker is stopped: the replay must not repeat it, and must not drop any other
+/// record of the range.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dead_letters_of_an_interrupted_flush_are_not_repeated() {
+    use deltalake::kernel::Transaction;
+    use deltalake::kernel::transaction::CommitProperties;
+    use lake_manager::ingest::decode::{EventError, EventSchema, KafkaPosition, dlq_rows};
+
+    let (app, admin, topic) = stream_app().await;
+    let producer = producer();
+    let created = create_stream(&app, &admin, &topic).await;
+    let id: uuid::Uuid = created["id"].as_str().expect("id").parse().expect("uuid");
+    app.state.ingest.kafka().stop(id).await;
+    // Produced while no worker runs. Partition 0 gets ids 0, 3, 6, ...: id 99 (malformed) is
+    // its offset 33.
+    let (good, _) = produce(&producer, &topic, 0..300).await;
+    let tenant = app
+        .state
+        .store
+        .get_tenant(&tenancy::tenant::TenantId::parse("acme").expect("id"))
+        .await
+        .expect("store")
+        .expect("tenant");
+    let dlq_root = app
+        .state
+        .catalog
+        .table_root(&tenant, tenancy::role::Zone::Bronze, "orders__dlq");
+    let main_root = app
+        .state
+        .catalog
+        .table_root(&tenant, tenancy::role::Zone::Bronze, "orders");
+    let delta = app.state.catalog.delta();
+    let main = lake_manager::delta::tables::open(delta, &main_root)
+        .await
+        .expect("main");
+    let main_position = main
+        .snapshot()
+        .expect("snapshot")
+        .transaction_version(main.log_store().as_ref(), format!("{id}-0"))
+        .await
+        .expect("position");
+    assert_eq!(main_position, None, "nothing was consumed before the stop");
+    let dlq = lake_manager::delta::tables::open(delta, &dlq_root)
+        .await
+        .expect("dlq");
+    let schema = EventSchema::new(dlq.snapshot().expect("snapshot").snapshot().arrow_schema());
+    let position = KafkaPosition {
+        partition: 0,
+        offset: 33,
+        timestamp_ms: None,
+    };
+    let rejected = vec![(
+        EventError {
+            line: 34,
+            field: "amount".into(),
+            message: "must be a number".into(),
+        },
+        "{\"id\": 99, \"amount\": \"not a number\"}".to_owned(),
+    )];
+    let rows = dlq_rows(
+        &schema,
+        &rejected,
+        &["partition 0 offset 33".into()],
+        0,
+        Some(&[position]),
+    )
+    .expect("rows");
+    dlq.write(vec![rows])
+        .with_commit_properties(
+            CommitProperties::default()
+                // The flush covered offsets up to 90, which include id 249 (offset 83): it is not
+                // in the dead-letter table, so the replay must dead-letter it, not drop it.
+                .with_application_transactions(vec![Transaction::new(format!("{id}-0"), 90)]),
+        )
+        .await
+        .expect("dead letter committed, table commit 'lost'");
+
+    let record = app
+        .state
+        .store
+        .get_stream(&tenancy::tenant::TenantId::parse("acme").expect("id"), "orders")
+        .await
+        .expect("store")
+        .expect("stream");
+    app.state.ingest.kafka().start(record).await;
+    wait_for_rows(&app, &admin, good.len() as u64, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = judge(&app).await;
+    let ids: Vec<i64> = seen["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .filter_map(Value::as_i64)
+        .collect();
+    assert_eq!(ids, good, "every good record of the replayed range, once");
+    let dead: Vec<&str> = seen["dead_positions"]
+        .as_array()
+        .expect("dead")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        dead.iter().filter(|p| **p == "partition 0 offset 33").count(),
+        1,
+        "the dead letter of the interrupted flush is not repeated: {dead:?}"
+    );
+    assert_eq!(
+        dead.len(),
+        6,
+        "the other five bad records are dead-lettered: {dead:?}"
+    );
+    app.shutdown().await;
+}

@@ -11,15 +11,17 @@
 //! Dead letters get the same treatment in the dead-letter table, committed before the table's
 //! commit, and replayed records at or below its recorded version are not dead-lettered again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deltalake::DeltaTable;
+use deltalake::arrow::array::{Array, Int32Array, Int64Array};
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::{CommitBuilder, CommitConflictError, TransactionError};
 use deltalake::protocol::{DeltaOperation, SaveMode};
+use futures_util::StreamExt;
 use rdkafka::Message;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
@@ -245,11 +247,13 @@ impl Supervisor {
             dlq,
             consumer,
             next: BTreeMap::new(),
+            dead_before_start: HashSet::new(),
             catalog: self.catalog.clone(),
             tenant: tenant.id.clone(),
             table: table.spec.name.to_string(),
         };
         worker.assign(source.start).await?;
+        worker.load_replayed_dead_letters().await?;
         set_status(&self.statuses, self.stream.id, |s| s.state = "running");
         worker.consume().await
     }
@@ -385,6 +389,9 @@ struct Worker {
     consumer: Arc<StreamConsumer>,
     /// Next offset to write, per partition.
     next: BTreeMap<i32, i64>,
+    /// Records already in the dead-letter table that the table's positions do not cover yet
+    /// (a crash between the two commits of a flush): replaying them must not repeat them.
+    dead_before_start: HashSet<(i32, i64)>,
     /// Re-checks the tenant before each commit (placement moves, status changes).
     catalog: Arc<Catalog>,
     tenant: tenancy::tenant::TenantId,
@@ -465,6 +472,61 @@ impl Worker {
         self.consumer
             .assign(&list)
             .map_err(|e| IngestError::Kafka(format!("cannot assign partitions: {e}")))
+    }
+
+    /// Reads which records between the table's and the dead-letter table's positions are in
+    /// the dead-letter table. Only a crash between a flush's two commits leaves such a range,
+    /// so this reads the dead-letter table only then.
+    async fn load_replayed_dead_letters(&mut self) -> Result<(), IngestError> {
+        let mut ranges: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
+        for partition in self.consumer_partitions() {
+            // Without a table position the partition starts at its beginning (offset 0 or later).
+            let next = self.next.get(&partition).copied().unwrap_or(0);
+            if let Some(dead) = self.dlq.position(&app_id(self.stream, partition)).await?
+                && dead >= next
+            {
+                ranges.insert(partition, (next, dead));
+            }
+        }
+        if ranges.is_empty() {
+            return Ok(());
+        }
+        let (_, mut batches) = self
+            .dlq
+            .table
+            .scan_table()
+            .with_columns([tenancy::stream::KAFKA_PARTITION, tenancy::stream::KAFKA_OFFSET])
+            .await
+            .map_err(|e| DeltaError::delta("read dead letters", &self.dlq.root, e))?;
+        while let Some(batch) = batches.next().await {
+            let batch = batch.map_err(|e| IngestError::Kafka(format!("read dead letters: {e}")))?;
+            let column = |name: &str| batch.column_by_name(name).cloned();
+            let (Some(partitions), Some(offsets)) = (
+                column(tenancy::stream::KAFKA_PARTITION),
+                column(tenancy::stream::KAFKA_OFFSET),
+            ) else {
+                continue;
+            };
+            let partitions = partitions.as_any().downcast_ref::<Int32Array>();
+            let offsets = offsets.as_any().downcast_ref::<Int64Array>();
+            let (Some(partitions), Some(offsets)) = (partitions, offsets) else {
+                continue;
+            };
+            for row in 0..batch.num_rows() {
+                if partitions.is_null(row) || offsets.is_null(row) {
+                    continue;
+                }
+                let (partition, offset) = (partitions.value(row), offsets.value(row));
+                if ranges
+                    .get(&partition)
+                    .is_some_and(|(from, to)| (*from..=*to).contains(&offset))
+                {
+                    self.dead_before_start.insert((partition, offset));
+                }
+            }
+        }
+        tracing::info!(stream = %self.stream, replayed = self.dead_before_start.len(), "dead letters of an interrupted flush will not be repeated");
+        Ok(())
     }
 
     async fn consume(&mut self) -> Result<(), IngestError> {
@@ -589,23 +651,14 @@ impl Worker {
                 .enumerate()
                 .map(|(i, (line, _))| (*line, i))
                 .collect();
-            let mut recorded: BTreeMap<i32, Option<i64>> = BTreeMap::new();
             for (error, raw) in &decoded.rejected {
                 let Some(position) = line_to_index.get(&error.line).map(|i| positions[*i]) else {
                     continue;
                 };
-                let dead_up_to = match recorded.get(&position.partition) {
-                    Some(v) => *v,
-                    None => {
-                        let v = self
-                            .dlq
-                            .position(&app_id(self.stream, position.partition))
-                            .await?;
-                        recorded.insert(position.partition, v);
-                        v
-                    }
-                };
-                if dead_up_to.is_some_and(|v| position.offset <= v) {
+                if self
+                    .dead_before_start
+                    .contains(&(position.partition, position.offset))
+                {
                     continue; // dead-lettered before a crash; the table commit did not follow
                 }
                 labels.push(format!(

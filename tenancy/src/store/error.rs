@@ -35,6 +35,16 @@ pub enum StoreError {
         source: std::io::Error,
     },
 
+    /// Taking the leadership lock file failed (not: another process holds it).
+    #[error("taking the leadership lock {path} failed")]
+    LeaderLock {
+        /// The lock file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// A row held a value this binary cannot read (a corrupt or foreign database).
     #[error("stored data is invalid: {0}")]
     Corrupt(String),

@@ -541,6 +541,12 @@ pub trait MetadataStore:
 
     /// Closes all connections; later calls fail.
     async fn close(&self);
+
+    /// Takes the reconciler leadership if no other process holds it: a session advisory lock on
+    /// a connection of its own (PostgreSQL), or an OS lock on a file beside the database
+    /// (SQLite). `None` when another process leads. Dropping the value gives it up; a process
+    /// that dies gives it up with its connection or file.
+    async fn try_lead(&self) -> Result<Option<Leadership>, StoreError>;
 }
 
 /// The PostgreSQL advisory lock key held while migrating: an arbitrary constant that other
@@ -549,6 +555,36 @@ pub const MIGRATION_LOCK_KEY: i64 = 7_134_429_501;
 
 /// The SQLite lock file held while migrating: the database file's path plus this suffix.
 pub const SQLITE_MIGRATION_LOCK_SUFFIX: &str = ".migrate-lock";
+
+/// The PostgreSQL advisory-lock key of the reconciler leadership.
+pub const LEADER_LOCK_KEY: i64 = 7_134_429_502;
+
+/// Suffix of the SQLite leadership lock file beside the database.
+pub const SQLITE_LEADER_LOCK_SUFFIX: &str = ".leader-lock";
+
+/// What keeps a leadership: a connection holding the lock, or a locked file.
+#[async_trait]
+pub(crate) trait LeaderHold: Send + Sync {
+    /// Whether the lock is still held (the connection still answers).
+    async fn alive(&mut self) -> bool;
+}
+
+/// The reconciler leadership of this process, held while the value lives.
+pub struct Leadership(Box<dyn LeaderHold>);
+
+impl Leadership {
+    /// Whether leadership is still held; false once the connection holding it is gone, after
+    /// which the process must stop acting as leader.
+    pub async fn alive(&mut self) -> bool {
+        self.0.alive().await
+    }
+}
+
+impl std::fmt::Debug for Leadership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Leadership")
+    }
+}
 
 /// Opens the store selected by the URL, checking that the database answers.
 ///

@@ -2,6 +2,7 @@
 //! PostgreSQL database on the local server.
 
 mod instance;
+mod leader;
 mod migrations;
 mod repos;
 mod streams;

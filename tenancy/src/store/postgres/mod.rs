@@ -140,4 +140,25 @@ impl MetadataStore for PgStore {
     async fn close(&self) {
         self.pool.close().await;
     }
+
+    async fn try_lead(&self) -> Result<Option<super::Leadership>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        // A session lock must never go back to the pool: the connection closes when dropped.
+        conn.close_on_drop();
+        let won: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(super::LEADER_LOCK_KEY)
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(won.then(|| super::Leadership(Box::new(PgLeader(conn)))))
+    }
+}
+
+/// The connection holding the leadership's session lock.
+struct PgLeader(sqlx::pool::PoolConnection<sqlx::Postgres>);
+
+#[async_trait]
+impl super::LeaderHold for PgLeader {
+    async fn alive(&mut self) -> bool {
+        sqlx::query("SELECT 1").execute(&mut *self.0).await.is_ok()
+    }
 }

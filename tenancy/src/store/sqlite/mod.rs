@@ -205,4 +205,51 @@ impl MetadataStore for SqliteStore {
     async fn close(&self) {
         self.pool.close().await;
     }
+
+    async fn try_lead(&self) -> Result<Option<super::Leadership>, StoreError> {
+        let Some(file) = &self.file else {
+            // An in-memory database belongs to this process alone.
+            return Ok(Some(super::Leadership(Box::new(SqliteLeader { _lock: None }))));
+        };
+        let mut name = file.clone().into_os_string();
+        name.push(super::SQLITE_LEADER_LOCK_SUFFIX);
+        let path = PathBuf::from(name);
+        let shown = path.display().to_string();
+        let locked = tokio::task::spawn_blocking(move || {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)?;
+            match file.try_lock() {
+                Ok(()) => Ok(Some(file)),
+                Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+                Err(std::fs::TryLockError::Error(e)) => Err(e),
+            }
+        })
+        .await
+        .map_err(|e| StoreError::LeaderLock {
+            path: shown.clone(),
+            source: std::io::Error::other(e),
+        })?
+        .map_err(|source| StoreError::LeaderLock { path: shown, source })?;
+        Ok(locked.map(|file| {
+            super::Leadership(Box::new(SqliteLeader {
+                _lock: Some(FileLock(file)),
+            }))
+        }))
+    }
+}
+
+/// The locked file holding the leadership (none for an in-memory database).
+struct SqliteLeader {
+    _lock: Option<FileLock>,
+}
+
+#[async_trait]
+impl super::LeaderHold for SqliteLeader {
+    async fn alive(&mut self) -> bool {
+        // An OS file lock lasts as long as the process and the open file.
+        true
+    }
 }

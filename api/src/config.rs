@@ -68,6 +68,9 @@ pub struct IngestConfig {
     pub kafka_flush_records: usize,
     /// ...or this long after the first buffered record, milliseconds.
     pub kafka_linger_ms: u64,
+    /// How often the leader syncs its Kafka workers with the stored streams, seconds (a stream
+    /// created on this process starts at once).
+    pub kafka_sync_secs: u64,
     /// 32 random bytes, base64: seals Kafka passwords at rest. Without it, streams with
     /// secret properties are refused.
     pub secret_key: Option<Secret>,
@@ -97,6 +100,9 @@ impl IngestConfig {
         if !(1..=60_000).contains(&self.linger_ms) || !(1..=60_000).contains(&self.kafka_linger_ms) {
             return Some(("linger_ms", "lingers must be 1 to 60000 ms".into()));
         }
+        if !(1..=86_400).contains(&self.kafka_sync_secs) {
+            return Some(("kafka_sync_secs", "must be 1 to 86400".into()));
+        }
         if self.kafka_flush_records == 0 {
             return Some(("kafka_flush_records", "must be at least 1".into()));
         }
@@ -122,6 +128,7 @@ impl Default for IngestConfig {
             kafka_linger_ms: lake_manager::ingest::kafka::KafkaSettings::default()
                 .linger
                 .as_millis() as u64,
+            kafka_sync_secs: 5,
             secret_key: None,
         }
     }

@@ -210,13 +210,8 @@ impl AppState {
             },
             sealer,
         );
-        let kafka_streams = ingest
-            .start_kafka_workers()
-            .await
-            .map_err(|e| StartupError::Ingest(e.to_string()))?;
-        if kafka_streams > 0 {
-            tracing::info!(streams = kafka_streams, "kafka workers started");
-        }
+        // Kafka workers run on the process holding the leadership lock only.
+        ingest.spawn_kafka_leader(std::time::Duration::from_secs(ingest_config.kafka_sync_secs));
         Ok(Self {
             ingest,
             config: Arc::new(config),

@@ -101,6 +101,8 @@ async fn stream_app() -> (TestApp, String, String) {
         |c| {
             c.ingest.kafka_linger_ms = 100;
             c.ingest.kafka_flush_records = 500;
+            // Tests stop and start workers by hand; the leader's periodic sync would undo that.
+            c.ingest.kafka_sync_secs = 3_600;
         },
         Default::default(),
     )
@@ -620,5 +622,70 @@ async fn dead_letters_of_an_interrupted_flush_are_not_repeated() {
         6,
         "the other five bad records are dead-lettered: {dead:?}"
     );
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_the_leader_of_two_replicas_runs_the_worker() {
+    let fast_sync = |c: &mut api::config::Config| c.ingest.kafka_sync_secs = 1;
+    let app = TestApp::spawn_with(Backend::Postgres, fast_sync, Default::default()).await;
+    // One lake for both, as replicas share a bucket in production.
+    let lake = app.data_dir.path().join("lake");
+    let replica = app
+        .replica(move |c| {
+            fast_sync(c);
+            c.storage.root = Some(lake);
+        })
+        .await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    ready_tenant(&app, &admin).await;
+    let table = json!({"zone": "bronze", "name": "orders", "columns": [{"name": "id", "type": "long"}]});
+    assert_eq!(
+        app.send_as(&admin, Method::POST, "/v1/tenants/acme/tables", Some(table))
+            .await
+            .status(),
+        201
+    );
+    let topic = topic().await;
+    // Created through the replica that does not lead (the first one took the lock at start).
+    let stream = json!({"name": "orders", "table": {"zone": "bronze", "name": "orders"},
+        "source": {"type": "kafka", "bootstrap_servers": bootstrap(), "topic": topic}});
+    let created = replica
+        .send_as(&admin, Method::POST, "/v1/tenants/acme/streams", Some(stream))
+        .await;
+    assert_eq!(created.status(), 201);
+    let id: uuid::Uuid = created.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("uuid");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let on_leader = app.state.ingest.kafka().running().await.contains(&id);
+        let on_replica = replica.state.ingest.kafka().running().await.contains(&id);
+        assert!(!on_replica, "the replica that does not lead never runs a worker");
+        if on_leader {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the leader never started the worker");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Deleted through the replica: the leader stops it within its sync interval.
+    assert_eq!(
+        replica
+            .send_as(&admin, Method::DELETE, "/v1/tenants/acme/streams/orders", None)
+            .await
+            .status(),
+        204
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while app.state.ingest.kafka().running().await.contains(&id) {
+        assert!(
+            Instant::now() < deadline,
+            "the leader kept the worker of a deleted stream"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    replica.shutdown().await;
     app.shutdown().await;
 }

@@ -146,6 +146,17 @@ impl KafkaWorkers {
             .remove(&id);
     }
 
+    /// The streams whose worker task is alive.
+    pub async fn running(&self) -> std::collections::BTreeSet<uuid::Uuid> {
+        self.tasks
+            .lock()
+            .await
+            .iter()
+            .filter(|(_, task)| !task.is_finished())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// Stops every worker.
     pub async fn stop_all(&self) {
         let ids: Vec<uuid::Uuid> = self.tasks.lock().await.keys().copied().collect();

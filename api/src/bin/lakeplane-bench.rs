@@ -528,14 +528,193 @@ async fn kafka(bootstrap: String) {
     );
 }
 
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Adds tenants `from..to`, each with one Kafka stream and three tables, as database rows.
+async fn add_tenants(store: &dyn tenancy::store::MetadataStore, from: usize, to: usize) {
+    use tenancy::audit::{AuditEvent, Outcome};
+    use tenancy::placement::{Placement, PlacementKind};
+    use tenancy::store::{StreamRecord, TableRecord, TableStatus};
+    use tenancy::tenant::{Isolation, Quotas, Tenant, TenantId, TenantStatus, Tier};
+    let audit = || AuditEvent::system("bench", "bench", None, Outcome::Success);
+    for i in from..to {
+        let now = tenancy::now();
+        let id = TenantId::parse(&format!("t{i:05}")).expect("id");
+        let tenant = Tenant {
+            id: id.clone(),
+            display_name: "Bench".into(),
+            tier: Tier::Standard,
+            isolation: Isolation::Auto,
+            status: TenantStatus::Ready,
+            status_reason: None,
+            placement: Placement {
+                kind: PlacementKind::Shared,
+                shard: Some(u32::try_from(i / 500).unwrap_or(0)),
+                reason: "bench".into(),
+            },
+            quotas: Quotas::default(),
+            volume_30d_bytes: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        store.insert_tenant(&tenant, &audit()).await.expect("tenant");
+        let mut first_table = None;
+        for name in ["events", "orders", "users"] {
+            let spec: tenancy::table::TableRequest = serde_json::from_value(json!({
+                "zone": "bronze", "name": name, "columns": [{"name": "id", "type": "long"}]
+            }))
+            .expect("shape");
+            let record = TableRecord {
+                id: uuid::Uuid::now_v7(),
+                tenant: id.clone(),
+                spec: spec.validate().expect("valid"),
+                location: format!("file:///bench/{i}/{name}"),
+                status: TableStatus::Active,
+                created_at: now,
+                updated_at: now,
+            };
+            store.insert_table(&record, 100, &audit()).await.expect("table");
+            first_table.get_or_insert(record.id);
+        }
+        let stream: tenancy::stream::StreamRequest = serde_json::from_value(json!({
+            "name": "events", "table": {"zone": "bronze", "name": "events"},
+            "source": {"type": "kafka", "bootstrap_servers": "broker:9092", "topic": format!("t{i}")}
+        }))
+        .expect("shape");
+        let spec = stream.validate().expect("valid");
+        let record = StreamRecord {
+            id: uuid::Uuid::now_v7(),
+            tenant: id,
+            name: spec.name,
+            table_id: first_table.expect("table"),
+            table_name: "events".into(),
+            source: spec.source,
+            on_error: spec.on_error,
+            created_at: now,
+        };
+        store.insert_stream(&record, 20, &audit()).await.expect("stream");
+    }
+}
+
+/// One reconcile computation: read what exists, compute the desired set, diff it against the
+/// observed set. Every table counts as due for compaction (the worst case).
+async fn reconcile_once(
+    store: &dyn tenancy::store::MetadataStore,
+    observed: &std::collections::BTreeMap<String, tenancy::worker::Observed>,
+) -> (usize, usize) {
+    use tenancy::maintenance::Operation;
+    use tenancy::stream::StreamSource;
+    use tenancy::worker::{DesiredInputs, RestartPolicy, WorkerTarget, desired, diff};
+    let streams = store.all_streams().await.expect("streams");
+    let tables = store.all_active_tables().await.expect("tables");
+    let migrating = store
+        .tenants_with_status(tenancy::tenant::TenantStatus::Migrating)
+        .await
+        .expect("migrating");
+    let deleting = store.tables_deleting().await.expect("deleting");
+    let inputs = DesiredInputs {
+        kafka_streams: streams
+            .into_iter()
+            .filter(|s| matches!(s.source, StreamSource::Kafka(_)))
+            .map(|s| (s.tenant, s.id))
+            .collect(),
+        due: tables
+            .into_iter()
+            .map(|t| (t.tenant, t.id, vec![Operation::Compact]))
+            .collect(),
+        migrating,
+        purging: deleting
+            .into_iter()
+            .map(|t| (t.tenant, WorkerTarget::Table(t.id)))
+            .collect(),
+    };
+    let want = desired(&inputs);
+    let steps = diff(&want, observed, &RestartPolicy::default(), chrono::Utc::now());
+    (want.len(), steps.len())
+}
+
+async fn reconcile() {
+    use tenancy::worker::{Observed, WorkerState};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = tenancy::store::DatabaseUrl::parse(&format!("sqlite://{}/bench.db", dir.path().display()))
+        .expect("url");
+    let store = tenancy::store::connect(&url, &Default::default())
+        .await
+        .expect("store");
+    store.migrate().await.expect("migrate");
+    println!(
+        "| tenants | workers | reconcile (read + desired + diff), median of 5 | process RSS after (growth during the loops) |"
+    );
+    println!("|---|---|---|---|");
+    let mut have = 0;
+    for tenants in [1_000usize, 5_000, 10_000] {
+        add_tenants(store.as_ref(), have, tenants).await;
+        have = tenants;
+        // Observed: every desired worker running and heartbeating, so the diff walks all of them.
+        let (_, _) = reconcile_once(store.as_ref(), &Default::default()).await;
+        let inputs_observed: std::collections::BTreeMap<String, Observed> = {
+            let streams = store.all_streams().await.expect("streams");
+            let tables = store.all_active_tables().await.expect("tables");
+            let inputs = tenancy::worker::DesiredInputs {
+                kafka_streams: streams.into_iter().map(|s| (s.tenant, s.id)).collect(),
+                due: tables
+                    .into_iter()
+                    .map(|t| (t.tenant, t.id, vec![tenancy::maintenance::Operation::Compact]))
+                    .collect(),
+                ..Default::default()
+            };
+            tenancy::worker::desired(&inputs)
+                .into_iter()
+                .map(|(id, spec)| {
+                    (
+                        id,
+                        Observed {
+                            state: WorkerState::Running,
+                            fingerprint: spec.fingerprint(),
+                            failures: 0,
+                            failed_at: None,
+                            heartbeat: Some(chrono::Utc::now()),
+                        },
+                    )
+                })
+                .collect()
+        };
+        let rss_before = rss_kib();
+        let mut times = Vec::new();
+        let mut workers = 0;
+        for _ in 0..5 {
+            let started = Instant::now();
+            let (want, steps) = reconcile_once(store.as_ref(), &inputs_observed).await;
+            times.push(started.elapsed());
+            workers = want;
+            assert_eq!(steps, 0, "in step: nothing to do");
+        }
+        times.sort_unstable();
+        let growth = rss_kib().saturating_sub(rss_before);
+        println!(
+            "| {tenants} | {workers} | {:.0} ms | {} MiB (+{growth} KiB) |",
+            times[2].as_secs_f64() * 1e3,
+            rss_kib() / 1024
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("http") => http().await,
         Some("kafka") => kafka(args.get(2).cloned().unwrap_or_else(|| "127.0.0.1:19092".into())).await,
+        Some("reconcile") => reconcile().await,
         _ => {
-            eprintln!("usage: lakeplane-bench http | kafka [BOOTSTRAP]");
+            eprintln!("usage: lakeplane-bench http | kafka [BOOTSTRAP] | reconcile");
             std::process::exit(2);
         }
     }

@@ -116,6 +116,41 @@ impl WorkerSpec {
     }
 }
 
+impl WorkerState {
+    /// The lowercase name used in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Parses a stored or requested state.
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Pending, Self::Running, Self::Succeeded, Self::Failed]
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+    }
+}
+
+impl WorkerKind {
+    /// Parses a stored or requested kind.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == raw)
+    }
+}
+
+/// The stored part of a spec besides its kind and tenant (those have columns of their own).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredSpec {
+    /// On what.
+    pub target: WorkerTarget,
+    /// Maintenance operations.
+    pub operations: Vec<Operation>,
+}
+
 /// What the metadata says exists, for the desired-set computation.
 #[derive(Debug, Clone, Default)]
 pub struct DesiredInputs {

@@ -516,10 +516,63 @@ pub trait StreamStore: Send + Sync {
     async fn delete_stream(&self, id: Uuid, audit: &AuditEvent) -> Result<bool, StoreError>;
 }
 
+/// A worker as the reconciler last recorded it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerRecord {
+    /// The spec (its deterministic id is the key).
+    pub spec: crate::worker::WorkerSpec,
+    /// The observed state.
+    pub state: crate::worker::WorkerState,
+    /// Restarts so far.
+    pub restarts: u32,
+    /// Consecutive failures.
+    pub failures: u32,
+    /// The last failure's message.
+    pub last_error: Option<String>,
+    /// When it last failed.
+    pub failed_at: Option<DateTime<Utc>>,
+    /// Its last heartbeat.
+    pub last_heartbeat: Option<DateTime<Utc>>,
+    /// The process running it.
+    pub owner: Option<String>,
+    /// When the row last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Workers' observed state.
+#[async_trait]
+pub trait WorkerStore: Send + Sync {
+    /// Inserts or replaces a worker's row.
+    async fn put_worker(&self, worker: &WorkerRecord) -> Result<(), StoreError>;
+    /// One worker by id.
+    async fn get_worker(&self, id: &str) -> Result<Option<WorkerRecord>, StoreError>;
+    /// Workers by id, optionally of one tenant and in one state, after the `after` id.
+    async fn list_workers(
+        &self,
+        tenant: Option<&TenantId>,
+        state: Option<crate::worker::WorkerState>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<WorkerRecord>, StoreError>;
+    /// Records a heartbeat from `owner`; false when the worker is gone or another process owns it.
+    async fn heartbeat(&self, id: &str, owner: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Removes a worker's row; false when it was gone.
+    async fn delete_worker(&self, id: &str) -> Result<bool, StoreError>;
+}
+
 /// The metadata store: every repository, implemented once per backend.
 #[async_trait]
 pub trait MetadataStore:
-    TenantStore + TokenStore + AuditStore + ProvisioningStore + TableStore + StreamStore + Send + Sync + 'static
+    TenantStore
+    + TokenStore
+    + AuditStore
+    + ProvisioningStore
+    + TableStore
+    + StreamStore
+    + WorkerStore
+    + Send
+    + Sync
+    + 'static
 {
     /// The backend behind this store.
     fn backend(&self) -> Backend;

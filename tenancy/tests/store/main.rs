@@ -7,6 +7,7 @@ mod migrations;
 mod repos;
 mod streams;
 mod tables;
+mod workers;
 
 use tenancy::store::Backend;
 

@@ -5,6 +5,7 @@ use std::str::FromStr;
 mod repos;
 mod streams;
 mod tables;
+mod workers;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -35,7 +35,7 @@ pub(super) fn uuid(row: &PgRow, column: &str) -> Result<Uuid, StoreError> {
     Ok(row.try_get(column)?)
 }
 
-fn u32_column(row: &PgRow, column: &str) -> Result<u32, StoreError> {
+pub(super) fn u32_column(row: &PgRow, column: &str) -> Result<u32, StoreError> {
     let value: i64 = match row.try_get::<i64, _>(column) {
         Ok(v) => v,
         Err(_) => i64::from(row.try_get::<i32, _>(column)?),
@@ -251,6 +251,10 @@ impl TenantStore for PgStore {
             .execute(&mut *tx)
             .await?;
         sqlx::query("DELETE FROM maintenance_runs WHERE tenant_id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM workers WHERE tenant_id = $1")
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;

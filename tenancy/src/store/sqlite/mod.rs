@@ -6,6 +6,7 @@ use std::str::FromStr;
 mod repos;
 mod streams;
 mod tables;
+mod workers;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

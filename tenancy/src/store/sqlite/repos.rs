@@ -41,7 +41,7 @@ pub(super) fn uuid(row: &SqliteRow, column: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(&text).map_err(|_| corrupt(column, &text))
 }
 
-fn u32_column(row: &SqliteRow, column: &str) -> Result<u32, StoreError> {
+pub(super) fn u32_column(row: &SqliteRow, column: &str) -> Result<u32, StoreError> {
     let value: i64 = row.try_get(column)?;
     u32::try_from(value).map_err(|_| corrupt(column, &value.to_string()))
 }
@@ -251,6 +251,10 @@ impl TenantStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         sqlx::query("DELETE FROM maintenance_runs WHERE tenant_id = ?")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM workers WHERE tenant_id = ?")
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;

@@ -1,0 +1,123 @@
+//! Workers' observed state on PostgreSQL, with TIMESTAMPTZ columns.
+//! Generated in step with the SQLite module by scripts/gen-postgres-repos.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use super::PgStore;
+use super::repos::{corrupt, opt_time, time, u32_column};
+use super::tables::{json_column, to_json};
+use crate::store::{StoreError, WorkerRecord, WorkerStore};
+use crate::tenant::TenantId;
+use crate::worker::{StoredSpec, WorkerKind, WorkerSpec, WorkerState};
+
+fn worker(row: &PgRow) -> Result<WorkerRecord, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    let state: String = row.try_get("state")?;
+    let stored: StoredSpec = json_column(row, "spec")?;
+    Ok(WorkerRecord {
+        spec: WorkerSpec {
+            kind: WorkerKind::parse(&kind).ok_or_else(|| corrupt("kind", &kind))?,
+            tenant: TenantId::from_trusted(row.try_get::<String, _>("tenant_id")?),
+            target: stored.target,
+            operations: stored.operations,
+        },
+        state: WorkerState::parse(&state).ok_or_else(|| corrupt("state", &state))?,
+        restarts: u32_column(row, "restarts")?,
+        failures: u32_column(row, "failures")?,
+        last_error: row.try_get("last_error")?,
+        failed_at: opt_time(row, "failed_at")?,
+        last_heartbeat: opt_time(row, "last_heartbeat")?,
+        owner: row.try_get("owner")?,
+        updated_at: time(row, "updated_at")?,
+    })
+}
+
+#[async_trait]
+impl WorkerStore for PgStore {
+    async fn put_worker(&self, w: &WorkerRecord) -> Result<(), StoreError> {
+        let stored = StoredSpec {
+            target: w.spec.target.clone(),
+            operations: w.spec.operations.clone(),
+        };
+        sqlx::query(
+            "INSERT INTO workers (id, tenant_id, kind, spec, fingerprint, state, restarts, failures, \
+             last_error, failed_at, last_heartbeat, owner, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             ON CONFLICT (id) DO UPDATE SET spec = excluded.spec, fingerprint = excluded.fingerprint, \
+             state = excluded.state, restarts = excluded.restarts, failures = excluded.failures, \
+             last_error = excluded.last_error, failed_at = excluded.failed_at, \
+             last_heartbeat = excluded.last_heartbeat, owner = excluded.owner, updated_at = excluded.updated_at",
+        )
+        .bind(w.spec.id())
+        .bind(w.spec.tenant.as_str())
+        .bind(w.spec.kind.as_str())
+        .bind(to_json(&stored)?)
+        .bind(w.spec.fingerprint())
+        .bind(w.state.as_str())
+        .bind(i64::from(w.restarts))
+        .bind(i64::from(w.failures))
+        .bind(w.last_error.as_deref())
+        .bind(w.failed_at)
+        .bind(w.last_heartbeat)
+        .bind(w.owner.as_deref())
+        .bind(w.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_worker(&self, id: &str) -> Result<Option<WorkerRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM workers WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(worker).transpose()
+    }
+
+    async fn list_workers(
+        &self,
+        tenant: Option<&TenantId>,
+        state: Option<WorkerState>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<WorkerRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM workers WHERE (CAST($1 AS TEXT) IS NULL OR tenant_id = $1) \
+             AND (CAST($2 AS TEXT) IS NULL OR state = $2) AND (CAST($3 AS TEXT) IS NULL OR id > $3) \
+             ORDER BY id LIMIT $4",
+        )
+        .bind(tenant.map(TenantId::as_str))
+        .bind(state.map(WorkerState::as_str))
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(worker).collect()
+    }
+
+    async fn heartbeat(&self, id: &str, owner: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE workers SET last_heartbeat = $1, owner = $2, updated_at = $3 \
+             WHERE id = $4 AND (owner IS NULL OR owner = $5)",
+        )
+        .bind(at)
+        .bind(owner)
+        .bind(at)
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_worker(&self, id: &str) -> Result<bool, StoreError> {
+        let gone = sqlx::query("DELETE FROM workers WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(gone.rows_affected() > 0)
+    }
+}

@@ -8,10 +8,10 @@
 //!
 //! Run: `cargo bench -p api --bench api_reads` (env `RATE`, `SECONDS` override 2000 and 10).
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+#[path = "support/serve.rs"]
+mod support;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -80,54 +80,13 @@ async fn main() {
     let rate = env_or("RATE", 2000);
     let seconds = env_or("SECONDS", 10);
     let dir = tempfile::tempdir().expect("temp dir");
-    let bin = env!("CARGO_BIN_EXE_lakeplane");
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_lakeplane"));
     // Four callers at a quarter of the rate each, inside the default 1000/s per-principal limit.
     let tokens: Vec<String> = (0..4)
-        .map(|i| {
-            let output = std::process::Command::new(bin)
-                .args(["--data-dir"])
-                .arg(dir.path())
-                .args([
-                    "token",
-                    "create",
-                    "--role",
-                    "platform-admin",
-                    "--subject",
-                    &format!("bench-{i}"),
-                ])
-                .output()
-                .expect("token create");
-            String::from_utf8(output.stdout).expect("utf8").trim().to_owned()
-        })
+        .map(|i| support::token(bin, dir.path(), &format!("bench-{i}")))
         .collect();
     let token = tokens[0].clone();
-    let mut server = tokio::process::Command::new(bin)
-        .args(["--data-dir"])
-        .arg(dir.path())
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--log-level",
-            "warn,api::server=info",
-            "serve",
-        ])
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("serve");
-    let mut lines = BufReader::new(server.stderr.take().expect("stderr")).lines();
-    let base = loop {
-        let line = lines
-            .next_line()
-            .await
-            .expect("read")
-            .expect("server exited before listening");
-        let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if let Some(addr) = json["addr"].as_str() {
-            break format!("http://{addr}");
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (mut server, base) = support::serve(bin, dir.path(), &[]).await;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(512)
         .build()

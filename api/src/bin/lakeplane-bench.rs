@@ -13,7 +13,6 @@
 //! Build: `cargo build --release -p api --bins`; run `target/release/lakeplane-bench http`.
 //! Env: `CLIENTS` (8), `BATCH` (5000 events), `SECONDS` (10), `EVENTS` (Kafka, 1000000).
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +21,9 @@ use deltalake::parquet::arrow::ArrowWriter;
 use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::WriterProperties;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
+
+#[path = "../../benches/support/serve.rs"]
+mod serve;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -85,49 +86,12 @@ struct Server {
 async fn start_server() -> Server {
     let dir = tempfile::tempdir().expect("temp dir");
     let bin = std::env::current_exe().expect("exe").with_file_name("lakeplane");
-    let token = std::process::Command::new(&bin)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args([
-            "token",
-            "create",
-            "--role",
-            "platform-admin",
-            "--subject",
-            "bench",
-        ])
-        .output()
-        .expect("token create");
-    let token = String::from_utf8(token.stdout).expect("utf8").trim().to_owned();
-    let mut child = tokio::process::Command::new(&bin)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--log-level",
-            "warn,api::server=info",
-            "serve",
-        ])
-        .env("LAKEPLANE__RATE_LIMIT__PER_SECOND", "100000")
-        .env("LAKEPLANE__RATE_LIMIT__BURST", "100000")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("serve");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let base = loop {
-        let line = lines
-            .next_line()
-            .await
-            .expect("read")
-            .expect("server exited before listening");
-        let json: Value = serde_json::from_str(&line).unwrap_or_default();
-        if let Some(addr) = json["addr"].as_str() {
-            break format!("http://{addr}");
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let token = serve::token(&bin, dir.path(), "bench");
+    let env = [
+        ("LAKEPLANE__RATE_LIMIT__PER_SECOND", "100000"),
+        ("LAKEPLANE__RATE_LIMIT__BURST", "100000"),
+    ];
+    let (child, base) = serve::serve(&bin, dir.path(), &env).await;
     Server {
         child,
         base,

@@ -186,6 +186,49 @@ async fn judge(app: &TestApp) -> Value {
     serde_json::from_str(&python(JUDGE, &[&root("orders"), &root("orders__dlq")])).expect("json")
 }
 
+/// The ids the reader saw, sorted, duplicates kept.
+fn ids(seen: &Value) -> Vec<i64> {
+    seen["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .filter_map(Value::as_i64)
+        .collect()
+}
+
+/// The stored `orders` stream of tenant acme.
+async fn stored_stream(app: &TestApp) -> tenancy::store::StreamRecord {
+    app.state
+        .store
+        .get_stream(&tenancy::tenant::TenantId::parse("acme").expect("id"), "orders")
+        .await
+        .expect("store")
+        .expect("stream")
+}
+
+/// Polls the `orders` stream until `done` holds for it (failing after `within`) and returns it.
+async fn wait_for_stream(
+    app: &TestApp,
+    admin: &str,
+    within: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let stream: Value = app
+            .get_as(admin, "/v1/tenants/acme/streams/orders")
+            .await
+            .json()
+            .await
+            .expect("json");
+        if done(&stream) {
+            return stream;
+        }
+        assert!(Instant::now() < deadline, "the stream never got there: {stream}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_good_record_lands_exactly_once_across_worker_kills() {
     let (app, admin, topic) = stream_app().await;
@@ -193,13 +236,7 @@ async fn every_good_record_lands_exactly_once_across_worker_kills() {
     let (mut good, mut bad) = produce(&producer, &topic, 0..1_500).await;
     let created = create_stream(&app, &admin, &topic).await;
     assert_eq!(created["source"]["topic"], topic.as_str());
-    let record = app
-        .state
-        .store
-        .get_stream(&tenancy::tenant::TenantId::parse("acme").expect("id"), "orders")
-        .await
-        .expect("store")
-        .expect("stream");
+    let record = stored_stream(&app).await;
     // Kill the worker at pseudo-random points while more records arrive; each restart resumes
     // from the positions committed in the table.
     let mut seed = 0x9e37_79b9_u64;
@@ -217,12 +254,7 @@ async fn every_good_record_lands_exactly_once_across_worker_kills() {
     wait_for_rows(&app, &admin, good.len() as u64, Duration::from_secs(90)).await;
     tokio::time::sleep(Duration::from_millis(500)).await; // anything extra would show now
     let seen = judge(&app).await;
-    let ids: Vec<i64> = seen["ids"]
-        .as_array()
-        .expect("ids")
-        .iter()
-        .filter_map(Value::as_i64)
-        .collect();
+    let ids = ids(&seen);
     good.sort_unstable();
     assert_eq!(ids.len(), good.len(), "no duplicates and nothing missing");
     assert_eq!(ids, good, "exactly the good records, once each");
@@ -245,21 +277,11 @@ async fn every_good_record_lands_exactly_once_across_worker_kills() {
     assert_eq!(dead.len(), bad, "dead letters name distinct positions: {dead:?}");
 
     // Lag is visible in the API and in /metrics, and reaches zero.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let stream: Value = app
-            .get_as(&admin, "/v1/tenants/acme/streams/orders")
-            .await
-            .json()
-            .await
-            .expect("json");
+    wait_for_stream(&app, &admin, Duration::from_secs(20), |stream| {
         let lag = stream["lag"].as_object().cloned().unwrap_or_default();
-        if stream["status"] == "running" && lag.len() == PARTITIONS as usize && lag.values().all(|v| v == 0) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "lag never settled: {stream}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+        stream["status"] == "running" && lag.len() == PARTITIONS as usize && lag.values().all(|v| v == 0)
+    })
+    .await;
     let metrics = app.get("/metrics").await.text().await.expect("text");
     assert!(
         metrics.contains(&format!(
@@ -288,13 +310,7 @@ async fn a_second_worker_on_the_same_stream_fences_the_first_and_nothing_doubles
     let (app, admin, topic) = stream_app().await;
     let producer = producer();
     create_stream(&app, &admin, &topic).await;
-    let record = app
-        .state
-        .store
-        .get_stream(&tenancy::tenant::TenantId::parse("acme").expect("id"), "orders")
-        .await
-        .expect("store")
-        .expect("stream");
+    let record = stored_stream(&app).await;
     // A second set of workers, as a second process would run: both consume the same stream.
     let rival = lake_manager::ingest::kafka::KafkaWorkers::new(
         app.state.catalog.clone(),
@@ -324,12 +340,7 @@ async fn a_second_worker_on_the_same_stream_fences_the_first_and_nothing_doubles
     );
     rival.stop_all().await;
     let seen = judge(&app).await;
-    let ids: Vec<i64> = seen["ids"]
-        .as_array()
-        .expect("ids")
-        .iter()
-        .filter_map(Value::as_i64)
-        .collect();
+    let ids = ids(&seen);
     good.sort_unstable();
     assert_eq!(ids, good, "two workers, still exactly once");
     app.shutdown().await;
@@ -355,26 +366,13 @@ async fn an_unreachable_broker_shows_a_failed_worker_with_its_error() {
             .status(),
         201
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let stream: Value = app
-            .get_as(&admin, "/v1/tenants/acme/streams/orders")
-            .await
-            .json()
-            .await
-            .expect("json");
-        if stream["status"] == "failed" {
-            assert!(
-                stream["last_error"]
-                    .as_str()
-                    .is_some_and(|e| e.contains("nowhere")),
-                "{stream}"
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "never failed: {stream}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let stream = wait_for_stream(&app, &admin, Duration::from_secs(30), |s| s["status"] == "failed").await;
+    assert!(
+        stream["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("nowhere")),
+        "{stream}"
+    );
     app.shutdown().await;
 }
 
@@ -392,26 +390,13 @@ async fn a_migrating_tenant_pauses_its_kafka_worker_until_it_is_ready() {
         .await
         .expect("status");
     let (second, _) = produce(&producer, &topic, 300..600).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let stream: Value = app
-            .get_as(&admin, "/v1/tenants/acme/streams/orders")
-            .await
-            .json()
-            .await
-            .expect("json");
-        if stream["status"] == "failed" {
-            assert!(
-                stream["last_error"]
-                    .as_str()
-                    .is_some_and(|e| e.contains("migrating")),
-                "{stream}"
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "the worker kept going: {stream}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let stream = wait_for_stream(&app, &admin, Duration::from_secs(20), |s| s["status"] == "failed").await;
+    assert!(
+        stream["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("migrating")),
+        "{stream}"
+    );
     assert_eq!(
         rows(&app, &admin).await,
         first.len() as u64,
@@ -432,12 +417,7 @@ async fn a_migrating_tenant_pauses_its_kafka_worker_until_it_is_ready() {
     let seen = judge(&app).await;
     let mut want: Vec<i64> = first.into_iter().chain(second).collect();
     want.sort_unstable();
-    let ids: Vec<i64> = seen["ids"]
-        .as_array()
-        .expect("ids")
-        .iter()
-        .filter_map(Value::as_i64)
-        .collect();
+    let ids = ids(&seen);
     assert_eq!(ids, want);
     app.shutdown().await;
 }
@@ -455,29 +435,13 @@ async fn latest_starts_after_existing_records_and_a_restart_skips_nothing_new() 
             .status(),
         201
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let s: Value = app
-            .get_as(&admin, "/v1/tenants/acme/streams/orders")
-            .await
-            .json()
-            .await
-            .expect("json");
-        if s["status"] == "running" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{s}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_stream(&app, &admin, Duration::from_secs(20), |s| {
+        s["status"] == "running"
+    })
+    .await;
     // Restart before anything new arrives: the pinned positions, not the end of the topic,
     // decide where it resumes, so records produced meanwhile are not skipped.
-    let record = app
-        .state
-        .store
-        .get_stream(&tenancy::tenant::TenantId::parse("acme").expect("id"), "orders")
-        .await
-        .expect("store")
-        .expect("stream");
+    let record = stored_stream(&app).await;
     app.state.ingest.kafka().stop(record.id).await;
     let (good, bad) = produce(&producer, &topic, 1_000..1_300).await;
     producer
@@ -491,12 +455,7 @@ async fn latest_starts_after_existing_records_and_a_restart_skips_nothing_new() 
     wait_for_rows(&app, &admin, good.len() as u64, Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let seen = judge(&app).await;
-    let ids: Vec<i64> = seen["ids"]
-        .as_array()
-        .expect("ids")
-        .iter()
-        .filter_map(Value::as_i64)
-        .collect();
+    let ids = ids(&seen);
     assert_eq!(
         ids, good,
         "only records produced after the stream started, all of them"
@@ -588,23 +547,12 @@ async fn dead_letters_of_an_interrupted_flush_are_not_repeated() {
         .await
         .expect("dead letter committed, table commit 'lost'");
 
-    let record = app
-        .state
-        .store
-        .get_stream(&tenancy::tenant::TenantId::parse("acme").expect("id"), "orders")
-        .await
-        .expect("store")
-        .expect("stream");
+    let record = stored_stream(&app).await;
     app.state.ingest.kafka().start(record).await;
     wait_for_rows(&app, &admin, good.len() as u64, Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let seen = judge(&app).await;
-    let ids: Vec<i64> = seen["ids"]
-        .as_array()
-        .expect("ids")
-        .iter()
-        .filter_map(Value::as_i64)
-        .collect();
+    let ids = ids(&seen);
     assert_eq!(ids, good, "every good record of the replayed range, once");
     let dead: Vec<&str> = seen["dead_positions"]
         .as_array()

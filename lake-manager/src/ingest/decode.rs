@@ -197,7 +197,7 @@ pub fn decode(
     ingested_at_us: i64,
     metadata: Metadata<'_>,
 ) -> Result<Decoded, String> {
-    let mut good = Vec::with_capacity(events.len());
+    let mut good: Vec<(usize, &[u8])> = Vec::with_capacity(events.len());
     let mut good_positions = Vec::new();
     let mut rejected = Vec::new();
     for (i, (line, raw)) in events.iter().enumerate() {
@@ -246,11 +246,10 @@ pub fn decode(
             }
             rejected.sort_by_key(|(e, _)| e.line);
             good_positions = kept_positions;
-            let batch = decode_user(&schema.user, &kept)?;
-            good = kept.iter().map(|raw| (0, *raw)).collect();
-            batch
+            decode_user(&schema.user, &kept)?
         }
     };
+    let batch_rows = batch.as_ref().map_or(0, RecordBatch::num_rows);
     let metadata = match metadata {
         Metadata::Kafka(_) => Metadata::Kafka(&good_positions),
         Metadata::Http => Metadata::Http,
@@ -261,7 +260,7 @@ pub fn decode(
     };
     Ok(Decoded {
         rows,
-        accepted: good.len(),
+        accepted: batch_rows,
         rejected,
     })
 }

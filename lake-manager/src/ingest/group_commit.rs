@@ -152,11 +152,6 @@ impl GroupCommitter {
         }
     }
 
-    /// The settings in use.
-    pub fn settings(&self) -> &GroupCommitSettings {
-        &self.settings
-    }
-
     /// Bytes buffered right now over all tables.
     pub fn buffered_bytes(&self) -> usize {
         permits(self.settings.total_buffer_bytes) as usize - self.total.available_permits()

@@ -24,7 +24,7 @@ use deltalake::protocol::{DeltaOperation, SaveMode};
 use futures_util::StreamExt;
 use rdkafka::Message;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tenancy::role::Zone;
 use tenancy::store::{StreamRecord, TableStatus};
@@ -692,30 +692,4 @@ impl Worker {
         tracing::debug!(stream = %self.stream, version, accepted = decoded.accepted, rejected = decoded.rejected.len(), "kafka flush committed");
         Ok(())
     }
-}
-
-/// Creates a topic's consumer only to read its partitions' watermarks (used by tests and the
-/// bench to know when a topic is fully consumed).
-pub fn high_watermarks(
-    bootstrap: &str,
-    topic: &str,
-    timeout: Duration,
-) -> Result<BTreeMap<i32, i64>, IngestError> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .map_err(|e| IngestError::Kafka(e.to_string()))?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(|e| IngestError::Kafka(e.to_string()))?;
-    let mut out = BTreeMap::new();
-    for t in metadata.topics() {
-        for p in t.partitions() {
-            let (_, high) = consumer
-                .fetch_watermarks(topic, p.id(), timeout)
-                .map_err(|e| IngestError::Kafka(e.to_string()))?;
-            out.insert(p.id(), high);
-        }
-    }
-    Ok(out)
 }

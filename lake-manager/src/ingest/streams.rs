@@ -361,11 +361,6 @@ impl Ingest {
         }
     }
 
-    /// Stops every Kafka worker (at shutdown).
-    pub async fn stop_all(&self) {
-        self.kafka.stop_all().await;
-    }
-
     /// A stream's runtime state.
     pub fn state(&self, stream: &StreamRecord) -> StreamState {
         match &stream.source {

@@ -1,0 +1,59 @@
+//! Shared by the benchmarks (`benches/api_reads.rs`, `src/bin/lakeplane-bench.rs`): a platform-
+//! admin token from the CLI, and `lakeplane serve` on a free port of a temporary data dir.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// A platform-admin token for `subject`, minted by the binary's CLI on `dir`.
+pub fn token(bin: &Path, dir: &Path, subject: &str) -> String {
+    let output = std::process::Command::new(bin)
+        .arg("--data-dir")
+        .arg(dir)
+        .args([
+            "token",
+            "create",
+            "--role",
+            "platform-admin",
+            "--subject",
+            subject,
+        ])
+        .output()
+        .expect("token create");
+    String::from_utf8(output.stdout).expect("utf8").trim().to_owned()
+}
+
+/// Starts `serve` on `dir` with extra environment and waits until it listens; returns the
+/// process (killed when dropped) and its base URL. Its log keeps being drained.
+pub async fn serve(bin: &Path, dir: &Path, env: &[(&str, &str)]) -> (tokio::process::Child, String) {
+    let mut child = tokio::process::Command::new(bin)
+        .arg("--data-dir")
+        .arg(dir)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--log-level",
+            "warn,api::server=info",
+            "serve",
+        ])
+        .envs(env.iter().copied())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("serve");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let base = loop {
+        let line = lines
+            .next_line()
+            .await
+            .expect("read")
+            .expect("server exited before listening");
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if let Some(addr) = json["addr"].as_str() {
+            break format!("http://{addr}");
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, base)
+}

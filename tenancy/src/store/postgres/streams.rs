@@ -7,7 +7,7 @@ use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 use super::PgStore;
-use super::repos::{corrupt, insert_audit, is_unique_violation, time, uuid};
+use super::repos::{corrupt, insert_audit, is_unique_violation, lock_tenant, time, uuid};
 use super::tables::{json_column, to_json};
 use crate::audit::AuditEvent;
 use crate::store::{StoreError, StreamRecord, StreamStore};
@@ -37,12 +37,7 @@ impl StreamStore for PgStore {
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        // Taking the tenant row's write lock first serialises concurrent creates, so the count
-        // cannot be overtaken between the check and the insert.
-        sqlx::query("UPDATE tenants SET updated_at = updated_at WHERE id = $1")
-            .bind(s.tenant.as_str())
-            .execute(&mut *tx)
-            .await?;
+        lock_tenant(&mut tx, &s.tenant).await?;
         let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM streams WHERE tenant_id = $1")
             .bind(s.tenant.as_str())
             .fetch_one(&mut *tx)

@@ -8,7 +8,7 @@ use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 use super::PgStore;
-use super::repos::{corrupt, insert_audit, is_unique_violation, opt_time, time, uuid};
+use super::repos::{corrupt, insert_audit, is_unique_violation, lock_tenant, opt_time, time, uuid};
 use crate::audit::AuditEvent;
 use crate::maintenance::{Operation, RunMetrics, RunStatus};
 use crate::role::Zone;
@@ -77,12 +77,7 @@ impl TableStore for PgStore {
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        // Taking the write lock first serialises concurrent creates, so the count below
-        // cannot be overtaken between the check and the insert.
-        sqlx::query("UPDATE tenants SET updated_at = updated_at WHERE id = $1")
-            .bind(t.tenant.as_str())
-            .execute(&mut *tx)
-            .await?;
+        lock_tenant(&mut tx, &t.tenant).await?;
         // Tables being purged no longer count: their names stay taken by the primary key.
         let count: i64 =
             sqlx::query("SELECT COUNT(*) AS n FROM lake_tables WHERE tenant_id = $1 AND status = 'active'")

@@ -111,6 +111,19 @@ fn audit_event(row: &SqliteRow) -> Result<AuditEvent, StoreError> {
     })
 }
 
+/// Takes the tenant row's write lock, so concurrent creates under a per-tenant quota are
+/// serialised and a count read afterwards cannot be overtaken before the insert.
+pub(super) async fn lock_tenant(
+    tx: &mut Transaction<'_, Sqlite>,
+    tenant: &TenantId,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE tenants SET updated_at = updated_at WHERE id = ?")
+        .bind(tenant.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 pub(super) async fn insert_audit(tx: &mut Transaction<'_, Sqlite>, e: &AuditEvent) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO audit_events (id, at, actor, role, tenant_id, action, target, outcome, request_id, source) \

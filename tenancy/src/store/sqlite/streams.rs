@@ -6,7 +6,7 @@ use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
 
 use super::SqliteStore;
-use super::repos::{corrupt, insert_audit, is_unique_violation, micros, time, uuid};
+use super::repos::{corrupt, insert_audit, is_unique_violation, lock_tenant, micros, time, uuid};
 use super::tables::{json_column, to_json, uuid_text};
 use crate::audit::AuditEvent;
 use crate::store::{StoreError, StreamRecord, StreamStore};
@@ -36,12 +36,7 @@ impl StreamStore for SqliteStore {
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        // Taking the tenant row's write lock first serialises concurrent creates, so the count
-        // cannot be overtaken between the check and the insert.
-        sqlx::query("UPDATE tenants SET updated_at = updated_at WHERE id = ?")
-            .bind(s.tenant.as_str())
-            .execute(&mut *tx)
-            .await?;
+        lock_tenant(&mut tx, &s.tenant).await?;
         let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM streams WHERE tenant_id = ?")
             .bind(s.tenant.as_str())
             .fetch_one(&mut *tx)

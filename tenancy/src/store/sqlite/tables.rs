@@ -7,7 +7,7 @@ use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
 
 use super::SqliteStore;
-use super::repos::{corrupt, insert_audit, is_unique_violation, micros, opt_time, time, uuid};
+use super::repos::{corrupt, insert_audit, is_unique_violation, lock_tenant, micros, opt_time, time, uuid};
 use crate::audit::AuditEvent;
 use crate::maintenance::{Operation, RunMetrics, RunStatus};
 use crate::role::Zone;
@@ -80,12 +80,7 @@ impl TableStore for SqliteStore {
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        // Taking the write lock first serialises concurrent creates, so the count below
-        // cannot be overtaken between the check and the insert.
-        sqlx::query("UPDATE tenants SET updated_at = updated_at WHERE id = ?")
-            .bind(t.tenant.as_str())
-            .execute(&mut *tx)
-            .await?;
+        lock_tenant(&mut tx, &t.tenant).await?;
         // Tables being purged no longer count: their names stay taken by the primary key.
         let count: i64 =
             sqlx::query("SELECT COUNT(*) AS n FROM lake_tables WHERE tenant_id = ? AND status = 'active'")

@@ -139,6 +139,15 @@ async fn create_stream(app: &TestApp, admin: &str, topic: &str) -> Value {
     created.json().await.expect("json")
 }
 
+/// The `orders` stream as the API shows it.
+async fn stream_json(app: &TestApp, admin: &str) -> Value {
+    app.get_as(admin, "/v1/tenants/acme/streams/orders")
+        .await
+        .json()
+        .await
+        .expect("json")
+}
+
 async fn rows(app: &TestApp, admin: &str) -> u64 {
     let table: Value = app
         .get_as(admin, "/v1/tenants/acme/tables/bronze/orders")
@@ -156,12 +165,7 @@ async fn wait_for_rows(app: &TestApp, admin: &str, want: u64, within: Duration) 
         if have >= want {
             return;
         }
-        let stream: Value = app
-            .get_as(admin, "/v1/tenants/acme/streams/orders")
-            .await
-            .json()
-            .await
-            .expect("json");
+        let stream: Value = stream_json(app, admin).await;
         assert!(
             Instant::now() < deadline,
             "{have} of {want} rows; stream: {stream}"
@@ -215,12 +219,7 @@ async fn wait_for_stream(
 ) -> Value {
     let deadline = Instant::now() + within;
     loop {
-        let stream: Value = app
-            .get_as(admin, "/v1/tenants/acme/streams/orders")
-            .await
-            .json()
-            .await
-            .expect("json");
+        let stream: Value = stream_json(app, admin).await;
         if done(&stream) {
             return stream;
         }

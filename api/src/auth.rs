@@ -233,6 +233,8 @@ pub mod perm {
         AdminStorage => |_t| Some(Action::AdminStorage);
         /// Revoke any token.
         AdminTokens => |_t| Some(Action::AdminTokens);
+        /// List every worker, retry a failed one.
+        AdminWorkers => |_t| Some(Action::AdminWorkers);
         /// Any role of the route's tenant; the zone's access is checked once the zone is known.
         TenantData => |t| t.map(|t| Action::Zone(t, tenancy::role::Zone::Gold, tenancy::role::Access::None));
     }

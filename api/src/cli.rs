@@ -42,6 +42,22 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Run workers.
+    #[command(subcommand)]
+    Worker(WorkerCommand),
+}
+
+/// `lakeplane worker ...`.
+#[derive(Debug, Subcommand)]
+pub enum WorkerCommand {
+    /// Run one pending worker in the foreground against the configured database and storage
+    /// (the entry point of worker pods): exits 0 when it succeeds or is stopped, 1 with the
+    /// error when it fails.
+    Run {
+        /// The worker id, as listed by `GET /v1/admin/workers`.
+        #[arg(long)]
+        id: String,
+    },
 }
 
 /// `lakeplane token ...`.

@@ -68,9 +68,9 @@ pub struct IngestConfig {
     pub kafka_flush_records: usize,
     /// ...or this long after the first buffered record, milliseconds.
     pub kafka_linger_ms: u64,
-    /// How often the leader syncs its Kafka workers with the stored streams, seconds (a stream
-    /// created on this process starts at once).
-    pub kafka_sync_secs: u64,
+    /// Broker metadata and watermark requests time out after this, milliseconds (an
+    /// unreachable broker fails the worker after it).
+    pub kafka_request_timeout_ms: u64,
     /// 32 random bytes, base64: seals Kafka passwords at rest. Without it, streams with
     /// secret properties are refused.
     pub secret_key: Option<Secret>,
@@ -100,8 +100,8 @@ impl IngestConfig {
         if !(1..=60_000).contains(&self.linger_ms) || !(1..=60_000).contains(&self.kafka_linger_ms) {
             return Some(("linger_ms", "lingers must be 1 to 60000 ms".into()));
         }
-        if !(1..=86_400).contains(&self.kafka_sync_secs) {
-            return Some(("kafka_sync_secs", "must be 1 to 86400".into()));
+        if !(100..=300_000).contains(&self.kafka_request_timeout_ms) {
+            return Some(("kafka_request_timeout_ms", "must be 100 to 300000".into()));
         }
         if self.kafka_flush_records == 0 {
             return Some(("kafka_flush_records", "must be at least 1".into()));
@@ -128,7 +128,9 @@ impl Default for IngestConfig {
             kafka_linger_ms: lake_manager::ingest::kafka::KafkaSettings::default()
                 .linger
                 .as_millis() as u64,
-            kafka_sync_secs: 5,
+            kafka_request_timeout_ms: lake_manager::ingest::kafka::KafkaSettings::default()
+                .request_timeout
+                .as_millis() as u64,
             secret_key: None,
         }
     }
@@ -312,11 +314,238 @@ pub struct IamConfig {
 }
 
 /// Worker settings.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkersConfig {
     /// Where workers run.
     pub launcher: Launcher,
+    /// The leader reconciles at least this often, and the other replicas try to take over the
+    /// leadership this often, seconds.
+    pub reconcile_secs: u64,
+    /// A running worker heartbeats this often, seconds.
+    pub heartbeat_secs: u64,
+    /// A running worker whose last heartbeat is older than this is dead and is started
+    /// again, seconds.
+    pub heartbeat_timeout_secs: u64,
+    /// A worker that has not started this long after launch is launched again, seconds.
+    pub start_timeout_secs: u64,
+    /// First restart delay after a failure, milliseconds; it doubles with each failure.
+    pub backoff_base_ms: u64,
+    /// Longest restart delay, seconds.
+    pub backoff_cap_secs: u64,
+    /// After this many consecutive failures a worker stays `failed` until its spec changes
+    /// or an admin retries it.
+    pub max_failures: u32,
+    /// How often the leader checks every table for maintenance that is due, seconds; 0 turns
+    /// the scheduler off.
+    pub schedule_secs: u64,
+    /// Finished workers no longer needed stay listed this long, seconds.
+    pub keep_finished_secs: u64,
+    /// The Kubernetes launcher's settings.
+    pub kubernetes: KubernetesConfig,
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        let settings = lake_manager::workers::WorkerSettings::default();
+        Self {
+            launcher: Launcher::default(),
+            reconcile_secs: settings.reconcile_every.as_secs(),
+            heartbeat_secs: settings.heartbeat_every.as_secs(),
+            heartbeat_timeout_secs: settings.policy.heartbeat_timeout.as_secs(),
+            start_timeout_secs: settings.policy.start_timeout.as_secs(),
+            backoff_base_ms: settings.policy.base.as_millis() as u64,
+            backoff_cap_secs: settings.policy.cap.as_secs(),
+            max_failures: settings.policy.max_failures,
+            schedule_secs: settings.schedule_every.as_secs(),
+            keep_finished_secs: settings.keep_finished.as_secs(),
+            kubernetes: KubernetesConfig::default(),
+        }
+    }
+}
+
+impl WorkersConfig {
+    fn problem(&self) -> Option<(&'static str, String)> {
+        let within = |v: u64, lo: u64, hi: u64| (lo..=hi).contains(&v);
+        if !within(self.reconcile_secs, 1, 3600) {
+            return Some(("reconcile_secs", "must be 1 to 3600".into()));
+        }
+        if !within(self.heartbeat_secs, 1, 600) {
+            return Some(("heartbeat_secs", "must be 1 to 600".into()));
+        }
+        // Two missed heartbeats must not yet count as death (one can be late under load).
+        if self.heartbeat_timeout_secs < 2 * self.heartbeat_secs || self.heartbeat_timeout_secs > 3600 {
+            return Some((
+                "heartbeat_timeout_secs",
+                "must be at least twice heartbeat_secs and at most 3600".into(),
+            ));
+        }
+        if !within(self.start_timeout_secs, 1, 86_400) {
+            return Some(("start_timeout_secs", "must be 1 to 86400".into()));
+        }
+        if !within(self.backoff_base_ms, 1, 3_600_000) {
+            return Some(("backoff_base_ms", "must be 1 to 3600000".into()));
+        }
+        if !within(self.backoff_cap_secs, 1, 86_400) || self.backoff_cap_secs * 1000 < self.backoff_base_ms {
+            return Some((
+                "backoff_cap_secs",
+                "must be 1 to 86400 and at least backoff_base_ms".into(),
+            ));
+        }
+        if !(1..=1000).contains(&self.max_failures) {
+            return Some(("max_failures", "must be 1 to 1000".into()));
+        }
+        if self.schedule_secs > 30 * 86_400 {
+            return Some(("schedule_secs", "must be at most 30 days (0 turns it off)".into()));
+        }
+        if let Some((field, problem)) = self.kubernetes.problem() {
+            return Some((field, problem));
+        }
+        None
+    }
+
+    /// The lake-manager settings these values make.
+    pub fn settings(&self) -> lake_manager::workers::WorkerSettings {
+        use std::time::Duration;
+        lake_manager::workers::WorkerSettings {
+            policy: tenancy::worker::RestartPolicy {
+                base: Duration::from_millis(self.backoff_base_ms),
+                cap: Duration::from_secs(self.backoff_cap_secs),
+                max_failures: self.max_failures,
+                heartbeat_timeout: Duration::from_secs(self.heartbeat_timeout_secs),
+                start_timeout: Duration::from_secs(self.start_timeout_secs),
+            },
+            heartbeat_every: Duration::from_secs(self.heartbeat_secs),
+            reconcile_every: Duration::from_secs(self.reconcile_secs),
+            schedule_every: Duration::from_secs(self.schedule_secs),
+            keep_finished: Duration::from_secs(self.keep_finished_secs),
+        }
+    }
+}
+
+/// Resources of one kind of worker pod (Kubernetes quantities).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodResources {
+    /// CPU request, e.g. `250m`.
+    pub cpu_request: String,
+    /// Memory request, e.g. `256Mi`.
+    pub memory_request: String,
+    /// CPU limit.
+    pub cpu_limit: String,
+    /// Memory limit.
+    pub memory_limit: String,
+}
+
+/// Where and how the Kubernetes launcher runs workers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesConfig {
+    /// Namespace of the worker objects.
+    pub namespace: String,
+    /// The server's own image; workers run `lakeplane worker run --id ID` in it.
+    pub image: String,
+    /// Image pull policy (`Always`, `IfNotPresent`, `Never`); unset leaves the cluster default.
+    pub image_pull_policy: Option<String>,
+    /// Service account of worker pods.
+    pub service_account: String,
+    /// ConfigMap holding `lakeplane.toml`, mounted read-only into worker pods.
+    pub config_map: String,
+    /// Secret whose keys become worker pods' environment (`LAKEPLANE__...`), by reference.
+    pub secret: Option<String>,
+    /// Finished Jobs are removed by Kubernetes this long after they end, seconds.
+    pub job_ttl_secs: i32,
+    /// Resources by worker kind (`ingest`, `compact`, `retention`, `migrate`, `purge`);
+    /// kinds left out keep their defaults.
+    pub resources: std::collections::BTreeMap<String, PodResources>,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        let defaults = lake_manager::workers::kube::KubeSettings::default();
+        Self {
+            namespace: defaults.namespace,
+            image: defaults.image,
+            image_pull_policy: defaults.image_pull_policy,
+            service_account: defaults.service_account,
+            config_map: defaults.config_map,
+            secret: defaults.secret,
+            job_ttl_secs: defaults.job_ttl_secs,
+            resources: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+impl KubernetesConfig {
+    /// The launcher settings these values make.
+    pub fn settings(&self) -> lake_manager::workers::kube::KubeSettings {
+        use lake_manager::workers::kube::{KubeSettings, Resources};
+        let mut settings = KubeSettings {
+            namespace: self.namespace.clone(),
+            image: self.image.clone(),
+            image_pull_policy: self.image_pull_policy.clone(),
+            service_account: self.service_account.clone(),
+            config_map: self.config_map.clone(),
+            secret: self.secret.clone(),
+            job_ttl_secs: self.job_ttl_secs,
+            ..KubeSettings::default()
+        };
+        for (kind, r) in &self.resources {
+            let slot = match kind.as_str() {
+                "ingest" => &mut settings.resources.ingest,
+                "compact" => &mut settings.resources.compact,
+                "retention" => &mut settings.resources.retention,
+                "migrate" => &mut settings.resources.migrate,
+                "purge" => &mut settings.resources.purge,
+                _ => continue, // refused by validation
+            };
+            *slot = Resources::new(&r.cpu_request, &r.memory_request, &r.cpu_limit, &r.memory_limit);
+        }
+        settings
+    }
+
+    fn problem(&self) -> Option<(&'static str, String)> {
+        let dns_label = |v: &str| {
+            !v.is_empty()
+                && v.len() <= 63
+                && v.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !v.starts_with('-')
+                && !v.ends_with('-')
+        };
+        if !dns_label(&self.namespace) {
+            return Some(("kubernetes.namespace", "must be a DNS label".into()));
+        }
+        if self.image.trim().is_empty() {
+            return Some(("kubernetes.image", "must name an image".into()));
+        }
+        if !dns_label(&self.service_account) && !self.service_account.contains('.') {
+            return Some(("kubernetes.service_account", "must be a Kubernetes name".into()));
+        }
+        if self.config_map.is_empty() {
+            return Some(("kubernetes.config_map", "must name a ConfigMap".into()));
+        }
+        if !(0..=7 * 86_400).contains(&self.job_ttl_secs) {
+            return Some(("kubernetes.job_ttl_secs", "must be 0 to 604800".into()));
+        }
+        if let Some(policy) = &self.image_pull_policy
+            && !["Always", "IfNotPresent", "Never"].contains(&policy.as_str())
+        {
+            return Some((
+                "kubernetes.image_pull_policy",
+                "must be Always, IfNotPresent or Never".into(),
+            ));
+        }
+        for kind in self.resources.keys() {
+            if tenancy::worker::WorkerKind::parse(kind).is_none() {
+                return Some((
+                    "kubernetes.resources",
+                    format!("{kind:?} is not a worker kind (ingest, compact, retention, migrate, purge)"),
+                ));
+            }
+        }
+        None
+    }
 }
 
 /// Where background workers run.
@@ -328,6 +557,9 @@ pub enum Launcher {
     InProcess,
     /// Kubernetes Deployments and Jobs.
     Kubernetes,
+    /// Nothing is launched: the reconciler records pending workers and an outside
+    /// supervisor runs each with `lakeplane worker run --id ID`.
+    External,
 }
 
 /// A secret value: shown as `***` in `Debug`, logs and serialized config.
@@ -643,11 +875,8 @@ impl Config {
                 ));
             }
         }
-        if self.workers.launcher == Launcher::Kubernetes {
-            return Err(ConfigError::new(
-                "workers.launcher",
-                "\"kubernetes\" is not available in this release (see README, Missing); use \"in-process\"",
-            ));
+        if let Some((field, problem)) = self.workers.problem() {
+            return Err(ConfigError::new(&format!("workers.{field}"), problem));
         }
         Ok(())
     }
@@ -848,7 +1077,19 @@ mod tests {
         });
         figment::Jail::expect_with(|jail| {
             jail.set_env("LAKEPLANE__WORKERS__LAUNCHER", "kubernetes");
-            let err = Config::load(None, &Overrides::default()).expect_err("kubernetes refused");
+            let config = Config::load(None, &Overrides::default()).expect("kubernetes");
+            assert_eq!(config.workers.launcher, Launcher::Kubernetes);
+            jail.set_env("LAKEPLANE__WORKERS__KUBERNETES__NAMESPACE", "Not_A_Label");
+            let err = Config::load(None, &Overrides::default()).expect_err("bad namespace");
+            assert_eq!(err.key, "workers.kubernetes.namespace");
+            jail.set_env("LAKEPLANE__WORKERS__KUBERNETES__NAMESPACE", "data");
+            jail.set_env("LAKEPLANE__WORKERS__HEARTBEAT_SECS", "5");
+            jail.set_env("LAKEPLANE__WORKERS__HEARTBEAT_TIMEOUT_SECS", "9");
+            let err = Config::load(None, &Overrides::default()).expect_err("timeout below two beats");
+            assert_eq!(err.key, "workers.heartbeat_timeout_secs");
+            jail.set_env("LAKEPLANE__WORKERS__HEARTBEAT_TIMEOUT_SECS", "10");
+            jail.set_env("LAKEPLANE__WORKERS__LAUNCHER", "cron");
+            let err = Config::load(None, &Overrides::default()).expect_err("unknown launcher");
             assert_eq!(err.key, "workers.launcher");
             Ok(())
         });

@@ -17,6 +17,7 @@ pub mod server;
 pub mod state;
 pub mod telemetry;
 pub mod token_cli;
+pub mod worker_cli;
 
 use crate::config::Config;
 

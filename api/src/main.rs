@@ -42,6 +42,9 @@ fn main() -> ExitCode {
                 .map(|report| println!("{report}"))
                 .map_err(|e| Some(api::error::chain(&e))),
             Command::Openapi => Ok(()),
+            Command::Worker(api::cli::WorkerCommand::Run { id }) => api::worker_cli::run(config, &id)
+                .await
+                .map_err(|e| Some(api::error::chain(&e))),
             Command::Token(api::cli::TokenCommand::Create(args)) => {
                 match api::token_cli::create(&config, &args).await {
                     Ok(token) => {

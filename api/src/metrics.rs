@@ -42,6 +42,17 @@ struct LagLabels {
     partition: i32,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerLabels {
+    kind: &'static str,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
 /// Ingestion state sampled at scrape time.
 #[derive(Debug, Default)]
 pub struct IngestSample {
@@ -62,6 +73,11 @@ pub struct Metrics {
     pool_max: Gauge,
     ingest_buffered: Gauge,
     stream_lag: Family<LagLabels, Gauge>,
+    workers: Family<WorkerLabels, Gauge>,
+    worker_restarts: Family<KindLabels, Gauge>,
+    reconcile_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    reconcile_loops: Gauge,
+    leader: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -115,7 +131,42 @@ impl Metrics {
             "Kafka lag per stream and partition: high watermark minus the next offset to write",
             stream_lag.clone(),
         );
+        let workers = Family::<WorkerLabels, Gauge>::default();
+        registry.register(
+            "workers",
+            "Recorded workers by kind and state (reported by the leader)",
+            workers.clone(),
+        );
+        let worker_restarts = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "worker_restarts",
+            "Restarts of the recorded workers, summed by kind (reported by the leader)",
+            worker_restarts.clone(),
+        );
+        let reconcile_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of the last reconcile loop (read, desired set, diff, steps)",
+            reconcile_seconds.clone(),
+        );
+        let reconcile_loops = Gauge::default();
+        registry.register(
+            "reconcile_loops",
+            "Reconcile loops this process has run as leader",
+            reconcile_loops.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "reconcile_leader",
+            "1 when this process holds the reconciler leadership",
+            leader.clone(),
+        );
         Self {
+            workers,
+            worker_restarts,
+            reconcile_seconds,
+            reconcile_loops,
+            leader,
             registry,
             requests,
             latency,
@@ -144,8 +195,32 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// Writes the exposition text, sampling the pool and ingestion gauges first.
-    pub fn render(&self, pool: PoolStats, ingest: &IngestSample) -> String {
+    /// Writes the exposition text, sampling the pool, ingestion and worker gauges first.
+    pub fn render(
+        &self,
+        pool: PoolStats,
+        ingest: &IngestSample,
+        workers: &lake_manager::workers::reconciler::ReconcileReport,
+    ) -> String {
+        self.workers.clear();
+        for ((kind, state), n) in &workers.by_kind_state {
+            self.workers
+                .get_or_create(&WorkerLabels {
+                    kind: kind.as_str(),
+                    state: state.as_str(),
+                })
+                .set(i64::try_from(*n).unwrap_or(i64::MAX));
+        }
+        self.worker_restarts.clear();
+        for (kind, n) in &workers.restarts {
+            self.worker_restarts
+                .get_or_create(&KindLabels { kind: kind.as_str() })
+                .set(i64::try_from(*n).unwrap_or(i64::MAX));
+        }
+        self.reconcile_seconds.set(workers.last_duration.as_secs_f64());
+        self.reconcile_loops
+            .set(i64::try_from(workers.loops).unwrap_or(i64::MAX));
+        self.leader.set(i64::from(workers.leading));
         self.ingest_buffered
             .set(i64::try_from(ingest.buffered_bytes).unwrap_or(i64::MAX));
         // Rebuilt each scrape, so a deleted stream's series disappear.
@@ -226,6 +301,15 @@ mod tests {
             buffered_bytes: 512,
             lags: vec![("s1".into(), 2, 40)],
         };
+        use tenancy::worker::{WorkerKind, WorkerState};
+        let workers = lake_manager::workers::reconciler::ReconcileReport {
+            leading: true,
+            loops: 3,
+            last_duration: std::time::Duration::from_millis(250),
+            by_kind_state: [((WorkerKind::Ingest, WorkerState::Failed), 2)].into(),
+            restarts: [(WorkerKind::Ingest, 7)].into(),
+            last_steps: (0, 0, 0),
+        };
         let text = metrics.render(
             PoolStats {
                 open: 3,
@@ -233,8 +317,22 @@ mod tests {
                 max: 10,
             },
             &ingest,
+            &workers,
         );
         assert!(text.contains("lakeplane_ingest_buffered_bytes 512"), "{text}");
+        assert!(
+            text.contains(r#"lakeplane_workers{kind="ingest",state="failed"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"lakeplane_worker_restarts{kind="ingest"} 7"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("lakeplane_reconcile_duration_seconds 0.25"),
+            "{text}"
+        );
+        assert!(text.contains("lakeplane_reconcile_leader 1"), "{text}");
         assert!(
             text.contains(r#"lakeplane_stream_lag_records{stream="s1",partition="2"} 40"#),
             "{text}"
@@ -246,6 +344,7 @@ mod tests {
                 max: 10,
             },
             &IngestSample::default(),
+            &Default::default(),
         );
         assert!(
             !later.contains("stream=\"s1\""),

@@ -8,7 +8,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::problem::{FieldError, PROBLEM_JSON, Problem};
-use crate::routes::{admin, audit, info, ops, storage, streams, tables, tenants, tokens};
+use crate::routes::{admin, audit, info, ops, storage, streams, tables, tenants, tokens, workers};
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -25,6 +25,7 @@ use crate::state::AppState;
         (name = "audit", description = "The append-only audit log"),
         (name = "admin", description = "Platform administration"),
         (name = "storage", description = "Zones, lifecycle, usage and provisioning"),
+        (name = "workers", description = "The workers the reconciler keeps running"),
     ),
     components(schemas(Problem, FieldError))
 )]
@@ -72,6 +73,9 @@ pub fn v1_router() -> OpenApiRouter<AppState> {
         .routes(routes!(streams::create_stream, streams::list_streams))
         .routes(routes!(streams::get_stream, streams::delete_stream))
         .routes(routes!(streams::push_events))
+        .routes(routes!(workers::list_tenant_workers))
+        .routes(routes!(workers::list_workers))
+        .routes(routes!(workers::retry_worker))
 }
 
 /// The finished spec, as served at `/openapi.json` and committed in `openapi/openapi.json`.

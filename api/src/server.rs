@@ -47,9 +47,9 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let local = listener.local_addr().map_err(ServeError::Io)?;
     tracing::info!(addr = %local, "listening on http://{local}");
     let store = state.store.clone();
-    let ingest = state.ingest.clone();
+    let workers = state.workers.clone();
     let result = serve(listener, crate::app::router(state), shutdown_signal(), grace).await;
-    ingest.shutdown().await;
+    workers.shutdown().await;
     store.close().await;
     if result.is_ok() {
         tracing::info!("shutdown complete");

@@ -14,6 +14,11 @@ use lake_manager::provision::{IamSettings, ProvisionSettings, Provisioner};
 use lake_manager::storage::{
     LocalStorage, ObjectStorageAdmin, S3Settings, S3Storage, StorageError, StorageKind,
 };
+use lake_manager::workers::body::Bodies;
+use lake_manager::workers::external::External;
+use lake_manager::workers::in_process::InProcess;
+use lake_manager::workers::kube::KubeLauncher;
+use lake_manager::workers::{Launcher, Reconciler, Runner};
 use tenancy::store::{self, Instance, MetadataStore, StoreError};
 use tenancy::token::{KeyError, RevocationList, SigningKey, Verifier};
 
@@ -43,6 +48,12 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     /// Streams and ingestion.
     pub ingest: Arc<Ingest>,
+    /// The reconciler (it reconciles only on the process holding the leadership).
+    pub workers: Arc<Reconciler>,
+    /// Runs one worker with claim and heartbeats (`lakeplane worker run`, in-process tasks).
+    pub runner: Runner,
+    /// The in-process launcher, when it is the one configured.
+    pub in_process: Option<Arc<InProcess>>,
     /// This installation's identity.
     pub instance: Instance,
     /// When this process started serving.
@@ -64,6 +75,9 @@ pub enum StartupError {
     /// Ingestion could not start.
     #[error("ingest: {0}")]
     Ingest(String),
+    /// The worker launcher could not start.
+    #[error("workers.launcher: {0}")]
+    Launcher(String),
     /// The data directory could not be created.
     #[error("data_dir: cannot create {path}")]
     DataDir {
@@ -76,9 +90,33 @@ pub enum StartupError {
 }
 
 impl AppState {
-    /// Prepares the data directory and storage, opens and migrates the store, and reads the
-    /// installation identity.
+    /// Prepares the data directory and storage, opens and migrates the store, reads the
+    /// installation identity, and starts the background work (the reconciler among it).
     pub async fn start(config: Config) -> Result<Self, StartupError> {
+        let state = Self::build(config).await?;
+        let resumed = state.provisioner.resume_all().await?;
+        if resumed > 0 {
+            tracing::info!(tenants = resumed, "resuming provisioning left unfinished");
+        }
+        // Cleanups are due a grace period after a switch: look at least that often.
+        let grace = state.config.storage.migration_grace_secs.clamp(1, 30);
+        state
+            .provisioner
+            .spawn_migration_worker(std::time::Duration::from_secs(grace));
+        if state.config.storage.drift_check_secs > 0 {
+            state
+                .provisioner
+                .spawn_drift_worker(std::time::Duration::from_secs(
+                    state.config.storage.drift_check_secs,
+                ));
+        }
+        state.workers.spawn();
+        Ok(state)
+    }
+
+    /// Everything `start` builds, without background work: for `lakeplane worker run`, which
+    /// runs one worker and nothing else.
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartupError::DataDir {
             path: config.data_dir.display().to_string(),
             source,
@@ -163,14 +201,6 @@ impl AppState {
                 migration_grace: std::time::Duration::from_secs(config.storage.migration_grace_secs),
             },
         ));
-        let resumed = provisioner.resume_all().await?;
-        provisioner.spawn_migration_worker(std::time::Duration::from_secs(30));
-        if config.storage.drift_check_secs > 0 {
-            provisioner.spawn_drift_worker(std::time::Duration::from_secs(config.storage.drift_check_secs));
-        }
-        if resumed > 0 {
-            tracing::info!(tenants = resumed, "resuming provisioning left unfinished");
-        }
         let mut delta = match config.storage.kind {
             StorageKind::Local => DeltaSettings::local(),
             StorageKind::S3 => DeltaSettings::s3(
@@ -180,13 +210,14 @@ impl AppState {
             ),
         };
         delta.small_file_bytes = config.tables.small_file_bytes;
+        let catalog_owner = format!("{}-{}", instance.id, uuid::Uuid::now_v7());
+        let wake = Arc::new(tokio::sync::Notify::new());
         let catalog = Arc::new(Catalog::new(
             provisioner.clone(),
             delta,
-            format!("{}-{}", instance.id, uuid::Uuid::now_v7()),
+            catalog_owner.clone(),
             std::time::Duration::from_secs(config.tables.maintenance_lease_secs),
         ));
-        catalog.spawn_purge_worker(std::time::Duration::from_secs(30));
         let ingest_config = &config.ingest;
         let sealer = match &ingest_config.secret_key {
             Some(key) => {
@@ -206,13 +237,38 @@ impl AppState {
             KafkaSettings {
                 flush_records: ingest_config.kafka_flush_records,
                 linger: std::time::Duration::from_millis(ingest_config.kafka_linger_ms),
+                request_timeout: std::time::Duration::from_millis(ingest_config.kafka_request_timeout_ms),
                 ..KafkaSettings::default()
             },
             sealer,
+            wake.clone(),
         );
-        // Kafka workers run on the process holding the leadership lock only.
-        ingest.spawn_kafka_leader(std::time::Duration::from_secs(ingest_config.kafka_sync_secs));
+        let settings = config.workers.settings();
+        let bodies = Arc::new(Bodies::new(
+            catalog.clone(),
+            provisioner.clone(),
+            ingest.kafka().clone(),
+        ));
+        let runner = Runner::new(store.clone(), bodies, settings.clone());
+        let (launcher, in_process): (Arc<dyn Launcher>, Option<Arc<InProcess>>) =
+            match config.workers.launcher {
+                crate::config::Launcher::InProcess => {
+                    let launcher = InProcess::new(runner.clone(), catalog_owner.clone());
+                    (launcher.clone(), Some(launcher))
+                }
+                crate::config::Launcher::External => (Arc::new(External), None),
+                crate::config::Launcher::Kubernetes => {
+                    let launcher = KubeLauncher::connect(config.workers.kubernetes.settings())
+                        .await
+                        .map_err(|e| StartupError::Launcher(tenancy::error_chain(&e)))?;
+                    (Arc::new(launcher), None)
+                }
+            };
+        let workers = Reconciler::new(catalog.clone(), launcher, settings, wake);
         Ok(Self {
+            workers,
+            runner,
+            in_process,
             ingest,
             config: Arc::new(config),
             store,

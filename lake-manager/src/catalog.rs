@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tenancy::audit::{AuditEvent, Outcome};
-use tenancy::maintenance::{Operation, RunMetrics, RunStatus};
+use tenancy::maintenance::{Operation, RunMetrics, RunOptions, RunStatus};
 use tenancy::role::Zone;
 use tenancy::store::{MaintenanceRun, MetadataStore, StoreError, TableRecord, TableStatus};
 use tenancy::table::{ColumnSpec, TableSpec};
@@ -52,23 +52,8 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Maintenance options beyond the operations.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    /// How much removed-file history vacuum keeps.
-    pub vacuum_retention: chrono::Duration,
-    /// Platform-admin override allowing less than 7 days.
-    pub allow_short_vacuum: bool,
-}
-
-impl Default for RunOptions {
-    fn default() -> Self {
-        Self {
-            vacuum_retention: maintain::MIN_VACUUM_RETENTION,
-            allow_short_vacuum: false,
-        }
-    }
-}
+/// How long a queued run waits for a worker before a later request may replace it.
+const QUEUE_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Tables and their maintenance.
 pub struct Catalog {
@@ -226,33 +211,13 @@ impl Catalog {
         Ok(self.store().mark_table_deleting(record.id, audit).await?)
     }
 
-    /// Erases the files of every soft-deleted table, then its record, auditing each purge.
-    /// Returns how many were purged; one failure does not stop the others.
-    pub async fn purge_deleted(&self) -> Result<usize, CatalogError> {
-        let mut purged = 0;
-        for record in self.store().tables_deleting().await? {
-            match self.purge_one(&record).await {
-                Ok(()) => purged += 1,
-                Err(e) => {
-                    tracing::error!(table = %record.location, error = %tenancy::error_chain(&e), "table purge failed; retried on the next pass")
-                }
-            }
+    /// Purges one soft-deleted table (the purge worker's work); a table already gone is done.
+    pub async fn purge_table(&self, id: uuid::Uuid) -> Result<(), CatalogError> {
+        match self.store().get_table_by_id(id).await? {
+            Some(record) if record.status == TableStatus::Deleting => self.purge_one(&record).await,
+            Some(_) => Err(DeltaError::Refused(format!("table {id} is not being deleted")).into()),
+            None => Ok(()),
         }
-        Ok(purged)
-    }
-
-    /// Purges soft-deleted tables now and then every `every` (a crash mid-purge resumes here).
-    pub fn spawn_purge_worker(self: &Arc<Self>, every: Duration) {
-        let this = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                if let Err(e) = this.purge_deleted().await {
-                    tracing::error!(error = %tenancy::error_chain(&e), "table purge pass failed");
-                }
-            }
-        });
     }
 
     async fn purge_one(&self, record: &TableRecord) -> Result<(), CatalogError> {
@@ -261,22 +226,23 @@ impl Catalog {
             return Ok(());
         };
         if tenant.status == TenantStatus::Migrating {
-            return Ok(()); // the keys are moving; purge once the tenant has settled
+            // The keys are moving: fail, so the worker's backoff tries again once settled.
+            return Err(CatalogError::NotReady {
+                tenant: tenant.id.to_string(),
+                status: "migrating",
+            });
         }
         // Taking the table's maintenance lease waits out a running run: it would otherwise
         // write files back into the prefix being erased.
-        let lease = self.lease_run(&tenant, record, Vec::new(), "purge");
+        let lease = self.lease_run(&tenant, record, Vec::new(), RunOptions::default(), "purge");
         let started = AuditEvent::system(
             "table.purge.start",
             &record.location,
             Some(tenant.id.as_str()),
             Outcome::Success,
         );
-        match self.store().start_run(&lease, &started).await {
-            Ok(()) => {}
-            Err(StoreError::Busy(_)) => return Ok(()), // the next pass tries again
-            Err(e) => return Err(e.into()),
-        }
+        // A busy lease fails the purge worker, whose backoff tries again.
+        self.store().start_run(&lease, &started).await?;
         let bucket = self.provisioner.bucket_of(&tenant);
         let prefix = format!(
             "{}{}/",
@@ -304,6 +270,7 @@ impl Catalog {
         tenant: &Tenant,
         record: &TableRecord,
         operations: Vec<Operation>,
+        options: RunOptions,
         requested_by: &str,
     ) -> MaintenanceRun {
         let now = tenancy::now();
@@ -314,6 +281,7 @@ impl Catalog {
             zone: record.spec.zone,
             table_name: record.spec.name.to_string(),
             operations,
+            options,
             status: RunStatus::Running,
             metrics: None,
             error: None,
@@ -332,18 +300,75 @@ impl Catalog {
         tenant: &Tenant,
         record: &TableRecord,
         operations: Vec<Operation>,
+        options: RunOptions,
         requested_by: &str,
         audit: &AuditEvent,
     ) -> Result<MaintenanceRun, CatalogError> {
         Self::writable(tenant)?;
-        let run = self.lease_run(tenant, record, operations, requested_by);
+        let run = self.lease_run(tenant, record, operations, options, requested_by);
         self.store().start_run(&run, audit).await?;
         Ok(run)
     }
 
+    /// Records a run as queued for a worker: it holds the table's slot (a second request is
+    /// `Busy`) until a worker claims and executes it (`execute_queued`).
+    pub async fn queue_run(
+        &self,
+        tenant: &Tenant,
+        record: &TableRecord,
+        operations: Vec<Operation>,
+        options: RunOptions,
+        requested_by: &str,
+        audit: &AuditEvent,
+    ) -> Result<MaintenanceRun, CatalogError> {
+        Self::writable(tenant)?;
+        let mut run = self.lease_run(tenant, record, operations, options, requested_by);
+        run.status = RunStatus::Queued;
+        run.lease_owner = String::new();
+        run.lease_expires_at = run.created_at + chrono::Duration::from_std(QUEUE_TTL).unwrap_or_default();
+        self.store().start_run(&run, audit).await?;
+        Ok(run)
+    }
+
+    /// Claims a queued run (or one whose executor died and whose lease expired) and executes
+    /// it: the compact and retention workers' work. A run that ends failed is an error.
+    pub async fn execute_queued(
+        &self,
+        tenant: &tenancy::tenant::TenantId,
+        id: uuid::Uuid,
+    ) -> Result<MaintenanceRun, CatalogError> {
+        let mut run = self
+            .store()
+            .get_run(tenant, id)
+            .await?
+            .ok_or_else(|| DeltaError::Refused(format!("no maintenance run {id}")))?;
+        let now = tenancy::now();
+        let until = now + chrono::Duration::from_std(self.lease).unwrap_or_default();
+        if !self.store().claim_run(id, &self.owner, until, now).await? {
+            return Err(StoreError::Busy(format!(
+                "maintenance run {id} is {} under another executor's lease",
+                run.status.as_str()
+            ))
+            .into());
+        }
+        run.status = RunStatus::Running;
+        run.lease_owner = self.owner.clone();
+        run.lease_expires_at = until;
+        let run = self.execute(run).await;
+        match run.status {
+            RunStatus::Succeeded => Ok(run),
+            _ => Err(DeltaError::Refused(
+                run.error
+                    .clone()
+                    .unwrap_or_else(|| "the maintenance run did not succeed".to_owned()),
+            )
+            .into()),
+        }
+    }
+
     /// Executes a started run to its end, renewing the lease meanwhile, and records the
     /// outcome and metrics (also of a failure part-way) with an audit event.
-    pub async fn execute(&self, mut run: MaintenanceRun, options: RunOptions) -> MaintenanceRun {
+    pub async fn execute(&self, mut run: MaintenanceRun) -> MaintenanceRun {
         let store = self.store().clone();
         let (id, owner, lease) = (run.id, self.owner.clone(), self.lease);
         let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
@@ -371,7 +396,7 @@ impl Catalog {
         }));
         let mut metrics = RunMetrics::default();
         let outcome = tokio::select! {
-            outcome = self.execute_inner(&run, &options, &mut metrics) => outcome,
+            outcome = self.execute_inner(&run, &mut metrics) => outcome,
             _ = lost_rx => Err(CatalogError::LeaseLost),
         };
         run.metrics = Some(metrics);
@@ -417,7 +442,6 @@ impl Catalog {
     async fn execute_inner(
         &self,
         run: &MaintenanceRun,
-        options: &RunOptions,
         metrics: &mut RunMetrics,
     ) -> Result<(), CatalogError> {
         let record = self
@@ -441,8 +465,8 @@ impl Catalog {
         let plan = Plan {
             spec: &record.spec,
             retention_days,
-            vacuum_retention: options.vacuum_retention,
-            allow_short_vacuum: options.allow_short_vacuum,
+            vacuum_retention: run.options.vacuum_retention(),
+            allow_short_vacuum: run.options.allow_short_vacuum,
             now: tenancy::now(),
         };
         let root = self.table_root(&tenant, record.spec.zone, record.spec.name.as_str());

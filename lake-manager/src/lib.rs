@@ -12,3 +12,4 @@ pub mod lifecycle;
 pub mod migrate;
 pub mod provision;
 pub mod storage;
+pub mod workers;

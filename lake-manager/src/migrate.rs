@@ -172,20 +172,11 @@ impl Provisioner {
         Ok(cleaned)
     }
 
-    /// Resumes copying migrations after a restart, and keeps cleaning up when due.
+    /// Removes old locations whose grace period has passed, every `every`. (The copy itself
+    /// is a `migrate` worker, resumed by the reconciler after a restart.)
     pub fn spawn_migration_worker(self: &Arc<Self>, every: std::time::Duration) {
         let this = self.clone();
         tokio::spawn(async move {
-            match this.store().migrations().await {
-                Ok(pending) => {
-                    for migration in pending.into_iter().filter(|m| m.phase == MigrationPhase::Copying) {
-                        if let Err(e) = this.copy_and_switch(&migration).await {
-                            tracing::error!(tenant = %migration.tenant, error = %tenancy::error_chain(&e), "resuming migration failed");
-                        }
-                    }
-                }
-                Err(e) => tracing::error!(error = %tenancy::error_chain(&e), "cannot read migrations"),
-            }
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;

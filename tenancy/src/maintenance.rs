@@ -52,6 +52,33 @@ impl Operation {
     }
 }
 
+/// Options of a run beyond its operations, stored with it so whichever process executes the
+/// run applies what was asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOptions {
+    /// How much removed-file history vacuum keeps, in hours.
+    pub vacuum_retention_hours: u64,
+    /// Platform-admin override allowing vacuum retention below 168 hours.
+    pub allow_short_vacuum: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            vacuum_retention_hours: 168,
+            allow_short_vacuum: false,
+        }
+    }
+}
+
+impl RunOptions {
+    /// The vacuum retention as a duration (capped at 100 years).
+    pub fn vacuum_retention(&self) -> chrono::Duration {
+        let hours = i64::try_from(self.vacuum_retention_hours).unwrap_or(i64::MAX);
+        chrono::Duration::hours(hours.min(24 * 365 * 100))
+    }
+}
+
 /// Where a maintenance run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]

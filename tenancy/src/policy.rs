@@ -64,6 +64,8 @@ pub enum Action<'a> {
     AdminStorage,
     /// Revoke any token, platform-admin tokens included.
     AdminTokens,
+    /// List every worker, retry a failed one.
+    AdminWorkers,
     /// Read or write data in a tenant's zone.
     Zone(&'a TenantId, Zone, Access),
 }
@@ -111,6 +113,7 @@ pub fn authorize(caller: &Principal, action: Action<'_>) -> Result<(), Denial> {
         Action::Rebalance => forbid("rebalance placement"),
         Action::AdminStorage => forbid("administer platform storage"),
         Action::AdminTokens => forbid("revoke other tenants' or platform tokens"),
+        Action::AdminWorkers => forbid("inspect or retry the platform's workers"),
         Action::ListTenants
         | Action::ReadTenant(_)
         | Action::ManageTokens(_)

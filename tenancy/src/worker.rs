@@ -86,6 +86,9 @@ pub struct WorkerSpec {
     pub target: WorkerTarget,
     /// Maintenance operations (compact and retention workers), in execution order.
     pub operations: Vec<Operation>,
+    /// The maintenance run it executes (compact and retention workers). Not part of the id: a
+    /// new run on the same table is the same worker with a new spec, so it runs again.
+    pub run: Option<Uuid>,
 }
 
 impl WorkerSpec {
@@ -149,6 +152,22 @@ pub struct StoredSpec {
     pub target: WorkerTarget,
     /// Maintenance operations.
     pub operations: Vec<Operation>,
+    /// The maintenance run it executes.
+    #[serde(default)]
+    pub run: Option<Uuid>,
+}
+
+/// One unfinished maintenance run, as the desired-set computation needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueRun {
+    /// Whose table.
+    pub tenant: TenantId,
+    /// The table.
+    pub table: Uuid,
+    /// The run.
+    pub run: Uuid,
+    /// Its operations.
+    pub operations: Vec<Operation>,
 }
 
 /// What the metadata says exists, for the desired-set computation.
@@ -156,8 +175,8 @@ pub struct StoredSpec {
 pub struct DesiredInputs {
     /// Kafka streams: (tenant, stream id).
     pub kafka_streams: Vec<(TenantId, Uuid)>,
-    /// Tables with the maintenance that is due on them: (tenant, table id, operations).
-    pub due: Vec<(TenantId, Uuid, Vec<Operation>)>,
+    /// Unfinished maintenance runs (requested, or queued by the scheduler from what is due).
+    pub due: Vec<DueRun>,
     /// Tenants with a migration in progress.
     pub migrating: Vec<TenantId>,
     /// Tables and tenants waiting for their purge: (tenant, target).
@@ -176,37 +195,24 @@ pub fn desired(inputs: &DesiredInputs) -> BTreeMap<String, WorkerSpec> {
             tenant: tenant.clone(),
             target: WorkerTarget::Stream(*stream),
             operations: Vec::new(),
+            run: None,
         });
     }
-    for (tenant, table, operations) in &inputs.due {
-        // Retention is its own worker (it deletes rows; compaction only rewrites them), so a
-        // failing retention never holds back compaction and vice versa.
-        let retention: Vec<Operation> = operations
-            .iter()
-            .copied()
-            .filter(|o| *o == Operation::Retention)
-            .collect();
-        let rest: Vec<Operation> = operations
-            .iter()
-            .copied()
-            .filter(|o| *o != Operation::Retention)
-            .collect();
-        if !retention.is_empty() {
-            add(WorkerSpec {
-                kind: WorkerKind::Retention,
-                tenant: tenant.clone(),
-                target: WorkerTarget::Table(*table),
-                operations: retention,
-            });
-        }
-        if !rest.is_empty() {
-            add(WorkerSpec {
-                kind: WorkerKind::Compact,
-                tenant: tenant.clone(),
-                target: WorkerTarget::Table(*table),
-                operations: rest,
-            });
-        }
+    for due in &inputs.due {
+        // A run holds its table's lease, so one worker executes all of its operations; the
+        // kind names what it mainly does (a run that deletes rows is a retention worker).
+        let kind = if due.operations.contains(&Operation::Retention) {
+            WorkerKind::Retention
+        } else {
+            WorkerKind::Compact
+        };
+        add(WorkerSpec {
+            kind,
+            tenant: due.tenant.clone(),
+            target: WorkerTarget::Table(due.table),
+            operations: due.operations.clone(),
+            run: Some(due.run),
+        });
     }
     for tenant in &inputs.migrating {
         add(WorkerSpec {
@@ -214,6 +220,7 @@ pub fn desired(inputs: &DesiredInputs) -> BTreeMap<String, WorkerSpec> {
             tenant: tenant.clone(),
             target: WorkerTarget::Tenant,
             operations: Vec::new(),
+            run: None,
         });
     }
     for (tenant, target) in &inputs.purging {
@@ -222,13 +229,14 @@ pub fn desired(inputs: &DesiredInputs) -> BTreeMap<String, WorkerSpec> {
             tenant: tenant.clone(),
             target: target.clone(),
             operations: Vec::new(),
+            run: None,
         });
     }
     out
 }
 
 /// A worker's observed state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WorkerState {
     /// Wanted, not started yet (or waiting out a backoff).
@@ -252,7 +260,7 @@ pub struct Observed {
     pub failures: u32,
     /// When it last failed.
     pub failed_at: Option<DateTime<Utc>>,
-    /// Its last heartbeat.
+    /// Its last heartbeat; for a pending worker, when it was asked to start.
     pub heartbeat: Option<DateTime<Utc>>,
 }
 
@@ -268,6 +276,9 @@ pub struct RestartPolicy {
     pub max_failures: u32,
     /// A running worker whose heartbeat is older than this is dead.
     pub heartbeat_timeout: Duration,
+    /// A pending worker that has not started this long after it was asked to is started again
+    /// (its launch was lost: a leader died in between, or a pod never came up).
+    pub start_timeout: Duration,
 }
 
 impl Default for RestartPolicy {
@@ -276,7 +287,8 @@ impl Default for RestartPolicy {
             base: Duration::from_secs(1),
             cap: Duration::from_secs(300),
             max_failures: 8,
-            heartbeat_timeout: Duration::from_secs(30),
+            heartbeat_timeout: Duration::from_secs(10),
+            start_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -287,6 +299,11 @@ impl RestartPolicy {
         let exponent = failures.saturating_sub(1).min(30);
         self.base.saturating_mul(1u32 << exponent).min(self.cap)
     }
+}
+
+/// Whether `at` is missing or more than `limit` before `now`.
+fn older_than(at: Option<DateTime<Utc>>, limit: Duration, now: DateTime<Utc>) -> bool {
+    at.is_none_or(|at| now.signed_duration_since(at).to_std().unwrap_or_default() > limit)
 }
 
 /// One thing the reconciler asks the launcher to do.
@@ -318,14 +335,15 @@ pub fn diff(
         let changed = seen.fingerprint != spec.fingerprint();
         match seen.state {
             WorkerState::Running => {
-                let stale = seen.heartbeat.is_none_or(|beat| {
-                    now.signed_duration_since(beat).to_std().unwrap_or_default() > policy.heartbeat_timeout
-                });
-                if stale || changed {
+                if changed || older_than(seen.heartbeat, policy.heartbeat_timeout, now) {
                     steps.push(Step::Restart(spec.clone()));
                 }
             }
-            WorkerState::Pending => {}
+            WorkerState::Pending => {
+                if changed || older_than(seen.heartbeat, policy.start_timeout, now) {
+                    steps.push(Step::Restart(spec.clone()));
+                }
+            }
             WorkerState::Succeeded => {
                 if changed || spec.kind.long_running() {
                     steps.push(Step::Restart(spec.clone()));
@@ -370,11 +388,20 @@ mod tests {
     fn inputs() -> DesiredInputs {
         DesiredInputs {
             kafka_streams: vec![(tenant("acme"), uuid(1))],
-            due: vec![(
-                tenant("acme"),
-                uuid(2),
-                vec![Operation::Retention, Operation::Compact, Operation::Checkpoint],
-            )],
+            due: vec![
+                DueRun {
+                    tenant: tenant("acme"),
+                    table: uuid(2),
+                    run: uuid(20),
+                    operations: vec![Operation::Retention, Operation::Vacuum],
+                },
+                DueRun {
+                    tenant: tenant("acme"),
+                    table: uuid(4),
+                    run: uuid(21),
+                    operations: vec![Operation::Compact, Operation::Checkpoint],
+                },
+            ],
             migrating: vec![tenant("globex")],
             purging: vec![(tenant("initech"), WorkerTarget::Table(uuid(3)))],
         }
@@ -403,13 +430,14 @@ mod tests {
             tenant: tenant("acme"),
             target: WorkerTarget::Stream(uuid(9)),
             operations: vec![],
+            run: None,
         };
         assert!(!a.contains_key(&other_stream.id()), "another target, another id");
         let retention = a
             .values()
             .find(|s| s.kind == WorkerKind::Retention)
             .expect("retention");
-        assert_eq!(retention.operations, [Operation::Retention]);
+        assert_eq!(retention.operations, [Operation::Retention, Operation::Vacuum]);
         let compact = a
             .values()
             .find(|s| s.kind == WorkerKind::Compact)
@@ -489,12 +517,45 @@ mod tests {
             "settled at failed"
         );
         let mut changed = spec.clone();
-        changed.operations.push(Operation::Vacuum);
+        changed.run = Some(uuid(99));
         let changed_want: BTreeMap<String, WorkerSpec> = [(id.clone(), changed.clone())].into();
         assert_eq!(
             diff(&changed_want, &state(policy.max_failures), &policy, at(0)),
+            [Step::Restart(changed.clone())],
+            "a new spec (another run) gets a new chance"
+        );
+        let done: BTreeMap<String, Observed> =
+            [(id.clone(), observed(WorkerState::Succeeded, spec, 0, failed_at))].into();
+        assert!(
+            diff(&one, &done, &policy, at(1000)).is_empty(),
+            "a finished one-shot worker does not run again for the same run"
+        );
+        assert_eq!(
+            diff(&changed_want, &done, &policy, at(1)),
             [Step::Restart(changed)],
-            "a new spec gets a new chance"
+            "a new run on the same table does"
+        );
+    }
+
+    #[test]
+    fn lost_launches_start_again_after_the_start_timeout() {
+        let policy = RestartPolicy::default();
+        let want = desired(&inputs());
+        let (id, spec) = want.iter().next().expect("one");
+        let one: BTreeMap<String, WorkerSpec> = [(id.clone(), spec.clone())].into();
+        let asked = Utc::now();
+        let pending: BTreeMap<String, Observed> = [(
+            id.clone(),
+            Observed {
+                heartbeat: Some(asked),
+                ..observed(WorkerState::Pending, spec, 0, asked)
+            },
+        )]
+        .into();
+        assert!(diff(&one, &pending, &policy, asked + chrono::Duration::seconds(120)).is_empty());
+        assert_eq!(
+            diff(&one, &pending, &policy, asked + chrono::Duration::seconds(121)),
+            [Step::Restart(spec.clone())]
         );
     }
 
@@ -507,9 +568,9 @@ mod tests {
         let beat = Utc::now();
         let seen: BTreeMap<String, Observed> =
             [(id.clone(), observed(WorkerState::Running, spec, 0, beat))].into();
-        assert!(diff(&one, &seen, &policy, beat + chrono::Duration::seconds(30)).is_empty());
+        assert!(diff(&one, &seen, &policy, beat + chrono::Duration::seconds(10)).is_empty());
         assert_eq!(
-            diff(&one, &seen, &policy, beat + chrono::Duration::seconds(31)),
+            diff(&one, &seen, &policy, beat + chrono::Duration::seconds(11)),
             [Step::Restart(spec.clone())]
         );
     }

@@ -567,45 +567,80 @@ async fn add_tenants(store: &dyn tenancy::store::MetadataStore, from: usize, to:
     }
 }
 
-/// One reconcile computation: read what exists, compute the desired set, diff it against the
-/// observed set. Every table counts as due for compaction (the worst case).
-async fn reconcile_once(
-    store: &dyn tenancy::store::MetadataStore,
-    observed: &std::collections::BTreeMap<String, tenancy::worker::Observed>,
-) -> (usize, usize) {
-    use tenancy::maintenance::Operation;
-    use tenancy::stream::StreamSource;
-    use tenancy::worker::{DesiredInputs, RestartPolicy, WorkerTarget, desired, diff};
-    let streams = store.all_streams().await.expect("streams");
-    let tables = store.all_active_tables().await.expect("tables");
-    let migrating = store
-        .tenants_with_status(tenancy::tenant::TenantStatus::Migrating)
+/// One reconcile computation as the leader's loop does it: read what exists and the recorded
+/// workers from the database, compute the desired set, diff. Returns (desired, steps).
+async fn reconcile_once(store: &dyn tenancy::store::MetadataStore) -> (usize, usize) {
+    use lake_manager::workers::reconciler::{observe, read_inputs, read_workers};
+    use tenancy::worker::{RestartPolicy, desired, diff};
+    let want = desired(&read_inputs(store).await.expect("inputs"));
+    let observed: std::collections::BTreeMap<String, tenancy::worker::Observed> = read_workers(store)
         .await
-        .expect("migrating");
-    let deleting = store.tables_deleting().await.expect("deleting");
-    let inputs = DesiredInputs {
-        kafka_streams: streams
-            .into_iter()
-            .filter(|s| matches!(s.source, StreamSource::Kafka(_)))
-            .map(|s| (s.tenant, s.id))
-            .collect(),
-        due: tables
-            .into_iter()
-            .map(|t| (t.tenant, t.id, vec![Operation::Compact]))
-            .collect(),
-        migrating,
-        purging: deleting
-            .into_iter()
-            .map(|t| (t.tenant, WorkerTarget::Table(t.id)))
-            .collect(),
-    };
-    let want = desired(&inputs);
-    let steps = diff(&want, observed, &RestartPolicy::default(), chrono::Utc::now());
+        .expect("workers")
+        .iter()
+        .map(|w| (w.spec.id(), observe(w)))
+        .collect();
+    let steps = diff(&want, &observed, &RestartPolicy::default(), chrono::Utc::now());
     (want.len(), steps.len())
 }
 
+/// Queues a compaction on every table without one (the worst case: every table is due), and
+/// records every desired worker as running with a fresh heartbeat, as a leader in step would
+/// find them.
+async fn all_due_and_running(store: &dyn tenancy::store::MetadataStore) {
+    use tenancy::store::{MaintenanceRun, WorkerRecord};
+    use tenancy::worker::WorkerState;
+    let busy: std::collections::BTreeSet<uuid::Uuid> = store
+        .unfinished_runs()
+        .await
+        .expect("runs")
+        .into_iter()
+        .map(|r| r.table_id)
+        .collect();
+    for table in store.all_active_tables().await.expect("tables") {
+        if busy.contains(&table.id) {
+            continue;
+        }
+        let now = tenancy::now();
+        let run = MaintenanceRun {
+            id: uuid::Uuid::now_v7(),
+            table_id: table.id,
+            tenant: table.tenant.clone(),
+            zone: table.spec.zone,
+            table_name: table.spec.name.to_string(),
+            operations: vec![tenancy::maintenance::Operation::Compact],
+            options: Default::default(),
+            status: tenancy::maintenance::RunStatus::Queued,
+            metrics: None,
+            error: None,
+            requested_by: "scheduler".into(),
+            lease_owner: String::new(),
+            lease_expires_at: now + chrono::Duration::days(1),
+            created_at: now,
+            finished_at: None,
+        };
+        let audit =
+            tenancy::audit::AuditEvent::system("bench", "bench", None, tenancy::audit::Outcome::Success);
+        store.start_run(&run, &audit).await.expect("queue");
+    }
+    let inputs = lake_manager::workers::reconciler::read_inputs(store)
+        .await
+        .expect("inputs");
+    for spec in tenancy::worker::desired(&inputs).into_values() {
+        if store.get_worker(&spec.id()).await.expect("worker").is_some() {
+            continue;
+        }
+        let now = tenancy::now();
+        let record = WorkerRecord {
+            state: WorkerState::Running,
+            last_heartbeat: Some(now),
+            owner: Some("bench".into()),
+            ..WorkerRecord::pending(spec, now)
+        };
+        store.put_worker(&record).await.expect("worker");
+    }
+}
+
 async fn reconcile() {
-    use tenancy::worker::{Observed, WorkerState};
     let dir = tempfile::tempdir().expect("temp dir");
     let url = tenancy::store::DatabaseUrl::parse(&format!("sqlite://{}/bench.db", dir.path().display()))
         .expect("url");
@@ -614,48 +649,20 @@ async fn reconcile() {
         .expect("store");
     store.migrate().await.expect("migrate");
     println!(
-        "| tenants | workers | reconcile (read + desired + diff), median of 5 | process RSS after (growth during the loops) |"
+        "| tenants | workers | reconcile (read inputs and workers + desired + diff), median of 5 | process RSS after (growth during the loops) |"
     );
     println!("|---|---|---|---|");
     let mut have = 0;
     for tenants in [1_000usize, 5_000, 10_000] {
         add_tenants(store.as_ref(), have, tenants).await;
         have = tenants;
-        // Observed: every desired worker running and heartbeating, so the diff walks all of them.
-        let (_, _) = reconcile_once(store.as_ref(), &Default::default()).await;
-        let inputs_observed: std::collections::BTreeMap<String, Observed> = {
-            let streams = store.all_streams().await.expect("streams");
-            let tables = store.all_active_tables().await.expect("tables");
-            let inputs = tenancy::worker::DesiredInputs {
-                kafka_streams: streams.into_iter().map(|s| (s.tenant, s.id)).collect(),
-                due: tables
-                    .into_iter()
-                    .map(|t| (t.tenant, t.id, vec![tenancy::maintenance::Operation::Compact]))
-                    .collect(),
-                ..Default::default()
-            };
-            tenancy::worker::desired(&inputs)
-                .into_iter()
-                .map(|(id, spec)| {
-                    (
-                        id,
-                        Observed {
-                            state: WorkerState::Running,
-                            fingerprint: spec.fingerprint(),
-                            failures: 0,
-                            failed_at: None,
-                            heartbeat: Some(chrono::Utc::now()),
-                        },
-                    )
-                })
-                .collect()
-        };
+        all_due_and_running(store.as_ref()).await;
         let rss_before = rss_kib();
         let mut times = Vec::new();
         let mut workers = 0;
         for _ in 0..5 {
             let started = Instant::now();
-            let (want, steps) = reconcile_once(store.as_ref(), &inputs_observed).await;
+            let (want, steps) = reconcile_once(store.as_ref()).await;
             times.push(started.elapsed());
             workers = want;
             assert_eq!(steps, 0, "in step: nothing to do");

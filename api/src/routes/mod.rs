@@ -10,3 +10,4 @@ pub mod tables;
 pub mod tenants;
 pub mod tokens;
 pub mod views;
+pub mod workers;

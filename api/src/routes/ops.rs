@@ -109,7 +109,9 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             .map(|(stream, partition, lag)| (stream.to_string(), partition, lag))
             .collect(),
     };
-    let body = state.metrics.render(state.store.pool_stats(), &ingest);
+    let body = state
+        .metrics
+        .render(state.store.pool_stats(), &ingest, &state.workers.report());
     ([(header::CONTENT_TYPE, OPENMETRICS)], body).into_response()
 }
 

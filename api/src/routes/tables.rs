@@ -6,11 +6,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use lake_manager::catalog::RunOptions;
 use lake_manager::delta::tables::{Commit, Snapshot};
 use serde::{Deserialize, Serialize};
 use tenancy::audit::Outcome;
-use tenancy::maintenance::{Operation, RunMetrics, RunStatus, parse_operations};
+use tenancy::maintenance::{Operation, RunMetrics, RunOptions, RunStatus, parse_operations};
 use tenancy::pagination;
 use tenancy::policy::Action;
 use tenancy::role::{Access, Role, Zone};
@@ -529,12 +528,8 @@ pub async fn delete_table(
     if !state.catalog.delete(&record, &audit).await? {
         return Err(ApiError::NotFound(format!("no table {zone}/{name}")));
     }
-    let catalog = state.catalog.clone();
-    tokio::spawn(async move {
-        if let Err(e) = catalog.purge_deleted().await {
-            tracing::error!(error = %crate::error::chain(&e), "table purge pass failed");
-        }
-    });
+    // The purge is a worker: the reconciler starts it now.
+    state.workers.wake();
     Ok(audited(StatusCode::ACCEPTED))
 }
 
@@ -579,18 +574,16 @@ pub async fn start_maintenance(
     let (_, zone, name) = path;
     let (tenant, record) = table_at(&state, &auth, &zone, &name, Access::ReadWrite).await?;
     let operations = parse_operations(&body.operations)?;
-    let hours = body.vacuum_retention_hours.unwrap_or(168);
-    let vacuum_retention =
-        chrono::Duration::hours(i64::try_from(hours).unwrap_or(i64::MAX).min(24 * 365 * 100));
+    let options = RunOptions {
+        vacuum_retention_hours: body.vacuum_retention_hours.unwrap_or(168),
+        allow_short_vacuum: body.allow_short_vacuum_retention,
+    };
+    let vacuum_retention = options.vacuum_retention();
     if body.allow_short_vacuum_retention && auth.caller.principal.role != Role::PlatformAdmin {
         return Err(ApiError::Denied(tenancy::policy::Denial::Forbidden(
             "only a platform-admin may allow vacuum retention below 168 hours".to_owned(),
         )));
     }
-    let options = RunOptions {
-        vacuum_retention,
-        allow_short_vacuum: body.allow_short_vacuum_retention,
-    };
     let plan_spec = lake_manager::delta::maintain::Plan {
         spec: &record.spec,
         retention_days: 0,
@@ -619,19 +612,18 @@ pub async fn start_maintenance(
     );
     let run = state
         .catalog
-        .start_run(
+        .queue_run(
             &tenant,
             &record,
             operations.clone(),
+            options,
             &auth.caller.principal.subject,
             &audit,
         )
         .await?;
     let run_id = run.id;
-    let catalog = state.catalog.clone();
-    tokio::spawn(async move {
-        catalog.execute(run, options).await;
-    });
+    // A worker executes the queued run: the reconciler starts it now.
+    state.workers.wake();
     Ok(audited((
         StatusCode::ACCEPTED,
         Json(RunAccepted { run_id, operations }),

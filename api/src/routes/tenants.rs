@@ -337,8 +337,8 @@ async fn start_migration(
     Ok(audited(Json(TenantView::new(state, &current))))
 }
 
-/// Records a migration of a `ready` tenant and runs it in the background; cleanup follows
-/// the grace period (the periodic worker covers restarts).
+/// Records a migration of a `ready` tenant; its `migrate` worker copies and switches, and the
+/// old location is removed once the grace period has passed.
 pub(crate) async fn begin_migration(
     state: &AppState,
     caller: &crate::auth::Caller,
@@ -358,7 +358,7 @@ pub(crate) async fn begin_migration(
         Some(tenant.id.as_str()),
         Outcome::Success,
     );
-    let migration = state
+    state
         .provisioner
         .start_migration(tenant, placement, &audit)
         .await
@@ -369,22 +369,8 @@ pub(crate) async fn begin_migration(
             lake_manager::provision::ProvisionError::Store(e) => ApiError::Store(e),
             other => ApiError::Internal(crate::error::chain(&other)),
         })?;
-    let provisioner = state.provisioner.clone();
-    tokio::spawn(async move {
-        match provisioner.copy_and_switch(&migration).await {
-            Ok(()) => {
-                tokio::time::sleep(provisioner.settings().migration_grace).await;
-                if let Err(e) = provisioner.clean_up_due().await {
-                    tracing::error!(error = %crate::error::chain(&e), "migration cleanup failed");
-                }
-            }
-            Err(e) => tracing::error!(
-                tenant = %migration.tenant,
-                error = %crate::error::chain(&e),
-                "migration stopped; it resumes on restart"
-            ),
-        }
-    });
+    // The copy is a `migrate` worker: the reconciler starts it now.
+    state.workers.wake();
     Ok(())
 }
 
@@ -496,6 +482,8 @@ pub async fn delete_tenant(
     for token in tokens {
         state.revocations.insert(token.id).await;
     }
+    // Its workers' rows went with it; the reconciler stops what still runs for them.
+    state.workers.wake();
     if let (tenancy::placement::PlacementKind::Shared, Some(shard)) =
         (tenant.placement.kind, tenant.placement.shard)
     {

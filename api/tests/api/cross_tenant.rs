@@ -32,6 +32,8 @@ fn allowed(method: &str, path: &str) -> Option<&'static [Role]> {
         ("get", "/v1/admin/buckets") => &[],
         ("delete", "/v1/admin/tokens/{token_id}") => &[],
         ("post", "/v1/tenants/{tenant}/provision") => &[],
+        ("get", "/v1/tenants/{tenant}/workers") => &[TenantAdmin],
+        ("get", "/v1/admin/workers") | ("post", "/v1/admin/workers/{id}/retry") => &[],
         // Table routes run in the silver zone here: engineers and tenant-admins write it,
         // scientists and analysts read it, viewers see gold only. The list filters instead.
         ("get", "/v1/tenants/{tenant}/tables") => &[TenantAdmin, Engineer, Scientist, Analyst, Viewer],
@@ -138,6 +140,7 @@ fn concrete(path: &str, tenant: &str, token_id: &str) -> String {
         .replace("{name}", "orders")
         .replace("{stream}", "clicks")
         .replace("{run_id}", "00000000-0000-7000-8000-000000000000")
+        .replace("{id}", "ingest-tenant-b-000000000000")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -232,7 +232,7 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             server.await.expect("server task").expect("graceful stop");
         }
-        self.state.ingest.shutdown().await;
+        self.state.workers.shutdown().await;
         self.state.store.close().await;
         if let Some(db) = self.db.take() {
             db.drop_database().await;

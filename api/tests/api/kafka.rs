@@ -5,8 +5,6 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use reqwest::Method;
@@ -25,22 +23,7 @@ fn bootstrap() -> String {
 }
 
 async fn topic() -> String {
-    let name = format!("lp-{}", uuid::Uuid::now_v7().simple());
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .create()
-        .expect("admin client");
-    let created = admin
-        .create_topics(
-            &[NewTopic::new(&name, PARTITIONS, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
-        .await
-        .expect("create topics");
-    for result in created {
-        result.expect("topic created");
-    }
-    name
+    crate::common::topic(&bootstrap(), PARTITIONS).await
 }
 
 fn producer() -> FutureProducer {
@@ -95,14 +78,30 @@ print(json.dumps({"ids": sorted(t.column("id").to_pylist()), "positions": len(po
                   "dead": d.num_rows, "dead_positions": sorted(d.column("source_position").to_pylist())}))
 "#;
 
+/// Fast heartbeats and restarts, so killed or failed workers come back within seconds.
+fn fast_workers(c: &mut api::config::Config) {
+    c.workers.reconcile_secs = 1;
+    c.workers.heartbeat_secs = 1;
+    c.workers.heartbeat_timeout_secs = 2;
+    c.workers.backoff_base_ms = 100;
+    c.workers.backoff_cap_secs = 2;
+    c.workers.max_failures = 1_000;
+}
+
 async fn stream_app() -> (TestApp, String, String) {
+    stream_app_with(api::config::Launcher::InProcess).await
+}
+
+/// `External`: the reconciler records the workers and the test runs them by hand
+/// (`run_by_hand`), so nothing consumes while it sets a scene up.
+async fn stream_app_with(launcher: api::config::Launcher) -> (TestApp, String, String) {
     let app = TestApp::spawn_with(
         Backend::Sqlite,
-        |c| {
+        move |c| {
             c.ingest.kafka_linger_ms = 100;
             c.ingest.kafka_flush_records = 500;
-            // Tests stop and start workers by hand; the leader's periodic sync would undo that.
-            c.ingest.kafka_sync_secs = 3_600;
+            fast_workers(c);
+            c.workers.launcher = launcher;
         },
         Default::default(),
     )
@@ -200,6 +199,48 @@ fn ids(seen: &Value) -> Vec<i64> {
         .collect()
 }
 
+/// The id of a stream's ingest worker.
+fn ingest_worker(record: &tenancy::store::StreamRecord) -> String {
+    tenancy::worker::WorkerSpec {
+        kind: tenancy::worker::WorkerKind::Ingest,
+        tenant: record.tenant.clone(),
+        target: tenancy::worker::WorkerTarget::Stream(record.id),
+        operations: Vec::new(),
+        run: None,
+    }
+    .id()
+}
+
+/// Waits until the reconciler has recorded the worker as pending, then runs it here as
+/// `lakeplane worker run` would; cancel the token to stop it.
+async fn run_by_hand(
+    app: &TestApp,
+    id: &str,
+) -> (tokio_util::sync::CancellationToken, tokio::task::JoinHandle<()>) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let worker = app.state.store.get_worker(id).await.expect("store");
+        if worker
+            .as_ref()
+            .is_some_and(|w| w.state == tenancy::worker::WorkerState::Pending)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "worker {id} never became pending: {worker:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (runner, id, token) = (app.state.runner.clone(), id.to_owned(), stop.clone());
+    let task = tokio::spawn(async move {
+        let owner = format!("test-{}", uuid::Uuid::now_v7());
+        let _ = runner.run(&id, &owner, token).await;
+    });
+    (stop, task)
+}
+
 /// The stored `orders` stream of tenant acme.
 async fn stored_stream(app: &TestApp) -> tenancy::store::StreamRecord {
     app.state
@@ -236,6 +277,8 @@ async fn every_good_record_lands_exactly_once_across_worker_kills() {
     let created = create_stream(&app, &admin, &topic).await;
     assert_eq!(created["source"]["topic"], topic.as_str());
     let record = stored_stream(&app).await;
+    let worker = ingest_worker(&record);
+    let in_process = app.state.in_process.clone().expect("in-process launcher");
     // Kill the worker at pseudo-random points while more records arrive; each restart resumes
     // from the positions committed in the table.
     let mut seed = 0x9e37_79b9_u64;
@@ -248,7 +291,9 @@ async fn every_good_record_lands_exactly_once_across_worker_kills() {
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
         tokio::time::sleep(Duration::from_millis(50 + (seed >> 33) % 600)).await;
-        app.state.ingest.kafka().start(record.clone()).await; // aborts the running worker first
+        // As a crash would: no cancellation, nothing recorded; the reconciler finds the
+        // heartbeat stale and starts the worker again.
+        in_process.kill(&worker).await;
     }
     wait_for_rows(&app, &admin, good.len() as u64, Duration::from_secs(90)).await;
     tokio::time::sleep(Duration::from_millis(500)).await; // anything extra would show now
@@ -289,6 +334,19 @@ async fn every_good_record_lands_exactly_once_across_worker_kills() {
         )),
         "{metrics}"
     );
+    let workers: Value = app
+        .get_as(&admin, "/v1/tenants/acme/workers")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let listed = &workers["items"][0];
+    assert_eq!(listed["id"], worker.as_str(), "{workers}");
+    assert_eq!(listed["state"], "running", "{workers}");
+    assert!(
+        listed["restarts"].as_u64().is_some_and(|r| r >= 1),
+        "the kills show as restarts: {workers}"
+    );
 
     // Deleting the stream stops its worker: later records stay in Kafka.
     assert_eq!(
@@ -311,17 +369,25 @@ async fn a_second_worker_on_the_same_stream_fences_the_first_and_nothing_doubles
     create_stream(&app, &admin, &topic).await;
     let record = stored_stream(&app).await;
     // A second set of workers, as a second process would run: both consume the same stream.
-    let rival = lake_manager::ingest::kafka::KafkaWorkers::new(
+    let rival = std::sync::Arc::new(lake_manager::ingest::kafka::KafkaWorkers::new(
         app.state.catalog.clone(),
         lake_manager::ingest::kafka::KafkaSettings {
             linger: Duration::from_millis(100),
             flush_records: 300,
-            min_backoff: Duration::from_millis(200),
             ..Default::default()
         },
         None,
-    );
-    rival.start(record.clone()).await;
+    ));
+    let rival_run = {
+        let (rival, record) = (rival.clone(), record.clone());
+        // Restarted after each failure, as its own reconciler would.
+        tokio::spawn(async move {
+            loop {
+                let _ = rival.run(record.clone()).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
     let mut good = Vec::new();
     for wave in 0..5 {
         good.extend(produce(&producer, &topic, wave * 400..(wave + 1) * 400).await.0);
@@ -337,41 +403,11 @@ async fn a_second_worker_on_the_same_stream_fences_the_first_and_nothing_doubles
         errors.iter().flatten().any(|e| e.contains("fenced")),
         "one worker was fenced by the other's commit: {errors:?}"
     );
-    rival.stop_all().await;
+    rival_run.abort();
     let seen = judge(&app).await;
     let ids = ids(&seen);
     good.sort_unstable();
     assert_eq!(ids, good, "two workers, still exactly once");
-    app.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unreachable_broker_shows_a_failed_worker_with_its_error() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
-    let admin = app.token(Role::PlatformAdmin, None).await;
-    ready_tenant(&app, &admin).await;
-    let table = json!({"zone": "bronze", "name": "orders", "columns": [{"name": "id", "type": "long"}]});
-    assert_eq!(
-        app.send_as(&admin, Method::POST, "/v1/tenants/acme/tables", Some(table))
-            .await
-            .status(),
-        201
-    );
-    let stream = json!({"name": "orders", "table": {"zone": "bronze", "name": "orders"},
-        "source": {"type": "kafka", "bootstrap_servers": "127.0.0.1:1", "topic": "nowhere"}});
-    assert_eq!(
-        app.send_as(&admin, Method::POST, "/v1/tenants/acme/streams", Some(stream))
-            .await
-            .status(),
-        201
-    );
-    let stream = wait_for_stream(&app, &admin, Duration::from_secs(30), |s| s["status"] == "failed").await;
-    assert!(
-        stream["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("nowhere")),
-        "{stream}"
-    );
     app.shutdown().await;
 }
 
@@ -423,7 +459,7 @@ async fn a_migrating_tenant_pauses_its_kafka_worker_until_it_is_ready() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn latest_starts_after_existing_records_and_a_restart_skips_nothing_new() {
-    let (app, admin, topic) = stream_app().await;
+    let (app, admin, topic) = stream_app_with(api::config::Launcher::External).await;
     let producer = producer();
     produce(&producer, &topic, 0..200).await; // before the stream: not wanted with `latest`
     let stream = json!({"name": "orders", "table": {"zone": "bronze", "name": "orders"},
@@ -434,14 +470,17 @@ async fn latest_starts_after_existing_records_and_a_restart_skips_nothing_new() 
             .status(),
         201
     );
+    let record = stored_stream(&app).await;
+    let worker = ingest_worker(&record);
+    let (stop, task) = run_by_hand(&app, &worker).await;
     wait_for_stream(&app, &admin, Duration::from_secs(20), |s| {
         s["status"] == "running"
     })
     .await;
     // Restart before anything new arrives: the pinned positions, not the end of the topic,
     // decide where it resumes, so records produced meanwhile are not skipped.
-    let record = stored_stream(&app).await;
-    app.state.ingest.kafka().stop(record.id).await;
+    stop.cancel();
+    task.await.expect("stopped");
     let (good, bad) = produce(&producer, &topic, 1_000..1_300).await;
     producer
         .send(
@@ -450,7 +489,8 @@ async fn latest_starts_after_existing_records_and_a_restart_skips_nothing_new() 
         )
         .await
         .expect("an empty record");
-    app.state.ingest.kafka().start(record).await;
+    // The stopped worker's heartbeat goes stale; the reconciler asks for it again.
+    let (_stop, _task) = run_by_hand(&app, &worker).await;
     wait_for_rows(&app, &admin, good.len() as u64, Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let seen = judge(&app).await;
@@ -477,11 +517,10 @@ async fn dead_letters_of_an_interrupted_flush_are_not_repeated() {
     use deltalake::kernel::transaction::CommitProperties;
     use lake_manager::ingest::decode::{EventError, EventSchema, KafkaPosition, dlq_rows};
 
-    let (app, admin, topic) = stream_app().await;
+    let (app, admin, topic) = stream_app_with(api::config::Launcher::External).await;
     let producer = producer();
     let created = create_stream(&app, &admin, &topic).await;
     let id: uuid::Uuid = created["id"].as_str().expect("id").parse().expect("uuid");
-    app.state.ingest.kafka().stop(id).await;
     // Produced while no worker runs. Partition 0 gets ids 0, 3, 6, ...: id 99 (malformed) is
     // its offset 33.
     let (good, _) = produce(&producer, &topic, 0..300).await;
@@ -547,7 +586,7 @@ async fn dead_letters_of_an_interrupted_flush_are_not_repeated() {
         .expect("dead letter committed, table commit 'lost'");
 
     let record = stored_stream(&app).await;
-    app.state.ingest.kafka().start(record).await;
+    let (_stop, _task) = run_by_hand(&app, &ingest_worker(&record)).await;
     wait_for_rows(&app, &admin, good.len() as u64, Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let seen = judge(&app).await;
@@ -574,13 +613,12 @@ async fn dead_letters_of_an_interrupted_flush_are_not_repeated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn only_the_leader_of_two_replicas_runs_the_worker() {
-    let fast_sync = |c: &mut api::config::Config| c.ingest.kafka_sync_secs = 1;
-    let app = TestApp::spawn_with(Backend::Postgres, fast_sync, Default::default()).await;
+    let app = TestApp::spawn_with(Backend::Postgres, fast_workers, Default::default()).await;
     // One lake for both, as replicas share a bucket in production.
     let lake = app.data_dir.path().join("lake");
     let replica = app
         .replica(move |c| {
-            fast_sync(c);
+            fast_workers(c);
             c.storage.root = Some(lake);
         })
         .await;
@@ -601,15 +639,13 @@ async fn only_the_leader_of_two_replicas_runs_the_worker() {
         .send_as(&admin, Method::POST, "/v1/tenants/acme/streams", Some(stream))
         .await;
     assert_eq!(created.status(), 201);
-    let id: uuid::Uuid = created.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .parse()
-        .expect("uuid");
+    let record = stored_stream(&app).await;
+    let id = ingest_worker(&record);
+    let running = |app: &TestApp| app.state.in_process.clone().expect("in-process launcher");
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let on_leader = app.state.ingest.kafka().running().await.contains(&id);
-        let on_replica = replica.state.ingest.kafka().running().await.contains(&id);
+        let on_leader = running(&app).running().await.contains(&id);
+        let on_replica = running(&replica).running().await.contains(&id);
         assert!(!on_replica, "the replica that does not lead never runs a worker");
         if on_leader {
             break;
@@ -626,7 +662,7 @@ async fn only_the_leader_of_two_replicas_runs_the_worker() {
         204
     );
     let deadline = Instant::now() + Duration::from_secs(15);
-    while app.state.ingest.kafka().running().await.contains(&id) {
+    while running(&app).running().await.contains(&id) {
         assert!(
             Instant::now() < deadline,
             "the leader kept the worker of a deleted stream"

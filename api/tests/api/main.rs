@@ -16,6 +16,7 @@ mod streams;
 mod tables;
 mod tenants;
 mod tokens;
+mod workers;
 
 #[path = "../common/mod.rs"]
 mod common;

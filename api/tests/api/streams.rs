@@ -14,10 +14,10 @@ use crate::helpers::{TestApp, problem, python};
 use crate::tables::{read, ready_tenant};
 
 const STREAMS: &str = "/v1/tenants/acme/streams";
-const EVENTS: &str = "/v1/tenants/acme/streams/clicks/events";
+pub(crate) const EVENTS: &str = "/v1/tenants/acme/streams/clicks/events";
 
 /// A ready tenant with the bronze `events` table and the HTTP stream `clicks` on it.
-async fn clicks(app: &TestApp, admin: &str, on_error: &str) -> Value {
+pub(crate) async fn clicks(app: &TestApp, admin: &str, on_error: &str) -> Value {
     ready_tenant(app, admin).await;
     let table = json!({"zone": "bronze", "name": "events", "columns": [
         {"name": "id", "type": "long", "nullable": false},
@@ -40,7 +40,7 @@ async fn clicks(app: &TestApp, admin: &str, on_error: &str) -> Value {
     created.json().await.expect("json")
 }
 
-async fn push(
+pub(crate) async fn push(
     app: &TestApp,
     token: &str,
     path: &str,

@@ -540,6 +540,7 @@ async fn bad_table_input_is_422_naming_the_field_and_creates_nothing() {
             &tenant,
             &record,
             vec![tenancy::maintenance::Operation::Compact],
+            tenancy::maintenance::RunOptions::default(),
             "someone",
             &tenancy::audit::AuditEvent::system(
                 "test",
@@ -566,10 +567,7 @@ async fn bad_table_input_is_422_naming_the_field_and_creates_nothing() {
             .contains(&holder.id.to_string()),
         "{body}"
     );
-    app.state
-        .catalog
-        .execute(holder, lake_manager::catalog::RunOptions::default())
-        .await;
+    app.state.catalog.execute(holder).await;
 
     let unknown = app
         .send_as(

@@ -160,3 +160,21 @@ impl Server {
             .expect("request sent")
     }
 }
+
+/// A request with a bearer token and an optional JSON body.
+pub async fn call(
+    server: &Server,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> reqwest::Response {
+    let mut request = server
+        .client
+        .request(method, format!("{}{path}", server.base))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.expect("request")
+}

@@ -9,6 +9,7 @@ mod lifecycle;
 mod migrate;
 mod s3;
 mod walkthrough;
+mod workers;
 
 #[path = "../common/mod.rs"]
 mod common;

@@ -4,24 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Server, cli_token, lakeplane};
-
-async fn call(
-    server: &Server,
-    token: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> reqwest::Response {
-    let mut request = server
-        .client
-        .request(method, format!("{}{path}", server.base))
-        .bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    request.send().await.expect("request")
-}
+use crate::helpers::{Server, call, cli_token, lakeplane};
 
 #[tokio::test]
 async fn bootstrap_two_tenants_and_their_admins() {

@@ -111,3 +111,26 @@ pub fn python(script: &str, args: &[&str]) -> String {
     );
     String::from_utf8(output.stdout).expect("utf8")
 }
+
+/// Creates a fresh topic with `partitions` partitions on the test broker (tansu creates
+/// nothing implicitly) and returns its name.
+pub async fn topic(bootstrap: &str, partitions: i32) -> String {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let name = format!("lp-{}", uuid::Uuid::now_v7().simple());
+    let admin: AdminClient<DefaultClientContext> = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client");
+    let created = admin
+        .create_topics(
+            &[NewTopic::new(&name, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(std::time::Duration::from_secs(10))),
+        )
+        .await
+        .expect("create topics");
+    for result in created {
+        result.expect("topic created");
+    }
+    name
+}

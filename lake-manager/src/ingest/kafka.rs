@@ -48,10 +48,6 @@ pub struct KafkaSettings {
     pub linger: Duration,
     /// Broker metadata and watermark requests time out after this.
     pub request_timeout: Duration,
-    /// First restart delay after a failure; it doubles up to `max_backoff`.
-    pub min_backoff: Duration,
-    /// Longest restart delay.
-    pub max_backoff: Duration,
 }
 
 impl Default for KafkaSettings {
@@ -61,8 +57,6 @@ impl Default for KafkaSettings {
             flush_bytes: 16 * 1024 * 1024,
             linger: Duration::from_millis(500),
             request_timeout: Duration::from_secs(10),
-            min_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(60),
         }
     }
 }
@@ -85,12 +79,11 @@ pub fn app_id(stream: uuid::Uuid, partition: i32) -> String {
 
 type Statuses = Arc<Mutex<HashMap<uuid::Uuid, WorkerStatus>>>;
 
-/// The in-process Kafka workers, one supervised task per stream.
+/// The Kafka consumers of the running ingest workers, with their statuses for the API.
 pub struct KafkaWorkers {
     catalog: Arc<Catalog>,
     settings: KafkaSettings,
     sealer: Option<Sealer>,
-    tasks: tokio::sync::Mutex<HashMap<uuid::Uuid, tokio::task::JoinHandle<()>>>,
     statuses: Statuses,
 }
 
@@ -99,73 +92,68 @@ fn set_status(statuses: &Statuses, id: uuid::Uuid, update: impl FnOnce(&mut Work
     update(map.entry(id).or_default());
 }
 
+/// Marks the stream's consumer stopped however its run ends (an abort included), unless it
+/// ended failed: that state and its error stay visible.
+struct StoppedOnDrop {
+    statuses: Statuses,
+    id: uuid::Uuid,
+}
+
+impl Drop for StoppedOnDrop {
+    fn drop(&mut self) {
+        set_status(&self.statuses, self.id, |s| {
+            if s.state != "failed" {
+                s.state = "stopped";
+                s.lag.clear();
+            }
+        });
+    }
+}
+
 impl KafkaWorkers {
-    /// No workers yet.
+    /// No consumers yet.
     pub fn new(catalog: Arc<Catalog>, settings: KafkaSettings, sealer: Option<Sealer>) -> Self {
         Self {
             catalog,
             settings,
             sealer,
-            tasks: tokio::sync::Mutex::new(HashMap::new()),
             statuses: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
-    /// Starts (or restarts) the stream's worker. Aborting a worker anywhere is safe: its
-    /// positions are only ever those committed with its rows.
-    pub async fn start(&self, stream: StreamRecord) {
+    /// Consumes the stream's topic into its table until an error, which is returned (the
+    /// ingest worker's reconciler restarts it with backoff), or until the stream is gone
+    /// (`Ok`). Dropping the future anywhere is safe: positions are only ever those committed
+    /// with their rows, so a new run resumes exactly.
+    pub async fn run(&self, stream: StreamRecord) -> Result<(), IngestError> {
         let id = stream.id;
-        let mut tasks = self.tasks.lock().await;
-        if let Some(old) = tasks.remove(&id) {
-            old.abort();
-            let _ = old.await;
-        }
         set_status(&self.statuses, id, |s| {
             s.state = "starting";
             s.lag.clear();
         });
-        let supervisor = Supervisor {
+        let _stopped = StoppedOnDrop {
+            statuses: self.statuses.clone(),
+            id,
+        };
+        let attempt = Attempt {
             catalog: self.catalog.clone(),
             settings: self.settings.clone(),
             sealer: self.sealer.clone(),
             statuses: self.statuses.clone(),
             stream,
         };
-        tasks.insert(id, tokio::spawn(supervisor.run()));
-    }
-
-    /// Stops the stream's worker (abort: uncommitted records are simply read again later).
-    pub async fn stop(&self, id: uuid::Uuid) {
-        if let Some(task) = self.tasks.lock().await.remove(&id) {
-            task.abort();
-            let _ = task.await;
+        let result = attempt.run_once().await;
+        if let Err(e) = &result {
+            let error = tenancy::error_chain(e);
+            set_status(&self.statuses, id, |s| {
+                s.state = "failed";
+                s.last_error = Some(error);
+            });
         }
-        self.statuses
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+        result
     }
 
-    /// The streams whose worker task is alive.
-    pub async fn running(&self) -> std::collections::BTreeSet<uuid::Uuid> {
-        self.tasks
-            .lock()
-            .await
-            .iter()
-            .filter(|(_, task)| !task.is_finished())
-            .map(|(id, _)| *id)
-            .collect()
-    }
-
-    /// Stops every worker.
-    pub async fn stop_all(&self) {
-        let ids: Vec<uuid::Uuid> = self.tasks.lock().await.keys().copied().collect();
-        for id in ids {
-            self.stop(id).await;
-        }
-    }
-
-    /// A worker's status (`stopped` when none runs).
+    /// A consumer's status (`stopped` when none runs here).
     pub fn status(&self, id: uuid::Uuid) -> WorkerStatus {
         self.statuses
             .lock()
@@ -178,16 +166,26 @@ impl KafkaWorkers {
             })
     }
 
-    /// Every running worker's lag, for metrics: (tenant/stream id, partition, lag).
+    /// Forgets a deleted stream's status.
+    pub fn forget(&self, id: uuid::Uuid) {
+        self.statuses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
+
+    /// Every running consumer's lag, for metrics: (stream id, partition, lag).
     pub fn lags(&self) -> Vec<(uuid::Uuid, i32, i64)> {
         let map = self.statuses.lock().unwrap_or_else(|p| p.into_inner());
         map.iter()
+            .filter(|(_, s)| s.state == "running")
             .flat_map(|(id, s)| s.lag.iter().map(move |(p, lag)| (*id, *p, *lag)))
             .collect()
     }
 }
 
-struct Supervisor {
+/// One run of a stream's consumer, from the table's positions.
+struct Attempt {
     catalog: Arc<Catalog>,
     settings: KafkaSettings,
     sealer: Option<Sealer>,
@@ -195,28 +193,7 @@ struct Supervisor {
     stream: StreamRecord,
 }
 
-impl Supervisor {
-    async fn run(self) {
-        let mut backoff = self.settings.min_backoff;
-        loop {
-            let started = std::time::Instant::now();
-            let error = match self.run_once().await {
-                Ok(()) => return,
-                Err(e) => tenancy::error_chain(&e),
-            };
-            tracing::warn!(stream = %self.stream.name, tenant = %self.stream.tenant, error = %error, retry_in_ms = backoff.as_millis() as u64, "kafka worker failed; restarting from the table's positions");
-            set_status(&self.statuses, self.stream.id, |s| {
-                s.state = "failed";
-                s.last_error = Some(error);
-            });
-            if started.elapsed() > self.settings.max_backoff {
-                backoff = self.settings.min_backoff; // it ran fine for a while: start over
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(self.settings.max_backoff);
-        }
-    }
-
+impl Attempt {
     async fn run_once(&self) -> Result<(), IngestError> {
         let StreamSource::Kafka(source) = &self.stream.source else {
             return Ok(());
@@ -231,7 +208,6 @@ impl Supervisor {
         };
         if current.map(|s| s.id) != Some(self.stream.id) {
             tracing::info!(stream = %self.stream.name, tenant = %self.stream.tenant, "the stream is gone; its worker stops");
-            set_status(&self.statuses, self.stream.id, |s| s.state = "stopped");
             return Ok(());
         }
         let table = store

@@ -59,10 +59,8 @@ pub struct Ingest {
     buckets: Mutex<HashMap<TenantId, TokenBucket>>,
     origin: Instant,
     reading: Arc<tokio::sync::Semaphore>,
-    wake: tokio::sync::Notify,
-    stopping: std::sync::atomic::AtomicBool,
-    leader_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    kafka: KafkaWorkers,
+    wake: Arc<tokio::sync::Notify>,
+    kafka: Arc<KafkaWorkers>,
 }
 
 fn audit(action: &str, target: &str, tenant: &TenantId) -> AuditEvent {
@@ -70,28 +68,28 @@ fn audit(action: &str, target: &str, tenant: &TenantId) -> AuditEvent {
 }
 
 impl Ingest {
-    /// The service over a catalog; `sealer` is needed to store Kafka secrets.
+    /// The service over a catalog; `sealer` is needed to store Kafka secrets; `wake` wakes
+    /// the reconciler when streams come and go.
     pub fn new(
         catalog: Arc<Catalog>,
         group_commit: GroupCommitSettings,
         kafka: KafkaSettings,
         sealer: Option<Sealer>,
+        wake: Arc<tokio::sync::Notify>,
     ) -> Arc<Self> {
         let reading = Arc::new(tokio::sync::Semaphore::new(
             group_commit.total_buffer_bytes.min(u32::MAX as usize),
         ));
         let committer = GroupCommitter::new(group_commit, catalog.delta().clone(), catalog.store().clone());
         Arc::new(Self {
-            kafka: KafkaWorkers::new(catalog.clone(), kafka, sealer.clone()),
+            kafka: Arc::new(KafkaWorkers::new(catalog.clone(), kafka, sealer.clone())),
             catalog,
             committer,
             sealer,
             buckets: Mutex::new(HashMap::new()),
             origin: Instant::now(),
             reading,
-            wake: tokio::sync::Notify::new(),
-            stopping: std::sync::atomic::AtomicBool::new(false),
-            leader_task: Mutex::new(None),
+            wake,
         })
     }
 
@@ -104,8 +102,8 @@ impl Ingest {
         &self.committer
     }
 
-    /// The Kafka workers.
-    pub fn kafka(&self) -> &KafkaWorkers {
+    /// The Kafka consumers (the ingest workers' bodies).
+    pub fn kafka(&self) -> &Arc<KafkaWorkers> {
         &self.kafka
     }
 
@@ -273,92 +271,9 @@ impl Ingest {
         audit_event: &AuditEvent,
     ) -> Result<bool, IngestError> {
         let deleted = self.store().delete_stream(stream.id, audit_event).await?;
-        self.kafka.stop(stream.id).await;
-        Ok(deleted)
-    }
-
-    /// Makes the running Kafka workers match the stored Kafka streams: starts the missing ones,
-    /// stops those whose stream is gone. Returns (started, stopped).
-    pub async fn sync_kafka_workers(&self) -> Result<(usize, usize), IngestError> {
-        let streams: Vec<StreamRecord> = self
-            .store()
-            .all_streams()
-            .await?
-            .into_iter()
-            .filter(|s| matches!(s.source, StreamSource::Kafka(_)))
-            .collect();
-        let running = self.kafka.running().await;
-        let wanted: std::collections::BTreeSet<uuid::Uuid> = streams.iter().map(|s| s.id).collect();
-        let mut started = 0;
-        for stream in streams {
-            if !running.contains(&stream.id) {
-                self.kafka.start(stream).await;
-                started += 1;
-            }
-        }
-        let mut stopped = 0;
-        for id in running.difference(&wanted) {
-            self.kafka.stop(*id).await;
-            stopped += 1;
-        }
-        Ok((started, stopped))
-    }
-
-    /// Runs the Kafka workers on exactly one process: the one holding the store's leadership
-    /// lock. The leader syncs the workers with the stored streams every `every` and whenever a
-    /// stream is created here; a process that loses leadership stops its workers, and the
-    /// others keep trying to take it over.
-    pub fn spawn_kafka_leader(self: &Arc<Self>, every: std::time::Duration) {
-        let this = self.clone();
-        let task = tokio::spawn(async move {
-            let mut lead: Option<tenancy::store::Leadership> = None;
-            loop {
-                if this.stopping.load(std::sync::atomic::Ordering::SeqCst) {
-                    // Workers first, then the lock (its connection) goes with `lead`.
-                    this.kafka.stop_all().await;
-                    return;
-                }
-                if lead.is_none() {
-                    match this.store().try_lead().await {
-                        Ok(Some(won)) => {
-                            tracing::info!("this process leads: it runs the Kafka workers");
-                            lead = Some(won);
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            tracing::warn!(error = %tenancy::error_chain(&e), "cannot try for leadership")
-                        }
-                    }
-                }
-                if let Some(held) = lead.as_mut() {
-                    if held.alive().await {
-                        if let Err(e) = this.sync_kafka_workers().await {
-                            tracing::warn!(error = %tenancy::error_chain(&e), "cannot sync the Kafka workers");
-                        }
-                    } else {
-                        tracing::warn!("leadership lost: stopping this process's Kafka workers");
-                        this.kafka.stop_all().await;
-                        lead = None;
-                    }
-                }
-                let _ = tokio::time::timeout(every, this.wake.notified()).await;
-            }
-        });
-        *self.leader_task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
-    }
-
-    /// Stops the Kafka workers and gives up leadership (before the store closes: the lock's
-    /// connection must be returned for the pool to close).
-    pub async fn shutdown(&self) {
-        self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.kafka.forget(stream.id);
         self.wake.notify_one();
-        let task = self.leader_task.lock().unwrap_or_else(|p| p.into_inner()).take();
-        match task {
-            Some(task) => {
-                let _ = task.await;
-            }
-            None => self.kafka.stop_all().await,
-        }
+        Ok(deleted)
     }
 
     /// A stream's runtime state.

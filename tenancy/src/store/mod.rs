@@ -384,6 +384,8 @@ pub struct MaintenanceRun {
     pub table_name: String,
     /// Operations, in execution order.
     pub operations: Vec<crate::maintenance::Operation>,
+    /// Options beyond the operations.
+    pub options: crate::maintenance::RunOptions,
     /// Where the run is.
     pub status: crate::maintenance::RunStatus,
     /// What it did (set when it ends).
@@ -465,6 +467,18 @@ pub trait TableStore: Send + Sync {
         &self,
         table_id: Uuid,
     ) -> Result<Vec<(crate::maintenance::Operation, DateTime<Utc>)>, StoreError>;
+    /// Every queued or running run (the reconciler's maintenance input).
+    async fn unfinished_runs(&self) -> Result<Vec<MaintenanceRun>, StoreError>;
+    /// Makes `owner` the run's executor until `until`: a queued run, or a running one whose
+    /// lease expired before `now` (its executor died). False when another executor holds it or
+    /// it ended.
+    async fn claim_run(
+        &self,
+        id: Uuid,
+        owner: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 }
 
 /// An ingestion stream the plane manages.
@@ -501,6 +515,8 @@ pub trait StreamStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// One stream of a tenant.
     async fn get_stream(&self, tenant: &TenantId, name: &str) -> Result<Option<StreamRecord>, StoreError>;
+    /// A stream by id.
+    async fn get_stream_by_id(&self, id: Uuid) -> Result<Option<StreamRecord>, StoreError>;
     /// A tenant's streams ordered by name, after the `after` name.
     async fn list_streams(
         &self,
@@ -535,8 +551,28 @@ pub struct WorkerRecord {
     pub last_heartbeat: Option<DateTime<Utc>>,
     /// The process running it.
     pub owner: Option<String>,
+    /// What it reports of its progress (JSON: lag per partition, or files done).
+    pub progress: Option<String>,
     /// When the row last changed.
     pub updated_at: DateTime<Utc>,
+}
+
+impl WorkerRecord {
+    /// A worker asked to start at `now`, with no history.
+    pub fn pending(spec: crate::worker::WorkerSpec, now: DateTime<Utc>) -> Self {
+        Self {
+            spec,
+            state: crate::worker::WorkerState::Pending,
+            restarts: 0,
+            failures: 0,
+            last_error: None,
+            failed_at: None,
+            last_heartbeat: None,
+            owner: None,
+            progress: None,
+            updated_at: now,
+        }
+    }
 }
 
 /// Workers' observed state.
@@ -554,8 +590,28 @@ pub trait WorkerStore: Send + Sync {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<WorkerRecord>, StoreError>;
-    /// Records a heartbeat from `owner`; false when the worker is gone or another process owns it.
-    async fn heartbeat(&self, id: &str, owner: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Makes `owner` the process running a `pending` worker and marks it `running`; false when
+    /// the worker is gone, not pending, or claimed by another process.
+    async fn claim_worker(&self, id: &str, owner: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Records a heartbeat (and progress) from the running worker's owner; false when the
+    /// worker is gone, no longer running, or owned by another process (it must stop).
+    async fn heartbeat(
+        &self,
+        id: &str,
+        owner: &str,
+        at: DateTime<Utc>,
+        progress: Option<&str>,
+    ) -> Result<bool, StoreError>;
+    /// Records the end of a running worker owned by `owner`: `succeeded` clears the failure
+    /// count, `failed` increments it and keeps `error`. False when another process owns it.
+    async fn finish_worker(
+        &self,
+        id: &str,
+        owner: &str,
+        state: crate::worker::WorkerState,
+        error: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Removes a worker's row; false when it was gone.
     async fn delete_worker(&self, id: &str) -> Result<bool, StoreError>;
 }

@@ -72,6 +72,7 @@ fn run(table: &TableRecord, lease_secs: i64) -> MaintenanceRun {
         zone: table.spec.zone,
         table_name: table.spec.name.to_string(),
         operations: vec![Operation::Compact, Operation::Checkpoint],
+        options: tenancy::maintenance::RunOptions::default(),
         status: RunStatus::Running,
         metrics: None,
         error: None,
@@ -294,3 +295,92 @@ async fn one_live_maintenance_run_per_table(backend: Backend) {
     );
 }
 both_backends!(one_live_maintenance_run_per_table);
+
+async fn queued_runs_are_claimed_by_one_executor_at_a_time(backend: Backend) {
+    let (store, _db) = crate::migrated(backend).await;
+    store
+        .insert_tenant(&tenant(), &audit("tenant.create"))
+        .await
+        .expect("tenant");
+    let orders = table("bronze", "orders");
+    store
+        .insert_table(&orders, 3, &audit("table.create"))
+        .await
+        .expect("table");
+    let mut queued = run(&orders, 3600);
+    queued.status = RunStatus::Queued;
+    queued.lease_owner = String::new();
+    queued.options = tenancy::maintenance::RunOptions {
+        vacuum_retention_hours: 24,
+        allow_short_vacuum: true,
+    };
+    store
+        .start_run(&queued, &audit("table.maintenance.start"))
+        .await
+        .expect("queued");
+    let unfinished = store.unfinished_runs().await.expect("unfinished");
+    assert_eq!(
+        unfinished,
+        vec![queued.clone()],
+        "options round-trip with the run"
+    );
+    assert!(
+        matches!(
+            store
+                .start_run(&run(&orders, 60), &audit("table.maintenance.start"))
+                .await,
+            Err(tenancy::store::StoreError::Busy(_))
+        ),
+        "a queued run holds the table's slot"
+    );
+    let now = tenancy::now();
+    let lease = now + chrono::Duration::seconds(60);
+    assert!(
+        store
+            .claim_run(queued.id, "worker-a", lease, now)
+            .await
+            .expect("claim")
+    );
+    assert!(
+        !store
+            .claim_run(queued.id, "worker-b", lease, now)
+            .await
+            .expect("claim"),
+        "a live lease keeps it with its executor"
+    );
+    let later = lease + chrono::Duration::seconds(1);
+    assert!(
+        store
+            .claim_run(
+                queued.id,
+                "worker-b",
+                later + chrono::Duration::seconds(60),
+                later
+            )
+            .await
+            .expect("claim"),
+        "an expired lease (its executor died) lets another take it over"
+    );
+    let claimed = store
+        .get_run(&queued.tenant, queued.id)
+        .await
+        .expect("get")
+        .expect("run");
+    assert_eq!(
+        (claimed.status, claimed.lease_owner.as_str()),
+        (RunStatus::Running, "worker-b")
+    );
+    let mut done = claimed.clone();
+    done.status = RunStatus::Succeeded;
+    done.finished_at = Some(later);
+    assert!(store.update_run(&done).await.expect("end"));
+    assert!(store.unfinished_runs().await.expect("unfinished").is_empty());
+    assert!(
+        !store
+            .claim_run(queued.id, "worker-c", later, later)
+            .await
+            .expect("claim"),
+        "a finished run is never claimed again"
+    );
+}
+both_backends!(queued_runs_are_claimed_by_one_executor_at_a_time);

@@ -8,21 +8,16 @@ use tenancy::tenant::TenantId;
 use tenancy::worker::{WorkerKind, WorkerSpec, WorkerState, WorkerTarget};
 
 fn record(tenant: &str, kind: WorkerKind, n: u128, state: WorkerState) -> WorkerRecord {
+    let spec = WorkerSpec {
+        kind,
+        tenant: TenantId::parse(tenant).expect("id"),
+        target: WorkerTarget::Table(uuid::Uuid::from_u128(n)),
+        operations: vec![Operation::Compact, Operation::Checkpoint],
+        run: Some(uuid::Uuid::from_u128(n + 100)),
+    };
     WorkerRecord {
-        spec: WorkerSpec {
-            kind,
-            tenant: TenantId::parse(tenant).expect("id"),
-            target: WorkerTarget::Table(uuid::Uuid::from_u128(n)),
-            operations: vec![Operation::Compact, Operation::Checkpoint],
-        },
         state,
-        restarts: 0,
-        failures: 0,
-        last_error: None,
-        failed_at: None,
-        last_heartbeat: None,
-        owner: None,
-        updated_at: tenancy::now(),
+        ..WorkerRecord::pending(spec, tenancy::now())
     }
 }
 
@@ -77,20 +72,106 @@ async fn workers_round_trip_filter_and_heartbeat(backend: Backend) {
     assert!(first.windows(2).all(|w| w[0].spec.id() < w[1].spec.id()));
 
     let at = tenancy::now();
-    assert!(store.heartbeat(&id, "process-a", at).await.expect("beat"));
     assert!(
-        !store.heartbeat(&id, "process-b", at).await.expect("beat"),
+        !store.claim_worker(&id, "process-a", at).await.expect("claim"),
+        "a failed worker is not claimable: the reconciler must make it pending first"
+    );
+    compact.state = WorkerState::Pending;
+    compact.owner = None;
+    store.put_worker(&compact).await.expect("pending again");
+    assert!(
+        !store.heartbeat(&id, "process-a", at, None).await.expect("beat"),
+        "no heartbeat before the claim"
+    );
+    assert!(store.claim_worker(&id, "process-a", at).await.expect("claim"));
+    assert!(
+        !store.claim_worker(&id, "process-b", at).await.expect("claim"),
+        "claimed once"
+    );
+    assert!(
+        store
+            .heartbeat(&id, "process-a", at, Some(r#"{"lag":{"0":5}}"#))
+            .await
+            .expect("beat")
+    );
+    assert!(
+        !store.heartbeat(&id, "process-b", at, None).await.expect("beat"),
         "another process does not own it"
     );
     let beat = store.get_worker(&id).await.expect("get").expect("worker");
     assert_eq!(
-        (beat.last_heartbeat, beat.owner.as_deref()),
-        (Some(at), Some("process-a"))
+        (
+            beat.state,
+            beat.last_heartbeat,
+            beat.owner.as_deref(),
+            beat.progress.as_deref()
+        ),
+        (
+            WorkerState::Running,
+            Some(at),
+            Some("process-a"),
+            Some(r#"{"lag":{"0":5}}"#)
+        )
+    );
+    assert!(
+        store.heartbeat(&id, "process-a", at, None).await.expect("beat"),
+        "a heartbeat without news keeps the last progress"
+    );
+    assert!(
+        !store
+            .finish_worker(&id, "process-b", WorkerState::Failed, Some("x"), at)
+            .await
+            .expect("finish"),
+        "only the owner records the end"
+    );
+    assert!(
+        store
+            .finish_worker(&id, "process-a", WorkerState::Failed, Some("broker down"), at)
+            .await
+            .expect("finish")
+    );
+    let ended = store.get_worker(&id).await.expect("get").expect("worker");
+    assert_eq!(
+        (
+            ended.state,
+            ended.failures,
+            ended.last_error.as_deref(),
+            ended.failed_at,
+            ended.progress.as_deref()
+        ),
+        (
+            WorkerState::Failed,
+            4,
+            Some("broker down"),
+            Some(at),
+            Some(r#"{"lag":{"0":5}}"#)
+        ),
+        "a failure counts on top of the three before"
+    );
+    assert!(
+        !store.heartbeat(&id, "process-a", at, None).await.expect("beat"),
+        "a finished worker does not heartbeat"
+    );
+    let mut again = ended.clone();
+    again.state = WorkerState::Pending;
+    again.owner = None;
+    store.put_worker(&again).await.expect("pending");
+    assert!(store.claim_worker(&id, "process-c", at).await.expect("claim"));
+    assert!(
+        store
+            .finish_worker(&id, "process-c", WorkerState::Succeeded, None, at)
+            .await
+            .expect("finish")
+    );
+    let ok = store.get_worker(&id).await.expect("get").expect("worker");
+    assert_eq!(
+        (ok.state, ok.failures, ok.last_error),
+        (WorkerState::Succeeded, 0, None)
     );
     assert!(store.delete_worker(&id).await.expect("delete"));
     assert!(!store.delete_worker(&id).await.expect("delete"), "gone");
     assert!(
-        !store.heartbeat(&id, "process-a", at).await.expect("beat"),
+        !store.heartbeat(&id, "process-a", at, None).await.expect("beat"),
         "no heartbeat for a gone worker"
     );
     let globex = TenantId::parse("globex").expect("id");

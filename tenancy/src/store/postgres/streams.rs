@@ -91,6 +91,14 @@ impl StreamStore for PgStore {
         row.as_ref().map(stream).transpose()
     }
 
+    async fn get_stream_by_id(&self, id: Uuid) -> Result<Option<StreamRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM streams WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(stream).transpose()
+    }
+
     async fn list_streams(
         &self,
         tenant: &TenantId,

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::PgStore;
 use super::repos::{corrupt, insert_audit, is_unique_violation, lock_tenant, opt_time, time, uuid};
 use crate::audit::AuditEvent;
-use crate::maintenance::{Operation, RunMetrics, RunStatus};
+use crate::maintenance::{Operation, RunMetrics, RunOptions, RunStatus};
 use crate::role::Zone;
 use crate::store::{MaintenanceRun, StoreError, TableRecord, TableStatus, TableStore};
 use crate::tenant::TenantId;
@@ -52,6 +52,11 @@ fn run(row: &PgRow) -> Result<MaintenanceRun, StoreError> {
         zone: Zone::parse(&zone).ok_or_else(|| corrupt("zone", &zone))?,
         table_name: row.try_get("table_name")?,
         operations,
+        options: match row.try_get::<Option<String>, _>("options")? {
+            Some(text) => serde_json::from_str::<RunOptions>(&text).map_err(|_| corrupt("options", &text))?,
+            // Runs recorded before options were stored ran with the defaults.
+            None => RunOptions::default(),
+        },
         status: RunStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
         metrics: match metrics {
             Some(text) => {
@@ -275,9 +280,9 @@ impl TableStore for PgStore {
         .execute(&mut *tx)
         .await?;
         let inserted = sqlx::query(
-            "INSERT INTO maintenance_runs (id, table_id, tenant_id, zone, table_name, operations, status, metrics, \
-             error, requested_by, lease_owner, lease_expires_at, created_at, finished_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, $8, $9, $10, $11, NULL)",
+            "INSERT INTO maintenance_runs (id, table_id, tenant_id, zone, table_name, operations, options, status, \
+             metrics, error, requested_by, lease_owner, lease_expires_at, created_at, finished_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, $9, $10, $11, $12, NULL)",
         )
         .bind(r.id)
         .bind(r.table_id)
@@ -285,6 +290,7 @@ impl TableStore for PgStore {
         .bind(r.zone.as_str())
         .bind(&r.table_name)
         .bind(to_json(&r.operations)?)
+        .bind(to_json(&r.options)?)
         .bind(r.status.as_str())
         .bind(&r.requested_by)
         .bind(&r.lease_owner)
@@ -387,5 +393,34 @@ impl TableStore for PgStore {
             }
         }
         Ok(latest)
+    }
+
+    async fn unfinished_runs(&self) -> Result<Vec<MaintenanceRun>, StoreError> {
+        let rows =
+            sqlx::query("SELECT * FROM maintenance_runs WHERE status IN ('queued', 'running') ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(run).collect()
+    }
+
+    async fn claim_run(
+        &self,
+        id: Uuid,
+        owner: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE maintenance_runs SET status = 'running', lease_owner = $1, lease_expires_at = $2 \
+             WHERE id = $3 AND (status = 'queued' OR (status = 'running' AND (lease_owner = $4 OR lease_expires_at < $5)))",
+        )
+        .bind(owner)
+        .bind(until)
+        .bind(id)
+        .bind(owner)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 }

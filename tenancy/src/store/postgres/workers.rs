@@ -23,6 +23,7 @@ fn worker(row: &PgRow) -> Result<WorkerRecord, StoreError> {
             tenant: TenantId::from_trusted(row.try_get::<String, _>("tenant_id")?),
             target: stored.target,
             operations: stored.operations,
+            run: stored.run,
         },
         state: WorkerState::parse(&state).ok_or_else(|| corrupt("state", &state))?,
         restarts: u32_column(row, "restarts")?,
@@ -31,6 +32,7 @@ fn worker(row: &PgRow) -> Result<WorkerRecord, StoreError> {
         failed_at: opt_time(row, "failed_at")?,
         last_heartbeat: opt_time(row, "last_heartbeat")?,
         owner: row.try_get("owner")?,
+        progress: row.try_get("progress")?,
         updated_at: time(row, "updated_at")?,
     })
 }
@@ -41,15 +43,17 @@ impl WorkerStore for PgStore {
         let stored = StoredSpec {
             target: w.spec.target.clone(),
             operations: w.spec.operations.clone(),
+            run: w.spec.run,
         };
         sqlx::query(
             "INSERT INTO workers (id, tenant_id, kind, spec, fingerprint, state, restarts, failures, \
-             last_error, failed_at, last_heartbeat, owner, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             last_error, failed_at, last_heartbeat, owner, progress, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
              ON CONFLICT (id) DO UPDATE SET spec = excluded.spec, fingerprint = excluded.fingerprint, \
              state = excluded.state, restarts = excluded.restarts, failures = excluded.failures, \
              last_error = excluded.last_error, failed_at = excluded.failed_at, \
-             last_heartbeat = excluded.last_heartbeat, owner = excluded.owner, updated_at = excluded.updated_at",
+             last_heartbeat = excluded.last_heartbeat, owner = excluded.owner, progress = excluded.progress, \
+             updated_at = excluded.updated_at",
         )
         .bind(w.spec.id())
         .bind(w.spec.tenant.as_str())
@@ -63,6 +67,7 @@ impl WorkerStore for PgStore {
         .bind(w.failed_at)
         .bind(w.last_heartbeat)
         .bind(w.owner.as_deref())
+        .bind(w.progress.as_deref())
         .bind(w.updated_at)
         .execute(&self.pool)
         .await?;
@@ -98,13 +103,61 @@ impl WorkerStore for PgStore {
         rows.iter().map(worker).collect()
     }
 
-    async fn heartbeat(&self, id: &str, owner: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn claim_worker(&self, id: &str, owner: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE workers SET last_heartbeat = $1, owner = $2, updated_at = $3 \
-             WHERE id = $4 AND (owner IS NULL OR owner = $5)",
+            "UPDATE workers SET state = 'running', owner = $1, last_heartbeat = $2, progress = NULL, updated_at = $3 \
+             WHERE id = $4 AND state = 'pending' AND owner IS NULL",
+        )
+        .bind(owner)
+        .bind(at)
+        .bind(at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn heartbeat(
+        &self,
+        id: &str,
+        owner: &str,
+        at: DateTime<Utc>,
+        progress: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE workers SET last_heartbeat = $1, progress = COALESCE($2, progress), updated_at = $3 \
+             WHERE id = $4 AND owner = $5 AND state = 'running'",
         )
         .bind(at)
+        .bind(progress)
+        .bind(at)
+        .bind(id)
         .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn finish_worker(
+        &self,
+        id: &str,
+        owner: &str,
+        state: WorkerState,
+        error: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let failed = state == WorkerState::Failed;
+        let done = sqlx::query(
+            "UPDATE workers SET state = $1, last_error = $2, \
+             failures = CASE WHEN $3 THEN failures + 1 ELSE 0 END, \
+             failed_at = CASE WHEN $4 THEN $5 ELSE failed_at END, updated_at = $6 \
+             WHERE id = $7 AND owner = $8 AND state = 'running'",
+        )
+        .bind(state.as_str())
+        .bind(error)
+        .bind(failed)
+        .bind(failed)
+        .bind(at)
         .bind(at)
         .bind(id)
         .bind(owner)

@@ -22,6 +22,7 @@ fn worker(row: &SqliteRow) -> Result<WorkerRecord, StoreError> {
             tenant: TenantId::from_trusted(row.try_get::<String, _>("tenant_id")?),
             target: stored.target,
             operations: stored.operations,
+            run: stored.run,
         },
         state: WorkerState::parse(&state).ok_or_else(|| corrupt("state", &state))?,
         restarts: u32_column(row, "restarts")?,
@@ -30,6 +31,7 @@ fn worker(row: &SqliteRow) -> Result<WorkerRecord, StoreError> {
         failed_at: opt_time(row, "failed_at")?,
         last_heartbeat: opt_time(row, "last_heartbeat")?,
         owner: row.try_get("owner")?,
+        progress: row.try_get("progress")?,
         updated_at: time(row, "updated_at")?,
     })
 }
@@ -40,15 +42,17 @@ impl WorkerStore for SqliteStore {
         let stored = StoredSpec {
             target: w.spec.target.clone(),
             operations: w.spec.operations.clone(),
+            run: w.spec.run,
         };
         sqlx::query(
             "INSERT INTO workers (id, tenant_id, kind, spec, fingerprint, state, restarts, failures, \
-             last_error, failed_at, last_heartbeat, owner, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             last_error, failed_at, last_heartbeat, owner, progress, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (id) DO UPDATE SET spec = excluded.spec, fingerprint = excluded.fingerprint, \
              state = excluded.state, restarts = excluded.restarts, failures = excluded.failures, \
              last_error = excluded.last_error, failed_at = excluded.failed_at, \
-             last_heartbeat = excluded.last_heartbeat, owner = excluded.owner, updated_at = excluded.updated_at",
+             last_heartbeat = excluded.last_heartbeat, owner = excluded.owner, progress = excluded.progress, \
+             updated_at = excluded.updated_at",
         )
         .bind(w.spec.id())
         .bind(w.spec.tenant.as_str())
@@ -62,6 +66,7 @@ impl WorkerStore for SqliteStore {
         .bind(w.failed_at.map(micros))
         .bind(w.last_heartbeat.map(micros))
         .bind(w.owner.as_deref())
+        .bind(w.progress.as_deref())
         .bind(micros(w.updated_at))
         .execute(&self.pool)
         .await?;
@@ -97,13 +102,61 @@ impl WorkerStore for SqliteStore {
         rows.iter().map(worker).collect()
     }
 
-    async fn heartbeat(&self, id: &str, owner: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn claim_worker(&self, id: &str, owner: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE workers SET last_heartbeat = ?, owner = ?, updated_at = ? \
-             WHERE id = ? AND (owner IS NULL OR owner = ?)",
+            "UPDATE workers SET state = 'running', owner = ?, last_heartbeat = ?, progress = NULL, updated_at = ? \
+             WHERE id = ? AND state = 'pending' AND owner IS NULL",
+        )
+        .bind(owner)
+        .bind(micros(at))
+        .bind(micros(at))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn heartbeat(
+        &self,
+        id: &str,
+        owner: &str,
+        at: DateTime<Utc>,
+        progress: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE workers SET last_heartbeat = ?, progress = COALESCE(?, progress), updated_at = ? \
+             WHERE id = ? AND owner = ? AND state = 'running'",
         )
         .bind(micros(at))
+        .bind(progress)
+        .bind(micros(at))
+        .bind(id)
         .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn finish_worker(
+        &self,
+        id: &str,
+        owner: &str,
+        state: WorkerState,
+        error: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let failed = state == WorkerState::Failed;
+        let done = sqlx::query(
+            "UPDATE workers SET state = ?, last_error = ?, \
+             failures = CASE WHEN ? THEN failures + 1 ELSE 0 END, \
+             failed_at = CASE WHEN ? THEN ? ELSE failed_at END, updated_at = ? \
+             WHERE id = ? AND owner = ? AND state = 'running'",
+        )
+        .bind(state.as_str())
+        .bind(error)
+        .bind(failed)
+        .bind(failed)
+        .bind(micros(at))
         .bind(micros(at))
         .bind(id)
         .bind(owner)

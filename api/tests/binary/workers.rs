@@ -1,0 +1,411 @@
+//! Workers across real processes: two `lakeplane serve` replicas on one PostgreSQL database,
+//! where exactly one reconciles and the other takes over when the leader is SIGKILLed; and
+//! `lakeplane worker run` as the pods of the Kubernetes launcher run it (here with the
+//! `external` launcher, which only records the wanted workers).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tenancy::store::Backend;
+use tenancy::store::testing::TestDatabase;
+use tokio::process::Command;
+
+use crate::helpers::{Server, call, cli_token, lakeplane, signal};
+
+/// Heartbeat timeout of these tests: a dead leader's workers are started again after it.
+const HEARTBEAT_TIMEOUT_SECS: i64 = 3;
+
+fn configured(cwd: &Path, env: &[(&str, String)]) -> Command {
+    let mut command = lakeplane(cwd);
+    command
+        .env("LAKEPLANE__WORKERS__RECONCILE_SECS", "1")
+        .env("LAKEPLANE__WORKERS__HEARTBEAT_SECS", "1")
+        .env(
+            "LAKEPLANE__WORKERS__HEARTBEAT_TIMEOUT_SECS",
+            HEARTBEAT_TIMEOUT_SECS.to_string(),
+        )
+        .env("LAKEPLANE__WORKERS__BACKOFF_BASE_MS", "200")
+        .env("LAKEPLANE__TABLES__MAINTENANCE_LEASE_SECS", "3")
+        .env("LAKEPLANE__INGEST__LINGER_MS", "20")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    command
+}
+
+async fn ready_tenant_with_table(server: &Server, token: &str, table: &str) {
+    let tenant = json!({"id": "acme", "display_name": "Acme", "tier": "standard"});
+    assert_eq!(
+        call(server, token, Method::POST, "/v1/tenants", Some(tenant))
+            .await
+            .status(),
+        201
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let t: Value = call(server, token, Method::GET, "/v1/tenants/acme", None)
+            .await
+            .json()
+            .await
+            .expect("json");
+        if t["status"] == "ready" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "tenant never ready: {t}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let body = json!({"zone": "bronze", "name": table, "columns": [
+        {"name": "id", "type": "long", "nullable": false}, {"name": "note", "type": "string"}]});
+    let created = call(server, token, Method::POST, "/v1/tenants/acme/tables", Some(body)).await;
+    assert_eq!(created.status(), 201);
+}
+
+async fn all_workers(server: &Server, token: &str) -> Vec<Value> {
+    let listed: Value = call(server, token, Method::GET, "/v1/admin/workers?limit=500", None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    listed["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// The process part of a worker owner (`{instance}-{process}/{launch}`).
+fn process_of(worker: &Value) -> Option<String> {
+    worker["owner"]
+        .as_str()
+        .and_then(|o| o.split('/').next())
+        .map(str::to_owned)
+}
+
+/// Heartbeats seen per (worker id, owning process).
+type Heartbeats = BTreeMap<(String, String), Vec<DateTime<Utc>>>;
+
+fn logged(server: &Server, needle: &str) -> bool {
+    server.logs().iter().any(|l| l.contains(needle))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_replica_reconciles_and_another_takes_over_when_it_is_killed() {
+    let bootstrap = std::env::var("LAKEPLANE_TEST_KAFKA")
+        .expect("LAKEPLANE_TEST_KAFKA must name the tansu broker (scripts/test starts it)");
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let cwd = tempfile::tempdir().expect("cwd");
+    let env = [("LAKEPLANE__DATABASE__URL", db.url.to_string())];
+    let leader = Server::start(configured(cwd.path(), &env)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !logged(&leader, "this process leads") {
+        assert!(Instant::now() < deadline, "the first process never led");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Same data dir: same signing key and lake, as replicas share them in production.
+    let replica = Server::start(configured(cwd.path(), &env)).await;
+    let token = cli_token(
+        cwd.path(),
+        &[("LAKEPLANE__DATABASE__URL", &db.url.to_string())],
+        &["--role", "platform-admin", "--subject", "ops"],
+    )
+    .await;
+    ready_tenant_with_table(&replica, &token, "orders").await;
+    for n in 0..3 {
+        let stream = json!({"name": format!("orders{n}"), "table": {"zone": "bronze", "name": "orders"},
+            "source": {"type": "kafka", "bootstrap_servers": bootstrap, "topic": crate::common::topic(&bootstrap, 1).await}});
+        let created = call(
+            &replica,
+            &token,
+            Method::POST,
+            "/v1/tenants/acme/streams",
+            Some(stream),
+        )
+        .await;
+        assert_eq!(created.status(), 201);
+    }
+    // Every worker runs on the leader, started once.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first_owner = loop {
+        let workers = all_workers(&replica, &token).await;
+        let running: Vec<&Value> = workers.iter().filter(|w| w["state"] == "running").collect();
+        if running.len() == 3 {
+            let owners: BTreeSet<Option<String>> = running.iter().map(|w| process_of(w)).collect();
+            assert_eq!(owners.len(), 1, "exactly one process runs them: {workers:?}");
+            assert!(
+                running.iter().all(|w| w["restarts"] == 0),
+                "each started once: {workers:?}"
+            );
+            break owners.into_iter().next().flatten().expect("owner");
+        }
+        assert!(Instant::now() < deadline, "workers never ran: {workers:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        !logged(&replica, "this process leads"),
+        "the replica does not lead while the leader lives"
+    );
+
+    // Watch heartbeats per worker and owner from the replica while the leader dies.
+    let seen: Arc<Mutex<Heartbeats>> = Arc::default();
+    let watcher = {
+        let (seen, base, token) = (seen.clone(), replica.base.clone(), token.clone());
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            loop {
+                if let Ok(r) = http
+                    .get(format!("{base}/v1/admin/workers?limit=500"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    && let Ok(listed) = r.json::<Value>().await
+                {
+                    for w in listed["items"].as_array().into_iter().flatten() {
+                        let beat = w["last_heartbeat"].as_str().and_then(|t| t.parse().ok());
+                        if let (Some(owner), Some(beat)) = (process_of(w), beat) {
+                            let id = w["id"].as_str().unwrap_or_default().to_owned();
+                            seen.lock()
+                                .expect("lock")
+                                .entry((id, owner))
+                                .or_default()
+                                .push(beat);
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let killed_at = Instant::now();
+    signal(leader.pid(), "KILL");
+    let bound = Duration::from_secs(15);
+    let taken_over = loop {
+        let workers = all_workers(&replica, &token).await;
+        let moved = workers
+            .iter()
+            .filter(|w| w["state"] == "running" && process_of(w).is_some_and(|o| o != first_owner))
+            .count();
+        if moved == 3 {
+            break killed_at.elapsed();
+        }
+        assert!(
+            killed_at.elapsed() < bound,
+            "no takeover within {bound:?}: {workers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    watcher.abort();
+    assert!(logged(&replica, "this process leads"), "the replica leads now");
+    let metrics = replica.get("/metrics").await.text().await.expect("metrics");
+    assert!(metrics.contains("lakeplane_reconcile_leader 1"), "{metrics}");
+
+    // No worker ran on both at once: the new owner's first heartbeat comes after the old
+    // one's last, by at least the heartbeat timeout.
+    let seen = seen.lock().expect("lock").clone();
+    let ids: BTreeSet<&String> = seen.keys().map(|(id, _)| id).collect();
+    assert_eq!(ids.len(), 3, "{seen:?}");
+    for id in ids {
+        let old = seen
+            .get(&(id.clone(), first_owner.clone()))
+            .and_then(|b| b.iter().max())
+            .expect("the old owner's heartbeats");
+        let new_beats: Vec<&DateTime<Utc>> = seen
+            .iter()
+            .filter(|((w, owner), _)| w == id && *owner != first_owner)
+            .flat_map(|(_, beats)| beats)
+            .collect();
+        let first_new = new_beats.into_iter().min().expect("the new owner's heartbeats");
+        assert!(
+            (*first_new - *old).num_milliseconds() >= HEARTBEAT_TIMEOUT_SECS * 1000,
+            "worker {id}: new owner began at {first_new}, old one's last heartbeat {old}"
+        );
+    }
+    let workers = all_workers(&replica, &token).await;
+    assert!(
+        workers.iter().all(|w| w["restarts"] == 1),
+        "each restarted once: {workers:?}"
+    );
+    println!("takeover after SIGKILL: {taken_over:?}");
+    drop(replica);
+}
+
+/// Runs `lakeplane worker run --id ID` to its end.
+async fn worker_run(cwd: &Path, id: &str) -> std::process::Output {
+    let mut command = configured(cwd, &[]);
+    command.args(["worker", "run", "--id", id]);
+    tokio::time::timeout(Duration::from_secs(120), command.output())
+        .await
+        .expect("worker run ends")
+        .expect("worker run")
+}
+
+async fn the_worker(server: &Server, token: &str, kind: &str) -> Option<Value> {
+    all_workers(server, token)
+        .await
+        .into_iter()
+        .find(|w| w["kind"] == kind)
+}
+
+const ROWS: &str = r#"
+import sys, json
+from deltalake import DeltaTable
+t = DeltaTable(sys.argv[1].removeprefix("file://"))
+print(json.dumps({"rows": t.to_pyarrow_table(columns=["id"]).num_rows, "files": len(t.file_uris())}))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn worker_run_completes_a_compaction_and_a_killed_one_is_retried() {
+    let cwd = tempfile::tempdir().expect("cwd");
+    let env = [("LAKEPLANE__WORKERS__LAUNCHER", "external".to_owned())];
+    let server = Server::start(configured(cwd.path(), &env)).await;
+    let token = cli_token(cwd.path(), &[], &["--role", "platform-admin", "--subject", "ops"]).await;
+    ready_tenant_with_table(&server, &token, "clicks").await;
+    let stream =
+        json!({"name": "clicks", "table": {"zone": "bronze", "name": "clicks"}, "source": {"type": "http"}});
+    assert_eq!(
+        call(
+            &server,
+            &token,
+            Method::POST,
+            "/v1/tenants/acme/streams",
+            Some(stream)
+        )
+        .await
+        .status(),
+        201
+    );
+    let push = |from: i64| {
+        let body: String = (from..from + 20)
+            .map(|i| format!("{{\"id\": {i}, \"note\": \"n{i}\"}}\n"))
+            .collect();
+        server
+            .client
+            .post(format!("{}/v1/tenants/acme/streams/clicks/events", server.base))
+            .bearer_auth(&token)
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send()
+    };
+    for batch in 0..60 {
+        assert_eq!(push(batch * 20).await.expect("push").status(), 200);
+    }
+    let table: Value = call(
+        &server,
+        &token,
+        Method::GET,
+        "/v1/tenants/acme/tables/bronze/clicks",
+        None,
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    let location = table["location"].as_str().expect("location").to_owned();
+    let maintenance = "/v1/tenants/acme/tables/bronze/clicks/maintenance";
+    let request = || {
+        call(
+            &server,
+            &token,
+            Method::POST,
+            maintenance,
+            Some(json!({"operations": ["compact"]})),
+        )
+    };
+
+    // The reconciler records the worker; nothing runs it until `worker run` does.
+    let run: Value = request().await.json().await.expect("json");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let worker = loop {
+        if let Some(w) = the_worker(&server, &token, "compact").await
+            && w["state"] == "pending"
+        {
+            break w;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the compaction worker was never recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let id = worker["id"].as_str().expect("id").to_owned();
+    let output = worker_run(cwd.path(), &id).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let done: Value = call(
+        &server,
+        &token,
+        Method::GET,
+        &format!("{maintenance}/{}", run["run_id"].as_str().expect("run")),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(
+        the_worker(&server, &token, "compact").await.expect("worker")["state"],
+        "succeeded"
+    );
+    let after: Value = serde_json::from_str(&crate::common::python(ROWS, &[&location])).expect("json");
+    assert_eq!(after["rows"], 1_200);
+    assert_eq!(after["files"], 1, "compacted: {after}");
+
+    // Killed mid-way: the table stays readable and the worker is started again.
+    for batch in 60..160 {
+        assert_eq!(push(batch * 20).await.expect("push").status(), 200);
+    }
+    request().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while the_worker(&server, &token, "compact")
+        .await
+        .is_none_or(|w| w["state"] != "pending")
+    {
+        assert!(Instant::now() < deadline, "the second run was never recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut victim = configured(cwd.path(), &[]);
+    victim
+        .args(["worker", "run", "--id", &id])
+        .stderr(std::process::Stdio::null());
+    let mut victim = victim.spawn().expect("worker run");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while the_worker(&server, &token, "compact")
+        .await
+        .is_none_or(|w| w["state"] != "running")
+    {
+        assert!(Instant::now() < deadline, "the worker never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal(victim.id().expect("pid"), "KILL");
+    let _ = victim.wait().await;
+    let readable: Value = serde_json::from_str(&crate::common::python(ROWS, &[&location])).expect("json");
+    assert_eq!(
+        readable["rows"], 3_200,
+        "every row readable after the kill: {readable}"
+    );
+    // The reconciler sees the heartbeat stop and asks for the worker again; run it until it
+    // succeeds (the killed run's lease must lapse first, so an early attempt may fail).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let finished = loop {
+        let w = the_worker(&server, &token, "compact").await.expect("worker");
+        match w["state"].as_str() {
+            Some("succeeded") => break w,
+            Some("pending") => {
+                worker_run(cwd.path(), &id).await;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+        assert!(Instant::now() < deadline, "the killed worker never finished: {w}");
+    };
+    assert!(
+        finished["restarts"].as_u64().is_some_and(|r| r >= 2),
+        "retried: {finished}"
+    );
+    let end: Value = serde_json::from_str(&crate::common::python(ROWS, &[&location])).expect("json");
+    assert_eq!(end["rows"], 3_200, "{end}");
+    assert_eq!(end["files"], 1, "{end}");
+}

@@ -1,0 +1,102 @@
+//! What each kind of worker does: the work itself, without the bookkeeping (`runner`).
+
+use std::sync::Arc;
+
+use tenancy::store::MigrationPhase;
+use tenancy::worker::{WorkerKind, WorkerSpec, WorkerTarget};
+
+use super::WorkersError;
+use super::runner::{Progress, Work};
+use crate::catalog::Catalog;
+use crate::ingest::kafka::KafkaWorkers;
+use crate::provision::Provisioner;
+
+/// The workers' work, over the services they drive.
+pub struct Bodies {
+    catalog: Arc<Catalog>,
+    provisioner: Arc<Provisioner>,
+    kafka: Arc<KafkaWorkers>,
+}
+
+fn failed(e: impl std::error::Error) -> WorkersError {
+    WorkersError::Failed(tenancy::error_chain(&e))
+}
+
+impl Bodies {
+    /// The bodies over the catalog (maintenance, purges), the provisioner (migrations) and
+    /// the Kafka consumers (ingest).
+    pub fn new(catalog: Arc<Catalog>, provisioner: Arc<Provisioner>, kafka: Arc<KafkaWorkers>) -> Self {
+        Self {
+            catalog,
+            provisioner,
+            kafka,
+        }
+    }
+
+    async fn ingest(&self, stream: uuid::Uuid, progress: &Progress) -> Result<(), WorkersError> {
+        let record = self
+            .catalog
+            .store()
+            .get_stream_by_id(stream)
+            .await?
+            .ok_or_else(|| WorkersError::Failed(format!("stream {stream} is gone")))?;
+        let consuming = self.kafka.run(record);
+        tokio::pin!(consuming);
+        let mut report = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                ended = &mut consuming => return ended.map_err(failed),
+                _ = report.tick() => {
+                    let status = self.kafka.status(stream);
+                    progress.set(serde_json::json!({ "lag": status.lag }));
+                }
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Work for Bodies {
+    /// To completion for one-shot kinds; until an error (or its stream is gone) for ingest.
+    async fn run(&self, spec: &WorkerSpec, progress: &Progress) -> Result<(), WorkersError> {
+        match (spec.kind, &spec.target) {
+            (WorkerKind::Ingest, WorkerTarget::Stream(id)) => self.ingest(*id, progress).await,
+            (WorkerKind::Compact | WorkerKind::Retention, WorkerTarget::Table(_)) => {
+                let run = spec
+                    .run
+                    .ok_or_else(|| WorkersError::Failed("the worker names no maintenance run".into()))?;
+                let done = self
+                    .catalog
+                    .execute_queued(&spec.tenant, run)
+                    .await
+                    .map_err(failed)?;
+                if let Some(metrics) = &done.metrics {
+                    progress.set(serde_json::json!({ "run": run, "metrics": metrics }));
+                }
+                Ok(())
+            }
+            (WorkerKind::Migrate, WorkerTarget::Tenant) => {
+                let migration = self
+                    .provisioner
+                    .store()
+                    .migrations()
+                    .await?
+                    .into_iter()
+                    .find(|m| m.tenant == spec.tenant);
+                match migration {
+                    Some(m) if m.phase == MigrationPhase::Copying => {
+                        self.provisioner.copy_and_switch(&m).await.map_err(failed)
+                    }
+                    // Switched already (its cleanup follows the grace period) or gone.
+                    _ => Ok(()),
+                }
+            }
+            (WorkerKind::Purge, WorkerTarget::Table(id)) => {
+                self.catalog.purge_table(*id).await.map_err(failed)
+            }
+            (kind, target) => Err(WorkersError::Failed(format!(
+                "a {kind} worker cannot work on {target:?}"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! The worker model at work: a reconciler on the leader keeps exactly the workers the data
+//! needs running, through a launcher (tokio tasks in this process, or Kubernetes objects);
+//! each worker claims its row, heartbeats and records how it ended, the same way wherever it
+//! runs (`runner`).
+
+pub mod body;
+pub mod external;
+pub mod in_process;
+pub mod kube;
+pub mod reconciler;
+pub mod runner;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tenancy::store::StoreError;
+use tenancy::worker::{RestartPolicy, WorkerSpec};
+
+pub use reconciler::Reconciler;
+pub use runner::Runner;
+
+/// Why a worker or the reconciler failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkersError {
+    /// The metadata store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No worker has this id.
+    #[error("no worker {0}")]
+    NotFound(String),
+    /// The worker is not pending, or another process claimed it first.
+    #[error("worker {0} is not waiting to start (another process may run it)")]
+    NotClaimable(String),
+    /// The worker's work failed.
+    #[error("{0}")]
+    Failed(String),
+    /// The worker panicked.
+    #[error("the worker panicked: {0}")]
+    Panicked(String),
+    /// The launcher could not start or stop a worker.
+    #[error("launcher: {0}")]
+    Launcher(String),
+}
+
+/// How the workers are run and watched.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Restarts, backoff, heartbeat and start timeouts.
+    pub policy: RestartPolicy,
+    /// How often a running worker heartbeats.
+    pub heartbeat_every: Duration,
+    /// How often the leader reconciles when nothing wakes it (and how often the others try
+    /// to take over the leadership).
+    pub reconcile_every: Duration,
+    /// How often the leader checks every table for maintenance that is due; zero turns the
+    /// scheduler off.
+    pub schedule_every: Duration,
+    /// Finished workers that are no longer wanted leave the listing after this long.
+    pub keep_finished: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            policy: RestartPolicy::default(),
+            heartbeat_every: Duration::from_secs(3),
+            reconcile_every: Duration::from_secs(5),
+            schedule_every: Duration::from_secs(3600),
+            keep_finished: Duration::from_secs(86_400),
+        }
+    }
+}
+
+/// Where workers run. The reconciler has already recorded the worker as `pending` when it
+/// calls `start`; the started worker claims that row (`Runner`), so a launch that is lost
+/// shows as a pending worker that the reconciler starts again.
+#[async_trait]
+pub trait Launcher: Send + Sync {
+    /// The name used in logs and metrics (`in-process`, `kubernetes`).
+    fn name(&self) -> &'static str;
+    /// Starts a worker.
+    async fn start(&self, spec: &WorkerSpec) -> Result<(), WorkersError>;
+    /// Stops a worker; stopping one that does not run is not an error.
+    async fn stop(&self, spec_id: &str) -> Result<(), WorkersError>;
+    /// Removes whatever runs for workers outside `desired` (orphans) and returns how many.
+    async fn remove_orphans(&self, desired: &BTreeSet<String>) -> Result<usize, WorkersError>;
+    /// Stops everything this process itself runs (leadership lost, shutdown). Workers that
+    /// run elsewhere (Kubernetes) keep running for the next leader.
+    async fn stop_local(&self);
+}

@@ -1,0 +1,452 @@
+//! The reconciler: on the process holding the leadership lock, one loop reads what exists,
+//! computes the desired workers (`tenancy::worker::desired`), diffs them against the recorded
+//! ones (`diff`) and carries out the steps through the launcher. It runs every
+//! `reconcile_every` and at once when woken (a stream created or deleted, maintenance
+//! requested, a table or tenant deleted, an admin retry). The scheduler, on the same leader,
+//! queues maintenance runs for what is due; the loop then turns them into workers.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tenancy::audit::{AuditEvent, Outcome};
+use tenancy::maintenance::{DuePolicy, Operation, RunOptions, due};
+use tenancy::store::{Leadership, MetadataStore, StoreError, TableStatus, WorkerRecord};
+use tenancy::stream::StreamSource;
+use tenancy::tenant::TenantStatus;
+use tenancy::worker::{
+    DesiredInputs, DueRun, Observed, Step, WorkerKind, WorkerSpec, WorkerState, WorkerTarget, desired, diff,
+};
+
+use super::{Launcher, WorkerSettings, WorkersError};
+use crate::catalog::Catalog;
+
+/// What the last reconcile saw and did, for metrics and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Whether this process leads.
+    pub leading: bool,
+    /// Loops run since start.
+    pub loops: u64,
+    /// How long the last loop took.
+    pub last_duration: Duration,
+    /// Workers by (kind, state), as recorded after the last loop.
+    pub by_kind_state: BTreeMap<(WorkerKind, WorkerState), u64>,
+    /// Restarts by kind, summed over the recorded workers.
+    pub restarts: BTreeMap<WorkerKind, u64>,
+    /// Steps carried out in the last loop: (started, restarted, stopped).
+    pub last_steps: (usize, usize, usize),
+}
+
+/// The reconcile loop and the maintenance scheduler.
+pub struct Reconciler {
+    store: Arc<dyn MetadataStore>,
+    catalog: Arc<Catalog>,
+    launcher: Arc<dyn Launcher>,
+    settings: WorkerSettings,
+    due_policy: DuePolicy,
+    wake: Arc<tokio::sync::Notify>,
+    stopping: AtomicBool,
+    report: Mutex<ReconcileReport>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+const PAGE: u32 = 1_000;
+
+impl Reconciler {
+    /// A reconciler launching through `launcher`; `wake` is shared with whatever changes the
+    /// desired set.
+    pub fn new(
+        catalog: Arc<Catalog>,
+        launcher: Arc<dyn Launcher>,
+        settings: WorkerSettings,
+        wake: Arc<tokio::sync::Notify>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store: catalog.store().clone(),
+            catalog,
+            launcher,
+            settings,
+            // Checkpoints are written by the writers themselves every few commits.
+            due_policy: DuePolicy {
+                checkpoint_every: 0,
+                ..DuePolicy::default()
+            },
+            wake,
+            stopping: AtomicBool::new(false),
+            report: Mutex::new(ReconcileReport::default()),
+            task: Mutex::new(None),
+        })
+    }
+
+    /// Wakes the loop now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The launcher in use.
+    pub fn launcher(&self) -> &Arc<dyn Launcher> {
+        &self.launcher
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &WorkerSettings {
+        &self.settings
+    }
+
+    /// What the last loop saw.
+    pub fn report(&self) -> ReconcileReport {
+        self.report.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Runs the loop in the background until `shutdown`: tries for the leadership every
+    /// interval, reconciles while it holds it, and stops its local workers when it loses it.
+    pub fn spawn(self: &Arc<Self>) {
+        let this = self.clone();
+        let task = tokio::spawn(async move { this.run().await });
+        *self.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+    }
+
+    async fn run(self: Arc<Self>) {
+        let mut lead: Option<Leadership> = None;
+        let mut next_schedule = Instant::now() + self.settings.schedule_every;
+        loop {
+            if self.stopping.load(Ordering::SeqCst) {
+                // Workers first; the lock (its connection) goes with `lead` afterwards.
+                self.launcher.stop_local().await;
+                return;
+            }
+            if lead.is_none() {
+                match self.store.try_lead().await {
+                    Ok(Some(won)) => {
+                        tracing::info!(
+                            launcher = self.launcher.name(),
+                            "this process leads: it reconciles the workers"
+                        );
+                        lead = Some(won);
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %tenancy::error_chain(&e), "cannot try for leadership"),
+                }
+            }
+            if let Some(held) = lead.as_mut() {
+                if held.alive().await {
+                    if let Err(e) = self.reconcile_once().await {
+                        tracing::warn!(error = %tenancy::error_chain(&e), "reconcile failed; retried next loop");
+                    }
+                    if !self.settings.schedule_every.is_zero() && Instant::now() >= next_schedule {
+                        next_schedule = Instant::now() + self.settings.schedule_every;
+                        match self.schedule_due().await {
+                            Ok(0) => {}
+                            Ok(queued) => {
+                                tracing::info!(runs = queued, "maintenance queued for what is due");
+                                continue; // reconcile them now
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %tenancy::error_chain(&e), "maintenance scheduling failed")
+                            }
+                        }
+                    }
+                } else {
+                    tracing::warn!("leadership lost: stopping this process's workers");
+                    self.launcher.stop_local().await;
+                    lead = None;
+                    self.report.lock().unwrap_or_else(|p| p.into_inner()).leading = false;
+                }
+            }
+            let _ = tokio::time::timeout(self.settings.reconcile_every, self.wake.notified()).await;
+        }
+    }
+
+    /// Stops the loop and this process's workers, then gives up the leadership (before the
+    /// store closes: the lock's connection must go back for the pool to close).
+    pub async fn shutdown(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match task {
+            Some(task) => {
+                let _ = task.await;
+            }
+            None => self.launcher.stop_local().await,
+        }
+    }
+
+    /// Every recorded worker.
+    pub async fn recorded(&self) -> Result<Vec<WorkerRecord>, StoreError> {
+        read_workers(self.store.as_ref()).await
+    }
+
+    /// One loop: desired set, diff, steps. Returns the steps carried out.
+    pub async fn reconcile_once(&self) -> Result<Vec<Step>, WorkersError> {
+        let started = Instant::now();
+        let now = tenancy::now();
+        let want = desired(&read_inputs(self.store.as_ref()).await?);
+        let rows: BTreeMap<String, WorkerRecord> = self
+            .recorded()
+            .await?
+            .into_iter()
+            .map(|w| (w.spec.id(), w))
+            .collect();
+        let observed: BTreeMap<String, Observed> =
+            rows.iter().map(|(id, w)| (id.clone(), observe(w))).collect();
+        let steps = diff(&want, &observed, &self.settings.policy, now);
+        let mut counts = (0, 0, 0);
+        for step in &steps {
+            let done = match step {
+                Step::Start(spec) => {
+                    counts.0 += 1;
+                    self.launch(spec, None).await
+                }
+                Step::Restart(spec) => {
+                    counts.1 += 1;
+                    let id = spec.id();
+                    self.launcher.stop(&id).await?;
+                    self.launch(spec, rows.get(&id)).await
+                }
+                Step::Stop(id) => {
+                    counts.2 += 1;
+                    self.launcher.stop(id).await?;
+                    self.store.delete_worker(id).await?;
+                    tracing::info!(worker = %id, "worker stopped: no longer needed");
+                    Ok(())
+                }
+            };
+            if let Err(e) = done {
+                tracing::warn!(error = %tenancy::error_chain(&e), "reconcile step failed; retried next loop");
+            }
+        }
+        let wanted: BTreeSet<String> = want.keys().cloned().collect();
+        self.forget_finished(&rows, &wanted, now).await?;
+        if let Err(e) = self.launcher.remove_orphans(&wanted).await {
+            tracing::warn!(error = %tenancy::error_chain(&e), "cannot remove orphaned workers");
+        }
+        self.record_report(started.elapsed(), counts).await?;
+        Ok(steps)
+    }
+
+    /// Records the worker as pending (keeping its history on a restart) and launches it.
+    async fn launch(&self, spec: &WorkerSpec, before: Option<&WorkerRecord>) -> Result<(), WorkersError> {
+        let now = tenancy::now();
+        let record = match before {
+            Some(old) => {
+                let same_spec = old.spec.fingerprint() == spec.fingerprint();
+                WorkerRecord {
+                    spec: spec.clone(),
+                    state: WorkerState::Pending,
+                    restarts: old.restarts.saturating_add(1),
+                    // A new spec gets a new run of chances.
+                    failures: if same_spec { old.failures } else { 0 },
+                    last_error: old.last_error.clone(),
+                    failed_at: old.failed_at,
+                    last_heartbeat: old.last_heartbeat,
+                    owner: None,
+                    progress: old.progress.clone(),
+                    updated_at: now,
+                }
+            }
+            None => WorkerRecord::pending(spec.clone(), now),
+        };
+        self.store.put_worker(&record).await?;
+        tracing::info!(worker = %spec.id(), kind = %spec.kind, tenant = %spec.tenant, restarts = record.restarts, "worker launched");
+        if let Err(e) = self.launcher.start(spec).await {
+            // A launch that fails counts as a failure, so it is retried with backoff and its
+            // error shows on the worker.
+            let failed = WorkerRecord {
+                state: WorkerState::Failed,
+                failures: record.failures.saturating_add(1),
+                last_error: Some(format!("cannot launch: {}", tenancy::error_chain(&e))),
+                failed_at: Some(tenancy::now()),
+                ..record
+            };
+            self.store.put_worker(&failed).await?;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Drops finished workers nobody wants any more once they have been visible for
+    /// `keep_finished`.
+    async fn forget_finished(
+        &self,
+        rows: &BTreeMap<String, WorkerRecord>,
+        wanted: &BTreeSet<String>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        let keep = chrono::Duration::from_std(self.settings.keep_finished).unwrap_or(chrono::Duration::MAX);
+        for (id, row) in rows {
+            let finished = matches!(row.state, WorkerState::Succeeded | WorkerState::Failed);
+            if finished && !wanted.contains(id) && now.signed_duration_since(row.updated_at) > keep {
+                self.store.delete_worker(id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn record_report(&self, took: Duration, steps: (usize, usize, usize)) -> Result<(), StoreError> {
+        let rows = self.recorded().await?;
+        let mut by_kind_state = BTreeMap::new();
+        let mut restarts = BTreeMap::new();
+        for row in &rows {
+            *by_kind_state.entry((row.spec.kind, row.state)).or_insert(0) += 1;
+            *restarts.entry(row.spec.kind).or_insert(0) += u64::from(row.restarts);
+        }
+        let mut report = self.report.lock().unwrap_or_else(|p| p.into_inner());
+        report.leading = true;
+        report.loops += 1;
+        report.last_duration = took;
+        report.by_kind_state = by_kind_state;
+        report.restarts = restarts;
+        report.last_steps = steps;
+        Ok(())
+    }
+
+    /// Queues a maintenance run on every table of a ready tenant with something due and no
+    /// unfinished run; returns how many were queued. Table statistics come from each table's
+    /// Delta snapshot, so this runs on its own, slower schedule.
+    pub async fn schedule_due(&self) -> Result<usize, WorkersError> {
+        let busy: BTreeSet<uuid::Uuid> = self
+            .store
+            .unfinished_runs()
+            .await?
+            .into_iter()
+            .map(|r| r.table_id)
+            .collect();
+        let mut queued = 0;
+        for record in self.store.all_active_tables().await? {
+            if busy.contains(&record.id) || record.status != TableStatus::Active {
+                continue;
+            }
+            let Some(tenant) = self.store.get_tenant(&record.tenant).await? else {
+                continue;
+            };
+            if tenant.status != TenantStatus::Ready {
+                continue;
+            }
+            let snapshot = match self.catalog.describe(&tenant, &record).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(table = %record.location, error = %tenancy::error_chain(&e), "cannot read table statistics");
+                    continue;
+                }
+            };
+            let last = self.store.last_success(record.id).await?;
+            let at = |op: Operation| last.iter().find(|(o, _)| *o == op).map(|(_, t)| *t);
+            let stats = tenancy::maintenance::TableStats {
+                version: snapshot.version,
+                num_files: snapshot.num_files,
+                small_files: snapshot.small_files,
+                last_checkpoint_version: None,
+                has_event_time: record.spec.event_time_column.is_some(),
+                has_z_order: !record.spec.z_order_by.is_empty(),
+                last_compact_at: at(Operation::Compact).max(at(Operation::Zorder)),
+                last_vacuum_at: at(Operation::Vacuum),
+                last_retention_at: at(Operation::Retention),
+            };
+            let operations = due(&stats, &self.due_policy, tenancy::now());
+            if operations.is_empty() {
+                continue;
+            }
+            let target = format!(
+                "/v1/tenants/{}/tables/{}/{}/maintenance",
+                tenant.id,
+                record.spec.zone.as_str(),
+                record.spec.name
+            );
+            let audit = AuditEvent::system(
+                "table.maintenance.schedule",
+                &target,
+                Some(tenant.id.as_str()),
+                Outcome::Success,
+            );
+            match self
+                .catalog
+                .queue_run(
+                    &tenant,
+                    &record,
+                    operations,
+                    RunOptions::default(),
+                    "scheduler",
+                    &audit,
+                )
+                .await
+            {
+                Ok(_) => queued += 1,
+                Err(crate::catalog::CatalogError::Store(StoreError::Busy(_))) => {}
+                Err(e) => {
+                    tracing::warn!(table = %record.location, error = %tenancy::error_chain(&e), "cannot queue maintenance")
+                }
+            }
+        }
+        Ok(queued)
+    }
+}
+
+/// Reads what exists into the desired-set inputs: Kafka streams, unfinished maintenance runs,
+/// migrating tenants and tables waiting for their purge.
+pub async fn read_inputs(store: &dyn MetadataStore) -> Result<DesiredInputs, StoreError> {
+    let kafka_streams = store
+        .all_streams()
+        .await?
+        .into_iter()
+        .filter(|s| matches!(s.source, StreamSource::Kafka(_)))
+        .map(|s| (s.tenant, s.id))
+        .collect();
+    let due = store
+        .unfinished_runs()
+        .await?
+        .into_iter()
+        // A purge holds the lease with an empty run of its own; it is the purge worker.
+        .filter(|r| !r.operations.is_empty())
+        .map(|r| DueRun {
+            tenant: r.tenant,
+            table: r.table_id,
+            run: r.id,
+            operations: r.operations,
+        })
+        .collect();
+    let migrating = store.tenants_with_status(TenantStatus::Migrating).await?;
+    let purging = store
+        .tables_deleting()
+        .await?
+        .into_iter()
+        .map(|t| (t.tenant, WorkerTarget::Table(t.id)))
+        .collect();
+    Ok(DesiredInputs {
+        kafka_streams,
+        due,
+        migrating,
+        purging,
+    })
+}
+
+/// Every recorded worker, read page by page.
+pub async fn read_workers(store: &dyn MetadataStore) -> Result<Vec<WorkerRecord>, StoreError> {
+    let mut all = Vec::new();
+    loop {
+        let after = all.last().map(|w: &WorkerRecord| w.spec.id());
+        let page = store.list_workers(None, None, after.as_deref(), PAGE).await?;
+        let full = page.len() == PAGE as usize;
+        all.extend(page);
+        if !full {
+            return Ok(all);
+        }
+    }
+}
+
+/// The launcher-independent view of a recorded worker: a pending one counts from when it was
+/// asked to start, so a lost launch is noticed.
+pub fn observe(w: &WorkerRecord) -> Observed {
+    Observed {
+        state: w.state,
+        fingerprint: w.spec.fingerprint(),
+        failures: w.failures,
+        failed_at: w.failed_at,
+        heartbeat: if w.state == WorkerState::Pending {
+            Some(w.updated_at)
+        } else {
+            w.last_heartbeat
+        },
+    }
+}

@@ -1,0 +1,207 @@
+//! Runs one worker wherever it is launched (a tokio task of the server, or `lakeplane worker
+//! run` in a pod): claims its pending row, heartbeats with its progress while the work runs,
+//! and records how it ended. A heartbeat that finds the row claimed by another process (the
+//! reconciler started the worker again elsewhere) stops the work, so one worker never runs
+//! twice for long; the Delta commits fence the overlap for exactly-once.
+
+use std::sync::{Arc, Mutex};
+
+use tenancy::store::MetadataStore;
+use tenancy::worker::{WorkerSpec, WorkerState};
+use tokio_util::sync::CancellationToken;
+
+use super::{WorkerSettings, WorkersError};
+
+/// A worker's work, by kind (`body::Bodies` in production).
+#[async_trait::async_trait]
+pub trait Work: Send + Sync + 'static {
+    /// Does the work of `spec`, reporting progress as it goes.
+    async fn run(&self, spec: &WorkerSpec, progress: &Progress) -> Result<(), WorkersError>;
+}
+
+/// What a worker reports while it runs; the runner sends it with each heartbeat.
+#[derive(Debug, Clone, Default)]
+pub struct Progress(Arc<Mutex<Option<String>>>);
+
+impl Progress {
+    /// Replaces the report (a JSON document).
+    pub fn set(&self, report: serde_json::Value) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(report.to_string());
+    }
+
+    fn take(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// The work is done (one-shot kinds) and recorded `succeeded`.
+    Succeeded,
+    /// Stopped on request (or because another process took the worker over); nothing is recorded.
+    Stopped,
+}
+
+/// Runs workers' bodies with claim, heartbeat and outcome bookkeeping.
+#[derive(Clone)]
+pub struct Runner {
+    store: Arc<dyn MetadataStore>,
+    bodies: Arc<dyn Work>,
+    settings: WorkerSettings,
+}
+
+impl Runner {
+    /// A runner over the store and the workers' bodies.
+    pub fn new(store: Arc<dyn MetadataStore>, bodies: Arc<dyn Work>, settings: WorkerSettings) -> Self {
+        Self {
+            store,
+            bodies,
+            settings,
+        }
+    }
+
+    /// The store the runner records into.
+    pub fn store(&self) -> &Arc<dyn MetadataStore> {
+        &self.store
+    }
+
+    /// Claims the pending worker `id` as `owner` and runs it until it ends or `stop` fires.
+    /// A failure or a panic is recorded as `failed` with its message and returned.
+    pub async fn run(&self, id: &str, owner: &str, stop: CancellationToken) -> Result<Ended, WorkersError> {
+        let record = self
+            .store
+            .get_worker(id)
+            .await?
+            .ok_or_else(|| WorkersError::NotFound(id.to_owned()))?;
+        if !self.store.claim_worker(id, owner, tenancy::now()).await? {
+            return Err(WorkersError::NotClaimable(id.to_owned()));
+        }
+        tracing::info!(worker = id, kind = %record.spec.kind, tenant = %record.spec.tenant, "worker started");
+        let progress = Progress::default();
+        let taken_over = CancellationToken::new();
+        let beating = tokio::spawn(heartbeats(
+            self.store.clone(),
+            id.to_owned(),
+            owner.to_owned(),
+            progress.clone(),
+            self.settings.clone(),
+            taken_over.clone(),
+        ));
+        let _beating = AbortOnDrop(beating);
+        let outcome = self
+            .body(record.spec.clone(), progress, stop.clone(), taken_over.clone())
+            .await;
+        if stop.is_cancelled() || taken_over.is_cancelled() {
+            tracing::info!(worker = id, "worker stopped");
+            return Ok(Ended::Stopped);
+        }
+        let (state, error) = match &outcome {
+            Ok(()) => (WorkerState::Succeeded, None),
+            Err(e) => (WorkerState::Failed, Some(tenancy::error_chain(e))),
+        };
+        let recorded = self
+            .store
+            .finish_worker(id, owner, state, error.as_deref(), tenancy::now())
+            .await?;
+        if !recorded {
+            tracing::warn!(
+                worker = id,
+                "another process took the worker over; its end is not recorded"
+            );
+        }
+        match outcome {
+            Ok(()) => {
+                tracing::info!(worker = id, "worker succeeded");
+                Ok(Ended::Succeeded)
+            }
+            Err(e) => {
+                tracing::warn!(worker = id, error = %tenancy::error_chain(&e), "worker failed");
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs the body on a task of its own, so a panic becomes an error instead of unwinding
+    /// through the caller, and the body is dropped (cancelled) as soon as either token fires.
+    async fn body(
+        &self,
+        spec: WorkerSpec,
+        progress: Progress,
+        stop: CancellationToken,
+        taken_over: CancellationToken,
+    ) -> Result<(), WorkersError> {
+        let bodies = self.bodies.clone();
+        let task = tokio::spawn(async move { bodies.run(&spec, &progress).await });
+        let abort = task.abort_handle();
+        let joined = tokio::select! {
+            joined = task => joined,
+            _ = stop.cancelled() => { abort.abort(); return Ok(()); }
+            _ = taken_over.cancelled() => { abort.abort(); return Ok(()); }
+        };
+        match joined {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => Err(WorkersError::Panicked(panic_message(e.into_panic()))),
+            Err(e) => Err(WorkersError::Failed(format!(
+                "the worker task ended abnormally: {e}"
+            ))),
+        }
+    }
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}
+
+/// Heartbeats until the worker is taken over (then fires `taken_over`). A store that cannot
+/// be reached for longer than the heartbeat timeout means the reconciler may already have
+/// started the worker elsewhere, so that stops the work too.
+async fn heartbeats(
+    store: Arc<dyn MetadataStore>,
+    id: String,
+    owner: String,
+    progress: Progress,
+    settings: WorkerSettings,
+    taken_over: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(settings.heartbeat_every);
+    tick.tick().await;
+    let mut last_ok = std::time::Instant::now();
+    loop {
+        tick.tick().await;
+        let report = progress.take();
+        match store
+            .heartbeat(&id, &owner, tenancy::now(), report.as_deref())
+            .await
+        {
+            Ok(true) => last_ok = std::time::Instant::now(),
+            Ok(false) => {
+                tracing::warn!(worker = %id, "the worker was taken over or removed; stopping it here");
+                taken_over.cancel();
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(worker = %id, error = %tenancy::error_chain(&e), "heartbeat failed");
+                if last_ok.elapsed() > settings.policy.heartbeat_timeout {
+                    taken_over.cancel();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Aborts a background task when its owner goes away.
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

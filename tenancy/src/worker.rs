@@ -317,9 +317,9 @@ pub enum Step {
     Stop(String),
 }
 
-/// The steps that move `observed` towards `desired` at time `now`. Succeeded one-shot workers
-/// that are still desired are left alone (their next run comes from a new spec); failed ones
-/// restart after their backoff, and stay failed after `max_failures` unless the spec changed.
+/// The steps that move `observed` towards `desired` at time `now`. Succeeded workers that are
+/// desired again start again; failed ones restart after their backoff, and stay failed after
+/// `max_failures` unless the spec changed.
 pub fn diff(
     desired: &BTreeMap<String, WorkerSpec>,
     observed: &BTreeMap<String, Observed>,
@@ -344,11 +344,11 @@ pub fn diff(
                     steps.push(Step::Restart(spec.clone()));
                 }
             }
-            WorkerState::Succeeded => {
-                if changed || spec.kind.long_running() {
-                    steps.push(Step::Restart(spec.clone()));
-                }
-            }
+            // One-shot work removes its own input when it succeeds (the run ends, the tenant
+            // is ready, the table row is gone), so a succeeded worker that is wanted again has
+            // new work: a new run, another migration. The reconciler reads the workers before
+            // the inputs, so a worker that succeeds between the two reads still shows running.
+            WorkerState::Succeeded => steps.push(Step::Restart(spec.clone())),
             WorkerState::Failed => {
                 if changed {
                     steps.push(Step::Restart(spec.clone()));
@@ -526,14 +526,14 @@ mod tests {
         );
         let done: BTreeMap<String, Observed> =
             [(id.clone(), observed(WorkerState::Succeeded, spec, 0, failed_at))].into();
-        assert!(
-            diff(&one, &done, &policy, at(1000)).is_empty(),
-            "a finished one-shot worker does not run again for the same run"
-        );
         assert_eq!(
             diff(&changed_want, &done, &policy, at(1)),
             [Step::Restart(changed)],
-            "a new run on the same table does"
+            "a succeeded worker wanted again (a new run on the same table) runs again"
+        );
+        assert!(
+            diff(&BTreeMap::new(), &done, &policy, at(1)).is_empty(),
+            "a succeeded worker nobody wants is left as it is"
         );
     }
 

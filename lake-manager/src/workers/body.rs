@@ -87,8 +87,12 @@ impl Work for Bodies {
                     Some(m) if m.phase == MigrationPhase::Copying => {
                         self.provisioner.copy_and_switch(&m).await.map_err(failed)
                     }
-                    // Switched already (its cleanup follows the grace period) or gone.
-                    _ => Ok(()),
+                    // Succeeding here would only make the reconciler start it again, since the
+                    // tenant still reads `migrating`: fail visibly instead.
+                    _ => Err(WorkersError::Failed(format!(
+                        "tenant {} is migrating but no copy is in progress",
+                        spec.tenant
+                    ))),
                 }
             }
             (WorkerKind::Purge, WorkerTarget::Table(id)) => {

@@ -112,6 +112,8 @@ impl Launcher for InProcess {
     }
 
     async fn remove_orphans(&self, desired: &BTreeSet<String>) -> Result<usize, WorkersError> {
+        // Finished tasks are dropped first: their end is in the store, and nothing runs.
+        self.tasks.lock().await.retain(|_, r| !r.task.is_finished());
         let orphans: Vec<String> = self
             .tasks
             .lock()
@@ -123,8 +125,6 @@ impl Launcher for InProcess {
         for id in &orphans {
             self.stop(id).await?;
         }
-        // Finished tasks of wanted workers are dropped too: their end is in the store.
-        self.tasks.lock().await.retain(|_, r| !r.task.is_finished());
         Ok(orphans.len())
     }
 

@@ -182,13 +182,15 @@ impl Reconciler {
     pub async fn reconcile_once(&self) -> Result<Vec<Step>, WorkersError> {
         let started = Instant::now();
         let now = tenancy::now();
-        let want = desired(&read_inputs(self.store.as_ref()).await?);
+        // Workers first: one that succeeds after this read has removed its input before the
+        // inputs are read, so it is neither restarted nor seen as still wanted.
         let rows: BTreeMap<String, WorkerRecord> = self
             .recorded()
             .await?
             .into_iter()
             .map(|w| (w.spec.id(), w))
             .collect();
+        let want = desired(&read_inputs(self.store.as_ref()).await?);
         let observed: BTreeMap<String, Observed> =
             rows.iter().map(|(id, w)| (id.clone(), observe(w))).collect();
         let steps = diff(&want, &observed, &self.settings.policy, now);

@@ -88,13 +88,24 @@ impl Runner {
             self.settings.clone(),
             taken_over.clone(),
         ));
-        let _beating = AbortOnDrop(beating);
+        let _beating = AbortHandleOnDrop(beating.abort_handle());
         let outcome = self
-            .body(record.spec.clone(), progress, stop.clone(), taken_over.clone())
+            .body(
+                record.spec.clone(),
+                progress.clone(),
+                stop.clone(),
+                taken_over.clone(),
+            )
             .await;
         if stop.is_cancelled() || taken_over.is_cancelled() {
             tracing::info!(worker = id, "worker stopped");
             return Ok(Ended::Stopped);
+        }
+        if let Some(report) = progress.take() {
+            // The last report (a maintenance run's metrics) goes in before the end is recorded.
+            self.store
+                .heartbeat(id, owner, tenancy::now(), Some(&report))
+                .await?;
         }
         let (state, error) = match &outcome {
             Ok(()) => (WorkerState::Succeeded, None),
@@ -123,7 +134,8 @@ impl Runner {
     }
 
     /// Runs the body on a task of its own, so a panic becomes an error instead of unwinding
-    /// through the caller, and the body is dropped (cancelled) as soon as either token fires.
+    /// through the caller, and the body is dropped (cancelled) as soon as either token fires,
+    /// or when this future is dropped (a killed runner must not leave its body running).
     async fn body(
         &self,
         spec: WorkerSpec,
@@ -133,11 +145,11 @@ impl Runner {
     ) -> Result<(), WorkersError> {
         let bodies = self.bodies.clone();
         let task = tokio::spawn(async move { bodies.run(&spec, &progress).await });
-        let abort = task.abort_handle();
+        let _abort = AbortHandleOnDrop(task.abort_handle());
         let joined = tokio::select! {
             joined = task => joined,
-            _ = stop.cancelled() => { abort.abort(); return Ok(()); }
-            _ = taken_over.cancelled() => { abort.abort(); return Ok(()); }
+            _ = stop.cancelled() => return Ok(()),
+            _ = taken_over.cancelled() => return Ok(()),
         };
         match joined {
             Ok(result) => result,
@@ -197,10 +209,10 @@ async fn heartbeats(
     }
 }
 
-/// Aborts a background task when its owner goes away.
-pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
+/// Aborts a task (the body, the heartbeats) when the runner's future ends or is dropped.
+struct AbortHandleOnDrop(tokio::task::AbortHandle);
 
-impl Drop for AbortOnDrop {
+impl Drop for AbortHandleOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }

@@ -60,6 +60,15 @@ pub struct AppState {
     pub started_at: DateTime<Utc>,
 }
 
+/// What a process builds the state for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `lakeplane serve`: the API, the reconciler and the configured launcher.
+    Server,
+    /// `lakeplane worker run`: one worker; it launches nothing.
+    Worker,
+}
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -93,7 +102,7 @@ impl AppState {
     /// Prepares the data directory and storage, opens and migrates the store, reads the
     /// installation identity, and starts the background work (the reconciler among it).
     pub async fn start(config: Config) -> Result<Self, StartupError> {
-        let state = Self::build(config).await?;
+        let state = Self::build(config, Role::Server).await?;
         let resumed = state.provisioner.resume_all().await?;
         if resumed > 0 {
             tracing::info!(tenants = resumed, "resuming provisioning left unfinished");
@@ -114,9 +123,10 @@ impl AppState {
         Ok(state)
     }
 
-    /// Everything `start` builds, without background work: for `lakeplane worker run`, which
-    /// runs one worker and nothing else.
-    pub async fn build(config: Config) -> Result<Self, StartupError> {
+    /// Everything `start` builds, without background work. `Role::Worker` (`lakeplane worker
+    /// run`, which runs one worker and nothing else) launches nothing, so a worker pod needs no
+    /// access to the Kubernetes API even though it reads the server's config.
+    pub async fn build(config: Config, role: Role) -> Result<Self, StartupError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartupError::DataDir {
             path: config.data_dir.display().to_string(),
             source,
@@ -251,13 +261,13 @@ impl AppState {
         ));
         let runner = Runner::new(store.clone(), bodies, settings.clone());
         let (launcher, in_process): (Arc<dyn Launcher>, Option<Arc<InProcess>>) =
-            match config.workers.launcher {
-                crate::config::Launcher::InProcess => {
+            match (role, config.workers.launcher) {
+                (Role::Worker, _) | (_, crate::config::Launcher::External) => (Arc::new(External), None),
+                (_, crate::config::Launcher::InProcess) => {
                     let launcher = InProcess::new(runner.clone(), catalog_owner.clone());
                     (launcher.clone(), Some(launcher))
                 }
-                crate::config::Launcher::External => (Arc::new(External), None),
-                crate::config::Launcher::Kubernetes => {
+                (_, crate::config::Launcher::Kubernetes) => {
                     let launcher = KubeLauncher::connect(config.workers.kubernetes.settings())
                         .await
                         .map_err(|e| StartupError::Launcher(tenancy::error_chain(&e)))?;

@@ -5,7 +5,7 @@
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::state::{AppState, StartupError};
+use crate::state::{AppState, Role, StartupError};
 
 /// Why `worker run` failed.
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +21,7 @@ pub enum WorkerCliError {
 /// Claims and runs the pending worker `id` until it ends; SIGTERM or SIGINT stop it (its
 /// progress is only ever what it committed, so a new run resumes).
 pub async fn run(config: Config, id: &str) -> Result<(), WorkerCliError> {
-    let state = AppState::build(config).await?;
+    let state = AppState::build(config, Role::Worker).await?;
     let owner = format!("{}-worker-{}", state.instance.id, uuid::Uuid::now_v7());
     let stop = CancellationToken::new();
     let signalled = stop.clone();

@@ -342,6 +342,11 @@ impl Catalog {
             .get_run(tenant, id)
             .await?
             .ok_or_else(|| DeltaError::Refused(format!("no maintenance run {id}")))?;
+        // Queued earlier, maybe long ago: the tenant must still be writable now.
+        match self.store().get_tenant(tenant).await? {
+            Some(t) => Self::writable(&t)?,
+            None => return Err(DeltaError::Refused(format!("tenant {tenant} is gone")).into()),
+        }
         let now = tenancy::now();
         let until = now + chrono::Duration::from_std(self.lease).unwrap_or_default();
         if !self.store().claim_run(id, &self.owner, until, now).await? {

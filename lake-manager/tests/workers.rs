@@ -185,7 +185,10 @@ async fn the_in_process_launcher_starts_stops_and_kills_tasks() {
     );
     let long = pending(store.as_ref(), 3).await;
     launcher.start(&spec(3)).await.expect("start");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while worker(store.as_ref(), &long).await.owner.is_none() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(launcher.running().await.contains(&long));
     let owner = worker(store.as_ref(), &long).await.owner.expect("claimed");
     assert!(owner.starts_with("process-a/"), "{owner}");
@@ -194,7 +197,13 @@ async fn the_in_process_launcher_starts_stops_and_kills_tasks() {
 
     let panics = pending(store.as_ref(), 1).await;
     launcher.start(&spec(1)).await.expect("start");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Printing the panic's backtrace can take a while on a busy machine: poll.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while worker(store.as_ref(), &panics).await.state != WorkerState::Failed
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(
         worker(store.as_ref(), &panics).await.state,
         WorkerState::Failed,

@@ -92,6 +92,17 @@ pub struct WorkerSpec {
 }
 
 impl WorkerSpec {
+    /// The ingest worker of a Kafka stream.
+    pub fn ingest(tenant: TenantId, stream: Uuid) -> Self {
+        Self {
+            kind: WorkerKind::Ingest,
+            tenant,
+            target: WorkerTarget::Stream(stream),
+            operations: Vec::new(),
+            run: None,
+        }
+    }
+
     /// The deterministic id: `{kind}-{tenant}-{12 hex of a hash of the target}`. Stable across
     /// processes and restarts, unique per (kind, tenant, target), and a valid Kubernetes name
     /// (tenant ids are DNS labels of at most 40 characters).
@@ -190,13 +201,7 @@ pub fn desired(inputs: &DesiredInputs) -> BTreeMap<String, WorkerSpec> {
         out.insert(spec.id(), spec);
     };
     for (tenant, stream) in &inputs.kafka_streams {
-        add(WorkerSpec {
-            kind: WorkerKind::Ingest,
-            tenant: tenant.clone(),
-            target: WorkerTarget::Stream(*stream),
-            operations: Vec::new(),
-            run: None,
-        });
+        add(WorkerSpec::ingest(tenant.clone(), *stream));
     }
     for due in &inputs.due {
         // A run holds its table's lease, so one worker executes all of its operations; the

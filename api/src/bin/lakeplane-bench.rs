@@ -579,7 +579,13 @@ async fn reconcile_once(store: &dyn tenancy::store::MetadataStore) -> (usize, us
         .iter()
         .map(|w| (w.spec.id(), observe(w)))
         .collect();
-    let steps = diff(&want, &observed, &RestartPolicy::default(), chrono::Utc::now());
+    // Heartbeats are written once at setup, so staleness is switched off: the diff still
+    // walks every worker, as a leader in step does.
+    let policy = RestartPolicy {
+        heartbeat_timeout: std::time::Duration::from_secs(86_400),
+        ..RestartPolicy::default()
+    };
+    let steps = diff(&want, &observed, &policy, chrono::Utc::now());
     (want.len(), steps.len())
 }
 

@@ -295,7 +295,28 @@ pub async fn get_stream(
 ) -> Result<Json<StreamView>, ApiError> {
     let (_, name) = path;
     let (_, stream) = stream_at(&state, &auth, &name, Access::Read).await?;
-    Ok(Json(view(&state, &stream)))
+    let mut shown = view(&state, &stream);
+    if matches!(stream.source, StreamSource::Kafka(_)) && shown.status == "stopped" {
+        // Its worker runs in another process (the leader replica, a pod): its row tells.
+        let id = tenancy::worker::WorkerSpec::ingest(stream.tenant.clone(), stream.id).id();
+        if let Some(worker) = state.store.get_worker(&id).await? {
+            use tenancy::worker::WorkerState;
+            shown.status = match worker.state {
+                WorkerState::Pending => "starting",
+                WorkerState::Running => "running",
+                WorkerState::Succeeded => "stopped",
+                WorkerState::Failed => "failed",
+            }
+            .to_owned();
+            shown.last_error = worker.last_error;
+            shown.lag = worker
+                .progress
+                .as_deref()
+                .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+                .and_then(|p| serde_json::from_value(p["lag"].clone()).ok());
+        }
+    }
+    Ok(Json(shown))
 }
 
 /// Deletes a stream and stops its worker; the table and the dead-letter table stay.

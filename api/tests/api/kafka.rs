@@ -201,14 +201,7 @@ fn ids(seen: &Value) -> Vec<i64> {
 
 /// The id of a stream's ingest worker.
 fn ingest_worker(record: &tenancy::store::StreamRecord) -> String {
-    tenancy::worker::WorkerSpec {
-        kind: tenancy::worker::WorkerKind::Ingest,
-        tenant: record.tenant.clone(),
-        target: tenancy::worker::WorkerTarget::Stream(record.id),
-        operations: Vec::new(),
-        run: None,
-    }
-    .id()
+    tenancy::worker::WorkerSpec::ingest(record.tenant.clone(), record.id).id()
 }
 
 /// Waits until the reconciler has recorded the worker as pending, then runs it here as
@@ -651,6 +644,24 @@ async fn only_the_leader_of_two_replicas_runs_the_worker() {
             break;
         }
         assert!(Instant::now() < deadline, "the leader never started the worker");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The replica runs nothing, yet shows the stream's state from its worker's row.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let shown: Value = replica
+            .get_as(&admin, "/v1/tenants/acme/streams/orders")
+            .await
+            .json()
+            .await
+            .expect("json");
+        if shown["status"] == "running" && shown["lag"].is_object() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replica never showed the worker: {shown}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Deleted through the replica: the leader stops it within its sync interval.

@@ -229,9 +229,16 @@ async fn one_replica_reconciles_and_another_takes_over_when_it_is_killed() {
     drop(replica);
 }
 
+/// The environment of a worker process: the server's config as a worker pod reads it from the
+/// shared ConfigMap, launcher included. No Kubernetes API is reachable here, and `worker run`
+/// must not need one.
+fn pod_env() -> [(&'static str, String); 1] {
+    [("LAKEPLANE__WORKERS__LAUNCHER", "kubernetes".to_owned())]
+}
+
 /// Runs `lakeplane worker run --id ID` to its end.
 async fn worker_run(cwd: &Path, id: &str) -> std::process::Output {
-    let mut command = configured(cwd, &[]);
+    let mut command = configured(cwd, &pod_env());
     command.args(["worker", "run", "--id", id]);
     tokio::time::timeout(Duration::from_secs(120), command.output())
         .await
@@ -367,7 +374,7 @@ async fn worker_run_completes_a_compaction_and_a_killed_one_is_retried() {
         assert!(Instant::now() < deadline, "the second run was never recorded");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut victim = configured(cwd.path(), &[]);
+    let mut victim = configured(cwd.path(), &pod_env());
     victim
         .args(["worker", "run", "--id", &id])
         .stderr(std::process::Stdio::null());

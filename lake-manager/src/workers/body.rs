@@ -2,12 +2,14 @@
 
 use std::sync::Arc;
 
-use tenancy::store::MigrationPhase;
+use tenancy::store::{MigrationPhase, StreamRecord};
+use tenancy::tenant::TenantStatus;
 use tenancy::worker::{WorkerKind, WorkerSpec, WorkerTarget};
 
 use super::WorkersError;
 use super::runner::{Progress, Work};
 use crate::catalog::Catalog;
+use crate::ingest::IngestError;
 use crate::ingest::kafka::KafkaWorkers;
 use crate::provision::Provisioner;
 
@@ -40,16 +42,38 @@ impl Bodies {
             .get_stream_by_id(stream)
             .await?
             .ok_or_else(|| WorkersError::Failed(format!("stream {stream} is gone")))?;
+        loop {
+            match self.consume(record.clone(), progress).await {
+                // A migrating tenant fences its commits: not a failure of the worker (it would
+                // use up its restarts during a long migration), so wait for the tenant.
+                Err(IngestError::Fenced { .. }) => self.wait_until_ready(&record.tenant).await?,
+                ended => return ended.map_err(failed),
+            }
+        }
+    }
+
+    async fn consume(&self, record: StreamRecord, progress: &Progress) -> Result<(), IngestError> {
+        let stream = record.id;
         let consuming = self.kafka.run(record);
         tokio::pin!(consuming);
         let mut report = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             tokio::select! {
-                ended = &mut consuming => return ended.map_err(failed),
+                ended = &mut consuming => return ended,
                 _ = report.tick() => {
                     let status = self.kafka.status(stream);
                     progress.set(serde_json::json!({ "lag": status.lag }));
                 }
+            }
+        }
+    }
+
+    async fn wait_until_ready(&self, tenant: &tenancy::tenant::TenantId) -> Result<(), WorkersError> {
+        loop {
+            match self.catalog.store().get_tenant(tenant).await? {
+                Some(t) if t.status == TenantStatus::Ready => return Ok(()),
+                Some(_) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+                None => return Err(WorkersError::Failed(format!("tenant {tenant} is gone"))),
             }
         }
     }

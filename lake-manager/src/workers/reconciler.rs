@@ -48,6 +48,7 @@ pub struct Reconciler {
     due_policy: DuePolicy,
     wake: Arc<tokio::sync::Notify>,
     stopping: AtomicBool,
+    scheduling: AtomicBool,
     report: Mutex<ReconcileReport>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -75,6 +76,7 @@ impl Reconciler {
             },
             wake,
             stopping: AtomicBool::new(false),
+            scheduling: AtomicBool::new(false),
             report: Mutex::new(ReconcileReport::default()),
             task: Mutex::new(None),
         })
@@ -131,22 +133,35 @@ impl Reconciler {
                 }
             }
             if let Some(held) = lead.as_mut() {
-                if held.alive().await {
+                // A lock connection that hangs counts as lost: another replica may lead by now.
+                let alive = tokio::time::timeout(self.settings.reconcile_every, held.alive())
+                    .await
+                    .unwrap_or(false);
+                if alive {
                     if let Err(e) = self.reconcile_once().await {
                         tracing::warn!(error = %tenancy::error_chain(&e), "reconcile failed; retried next loop");
                     }
-                    if !self.settings.schedule_every.is_zero() && Instant::now() >= next_schedule {
+                    if !self.settings.schedule_every.is_zero()
+                        && Instant::now() >= next_schedule
+                        && !self.scheduling.swap(true, Ordering::SeqCst)
+                    {
                         next_schedule = Instant::now() + self.settings.schedule_every;
-                        match self.schedule_due().await {
-                            Ok(0) => {}
-                            Ok(queued) => {
-                                tracing::info!(runs = queued, "maintenance queued for what is due");
-                                continue; // reconcile them now
+                        // It reads every table's Delta snapshot: on its own task, so the loop
+                        // keeps restarting and stopping workers meanwhile.
+                        let this = self.clone();
+                        tokio::spawn(async move {
+                            match this.schedule_due().await {
+                                Ok(0) => {}
+                                Ok(queued) => {
+                                    tracing::info!(runs = queued, "maintenance queued for what is due");
+                                    this.wake();
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %tenancy::error_chain(&e), "maintenance scheduling failed")
+                                }
                             }
-                            Err(e) => {
-                                tracing::warn!(error = %tenancy::error_chain(&e), "maintenance scheduling failed")
-                            }
-                        }
+                            this.scheduling.store(false, Ordering::SeqCst);
+                        });
                     }
                 } else {
                     tracing::warn!("leadership lost: stopping this process's workers");
@@ -204,15 +219,14 @@ impl Reconciler {
                 Step::Restart(spec) => {
                     counts.1 += 1;
                     let id = spec.id();
-                    self.launcher.stop(&id).await?;
-                    self.launch(spec, rows.get(&id)).await
+                    match self.launcher.stop(&id).await {
+                        Ok(()) => self.launch(spec, rows.get(&id)).await,
+                        Err(e) => Err(e),
+                    }
                 }
                 Step::Stop(id) => {
                     counts.2 += 1;
-                    self.launcher.stop(id).await?;
-                    self.store.delete_worker(id).await?;
-                    tracing::info!(worker = %id, "worker stopped: no longer needed");
-                    Ok(())
+                    self.stop_unwanted(id).await
                 }
             };
             if let Err(e) = done {
@@ -226,6 +240,13 @@ impl Reconciler {
         }
         self.record_report(started.elapsed(), counts).await?;
         Ok(steps)
+    }
+
+    async fn stop_unwanted(&self, id: &str) -> Result<(), WorkersError> {
+        self.launcher.stop(id).await?;
+        self.store.delete_worker(id).await?;
+        tracing::info!(worker = %id, "worker stopped: no longer needed");
+        Ok(())
     }
 
     /// Records the worker as pending (keeping its history on a restart) and launches it.
@@ -395,12 +416,16 @@ pub async fn read_inputs(store: &dyn MetadataStore) -> Result<DesiredInputs, Sto
         .filter(|s| matches!(s.source, StreamSource::Kafka(_)))
         .map(|s| (s.tenant, s.id))
         .collect();
+    let migrating = store.tenants_with_status(TenantStatus::Migrating).await?;
+    // A migrating tenant's keys are being copied: no maintenance or purge writes there until
+    // it is ready (a running one is stopped; its run resumes after the switch).
+    let moving: BTreeSet<&tenancy::tenant::TenantId> = migrating.iter().collect();
     let due = store
         .unfinished_runs()
         .await?
         .into_iter()
         // A purge holds the lease with an empty run of its own; it is the purge worker.
-        .filter(|r| !r.operations.is_empty())
+        .filter(|r| !r.operations.is_empty() && !moving.contains(&r.tenant))
         .map(|r| DueRun {
             tenant: r.tenant,
             table: r.table_id,
@@ -408,11 +433,11 @@ pub async fn read_inputs(store: &dyn MetadataStore) -> Result<DesiredInputs, Sto
             operations: r.operations,
         })
         .collect();
-    let migrating = store.tenants_with_status(TenantStatus::Migrating).await?;
     let purging = store
         .tables_deleting()
         .await?
         .into_iter()
+        .filter(|t| !moving.contains(&t.tenant))
         .map(|t| (t.tenant, WorkerTarget::Table(t.id)))
         .collect();
     Ok(DesiredInputs {

@@ -184,27 +184,40 @@ async fn heartbeats(
 ) {
     let mut tick = tokio::time::interval(settings.heartbeat_every);
     tick.tick().await;
+    let started = std::time::Instant::now();
+    // Running this long without failing ends a series of failures (for the backoff and the
+    // failure cap), as a success does for one-shot workers.
+    let recovered_after = settings.policy.cap.max(settings.policy.heartbeat_timeout);
+    let mut recovered = false;
+    // Stop before the leader can call this worker dead, so two never run at once.
+    let give_up = settings
+        .policy
+        .heartbeat_timeout
+        .saturating_sub(settings.heartbeat_every);
     let mut last_ok = std::time::Instant::now();
     loop {
         tick.tick().await;
         let report = progress.take();
-        match store
-            .heartbeat(&id, &owner, tenancy::now(), report.as_deref())
-            .await
-        {
-            Ok(true) => last_ok = std::time::Instant::now(),
-            Ok(false) => {
+        let beat = store.heartbeat(&id, &owner, tenancy::now(), report.as_deref());
+        match tokio::time::timeout(settings.heartbeat_every, beat).await {
+            Ok(Ok(true)) => last_ok = std::time::Instant::now(),
+            Ok(Ok(false)) => {
                 tracing::warn!(worker = %id, "the worker was taken over or removed; stopping it here");
                 taken_over.cancel();
                 return;
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 tracing::warn!(worker = %id, error = %tenancy::error_chain(&e), "heartbeat failed");
-                if last_ok.elapsed() > settings.policy.heartbeat_timeout {
-                    taken_over.cancel();
-                    return;
-                }
             }
+            Err(_) => tracing::warn!(worker = %id, "heartbeat timed out"),
+        }
+        if last_ok.elapsed() > give_up {
+            tracing::warn!(worker = %id, "no heartbeat got through in time; stopping the worker");
+            taken_over.cancel();
+            return;
+        }
+        if !recovered && started.elapsed() >= recovered_after {
+            recovered = matches!(store.mark_recovered(&id, &owner).await, Ok(true));
         }
     }
 }

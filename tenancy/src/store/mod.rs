@@ -602,6 +602,10 @@ pub trait WorkerStore: Send + Sync {
         at: DateTime<Utc>,
         progress: Option<&str>,
     ) -> Result<bool, StoreError>;
+    /// Clears the failure count of a running worker owned by `owner` that has run long enough
+    /// to count as recovered (long-running workers never succeed, so nothing else would);
+    /// false when another process owns it or it is no longer running.
+    async fn mark_recovered(&self, id: &str, owner: &str) -> Result<bool, StoreError>;
     /// Records the end of a running worker owned by `owner`: `succeeded` clears the failure
     /// count, `failed` increments it and keeps `error`. False when another process owns it.
     async fn finish_worker(

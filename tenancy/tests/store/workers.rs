@@ -118,6 +118,10 @@ async fn workers_round_trip_filter_and_heartbeat(backend: Backend) {
         "a heartbeat without news keeps the last progress"
     );
     assert!(
+        !store.mark_recovered(&id, "process-b").await.expect("recover"),
+        "only the owner"
+    );
+    assert!(
         !store
             .finish_worker(&id, "process-b", WorkerState::Failed, Some("x"), at)
             .await

@@ -138,6 +138,16 @@ impl WorkerStore for PgStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn mark_recovered(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE workers SET failures = 0 WHERE id = $1 AND owner = $2 AND state = 'running'")
+                .bind(id)
+                .bind(owner)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn finish_worker(
         &self,
         id: &str,

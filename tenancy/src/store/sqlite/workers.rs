@@ -137,6 +137,16 @@ impl WorkerStore for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn mark_recovered(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE workers SET failures = 0 WHERE id = ? AND owner = ? AND state = 'running'")
+                .bind(id)
+                .bind(owner)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn finish_worker(
         &self,
         id: &str,

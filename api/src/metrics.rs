@@ -308,7 +308,6 @@ mod tests {
             last_duration: std::time::Duration::from_millis(250),
             by_kind_state: [((WorkerKind::Ingest, WorkerState::Failed), 2)].into(),
             restarts: [(WorkerKind::Ingest, 7)].into(),
-            last_steps: (0, 0, 0),
         };
         let text = metrics.render(
             PoolStats {

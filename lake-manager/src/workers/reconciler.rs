@@ -35,8 +35,6 @@ pub struct ReconcileReport {
     pub by_kind_state: BTreeMap<(WorkerKind, WorkerState), u64>,
     /// Restarts by kind, summed over the recorded workers.
     pub restarts: BTreeMap<WorkerKind, u64>,
-    /// Steps carried out in the last loop: (started, restarted, stopped).
-    pub last_steps: (usize, usize, usize),
 }
 
 /// The reconcile loop and the maintenance scheduler.
@@ -85,16 +83,6 @@ impl Reconciler {
     /// Wakes the loop now.
     pub fn wake(&self) {
         self.wake.notify_one();
-    }
-
-    /// The launcher in use.
-    pub fn launcher(&self) -> &Arc<dyn Launcher> {
-        &self.launcher
-    }
-
-    /// The settings in use.
-    pub fn settings(&self) -> &WorkerSettings {
-        &self.settings
     }
 
     /// What the last loop saw.
@@ -209,25 +197,17 @@ impl Reconciler {
         let observed: BTreeMap<String, Observed> =
             rows.iter().map(|(id, w)| (id.clone(), observe(w))).collect();
         let steps = diff(&want, &observed, &self.settings.policy, now);
-        let mut counts = (0, 0, 0);
         for step in &steps {
             let done = match step {
-                Step::Start(spec) => {
-                    counts.0 += 1;
-                    self.launch(spec, None).await
-                }
+                Step::Start(spec) => self.launch(spec, None).await,
                 Step::Restart(spec) => {
-                    counts.1 += 1;
                     let id = spec.id();
                     match self.launcher.stop(&id).await {
                         Ok(()) => self.launch(spec, rows.get(&id)).await,
                         Err(e) => Err(e),
                     }
                 }
-                Step::Stop(id) => {
-                    counts.2 += 1;
-                    self.stop_unwanted(id).await
-                }
+                Step::Stop(id) => self.stop_unwanted(id).await,
             };
             if let Err(e) = done {
                 tracing::warn!(error = %tenancy::error_chain(&e), "reconcile step failed; retried next loop");
@@ -238,7 +218,7 @@ impl Reconciler {
         if let Err(e) = self.launcher.remove_orphans(&wanted).await {
             tracing::warn!(error = %tenancy::error_chain(&e), "cannot remove orphaned workers");
         }
-        self.record_report(started.elapsed(), counts).await?;
+        self.record_report(started.elapsed()).await?;
         Ok(steps)
     }
 
@@ -307,7 +287,7 @@ impl Reconciler {
         Ok(())
     }
 
-    async fn record_report(&self, took: Duration, steps: (usize, usize, usize)) -> Result<(), StoreError> {
+    async fn record_report(&self, took: Duration) -> Result<(), StoreError> {
         let rows = self.recorded().await?;
         let mut by_kind_state = BTreeMap::new();
         let mut restarts = BTreeMap::new();
@@ -321,7 +301,6 @@ impl Reconciler {
         report.last_duration = took;
         report.by_kind_state = by_kind_state;
         report.restarts = restarts;
-        report.last_steps = steps;
         Ok(())
     }
 

@@ -34,6 +34,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let server = &state.config.server;
     let ops = http::guard(ops, server);
     let extra = http::guard(extra, server);
+    let sharing = http::guard(crate::routes::sharing::router(), server);
     let v1 = http::guard(v1, server)
         .layer(rate_limit(&state))
         .layer(from_fn_with_state(state.clone(), auth::authenticate))
@@ -41,6 +42,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let router = ops
         .merge(v1)
         .merge(extra)
+        .merge(sharing)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .fallback(not_found)
         .with_state(state.clone());

@@ -50,6 +50,13 @@ pub fn action_name(method: &Method, route: &str) -> String {
         ("GET", "/v1/admin/workers") => "worker.list",
         ("POST", "/v1/admin/workers/{id}/retry") => "worker.retry",
         ("POST", "/v1/tenants/{tenant}/provision") => "tenant.provision",
+        ("POST", "/v1/tenants/{tenant}/shares") => "share.create",
+        ("GET", "/v1/tenants/{tenant}/shares") => "share.list",
+        ("GET", "/v1/tenants/{tenant}/shares/{share}") => "share.read",
+        ("DELETE", "/v1/tenants/{tenant}/shares/{share}") => "share.delete",
+        ("POST", "/v1/tenants/{tenant}/shares/{share}/recipients") => "recipient.create",
+        ("GET", "/v1/tenants/{tenant}/shares/{share}/recipients") => "recipient.list",
+        ("DELETE", "/v1/tenants/{tenant}/shares/{share}/recipients/{recipient_id}") => "recipient.revoke",
         ("POST", "/v1/tenants/{tenant}/streams/{stream}/events") => "stream.push",
         _ => "",
     };

@@ -235,6 +235,8 @@ pub mod perm {
         AdminTokens => |_t| Some(Action::AdminTokens);
         /// List every worker, retry a failed one.
         AdminWorkers => |_t| Some(Action::AdminWorkers);
+        /// Manage the route's tenant's shares; each table's zone is checked once it is known.
+        ManageShares => |t| t.map(Action::ManageShares);
         /// Any role of the route's tenant; the zone's access is checked once the zone is known.
         TenantData => |t| t.map(|t| Action::Zone(t, tenancy::role::Zone::Gold, tenancy::role::Access::None));
     }

@@ -48,6 +48,57 @@ pub struct Config {
     pub tables: TablesConfig,
     /// Streaming ingestion.
     pub ingest: IngestConfig,
+    /// Delta Sharing: recipients' profiles and the file URLs the plane signs.
+    pub sharing: SharingConfig,
+}
+
+/// Delta Sharing settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SharingConfig {
+    /// The base URL recipients reach this server at (profiles' `endpoint` and file URLs);
+    /// without it, the `Host` of the request that creates the recipient or the query.
+    pub public_url: Option<url::Url>,
+    /// HMAC-SHA256 key for file URLs on local storage, at least 32 bytes; without it one is
+    /// generated into `data_dir` (set it when several replicas serve files).
+    pub url_signing_secret: Option<Secret>,
+    /// Longest recipient lifetime a request may ask for.
+    pub max_recipient_ttl_secs: u64,
+}
+
+/// File name of the generated URL-signing secret inside the data directory.
+pub const GENERATED_URL_SECRET_FILE: &str = "url-signing-secret";
+
+impl Default for SharingConfig {
+    fn default() -> Self {
+        Self {
+            public_url: None,
+            url_signing_secret: None,
+            max_recipient_ttl_secs: 30 * 24 * 3600,
+        }
+    }
+}
+
+impl SharingConfig {
+    fn problem(&self) -> Option<(&'static str, String)> {
+        if let Some(url) = &self.public_url
+            && !matches!(url.scheme(), "http" | "https")
+        {
+            return Some(("public_url", "must be an http or https URL".into()));
+        }
+        if let Some(secret) = &self.url_signing_secret
+            && secret.expose().len() < tenancy::share::MIN_SECRET_BYTES
+        {
+            return Some((
+                "url_signing_secret",
+                format!("must be at least {} bytes", tenancy::share::MIN_SECRET_BYTES),
+            ));
+        }
+        if !(60..=365 * 24 * 3600).contains(&self.max_recipient_ttl_secs) {
+            return Some(("max_recipient_ttl_secs", "must be between 60 and 31536000".into()));
+        }
+        None
+    }
 }
 
 /// Streaming ingestion settings.
@@ -172,6 +223,7 @@ impl Default for Config {
             pricing: Prices::default(),
             tables: TablesConfig::default(),
             ingest: IngestConfig::default(),
+            sharing: SharingConfig::default(),
         }
     }
 }
@@ -789,6 +841,9 @@ impl Config {
         }
         if let Some((field, problem)) = self.ingest.problem() {
             return Err(ConfigError::new(&format!("ingest.{field}"), problem));
+        }
+        if let Some((field, problem)) = self.sharing.problem() {
+            return Err(ConfigError::new(&format!("sharing.{field}"), problem));
         }
         if self.tables.small_file_bytes == 0 {
             return Err(ConfigError::new("tables.small_file_bytes", "must be at least 1"));

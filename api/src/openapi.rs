@@ -8,7 +8,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::problem::{FieldError, PROBLEM_JSON, Problem};
-use crate::routes::{admin, audit, info, ops, storage, streams, tables, tenants, tokens, workers};
+use crate::routes::{admin, audit, info, ops, shares, storage, streams, tables, tenants, tokens, workers};
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -26,6 +26,7 @@ use crate::state::AppState;
         (name = "admin", description = "Platform administration"),
         (name = "storage", description = "Zones, lifecycle, usage and provisioning"),
         (name = "workers", description = "The workers the reconciler keeps running"),
+        (name = "sharing", description = "Delta Sharing shares and recipients (the protocol itself is served under /delta-sharing)"),
     ),
     components(schemas(Problem, FieldError))
 )]
@@ -76,6 +77,10 @@ pub fn v1_router() -> OpenApiRouter<AppState> {
         .routes(routes!(workers::list_tenant_workers))
         .routes(routes!(workers::list_workers))
         .routes(routes!(workers::retry_worker))
+        .routes(routes!(shares::create_share, shares::list_shares))
+        .routes(routes!(shares::get_share, shares::delete_share))
+        .routes(routes!(shares::create_recipient, shares::list_recipients))
+        .routes(routes!(shares::revoke_recipient))
 }
 
 /// The finished spec, as served at `/openapi.json` and committed in `openapi/openapi.json`.

@@ -19,8 +19,9 @@ use lake_manager::workers::external::External;
 use lake_manager::workers::in_process::InProcess;
 use lake_manager::workers::kube::KubeLauncher;
 use lake_manager::workers::{Launcher, Reconciler, Runner};
+use tenancy::share::{UrlSigner, new_url_secret};
 use tenancy::store::{self, Instance, MetadataStore, StoreError};
-use tenancy::token::{KeyError, RevocationList, SigningKey, Verifier};
+use tenancy::token::{KeyError, RevocationList, SigningKey, Verifier, load_or_generate_private};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub runner: Runner,
     /// The in-process launcher, when it is the one configured.
     pub in_process: Option<Arc<InProcess>>,
+    /// Signs and checks the file URLs of Delta Sharing on local storage.
+    pub url_signer: Arc<UrlSigner>,
     /// This installation's identity.
     pub instance: Instance,
     /// When this process started serving.
@@ -84,6 +87,9 @@ pub enum StartupError {
     /// Ingestion could not start.
     #[error("ingest: {0}")]
     Ingest(String),
+    /// The URL-signing secret could not be loaded or generated.
+    #[error("sharing.url_signing_secret: {0}")]
+    UrlSecret(String),
     /// The worker launcher could not start.
     #[error("workers.launcher: {0}")]
     Launcher(String),
@@ -151,6 +157,7 @@ impl AppState {
             }
         };
         let signer = Arc::new(load_signing_key(&config)?);
+        let url_signer = Arc::new(load_url_signer(&config)?);
         let url = config.database_url();
         let store = store::connect(&url, &config.pool_settings()).await?;
         let report = store.migrate().await?;
@@ -287,6 +294,7 @@ impl AppState {
             catalog,
             metrics: Arc::new(Metrics::new()),
             signer,
+            url_signer,
             verifier,
             revocations,
             instance,
@@ -302,4 +310,19 @@ pub fn load_signing_key(config: &Config) -> Result<SigningKey, KeyError> {
         config.auth.signing_key_file.as_deref(),
         &config.data_dir,
     )
+}
+
+/// The configured URL-signing secret, or the one generated in `data_dir` on first start.
+pub fn load_url_signer(config: &Config) -> Result<UrlSigner, StartupError> {
+    let secret = match &config.sharing.url_signing_secret {
+        Some(secret) => secret.expose().to_owned(),
+        None => {
+            let fresh = new_url_secret().map_err(StartupError::UrlSecret)?;
+            let path = config.data_dir.join(crate::config::GENERATED_URL_SECRET_FILE);
+            load_or_generate_private(&path, || fresh)
+                .map_err(|e| StartupError::UrlSecret(e.to_string()))?
+                .0
+        }
+    };
+    UrlSigner::new(secret.trim().as_bytes()).map_err(StartupError::UrlSecret)
 }

@@ -100,6 +100,15 @@ impl ObjectStorageAdmin for Counting<S3Storage> {
     ) -> Result<String, StorageError> {
         self.inner.copy_object(from_bucket, object, to_bucket).await
     }
+
+    async fn presigned_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<Option<String>, StorageError> {
+        self.inner.presigned_get(bucket, key, expires_in).await
+    }
 }
 
 #[async_trait]

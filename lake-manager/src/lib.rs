@@ -11,5 +11,6 @@ pub mod layout;
 pub mod lifecycle;
 pub mod migrate;
 pub mod provision;
+pub mod sharing;
 pub mod storage;
 pub mod workers;

@@ -11,6 +11,7 @@ pub mod placement;
 pub mod policy;
 pub mod rate;
 pub mod role;
+pub mod share;
 pub mod store;
 pub mod stream;
 pub mod table;

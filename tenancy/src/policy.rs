@@ -66,6 +66,9 @@ pub enum Action<'a> {
     AdminTokens,
     /// List every worker, retry a failed one.
     AdminWorkers,
+    /// Create, read or delete a tenant's shares and their recipients; each shared table's zone
+    /// is checked separately with [`Action::Zone`].
+    ManageShares(&'a TenantId),
     /// Read or write data in a tenant's zone.
     Zone(&'a TenantId, Zone, Access),
 }
@@ -91,6 +94,7 @@ pub fn authorize(caller: &Principal, action: Action<'_>) -> Result<(), Denial> {
         | Action::ManageTokens(t)
         | Action::ManageStorage(t)
         | Action::IssueToken(t, _)
+        | Action::ManageShares(t)
         | Action::Zone(t, _, _) => Some(t),
         Action::ReadAudit(t) => t,
         _ => None,
@@ -126,6 +130,13 @@ pub fn authorize(caller: &Principal, action: Action<'_>) -> Result<(), Denial> {
             }
         }
         Action::ReadAudit(None) => forbid("read every tenant's audit log"),
+        Action::ManageShares(_) => {
+            if matches!(caller.role, Role::TenantAdmin | Role::Engineer) {
+                Ok(())
+            } else {
+                forbid("manage shares")
+            }
+        }
         Action::DeleteTenant(_) => forbid("delete tenants"),
         Action::UpdateTenant(_, change) => {
             if caller.role != Role::TenantAdmin {
@@ -192,6 +203,7 @@ mod tests {
             Action::ManageTokens(&b),
             Action::IssueToken(&b, Role::Viewer),
             Action::ReadAudit(Some(&b)),
+            Action::ManageShares(&b),
             Action::Zone(&b, Zone::Gold, Access::Read),
         ];
         for role in Role::TENANT_ROLES {
@@ -246,5 +258,18 @@ mod tests {
             )
             .is_err()
         );
+        for (role, allowed) in [
+            (Role::TenantAdmin, true),
+            (Role::Engineer, true),
+            (Role::Scientist, false),
+            (Role::Analyst, false),
+            (Role::Viewer, false),
+        ] {
+            assert_eq!(
+                authorize(&caller(role, Some("tenant-a")), Action::ManageShares(&a)).is_ok(),
+                allowed,
+                "{role}"
+            );
+        }
     }
 }

@@ -10,6 +10,8 @@
 //! `lakeplane-bench kafka BOOTSTRAP`: produces events to a new topic on the broker, creates a
 //! Kafka stream, and times until every event is in the table; events/s per core of server CPU.
 //!
+//! `lakeplane-bench sharing`: Delta Sharing `query` time and size on a table of 1,000 files.
+//!
 //! Build: `cargo build --release -p api --bins`; run `target/release/lakeplane-bench http`.
 //! Env: `CLIENTS` (8), `BATCH` (5000 events), `SECONDS` (10), `EVENTS` (Kafka, 1000000).
 
@@ -683,6 +685,139 @@ async fn reconcile() {
     }
 }
 
+/// `lakeplane-bench sharing`: the Delta Sharing `query` on a table of `FILES` (1,000) live
+/// files: response time (sequential, `ROUNDS` queries) and size. Baseline in the same run: the
+/// same snapshot read in this process with `deltalake` (open the table, list its files), the
+/// floor under what the server adds (recipient lookup, signing every URL, the JSON lines).
+async fn sharing() {
+    use deltalake::arrow::array::{Int64Array, RecordBatch, StringArray};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+    let files = env_or("FILES", 1000) as i64;
+    let rounds = env_or("ROUNDS", 50) as usize;
+    let server = start_server().await;
+    let client = reqwest::Client::new();
+    let tenant = json!({"id": "bench", "display_name": "Bench", "tier": "standard"});
+    call(&client, &server, reqwest::Method::POST, "/v1/tenants", tenant).await;
+    for _ in 0..200 {
+        let t = call(
+            &client,
+            &server,
+            reqwest::Method::GET,
+            "/v1/tenants/bench",
+            Value::Null,
+        )
+        .await;
+        if t["status"] == "ready" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let table = json!({"zone": "gold", "name": "wide", "partition_by": ["part"], "columns": [
+        {"name": "id", "type": "long", "nullable": false},
+        {"name": "part", "type": "long"},
+        {"name": "value", "type": "string"}
+    ]});
+    let created = call(
+        &client,
+        &server,
+        reqwest::Method::POST,
+        "/v1/tenants/bench/tables",
+        table,
+    )
+    .await;
+    let location = created["location"].as_str().expect("location").to_owned();
+    // One commit of `files` partitions, one file each: the shape a query must list.
+    let rows = files * 20;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("part", DataType::Int64, true),
+        Field::new("value", DataType::Utf8, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from_iter_values(0..rows)),
+            Arc::new(Int64Array::from_iter_values((0..rows).map(|i| i % files))),
+            Arc::new(StringArray::from_iter_values(
+                (0..rows).map(|i| format!("value-{i:08}")),
+            )),
+        ],
+    )
+    .expect("batch");
+    let settings = lake_manager::delta::DeltaSettings::local();
+    lake_manager::delta::tables::append(&settings, &location, vec![batch])
+        .await
+        .expect("append");
+    let share = json!({"name": "bench", "tables": [{"zone": "gold", "name": "wide"}]});
+    call(
+        &client,
+        &server,
+        reqwest::Method::POST,
+        "/v1/tenants/bench/shares",
+        share,
+    )
+    .await;
+    let recipient = json!({"name": "reader", "ttl_seconds": 3600});
+    let issued = call(
+        &client,
+        &server,
+        reqwest::Method::POST,
+        "/v1/tenants/bench/shares/bench/recipients",
+        recipient,
+    )
+    .await;
+    let token = issued["profile"]["bearerToken"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let url = format!(
+        "{}/delta-sharing/shares/bench/schemas/gold/tables/wide/query",
+        server.base
+    );
+    let mut times = Vec::with_capacity(rounds);
+    let mut size = 0;
+    let mut lines = 0;
+    for _ in 0..rounds {
+        let started = Instant::now();
+        let answer = client
+            .post(&url)
+            .bearer_auth(&token)
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("query");
+        assert!(answer.status().is_success(), "query: {}", answer.status());
+        let body = answer.bytes().await.expect("body");
+        times.push(started.elapsed());
+        size = body.len();
+        lines = body.iter().filter(|b| **b == b'\n').count();
+    }
+    times.sort_unstable();
+    let mut baseline = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let started = Instant::now();
+        let snapshot =
+            lake_manager::sharing::snapshot(&settings, &location, lake_manager::sharing::At::Latest, true)
+                .await
+                .expect("snapshot");
+        assert_eq!(snapshot.files.len() as i64, files);
+        baseline.push(started.elapsed());
+    }
+    baseline.sort_unstable();
+    println!(
+        "sharing query, {files} files ({lines} lines, {size} bytes, {:.0} bytes per file): p50 {:?}, p99 {:?} over {rounds} queries",
+        size as f64 / files as f64,
+        percentile(&times, 0.50),
+        percentile(&times, 0.99),
+    );
+    println!(
+        "baseline, deltalake snapshot with files in process: p50 {:?}, p99 {:?}",
+        percentile(&baseline, 0.50),
+        percentile(&baseline, 0.99),
+    );
+    drop(server);
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -690,8 +825,9 @@ async fn main() {
         Some("http") => http().await,
         Some("kafka") => kafka(args.get(2).cloned().unwrap_or_else(|| "127.0.0.1:19092".into())).await,
         Some("reconcile") => reconcile().await,
+        Some("sharing") => sharing().await,
         _ => {
-            eprintln!("usage: lakeplane-bench http | kafka [BOOTSTRAP] | reconcile");
+            eprintln!("usage: lakeplane-bench http | kafka [BOOTSTRAP] | reconcile | sharing");
             std::process::exit(2);
         }
     }

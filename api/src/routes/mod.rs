@@ -2,8 +2,11 @@
 
 pub mod admin;
 pub mod audit;
+pub mod files;
 pub mod info;
 pub mod ops;
+pub mod shares;
+pub mod sharing;
 pub mod storage;
 pub mod streams;
 pub mod tables;

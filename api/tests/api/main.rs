@@ -11,6 +11,7 @@ mod metrics;
 mod oidc;
 mod openapi;
 mod ops;
+mod sharing;
 mod storage;
 mod streams;
 mod tables;

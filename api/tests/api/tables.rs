@@ -97,7 +97,7 @@ fn batch(ids: std::ops::Range<i64>, age_days: i64) -> RecordBatch {
     .expect("batch")
 }
 
-async fn append(app: &TestApp, location: &str, batch: RecordBatch) -> i64 {
+pub(crate) async fn append(app: &TestApp, location: &str, batch: RecordBatch) -> i64 {
     lake_manager::delta::tables::append(app.state.catalog.delta(), location, vec![batch])
         .await
         .expect("append")
@@ -135,7 +135,7 @@ pub(crate) fn read(location: &str) -> (i64, Vec<i64>) {
     (out["version"].as_i64().expect("version"), ids)
 }
 
-async fn run_maintenance(app: &TestApp, token: &str, path: &str, body: Value) -> Value {
+pub(crate) async fn run_maintenance(app: &TestApp, token: &str, path: &str, body: Value) -> Value {
     let started = app
         .send_as(token, Method::POST, &format!("{path}/maintenance"), Some(body))
         .await;

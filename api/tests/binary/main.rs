@@ -8,6 +8,7 @@ mod ingest_crash;
 mod lifecycle;
 mod migrate;
 mod s3;
+mod sharing;
 mod walkthrough;
 mod workers;
 

@@ -92,6 +92,14 @@ impl PgProxy {
 
 /// Runs Python from the test venv (`LAKEPLANE_PYTHON`, exported by `scripts/test`).
 pub fn python(script: &str, args: &[&str]) -> String {
+    let (ok, stdout, stderr) = python_outcome(script, args);
+    assert!(ok, "python failed: {stderr}");
+    stdout
+}
+
+/// Runs Python from the test venv and returns whether it succeeded, its stdout and stderr,
+/// for scripts that are expected to fail.
+pub fn python_outcome(script: &str, args: &[&str]) -> (bool, String, String) {
     let python = std::env::var("LAKEPLANE_PYTHON")
         .expect("LAKEPLANE_PYTHON must name the test venv's python with deltalake (scripts/test sets it)");
     // The deltalake wheel (1.6.6) sometimes aborts in a thread destructor while the interpreter
@@ -104,12 +112,11 @@ pub fn python(script: &str, args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("run python");
-    assert!(
+    (
         output.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf8")
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// Creates a fresh topic with `partitions` partitions on the test broker (tansu creates

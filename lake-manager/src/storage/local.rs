@@ -204,6 +204,15 @@ impl ObjectStorageAdmin for LocalStorage {
         .await
     }
 
+    async fn presigned_get(
+        &self,
+        _bucket: &str,
+        _key: &str,
+        _expires_in: std::time::Duration,
+    ) -> Result<Option<String>, StorageError> {
+        Ok(None)
+    }
+
     async fn copy_object(
         &self,
         from_bucket: &str,

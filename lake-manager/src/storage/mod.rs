@@ -116,6 +116,15 @@ pub trait ObjectStorageAdmin: Send + Sync + 'static {
         object: &ObjectInfo,
         to_bucket: &str,
     ) -> Result<String, StorageError>;
+
+    /// A URL that lets whoever holds it GET the object until `expires_in` has passed; `None`
+    /// where the backend has no such URLs (local storage, where the plane signs its own).
+    async fn presigned_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<Option<String>, StorageError>;
 }
 
 impl ClassUsage {

@@ -624,6 +624,26 @@ impl ObjectStorageAdmin for S3Storage {
         Ok(out)
     }
 
+    async fn presigned_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<Option<String>, StorageError> {
+        let target = format!("{bucket}/{key}");
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires_in)
+            .map_err(|e| s3_error("presign", &target, e))?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .presigned(config)
+            .await
+            .map_err(|e| s3_error("presign", &target, e))?;
+        Ok(Some(request.uri().to_owned()))
+    }
+
     async fn copy_object(
         &self,
         from_bucket: &str,

@@ -163,17 +163,7 @@ fn check_private(path: &Path) -> Result<(), KeyError> {
     Ok(())
 }
 
-/// Writes a new key without ever exposing a partial file: write a private temp file, then
-/// hard-link it into place, which fails if another process got there first. Returns the PEM
-/// in use and whether this call created it.
 fn generate_into(path: &Path) -> Result<(String, bool), KeyError> {
-    let io = |source| KeyError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
     let mut seed = [0u8; 32];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
     let key = ed25519_dalek::SigningKey::from_bytes(&seed);
@@ -181,6 +171,38 @@ fn generate_into(path: &Path) -> Result<(String, bool), KeyError> {
         .to_pkcs8_pem(LineEnding::LF)
         .map_err(|e| KeyError::Invalid(format!("generated key: {e}")))?
         .to_string();
+    write_private_once(path, pem)
+}
+
+/// Reads the private file at `path`, or writes `generate()`'s text there on first use.
+/// Returns the text and whether this call wrote it. Refuses a file others can read.
+pub fn load_or_generate_private(
+    path: &Path,
+    generate: impl FnOnce() -> String,
+) -> Result<(String, bool), KeyError> {
+    match read(path) {
+        Ok(text) => {
+            check_private(path)?;
+            Ok((text, false))
+        }
+        Err(KeyError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            write_private_once(path, generate())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes a secret without ever exposing a partial file: write a private temp file, then
+/// hard-link it into place, which fails if another process got there first. Returns the text
+/// in use and whether this call created it.
+fn write_private_once(path: &Path, pem: String) -> Result<(String, bool), KeyError> {
+    let io = |source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
     let temp = path.with_extension(format!("tmp-{}", uuid::Uuid::now_v7().simple()));
     let written = (|| {
         let mut file = std::fs::OpenOptions::new()

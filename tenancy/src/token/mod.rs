@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 pub use claims::Claims;
 pub use jwks::{JwksCache, OidcIssuer};
-pub use keys::{KeyError, SigningKey};
+pub use keys::{KeyError, SigningKey, load_or_generate_private};
 pub use revocation::RevocationList;
 pub use verify::{AuthError, Verifier};
 

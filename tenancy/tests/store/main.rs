@@ -5,6 +5,7 @@ mod instance;
 mod leader;
 mod migrations;
 mod repos;
+mod shares;
 mod streams;
 mod tables;
 mod workers;

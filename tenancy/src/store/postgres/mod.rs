@@ -3,6 +3,7 @@
 use std::str::FromStr;
 
 mod repos;
+mod shares;
 mod streams;
 mod tables;
 mod workers;

@@ -271,6 +271,14 @@ impl TenantStore for PgStore {
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM share_recipients WHERE tenant_id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM shares WHERE tenant_id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM streams WHERE tenant_id = $1")
             .bind(id.as_str())
             .execute(&mut *tx)

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 mod repos;
+mod shares;
 mod streams;
 mod tables;
 mod workers;

@@ -271,6 +271,14 @@ impl TenantStore for SqliteStore {
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM share_recipients WHERE tenant_id = ?")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM shares WHERE tenant_id = ?")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM streams WHERE tenant_id = ?")
             .bind(id.as_str())
             .execute(&mut *tx)

@@ -1,0 +1,211 @@
+//! Table files on local storage behind URLs the plane signs (`/files/{table_id}/{path}?
+//! expires=..&sig=..`): HEAD with the length, GET whole or by one byte range. The signature is
+//! checked first, then the path must stay inside the table, also after symlinks.
+
+use std::collections::HashMap;
+use std::io::SeekFrom;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tenancy::policy::Denial;
+use tenancy::share::{UrlRefusal, is_contained_path};
+use tenancy::store::TableStatus;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A single byte range resolved against the file's length: `start..=end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    /// First byte.
+    pub start: u64,
+    /// Last byte, inclusive.
+    pub end: u64,
+}
+
+/// What a `Range` header asks of a file of `len` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeRequest {
+    /// No usable range: send the whole file (absent, or several ranges, which may be ignored).
+    Whole,
+    /// One satisfiable range.
+    Part(ByteRange),
+    /// A range outside the file: 416.
+    Unsatisfiable,
+}
+
+/// Parses `bytes=a-b`, `bytes=a-` and `bytes=-n` (RFC 9110 §14.1.2) against `len`.
+pub fn parse_range(header: Option<&str>, len: u64) -> RangeRequest {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return RangeRequest::Whole;
+    };
+    if spec.contains(',') {
+        return RangeRequest::Whole;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return RangeRequest::Whole;
+    };
+    let (first, last) = (first.trim(), last.trim());
+    let range = match (first.is_empty(), last.is_empty()) {
+        (true, true) => return RangeRequest::Whole,
+        (true, false) => {
+            let Ok(suffix) = last.parse::<u64>() else {
+                return RangeRequest::Whole;
+            };
+            if suffix == 0 || len == 0 {
+                return RangeRequest::Unsatisfiable;
+            }
+            ByteRange {
+                start: len.saturating_sub(suffix),
+                end: len - 1,
+            }
+        }
+        (false, _) => {
+            let Ok(start) = first.parse::<u64>() else {
+                return RangeRequest::Whole;
+            };
+            let end = if last.is_empty() {
+                len.saturating_sub(1)
+            } else {
+                match last.parse::<u64>() {
+                    Ok(end) if end >= start => end.min(len.saturating_sub(1)),
+                    _ => return RangeRequest::Whole,
+                }
+            };
+            if start >= len {
+                return RangeRequest::Unsatisfiable;
+            }
+            ByteRange { start, end }
+        }
+    };
+    RangeRequest::Part(range)
+}
+
+fn forbidden(why: &str) -> ApiError {
+    ApiError::Denied(Denial::Forbidden(why.to_owned()))
+}
+
+/// Serves one signed table file.
+pub async fn serve_file(
+    State(state): State<AppState>,
+    Path((table_id, path)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let expires = query
+        .get("expires")
+        .and_then(|e| e.parse::<i64>().ok())
+        .ok_or_else(|| forbidden("the URL has no valid expires parameter"))?;
+    let signature = query
+        .get("sig")
+        .ok_or_else(|| forbidden("the URL has no signature"))?;
+    state
+        .url_signer
+        .verify(
+            &table_id,
+            &path,
+            expires,
+            signature,
+            chrono::Utc::now().timestamp(),
+        )
+        .map_err(|refusal| match refusal {
+            UrlRefusal::BadSignature => forbidden("the URL signature is not valid"),
+            UrlRefusal::Expired => forbidden("the URL has expired"),
+        })?;
+    let not_found = || ApiError::NotFound("no such file".to_owned());
+    // A valid signature over a path that leaves the table is still refused (defence in depth
+    // against a leaked signing secret or a bug in what gets signed).
+    if !is_contained_path(&path) {
+        return Err(not_found());
+    }
+    let id = uuid::Uuid::parse_str(&table_id).map_err(|_| not_found())?;
+    let record = state
+        .store
+        .get_table_by_id(id)
+        .await?
+        .filter(|t| t.status == TableStatus::Active)
+        .ok_or_else(not_found)?;
+    let tenant = state
+        .store
+        .get_tenant(&record.tenant)
+        .await?
+        .ok_or_else(not_found)?;
+    let root = state
+        .catalog
+        .table_root(&tenant, record.spec.zone, record.spec.name.as_str());
+    let root = url::Url::parse(&root)
+        .ok()
+        .filter(|u| u.scheme() == "file")
+        .and_then(|u| u.to_file_path().ok())
+        .ok_or_else(not_found)?;
+    let root = tokio::fs::canonicalize(&root).await.map_err(|_| not_found())?;
+    let file = tokio::fs::canonicalize(root.join(&path))
+        .await
+        .map_err(|_| not_found())?;
+    if !file.starts_with(&root) {
+        return Err(not_found());
+    }
+    let mut handle = tokio::fs::File::open(&file).await.map_err(|_| not_found())?;
+    let metadata = handle.metadata().await.map_err(|_| not_found())?;
+    if !metadata.is_file() {
+        return Err(not_found());
+    }
+    let len = metadata.len();
+    let range = parse_range(headers.get(header::RANGE).and_then(|v| v.to_str().ok()), len);
+    let (status, start, count) = match range {
+        RangeRequest::Whole => (StatusCode::OK, 0, len),
+        RangeRequest::Part(r) => (StatusCode::PARTIAL_CONTENT, r.start, r.end - r.start + 1),
+        RangeRequest::Unsatisfiable => {
+            let mut response = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                response.headers_mut().insert(header::CONTENT_RANGE, value);
+            }
+            return Ok(response);
+        }
+    };
+    handle
+        .seek(SeekFrom::Start(start))
+        .await
+        .map_err(|e| ApiError::Internal(format!("seek in a table file: {e}")))?;
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(handle.take(count)));
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
+    if status == StatusCode::PARTIAL_CONTENT
+        && let Ok(value) = HeaderValue::from_str(&format!("bytes {start}-{}/{len}", start + count - 1))
+    {
+        headers.insert(header::CONTENT_RANGE, value);
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_follow_rfc_9110() {
+        let part = |start, end| RangeRequest::Part(ByteRange { start, end });
+        assert_eq!(parse_range(None, 100), RangeRequest::Whole);
+        assert_eq!(parse_range(Some("bytes=0-9"), 100), part(0, 9));
+        assert_eq!(parse_range(Some("bytes=90-"), 100), part(90, 99));
+        assert_eq!(parse_range(Some("bytes=90-500"), 100), part(90, 99));
+        assert_eq!(parse_range(Some("bytes=-10"), 100), part(90, 99));
+        assert_eq!(parse_range(Some("bytes=-500"), 100), part(0, 99));
+        assert_eq!(parse_range(Some("bytes=100-"), 100), RangeRequest::Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=-0"), 100), RangeRequest::Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=5-1"), 100), RangeRequest::Whole);
+        assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), RangeRequest::Whole);
+        assert_eq!(parse_range(Some("items=0-1"), 100), RangeRequest::Whole);
+        assert_eq!(parse_range(Some("bytes=x-1"), 100), RangeRequest::Whole);
+    }
+}

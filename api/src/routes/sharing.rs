@@ -1,0 +1,658 @@
+//! The Delta Sharing protocol for recipients, under `/delta-sharing` (share = share name,
+//! schema = zone, table = table name), and the signed file URLs it hands out on local storage,
+//! under `/files`. Authentication is the recipient's own bearer token, not an API token.
+//! Errors use the protocol's `{"errorCode", "message"}` shape.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use lake_manager::delta::DeltaError;
+use lake_manager::sharing::{At, SharedFile, SharedSnapshot};
+use lake_manager::storage::{StorageError, StorageKind};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tenancy::pagination;
+use tenancy::share::{file_url_lifetime, token_hash};
+use tenancy::store::{RecipientRecord, ShareRecord, SharedTable, StoreError, TableRecord, TableStatus};
+use tenancy::tenant::{Tenant, TenantStatus};
+
+use super::shares::public_base;
+use crate::state::AppState;
+
+/// The protocol's response header naming the table version served.
+const VERSION_HEADER: &str = "delta-table-version";
+/// The protocol's capabilities header; this server answers in the parquet format only.
+const CAPABILITIES_HEADER: &str = "delta-sharing-capabilities";
+/// Newline-delimited JSON, as the protocol's metadata and query answers are.
+const NDJSON: &str = "application/x-ndjson; charset=utf-8";
+
+/// The protocol routes and the file route; mounted outside `/v1` and its JWT authentication.
+pub fn router() -> Router<AppState> {
+    let table = "/delta-sharing/shares/{share}/schemas/{schema}/tables/{table}";
+    Router::new()
+        .route("/delta-sharing/shares", get(list_shares))
+        .route("/delta-sharing/shares/{share}", get(get_share))
+        .route("/delta-sharing/shares/{share}/schemas", get(list_schemas))
+        .route(
+            "/delta-sharing/shares/{share}/schemas/{schema}/tables",
+            get(list_tables),
+        )
+        .route("/delta-sharing/shares/{share}/all-tables", get(list_all_tables))
+        .route(table, axum::routing::head(table_version_head))
+        .route(&format!("{table}/version"), get(table_version))
+        .route(&format!("{table}/metadata"), get(table_metadata))
+        .route(&format!("{table}/query"), post(query_table))
+        .route(&format!("{table}/changes"), get(table_changes))
+        .route("/files/{table_id}/{*path}", get(super::files::serve_file))
+}
+
+/// Why a protocol request failed, mapped once to the protocol's error shape.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// No, unknown, expired or revoked recipient token.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Not in the recipient's share (or gone).
+    #[error("{0}")]
+    NotFound(String),
+    /// A parameter the server cannot honour.
+    #[error("{0}")]
+    InvalidParameter(String),
+    /// A feature this server does not offer.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The metadata store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Reading the Delta table failed.
+    #[error(transparent)]
+    Delta(DeltaError),
+}
+
+impl From<DeltaError> for ProtocolError {
+    fn from(error: DeltaError) -> Self {
+        match error {
+            DeltaError::Refused(why) => ProtocolError::InvalidParameter(why),
+            DeltaError::NotATable(_) => ProtocolError::NotFound("the table has no Delta log".to_owned()),
+            other => ProtocolError::Delta(other),
+        }
+    }
+}
+
+impl IntoResponse for ProtocolError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            ProtocolError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"),
+            ProtocolError::NotFound(_) => (StatusCode::NOT_FOUND, "RESOURCE_DOES_NOT_EXIST"),
+            ProtocolError::InvalidParameter(_) => (StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE"),
+            ProtocolError::Unsupported(_) => (StatusCode::NOT_IMPLEMENTED, "FEATURE_NOT_SUPPORTED"),
+            ProtocolError::Store(e) if e.is_unavailable() => {
+                (StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE")
+            }
+            ProtocolError::Store(_) | ProtocolError::Storage(_) | ProtocolError::Delta(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR")
+            }
+        };
+        let message = if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), error = %tenancy::error_chain(&self), "sharing request failed");
+            "the server could not complete the request".to_owned()
+        } else {
+            self.to_string()
+        };
+        let mut response = (status, Json(json!({"errorCode": code, "message": message}))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"delta-sharing\""),
+            );
+        }
+        response
+    }
+}
+
+/// An authenticated recipient and the share its token reads.
+pub struct Recipient {
+    /// The recipient.
+    pub record: RecipientRecord,
+    /// Its share.
+    pub share: ShareRecord,
+}
+
+impl FromRequestParts<AppState> for Recipient {
+    type Rejection = ProtocolError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let refused = |why: &str| ProtocolError::Unauthenticated(why.to_owned());
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| refused("a recipient bearer token is required"))?;
+        let record = state
+            .store
+            .recipient_by_token(&token_hash(token))
+            .await?
+            .ok_or_else(|| refused("the bearer token is not a recipient's token"))?;
+        if record.revoked_at.is_some() {
+            return Err(refused("the recipient was revoked"));
+        }
+        if record.expires_at <= Utc::now() {
+            return Err(refused("the recipient's token has expired"));
+        }
+        let share = state
+            .store
+            .get_share_by_id(record.share_id)
+            .await?
+            .ok_or_else(|| refused("the share was deleted"))?;
+        Ok(Self { record, share })
+    }
+}
+
+impl Recipient {
+    fn share_named(&self, name: &str) -> Result<&ShareRecord, ProtocolError> {
+        // Another share, of this tenant or any other, is answered as absent.
+        if self.share.name.as_str() == name {
+            Ok(&self.share)
+        } else {
+            Err(ProtocolError::NotFound(format!("share {name} not found")))
+        }
+    }
+}
+
+/// `maxResults` and `pageToken`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListQuery {
+    max_results: Option<String>,
+    page_token: Option<String>,
+}
+
+/// Pages `items` by position; the token is the next offset, opaque to clients.
+fn paged(items: Vec<Value>, query: &ListQuery) -> Result<Json<Value>, ProtocolError> {
+    let offset = match &query.page_token {
+        Some(token) if !token.is_empty() => pagination::decode_cursor(token)
+            .ok()
+            .and_then(|t| t.parse::<usize>().ok())
+            .ok_or_else(|| {
+                ProtocolError::InvalidParameter("pageToken is not one this server issued".to_owned())
+            })?,
+        _ => 0,
+    };
+    let max = match &query.max_results {
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ProtocolError::InvalidParameter("maxResults must be 1 to 1000".to_owned()))?,
+        None => 1000,
+    };
+    let end = offset.saturating_add(max).min(items.len());
+    let page: Vec<Value> = items.get(offset..end).map(<[Value]>::to_vec).unwrap_or_default();
+    let mut body = json!({ "items": page });
+    if end < items.len() {
+        body["nextPageToken"] = Value::String(pagination::encode_cursor(&end.to_string()));
+    }
+    Ok(Json(body))
+}
+
+async fn list_shares(
+    recipient: Recipient,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, ProtocolError> {
+    let share = &recipient.share;
+    paged(
+        vec![json!({"name": share.name.as_str(), "id": share.id.to_string()})],
+        &query,
+    )
+}
+
+async fn get_share(recipient: Recipient, Path(share): Path<String>) -> Result<Json<Value>, ProtocolError> {
+    let share = recipient.share_named(&share)?;
+    Ok(Json(
+        json!({"share": {"name": share.name.as_str(), "id": share.id.to_string()}}),
+    ))
+}
+
+/// The share's tables that still exist, in share order.
+async fn live_tables(
+    state: &AppState,
+    share: &ShareRecord,
+) -> Result<Vec<(SharedTable, TableRecord)>, ProtocolError> {
+    let mut live = Vec::with_capacity(share.tables.len());
+    for shared in &share.tables {
+        if let Some(record) = state
+            .store
+            .get_table_by_id(shared.table_id)
+            .await?
+            .filter(|t| t.status == TableStatus::Active)
+        {
+            live.push((shared.clone(), record));
+        }
+    }
+    Ok(live)
+}
+
+fn table_item(share: &ShareRecord, table: &SharedTable) -> Value {
+    json!({
+        "name": table.name,
+        "schema": table.zone.as_str(),
+        "share": share.name.as_str(),
+        "shareId": share.id.to_string(),
+        "id": table.table_id.to_string(),
+    })
+}
+
+async fn list_schemas(
+    State(state): State<AppState>,
+    recipient: Recipient,
+    Path(share): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, ProtocolError> {
+    let share = recipient.share_named(&share)?;
+    let mut zones: Vec<_> = live_tables(&state, share)
+        .await?
+        .into_iter()
+        .map(|(t, _)| t.zone)
+        .collect();
+    zones.sort();
+    zones.dedup();
+    let items = zones
+        .into_iter()
+        .map(|z| json!({"name": z.as_str(), "share": share.name.as_str()}))
+        .collect();
+    paged(items, &query)
+}
+
+async fn list_tables(
+    State(state): State<AppState>,
+    recipient: Recipient,
+    Path((share, schema)): Path<(String, String)>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, ProtocolError> {
+    let share = recipient.share_named(&share)?;
+    let tables: Vec<Value> = live_tables(&state, share)
+        .await?
+        .iter()
+        .filter(|(t, _)| t.zone.as_str() == schema)
+        .map(|(t, _)| table_item(share, t))
+        .collect();
+    if tables.is_empty() {
+        return Err(ProtocolError::NotFound(format!(
+            "schema {schema} not found in share {}",
+            share.name
+        )));
+    }
+    paged(tables, &query)
+}
+
+async fn list_all_tables(
+    State(state): State<AppState>,
+    recipient: Recipient,
+    Path(share): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, ProtocolError> {
+    let share = recipient.share_named(&share)?;
+    let tables = live_tables(&state, share)
+        .await?
+        .iter()
+        .map(|(t, _)| table_item(share, t))
+        .collect();
+    paged(tables, &query)
+}
+
+/// A shared table resolved to where its Delta log lives.
+struct Resolved {
+    tenant: Tenant,
+    record: TableRecord,
+    root: String,
+}
+
+async fn resolve(
+    state: &AppState,
+    recipient: &Recipient,
+    share: &str,
+    schema: &str,
+    table: &str,
+) -> Result<Resolved, ProtocolError> {
+    let share = recipient.share_named(share)?;
+    let missing = || {
+        ProtocolError::NotFound(format!(
+            "table {schema}.{table} not found in share {}",
+            share.name
+        ))
+    };
+    let shared = share
+        .tables
+        .iter()
+        .find(|t| t.zone.as_str() == schema && t.name == table)
+        .ok_or_else(missing)?;
+    let record = state
+        .store
+        .get_table_by_id(shared.table_id)
+        .await?
+        .filter(|t| t.status == TableStatus::Active)
+        .ok_or_else(missing)?;
+    let tenant = state
+        .store
+        .get_tenant(&record.tenant)
+        .await?
+        .filter(|t| !matches!(t.status, TenantStatus::Deleting))
+        .ok_or_else(missing)?;
+    let root = state
+        .catalog
+        .table_root(&tenant, record.spec.zone, record.spec.name.as_str());
+    Ok(Resolved { tenant, record, root })
+}
+
+fn with_version(mut response: Response, version: i64) -> Response {
+    response
+        .headers_mut()
+        .insert(VERSION_HEADER, HeaderValue::from(version));
+    response
+}
+
+/// `startingTimestamp` for the version route.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionQuery {
+    starting_timestamp: Option<String>,
+}
+
+fn parse_time(field: &str, raw: &str) -> Result<DateTime<Utc>, ProtocolError> {
+    DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            ProtocolError::InvalidParameter(format!(
+                "{field} must be an RFC 3339 timestamp such as 2026-01-01T00:00:00Z"
+            ))
+        })
+}
+
+async fn current_version(
+    state: &AppState,
+    resolved: &Resolved,
+    starting: Option<&str>,
+) -> Result<i64, ProtocolError> {
+    let starting = starting
+        .map(|raw| parse_time("startingTimestamp", raw))
+        .transpose()?;
+    Ok(lake_manager::sharing::version_at(state.catalog.delta(), &resolved.root, starting).await?)
+}
+
+async fn table_version(
+    State(state): State<AppState>,
+    recipient: Recipient,
+    Path((share, schema, table)): Path<(String, String, String)>,
+    Query(query): Query<VersionQuery>,
+) -> Result<Response, ProtocolError> {
+    let resolved = resolve(&state, &recipient, &share, &schema, &table).await?;
+    let version = current_version(&state, &resolved, query.starting_timestamp.as_deref()).await?;
+    Ok(with_version(StatusCode::OK.into_response(), version))
+}
+
+async fn table_version_head(
+    State(state): State<AppState>,
+    recipient: Recipient,
+    Path((share, schema, table)): Path<(String, String, String)>,
+) -> Result<Response, ProtocolError> {
+    let resolved = resolve(&state, &recipient, &share, &schema, &table).await?;
+    let version = current_version(&state, &resolved, None).await?;
+    Ok(with_version(StatusCode::OK.into_response(), version))
+}
+
+fn protocol_line() -> Value {
+    json!({"protocol": {"minReaderVersion": 1}})
+}
+
+fn metadata_line(snapshot: &SharedSnapshot) -> Value {
+    let meta = &snapshot.metadata;
+    let mut body = json!({
+        "id": meta.id,
+        "format": {"provider": "parquet"},
+        "schemaString": meta.schema_string,
+        "partitionColumns": meta.partition_columns,
+        "configuration": meta.configuration.iter().collect::<BTreeMap<_, _>>(),
+        "size": snapshot.size,
+        "numFiles": snapshot.num_files,
+    });
+    if let Some(name) = &meta.name {
+        body["name"] = Value::String(name.clone());
+    }
+    if let Some(description) = &meta.description {
+        body["description"] = Value::String(description.clone());
+    }
+    json!({ "metaData": body })
+}
+
+fn ndjson(lines: &[Value], version: i64) -> Response {
+    let mut text = String::new();
+    for line in lines {
+        text.push_str(&line.to_string());
+        text.push('\n');
+    }
+    let response = (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(NDJSON)),
+            (
+                header::HeaderName::from_static(CAPABILITIES_HEADER),
+                HeaderValue::from_static("responseformat=parquet"),
+            ),
+        ],
+        text,
+    )
+        .into_response();
+    with_version(response, version)
+}
+
+async fn table_metadata(
+    State(state): State<AppState>,
+    recipient: Recipient,
+    Path((share, schema, table)): Path<(String, String, String)>,
+) -> Result<Response, ProtocolError> {
+    let resolved = resolve(&state, &recipient, &share, &schema, &table).await?;
+    let snapshot =
+        lake_manager::sharing::snapshot(state.catalog.delta(), &resolved.root, At::Latest, false).await?;
+    Ok(ndjson(
+        &[protocol_line(), metadata_line(&snapshot)],
+        snapshot.version,
+    ))
+}
+
+/// The query body. Unknown fields are ignored: newer clients send hints this server may skip.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryBody {
+    #[serde(default)]
+    predicate_hints: Option<Vec<String>>,
+    #[serde(default)]
+    json_predicate_hints: Option<String>,
+    #[serde(default)]
+    limit_hint: Option<i64>,
+    #[serde(default)]
+    version: Option<i64>,
+    #[serde(default)]
+    timestamp: Option<String>,
+    #[serde(default)]
+    starting_version: Option<i64>,
+    #[serde(default)]
+    ending_version: Option<i64>,
+}
+
+impl QueryBody {
+    fn at(&self) -> Result<At, ProtocolError> {
+        if self.starting_version.is_some() || self.ending_version.is_some() {
+            return Err(ProtocolError::Unsupported(
+                "startingVersion and endingVersion (streaming reads) are not supported; query a version or a timestamp".to_owned(),
+            ));
+        }
+        if matches!(self.limit_hint, Some(n) if n < 0) {
+            return Err(ProtocolError::InvalidParameter(
+                "limitHint must not be negative".to_owned(),
+            ));
+        }
+        match (self.version, &self.timestamp) {
+            (Some(_), Some(_)) => Err(ProtocolError::InvalidParameter(
+                "give version or timestamp, not both".to_owned(),
+            )),
+            (Some(v), None) if v < 0 => Err(ProtocolError::InvalidParameter(
+                "version must not be negative".to_owned(),
+            )),
+            (Some(v), None) => Ok(At::Version(v)),
+            (None, Some(raw)) => Ok(At::Timestamp(parse_time("timestamp", raw)?)),
+            (None, None) => Ok(At::Latest),
+        }
+    }
+}
+
+/// Where one file can be read from, valid until `expires` (Unix seconds).
+struct FileUrls<'a> {
+    state: &'a AppState,
+    resolved: &'a Resolved,
+    base: String,
+    expires: i64,
+    lifetime: std::time::Duration,
+    bucket_and_prefix: Option<(String, String)>,
+}
+
+impl<'a> FileUrls<'a> {
+    fn new(
+        state: &'a AppState,
+        resolved: &'a Resolved,
+        recipient: &RecipientRecord,
+        headers: &HeaderMap,
+    ) -> Result<Self, ProtocolError> {
+        let now = Utc::now();
+        let lifetime = file_url_lifetime(recipient.expires_at, now)
+            .ok_or_else(|| ProtocolError::Unauthenticated("the recipient's token has expired".to_owned()))?;
+        let expires = now.timestamp() + i64::try_from(lifetime.as_secs()).unwrap_or(3600);
+        let bucket_and_prefix = match state.storage.kind() {
+            StorageKind::S3 => {
+                let url = url::Url::parse(&resolved.root)
+                    .map_err(|_| ProtocolError::Delta(DeltaError::Location(resolved.root.clone())))?;
+                let bucket = url.host_str().unwrap_or_default().to_owned();
+                let prefix = url.path().trim_start_matches('/').to_owned();
+                Some((bucket, prefix))
+            }
+            StorageKind::Local => None,
+        };
+        let base = public_base(state, headers).map_err(|e| ProtocolError::InvalidParameter(e.to_string()))?;
+        Ok(Self {
+            state,
+            resolved,
+            base,
+            expires,
+            lifetime,
+            bucket_and_prefix,
+        })
+    }
+
+    async fn url(&self, file: &SharedFile) -> Result<String, ProtocolError> {
+        if let Some((bucket, prefix)) = &self.bucket_and_prefix {
+            let key = format!("{prefix}{}", file.path);
+            return self
+                .state
+                .storage
+                .presigned_get(bucket, &key, self.lifetime)
+                .await?
+                .ok_or_else(|| ProtocolError::Unsupported("this storage cannot presign URLs".to_owned()));
+        }
+        let table_id = self.resolved.record.id.to_string();
+        let signature = self.state.url_signer.sign(&table_id, &file.path, self.expires);
+        let mut url = url::Url::parse(&self.base)
+            .map_err(|_| ProtocolError::InvalidParameter("sharing.public_url is not a URL".to_owned()))?;
+        {
+            let mut segments = url.path_segments_mut().map_err(|()| {
+                ProtocolError::InvalidParameter("sharing.public_url cannot be a base".to_owned())
+            })?;
+            segments.pop_if_empty().push("files").push(&table_id);
+            for part in file.path.split('/') {
+                segments.push(part);
+            }
+        }
+        url.query_pairs_mut()
+            .append_pair("expires", &self.expires.to_string())
+            .append_pair("sig", &signature);
+        Ok(url.into())
+    }
+}
+
+/// A stable id for a file within the table: the SHA-256 of its path, hex, shortened.
+fn file_id(path: &str) -> String {
+    Sha256::digest(path.as_bytes())
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+async fn query_table(
+    State(state): State<AppState>,
+    recipient: Recipient,
+    Path((share, schema, table)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ProtocolError> {
+    let query: QueryBody = if body.iter().all(u8::is_ascii_whitespace) {
+        QueryBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ProtocolError::InvalidParameter(format!("the query body is not valid: {e}")))?
+    };
+    let at = query.at()?;
+    // Hints may be ignored (the protocol allows it): every live file is returned.
+    let _ = (&query.predicate_hints, &query.json_predicate_hints);
+    let resolved = resolve(&state, &recipient, &share, &schema, &table).await?;
+    let snapshot = lake_manager::sharing::snapshot(state.catalog.delta(), &resolved.root, at, true).await?;
+    let urls = FileUrls::new(&state, &resolved, &recipient.record, &headers)?;
+    let mut lines = Vec::with_capacity(snapshot.files.len() + 2);
+    lines.push(protocol_line());
+    lines.push(metadata_line(&snapshot));
+    for file in &snapshot.files {
+        let partition_values: BTreeMap<&String, &Option<String>> = file.partition_values.iter().collect();
+        let mut line = json!({
+            "url": urls.url(file).await?,
+            "id": file_id(&file.path),
+            "partitionValues": partition_values,
+            "size": file.size,
+            "expirationTimestamp": urls.expires * 1000,
+        });
+        if let Some(stats) = &file.stats {
+            line["stats"] = Value::String(stats.clone());
+        }
+        lines.push(json!({ "file": line }));
+    }
+    tracing::debug!(
+        tenant = %resolved.tenant.id,
+        table = %resolved.record.spec.name,
+        files = snapshot.files.len(),
+        version = snapshot.version,
+        "sharing query answered"
+    );
+    Ok(ndjson(&lines, snapshot.version))
+}
+
+async fn table_changes(
+    recipient: Recipient,
+    Path((share, _schema, _table)): Path<(String, String, String)>,
+) -> Result<Response, ProtocolError> {
+    recipient.share_named(&share)?;
+    Err(ProtocolError::Unsupported(
+        "change data feed queries are not supported by this server".to_owned(),
+    ))
+}

@@ -1,0 +1,889 @@
+//! Delta Sharing, judged by the Python `delta-sharing` client from PyPI (a client nobody here
+//! wrote) on profiles the API issues: exact rows, time travel, compaction, partitions, what a
+//! profile can see, revocation and expiry, the signed file URLs, and the share rules.
+
+use std::sync::Arc;
+
+use deltalake::arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
+use deltalake::arrow::datatypes::{DataType, Field, Schema};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tenancy::role::Role;
+use tenancy::share::{RecipientName, UrlSigner, token_hash};
+use tenancy::store::{Backend, RecipientRecord};
+
+use crate::common::python_outcome;
+use crate::helpers::{TestApp, fresh_prefix, moto_endpoint, on_moto, problem};
+use crate::tables::{append, run_maintenance};
+
+/// A known URL-signing secret, so the tests can sign URLs the server must still refuse.
+const SECRET: &str = "test-url-signing-secret-0123456789abcdef";
+
+/// Loads `argv[1]` (`profile#share.schema.table`) with `delta_sharing.load_as_pandas` and
+/// prints the rows sorted, as `[id, country, amount]`.
+const LOAD: &str = r#"
+import sys, json
+import delta_sharing
+kwargs = json.loads(sys.argv[2])
+df = delta_sharing.load_as_pandas(sys.argv[1], **kwargs)
+rows = sorted([[int(r["id"]), r["country"], float(r["amount"])] for r in df.to_dict("records")])
+print(json.dumps(rows))
+"#;
+
+/// Lists every table the profile `argv[1]` can see, as `share.schema.table`.
+const LIST: &str = r#"
+import sys, json
+import delta_sharing
+client = delta_sharing.SharingClient(sys.argv[1])
+shares = [[s.name, s.id] for s in client.list_shares()]
+tables = sorted(f"{t.share}.{t.schema}.{t.name}" for t in client.list_all_tables())
+print(json.dumps({"shares": shares, "tables": tables}))
+"#;
+
+fn rows(ids: std::ops::Range<i64>) -> Vec<(i64, String, f64)> {
+    ids.map(|i| (i, ["DE", "FR", "NL"][(i % 3) as usize].to_owned(), i as f64 * 2.5))
+        .collect()
+}
+
+fn batch(rows: &[(i64, String, f64)]) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("country", DataType::Utf8, true),
+        Field::new("amount", DataType::Float64, true),
+    ]));
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1.clone()))),
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))),
+        ],
+    )
+    .expect("batch")
+}
+
+fn as_json(rows: &[(i64, String, f64)]) -> Value {
+    let mut sorted = rows.to_vec();
+    sorted.sort_by_key(|a| a.0);
+    Value::Array(sorted.iter().map(|r| json!([r.0, r.1, r.2])).collect())
+}
+
+async fn ready_tenant(app: &TestApp, admin: &str, id: &str) {
+    let body = json!({"id": id, "display_name": id, "tier": "standard"});
+    let created = app.send_as(admin, Method::POST, "/v1/tenants", Some(body)).await;
+    assert_eq!(created.status(), 201);
+    app.wait_for_status(admin, id, "ready").await;
+}
+
+/// Creates `zone.name` (partitioned by country when asked) and returns its location.
+async fn table(
+    app: &TestApp,
+    token: &str,
+    tenant: &str,
+    zone: &str,
+    name: &str,
+    partitioned: bool,
+) -> String {
+    let mut body = json!({
+        "zone": zone, "name": name,
+        "columns": [
+            {"name": "id", "type": "long", "nullable": false},
+            {"name": "country", "type": "string"},
+            {"name": "amount", "type": "double"}
+        ]
+    });
+    if partitioned {
+        body["partition_by"] = json!(["country"]);
+    }
+    let created = app
+        .send_as(
+            token,
+            Method::POST,
+            &format!("/v1/tenants/{tenant}/tables"),
+            Some(body),
+        )
+        .await;
+    assert_eq!(
+        created.status(),
+        201,
+        "{}",
+        created.text().await.unwrap_or_default()
+    );
+    let created: Value = created.json().await.expect("json");
+    created["location"].as_str().expect("location").to_owned()
+}
+
+async fn share(app: &TestApp, token: &str, tenant: &str, name: &str, tables: Value) -> Value {
+    let created = app
+        .send_as(
+            token,
+            Method::POST,
+            &format!("/v1/tenants/{tenant}/shares"),
+            Some(json!({"name": name, "tables": tables})),
+        )
+        .await;
+    assert_eq!(
+        created.status(),
+        201,
+        "{}",
+        created.text().await.unwrap_or_default()
+    );
+    created.json().await.expect("json")
+}
+
+/// Adds a recipient and writes its profile into the app's data dir; returns (id, file, token).
+async fn recipient(
+    app: &TestApp,
+    token: &str,
+    tenant: &str,
+    share: &str,
+    name: &str,
+) -> (String, String, String) {
+    let created = app
+        .send_as(
+            token,
+            Method::POST,
+            &format!("/v1/tenants/{tenant}/shares/{share}/recipients"),
+            Some(json!({"name": name, "ttl_seconds": 3600})),
+        )
+        .await;
+    assert_eq!(
+        created.status(),
+        201,
+        "{}",
+        created.text().await.unwrap_or_default()
+    );
+    let created: Value = created.json().await.expect("json");
+    let profile = &created["profile"];
+    assert_eq!(profile["shareCredentialsVersion"], 1);
+    assert_eq!(profile["endpoint"], format!("{}/delta-sharing", app.base));
+    let file = app.data_dir.path().join(format!("{tenant}-{name}.share"));
+    std::fs::write(&file, profile.to_string()).expect("write profile");
+    (
+        created["recipient_id"].as_str().expect("id").to_owned(),
+        file.display().to_string(),
+        profile["bearerToken"].as_str().expect("token").to_owned(),
+    )
+}
+
+/// Runs a Python script off the async workers: the client calls back into this process.
+async fn py(script: &'static str, args: Vec<String>) -> (bool, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        python_outcome(script, &args)
+    })
+    .await
+    .expect("python task")
+}
+
+async fn load(url: String, kwargs: Value) -> Value {
+    let (ok, out, err) = py(LOAD, vec![url, kwargs.to_string()]).await;
+    assert!(ok, "load_as_pandas failed: {err}");
+    serde_json::from_str(out.trim()).expect("rows json")
+}
+
+/// The protocol's query answer for a table: (version header, file lines).
+async fn query(app: &TestApp, token: &str, path: &str, body: Value) -> (i64, Vec<Value>) {
+    let response = app
+        .send_as(
+            token,
+            Method::POST,
+            &format!("/delta-sharing/shares/{path}/query"),
+            Some(body),
+        )
+        .await;
+    assert_eq!(
+        response.status(),
+        200,
+        "{}",
+        response.text().await.unwrap_or_default()
+    );
+    let version = response
+        .headers()
+        .get("delta-table-version")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("delta-table-version header");
+    let text = response.text().await.expect("body");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("ndjson line"))
+        .collect();
+    assert_eq!(lines[0], json!({"protocol": {"minReaderVersion": 1}}));
+    assert!(lines[1]["metaData"]["schemaString"].is_string(), "{}", lines[1]);
+    (version, lines[2..].iter().map(|l| l["file"].clone()).collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn delta_sharing_client_reads_exactly_what_was_written_and_nothing_else() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    ready_tenant(&app, &admin, "acme").await;
+    ready_tenant(&app, &admin, "bravo").await;
+    let acme = app.token(Role::TenantAdmin, Some("acme")).await;
+    let bravo = app.token(Role::TenantAdmin, Some("bravo")).await;
+    let orders = table(&app, &acme, "acme", "gold", "orders", true).await;
+    let events = table(&app, &acme, "acme", "silver", "events", false).await;
+    table(&app, &acme, "acme", "gold", "secret", false).await;
+    let bravo_orders = table(&app, &bravo, "bravo", "gold", "orders", true).await;
+
+    let first = rows(0..300);
+    let second = rows(300..700);
+    let v1 = append(&app, &orders, batch(&first)).await;
+    append(&app, &orders, batch(&second)).await;
+    append(&app, &events, batch(&rows(0..50))).await;
+    append(&app, &bravo_orders, batch(&rows(5000..5010))).await;
+    let all: Vec<_> = first.iter().chain(second.iter()).cloned().collect();
+
+    let sales = share(
+        &app,
+        &acme,
+        "acme",
+        "sales",
+        json!([{"zone": "gold", "name": "orders"}, {"zone": "silver", "name": "events"}]),
+    )
+    .await;
+    share(
+        &app,
+        &bravo,
+        "bravo",
+        "sales",
+        json!([{"zone": "gold", "name": "orders"}]),
+    )
+    .await;
+    share(
+        &app,
+        &bravo,
+        "bravo",
+        "bshare",
+        json!([{"zone": "gold", "name": "orders"}]),
+    )
+    .await;
+    let (bob, profile, token) = recipient(&app, &acme, "acme", "sales", "bob").await;
+
+    // Exactly the rows written, from a partitioned table, and at an earlier version.
+    assert_eq!(
+        load(format!("{profile}#sales.gold.orders"), json!({})).await,
+        as_json(&all)
+    );
+    assert_eq!(
+        load(format!("{profile}#sales.gold.orders"), json!({"version": v1})).await,
+        as_json(&first)
+    );
+    assert_eq!(
+        load(format!("{profile}#sales.silver.events"), json!({})).await,
+        as_json(&rows(0..50))
+    );
+
+    // The profile sees its own share only: not the table outside it, not the other tenant's
+    // share of the same name, not the other tenant's other share.
+    let (ok, out, err) = py(LIST, vec![profile.clone()]).await;
+    assert!(ok, "{err}");
+    let listed: Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(listed["shares"], json!([["sales", sales["id"]]]));
+    assert_eq!(
+        listed["tables"],
+        json!(["sales.gold.orders", "sales.silver.events"])
+    );
+    for hidden in ["sales.gold.secret", "bshare.gold.orders"] {
+        let (ok, _, err) = py(LOAD, vec![format!("{profile}#{hidden}"), "{}".into()]).await;
+        assert!(!ok && err.contains("404"), "{hidden} must not be readable: {err}");
+    }
+    let foreign = app.get_as(&token, "/delta-sharing/shares/bshare/schemas").await;
+    assert_eq!(foreign.status(), 404);
+    let foreign: Value = foreign.json().await.expect("json");
+    assert_eq!(foreign["errorCode"], "RESOURCE_DOES_NOT_EXIST");
+
+    // Compaction changes the files, not the rows: one file per partition afterwards.
+    let (before_version, before) = query(&app, &token, "sales/schemas/gold/tables/orders", json!({})).await;
+    assert!(
+        before.len() > 3,
+        "two appends over three partitions: {}",
+        before.len()
+    );
+    for file in &before {
+        assert_eq!(
+            file["partitionValues"]["country"].as_str().map(str::len),
+            Some(2),
+            "{file}"
+        );
+        assert!(
+            file["stats"].as_str().is_some_and(|s| s.contains("numRecords")),
+            "{file}"
+        );
+        assert!(file["size"].as_i64().is_some_and(|s| s > 0));
+    }
+    let compacted = run_maintenance(
+        &app,
+        &acme,
+        "/v1/tenants/acme/tables/gold/orders",
+        json!({"operations": ["compact"]}),
+    )
+    .await;
+    assert_eq!(compacted["status"], "succeeded", "{compacted}");
+    let (after_version, after) = query(&app, &token, "sales/schemas/gold/tables/orders", json!({})).await;
+    assert!(after_version > before_version);
+    assert_eq!(after.len(), 3, "one file per country after compaction");
+    assert_eq!(
+        load(format!("{profile}#sales.gold.orders"), json!({})).await,
+        as_json(&all)
+    );
+
+    // Time travel by timestamp: now is the latest version; before the table existed is refused.
+    let (at_now, _) = query(
+        &app,
+        &token,
+        "sales/schemas/gold/tables/orders",
+        json!({"timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}),
+    )
+    .await;
+    assert_eq!(at_now, after_version);
+    let too_early = app
+        .send_as(
+            &token,
+            Method::POST,
+            "/delta-sharing/shares/sales/schemas/gold/tables/orders/query",
+            Some(json!({"timestamp": "2000-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(too_early.status(), 400);
+    let version = app
+        .get_as(
+            &token,
+            "/delta-sharing/shares/sales/schemas/gold/tables/orders/version",
+        )
+        .await;
+    assert_eq!(version.status(), 200);
+    assert_eq!(
+        version
+            .headers()
+            .get("delta-table-version")
+            .and_then(|v| v.to_str().ok()),
+        Some(after_version.to_string().as_str())
+    );
+
+    // An expired recipient (recorded as the API records them) fails, on the wire and in pandas.
+    let expired_token = "lpds_expired-recipient-token-for-the-test";
+    let now = tenancy::now();
+    app.state
+        .store
+        .insert_recipient(
+            &RecipientRecord {
+                id: uuid::Uuid::now_v7(),
+                share_id: uuid::Uuid::parse_str(sales["id"].as_str().expect("id")).expect("uuid"),
+                tenant: tenancy::tenant::TenantId::parse("acme").expect("id"),
+                name: RecipientName::parse("carol").expect("name"),
+                token_hash: token_hash(expired_token),
+                created_by: "test".into(),
+                created_at: now - chrono::Duration::hours(2),
+                expires_at: now - chrono::Duration::seconds(1),
+                revoked_at: None,
+            },
+            &tenancy::audit::AuditEvent::system(
+                "recipient.create",
+                "test",
+                Some("acme"),
+                tenancy::audit::Outcome::Success,
+            ),
+        )
+        .await
+        .expect("expired recipient");
+    let refused = app.get_as(expired_token, "/delta-sharing/shares").await;
+    assert_eq!(refused.status(), 401);
+    let refused: Value = refused.json().await.expect("json");
+    assert_eq!(refused["errorCode"], "UNAUTHENTICATED");
+    assert!(
+        refused["message"].as_str().is_some_and(|m| m.contains("expired")),
+        "{refused}"
+    );
+
+    // Revoking kills the profile at once.
+    let revoked = app
+        .send_as(
+            &acme,
+            Method::DELETE,
+            &format!("/v1/tenants/acme/shares/sales/recipients/{bob}"),
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status(), 204);
+    let (ok, _, err) = py(LOAD, vec![format!("{profile}#sales.gold.orders"), "{}".into()]).await;
+    assert!(!ok && err.contains("401"), "a revoked profile must fail: {err}");
+    assert_eq!(app.get_as(&token, "/delta-sharing/shares").await.status(), 401);
+
+    // Every share and recipient issued is in the audit log, and no token is.
+    let audit: Value = app
+        .get_as(&admin, "/v1/audit?tenant=acme&limit=500")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for action in ["share.create", "recipient.create", "recipient.revoke"] {
+        assert!(actions.contains(&action), "{action} audited: {actions:?}");
+    }
+    assert!(
+        !audit.to_string().contains(&token),
+        "no bearer token in the audit log"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn signed_file_urls_serve_ranges_and_refuse_tampering_expiry_and_traversal() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        |c| c.sharing.url_signing_secret = Some(serde_json::from_value(json!(SECRET)).expect("secret")),
+        axum::Router::new(),
+    )
+    .await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    ready_tenant(&app, &admin, "acme").await;
+    let acme = app.token(Role::TenantAdmin, Some("acme")).await;
+    let orders = table(&app, &acme, "acme", "gold", "orders", false).await;
+    let secret_table = table(&app, &acme, "acme", "gold", "secret", false).await;
+    append(&app, &orders, batch(&rows(0..100))).await;
+    append(&app, &secret_table, batch(&rows(0..10))).await;
+    share(
+        &app,
+        &acme,
+        "acme",
+        "sales",
+        json!([{"zone": "gold", "name": "orders"}]),
+    )
+    .await;
+    let (_, _, token) = recipient(&app, &acme, "acme", "sales", "bob").await;
+    let (_, files) = query(&app, &token, "sales/schemas/gold/tables/orders", json!({})).await;
+    let file = &files[0];
+    let url = url::Url::parse(file["url"].as_str().expect("url")).expect("parse");
+    let size = file["size"].as_u64().expect("size");
+    let on_disk = {
+        let root = url::Url::parse(&orders)
+            .expect("root")
+            .to_file_path()
+            .expect("path");
+        let name = url
+            .path_segments()
+            .expect("segments")
+            .next_back()
+            .expect("file name")
+            .to_owned();
+        std::fs::read(root.join(name)).expect("file on disk")
+    };
+    assert_eq!(on_disk.len() as u64, size);
+    let expires: i64 = url
+        .query_pairs()
+        .find(|(k, _)| k == "expires")
+        .and_then(|(_, v)| v.parse().ok())
+        .expect("expires");
+    let now = chrono::Utc::now().timestamp();
+    assert!(
+        expires > now && expires <= now + 3600,
+        "at most an hour: {expires} vs {now}"
+    );
+
+    let whole = app.client.get(url.clone()).send().await.expect("get");
+    assert_eq!(whole.status(), 200);
+    assert_eq!(whole.bytes().await.expect("bytes").as_ref(), on_disk.as_slice());
+    let head = app.client.head(url.clone()).send().await.expect("head");
+    assert_eq!(head.status(), 200);
+    assert_eq!(
+        head.headers().get("content-length").and_then(|v| v.to_str().ok()),
+        Some(size.to_string().as_str())
+    );
+    let part = app
+        .client
+        .get(url.clone())
+        .header("range", "bytes=4-99")
+        .send()
+        .await
+        .expect("range");
+    assert_eq!(part.status(), 206);
+    assert_eq!(
+        part.headers().get("content-range").and_then(|v| v.to_str().ok()),
+        Some(format!("bytes 4-99/{size}").as_str())
+    );
+    assert_eq!(part.bytes().await.expect("bytes").as_ref(), &on_disk[4..100]);
+    let tail = app
+        .client
+        .get(url.clone())
+        .header("range", "bytes=-8")
+        .send()
+        .await
+        .expect("suffix");
+    assert_eq!(tail.status(), 206);
+    assert_eq!(
+        tail.bytes().await.expect("bytes").as_ref(),
+        &on_disk[on_disk.len() - 8..]
+    );
+    let beyond = app
+        .client
+        .get(url.clone())
+        .header("range", format!("bytes={size}-"))
+        .send()
+        .await
+        .expect("beyond");
+    assert_eq!(beyond.status(), 416);
+
+    let with_query = |expires: &str, sig: &str| {
+        let mut tampered = url.clone();
+        tampered.set_query(Some(&format!("expires={expires}&sig={sig}")));
+        tampered
+    };
+    let sig = url
+        .query_pairs()
+        .find(|(k, _)| k == "sig")
+        .map(|(_, v)| v.into_owned())
+        .expect("sig");
+    let mut flipped = sig.clone().into_bytes();
+    flipped[10] = if flipped[10] == b'a' { b'b' } else { b'a' };
+    let flipped = String::from_utf8(flipped).expect("ascii");
+    for (what, bad) in [
+        ("a flipped signature", with_query(&expires.to_string(), &flipped)),
+        ("a later expiry", with_query(&(expires + 60).to_string(), &sig)),
+        ("no signature", with_query(&expires.to_string(), "")),
+    ] {
+        let answer = app.client.get(bad).send().await.expect("get");
+        assert_eq!(answer.status(), 403, "{what}");
+    }
+    let mut other_file = url.clone();
+    other_file.set_path(&format!("{}x", url.path()));
+    assert_eq!(
+        app.client.get(other_file).send().await.expect("get").status(),
+        403,
+        "another path, same signature"
+    );
+
+    // Signed with the server's own secret, so only the expiry or the path can be refused.
+    let signer = UrlSigner::new(SECRET.as_bytes()).expect("signer");
+    let table_id = url
+        .path_segments()
+        .expect("segments")
+        .nth(1)
+        .expect("table id")
+        .to_owned();
+    let name = url
+        .path_segments()
+        .expect("segments")
+        .next_back()
+        .expect("name")
+        .to_owned();
+    let past = now - 10;
+    let expired = format!(
+        "{}/files/{table_id}/{name}?expires={past}&sig={}",
+        app.base,
+        signer.sign(&table_id, &name, past)
+    );
+    let answer = app.client.get(&expired).send().await.expect("get");
+    assert_eq!(answer.status(), 403);
+    assert!(answer.text().await.unwrap_or_default().contains("expired"));
+    let secret_file = std::fs::read_dir(
+        url::Url::parse(&secret_table)
+            .expect("u")
+            .to_file_path()
+            .expect("p"),
+    )
+    .expect("dir")
+    .filter_map(Result::ok)
+    .map(|e| e.file_name().to_string_lossy().into_owned())
+    .find(|n| n.ends_with(".parquet"))
+    .expect("a parquet file in the other table");
+    let future = now + 600;
+    for (encoded, decoded) in [
+        (
+            format!("..%2Fsecret%2F{secret_file}"),
+            format!("../secret/{secret_file}"),
+        ),
+        (
+            format!("%2e%2e/secret/{secret_file}"),
+            format!("../secret/{secret_file}"),
+        ),
+        (
+            "..%2F..%2F..%2F..%2F..%2F..%2Fetc%2Fpasswd".to_owned(),
+            "../../../../../../etc/passwd".to_owned(),
+        ),
+        ("%2Fetc%2Fpasswd".to_owned(), "/etc/passwd".to_owned()),
+    ] {
+        let signed = format!(
+            "{}/files/{table_id}/{encoded}?expires={future}&sig={}",
+            app.base,
+            signer.sign(&table_id, &decoded, future)
+        );
+        let answer = app.client.get(&signed).send().await.expect("get");
+        assert_eq!(answer.status(), 404, "{encoded} must not leave the table");
+    }
+    // A symlink inside the table that points outside it is not followed out.
+    let root = url::Url::parse(&orders)
+        .expect("root")
+        .to_file_path()
+        .expect("path");
+    std::os::unix::fs::symlink("/etc/hostname", root.join("evil.parquet")).expect("symlink");
+    let evil = format!(
+        "{}/files/{table_id}/evil.parquet?expires={future}&sig={}",
+        app.base,
+        signer.sign(&table_id, "evil.parquet", future)
+    );
+    assert_eq!(app.client.get(&evil).send().await.expect("get").status(), 404);
+    // A validly signed file of the table itself is served, which shows the refusals above are
+    // about the paths and not the signing.
+    let good = format!(
+        "{}/files/{table_id}/{name}?expires={future}&sig={}",
+        app.base,
+        signer.sign(&table_id, &name, future)
+    );
+    assert_eq!(app.client.get(&good).send().await.expect("get").status(), 200);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn share_rules_roles_and_bad_input() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    ready_tenant(&app, &admin, "acme").await;
+    ready_tenant(&app, &admin, "bravo").await;
+    let acme = app.token(Role::TenantAdmin, Some("acme")).await;
+    table(&app, &acme, "acme", "gold", "orders", false).await;
+    table(&app, &acme, "acme", "silver", "events", false).await;
+    let both = json!({"name": "mixed", "tables": [{"zone": "gold", "name": "orders"}, {"zone": "silver", "name": "events"}]});
+
+    let viewer = app.token(Role::Viewer, Some("acme")).await;
+    let refused = app
+        .send_as(
+            &viewer,
+            Method::POST,
+            "/v1/tenants/acme/shares",
+            Some(both.clone()),
+        )
+        .await;
+    let body = problem(refused, 403).await;
+    assert!(
+        body["detail"].as_str().is_some_and(|d| d.contains("silver")),
+        "{body}"
+    );
+    let analyst = app.token(Role::Analyst, Some("acme")).await;
+    let refused = app
+        .send_as(
+            &analyst,
+            Method::POST,
+            "/v1/tenants/acme/shares",
+            Some(both.clone()),
+        )
+        .await;
+    let body = problem(refused, 403).await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("manage shares")),
+        "{body}"
+    );
+    let engineer = app.token(Role::Engineer, Some("acme")).await;
+    let created = app
+        .send_as(
+            &engineer,
+            Method::POST,
+            "/v1/tenants/acme/shares",
+            Some(both.clone()),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let again = app
+        .send_as(
+            &engineer,
+            Method::POST,
+            "/v1/tenants/acme/shares",
+            Some(both.clone()),
+        )
+        .await;
+    problem(again, 409).await;
+
+    for (body, field) in [
+        (
+            json!({"name": "Bad.Name", "tables": [{"zone": "gold", "name": "orders"}]}),
+            "name",
+        ),
+        (json!({"name": "s", "tables": []}), "tables"),
+        (
+            json!({"name": "s", "tables": [{"zone": "platinum", "name": "orders"}]}),
+            "tables[0].zone",
+        ),
+        (
+            json!({"name": "s", "tables": [{"zone": "gold", "name": "missing"}]}),
+            "tables[0]",
+        ),
+        (
+            json!({"name": "s", "tables": [{"zone": "gold", "name": "orders"}, {"zone": "gold", "name": "orders"}]}),
+            "tables[1]",
+        ),
+        (
+            json!({"name": "s", "tables": [{"zone": "gold", "name": "orders", "extra": 1}]}),
+            "tables[0]",
+        ),
+    ] {
+        let answer = app
+            .send_as(&acme, Method::POST, "/v1/tenants/acme/shares", Some(body.clone()))
+            .await;
+        let problem = problem(answer, 422).await;
+        assert!(
+            problem["errors"].as_array().is_some_and(|e| e
+                .iter()
+                .any(|e| e["field"].as_str().is_some_and(|f| f.starts_with(field)))),
+            "{body} names {field}: {problem}"
+        );
+    }
+    for (body, field) in [
+        (json!({"name": "bob", "ttl_seconds": 10}), "ttl_seconds"),
+        (json!({"name": "Bob!", "ttl_seconds": 600}), "name"),
+        (json!({"name": "bob", "ttl_seconds": "600"}), "ttl_seconds"),
+    ] {
+        let answer = app
+            .send_as(
+                &acme,
+                Method::POST,
+                "/v1/tenants/acme/shares/mixed/recipients",
+                Some(body.clone()),
+            )
+            .await;
+        let problem = problem(answer, 422).await;
+        assert_eq!(problem["errors"][0]["field"], field, "{body}");
+    }
+    // The other tenant sees nothing of acme's shares.
+    let bravo = app.token(Role::TenantAdmin, Some("bravo")).await;
+    for (method, path) in [
+        (Method::GET, "/v1/tenants/acme/shares"),
+        (Method::GET, "/v1/tenants/acme/shares/mixed"),
+        (Method::DELETE, "/v1/tenants/acme/shares/mixed"),
+        (Method::GET, "/v1/tenants/acme/shares/mixed/recipients"),
+    ] {
+        let answer = app.send_as(&bravo, method.clone(), path, None).await;
+        problem(answer, 404).await;
+    }
+    let answer = app
+        .send_as(
+            &bravo,
+            Method::POST,
+            "/v1/tenants/acme/shares/mixed/recipients",
+            Some(json!({"name": "x", "ttl_seconds": 600})),
+        )
+        .await;
+    problem(answer, 404).await;
+    // A scientist reads silver and gold but cannot add recipients (manages no shares).
+    let scientist = app.token(Role::Scientist, Some("acme")).await;
+    let answer = app
+        .send_as(
+            &scientist,
+            Method::POST,
+            "/v1/tenants/acme/shares/mixed/recipients",
+            Some(json!({"name": "x", "ttl_seconds": 600})),
+        )
+        .await;
+    problem(answer, 403).await;
+
+    // Listing pages by name; recipients show their state, never their token.
+    for name in ["a1", "a2", "a3"] {
+        app.send_as(
+            &acme,
+            Method::POST,
+            "/v1/tenants/acme/shares",
+            Some(json!({"name": name, "tables": [{"zone": "gold", "name": "orders"}]})),
+        )
+        .await;
+    }
+    let page: Value = app
+        .get_as(&acme, "/v1/tenants/acme/shares?limit=2")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(2));
+    let cursor = page["next_cursor"].as_str().expect("cursor").to_owned();
+    let rest: Value = app
+        .get_as(&acme, &format!("/v1/tenants/acme/shares?limit=2&cursor={cursor}"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let names: Vec<&str> = page["items"]
+        .as_array()
+        .into_iter()
+        .chain(rest["items"].as_array())
+        .flatten()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["a1", "a2", "a3", "mixed"]);
+    let (id, _, token) = recipient(&app, &acme, "acme", "mixed", "bob").await;
+    let listed: Value = app
+        .get_as(&acme, "/v1/tenants/acme/shares/mixed/recipients")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed["items"][0]["recipient_id"], id);
+    assert_eq!(listed["items"][0]["status"], "active");
+    assert!(!listed.to_string().contains(&token));
+    let duplicate = app
+        .send_as(
+            &acme,
+            Method::POST,
+            "/v1/tenants/acme/shares/mixed/recipients",
+            Some(json!({"name": "bob", "ttl_seconds": 600})),
+        )
+        .await;
+    problem(duplicate, 409).await;
+    // Deleting the share ends its recipients' access at once.
+    assert_eq!(app.get_as(&token, "/delta-sharing/shares").await.status(), 200);
+    let deleted = app
+        .send_as(&acme, Method::DELETE, "/v1/tenants/acme/shares/mixed", None)
+        .await;
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(app.get_as(&token, "/delta-sharing/shares").await.status(), 401);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn delta_sharing_on_s3_serves_presigned_urls() {
+    let endpoint = moto_endpoint();
+    let prefix = fresh_prefix();
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        |c| on_moto(c, &endpoint, &prefix),
+        axum::Router::new(),
+    )
+    .await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    ready_tenant(&app, &admin, "acme").await;
+    let acme = app.token(Role::TenantAdmin, Some("acme")).await;
+    let orders = table(&app, &acme, "acme", "gold", "orders", true).await;
+    let written = rows(0..250);
+    append(&app, &orders, batch(&written[..100])).await;
+    append(&app, &orders, batch(&written[100..])).await;
+    share(
+        &app,
+        &acme,
+        "acme",
+        "sales",
+        json!([{"zone": "gold", "name": "orders"}]),
+    )
+    .await;
+    let (_, profile, token) = recipient(&app, &acme, "acme", "sales", "bob").await;
+    let (_, files) = query(&app, &token, "sales/schemas/gold/tables/orders", json!({})).await;
+    for file in &files {
+        let url = url::Url::parse(file["url"].as_str().expect("url")).expect("url");
+        assert!(url.as_str().starts_with(&endpoint), "{url}");
+        let expires: u64 = url
+            .query_pairs()
+            .find(|(k, _)| k == "X-Amz-Expires")
+            .and_then(|(_, v)| v.parse().ok())
+            .expect("a presigned URL");
+        assert!((1..=3600).contains(&expires), "{expires}");
+    }
+    assert_eq!(
+        load(format!("{profile}#sales.gold.orders"), json!({})).await,
+        as_json(&written)
+    );
+    app.shutdown().await;
+}

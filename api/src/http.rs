@@ -16,6 +16,7 @@ use tower::ServiceBuilder;
 use tower_http::LatencyUnit;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -53,7 +54,11 @@ pub fn layer(router: Router, config: &ServerConfig, metrics: Arc<Metrics>) -> Ro
             )
             .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
             .layer(from_fn_with_state(metrics, metrics::track))
-            .layer(CompressionLayer::new())
+            // Table files are already compressed, and a compressed answer would lose the
+            // Content-Length and byte ranges that readers of signed file URLs rely on.
+            .layer(CompressionLayer::new().compress_when(
+                DefaultPredicate::new().and(NotForContentType::const_new("application/octet-stream")),
+            ))
             .layer(from_fn(finalize_problems))
             .layer(DefaultBodyLimit::max(limit))
             .layer(Extension(BodyLimit(limit))),
@@ -115,6 +120,11 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
 
 /// Writes every error response as a problem document carrying the request id: those our
 /// handlers built, and bare statuses from the router or tower layers (405, 413, ...).
+/// Marks an error response whose body follows another protocol's error format (Delta
+/// Sharing's `{"errorCode", "message"}`), which the problem finalisation must leave alone.
+#[derive(Debug, Clone, Copy)]
+pub struct ForeignErrorBody;
+
 async fn finalize_problems(request: Request, next: Next) -> Response {
     let request_id = request
         .headers()
@@ -125,6 +135,7 @@ async fn finalize_problems(request: Request, next: Next) -> Response {
     let status = response.status();
     let mut problem = match response.extensions_mut().remove::<Problem>() {
         Some(problem) => problem,
+        None if response.extensions().get::<ForeignErrorBody>().is_some() => return response,
         None if (status.is_client_error() || status.is_server_error()) && !is_problem(&response) => {
             Problem::from_status(status)
         }

@@ -112,6 +112,7 @@ impl IntoResponse for ProtocolError {
             self.to_string()
         };
         let mut response = (status, Json(json!({"errorCode": code, "message": message}))).into_response();
+        response.extensions_mut().insert(crate::http::ForeignErrorBody);
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -52,6 +52,17 @@ fn allowed(method: &str, path: &str) -> Option<&'static [Role]> {
         | ("get", "/v1/tenants/{tenant}/streams/{stream}")
         | ("delete", "/v1/tenants/{tenant}/streams/{stream}")
         | ("post", "/v1/tenants/{tenant}/streams/{stream}/events") => &[TenantAdmin, Engineer],
+        // Shares are managed by tenant-admins and engineers; the share here holds a silver
+        // table, which viewers cannot read (and scientists and analysts manage no shares).
+        ("post", "/v1/tenants/{tenant}/shares")
+        | ("get", "/v1/tenants/{tenant}/shares")
+        | ("get", "/v1/tenants/{tenant}/shares/{share}")
+        | ("delete", "/v1/tenants/{tenant}/shares/{share}")
+        | ("post", "/v1/tenants/{tenant}/shares/{share}/recipients")
+        | ("get", "/v1/tenants/{tenant}/shares/{share}/recipients")
+        | ("delete", "/v1/tenants/{tenant}/shares/{share}/recipients/{recipient_id}") => {
+            &[TenantAdmin, Engineer]
+        }
         _ => return None,
     })
 }
@@ -91,6 +102,13 @@ fn request_for(method: &str, path: &str) -> (String, Option<Value>) {
             ),
         ),
         ("post", "/v1/tenants/{tenant}/streams/{stream}/events") => (String::new(), Some(json!([{"id": 1}]))),
+        ("post", "/v1/tenants/{tenant}/shares") => (
+            String::new(),
+            Some(json!({"name": "matrix", "tables": [{"zone": "silver", "name": "orders"}]})),
+        ),
+        ("post", "/v1/tenants/{tenant}/shares/{share}/recipients") => {
+            (String::new(), Some(json!({"name": "matrix", "ttl_seconds": 600})))
+        }
         ("post", "/v1/admin/placement/rebalance") | ("delete", "/v1/tenants/{tenant}") => {
             ("?dry_run=true".into(), None)
         }
@@ -117,6 +135,8 @@ async fn setup(app: &TestApp, admin: &str) -> String {
         let body = json!({"id": id, "display_name": id, "tier": "standard"});
         let created = app.send_as(admin, Method::POST, "/v1/tenants", Some(body)).await;
         assert_eq!(created.status(), 201);
+        // Provisioning finishes in the background; the "untouched" comparison needs it done.
+        app.wait_for_status(admin, id, "ready").await;
     }
     // A real token of tenant B, so its revoke route has something to find.
     let issued: Value = app
@@ -139,6 +159,8 @@ fn concrete(path: &str, tenant: &str, token_id: &str) -> String {
         .replace("{zone}", "silver")
         .replace("{name}", "orders")
         .replace("{stream}", "clicks")
+        .replace("{share}", "sales")
+        .replace("{recipient_id}", "00000000-0000-7000-8000-000000000000")
         .replace("{run_id}", "00000000-0000-7000-8000-000000000000")
         .replace("{id}", "ingest-tenant-b-000000000000")
 }

@@ -22,55 +22,47 @@ pub const MAX_FILE_URL_LIFETIME: Duration = Duration::from_secs(3600);
 /// What a recipient's bearer token starts with, so a leaked one is recognisable in scans.
 pub const TOKEN_PREFIX: &str = "lpds_";
 
-/// A share's name: the `share` of `profile#share.schema.table`, so no dots.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct ShareName(String);
+/// A validated identifier type: a lowercase letter, then lowercase letters, digits or `_`.
+macro_rules! identifier {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        pub struct $name(String);
 
-impl ShareName {
-    /// Validates a share name: a lowercase letter, then lowercase letters, digits or `_`.
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        check_identifier(raw)?;
-        Ok(Self(raw.to_owned()))
-    }
+        impl $name {
+            /// Validates the name.
+            pub fn parse(raw: &str) -> Result<Self, String> {
+                check_identifier(raw)?;
+                Ok(Self(raw.to_owned()))
+            }
 
-    /// Wraps a name read back from the store, which only holds validated names.
-    pub fn from_trusted(raw: String) -> Self {
-        Self(raw)
-    }
+            /// Wraps a name read back from the store, which only holds validated names.
+            pub fn from_trusted(raw: String) -> Self {
+                Self(raw)
+            }
 
-    /// The name as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+            /// The name as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
 }
 
-impl fmt::Display for ShareName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A recipient's name, unique among the share's live recipients.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RecipientName(String);
-
-impl RecipientName {
-    /// Validates a recipient name with the same rules as share names.
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        check_identifier(raw)?;
-        Ok(Self(raw.to_owned()))
-    }
-
-    /// Wraps a name read back from the store.
-    pub fn from_trusted(raw: String) -> Self {
-        Self(raw)
-    }
-
-    /// The name as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+identifier!(
+    /// A share's name: the `share` of `profile#share.schema.table`, so no dots.
+    ShareName
+);
+identifier!(
+    /// A recipient's name, unique among the share's live recipients.
+    RecipientName
+);
 
 /// One table of a share request, as sent.
 #[derive(Debug, Clone, Deserialize)]

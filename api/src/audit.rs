@@ -51,6 +51,7 @@ pub fn action_name(method: &Method, route: &str) -> String {
         ("POST", "/v1/admin/workers/{id}/retry") => "worker.retry",
         ("POST", "/v1/tenants/{tenant}/provision") => "tenant.provision",
         ("POST", "/v1/tenants/{tenant}/streams/{stream}/events") => "stream.push",
+        ("POST", "/v1/tenants/{tenant}/credentials") => "credentials.issue",
         _ => "",
     };
     if known.is_empty() {

@@ -8,7 +8,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::problem::{FieldError, PROBLEM_JSON, Problem};
-use crate::routes::{admin, audit, info, ops, storage, streams, tables, tenants, tokens, workers};
+use crate::routes::{
+    admin, audit, credentials, info, ops, storage, streams, tables, tenants, tokens, workers,
+};
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -26,6 +28,7 @@ use crate::state::AppState;
         (name = "admin", description = "Platform administration"),
         (name = "storage", description = "Zones, lifecycle, usage and provisioning"),
         (name = "workers", description = "The workers the reconciler keeps running"),
+        (name = "credentials", description = "Temporary AWS credentials for analysts (S3 with IAM)"),
     ),
     components(schemas(Problem, FieldError))
 )]
@@ -76,6 +79,7 @@ pub fn v1_router() -> OpenApiRouter<AppState> {
         .routes(routes!(workers::list_tenant_workers))
         .routes(routes!(workers::list_workers))
         .routes(routes!(workers::retry_worker))
+        .routes(routes!(credentials::create_credentials))
 }
 
 /// The finished spec, as served at `/openapi.json` and committed in `openapi/openapi.json`.

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_sts::Client;
-use aws_sdk_sts::config::Region;
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use chrono::{DateTime, Utc};
 use tenancy::credentials::{
@@ -17,6 +16,7 @@ use tenancy::credentials::{
 use tenancy::store::{StoreError, TableStatus};
 use tenancy::tenant::{Tenant, TenantStatus};
 
+use crate::identity::sdk_config;
 use crate::provision::Provisioner;
 
 /// Why credentials could not be vended.
@@ -142,12 +142,8 @@ impl AwsSts {
     /// Builds a client from the standard AWS configuration chain; `endpoint` overrides the
     /// region's STS endpoint (moto, a VPC endpoint).
     pub async fn connect(region: &str, endpoint: Option<&str>) -> Self {
-        let mut loader = aws_config::from_env().region(Region::new(region.to_owned()));
-        if let Some(endpoint) = endpoint {
-            loader = loader.endpoint_url(endpoint);
-        }
         Self {
-            client: Client::new(&loader.load().await),
+            client: Client::new(&sdk_config(region, endpoint).await),
         }
     }
 }

@@ -13,8 +13,8 @@
 //! `lakeplane-bench credentials [S3_ENDPOINT]`: cached credential vending. The server runs on
 //! S3 with IAM against the moto server (default `http://127.0.0.1:5055`, `scripts/moto-server`),
 //! and `POST /v1/tenants/{tenant}/credentials` is driven open-loop at `RATE` (1000) per second
-//! for `SECONDS` (15) after the first call filled the cache; the baseline is `GET /healthz`
-//! at the same rate in the same run. Needs AWS credentials in the environment (moto accepts
+//! for `SECONDS` (15) after the first call filled the cache; the baselines, at the same rate
+//! in the same run, are `GET /healthz` and `GET /v1/tenants/{id}`. Needs AWS credentials in the environment (moto accepts
 //! any, e.g. `AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing`).
 //!
 //! Build: `cargo build --release -p api --bins`; run `target/release/lakeplane-bench http`.
@@ -730,18 +730,21 @@ async fn credentials(endpoint: String) {
         body.clone(),
     )
     .await;
+    // Baselines at the same rate: the HTTP stack alone, and an authenticated read (token
+    // verification, revocation check, one database read) that every credentials call also pays.
     let drive = |url: String, post: bool, seconds: u64| {
         let (client, token, body) = (&client, &server.token, &body);
         open_loop::drive(rate, seconds, move |_| {
             if post {
                 client.post(&url).bearer_auth(token).json(body)
             } else {
-                client.get(&url)
+                client.get(&url).bearer_auth(token)
             }
         })
     };
     drive(url.clone(), true, 1).await;
     let health = drive(format!("{}/healthz", server.base), false, seconds).await;
+    let read = drive(format!("{}/v1/tenants/bench", server.base), false, seconds).await;
     let vended = drive(url, true, seconds).await;
     let last = call(
         &client,
@@ -758,6 +761,7 @@ async fn credentials(endpoint: String) {
     println!("| request | rate | requests | errors | p50 | p99 | max |");
     println!("|---|---|---|---|---|---|---|");
     println!("{}", health.row("GET /healthz (baseline)", rate));
+    println!("{}", read.row("GET /v1/tenants/{id} (baseline)", rate));
     println!(
         "{}",
         vended.row("POST /v1/tenants/{tenant}/credentials (cached)", rate)

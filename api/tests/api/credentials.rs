@@ -20,6 +20,7 @@ use tenancy::store::Backend;
 use tenancy::tenant::{TenantId, TenantStatus};
 
 use crate::helpers::{TestApp, fresh_prefix, moto_endpoint, on_moto, problem};
+use crate::tables::ready_tenant;
 
 const ACCOUNT: &str = "123456789012";
 
@@ -508,14 +509,7 @@ async fn without_an_aws_identity_the_answer_is_422_pointing_to_delta_sharing() {
         (&no_iam, "storage.s3.iam.enabled = false"),
     ] {
         let admin = app.token(Role::PlatformAdmin, None).await;
-        let body = json!({"id": "acme", "display_name": "Acme", "tier": "standard"});
-        assert_eq!(
-            app.send_as(&admin, Method::POST, "/v1/tenants", Some(body))
-                .await
-                .status(),
-            201
-        );
-        app.wait_for_status(&admin, "acme", "ready").await;
+        ready_tenant(app, &admin).await;
         let analyst = app.token(Role::Analyst, Some("acme")).await;
         let answer = problem(ask(app, &analyst, "acme", read_gold(&[], 900)).await, 422).await;
         assert_eq!(answer["type"], "urn:lakeplane:problem:credentials-not-available");

@@ -8,8 +8,8 @@
 //!
 //! Run: `cargo bench -p api --bench api_reads` (env `RATE`, `SECONDS` override 2000 and 10).
 
-use std::time::{Duration, Instant};
-
+#[path = "support/open_loop.rs"]
+mod open_loop;
 #[path = "support/serve.rs"]
 mod support;
 
@@ -18,61 +18,6 @@ fn env_or(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-struct Report {
-    sent: usize,
-    errors: usize,
-    p50: Duration,
-    p99: Duration,
-    max: Duration,
-}
-
-async fn drive(
-    client: &reqwest::Client,
-    urls: &[String],
-    tokens: &[String],
-    rate: u64,
-    seconds: u64,
-) -> Report {
-    let total = (rate * seconds) as usize;
-    let interval = Duration::from_nanos(1_000_000_000 / rate);
-    let start = Instant::now() + Duration::from_millis(50);
-    let mut tasks = Vec::with_capacity(total);
-    for i in 0..total {
-        let scheduled = start + interval * i as u32;
-        tokio::time::sleep_until(scheduled.into()).await;
-        let request = client
-            .get(&urls[i % urls.len()])
-            .bearer_auth(&tokens[i % tokens.len()])
-            .send();
-        tasks.push(tokio::spawn(async move {
-            let ok = matches!(request.await, Ok(r) if r.status().is_success());
-            (scheduled.elapsed(), ok)
-        }));
-    }
-    let mut latencies = Vec::with_capacity(total);
-    let mut errors = 0;
-    for task in tasks {
-        match task.await {
-            Ok((latency, true)) => latencies.push(latency),
-            _ => errors += 1,
-        }
-    }
-    latencies.sort_unstable();
-    let at = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
-    Report {
-        sent: total,
-        errors,
-        p50: at(0.50),
-        p99: at(0.99),
-        max: latencies.last().copied().unwrap_or_default(),
-    }
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -105,24 +50,21 @@ async fn main() {
         assert_eq!(created.status(), 201);
         tenant_urls.push(format!("{base}/v1/tenants/{id}"));
     }
+    let drive = |urls: Vec<String>, seconds: u64| {
+        let (client, tokens) = (&client, &tokens);
+        open_loop::drive(rate, seconds, move |i| {
+            client
+                .get(&urls[i % urls.len()])
+                .bearer_auth(&tokens[i % tokens.len()])
+        })
+    };
     // Warm the connection pool and caches.
-    drive(&client, &tenant_urls, &tokens, rate, 1).await;
-    let health = drive(&client, &[format!("{base}/healthz")], &tokens, rate, seconds).await;
-    let tenants = drive(&client, &tenant_urls, &tokens, rate, seconds).await;
+    drive(tenant_urls.clone(), 1).await;
+    let health = drive(vec![format!("{base}/healthz")], seconds).await;
+    let tenants = drive(tenant_urls, seconds).await;
     println!("| request | rate | requests | errors | p50 | p99 | max |");
     println!("|---|---|---|---|---|---|---|");
-    for (name, r) in [
-        ("GET /healthz (baseline)", &health),
-        ("GET /v1/tenants/{id}", &tenants),
-    ] {
-        println!(
-            "| {name} | {rate}/s | {} | {} | {:.2} ms | {:.2} ms | {:.2} ms |",
-            r.sent,
-            r.errors,
-            r.p50.as_secs_f64() * 1e3,
-            r.p99.as_secs_f64() * 1e3,
-            r.max.as_secs_f64() * 1e3
-        );
-    }
+    println!("{}", health.row("GET /healthz (baseline)", rate));
+    println!("{}", tenants.row("GET /v1/tenants/{id}", rate));
     let _ = server.start_kill();
 }

@@ -58,6 +58,7 @@ pub fn action_name(method: &Method, route: &str) -> String {
         ("GET", "/v1/tenants/{tenant}/shares/{share}/recipients") => "recipient.list",
         ("DELETE", "/v1/tenants/{tenant}/shares/{share}/recipients/{recipient_id}") => "recipient.revoke",
         ("POST", "/v1/tenants/{tenant}/streams/{stream}/events") => "stream.push",
+        ("POST", "/v1/tenants/{tenant}/credentials") => "credentials.issue",
         _ => "",
     };
     if known.is_empty() {

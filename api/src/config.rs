@@ -354,7 +354,7 @@ impl Default for S3Config {
 }
 
 /// IAM settings.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IamConfig {
     /// Whether roles are created and STS credentials vended.
@@ -363,6 +363,23 @@ pub struct IamConfig {
     pub broker_principal: Option<String>,
     /// A permissions boundary (ARN) set on every role the plane creates.
     pub permissions_boundary: Option<String>,
+    /// STS endpoint for vending credentials; defaults to `storage.s3.endpoint` when that is
+    /// set, else the region's STS endpoint.
+    pub sts_endpoint: Option<url::Url>,
+    /// Most vended credentials kept in the cache (per process).
+    pub credentials_cache_entries: usize,
+}
+
+impl Default for IamConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            broker_principal: None,
+            permissions_boundary: None,
+            sts_endpoint: None,
+            credentials_cache_entries: 10_000,
+        }
+    }
 }
 
 /// Worker settings.
@@ -930,6 +947,20 @@ impl Config {
                 ));
             }
         }
+        if let Some(url) = &self.storage.s3.iam.sts_endpoint
+            && !matches!(url.scheme(), "http" | "https")
+        {
+            return Err(ConfigError::new(
+                "storage.s3.iam.sts_endpoint",
+                "must be an http or https URL",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.storage.s3.iam.credentials_cache_entries) {
+            return Err(ConfigError::new(
+                "storage.s3.iam.credentials_cache_entries",
+                "must be 1 to 1000000",
+            ));
+        }
         if let Some((field, problem)) = self.workers.problem() {
             return Err(ConfigError::new(&format!("workers.{field}"), problem));
         }
@@ -1128,6 +1159,18 @@ mod tests {
                 "arn:aws:iam::1:role/b",
             );
             Config::load(None, &Overrides::default()).expect("iam with a broker");
+            jail.set_env("LAKEPLANE__STORAGE__S3__IAM__CREDENTIALS_CACHE_ENTRIES", "0");
+            let err = Config::load(None, &Overrides::default()).expect_err("an empty cache");
+            assert_eq!(err.key, "storage.s3.iam.credentials_cache_entries");
+            jail.set_env("LAKEPLANE__STORAGE__S3__IAM__CREDENTIALS_CACHE_ENTRIES", "100");
+            jail.set_env("LAKEPLANE__STORAGE__S3__IAM__STS_ENDPOINT", "ftp://sts.example");
+            let err = Config::load(None, &Overrides::default()).expect_err("not http");
+            assert_eq!(err.key, "storage.s3.iam.sts_endpoint");
+            jail.set_env(
+                "LAKEPLANE__STORAGE__S3__IAM__STS_ENDPOINT",
+                "https://sts.eu-west-1.amazonaws.com",
+            );
+            Config::load(None, &Overrides::default()).expect("a custom STS endpoint");
             Ok(())
         });
         figment::Jail::expect_with(|jail| {

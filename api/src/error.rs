@@ -5,6 +5,7 @@ use std::time::Duration;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use lake_manager::catalog::CatalogError;
+use lake_manager::credentials::CredentialsError;
 use lake_manager::delta::DeltaError;
 use lake_manager::ingest::IngestError;
 use lake_manager::storage::StorageError;
@@ -70,6 +71,9 @@ pub enum ApiError {
     /// An ingestion failure.
     #[error(transparent)]
     Ingest(#[from] IngestError),
+    /// Temporary AWS credentials could not be vended.
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
     /// A bug or an unexpected failure; the details stay in the log.
     #[error("internal error: {0}")]
     Internal(String),
@@ -105,6 +109,7 @@ impl ApiError {
             }
             ApiError::Catalog(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::Ingest(e) => ingest_status(e),
+            ApiError::Credentials(e) => credentials_status(e),
             ApiError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Store(e) if e.is_unavailable() => {
@@ -146,6 +151,21 @@ fn ingest_status(error: &IngestError) -> (StatusCode, &'static str) {
     }
 }
 
+fn credentials_status(error: &CredentialsError) -> (StatusCode, &'static str) {
+    match error {
+        CredentialsError::NotAvailable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "credentials-not-available"),
+        CredentialsError::Field { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "validation"),
+        CredentialsError::NotReady { .. } => (StatusCode::CONFLICT, "tenant-not-ready"),
+        CredentialsError::Sts { retryable: true, .. } => (StatusCode::SERVICE_UNAVAILABLE, "sts-unavailable"),
+        CredentialsError::Store(e) if e.is_unavailable() => {
+            (StatusCode::SERVICE_UNAVAILABLE, "database-unavailable")
+        }
+        CredentialsError::Sts { .. } | CredentialsError::Store(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        }
+    }
+}
+
 /// Marks a response as a refused request, for the audit log.
 #[derive(Debug, Clone, Copy)]
 pub struct DeniedMarker;
@@ -183,8 +203,16 @@ impl IntoResponse for ApiError {
             // Logged inside the request's span, so the line carries the request id.
             tracing::error!(status = status.as_u16(), error = %chain(&self), "request failed");
             match &self {
-                ApiError::Store(_) if status == StatusCode::SERVICE_UNAVAILABLE => {
+                ApiError::Store(_) | ApiError::Credentials(CredentialsError::Store(_))
+                    if status == StatusCode::SERVICE_UNAVAILABLE =>
+                {
                     "the metadata database is unavailable; retry later".to_owned()
+                }
+                // The cause (which may name roles and accounts) stays in the log.
+                ApiError::Credentials(CredentialsError::Sts { .. })
+                    if status == StatusCode::SERVICE_UNAVAILABLE =>
+                {
+                    "AWS STS could not issue the credentials right now; retry later".to_owned()
                 }
                 ApiError::Timeout(_) | ApiError::Unavailable(_) => self.to_string(),
                 ApiError::Ingest(
@@ -218,7 +246,9 @@ impl IntoResponse for ApiError {
                 })
                 .collect();
         }
-        if let ApiError::Ingest(IngestError::Field { field, message }) = &self {
+        if let ApiError::Ingest(IngestError::Field { field, message })
+        | ApiError::Credentials(CredentialsError::Field { field, message }) = &self
+        {
             problem.errors = vec![FieldError {
                 line: None,
                 field: field.clone(),

@@ -8,7 +8,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::problem::{FieldError, PROBLEM_JSON, Problem};
-use crate::routes::{admin, audit, info, ops, shares, storage, streams, tables, tenants, tokens, workers};
+use crate::routes::{
+    admin, audit, credentials, info, ops, shares, storage, streams, tables, tenants, tokens, workers,
+};
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -27,6 +29,7 @@ use crate::state::AppState;
         (name = "storage", description = "Zones, lifecycle, usage and provisioning"),
         (name = "workers", description = "The workers the reconciler keeps running"),
         (name = "sharing", description = "Delta Sharing shares and recipients (the protocol itself is served under /delta-sharing)"),
+        (name = "credentials", description = "Temporary AWS credentials for analysts (S3 with IAM)"),
     ),
     components(schemas(Problem, FieldError))
 )]
@@ -81,6 +84,7 @@ pub fn v1_router() -> OpenApiRouter<AppState> {
         .routes(routes!(shares::get_share, shares::delete_share))
         .routes(routes!(shares::create_recipient, shares::list_recipients))
         .routes(routes!(shares::revoke_recipient))
+        .routes(routes!(credentials::create_credentials))
 }
 
 /// The finished spec, as served at `/openapi.json` and committed in `openapi/openapi.json`.

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use lake_manager::catalog::Catalog;
+use lake_manager::credentials::{AwsSts, CredentialVendor};
 use lake_manager::delta::DeltaSettings;
 use lake_manager::identity::{AwsIam, IamAdmin};
 use lake_manager::ingest::group_commit::GroupCommitSettings;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub provisioner: Arc<Provisioner>,
     /// Delta tables and their maintenance.
     pub catalog: Arc<Catalog>,
+    /// Temporary AWS credentials; `None` on local storage and on S3 without IAM.
+    pub credentials: Option<Arc<CredentialVendor>>,
     /// Streams and ingestion.
     pub ingest: Arc<Ingest>,
     /// The reconciler (it reconciles only on the process holding the leadership).
@@ -218,6 +221,24 @@ impl AppState {
                 migration_grace: std::time::Duration::from_secs(config.storage.migration_grace_secs),
             },
         ));
+        let credentials = match (config.storage.kind, s3.iam.enabled) {
+            (StorageKind::S3, true) => {
+                let endpoint = s3
+                    .iam
+                    .sts_endpoint
+                    .as_ref()
+                    .or(s3.endpoint.as_ref())
+                    .map(|u| u.as_str().trim_end_matches('/').to_owned());
+                let sts =
+                    AwsSts::connect(s3.region.as_deref().unwrap_or_default(), endpoint.as_deref()).await;
+                Some(Arc::new(CredentialVendor::new(
+                    Arc::new(sts),
+                    provisioner.clone(),
+                    s3.iam.credentials_cache_entries,
+                )))
+            }
+            _ => None,
+        };
         let mut delta = match config.storage.kind {
             StorageKind::Local => DeltaSettings::local(),
             StorageKind::S3 => DeltaSettings::s3(
@@ -292,6 +313,7 @@ impl AppState {
             storage,
             provisioner,
             catalog,
+            credentials,
             metrics: Arc::new(Metrics::new()),
             signer,
             url_signer,

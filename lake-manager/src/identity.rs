@@ -43,15 +43,21 @@ fn iam_error<E: std::error::Error + Send + Sync + 'static>(
     }
 }
 
+/// The standard AWS configuration chain for a region, with an optional endpoint override
+/// (moto, MinIO, a VPC endpoint): what every AWS client of the plane is built from.
+pub async fn sdk_config(region: &str, endpoint: Option<&str>) -> aws_config::SdkConfig {
+    let mut loader = aws_config::from_env().region(Region::new(region.to_owned()));
+    if let Some(endpoint) = endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    loader.load().await
+}
+
 impl AwsIam {
     /// Builds a client from the standard AWS configuration chain.
     pub async fn connect(region: &str, endpoint: Option<&str>) -> Self {
-        let mut loader = aws_config::from_env().region(Region::new(region.to_owned()));
-        if let Some(endpoint) = endpoint {
-            loader = loader.endpoint_url(endpoint);
-        }
         Self {
-            client: Client::new(&loader.load().await),
+            client: Client::new(&sdk_config(region, endpoint).await),
         }
     }
 

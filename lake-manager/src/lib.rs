@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod cost;
+pub mod credentials;
 pub mod delta;
 pub mod drift;
 pub mod identity;

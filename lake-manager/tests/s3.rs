@@ -4,12 +4,15 @@
 //! Known moto gap (moto 5.2): it drops `ObjectSizeGreaterThan` from lifecycle filters when it
 //! stores them, so the comparison below removes that field from the computed document first.
 
+#[path = "common/auth_moto.rs"]
+mod auth_moto;
 #[path = "common/mod.rs"]
 mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use auth_moto::AuthMoto;
 use lake_manager::identity::{AwsIam, POLICY_NAME};
 use lake_manager::lifecycle::LifecycleDocument;
 use lake_manager::migrate::verify_copy;
@@ -367,59 +370,6 @@ async fn large_objects_are_copied_in_parts_and_verified() {
     tampered.size -= 1;
     assert!(verify_copy(&source[0], Some(&tampered), Some(&big_copy.fingerprint)).is_err());
     assert!(verify_copy(&source[0], None, None).is_err());
-}
-
-/// A moto server of this test's own, so switching its auth enforcement on cannot disturb the
-/// shared one. Killed when dropped.
-struct AuthMoto {
-    child: tokio::process::Child,
-    endpoint: String,
-}
-
-impl AuthMoto {
-    async fn start() -> Self {
-        let python = std::env::var("LAKEPLANE_PYTHON")
-            .expect("LAKEPLANE_PYTHON must name the test venv's python with moto (scripts/test sets it)");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let child = tokio::process::Command::new(python)
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start moto");
-        let endpoint = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while http.get(format!("{endpoint}/moto-api/")).send().await.is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "moto did not start on {endpoint}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Self { child, endpoint }
-    }
-
-    /// From now on every request must be signed by a known identity and allowed by IAM.
-    async fn enforce_auth(&self) {
-        let answer = reqwest::Client::new()
-            .post(format!("{}/moto-api/reset-auth", self.endpoint))
-            .body("0")
-            .send()
-            .await
-            .expect("reset-auth");
-        assert_eq!(answer.status(), 200, "moto switches auth on");
-    }
-}
-
-impl Drop for AuthMoto {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
 }
 
 fn s3_with(endpoint: &str, credentials: aws_sdk_s3::config::Credentials) -> aws_sdk_s3::Client {

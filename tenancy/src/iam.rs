@@ -71,14 +71,15 @@ pub fn shard_role_policy(bucket: &str) -> Value {
     })
 }
 
-/// Who may assume a data role: the configured broker, which may tag the session with the
-/// `tenant` key and no other.
+/// Who may assume a data role: the configured broker, which may set the session's source
+/// identity (the analyst vended credentials are for) and tag it with the `tenant` key and no
+/// other.
 pub fn trust_policy(broker_principal: &str) -> Value {
     json!({
         "Version": "2012-10-17",
         "Statement": [
             {"Sid": "BrokerAssumes", "Effect": "Allow", "Principal": {"AWS": broker_principal},
-             "Action": "sts:AssumeRole"},
+             "Action": ["sts:AssumeRole", "sts:SetSourceIdentity"]},
             {"Sid": "BrokerTagsTenantOnly", "Effect": "Allow", "Principal": {"AWS": broker_principal},
              "Action": "sts:TagSession",
              "Condition": {"ForAllValues:StringEquals": {"aws:TagKeys": ["tenant"]}, "StringLike": {"aws:RequestTag/tenant": "?*"}}}
@@ -179,6 +180,11 @@ mod tests {
         assert_eq!(
             doc["Statement"][0]["Principal"]["AWS"],
             "arn:aws:iam::123456789012:role/lakeplane-broker"
+        );
+        assert_eq!(
+            doc["Statement"][0]["Action"],
+            json!(["sts:AssumeRole", "sts:SetSourceIdentity"]),
+            "vended credentials name the analyst as their source identity"
         );
         assert_eq!(doc["Statement"][1]["Action"], "sts:TagSession");
         assert_eq!(

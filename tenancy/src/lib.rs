@@ -4,6 +4,7 @@
 //! [`store::MetadataStore`] trait, with one implementation per backend.
 
 pub mod audit;
+pub mod credentials;
 pub mod iam;
 pub mod maintenance;
 pub mod pagination;

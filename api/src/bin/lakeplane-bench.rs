@@ -12,6 +12,13 @@
 //!
 //! `lakeplane-bench sharing`: Delta Sharing `query` time and size on a table of 1,000 files.
 //!
+//! `lakeplane-bench credentials [S3_ENDPOINT]`: cached credential vending. The server runs on
+//! S3 with IAM against the moto server (default `http://127.0.0.1:5055`, `scripts/moto-server`),
+//! and `POST /v1/tenants/{tenant}/credentials` is driven open-loop at `RATE` (1000) per second
+//! for `SECONDS` (15) after the first call filled the cache; the baselines, at the same rate
+//! in the same run, are `GET /healthz` and `GET /v1/tenants/{id}`. Needs AWS credentials in the environment (moto accepts
+//! any, e.g. `AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing`).
+//!
 //! Build: `cargo build --release -p api --bins`; run `target/release/lakeplane-bench http`.
 //! Env: `CLIENTS` (8), `BATCH` (5000 events), `SECONDS` (10), `EVENTS` (Kafka, 1000000).
 
@@ -24,6 +31,8 @@ use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::WriterProperties;
 use serde_json::{Value, json};
 
+#[path = "../../benches/support/open_loop.rs"]
+mod open_loop;
 #[path = "../../benches/support/serve.rs"]
 mod serve;
 
@@ -86,13 +95,19 @@ struct Server {
 }
 
 async fn start_server() -> Server {
+    start_server_with(&[]).await
+}
+
+/// The release server on a temporary data dir, rate limits out of the way, plus `extra` env.
+async fn start_server_with(extra: &[(&str, &str)]) -> Server {
     let dir = tempfile::tempdir().expect("temp dir");
     let bin = std::env::current_exe().expect("exe").with_file_name("lakeplane");
     let token = serve::token(&bin, dir.path(), "bench");
-    let env = [
+    let mut env = vec![
         ("LAKEPLANE__RATE_LIMIT__PER_SECOND", "100000"),
         ("LAKEPLANE__RATE_LIMIT__BURST", "100000"),
     ];
+    env.extend_from_slice(extra);
     let (child, base) = serve::serve(&bin, dir.path(), &env).await;
     Server {
         child,
@@ -126,19 +141,7 @@ async fn setup(client: &reqwest::Client, server: &Server, source: Value) {
     let tenant = json!({"id": "bench", "display_name": "Bench", "tier": "enterprise",
                         "quotas": {"ingest_events_per_sec": 100_000_000}});
     call(client, server, reqwest::Method::POST, "/v1/tenants", tenant).await;
-    for _ in 0..200 {
-        let t = client
-            .get(format!("{}/v1/tenants/bench", server.base))
-            .bearer_auth(&server.token)
-            .send()
-            .await
-            .expect("get");
-        let t: Value = t.json().await.unwrap_or_default();
-        if t["status"] == "ready" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_ready(client, server).await;
     let table = json!({"zone": "bronze", "name": "events", "columns": columns()});
     call(
         client,
@@ -685,6 +688,105 @@ async fn reconcile() {
     }
 }
 
+async fn credentials(endpoint: String) {
+    let rate = env_or("RATE", 1000);
+    let seconds = env_or("SECONDS", 15);
+    let prefix = format!("lpb{}", &uuid::Uuid::now_v7().simple().to_string()[21..]);
+    let server = start_server_with(&[
+        ("LAKEPLANE__STORAGE__KIND", "s3"),
+        ("LAKEPLANE__STORAGE__S3__REGION", "eu-west-1"),
+        ("LAKEPLANE__STORAGE__S3__ENDPOINT", endpoint.as_str()),
+        ("LAKEPLANE__STORAGE__S3__PATH_STYLE", "true"),
+        ("LAKEPLANE__STORAGE__S3__BUCKET_PREFIX", prefix.as_str()),
+        ("LAKEPLANE__STORAGE__S3__IAM__ENABLED", "true"),
+        (
+            "LAKEPLANE__STORAGE__S3__IAM__BROKER_PRINCIPAL",
+            "arn:aws:iam::123456789012:user/broker",
+        ),
+    ])
+    .await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(512)
+        .build()
+        .expect("client");
+    let tenant = json!({"id": "bench", "display_name": "Bench", "tier": "enterprise"});
+    call(&client, &server, reqwest::Method::POST, "/v1/tenants", tenant).await;
+    wait_ready(&client, &server).await;
+    let table = json!({"zone": "gold", "name": "orders", "columns": [{"name": "id", "type": "long"}]});
+    call(
+        &client,
+        &server,
+        reqwest::Method::POST,
+        "/v1/tenants/bench/tables",
+        table,
+    )
+    .await;
+    let url = format!("{}/v1/tenants/bench/credentials", server.base);
+    let body = json!({"zone": "gold", "tables": ["orders"], "access": "read", "ttl_seconds": 3600});
+    // The first call goes to STS and fills the cache; the rest are hits for the next 30 minutes.
+    let first = call(
+        &client,
+        &server,
+        reqwest::Method::POST,
+        "/v1/tenants/bench/credentials",
+        body.clone(),
+    )
+    .await;
+    // Baselines at the same rate: the HTTP stack alone, and an authenticated read (token
+    // verification, revocation check, one database read) that every credentials call also pays.
+    let drive = |url: String, post: bool, seconds: u64| {
+        let (client, token, body) = (&client, &server.token, &body);
+        open_loop::drive(rate, seconds, move |_| {
+            if post {
+                client.post(&url).bearer_auth(token).json(body)
+            } else {
+                client.get(&url).bearer_auth(token)
+            }
+        })
+    };
+    drive(url.clone(), true, 1).await;
+    let health = drive(format!("{}/healthz", server.base), false, seconds).await;
+    let read = drive(format!("{}/v1/tenants/bench", server.base), false, seconds).await;
+    let vended = drive(url, true, seconds).await;
+    let last = call(
+        &client,
+        &server,
+        reqwest::Method::POST,
+        "/v1/tenants/bench/credentials",
+        body,
+    )
+    .await;
+    assert_eq!(
+        first["access_key_id"], last["access_key_id"],
+        "every request in between was a cache hit"
+    );
+    println!("| request | rate | requests | errors | p50 | p99 | max |");
+    println!("|---|---|---|---|---|---|---|");
+    println!("{}", health.row("GET /healthz (baseline)", rate));
+    println!("{}", read.row("GET /v1/tenants/{id} (baseline)", rate));
+    println!(
+        "{}",
+        vended.row("POST /v1/tenants/{tenant}/credentials (cached)", rate)
+    );
+}
+
+async fn wait_ready(client: &reqwest::Client, server: &Server) {
+    for _ in 0..200 {
+        let t = client
+            .get(format!("{}/v1/tenants/bench", server.base))
+            .bearer_auth(&server.token)
+            .send()
+            .await
+            .expect("get");
+        let t: Value = t.json().await.unwrap_or_default();
+        if t["status"] == "ready" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the bench tenant never became ready");
+}
+
 /// `lakeplane-bench sharing`: the Delta Sharing `query` on a table of `FILES` (1,000) live
 /// files: response time (sequential, `ROUNDS` queries) and size. Baseline in the same run: the
 /// same snapshot read in this process with `deltalake` (open the table, list its files), the
@@ -698,20 +800,7 @@ async fn sharing() {
     let client = reqwest::Client::new();
     let tenant = json!({"id": "bench", "display_name": "Bench", "tier": "standard"});
     call(&client, &server, reqwest::Method::POST, "/v1/tenants", tenant).await;
-    for _ in 0..200 {
-        let t = call(
-            &client,
-            &server,
-            reqwest::Method::GET,
-            "/v1/tenants/bench",
-            Value::Null,
-        )
-        .await;
-        if t["status"] == "ready" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_ready(&client, &server).await;
     let table = json!({"zone": "gold", "name": "wide", "partition_by": ["part"], "columns": [
         {"name": "id", "type": "long", "nullable": false},
         {"name": "part", "type": "long"},
@@ -826,8 +915,18 @@ async fn main() {
         Some("kafka") => kafka(args.get(2).cloned().unwrap_or_else(|| "127.0.0.1:19092".into())).await,
         Some("reconcile") => reconcile().await,
         Some("sharing") => sharing().await,
+        Some("credentials") => {
+            credentials(
+                args.get(2)
+                    .cloned()
+                    .unwrap_or_else(|| "http://127.0.0.1:5055".into()),
+            )
+            .await
+        }
         _ => {
-            eprintln!("usage: lakeplane-bench http | kafka [BOOTSTRAP] | reconcile | sharing");
+            eprintln!(
+                "usage: lakeplane-bench http | kafka [BOOTSTRAP] | reconcile | credentials [S3_ENDPOINT] | sharing"
+            );
             std::process::exit(2);
         }
     }

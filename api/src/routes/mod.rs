@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod credentials;
 pub mod files;
 pub mod info;
 pub mod ops;

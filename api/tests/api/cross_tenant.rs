@@ -63,6 +63,9 @@ fn allowed(method: &str, path: &str) -> Option<&'static [Role]> {
         | ("delete", "/v1/tenants/{tenant}/shares/{share}/recipients/{recipient_id}") => {
             &[TenantAdmin, Engineer]
         }
+        // Credentials in the silver zone, read: what the caller's role holds itself (on local
+        // storage the allowed roles get 422 pointing to Delta Sharing, never 403).
+        ("post", "/v1/tenants/{tenant}/credentials") => &[TenantAdmin, Engineer, Scientist, Analyst],
         _ => return None,
     })
 }
@@ -109,6 +112,10 @@ fn request_for(method: &str, path: &str) -> (String, Option<Value>) {
         ("post", "/v1/tenants/{tenant}/shares/{share}/recipients") => {
             (String::new(), Some(json!({"name": "matrix", "ttl_seconds": 600})))
         }
+        ("post", "/v1/tenants/{tenant}/credentials") => (
+            String::new(),
+            Some(json!({"zone": "silver", "access": "read", "ttl_seconds": 900})),
+        ),
         ("post", "/v1/admin/placement/rebalance") | ("delete", "/v1/tenants/{tenant}") => {
             ("?dry_run=true".into(), None)
         }

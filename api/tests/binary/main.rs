@@ -2,6 +2,7 @@
 //! databases. Each test starts its own process with its own data directory.
 
 mod config_errors;
+mod credentials;
 mod database;
 mod helpers;
 mod ingest_crash;

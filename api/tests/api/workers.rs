@@ -348,7 +348,15 @@ async fn maintenance_that_is_due_is_scheduled_and_run_by_a_worker() {
         .json()
         .await
         .expect("json");
-    assert_eq!(table["num_files"], 1, "compacted: {table}");
+    // The scheduler may pass while the last pushes land (it runs every second here), so the
+    // run merges the files it found and any later push stays a file of its own.
+    let removed = done["metrics"]["files_removed"].as_i64().expect("files removed");
+    let added = done["metrics"]["files_added"].as_i64().expect("files added");
+    assert!(
+        removed >= 16 && added == 1,
+        "merged at least the threshold's 16 files: {done}"
+    );
+    assert_eq!(table["num_files"], 17 - removed + added, "compacted: {table}");
     assert_eq!(table["num_rows"], 17, "{table}");
     // Nothing is due any more: later passes queue nothing new.
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -29,6 +29,10 @@ pub(super) static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
 /// Metadata in one SQLite file (or in memory, for throwaway runs).
 pub(super) struct SqliteStore {
     pool: SqlitePool,
+    /// Audit appends of this process queue here rather than in SQLite's busy handler, which
+    /// sleeps in steps of up to 100 ms when two connections want the single write lock: one
+    /// audited read per request (credential vending) would otherwise wait tens of ms at p99.
+    audit_writer: tokio::sync::Mutex<()>,
     /// The database file; `None` for in-memory databases.
     file: Option<PathBuf>,
 }
@@ -86,7 +90,11 @@ impl SqliteStore {
                 }
             }
         };
-        Ok(Self { pool, file })
+        Ok(Self {
+            pool,
+            audit_writer: tokio::sync::Mutex::new(()),
+            file,
+        })
     }
 }
 

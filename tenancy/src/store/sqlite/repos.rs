@@ -418,6 +418,7 @@ impl TokenStore for SqliteStore {
 #[async_trait]
 impl AuditStore for SqliteStore {
     async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let _writer = self.audit_writer.lock().await;
         let mut tx = self.pool.begin().await?;
         insert_audit(&mut tx, event).await?;
         tx.commit().await?;

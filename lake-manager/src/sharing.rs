@@ -176,8 +176,14 @@ pub async fn snapshot(
                     )));
                 }
             }
-        } else {
+        } else if tenancy::share::is_contained_path(&path) {
             path
+        } else {
+            // A writer can commit any path; one that climbs out of the table must not become a
+            // URL signed with the plane's own, wider, credentials.
+            return Err(DeltaError::Refused(format!(
+                "the table references a file outside its root ({path})"
+            )));
         };
         files.push(SharedFile {
             path,

@@ -195,19 +195,20 @@ impl UrlSigner {
         Ok(Self { keyed })
     }
 
-    fn mac(&self, table: &str, path: &str, expires: i64) -> Hmac<Sha256> {
+    fn mac(&self, grant: &FileGrant<'_>) -> Hmac<Sha256> {
         // Length-prefixed fields: no choice of path can make two different URLs sign alike.
         let mut mac = self.keyed.clone();
-        for field in [table, path, &expires.to_string()] {
+        let expires = grant.expires.to_string();
+        for field in [grant.recipient, grant.table, grant.path, expires.as_str()] {
             mac.update(&(field.len() as u64).to_be_bytes());
             mac.update(field.as_bytes());
         }
         mac
     }
 
-    /// The signature, hex, of `path` inside `table` valid until `expires` (Unix seconds).
-    pub fn sign(&self, table: &str, path: &str, expires: i64) -> String {
-        self.mac(table, path, expires)
+    /// The signature, hex, of a grant.
+    pub fn sign(&self, grant: &FileGrant<'_>) -> String {
+        self.mac(grant)
             .finalize()
             .into_bytes()
             .iter()
@@ -216,23 +217,31 @@ impl UrlSigner {
     }
 
     /// Checks a signature in constant time, then the expiry against `now` (Unix seconds).
-    pub fn verify(
-        &self,
-        table: &str,
-        path: &str,
-        expires: i64,
-        signature: &str,
-        now: i64,
-    ) -> Result<(), UrlRefusal> {
+    pub fn verify(&self, grant: &FileGrant<'_>, signature: &str, now: i64) -> Result<(), UrlRefusal> {
         let bytes = decode_hex(signature).ok_or(UrlRefusal::BadSignature)?;
-        self.mac(table, path, expires)
+        self.mac(grant)
             .verify_slice(&bytes)
             .map_err(|_| UrlRefusal::BadSignature)?;
-        if now >= expires {
+        if now >= grant.expires {
             return Err(UrlRefusal::Expired);
         }
         Ok(())
     }
+}
+
+/// What a signed file URL grants: one file of one table, to one recipient, until a time. The
+/// recipient is in it so the file route can refuse URLs of a revoked recipient or a deleted
+/// share at once, not only when they expire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileGrant<'a> {
+    /// The recipient the URL was issued to (its id).
+    pub recipient: &'a str,
+    /// The table (its id).
+    pub table: &'a str,
+    /// The file, relative to the table root, percent-decoded.
+    pub path: &'a str,
+    /// Expiry, Unix seconds.
+    pub expires: i64,
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
@@ -323,41 +332,51 @@ mod tests {
     }
 
     #[test]
-    fn signatures_bind_table_path_and_expiry() {
+    fn signatures_bind_recipient_table_path_and_expiry() {
         let signer = UrlSigner::new(&[7u8; 32]).expect("key");
-        let sig = signer.sign("t1", "part-0.parquet", 1_000);
-        assert_eq!(signer.verify("t1", "part-0.parquet", 1_000, &sig, 999), Ok(()));
-        assert_eq!(
-            signer.verify("t1", "part-0.parquet", 1_000, &sig, 1_000),
-            Err(UrlRefusal::Expired)
-        );
-        for (table, path, expires) in [
-            ("t2", "part-0.parquet", 1_000),
-            ("t1", "part-1.parquet", 1_000),
-            ("t1", "part-0.parquet", 2_000),
+        let grant = FileGrant {
+            recipient: "r1",
+            table: "t1",
+            path: "part-0.parquet",
+            expires: 1_000,
+        };
+        let sig = signer.sign(&grant);
+        assert_eq!(signer.verify(&grant, &sig, 999), Ok(()));
+        assert_eq!(signer.verify(&grant, &sig, 1_000), Err(UrlRefusal::Expired));
+        for other in [
+            FileGrant {
+                recipient: "r2",
+                ..grant
+            },
+            FileGrant { table: "t2", ..grant },
+            FileGrant {
+                path: "part-1.parquet",
+                ..grant
+            },
+            FileGrant {
+                expires: 2_000,
+                ..grant
+            },
+            // Moving bytes between fields must not keep the signature valid.
+            FileGrant {
+                recipient: "r1t",
+                table: "1",
+                ..grant
+            },
         ] {
             assert_eq!(
-                signer.verify(table, path, expires, &sig, 0),
+                signer.verify(&other, &sig, 0),
                 Err(UrlRefusal::BadSignature),
-                "{table} {path} {expires}"
+                "{other:?}"
             );
         }
         let mut flipped = sig.clone().into_bytes();
         flipped[0] = if flipped[0] == b'0' { b'1' } else { b'0' };
         let flipped = String::from_utf8(flipped).expect("ascii");
-        assert_eq!(
-            signer.verify("t1", "part-0.parquet", 1_000, &flipped, 0),
-            Err(UrlRefusal::BadSignature)
-        );
-        assert_eq!(
-            signer.verify("t1", "part-0.parquet", 1_000, "zz", 0),
-            Err(UrlRefusal::BadSignature)
-        );
+        assert_eq!(signer.verify(&grant, &flipped, 0), Err(UrlRefusal::BadSignature));
+        assert_eq!(signer.verify(&grant, "zz", 0), Err(UrlRefusal::BadSignature));
         let other = UrlSigner::new(&[8u8; 32]).expect("key");
-        assert_eq!(
-            other.verify("t1", "part-0.parquet", 1_000, &sig, 0),
-            Err(UrlRefusal::BadSignature)
-        );
+        assert_eq!(other.verify(&grant, &sig, 0), Err(UrlRefusal::BadSignature));
         assert!(UrlSigner::new(&[1u8; 31]).is_err());
     }
 

@@ -10,8 +10,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tenancy::policy::Denial;
-use tenancy::share::{UrlRefusal, is_contained_path};
+use tenancy::share::{FileGrant, UrlRefusal, is_contained_path};
 use tenancy::store::TableStatus;
+use tenancy::tenant::TenantStatus;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::error::ApiError;
@@ -102,15 +103,18 @@ pub async fn serve_file(
     let signature = query
         .get("sig")
         .ok_or_else(|| forbidden("the URL has no signature"))?;
+    let recipient = query
+        .get("r")
+        .ok_or_else(|| forbidden("the URL names no recipient"))?;
+    let grant = FileGrant {
+        recipient,
+        table: &table_id,
+        path: &path,
+        expires,
+    };
     state
         .url_signer
-        .verify(
-            &table_id,
-            &path,
-            expires,
-            signature,
-            chrono::Utc::now().timestamp(),
-        )
+        .verify(&grant, signature, chrono::Utc::now().timestamp())
         .map_err(|refusal| match refusal {
             UrlRefusal::BadSignature => forbidden("the URL signature is not valid"),
             UrlRefusal::Expired => forbidden("the URL has expired"),
@@ -122,16 +126,34 @@ pub async fn serve_file(
         return Err(not_found());
     }
     let id = uuid::Uuid::parse_str(&table_id).map_err(|_| not_found())?;
+    // The URL lives no longer than the access it was issued under: a revoked or expired
+    // recipient, a deleted share or a table taken out of it ends it at once.
+    let recipient = uuid::Uuid::parse_str(recipient)
+        .ok()
+        .map(|r| state.store.get_recipient(r));
+    let recipient = match recipient {
+        Some(lookup) => lookup.await?,
+        None => None,
+    }
+    .filter(|r| r.revoked_at.is_none() && r.expires_at > chrono::Utc::now())
+    .ok_or_else(|| forbidden("the recipient this URL was issued to no longer has access"))?;
+    let share = state
+        .store
+        .get_share_by_id(recipient.share_id)
+        .await?
+        .filter(|s| s.tables.iter().any(|t| t.table_id == id))
+        .ok_or_else(|| forbidden("the table is no longer shared with this recipient"))?;
     let record = state
         .store
         .get_table_by_id(id)
         .await?
-        .filter(|t| t.status == TableStatus::Active)
+        .filter(|t| t.status == TableStatus::Active && t.tenant == share.tenant)
         .ok_or_else(not_found)?;
     let tenant = state
         .store
         .get_tenant(&record.tenant)
         .await?
+        .filter(|t| t.status != TenantStatus::Deleting)
         .ok_or_else(not_found)?;
     let root = state
         .catalog

@@ -209,7 +209,18 @@ pub(crate) fn public_base(state: &AppState, headers: &HeaderMap) -> Result<Strin
         .ok_or_else(|| {
             ApiError::BadRequest("no Host header to build URLs from; set sharing.public_url".to_owned())
         })?;
-    Ok(format!("http://{host}"))
+    // Behind a TLS-terminating proxy the request arrives as plain HTTP; the proxy's header
+    // says what the client used. It only shapes URLs handed back to this same caller, so a
+    // forged value misleads no one else (set `sharing.public_url` in production).
+    let scheme = match headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+        .map(|p| p.trim().to_ascii_lowercase())
+    {
+        Some(p) if p == "https" => "https",
+        _ => "http",
+    };
+    Ok(format!("{scheme}://{host}"))
 }
 
 /// Creates a share of tables the caller may read.

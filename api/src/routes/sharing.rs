@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tenancy::pagination;
-use tenancy::share::{file_url_lifetime, token_hash};
+use tenancy::share::{FileGrant, file_url_lifetime, token_hash};
 use tenancy::store::{RecipientRecord, ShareRecord, SharedTable, StoreError, TableRecord, TableStatus};
 use tenancy::tenant::{Tenant, TenantStatus};
 
@@ -97,7 +97,9 @@ impl IntoResponse for ProtocolError {
             ProtocolError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"),
             ProtocolError::NotFound(_) => (StatusCode::NOT_FOUND, "RESOURCE_DOES_NOT_EXIST"),
             ProtocolError::InvalidParameter(_) => (StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE"),
-            ProtocolError::Unsupported(_) => (StatusCode::NOT_IMPLEMENTED, "FEATURE_NOT_SUPPORTED"),
+            // 400, not 501: the Python client and the Spark connector retry every 5xx for
+            // minutes before showing the error.
+            ProtocolError::Unsupported(_) => (StatusCode::BAD_REQUEST, "FEATURE_NOT_SUPPORTED"),
             ProtocolError::Store(e) if e.is_unavailable() => {
                 (StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE")
             }
@@ -168,7 +170,8 @@ impl FromRequestParts<AppState> for Recipient {
 impl Recipient {
     fn share_named(&self, name: &str) -> Result<&ShareRecord, ProtocolError> {
         // Another share, of this tenant or any other, is answered as absent.
-        if self.share.name.as_str() == name {
+        // The protocol's names are case-insensitive; stored names are lowercase.
+        if self.share.name.as_str().eq_ignore_ascii_case(name) {
             Ok(&self.share)
         } else {
             Err(ProtocolError::NotFound(format!("share {name} not found")))
@@ -195,12 +198,14 @@ fn paged(items: Vec<Value>, query: &ListQuery) -> Result<Json<Value>, ProtocolEr
             })?,
         _ => 0,
     };
+    // Larger pages are capped rather than refused, as the protocol lets servers do.
     let max = match &query.max_results {
         Some(raw) => raw
             .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| ProtocolError::InvalidParameter("maxResults must be 1 to 1000".to_owned()))?,
+            .map_err(|_| {
+                ProtocolError::InvalidParameter("maxResults must be a non-negative integer".to_owned())
+            })?
+            .min(1000),
         None => 1000,
     };
     let end = offset.saturating_add(max).min(items.len());
@@ -290,7 +295,7 @@ async fn list_tables(
     let tables: Vec<Value> = live_tables(&state, share)
         .await?
         .iter()
-        .filter(|(t, _)| t.zone.as_str() == schema)
+        .filter(|(t, _)| t.zone.as_str().eq_ignore_ascii_case(&schema))
         .map(|(t, _)| table_item(share, t))
         .collect();
     if tables.is_empty() {
@@ -341,7 +346,7 @@ async fn resolve(
     let shared = share
         .tables
         .iter()
-        .find(|t| t.zone.as_str() == schema && t.name == table)
+        .find(|t| t.zone.as_str().eq_ignore_ascii_case(schema) && t.name.eq_ignore_ascii_case(table))
         .ok_or_else(missing)?;
     let record = state
         .store
@@ -529,6 +534,7 @@ struct FileUrls<'a> {
     expires: i64,
     lifetime: std::time::Duration,
     bucket_and_prefix: Option<(String, String)>,
+    recipient: String,
 }
 
 impl<'a> FileUrls<'a> {
@@ -560,6 +566,7 @@ impl<'a> FileUrls<'a> {
             expires,
             lifetime,
             bucket_and_prefix,
+            recipient: recipient.id.to_string(),
         })
     }
 
@@ -574,7 +581,12 @@ impl<'a> FileUrls<'a> {
                 .ok_or_else(|| ProtocolError::Unsupported("this storage cannot presign URLs".to_owned()));
         }
         let table_id = self.resolved.record.id.to_string();
-        let signature = self.state.url_signer.sign(&table_id, &file.path, self.expires);
+        let signature = self.state.url_signer.sign(&FileGrant {
+            recipient: &self.recipient,
+            table: &table_id,
+            path: &file.path,
+            expires: self.expires,
+        });
         let mut url = url::Url::parse(&self.base)
             .map_err(|_| ProtocolError::InvalidParameter("sharing.public_url is not a URL".to_owned()))?;
         {
@@ -587,6 +599,7 @@ impl<'a> FileUrls<'a> {
             }
         }
         url.query_pairs_mut()
+            .append_pair("r", &self.recipient)
             .append_pair("expires", &self.expires.to_string())
             .append_pair("sig", &signature);
         Ok(url.into())

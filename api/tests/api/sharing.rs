@@ -9,7 +9,7 @@ use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tenancy::role::Role;
-use tenancy::share::{RecipientName, UrlSigner, token_hash};
+use tenancy::share::{FileGrant, RecipientName, UrlSigner, token_hash};
 use tenancy::store::{Backend, RecipientRecord};
 
 use crate::common::python_outcome;
@@ -300,6 +300,51 @@ async fn delta_sharing_client_reads_exactly_what_was_written_and_nothing_else() 
         let (ok, _, err) = py(LOAD, vec![format!("{profile}#{hidden}"), "{}".into()]).await;
         assert!(!ok && err.contains("404"), "{hidden} must not be readable: {err}");
     }
+    // Names are case-insensitive; pages follow maxResults (0 included) and pageToken.
+    let mixed = app
+        .get_as(
+            &token,
+            "/delta-sharing/shares/Sales/schemas/GOLD/tables/Orders/version",
+        )
+        .await;
+    assert_eq!(mixed.status(), 200);
+    let first: Value = app
+        .get_as(&token, "/delta-sharing/shares/sales/all-tables?maxResults=1")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(first["items"].as_array().map(Vec::len), Some(1));
+    let next = first["nextPageToken"].as_str().expect("a next page");
+    let second: Value = app
+        .get_as(
+            &token,
+            &format!("/delta-sharing/shares/sales/all-tables?maxResults=1&pageToken={next}"),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(second["items"].as_array().map(Vec::len), Some(1));
+    assert!(second.get("nextPageToken").is_none(), "{second}");
+    assert_ne!(first["items"][0], second["items"][0]);
+    let none: Value = app
+        .get_as(&token, "/delta-sharing/shares/sales/all-tables?maxResults=0")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(none["items"], json!([]));
+    // Unsupported features are a 400, not a 5xx that clients would retry for minutes.
+    let changes = app
+        .get_as(
+            &token,
+            "/delta-sharing/shares/sales/schemas/gold/tables/orders/changes?startingVersion=0",
+        )
+        .await;
+    assert_eq!(changes.status(), 400);
+    let changes: Value = changes.json().await.expect("json");
+    assert_eq!(changes["errorCode"], "FEATURE_NOT_SUPPORTED");
     let foreign = app.get_as(&token, "/delta-sharing/shares/bshare/schemas").await;
     assert_eq!(foreign.status(), 404);
     let foreign: Value = foreign.json().await.expect("json");
@@ -485,7 +530,7 @@ async fn signed_file_urls_serve_ranges_and_refuse_tampering_expiry_and_traversal
         json!([{"zone": "gold", "name": "orders"}]),
     )
     .await;
-    let (_, _, token) = recipient(&app, &acme, "acme", "sales", "bob").await;
+    let (bob, _, token) = recipient(&app, &acme, "acme", "sales", "bob").await;
     let (_, files) = query(&app, &token, "sales/schemas/gold/tables/orders", json!({})).await;
     let file = &files[0];
     let url = url::Url::parse(file["url"].as_str().expect("url")).expect("parse");
@@ -601,12 +646,18 @@ async fn signed_file_urls_serve_ranges_and_refuse_tampering_expiry_and_traversal
         .next_back()
         .expect("name")
         .to_owned();
+    // A URL for `path` of the orders table, signed for bob with the server's own secret.
+    let signed = |path: &str, encoded: &str, expires: i64| {
+        let sig = signer.sign(&FileGrant {
+            recipient: &bob,
+            table: &table_id,
+            path,
+            expires,
+        });
+        format!("/files/{table_id}/{encoded}?r={bob}&expires={expires}&sig={sig}")
+    };
     let past = now - 10;
-    let expired = format!(
-        "{}/files/{table_id}/{name}?expires={past}&sig={}",
-        app.base,
-        signer.sign(&table_id, &name, past)
-    );
+    let expired = format!("{}{}", app.base, signed(&name, &name, past));
     let answer = app.client.get(&expired).send().await.expect("get");
     assert_eq!(answer.status(), 403);
     assert!(answer.text().await.unwrap_or_default().contains("expired"));
@@ -646,10 +697,7 @@ async fn signed_file_urls_serve_ranges_and_refuse_tampering_expiry_and_traversal
         ),
         ("%2Fetc%2Fpasswd".to_owned(), "/etc/passwd".to_owned()),
     ] {
-        let target = format!(
-            "/files/{table_id}/{encoded}?expires={future}&sig={}",
-            signer.sign(&table_id, &decoded, future)
-        );
+        let target = signed(&decoded, &encoded, future);
         assert_eq!(
             raw_get(&app.base, &target).await,
             404,
@@ -662,20 +710,39 @@ async fn signed_file_urls_serve_ranges_and_refuse_tampering_expiry_and_traversal
         .to_file_path()
         .expect("path");
     std::os::unix::fs::symlink("/etc/hostname", root.join("evil.parquet")).expect("symlink");
-    let evil = format!(
-        "{}/files/{table_id}/evil.parquet?expires={future}&sig={}",
-        app.base,
-        signer.sign(&table_id, "evil.parquet", future)
-    );
+    let evil = format!("{}{}", app.base, signed("evil.parquet", "evil.parquet", future));
     assert_eq!(app.client.get(&evil).send().await.expect("get").status(), 404);
     // A validly signed file of the table itself is served, which shows the refusals above are
     // about the paths and not the signing.
-    let good = format!(
-        "{}/files/{table_id}/{name}?expires={future}&sig={}",
-        app.base,
-        signer.sign(&table_id, &name, future)
-    );
+    let good = format!("{}{}", app.base, signed(&name, &name, future));
     assert_eq!(app.client.get(&good).send().await.expect("get").status(), 200);
+    // Another recipient's id under bob's signature is refused.
+    let swapped = good.replace(&format!("r={bob}"), "r=00000000-0000-7000-8000-000000000000");
+    assert_eq!(app.client.get(&swapped).send().await.expect("get").status(), 403);
+    // URLs end with the access they were issued under: revoking bob stops the URL the server
+    // handed out, long before its expiry.
+    assert_eq!(
+        app.client.get(url.clone()).send().await.expect("get").status(),
+        200
+    );
+    let revoked = app
+        .send_as(
+            &acme,
+            Method::DELETE,
+            &format!("/v1/tenants/acme/shares/sales/recipients/{bob}"),
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status(), 204);
+    let answer = app.client.get(url.clone()).send().await.expect("get");
+    assert_eq!(answer.status(), 403);
+    assert!(
+        answer
+            .text()
+            .await
+            .unwrap_or_default()
+            .contains("no longer has access")
+    );
     app.shutdown().await;
 }
 

@@ -711,6 +711,8 @@ pub trait ShareStore: Send + Sync {
         at: DateTime<Utc>,
         audit: &AuditEvent,
     ) -> Result<bool, StoreError>;
+    /// One recipient by id, revoked or not.
+    async fn get_recipient(&self, id: Uuid) -> Result<Option<RecipientRecord>, StoreError>;
     /// The recipient holding the token with this hash, revoked or not.
     async fn recipient_by_token(&self, token_hash: &str) -> Result<Option<RecipientRecord>, StoreError>;
 }

@@ -104,6 +104,18 @@ impl ShareStore for PgStore {
 
     async fn delete_share(&self, id: Uuid, audit: &AuditEvent) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
+        let owner = sqlx::query("SELECT tenant_id FROM shares WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(owner) = owner else {
+            return Ok(false);
+        };
+        lock_tenant(
+            &mut tx,
+            &TenantId::from_trusted(owner.try_get::<String, _>("tenant_id")?),
+        )
+        .await?;
         let gone = sqlx::query("DELETE FROM shares WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -122,6 +134,9 @@ impl ShareStore for PgStore {
 
     async fn insert_recipient(&self, r: &RecipientRecord, audit: &AuditEvent) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        // Serialises with share deletion and the tenant's purge, which take the same lock, so a
+        // recipient is never written for a share that is going away.
+        lock_tenant(&mut tx, &r.tenant).await?;
         let share = sqlx::query("SELECT id FROM shares WHERE id = $1")
             .bind(r.share_id)
             .fetch_optional(&mut *tx)
@@ -198,6 +213,14 @@ impl ShareStore for PgStore {
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn get_recipient(&self, id: Uuid) -> Result<Option<RecipientRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM share_recipients WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(recipient).transpose()
     }
 
     async fn recipient_by_token(&self, token_hash: &str) -> Result<Option<RecipientRecord>, StoreError> {

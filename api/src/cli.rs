@@ -45,6 +45,22 @@ pub enum Command {
     /// Run workers.
     #[command(subcommand)]
     Worker(WorkerCommand),
+    /// Inspect configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `lakeplane config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a config file (with the environment and flags layered on top, as `serve`
+    /// would) and print the effective config as TOML with secrets masked; exits 2 naming the
+    /// bad key otherwise. Opens nothing: no database, storage or key.
+    Check {
+        /// The TOML file to check.
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 /// `lakeplane worker ...`.

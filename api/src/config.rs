@@ -967,6 +967,12 @@ impl Config {
         Ok(())
     }
 
+    /// The effective configuration as TOML, secrets and database passwords shown as `***`
+    /// (what `lakeplane config check` prints).
+    pub fn to_masked_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string_pretty(self)
+    }
+
     /// The metadata database URL, with the embedded default resolved.
     pub fn database_url(&self) -> DatabaseUrl {
         self.database
@@ -1191,6 +1197,18 @@ mod tests {
             assert_eq!(err.key, "workers.launcher");
             Ok(())
         });
+    }
+
+    #[test]
+    fn the_printed_config_loads_back_as_the_same_config() {
+        let text = Config::default().to_masked_toml().expect("toml");
+        let back: Config = toml::from_str(&text).expect("the printed config is valid config");
+        assert_eq!(
+            back.to_masked_toml().expect("toml"),
+            text,
+            "printing is stable: every key survives the round trip"
+        );
+        assert!(text.contains("[workers.kubernetes]"), "{text}");
     }
 
     #[test]

@@ -14,6 +14,22 @@ fn main() -> ExitCode {
         print!("{}", api::openapi::spec_json());
         return ExitCode::SUCCESS;
     }
+    if let Command::Config(api::cli::ConfigCommand::Check { file }) = &cli.command {
+        return match Config::load(Some(file), &cli.overrides()).map(|c| c.to_masked_toml()) {
+            Ok(Ok(text)) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Ok(Err(e)) => {
+                eprintln!("lakeplane: cannot print the configuration: {e}");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("lakeplane: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        };
+    }
     let config = match Config::load(cli.config.as_deref(), &cli.overrides()) {
         Ok(config) => config,
         Err(e) => {
@@ -41,7 +57,7 @@ fn main() -> ExitCode {
                 .await
                 .map(|report| println!("{report}"))
                 .map_err(|e| Some(api::error::chain(&e))),
-            Command::Openapi => Ok(()),
+            Command::Openapi | Command::Config(_) => Ok(()),
             Command::Worker(api::cli::WorkerCommand::Run { id }) => api::worker_cli::run(config, &id)
                 .await
                 .map_err(|e| Some(api::error::chain(&e))),

@@ -71,3 +71,53 @@ async fn invalid_values_stop_start_up_with_one_line_naming_the_key() {
     .await;
     assert!(missing.contains("absent.toml"), "{missing}");
 }
+
+/// `lakeplane config check --file`: the rendered Helm ConfigMap is checked with it, so it must
+/// accept a valid file, print the effective config with secrets masked, and refuse a bad one
+/// the way `serve` does, without creating anything.
+#[tokio::test]
+async fn config_check_prints_the_effective_config_masked_or_names_the_bad_key() {
+    let cwd = tempfile::tempdir().expect("cwd");
+    let good = cwd.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "data_dir = \"/var/lib/lakeplane\"\n\
+         [database]\nurl = \"postgres://lake:hunter2-secret@db:5432/lakeplane\"\n\
+         [sharing]\nurl_signing_secret = \"a-url-signing-secret-of-32-bytes-or-more\"\n\
+         [workers]\nlauncher = \"kubernetes\"\n",
+    )
+    .expect("file");
+    let output = lakeplane(cwd.path())
+        .args(["config", "check", "--file"])
+        .arg(&good)
+        .output()
+        .await
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("launcher = \"kubernetes\""), "{stdout}");
+    assert!(stdout.contains("data_dir = \"/var/lib/lakeplane\""), "{stdout}");
+    assert!(stdout.contains("url_signing_secret = \"***\""), "{stdout}");
+    assert!(
+        !stdout.contains("hunter2-secret") && !stdout.contains("32-bytes-or-more"),
+        "{stdout}"
+    );
+    assert!(!cwd.path().join("data").exists() && !std::path::Path::new("/var/lib/lakeplane").exists());
+
+    let bad = cwd.path().join("bad.toml");
+    std::fs::write(&bad, "[workers]\nlaunchr = \"kubernetes\"\n").expect("file");
+    let output = lakeplane(cwd.path())
+        .args(["config", "check", "--file"])
+        .arg(&bad)
+        .output()
+        .await
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("launchr"), "names the unknown key: {stderr}");
+    assert!(output.stdout.is_empty());
+}

@@ -725,3 +725,62 @@ async fn stand_in_api_server_remove_orphans_deletes_only_the_unwanted() {
     want_jobs.sort();
     assert_eq!(jobs, want_jobs, "a finished job stays until its TTL");
 }
+
+/// The launcher's exported RBAC rules are exactly the calls it makes: every operation it has
+/// (start of a long-running and a one-shot worker, start of an existing Job, stop of both,
+/// orphan removal) against the stand-in, and the (group, resource, verb) of each request.
+#[tokio::test]
+async fn stand_in_api_server_rbac_rules_are_exactly_the_calls_made() {
+    let server = StandInApiServer::start().await;
+    let launcher = server.launcher();
+    let ingest = spec(WorkerKind::Ingest, "acme");
+    let compact = spec(WorkerKind::Compact, "acme");
+    launcher.start(&ingest).await.expect("start ingest");
+    launcher.start(&compact).await.expect("start compact");
+    launcher.start(&compact).await.expect("already running");
+    launcher.stop(&ingest.id()).await.expect("stop ingest");
+    launcher.stop(&compact.id()).await.expect("stop compact");
+    launcher
+        .remove_orphans(&BTreeSet::new())
+        .await
+        .expect("remove orphans");
+    let mut made: BTreeSet<(String, String, String)> = BTreeSet::new();
+    for r in server.take() {
+        let (group, resource) = if r.path.starts_with(DEPLOYMENTS) {
+            ("apps", "deployments")
+        } else if r.path.starts_with(JOBS) {
+            ("batch", "jobs")
+        } else {
+            panic!("unexpected call {} {}", r.method, r.path)
+        };
+        let named = r.path.len()
+            > if resource == "jobs" {
+                JOBS.len()
+            } else {
+                DEPLOYMENTS.len()
+            };
+        let verb = match (r.method.as_str(), named) {
+            ("GET", true) => "get",
+            ("GET", false) => "list",
+            ("POST", _) => "create",
+            ("PATCH", _) => "patch",
+            ("PUT", _) => "update",
+            ("DELETE", true) => "delete",
+            ("DELETE", false) => "deletecollection",
+            (other, _) => panic!("unexpected method {other}"),
+        };
+        made.insert((group.to_owned(), resource.to_owned(), verb.to_owned()));
+    }
+    let exported: BTreeSet<(String, String, String)> = lake_manager::workers::kube::RBAC_RULES
+        .iter()
+        .flat_map(|(group, resource, verbs)| {
+            verbs
+                .iter()
+                .map(|v| ((*group).to_owned(), (*resource).to_owned(), (*v).to_owned()))
+        })
+        .collect();
+    assert_eq!(
+        made, exported,
+        "the exported rules are the calls, no more and no fewer"
+    );
+}

@@ -30,6 +30,16 @@ use super::{Launcher, WorkersError};
 /// The field manager named in server-side apply, so Kubernetes records who owns the fields.
 pub const FIELD_MANAGER: &str = "lakeplane";
 
+/// Every Kubernetes API call the launcher makes, as RBAC rules `(API group, resource, verbs)`,
+/// in the worker namespace: server-side apply (`patch`), listing by label and deleting ingest
+/// Deployments; creating, reading, listing and deleting one-shot Jobs. The Helm chart's Role
+/// grants exactly these, and a test checks both this list against the requests the launcher
+/// sends and the rendered Role against this list.
+pub const RBAC_RULES: [(&str, &str, &[&str]); 2] = [
+    ("apps", "deployments", &["delete", "list", "patch"]),
+    ("batch", "jobs", &["create", "delete", "get", "list"]),
+];
+
 /// Objects listed per request when looking for orphans; bounds memory with many tenants.
 const LIST_PAGE: u32 = 500;
 

@@ -174,6 +174,8 @@ fn the_chart_renders_validates_and_matches_the_server() {
         assert!(message.contains(reason), "{case}: {message}");
     }
 
+    assert_eq!(summary["undocumented"], serde_json::json!([]), "every value is in the chart README");
+
     // Golden file of the default manifests.
     let golden = chart.join("ci/golden/default.yaml");
     let actual = std::fs::read_to_string(out.path().join("default.yaml")).expect("default");

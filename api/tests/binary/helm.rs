@@ -167,6 +167,7 @@ fn the_chart_renders_validates_and_matches_the_server() {
         ("replicas_on_sqlite", "database.mode=external"),
         ("external_without_url", "database.external.url"),
         ("s3_without_region", "storage.s3.region"),
+        ("kubernetes_workers_on_sqlite", "database.mode=external"),
     ] {
         let message = summary["refusals"][case]
             .as_str()
@@ -174,7 +175,14 @@ fn the_chart_renders_validates_and_matches_the_server() {
         assert!(message.contains(reason), "{case}: {message}");
     }
 
-    assert_eq!(summary["undocumented"], serde_json::json!([]), "every value is in the chart README");
+    for (name, problems) in summary["lint"].as_object().expect("lint") {
+        assert_eq!(problems, &serde_json::json!([]), "helm lint --strict on {name}");
+    }
+    assert_eq!(
+        summary["undocumented"],
+        serde_json::json!([]),
+        "every value is in the chart README"
+    );
 
     // Golden file of the default manifests.
     let golden = chart.join("ci/golden/default.yaml");

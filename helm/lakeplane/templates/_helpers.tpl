@@ -82,6 +82,12 @@ app.kubernetes.io/component: server
 {{- if and $scaled (not .Values.existingSecret) (or (not .Values.secrets.signingKey) (not .Values.secrets.urlSigningSecret)) }}
 {{- fail "several replicas must share one token signing key and one URL-signing secret: set secrets.signingKey and secrets.urlSigningSecret, or existingSecret" }}
 {{- end }}
+{{- if and (eq .Values.workers.launcher "kubernetes") (or (eq .Values.database.mode "embedded") (eq .Values.storage.kind "local")) }}
+{{- fail "workers.launcher=kubernetes runs workers in their own pods, which need database.mode=external and storage.kind=s3 (they cannot reach the server's volume)" }}
+{{- end }}
+{{- if and (eq .Values.workers.launcher "kubernetes") (not .Values.existingSecret) (or (not .Values.secrets.signingKey) (not .Values.secrets.urlSigningSecret)) }}
+{{- fail "workers.launcher=kubernetes needs secrets.signingKey and secrets.urlSigningSecret, or existingSecret: worker pods have no volume to keep generated keys on" }}
+{{- end }}
 {{- if and (eq .Values.storage.kind "s3") (not .Values.storage.s3.region) }}
 {{- fail "storage.kind=s3 needs storage.s3.region" }}
 {{- end }}

@@ -142,6 +142,24 @@ fn the_chart_renders_validates_and_matches_the_server() {
         "migration hook"
     );
     assert!(irsa.contains("kind: Ingress") && irsa.contains("kind: NetworkPolicy"));
+    // Workers run as their own account (no API token); the migration hook runs before the
+    // chart's account exists, so it names none; the server listens where the probes look.
+    let kube_yaml =
+        std::fs::read_to_string(out.path().join("kubernetes-launcher-autoscaling.yaml")).expect("kube");
+    assert!(
+        kube_yaml.contains("name: lakeplane-worker\n  namespace: lakeplane-workers"),
+        "worker account"
+    );
+    let kube_config = std::fs::read_to_string(out.path().join("kubernetes-launcher-autoscaling.config.toml"))
+        .expect("config");
+    assert!(
+        kube_config.contains("service_account = \"lakeplane-worker\""),
+        "{kube_config}"
+    );
+    let job = &irsa[irsa.find("kind: Job").expect("job")..];
+    let job = &job[..job.find("\n---").unwrap_or(job.len())];
+    assert!(!job.contains("serviceAccountName"), "{job}");
+    assert!(irsa.contains("value: \"0.0.0.0:8080\""), "listen set in the pod");
     let sqlite = std::fs::read_to_string(out.path().join("sqlite-single-replica.yaml")).expect("sqlite");
     assert!(sqlite.contains("kind: PersistentVolumeClaim") && sqlite.contains("type: Recreate"));
     assert!(
@@ -168,6 +186,8 @@ fn the_chart_renders_validates_and_matches_the_server() {
         ("external_without_url", "database.external.url"),
         ("s3_without_region", "storage.s3.region"),
         ("kubernetes_workers_on_sqlite", "database.mode=external"),
+        ("ephemeral_keys", "secrets.signingKey"),
+        ("pdb_with_one_replica", "node drains"),
     ] {
         let message = summary["refusals"][case]
             .as_str()

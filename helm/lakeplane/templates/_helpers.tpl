@@ -41,6 +41,11 @@ app.kubernetes.io/component: server
 {{- end }}
 {{- end }}
 
+{{/* The service account worker pods run as (Kubernetes launcher). */}}
+{{- define "lakeplane.workerServiceAccountName" -}}
+{{- default (printf "%s-worker" (include "lakeplane.fullname" .)) .Values.workers.serviceAccount.name }}
+{{- end }}
+
 {{/* The Secret holding the database URL and signing secrets. */}}
 {{- define "lakeplane.secretName" -}}
 {{- default (include "lakeplane.fullname" .) .Values.existingSecret }}
@@ -87,6 +92,13 @@ app.kubernetes.io/component: server
 {{- end }}
 {{- if and (eq .Values.workers.launcher "kubernetes") (not .Values.existingSecret) (or (not .Values.secrets.signingKey) (not .Values.secrets.urlSigningSecret)) }}
 {{- fail "workers.launcher=kubernetes needs secrets.signingKey and secrets.urlSigningSecret, or existingSecret: worker pods have no volume to keep generated keys on" }}
+{{- end }}
+{{- $ephemeral := or (not (include "lakeplane.needsVolume" .)) (not .Values.persistence.enabled) }}
+{{- if and $ephemeral (not .Values.existingSecret) (or (not .Values.secrets.signingKey) (not .Values.secrets.urlSigningSecret)) }}
+{{- fail "without a persistent data volume, generated keys would change on every restart (invalidating every token): set secrets.signingKey and secrets.urlSigningSecret, or existingSecret" }}
+{{- end }}
+{{- if and .Values.podDisruptionBudget.enabled (not $scaled) }}
+{{- fail "a PodDisruptionBudget with one replica blocks node drains: enable it with replicaCount > 1 or autoscaling" }}
 {{- end }}
 {{- if and (eq .Values.storage.kind "s3") (not .Values.storage.s3.region) }}
 {{- fail "storage.kind=s3 needs storage.s3.region" }}

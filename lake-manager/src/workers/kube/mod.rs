@@ -31,12 +31,13 @@ use super::{Launcher, WorkersError};
 pub const FIELD_MANAGER: &str = "lakeplane";
 
 /// Every Kubernetes API call the launcher makes, as RBAC rules `(API group, resource, verbs)`,
-/// in the worker namespace: server-side apply (`patch`), listing by label and deleting ingest
+/// in the worker namespace: server-side apply (`patch`, and `create`, which the API server also
+/// checks when the applied object does not exist yet), listing by label and deleting ingest
 /// Deployments; creating, reading, listing and deleting one-shot Jobs. The Helm chart's Role
 /// grants exactly these, and a test checks both this list against the requests the launcher
 /// sends and the rendered Role against this list.
 pub const RBAC_RULES: [(&str, &str, &[&str]); 2] = [
-    ("apps", "deployments", &["delete", "list", "patch"]),
+    ("apps", "deployments", &["create", "delete", "list", "patch"]),
     ("batch", "jobs", &["create", "delete", "get", "list"]),
 ];
 

@@ -240,12 +240,27 @@ async fn provisioning_on_s3_creates_hardened_buckets_with_exact_lifecycle() {
             .expect("policy");
         assert_eq!(policy_json(inline.policy_document()), expected, "{role}");
     }
-    let roles = iam_client.list_roles().send().await.expect("roles");
-    let ours = roles
-        .roles()
-        .iter()
-        .filter(|r| r.role_name().starts_with(&bucket_prefix))
-        .count();
+    // Every page: the shared moto server keeps the roles of every earlier test and run, and
+    // ListRoles answers 100 at a time.
+    let mut ours = 0;
+    let mut marker: Option<String> = None;
+    loop {
+        let page = iam_client
+            .list_roles()
+            .set_marker(marker.clone())
+            .send()
+            .await
+            .expect("roles");
+        ours += page
+            .roles()
+            .iter()
+            .filter(|r| r.role_name().starts_with(&bucket_prefix))
+            .count();
+        match page.marker() {
+            Some(next) if page.is_truncated() => marker = Some(next.to_owned()),
+            _ => break,
+        }
+    }
     assert_eq!(ours, 2, "no second role after the repeated runs");
 
     // Usage sees what is stored; purge removes it, and the dedicated bucket with it.

@@ -339,9 +339,8 @@ pub fn load_url_signer(config: &Config) -> Result<UrlSigner, StartupError> {
     let secret = match &config.sharing.url_signing_secret {
         Some(secret) => secret.expose().to_owned(),
         None => {
-            let fresh = new_url_secret().map_err(StartupError::UrlSecret)?;
             let path = config.data_dir.join(crate::config::GENERATED_URL_SECRET_FILE);
-            load_or_generate_private(&path, || fresh)
+            load_or_generate_private(&path, new_url_secret)
                 .map_err(|e| StartupError::UrlSecret(e.to_string()))?
                 .0
         }

@@ -135,12 +135,12 @@ pub fn new_bearer_token() -> Result<String, String> {
     ))
 }
 
-/// A new URL-signing secret: 32 random bytes, hex.
-pub fn new_url_secret() -> Result<String, String> {
+/// A new URL-signing secret: 32 random bytes, hex. Like the token signing key, it is made
+/// once at first start, where a system without randomness cannot go on anyway.
+pub fn new_url_secret() -> String {
     let mut bytes = [0u8; 32];
-    rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut bytes)
-        .map_err(|e| format!("no randomness for a URL-signing secret: {e}"))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What the store keeps of a bearer token: its SHA-256, hex. The token has 256 random bits,

@@ -11,8 +11,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tenancy::policy::Denial;
 use tenancy::share::{FileGrant, UrlRefusal, is_contained_path};
-use tenancy::store::TableStatus;
-use tenancy::tenant::TenantStatus;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::error::ApiError;
@@ -143,22 +141,11 @@ pub async fn serve_file(
         .await?
         .filter(|s| s.tables.iter().any(|t| t.table_id == id))
         .ok_or_else(|| forbidden("the table is no longer shared with this recipient"))?;
-    let record = state
-        .store
-        .get_table_by_id(id)
+    let table = super::sharing::active_table(&state, id)
         .await?
-        .filter(|t| t.status == TableStatus::Active && t.tenant == share.tenant)
+        .filter(|t| t.record.tenant == share.tenant)
         .ok_or_else(not_found)?;
-    let tenant = state
-        .store
-        .get_tenant(&record.tenant)
-        .await?
-        .filter(|t| t.status != TenantStatus::Deleting)
-        .ok_or_else(not_found)?;
-    let root = state
-        .catalog
-        .table_root(&tenant, record.spec.zone, record.spec.name.as_str());
-    let root = url::Url::parse(&root)
+    let root = url::Url::parse(&table.root)
         .ok()
         .filter(|u| u.scheme() == "file")
         .and_then(|u| u.to_file_path().ok())

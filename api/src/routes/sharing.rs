@@ -236,19 +236,19 @@ async fn get_share(recipient: Recipient, Path(share): Path<String>) -> Result<Js
 }
 
 /// The share's tables that still exist, in share order.
-async fn live_tables(
+async fn live_tables<'a>(
     state: &AppState,
-    share: &ShareRecord,
-) -> Result<Vec<(SharedTable, TableRecord)>, ProtocolError> {
+    share: &'a ShareRecord,
+) -> Result<Vec<&'a SharedTable>, ProtocolError> {
     let mut live = Vec::with_capacity(share.tables.len());
     for shared in &share.tables {
-        if let Some(record) = state
+        let active = state
             .store
             .get_table_by_id(shared.table_id)
             .await?
-            .filter(|t| t.status == TableStatus::Active)
-        {
-            live.push((shared.clone(), record));
+            .is_some_and(|t| t.status == TableStatus::Active);
+        if active {
+            live.push(shared);
         }
     }
     Ok(live)
@@ -274,7 +274,7 @@ async fn list_schemas(
     let mut zones: Vec<_> = live_tables(&state, share)
         .await?
         .into_iter()
-        .map(|(t, _)| t.zone)
+        .map(|t| t.zone)
         .collect();
     zones.sort();
     zones.dedup();
@@ -294,9 +294,9 @@ async fn list_tables(
     let share = recipient.share_named(&share)?;
     let tables: Vec<Value> = live_tables(&state, share)
         .await?
-        .iter()
-        .filter(|(t, _)| t.zone.as_str().eq_ignore_ascii_case(&schema))
-        .map(|(t, _)| table_item(share, t))
+        .into_iter()
+        .filter(|t| t.zone.as_str().eq_ignore_ascii_case(&schema))
+        .map(|t| table_item(share, t))
         .collect();
     if tables.is_empty() {
         return Err(ProtocolError::NotFound(format!(
@@ -316,17 +316,45 @@ async fn list_all_tables(
     let share = recipient.share_named(&share)?;
     let tables = live_tables(&state, share)
         .await?
-        .iter()
-        .map(|(t, _)| table_item(share, t))
+        .into_iter()
+        .map(|t| table_item(share, t))
         .collect();
     paged(tables, &query)
 }
 
 /// A shared table resolved to where its Delta log lives.
-struct Resolved {
-    tenant: Tenant,
-    record: TableRecord,
-    root: String,
+pub(crate) struct Resolved {
+    /// The table's tenant.
+    pub tenant: Tenant,
+    /// The table.
+    pub record: TableRecord,
+    /// Its root under the tenant's current placement.
+    pub root: String,
+}
+
+/// An active table of a tenant that is not being deleted, with its root; `None` otherwise.
+/// The protocol and the file route both serve only such tables.
+pub(crate) async fn active_table(state: &AppState, id: uuid::Uuid) -> Result<Option<Resolved>, StoreError> {
+    let Some(record) = state
+        .store
+        .get_table_by_id(id)
+        .await?
+        .filter(|t| t.status == TableStatus::Active)
+    else {
+        return Ok(None);
+    };
+    let Some(tenant) = state
+        .store
+        .get_tenant(&record.tenant)
+        .await?
+        .filter(|t| t.status != TenantStatus::Deleting)
+    else {
+        return Ok(None);
+    };
+    let root = state
+        .catalog
+        .table_root(&tenant, record.spec.zone, record.spec.name.as_str());
+    Ok(Some(Resolved { tenant, record, root }))
 }
 
 async fn resolve(
@@ -348,22 +376,7 @@ async fn resolve(
         .iter()
         .find(|t| t.zone.as_str().eq_ignore_ascii_case(schema) && t.name.eq_ignore_ascii_case(table))
         .ok_or_else(missing)?;
-    let record = state
-        .store
-        .get_table_by_id(shared.table_id)
-        .await?
-        .filter(|t| t.status == TableStatus::Active)
-        .ok_or_else(missing)?;
-    let tenant = state
-        .store
-        .get_tenant(&record.tenant)
-        .await?
-        .filter(|t| !matches!(t.status, TenantStatus::Deleting))
-        .ok_or_else(missing)?;
-    let root = state
-        .catalog
-        .table_root(&tenant, record.spec.zone, record.spec.name.as_str());
-    Ok(Resolved { tenant, record, root })
+    active_table(state, shared.table_id).await?.ok_or_else(missing)
 }
 
 fn with_version(mut response: Response, version: i64) -> Response {
@@ -412,14 +425,16 @@ async fn table_version(
     Ok(with_version(StatusCode::OK.into_response(), version))
 }
 
+/// The older `HEAD .../tables/{table}` form of the version route.
 async fn table_version_head(
-    State(state): State<AppState>,
+    state: State<AppState>,
     recipient: Recipient,
-    Path((share, schema, table)): Path<(String, String, String)>,
+    path: Path<(String, String, String)>,
 ) -> Result<Response, ProtocolError> {
-    let resolved = resolve(&state, &recipient, &share, &schema, &table).await?;
-    let version = current_version(&state, &resolved, None).await?;
-    Ok(with_version(StatusCode::OK.into_response(), version))
+    let latest = VersionQuery {
+        starting_timestamp: None,
+    };
+    table_version(state, recipient, path, Query(latest)).await
 }
 
 fn protocol_line() -> Value {
@@ -526,21 +541,28 @@ impl QueryBody {
     }
 }
 
+/// Where a table's files are served from.
+enum FileHost {
+    /// Pre-signed GETs of the object store: the bucket and the table's key prefix.
+    S3 { bucket: String, prefix: String },
+    /// The plane's own `/files` route: its base URL and the table's id.
+    Plane { base: url::Url, table_id: String },
+}
+
 /// Where one file can be read from, valid until `expires` (Unix seconds).
 struct FileUrls<'a> {
     state: &'a AppState,
-    resolved: &'a Resolved,
-    base: String,
+    host: FileHost,
     expires: i64,
     lifetime: std::time::Duration,
-    bucket_and_prefix: Option<(String, String)>,
     recipient: String,
 }
 
 impl<'a> FileUrls<'a> {
+    /// Works out once per query what every file URL shares.
     fn new(
         state: &'a AppState,
-        resolved: &'a Resolved,
+        resolved: &Resolved,
         recipient: &RecipientRecord,
         headers: &HeaderMap,
     ) -> Result<Self, ProtocolError> {
@@ -548,52 +570,61 @@ impl<'a> FileUrls<'a> {
         let lifetime = file_url_lifetime(recipient.expires_at, now)
             .ok_or_else(|| ProtocolError::Unauthenticated("the recipient's token has expired".to_owned()))?;
         let expires = now.timestamp() + i64::try_from(lifetime.as_secs()).unwrap_or(3600);
-        let bucket_and_prefix = match state.storage.kind() {
+        let host = match state.storage.kind() {
             StorageKind::S3 => {
                 let url = url::Url::parse(&resolved.root)
                     .map_err(|_| ProtocolError::Delta(DeltaError::Location(resolved.root.clone())))?;
-                let bucket = url.host_str().unwrap_or_default().to_owned();
-                let prefix = url.path().trim_start_matches('/').to_owned();
-                Some((bucket, prefix))
+                FileHost::S3 {
+                    bucket: url.host_str().unwrap_or_default().to_owned(),
+                    prefix: url.path().trim_start_matches('/').to_owned(),
+                }
             }
-            StorageKind::Local => None,
+            StorageKind::Local => {
+                let base = public_base(state, headers)
+                    .map_err(|e| ProtocolError::InvalidParameter(e.to_string()))?;
+                let base = url::Url::parse(&base)
+                    .ok()
+                    .filter(|u| !u.cannot_be_a_base())
+                    .ok_or_else(|| ProtocolError::InvalidParameter(format!("{base} cannot be a base URL")))?;
+                FileHost::Plane {
+                    base,
+                    table_id: resolved.record.id.to_string(),
+                }
+            }
         };
-        let base = public_base(state, headers).map_err(|e| ProtocolError::InvalidParameter(e.to_string()))?;
         Ok(Self {
             state,
-            resolved,
-            base,
+            host,
             expires,
             lifetime,
-            bucket_and_prefix,
             recipient: recipient.id.to_string(),
         })
     }
 
     async fn url(&self, file: &SharedFile) -> Result<String, ProtocolError> {
-        if let Some((bucket, prefix)) = &self.bucket_and_prefix {
-            let key = format!("{prefix}{}", file.path);
-            return self
-                .state
-                .storage
-                .presigned_get(bucket, &key, self.lifetime)
-                .await?
-                .ok_or_else(|| ProtocolError::Unsupported("this storage cannot presign URLs".to_owned()));
-        }
-        let table_id = self.resolved.record.id.to_string();
+        let (base, table_id) = match &self.host {
+            FileHost::S3 { bucket, prefix } => {
+                let key = format!("{prefix}{}", file.path);
+                return self
+                    .state
+                    .storage
+                    .presigned_get(bucket, &key, self.lifetime)
+                    .await?
+                    .ok_or_else(|| {
+                        ProtocolError::Unsupported("this storage cannot presign URLs".to_owned())
+                    });
+            }
+            FileHost::Plane { base, table_id } => (base, table_id),
+        };
         let signature = self.state.url_signer.sign(&FileGrant {
             recipient: &self.recipient,
-            table: &table_id,
+            table: table_id,
             path: &file.path,
             expires: self.expires,
         });
-        let mut url = url::Url::parse(&self.base)
-            .map_err(|_| ProtocolError::InvalidParameter("sharing.public_url is not a URL".to_owned()))?;
-        {
-            let mut segments = url.path_segments_mut().map_err(|()| {
-                ProtocolError::InvalidParameter("sharing.public_url cannot be a base".to_owned())
-            })?;
-            segments.pop_if_empty().push("files").push(&table_id);
+        let mut url = base.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty().push("files").push(table_id);
             for part in file.path.split('/') {
                 segments.push(part);
             }

@@ -166,6 +166,22 @@ async fn recipient(
     )
 }
 
+/// Shares acme's gold orders table as `sales` with the recipient bob and queries it; returns
+/// bob's id and profile file, and the query's file lines.
+async fn orders_shared_with_bob(app: &TestApp, acme: &str) -> (String, String, Vec<Value>) {
+    share(
+        app,
+        acme,
+        "acme",
+        "sales",
+        json!([{"zone": "gold", "name": "orders"}]),
+    )
+    .await;
+    let (bob, profile, token) = recipient(app, acme, "acme", "sales", "bob").await;
+    let (_, files) = query(app, &token, "sales/schemas/gold/tables/orders", json!({})).await;
+    (bob, profile, files)
+}
+
 /// Runs a Python script off the async workers: the client calls back into this process.
 async fn py(script: &'static str, args: Vec<String>) -> (bool, String, String) {
     tokio::task::spawn_blocking(move || {
@@ -522,16 +538,7 @@ async fn signed_file_urls_serve_ranges_and_refuse_tampering_expiry_and_traversal
     let secret_table = table(&app, &acme, "acme", "gold", "secret", false).await;
     append(&app, &orders, batch(&rows(0..100))).await;
     append(&app, &secret_table, batch(&rows(0..10))).await;
-    share(
-        &app,
-        &acme,
-        "acme",
-        "sales",
-        json!([{"zone": "gold", "name": "orders"}]),
-    )
-    .await;
-    let (bob, _, token) = recipient(&app, &acme, "acme", "sales", "bob").await;
-    let (_, files) = query(&app, &token, "sales/schemas/gold/tables/orders", json!({})).await;
+    let (bob, _, files) = orders_shared_with_bob(&app, &acme).await;
     let file = &files[0];
     let url = url::Url::parse(file["url"].as_str().expect("url")).expect("parse");
     let size = file["size"].as_u64().expect("size");
@@ -954,16 +961,7 @@ async fn delta_sharing_on_s3_serves_presigned_urls() {
     let written = rows(0..250);
     append(&app, &orders, batch(&written[..100])).await;
     append(&app, &orders, batch(&written[100..])).await;
-    share(
-        &app,
-        &acme,
-        "acme",
-        "sales",
-        json!([{"zone": "gold", "name": "orders"}]),
-    )
-    .await;
-    let (_, profile, token) = recipient(&app, &acme, "acme", "sales", "bob").await;
-    let (_, files) = query(&app, &token, "sales/schemas/gold/tables/orders", json!({})).await;
+    let (_, profile, files) = orders_shared_with_bob(&app, &acme).await;
     for file in &files {
         let url = url::Url::parse(file["url"].as_str().expect("url")).expect("url");
         assert!(url.as_str().starts_with(&endpoint), "{url}");

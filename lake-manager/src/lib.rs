@@ -1,5 +1,5 @@
-//! What and how: storage backends and, in later stages, provisioning, Delta tables,
-//! ingestion, maintenance and workers.
+//! What and how: storage backends, provisioning, Delta tables, ingestion, maintenance,
+//! workers and credentials.
 
 pub mod catalog;
 pub mod cost;

@@ -84,6 +84,55 @@ impl TestDatabase {
     }
 }
 
+/// Applies the backend's migrations up to and including `version` only, as an installation
+/// of an older release would have left the database (for upgrade tests).
+pub async fn migrate_up_to(url: &DatabaseUrl, version: i64) -> Result<(), sqlx::Error> {
+    let migrator = match url.backend() {
+        Backend::Sqlite => &super::sqlite::MIGRATOR,
+        Backend::Postgres => &super::postgres::MIGRATOR,
+    };
+    let older = sqlx::migrate::Migrator::new(UpTo(migrator, version)).await?;
+    match url.backend() {
+        Backend::Sqlite => {
+            let mut conn = sqlx::sqlite::SqliteConnectOptions::from_str(url.expose())?
+                .create_if_missing(true)
+                .connect()
+                .await?;
+            older.run_direct(&mut conn).await?;
+            conn.close().await
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(url.expose()).await?;
+            older.run_direct(&mut conn).await?;
+            conn.close().await
+        }
+    }
+}
+
+/// The embedded migrations up to a version: the same files, so their checksums match when
+/// the full migrator later takes over.
+#[derive(Debug)]
+struct UpTo(&'static sqlx::migrate::Migrator, i64);
+
+impl sqlx::migrate::MigrationSource<'static> for UpTo {
+    fn resolve(
+        self,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<Vec<sqlx::migrate::Migration>, sqlx::error::BoxDynError>>
+                + Send,
+        >,
+    > {
+        let UpTo(migrator, version) = self;
+        let chosen = migrator
+            .iter()
+            .filter(|m| m.version <= version)
+            .cloned()
+            .collect();
+        Box::pin(async move { Ok(chosen) })
+    }
+}
+
 /// Declares `name::sqlite` and `name::postgres` tokio tests from one `async fn(Backend)`, so
 /// every store-backed test runs on both backends.
 #[macro_export]

@@ -2,11 +2,15 @@
 
 use std::str::FromStr;
 
-mod repos;
-mod shares;
-mod streams;
-mod tables;
-mod workers;
+mod dialect;
+// The queries, one source for both backends, compiled here against this backend's dialect.
+// Loading the same files in both backends is the point: rustc checks them once per database.
+#[expect(
+    clippy::duplicate_mod,
+    reason = "the shared queries are compiled once per backend on purpose"
+)]
+#[path = "../sql/mod.rs"]
+mod sql;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -3,11 +3,15 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-mod repos;
-mod shares;
-mod streams;
-mod tables;
-mod workers;
+mod dialect;
+// The queries, one source for both backends, compiled here against this backend's dialect.
+// Loading the same files in both backends is the point: rustc checks them once per database.
+#[expect(
+    clippy::duplicate_mod,
+    reason = "the shared queries are compiled once per backend on purpose"
+)]
+#[path = "../sql/mod.rs"]
+mod sql;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -29,9 +33,7 @@ pub(super) static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
 /// Metadata in one SQLite file (or in memory, for throwaway runs).
 pub(super) struct SqliteStore {
     pool: SqlitePool,
-    /// Audit appends of this process queue here rather than in SQLite's busy handler, which
-    /// sleeps in steps of up to 100 ms when two connections want the single write lock: one
-    /// audited read per request (credential vending) would otherwise wait tens of ms at p99.
+    /// Audit appends of this process queue here (see `dialect::Store::audit_turn`).
     audit_writer: tokio::sync::Mutex<()>,
     /// The database file; `None` for in-memory databases.
     file: Option<PathBuf>,

@@ -1,20 +1,20 @@
-//! Shares and recipients on SQLite. Timestamps are integer microseconds; UUIDs are text.
+//! Delta Sharing shares and their recipients.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
 
-use super::SqliteStore;
-use super::repos::{insert_audit, is_unique_violation, lock_tenant, micros, opt_time, time, uuid};
-use super::tables::{json_column, to_json, uuid_text};
+use super::{
+    DbRow, Store, insert_audit, is_unique_violation, json_column, lock_tenant, opt_time, time, to_json, ts,
+    uid, uuid,
+};
 use crate::audit::AuditEvent;
 use crate::share::{RecipientName, ShareName};
 use crate::store::{RecipientRecord, ShareRecord, ShareStore, StoreError};
 use crate::tenant::TenantId;
 
-fn share(row: &SqliteRow) -> Result<ShareRecord, StoreError> {
+fn share(row: &DbRow) -> Result<ShareRecord, StoreError> {
     Ok(ShareRecord {
         id: uuid(row, "id")?,
         tenant: TenantId::from_trusted(row.try_get::<String, _>("tenant_id")?),
@@ -25,7 +25,7 @@ fn share(row: &SqliteRow) -> Result<ShareRecord, StoreError> {
     })
 }
 
-fn recipient(row: &SqliteRow) -> Result<RecipientRecord, StoreError> {
+fn recipient(row: &DbRow) -> Result<RecipientRecord, StoreError> {
     Ok(RecipientRecord {
         id: uuid(row, "id")?,
         share_id: uuid(row, "share_id")?,
@@ -40,19 +40,19 @@ fn recipient(row: &SqliteRow) -> Result<RecipientRecord, StoreError> {
 }
 
 #[async_trait]
-impl ShareStore for SqliteStore {
+impl ShareStore for Store {
     async fn insert_share(&self, s: &ShareRecord, audit: &AuditEvent) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         lock_tenant(&mut tx, &s.tenant).await?;
         let inserted = sqlx::query(
-            "INSERT INTO shares (id, tenant_id, name, tables, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO shares (id, tenant_id, name, tables, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(uuid_text(s.id))
+        .bind(uid(s.id))
         .bind(s.tenant.as_str())
         .bind(s.name.as_str())
         .bind(to_json(&s.tables)?)
         .bind(&s.created_by)
-        .bind(micros(s.created_at))
+        .bind(ts(s.created_at))
         .execute(&mut *tx)
         .await;
         match inserted {
@@ -67,7 +67,7 @@ impl ShareStore for SqliteStore {
     }
 
     async fn get_share(&self, tenant: &TenantId, name: &str) -> Result<Option<ShareRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM shares WHERE tenant_id = ? AND name = ?")
+        let row = sqlx::query("SELECT * FROM shares WHERE tenant_id = $1 AND name = $2")
             .bind(tenant.as_str())
             .bind(name)
             .fetch_optional(&self.pool)
@@ -76,8 +76,8 @@ impl ShareStore for SqliteStore {
     }
 
     async fn get_share_by_id(&self, id: Uuid) -> Result<Option<ShareRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM shares WHERE id = ?")
-            .bind(uuid_text(id))
+        let row = sqlx::query("SELECT * FROM shares WHERE id = $1")
+            .bind(uid(id))
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(share).transpose()
@@ -90,8 +90,8 @@ impl ShareStore for SqliteStore {
         limit: u32,
     ) -> Result<Vec<ShareRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT * FROM shares WHERE tenant_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR name > ?2) \
-             ORDER BY name LIMIT ?3",
+            "SELECT * FROM shares WHERE tenant_id = $1 AND (CAST($2 AS TEXT) IS NULL OR name > $2) \
+             ORDER BY name LIMIT $3",
         )
         .bind(tenant.as_str())
         .bind(after)
@@ -103,8 +103,8 @@ impl ShareStore for SqliteStore {
 
     async fn delete_share(&self, id: Uuid, audit: &AuditEvent) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let owner = sqlx::query("SELECT tenant_id FROM shares WHERE id = ?")
-            .bind(uuid_text(id))
+        let owner = sqlx::query("SELECT tenant_id FROM shares WHERE id = $1")
+            .bind(uid(id))
             .fetch_optional(&mut *tx)
             .await?;
         let Some(owner) = owner else {
@@ -115,15 +115,15 @@ impl ShareStore for SqliteStore {
             &TenantId::from_trusted(owner.try_get::<String, _>("tenant_id")?),
         )
         .await?;
-        let gone = sqlx::query("DELETE FROM shares WHERE id = ?")
-            .bind(uuid_text(id))
+        let gone = sqlx::query("DELETE FROM shares WHERE id = $1")
+            .bind(uid(id))
             .execute(&mut *tx)
             .await?;
         if gone.rows_affected() == 0 {
             return Ok(false);
         }
-        sqlx::query("DELETE FROM share_recipients WHERE share_id = ?")
-            .bind(uuid_text(id))
+        sqlx::query("DELETE FROM share_recipients WHERE share_id = $1")
+            .bind(uid(id))
             .execute(&mut *tx)
             .await?;
         insert_audit(&mut tx, audit).await?;
@@ -136,8 +136,8 @@ impl ShareStore for SqliteStore {
         // Serialises with share deletion and the tenant's purge, which take the same lock, so a
         // recipient is never written for a share that is going away.
         lock_tenant(&mut tx, &r.tenant).await?;
-        let share = sqlx::query("SELECT id FROM shares WHERE id = ?")
-            .bind(uuid_text(r.share_id))
+        let share = sqlx::query("SELECT id FROM shares WHERE id = $1")
+            .bind(uid(r.share_id))
             .fetch_optional(&mut *tx)
             .await?;
         if share.is_none() {
@@ -145,17 +145,17 @@ impl ShareStore for SqliteStore {
         }
         let inserted = sqlx::query(
             "INSERT INTO share_recipients (id, share_id, tenant_id, name, token_hash, created_by, created_at, expires_at, revoked_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
-        .bind(uuid_text(r.id))
-        .bind(uuid_text(r.share_id))
+        .bind(uid(r.id))
+        .bind(uid(r.share_id))
         .bind(r.tenant.as_str())
         .bind(r.name.as_str())
         .bind(&r.token_hash)
         .bind(&r.created_by)
-        .bind(micros(r.created_at))
-        .bind(micros(r.expires_at))
-        .bind(r.revoked_at.map(micros))
+        .bind(ts(r.created_at))
+        .bind(ts(r.expires_at))
+        .bind(r.revoked_at.map(ts))
         .execute(&mut *tx)
         .await;
         match inserted {
@@ -179,11 +179,11 @@ impl ShareStore for SqliteStore {
         limit: u32,
     ) -> Result<Vec<RecipientRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT * FROM share_recipients WHERE share_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR id < ?2) \
-             ORDER BY id DESC LIMIT ?3",
+            "SELECT * FROM share_recipients WHERE share_id = $1 AND (CAST($2 AS TEXT) IS NULL OR id < $2) \
+             ORDER BY id DESC LIMIT $3",
         )
-        .bind(uuid_text(share))
-        .bind(before.map(uuid_text))
+        .bind(uid(share))
+        .bind(before.map(uid))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
@@ -199,11 +199,11 @@ impl ShareStore for SqliteStore {
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let revoked = sqlx::query(
-            "UPDATE share_recipients SET revoked_at = ? WHERE share_id = ? AND id = ? AND revoked_at IS NULL",
+            "UPDATE share_recipients SET revoked_at = $1 WHERE share_id = $2 AND id = $3 AND revoked_at IS NULL",
         )
-        .bind(micros(at))
-        .bind(uuid_text(share))
-        .bind(uuid_text(id))
+        .bind(ts(at))
+        .bind(uid(share))
+        .bind(uid(id))
         .execute(&mut *tx)
         .await?;
         if revoked.rows_affected() == 0 {
@@ -215,15 +215,15 @@ impl ShareStore for SqliteStore {
     }
 
     async fn get_recipient(&self, id: Uuid) -> Result<Option<RecipientRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM share_recipients WHERE id = ?")
-            .bind(uuid_text(id))
+        let row = sqlx::query("SELECT * FROM share_recipients WHERE id = $1")
+            .bind(uid(id))
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(recipient).transpose()
     }
 
     async fn recipient_by_token(&self, token_hash: &str) -> Result<Option<RecipientRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM share_recipients WHERE token_hash = ?")
+        let row = sqlx::query("SELECT * FROM share_recipients WHERE token_hash = $1")
             .bind(token_hash)
             .fetch_optional(&self.pool)
             .await?;

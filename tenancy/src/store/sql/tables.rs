@@ -1,36 +1,21 @@
-//! Tables and maintenance runs on SQLite. Timestamps are integer microseconds; UUIDs are text.
+//! Tables and their maintenance runs.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
 
-use super::SqliteStore;
-use super::repos::{corrupt, insert_audit, is_unique_violation, lock_tenant, micros, opt_time, time, uuid};
+use super::{
+    DbRow, Store, corrupt, insert_audit, is_unique_violation, json_column, lock_tenant, opt_time, time,
+    to_json, ts, uid, uuid,
+};
 use crate::audit::AuditEvent;
 use crate::maintenance::{Operation, RunMetrics, RunOptions, RunStatus};
 use crate::role::Zone;
 use crate::store::{MaintenanceRun, StoreError, TableRecord, TableStatus, TableStore};
 use crate::tenant::TenantId;
 
-pub(super) fn uuid_text(id: Uuid) -> String {
-    id.to_string()
-}
-
-pub(super) fn json_column<T: serde::de::DeserializeOwned>(
-    row: &SqliteRow,
-    column: &str,
-) -> Result<T, StoreError> {
-    let text: String = row.try_get(column)?;
-    serde_json::from_str(&text).map_err(|_| corrupt(column, &text))
-}
-
-pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("cannot encode: {e}")))
-}
-
-fn table(row: &SqliteRow) -> Result<TableRecord, StoreError> {
+fn table(row: &DbRow) -> Result<TableRecord, StoreError> {
     let status: String = row.try_get("status")?;
     Ok(TableRecord {
         id: uuid(row, "id")?,
@@ -43,7 +28,7 @@ fn table(row: &SqliteRow) -> Result<TableRecord, StoreError> {
     })
 }
 
-fn run(row: &SqliteRow) -> Result<MaintenanceRun, StoreError> {
+fn run(row: &DbRow) -> Result<MaintenanceRun, StoreError> {
     let zone: String = row.try_get("zone")?;
     let status: String = row.try_get("status")?;
     let metrics: Option<String> = row.try_get("metrics")?;
@@ -77,7 +62,7 @@ fn run(row: &SqliteRow) -> Result<MaintenanceRun, StoreError> {
 }
 
 #[async_trait]
-impl TableStore for SqliteStore {
+impl TableStore for Store {
     async fn insert_table(
         &self,
         t: &TableRecord,
@@ -88,13 +73,13 @@ impl TableStore for SqliteStore {
         lock_tenant(&mut tx, &t.tenant).await?;
         // Tables being purged no longer count: their names stay taken by the primary key.
         let count: i64 =
-            sqlx::query("SELECT COUNT(*) AS n FROM lake_tables WHERE tenant_id = ? AND status = 'active'")
+            sqlx::query("SELECT COUNT(*) AS n FROM lake_tables WHERE tenant_id = $1 AND status = 'active'")
                 .bind(t.tenant.as_str())
                 .fetch_one(&mut *tx)
                 .await?
                 .try_get("n")?;
         let taken =
-            sqlx::query("SELECT status FROM lake_tables WHERE tenant_id = ? AND zone = ? AND name = ?")
+            sqlx::query("SELECT status FROM lake_tables WHERE tenant_id = $1 AND zone = $2 AND name = $3")
                 .bind(t.tenant.as_str())
                 .bind(t.spec.zone.as_str())
                 .bind(t.spec.name.as_str())
@@ -122,17 +107,17 @@ impl TableStore for SqliteStore {
         }
         let inserted = sqlx::query(
             "INSERT INTO lake_tables (id, tenant_id, zone, name, spec, location, status, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
-        .bind(uuid_text(t.id))
+        .bind(uid(t.id))
         .bind(t.tenant.as_str())
         .bind(t.spec.zone.as_str())
         .bind(t.spec.name.as_str())
         .bind(to_json(&t.spec)?)
         .bind(&t.location)
         .bind(t.status.as_str())
-        .bind(micros(t.created_at))
-        .bind(micros(t.updated_at))
+        .bind(ts(t.created_at))
+        .bind(ts(t.updated_at))
         .execute(&mut *tx)
         .await;
         match inserted {
@@ -156,7 +141,7 @@ impl TableStore for SqliteStore {
         zone: Zone,
         name: &str,
     ) -> Result<Option<TableRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM lake_tables WHERE tenant_id = ? AND zone = ? AND name = ?")
+        let row = sqlx::query("SELECT * FROM lake_tables WHERE tenant_id = $1 AND zone = $2 AND name = $3")
             .bind(tenant.as_str())
             .bind(zone.as_str())
             .bind(name)
@@ -166,8 +151,8 @@ impl TableStore for SqliteStore {
     }
 
     async fn get_table_by_id(&self, id: Uuid) -> Result<Option<TableRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM lake_tables WHERE id = ?")
-            .bind(uuid_text(id))
+        let row = sqlx::query("SELECT * FROM lake_tables WHERE id = $1")
+            .bind(uid(id))
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(table).transpose()
@@ -182,10 +167,10 @@ impl TableStore for SqliteStore {
     ) -> Result<Vec<TableRecord>, StoreError> {
         let (after_zone, after_name) = after.unzip();
         let rows = sqlx::query(
-            "SELECT * FROM lake_tables WHERE tenant_id = ?1 AND status = 'active' \
-             AND (CAST(?2 AS TEXT) IS NULL OR zone = ?2) \
-             AND (CAST(?3 AS TEXT) IS NULL OR zone > ?3 OR (zone = ?3 AND name > ?4)) \
-             ORDER BY zone, name LIMIT ?5",
+            "SELECT * FROM lake_tables WHERE tenant_id = $1 AND status = 'active' \
+             AND (CAST($2 AS TEXT) IS NULL OR zone = $2) \
+             AND (CAST($3 AS TEXT) IS NULL OR zone > $3 OR (zone = $3 AND name > $4)) \
+             ORDER BY zone, name LIMIT $5",
         )
         .bind(tenant.as_str())
         .bind(zone.map(Zone::as_str))
@@ -213,12 +198,12 @@ impl TableStore for SqliteStore {
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
-            "UPDATE lake_tables SET spec = ?, updated_at = ? WHERE id = ? AND status = 'active' AND updated_at = ?",
+            "UPDATE lake_tables SET spec = $1, updated_at = $2 WHERE id = $3 AND status = 'active' AND updated_at = $4",
         )
         .bind(to_json(&t.spec)?)
-        .bind(micros(t.updated_at))
-        .bind(uuid_text(t.id))
-        .bind(micros(expected_updated_at))
+        .bind(ts(t.updated_at))
+        .bind(uid(t.id))
+        .bind(ts(expected_updated_at))
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
@@ -232,10 +217,10 @@ impl TableStore for SqliteStore {
     async fn mark_table_deleting(&self, id: Uuid, audit: &AuditEvent) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
-            "UPDATE lake_tables SET status = 'deleting', updated_at = ? WHERE id = ? AND status = 'active'",
+            "UPDATE lake_tables SET status = 'deleting', updated_at = $1 WHERE id = $2 AND status = 'active'",
         )
-        .bind(micros(audit.at))
-        .bind(uuid_text(id))
+        .bind(ts(audit.at))
+        .bind(uid(id))
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
@@ -255,12 +240,12 @@ impl TableStore for SqliteStore {
 
     async fn delete_table_row(&self, id: Uuid, audit: &AuditEvent) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM maintenance_runs WHERE table_id = ?")
-            .bind(uuid_text(id))
+        sqlx::query("DELETE FROM maintenance_runs WHERE table_id = $1")
+            .bind(uid(id))
             .execute(&mut *tx)
             .await?;
-        let gone = sqlx::query("DELETE FROM lake_tables WHERE id = ?")
-            .bind(uuid_text(id))
+        let gone = sqlx::query("DELETE FROM lake_tables WHERE id = $1")
+            .bind(uid(id))
             .execute(&mut *tx)
             .await?;
         if gone.rows_affected() == 0 {
@@ -275,20 +260,20 @@ impl TableStore for SqliteStore {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE maintenance_runs SET status = 'failed', error = 'lease expired: the process running it stopped', \
-             finished_at = ? WHERE table_id = ? AND status IN ('queued', 'running') AND lease_expires_at < ?",
+             finished_at = $1 WHERE table_id = $2 AND status IN ('queued', 'running') AND lease_expires_at < $3",
         )
-        .bind(micros(r.created_at))
-        .bind(uuid_text(r.table_id))
-        .bind(micros(r.created_at))
+        .bind(ts(r.created_at))
+        .bind(uid(r.table_id))
+        .bind(ts(r.created_at))
         .execute(&mut *tx)
         .await?;
         let inserted = sqlx::query(
             "INSERT INTO maintenance_runs (id, table_id, tenant_id, zone, table_name, operations, options, status, \
              metrics, error, requested_by, lease_owner, lease_expires_at, created_at, finished_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, NULL)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, $9, $10, $11, $12, NULL)",
         )
-        .bind(uuid_text(r.id))
-        .bind(uuid_text(r.table_id))
+        .bind(uid(r.id))
+        .bind(uid(r.table_id))
         .bind(r.tenant.as_str())
         .bind(r.zone.as_str())
         .bind(&r.table_name)
@@ -297,25 +282,25 @@ impl TableStore for SqliteStore {
         .bind(r.status.as_str())
         .bind(&r.requested_by)
         .bind(&r.lease_owner)
-        .bind(micros(r.lease_expires_at))
-        .bind(micros(r.created_at))
+        .bind(ts(r.lease_expires_at))
+        .bind(ts(r.created_at))
         .execute(&mut *tx)
         .await;
         match inserted {
             Err(e) if is_unique_violation(&e) => {
                 // The failed insert aborted the transaction (on PostgreSQL); ask outside it.
                 tx.rollback().await?;
-                let holder: Option<String> = sqlx::query(
-                    "SELECT id FROM maintenance_runs WHERE table_id = ? AND status IN ('queued', 'running')",
+                let holder = sqlx::query(
+                    "SELECT id FROM maintenance_runs WHERE table_id = $1 AND status IN ('queued', 'running')",
                 )
-                .bind(uuid_text(r.table_id))
+                .bind(uid(r.table_id))
                 .fetch_optional(&self.pool)
                 .await?
-                .map(|row| row.try_get::<String, _>("id"))
+                .map(|row| uuid(&row, "id"))
                 .transpose()?;
                 return Err(StoreError::Busy(format!(
                     "maintenance run {} is still running on table {}/{}",
-                    holder.unwrap_or_default(),
+                    holder.map(|id| id.to_string()).unwrap_or_default(),
                     r.zone.as_str(),
                     r.table_name
                 )));
@@ -329,11 +314,11 @@ impl TableStore for SqliteStore {
 
     async fn renew_lease(&self, id: Uuid, owner: &str, until: DateTime<Utc>) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE maintenance_runs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? \
+            "UPDATE maintenance_runs SET lease_expires_at = $1 WHERE id = $2 AND lease_owner = $3 \
              AND status IN ('queued', 'running')",
         )
-        .bind(micros(until))
-        .bind(uuid_text(id))
+        .bind(ts(until))
+        .bind(uid(id))
         .bind(owner)
         .execute(&self.pool)
         .await?;
@@ -343,14 +328,14 @@ impl TableStore for SqliteStore {
     async fn update_run(&self, r: &MaintenanceRun) -> Result<bool, StoreError> {
         let metrics = r.metrics.as_ref().map(to_json).transpose()?;
         let done = sqlx::query(
-            "UPDATE maintenance_runs SET status = ?, metrics = ?, error = ?, finished_at = ? WHERE id = ? \
-             AND lease_owner = ? AND status IN ('queued', 'running')",
+            "UPDATE maintenance_runs SET status = $1, metrics = $2, error = $3, finished_at = $4 WHERE id = $5 \
+             AND lease_owner = $6 AND status IN ('queued', 'running')",
         )
         .bind(r.status.as_str())
         .bind(metrics)
         .bind(&r.error)
-        .bind(r.finished_at.map(micros))
-        .bind(uuid_text(r.id))
+        .bind(r.finished_at.map(ts))
+        .bind(uid(r.id))
         .bind(&r.lease_owner)
         .execute(&self.pool)
         .await?;
@@ -358,8 +343,8 @@ impl TableStore for SqliteStore {
     }
 
     async fn get_run(&self, tenant: &TenantId, id: Uuid) -> Result<Option<MaintenanceRun>, StoreError> {
-        let row = sqlx::query("SELECT * FROM maintenance_runs WHERE id = ? AND tenant_id = ?")
-            .bind(uuid_text(id))
+        let row = sqlx::query("SELECT * FROM maintenance_runs WHERE id = $1 AND tenant_id = $2")
+            .bind(uid(id))
             .bind(tenant.as_str())
             .fetch_optional(&self.pool)
             .await?;
@@ -368,10 +353,10 @@ impl TableStore for SqliteStore {
 
     async fn last_finished_run(&self, table_id: Uuid) -> Result<Option<MaintenanceRun>, StoreError> {
         let row = sqlx::query(
-            "SELECT * FROM maintenance_runs WHERE table_id = ? AND finished_at IS NOT NULL \
+            "SELECT * FROM maintenance_runs WHERE table_id = $1 AND finished_at IS NOT NULL \
              ORDER BY finished_at DESC LIMIT 1",
         )
-        .bind(uuid_text(table_id))
+        .bind(uid(table_id))
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(run).transpose()
@@ -379,9 +364,9 @@ impl TableStore for SqliteStore {
 
     async fn last_success(&self, table_id: Uuid) -> Result<Vec<(Operation, DateTime<Utc>)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT * FROM maintenance_runs WHERE table_id = ? AND status = 'succeeded' ORDER BY finished_at",
+            "SELECT * FROM maintenance_runs WHERE table_id = $1 AND status = 'succeeded' ORDER BY finished_at",
         )
-        .bind(uuid_text(table_id))
+        .bind(uid(table_id))
         .fetch_all(&self.pool)
         .await?;
         let mut latest: Vec<(Operation, DateTime<Utc>)> = Vec::new();
@@ -414,14 +399,14 @@ impl TableStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE maintenance_runs SET status = 'running', lease_owner = ?, lease_expires_at = ? \
-             WHERE id = ? AND (status = 'queued' OR (status = 'running' AND (lease_owner = ? OR lease_expires_at < ?)))",
+            "UPDATE maintenance_runs SET status = 'running', lease_owner = $1, lease_expires_at = $2 \
+             WHERE id = $3 AND (status = 'queued' OR (status = 'running' AND (lease_owner = $4 OR lease_expires_at < $5)))",
         )
         .bind(owner)
-        .bind(micros(until))
-        .bind(uuid_text(id))
+        .bind(ts(until))
+        .bind(uid(id))
         .bind(owner)
-        .bind(micros(now))
+        .bind(ts(now))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)

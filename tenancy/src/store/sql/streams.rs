@@ -1,20 +1,19 @@
-//! Ingestion streams on PostgreSQL, with native UUID and TIMESTAMPTZ columns.
-//! Generated in step with the SQLite module by scripts/gen-postgres-repos.
+//! Ingestion streams.
 
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
-use super::PgStore;
-use super::repos::{corrupt, insert_audit, is_unique_violation, lock_tenant, time, uuid};
-use super::tables::{json_column, to_json};
+use super::{
+    DbRow, Store, corrupt, insert_audit, is_unique_violation, json_column, lock_tenant, time, to_json, ts,
+    uid, uuid,
+};
 use crate::audit::AuditEvent;
 use crate::store::{StoreError, StreamRecord, StreamStore};
 use crate::stream::{OnError, StreamName};
 use crate::tenant::TenantId;
 
-fn stream(row: &PgRow) -> Result<StreamRecord, StoreError> {
+fn stream(row: &DbRow) -> Result<StreamRecord, StoreError> {
     let on_error: String = row.try_get("on_error")?;
     Ok(StreamRecord {
         id: uuid(row, "id")?,
@@ -29,7 +28,7 @@ fn stream(row: &PgRow) -> Result<StreamRecord, StoreError> {
 }
 
 #[async_trait]
-impl StreamStore for PgStore {
+impl StreamStore for Store {
     async fn insert_stream(
         &self,
         s: &StreamRecord,
@@ -61,14 +60,14 @@ impl StreamStore for PgStore {
             "INSERT INTO streams (id, tenant_id, name, table_id, table_name, source, on_error, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
-        .bind(s.id)
+        .bind(uid(s.id))
         .bind(s.tenant.as_str())
         .bind(s.name.as_str())
-        .bind(s.table_id)
+        .bind(uid(s.table_id))
         .bind(&s.table_name)
         .bind(to_json(&s.source)?)
         .bind(s.on_error.as_str())
-        .bind(s.created_at)
+        .bind(ts(s.created_at))
         .execute(&mut *tx)
         .await;
         match inserted {
@@ -93,7 +92,7 @@ impl StreamStore for PgStore {
 
     async fn get_stream_by_id(&self, id: Uuid) -> Result<Option<StreamRecord>, StoreError> {
         let row = sqlx::query("SELECT * FROM streams WHERE id = $1")
-            .bind(id)
+            .bind(uid(id))
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(stream).transpose()
@@ -126,7 +125,7 @@ impl StreamStore for PgStore {
 
     async fn streams_on_table(&self, table_id: Uuid) -> Result<u32, StoreError> {
         let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM streams WHERE table_id = $1")
-            .bind(table_id)
+            .bind(uid(table_id))
             .fetch_one(&self.pool)
             .await?
             .try_get("n")?;
@@ -136,7 +135,7 @@ impl StreamStore for PgStore {
     async fn delete_stream(&self, id: Uuid, audit: &AuditEvent) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let gone = sqlx::query("DELETE FROM streams WHERE id = $1")
-            .bind(id)
+            .bind(uid(id))
             .execute(&mut *tx)
             .await?;
         if gone.rows_affected() == 0 {

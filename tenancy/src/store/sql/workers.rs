@@ -1,18 +1,15 @@
-//! Workers' observed state on SQLite. Timestamps are integer microseconds.
+//! Workers' observed state.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
-use super::SqliteStore;
-use super::repos::{corrupt, micros, opt_time, time, u32_column};
-use super::tables::{json_column, to_json};
+use super::{DbRow, Store, corrupt, json_column, opt_time, time, to_json, ts, u32_column};
 use crate::store::{StoreError, WorkerRecord, WorkerStore};
 use crate::tenant::TenantId;
 use crate::worker::{StoredSpec, WorkerKind, WorkerSpec, WorkerState};
 
-fn worker(row: &SqliteRow) -> Result<WorkerRecord, StoreError> {
+fn worker(row: &DbRow) -> Result<WorkerRecord, StoreError> {
     let kind: String = row.try_get("kind")?;
     let state: String = row.try_get("state")?;
     let stored: StoredSpec = json_column(row, "spec")?;
@@ -37,7 +34,7 @@ fn worker(row: &SqliteRow) -> Result<WorkerRecord, StoreError> {
 }
 
 #[async_trait]
-impl WorkerStore for SqliteStore {
+impl WorkerStore for Store {
     async fn put_worker(&self, w: &WorkerRecord) -> Result<(), StoreError> {
         let stored = StoredSpec {
             target: w.spec.target.clone(),
@@ -47,7 +44,7 @@ impl WorkerStore for SqliteStore {
         sqlx::query(
             "INSERT INTO workers (id, tenant_id, kind, spec, fingerprint, state, restarts, failures, \
              last_error, failed_at, last_heartbeat, owner, progress, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
              ON CONFLICT (id) DO UPDATE SET spec = excluded.spec, fingerprint = excluded.fingerprint, \
              state = excluded.state, restarts = excluded.restarts, failures = excluded.failures, \
              last_error = excluded.last_error, failed_at = excluded.failed_at, \
@@ -63,18 +60,18 @@ impl WorkerStore for SqliteStore {
         .bind(i64::from(w.restarts))
         .bind(i64::from(w.failures))
         .bind(w.last_error.as_deref())
-        .bind(w.failed_at.map(micros))
-        .bind(w.last_heartbeat.map(micros))
+        .bind(w.failed_at.map(ts))
+        .bind(w.last_heartbeat.map(ts))
         .bind(w.owner.as_deref())
         .bind(w.progress.as_deref())
-        .bind(micros(w.updated_at))
+        .bind(ts(w.updated_at))
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
     async fn get_worker(&self, id: &str) -> Result<Option<WorkerRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM workers WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM workers WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -89,9 +86,9 @@ impl WorkerStore for SqliteStore {
         limit: u32,
     ) -> Result<Vec<WorkerRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT * FROM workers WHERE (CAST(?1 AS TEXT) IS NULL OR tenant_id = ?1) \
-             AND (CAST(?2 AS TEXT) IS NULL OR state = ?2) AND (CAST(?3 AS TEXT) IS NULL OR id > ?3) \
-             ORDER BY id LIMIT ?4",
+            "SELECT * FROM workers WHERE (CAST($1 AS TEXT) IS NULL OR tenant_id = $1) \
+             AND (CAST($2 AS TEXT) IS NULL OR state = $2) AND (CAST($3 AS TEXT) IS NULL OR id > $3) \
+             ORDER BY id LIMIT $4",
         )
         .bind(tenant.map(TenantId::as_str))
         .bind(state.map(WorkerState::as_str))
@@ -104,12 +101,12 @@ impl WorkerStore for SqliteStore {
 
     async fn claim_worker(&self, id: &str, owner: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE workers SET state = 'running', owner = ?, last_heartbeat = ?, progress = NULL, updated_at = ? \
-             WHERE id = ? AND state = 'pending' AND owner IS NULL",
+            "UPDATE workers SET state = 'running', owner = $1, last_heartbeat = $2, progress = NULL, updated_at = $3 \
+             WHERE id = $4 AND state = 'pending' AND owner IS NULL",
         )
         .bind(owner)
-        .bind(micros(at))
-        .bind(micros(at))
+        .bind(ts(at))
+        .bind(ts(at))
         .bind(id)
         .execute(&self.pool)
         .await?;
@@ -124,12 +121,12 @@ impl WorkerStore for SqliteStore {
         progress: Option<&str>,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE workers SET last_heartbeat = ?, progress = COALESCE(?, progress), updated_at = ? \
-             WHERE id = ? AND owner = ? AND state = 'running'",
+            "UPDATE workers SET last_heartbeat = $1, progress = COALESCE($2, progress), updated_at = $3 \
+             WHERE id = $4 AND owner = $5 AND state = 'running'",
         )
-        .bind(micros(at))
+        .bind(ts(at))
         .bind(progress)
-        .bind(micros(at))
+        .bind(ts(at))
         .bind(id)
         .bind(owner)
         .execute(&self.pool)
@@ -139,7 +136,7 @@ impl WorkerStore for SqliteStore {
 
     async fn mark_recovered(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
         let done =
-            sqlx::query("UPDATE workers SET failures = 0 WHERE id = ? AND owner = ? AND state = 'running'")
+            sqlx::query("UPDATE workers SET failures = 0 WHERE id = $1 AND owner = $2 AND state = 'running'")
                 .bind(id)
                 .bind(owner)
                 .execute(&self.pool)
@@ -157,17 +154,17 @@ impl WorkerStore for SqliteStore {
     ) -> Result<bool, StoreError> {
         let failed = state == WorkerState::Failed;
         let done = sqlx::query(
-            "UPDATE workers SET state = ?, last_error = ?, \
-             failures = CASE WHEN ? THEN failures + 1 ELSE 0 END, \
-             failed_at = CASE WHEN ? THEN ? ELSE failed_at END, updated_at = ? \
-             WHERE id = ? AND owner = ? AND state = 'running'",
+            "UPDATE workers SET state = $1, last_error = $2, \
+             failures = CASE WHEN $3 THEN failures + 1 ELSE 0 END, \
+             failed_at = CASE WHEN $4 THEN $5 ELSE failed_at END, updated_at = $6 \
+             WHERE id = $7 AND owner = $8 AND state = 'running'",
         )
         .bind(state.as_str())
         .bind(error)
         .bind(failed)
         .bind(failed)
-        .bind(micros(at))
-        .bind(micros(at))
+        .bind(ts(at))
+        .bind(ts(at))
         .bind(id)
         .bind(owner)
         .execute(&self.pool)
@@ -176,7 +173,7 @@ impl WorkerStore for SqliteStore {
     }
 
     async fn delete_worker(&self, id: &str) -> Result<bool, StoreError> {
-        let gone = sqlx::query("DELETE FROM workers WHERE id = ?")
+        let gone = sqlx::query("DELETE FROM workers WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
             .await?;

@@ -1,0 +1,44 @@
+//! PostgreSQL has native TIMESTAMPTZ and UUID columns, so the shared queries in `../sql` bind
+//! and read both as they are.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::store::StoreError;
+
+pub(super) type Db = sqlx::Postgres;
+pub(super) type DbRow = sqlx::postgres::PgRow;
+pub(super) use super::PgStore as Store;
+
+/// A timestamp as bound to a query.
+pub(super) fn ts(at: DateTime<Utc>) -> DateTime<Utc> {
+    at
+}
+
+/// A UUID as bound to a query.
+pub(super) fn uid(id: Uuid) -> Uuid {
+    id
+}
+
+pub(super) fn time(row: &DbRow, column: &str) -> Result<DateTime<Utc>, StoreError> {
+    Ok(row.try_get(column)?)
+}
+
+pub(super) fn opt_time(row: &DbRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    Ok(row.try_get(column)?)
+}
+
+pub(super) fn uuid(row: &DbRow, column: &str) -> Result<Uuid, StoreError> {
+    Ok(row.try_get(column)?)
+}
+
+/// Row-level locking lets PostgreSQL take concurrent audit appends as they come, so an
+/// append's turn is always now (SQLite queues them in-process).
+pub(super) struct AuditTurn;
+
+impl Store {
+    pub(super) async fn audit_turn(&self) -> AuditTurn {
+        AuditTurn
+    }
+}

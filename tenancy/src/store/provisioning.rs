@@ -1,0 +1,123 @@
+//! Provisioning state: saga steps, zone policies, buckets, placement migrations.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::StoreError;
+use crate::audit::AuditEvent;
+use crate::tenant::TenantId;
+
+/// A bucket the plane created (a folder, on local storage).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BucketRecord {
+    /// The bucket name.
+    pub name: String,
+    /// Dedicated or shared.
+    pub kind: crate::placement::PlacementKind,
+    /// The shard index, for shared buckets.
+    pub shard: Option<u32>,
+    /// The owner, for dedicated buckets.
+    pub tenant: Option<TenantId>,
+    /// The lifecycle document the plane wants (JSON).
+    pub desired_lifecycle: Option<String>,
+    /// The lifecycle document last read back from the bucket (JSON).
+    pub applied_lifecycle: Option<String>,
+    /// Whether the storage enforces lifecycle rules (false on local storage).
+    pub lifecycle_enforced: bool,
+    /// When the plane created it.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Where a placement migration is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MigrationPhase {
+    /// Keys are being copied and verified; the tenant is `migrating`.
+    Copying,
+    /// The placement switched; the old keys wait for the grace period, then go.
+    Cleanup,
+}
+
+/// A placement migration in flight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MigrationRecord {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Where its data was.
+    pub from: crate::placement::Placement,
+    /// Where its data goes.
+    pub to: crate::placement::Placement,
+    /// The phase.
+    pub phase: MigrationPhase,
+    /// When the old keys may be deleted (cleanup phase).
+    pub cleanup_after: Option<DateTime<Utc>>,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+}
+
+/// Provisioning state: saga steps, zone policies and buckets.
+#[async_trait]
+pub trait ProvisioningStore: Send + Sync {
+    /// Sets a tenant's status and reason.
+    async fn set_tenant_status(
+        &self,
+        id: &TenantId,
+        status: crate::tenant::TenantStatus,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// Tenants in a status, e.g. to resume provisioning after a restart.
+    async fn tenants_with_status(
+        &self,
+        status: crate::tenant::TenantStatus,
+    ) -> Result<Vec<TenantId>, StoreError>;
+    /// Steps of the provisioning saga already done for a tenant.
+    async fn provisioning_steps(&self, id: &TenantId) -> Result<Vec<String>, StoreError>;
+    /// Records a finished step; recording it twice keeps the first.
+    async fn record_step(&self, id: &TenantId, step: &str, detail: &str) -> Result<(), StoreError>;
+    /// A tenant's own zone policies (zones without one use the platform default).
+    async fn zone_policies(
+        &self,
+        id: &TenantId,
+    ) -> Result<Vec<(crate::role::Zone, crate::zone::ZonePolicy)>, StoreError>;
+    /// Stores a tenant's zone policy, with its audit event.
+    async fn put_zone_policy(
+        &self,
+        id: &TenantId,
+        zone: crate::role::Zone,
+        policy: &crate::zone::ZonePolicy,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
+    /// The zone policies of every tenant placed in a shared shard.
+    async fn shard_policies(
+        &self,
+        shard: u32,
+    ) -> Result<Vec<(TenantId, crate::role::Zone, crate::zone::ZonePolicy)>, StoreError>;
+    /// Inserts a bucket, or updates its lifecycle fields if it exists.
+    async fn upsert_bucket(&self, bucket: &BucketRecord) -> Result<(), StoreError>;
+    /// One bucket.
+    async fn get_bucket(&self, name: &str) -> Result<Option<BucketRecord>, StoreError>;
+    /// Every bucket, by name.
+    async fn list_buckets(&self) -> Result<Vec<BucketRecord>, StoreError>;
+    /// Forgets a bucket that was removed.
+    async fn delete_bucket_record(&self, name: &str) -> Result<(), StoreError>;
+    /// Records a migration and marks the tenant `migrating`, with its audit event; a
+    /// [`StoreError::Conflict`] if one is already in flight.
+    async fn start_migration(
+        &self,
+        migration: &MigrationRecord,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
+    /// Every migration in flight.
+    async fn migrations(&self) -> Result<Vec<MigrationRecord>, StoreError>;
+    /// Atomically moves the tenant to its new placement, marks it `ready`, and puts the
+    /// migration in its cleanup phase.
+    async fn switch_placement(
+        &self,
+        tenant: &TenantId,
+        to: &crate::placement::Placement,
+        cleanup_after: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Forgets a finished migration.
+    async fn finish_migration(&self, tenant: &TenantId) -> Result<(), StoreError>;
+}

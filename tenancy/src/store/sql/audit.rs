@@ -1,0 +1,73 @@
+//! The append-only audit log.
+
+use async_trait::async_trait;
+use sqlx::{Row, Transaction};
+
+use super::{Db, DbRow, Store, corrupt, time, ts, uid, uuid};
+use crate::audit::{AuditEvent, AuditFilter, Outcome};
+use crate::store::{AuditStore, StoreError};
+use crate::tenant::TenantId;
+
+fn audit_event(row: &DbRow) -> Result<AuditEvent, StoreError> {
+    let outcome: String = row.try_get("outcome")?;
+    Ok(AuditEvent {
+        id: uuid(row, "id")?,
+        at: time(row, "at")?,
+        actor: row.try_get("actor")?,
+        role: row.try_get("role")?,
+        tenant: row.try_get("tenant_id")?,
+        action: row.try_get("action")?,
+        target: row.try_get("target")?,
+        outcome: Outcome::parse(&outcome).ok_or_else(|| corrupt("outcome", &outcome))?,
+        request_id: row.try_get("request_id")?,
+        source: row.try_get("source")?,
+    })
+}
+
+/// Appends an audit event inside the caller's transaction, so the change and its record
+/// commit or vanish together.
+pub(super) async fn insert_audit(tx: &mut Transaction<'_, Db>, e: &AuditEvent) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_events (id, at, actor, role, tenant_id, action, target, outcome, request_id, source) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(uid(e.id))
+    .bind(ts(e.at))
+    .bind(&e.actor)
+    .bind(&e.role)
+    .bind(&e.tenant)
+    .bind(&e.action)
+    .bind(&e.target)
+    .bind(e.outcome.as_str())
+    .bind(&e.request_id)
+    .bind(&e.source)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl AuditStore for Store {
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let _turn = self.audit_turn().await;
+        let mut tx = self.pool.begin().await?;
+        insert_audit(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_events WHERE ($1 IS NULL OR tenant_id = $1) AND ($2 IS NULL OR action = $2) \
+             AND ($3 IS NULL OR at >= $3) AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5",
+        )
+        .bind(f.tenant.as_ref().map(TenantId::as_str))
+        .bind(&f.action)
+        .bind(f.since.map(ts))
+        .bind(f.before.map(uid))
+        .bind(i64::from(f.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(audit_event).collect()
+    }
+}

@@ -1,0 +1,59 @@
+//! Every query and row mapping of the metadata store, written once.
+//!
+//! Each backend compiles this module tree against its own `dialect` module (`#[path]` in
+//! `sqlite/mod.rs` and `postgres/mod.rs`), so rustc checks every query's binds and row
+//! mappings for both databases. The SQL itself is portable: `$n` placeholders, which SQLite
+//! also accepts, `ON CONFLICT ... DO UPDATE`, and BIGINT / C-collated TEXT columns on both
+//! (migration 0010). What differs lives in the dialect: how a timestamp and a UUID are stored
+//! ([`ts`], [`uid`], [`time`], [`opt_time`], [`uuid`]), and how audit appends queue.
+//!
+//! A new store method goes in the file of its entity here, once; nothing else is needed for
+//! the second backend.
+
+mod audit;
+mod provisioning;
+mod shares;
+mod streams;
+mod tables;
+mod tenants;
+mod tokens;
+mod workers;
+
+use sqlx::{Row, Transaction};
+
+use super::dialect::{Db, DbRow, Store, opt_time, time, ts, uid, uuid};
+use crate::store::StoreError;
+use crate::tenant::TenantId;
+use audit::insert_audit;
+
+fn corrupt(column: &str, value: &str) -> StoreError {
+    StoreError::Corrupt(format!("{column} = {value:?}"))
+}
+
+fn u32_column(row: &DbRow, column: &str) -> Result<u32, StoreError> {
+    let value: i64 = row.try_get(column)?;
+    u32::try_from(value).map_err(|_| corrupt(column, &value.to_string()))
+}
+
+/// Takes the tenant row's write lock, so concurrent creates under a per-tenant quota are
+/// serialised and a count read afterwards cannot be overtaken before the insert.
+async fn lock_tenant(tx: &mut Transaction<'_, Db>, tenant: &TenantId) -> Result<(), StoreError> {
+    sqlx::query("UPDATE tenants SET updated_at = updated_at WHERE id = $1")
+        .bind(tenant.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+fn json_column<T: serde::de::DeserializeOwned>(row: &DbRow, column: &str) -> Result<T, StoreError> {
+    let text: String = row.try_get(column)?;
+    serde_json::from_str(&text).map_err(|_| corrupt(column, &text))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("cannot encode: {e}")))
+}

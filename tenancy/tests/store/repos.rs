@@ -441,3 +441,162 @@ async fn provisioning_state_round_trips(backend: Backend) {
     db.drop_database().await;
 }
 both_backends!(provisioning_state_round_trips);
+
+fn actions_of(events: &[AuditEvent]) -> Vec<String> {
+    events.iter().map(|e| e.action.clone()).collect()
+}
+
+/// A placement migration's life in the store: started (tenant `migrating`, one at a time),
+/// switched (new placement, `ready`, cleanup phase), finished (forgotten).
+async fn placement_migration_starts_switches_and_finishes(backend: Backend) {
+    let (store, db) = crate::migrated(backend).await;
+    let mut acme = tenant("acme", Some(3));
+    acme.status = TenantStatus::Ready;
+    store
+        .insert_tenant(&acme, &event("tenant.create", Some("acme")))
+        .await
+        .expect("insert");
+    let to = Placement {
+        kind: PlacementKind::Dedicated,
+        shard: None,
+        reason: "top 10% by 30-day volume".into(),
+    };
+    let started_at = tenancy::now();
+    let record = tenancy::store::MigrationRecord {
+        tenant: acme.id.clone(),
+        from: Placement {
+            reason: String::new(),
+            ..acme.placement.clone()
+        },
+        to: to.clone(),
+        phase: tenancy::store::MigrationPhase::Copying,
+        cleanup_after: None,
+        started_at,
+    };
+    store
+        .start_migration(&record, &event("tenant.migrate", Some("acme")))
+        .await
+        .expect("start");
+    assert_eq!(store.migrations().await.expect("list"), vec![record.clone()]);
+    let migrating = store.get_tenant(&acme.id).await.expect("get").expect("present");
+    assert_eq!(migrating.status, TenantStatus::Migrating);
+    assert_eq!(
+        migrating.status_reason.as_deref(),
+        Some("moving to dedicated storage")
+    );
+    assert_eq!(
+        migrating.placement, acme.placement,
+        "placement unchanged while copying"
+    );
+
+    let second = store
+        .start_migration(&record, &event("tenant.migrate", Some("acme")))
+        .await;
+    assert!(matches!(second, Err(StoreError::Conflict(_))), "{second:?}");
+    let audited = store
+        .list_audit(&AuditFilter {
+            tenant: Some(acme.id.clone()),
+            action: Some("tenant.migrate".into()),
+            limit: 10,
+            ..AuditFilter::default()
+        })
+        .await
+        .expect("audit");
+    assert_eq!(
+        actions_of(&audited),
+        ["tenant.migrate"],
+        "the refused start left no event"
+    );
+
+    let before_switch = tenancy::now();
+    let cleanup_after = before_switch + Duration::hours(1);
+    store
+        .switch_placement(&acme.id, &to, cleanup_after)
+        .await
+        .expect("switch");
+    let switched = store.get_tenant(&acme.id).await.expect("get").expect("present");
+    assert_eq!(switched.placement, to);
+    assert_eq!(switched.status, TenantStatus::Ready);
+    assert_eq!(switched.status_reason, None);
+    assert!(
+        switched.updated_at >= before_switch && switched.updated_at <= tenancy::now(),
+        "updated_at is the switch time, not the cleanup time: {}",
+        switched.updated_at
+    );
+    let cleanup = store.migrations().await.expect("list");
+    assert_eq!(cleanup.len(), 1);
+    assert_eq!(cleanup[0].phase, tenancy::store::MigrationPhase::Cleanup);
+    assert_eq!(cleanup[0].cleanup_after, Some(cleanup_after));
+    assert_eq!(cleanup[0].to, to);
+
+    store.finish_migration(&acme.id).await.expect("finish");
+    assert!(store.migrations().await.expect("list").is_empty());
+    assert_eq!(
+        store.get_tenant(&acme.id).await.expect("get"),
+        Some(switched),
+        "finishing touches only the migration"
+    );
+    // A new migration may start once the last one is finished.
+    store
+        .start_migration(&record, &event("tenant.migrate", Some("acme")))
+        .await
+        .expect("start again");
+    store.close().await;
+    db.drop_database().await;
+}
+both_backends!(placement_migration_starts_switches_and_finishes);
+
+/// `revoke_any_token` reaches tokens of any tenant and platform tokens (no tenant), keeps
+/// the first revocation time, and answers `None` for an unknown id.
+async fn any_token_is_revoked_once_whatever_its_tenant(backend: Backend) {
+    let (store, db) = crate::migrated(backend).await;
+    let tenant_token = token("acme", Duration::hours(1));
+    let mut platform_token = token("acme", Duration::hours(1));
+    platform_token.tenant = None;
+    platform_token.role = Role::PlatformAdmin;
+    for t in [&tenant_token, &platform_token] {
+        store
+            .insert_token(t, &event("token.issue", None))
+            .await
+            .expect("insert");
+    }
+    let first = tenancy::now();
+    for t in [&tenant_token, &platform_token] {
+        let revoked = store
+            .revoke_any_token(t.id, first, &event("token.revoke", None))
+            .await
+            .expect("revoke")
+            .expect("found");
+        assert_eq!(revoked.id, t.id);
+        assert_eq!(revoked.tenant, t.tenant);
+        assert_eq!(revoked.revoked_at, Some(first));
+    }
+    let again = store
+        .revoke_any_token(
+            platform_token.id,
+            first + Duration::minutes(5),
+            &event("token.revoke", None),
+        )
+        .await
+        .expect("revoke again")
+        .expect("found");
+    assert_eq!(again.revoked_at, Some(first), "the first revocation time stays");
+    let mut ids = store
+        .revoked_token_ids(first - Duration::minutes(1))
+        .await
+        .expect("revoked ids");
+    ids.sort();
+    let mut expected = vec![tenant_token.id, platform_token.id];
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert_eq!(
+        store
+            .revoke_any_token(Uuid::now_v7(), first, &event("token.revoke", None))
+            .await
+            .expect("unknown"),
+        None
+    );
+    store.close().await;
+    db.drop_database().await;
+}
+both_backends!(any_token_is_revoked_once_whatever_its_tenant);

@@ -211,3 +211,49 @@ async fn shares_and_recipients(backend: Backend) {
     );
 }
 both_backends!(shares_and_recipients);
+
+/// A recipient by id, revoked or not; an unknown id is `None`.
+async fn recipient_by_id_revoked_or_not(backend: Backend) {
+    let (store, _db) = crate::migrated(backend).await;
+    store
+        .insert_tenant(&tenant(), &audit("tenant.create"))
+        .await
+        .expect("tenant");
+    let sales = share("sales", vec![]);
+    store
+        .insert_share(&sales, &audit("share.create"))
+        .await
+        .expect("share");
+    let bob = recipient(&sales, "bob", "token-of-bob");
+    let carol = recipient(&sales, "carol", "token-of-carol");
+    for r in [&bob, &carol] {
+        store
+            .insert_recipient(r, &audit("recipient.create"))
+            .await
+            .expect("recipient");
+    }
+    assert_eq!(store.get_recipient(bob.id).await.expect("get"), Some(bob.clone()));
+    let at = tenancy::now();
+    assert!(
+        store
+            .revoke_recipient(sales.id, bob.id, at, &audit("recipient.revoke"))
+            .await
+            .expect("revoke")
+    );
+    let revoked = store.get_recipient(bob.id).await.expect("get").expect("kept");
+    assert_eq!(revoked.revoked_at, Some(at));
+    assert_eq!(
+        RecipientRecord {
+            revoked_at: None,
+            ..revoked
+        },
+        bob,
+        "only the revocation changed"
+    );
+    assert_eq!(store.get_recipient(carol.id).await.expect("get"), Some(carol));
+    assert_eq!(
+        store.get_recipient(uuid::Uuid::now_v7()).await.expect("unknown"),
+        None
+    );
+}
+both_backends!(recipient_by_id_revoked_or_not);

@@ -133,3 +133,45 @@ async fn streams_quota_pagination_and_delete(backend: Backend) {
     );
 }
 both_backends!(streams_quota_pagination_and_delete);
+
+/// A stream by id: found with its source, and gone once deleted.
+async fn stream_by_id(backend: Backend) {
+    let (store, _db) = crate::migrated(backend).await;
+    let events = crate::tables::acme_with_table(store.as_ref(), "bronze", "events").await;
+    let kafka = stream(
+        "orders",
+        events.id,
+        serde_json::json!({"type": "kafka", "bootstrap_servers": "127.0.0.1:9092", "topic": "orders"}),
+    );
+    let http = stream("clicks", events.id, serde_json::json!({"type": "http"}));
+    for s in [&kafka, &http] {
+        store
+            .insert_stream(s, 5, &audit("stream.create"))
+            .await
+            .expect("insert");
+    }
+    assert_eq!(
+        store.get_stream_by_id(kafka.id).await.expect("by id"),
+        Some(kafka.clone())
+    );
+    assert_eq!(
+        store.get_stream_by_id(http.id).await.expect("by id"),
+        Some(http.clone())
+    );
+    assert_eq!(
+        store
+            .get_stream_by_id(uuid::Uuid::now_v7())
+            .await
+            .expect("unknown"),
+        None
+    );
+    assert!(
+        store
+            .delete_stream(kafka.id, &audit("stream.delete"))
+            .await
+            .expect("delete")
+    );
+    assert_eq!(store.get_stream_by_id(kafka.id).await.expect("deleted"), None);
+    assert_eq!(store.get_stream_by_id(http.id).await.expect("other"), Some(http));
+}
+both_backends!(stream_by_id);

@@ -63,6 +63,24 @@ pub(crate) fn table(zone: &str, name: &str) -> TableRecord {
     }
 }
 
+/// Tenant acme with one table in it, for tests about what hangs off a table.
+pub(crate) async fn acme_with_table(
+    store: &dyn tenancy::store::MetadataStore,
+    zone: &str,
+    name: &str,
+) -> TableRecord {
+    store
+        .insert_tenant(&tenant(), &audit("tenant.create"))
+        .await
+        .expect("tenant");
+    let table = table(zone, name);
+    store
+        .insert_table(&table, 10, &audit("table.create"))
+        .await
+        .expect("table");
+    table
+}
+
 fn run(table: &TableRecord, lease_secs: i64) -> MaintenanceRun {
     let now = tenancy::now();
     MaintenanceRun {
@@ -384,3 +402,107 @@ async fn queued_runs_are_claimed_by_one_executor_at_a_time(backend: Backend) {
     );
 }
 both_backends!(queued_runs_are_claimed_by_one_executor_at_a_time);
+
+/// Lookups by id, the scheduler's list of every active table, and spec updates guarded by
+/// the `updated_at` the caller read.
+async fn tables_by_id_across_tenants_and_guarded_updates(backend: Backend) {
+    let (store, _db) = crate::migrated(backend).await;
+    let mut beta = tenant();
+    beta.id = TenantId::parse("beta").expect("id");
+    for t in [tenant(), beta.clone()] {
+        store
+            .insert_tenant(&t, &audit("tenant.create"))
+            .await
+            .expect("tenant");
+    }
+    let orders = table("bronze", "orders");
+    let mut theirs = table("gold", "revenue");
+    theirs.tenant = beta.id.clone();
+    let gone = table("silver", "gone");
+    for t in [&orders, &theirs, &gone] {
+        store
+            .insert_table(t, 10, &audit("table.create"))
+            .await
+            .expect("insert");
+    }
+    assert_eq!(
+        store.get_table_by_id(theirs.id).await.expect("by id"),
+        Some(theirs.clone())
+    );
+    assert_eq!(
+        store
+            .get_table_by_id(uuid::Uuid::now_v7())
+            .await
+            .expect("unknown"),
+        None
+    );
+    assert!(
+        store
+            .mark_table_deleting(gone.id, &audit("table.delete"))
+            .await
+            .expect("mark")
+    );
+    let deleting = store
+        .get_table_by_id(gone.id)
+        .await
+        .expect("by id")
+        .expect("still there");
+    assert_eq!(
+        deleting.status,
+        TableStatus::Deleting,
+        "by id finds a table in any status"
+    );
+
+    let mut active: Vec<uuid::Uuid> = store
+        .all_active_tables()
+        .await
+        .expect("all")
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    active.sort();
+    let mut expected = vec![orders.id, theirs.id];
+    expected.sort();
+    assert_eq!(
+        active, expected,
+        "both tenants' active tables, not the deleting one"
+    );
+
+    let mut described = orders.clone();
+    described.spec.description = Some("orders as they arrive".into());
+    described.updated_at = orders.updated_at + chrono::Duration::seconds(1);
+    assert!(
+        store
+            .update_table_spec(&described, orders.updated_at, &audit("table.update"))
+            .await
+            .expect("update")
+    );
+    assert_eq!(
+        store.get_table_by_id(orders.id).await.expect("read"),
+        Some(described.clone())
+    );
+    let mut stale = described.clone();
+    stale.spec.description = Some("lost update".into());
+    stale.updated_at = described.updated_at + chrono::Duration::seconds(1);
+    assert!(
+        !store
+            .update_table_spec(&stale, orders.updated_at, &audit("table.update"))
+            .await
+            .expect("stale"),
+        "a writer that read the old version loses"
+    );
+    assert_eq!(
+        store.get_table_by_id(orders.id).await.expect("read"),
+        Some(described)
+    );
+    let mut late = deleting.clone();
+    late.spec.description = Some("too late".into());
+    assert!(
+        !store
+            .update_table_spec(&late, deleting.updated_at, &audit("table.update"))
+            .await
+            .expect("deleting"),
+        "a deleting table cannot change"
+    );
+}
+both_backends!(tables_by_id_across_tenants_and_guarded_updates);

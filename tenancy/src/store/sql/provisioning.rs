@@ -275,7 +275,7 @@ impl ProvisioningStore for Store {
         .bind(to.kind.as_str())
         .bind(to.shard.map(i64::from))
         .bind(&to.reason)
-        .bind(ts(cleanup_after))
+        .bind(ts(crate::now()))
         .bind(tenant.as_str())
         .execute(&mut *tx)
         .await?;

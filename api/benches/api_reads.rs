@@ -8,10 +8,8 @@
 //!
 //! Run: `cargo bench -p api --bench api_reads` (env `RATE`, `SECONDS` override 2000 and 10).
 
-#[path = "support/open_loop.rs"]
-mod open_loop;
-#[path = "support/serve.rs"]
-mod support;
+use bench::open_loop;
+use bench::serve as support;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)

@@ -106,6 +106,16 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The caller as audit events name it.
+    pub fn actor(&self) -> tenancy::audit::Actor {
+        tenancy::audit::Actor {
+            subject: self.principal.subject.clone(),
+            role: Some(self.principal.role.as_str().to_owned()),
+            request_id: self.request_id.clone(),
+            source: self.source.clone(),
+        }
+    }
+
     /// Applies the single policy function.
     pub fn authorize(&self, action: Action<'_>) -> Result<(), ApiError> {
         authorize(&self.principal, action).map_err(ApiError::Denied)

@@ -5,10 +5,13 @@ use std::time::Duration;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use lake_manager::catalog::CatalogError;
-use lake_manager::credentials::CredentialsError;
-use lake_manager::delta::DeltaError;
+use lake_manager::credentials::{CredentialsError, STS_UNAVAILABLE};
 use lake_manager::ingest::IngestError;
+use lake_manager::provision::ProvisionError;
 use lake_manager::storage::StorageError;
+use tenancy::kind::{
+    Class, Classify, DATABASE_UNAVAILABLE, ErrorKind, STORAGE_UNAVAILABLE, TENANT_NOT_READY,
+};
 use tenancy::policy::Denial;
 use tenancy::store::StoreError;
 use tenancy::token::AuthError;
@@ -17,7 +20,7 @@ use tenancy::validation::Violation;
 use crate::problem::{FieldError, Problem};
 
 /// How long clients are told to wait before retrying a 503.
-const RETRY_AFTER: Duration = Duration::from_secs(5);
+pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// Everything a handler or extractor can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -74,95 +77,81 @@ pub enum ApiError {
     /// Temporary AWS credentials could not be vended.
     #[error(transparent)]
     Credentials(#[from] CredentialsError),
+    /// Provisioning, migration or purge of a tenant's storage failed.
+    #[error(transparent)]
+    Provision(#[from] ProvisionError),
     /// A bug or an unexpected failure; the details stay in the log.
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 impl ApiError {
+    /// The class of every error that has one; `None` for the HTTP layer's own refusals
+    /// (malformed syntax, media type, authentication, authorization).
+    fn class(&self) -> Option<Class> {
+        Some(match self {
+            ApiError::BadRequest(_)
+            | ApiError::UnsupportedMediaType { .. }
+            | ApiError::Unauthorized(_)
+            | ApiError::Denied(_) => return None,
+            ApiError::Validation(_) => ErrorKind::Invalid.class(),
+            ApiError::PayloadTooLarge { .. } => ErrorKind::TooLarge.class(),
+            ApiError::NotFound(_) => ErrorKind::NotFound.class(),
+            ApiError::Conflict(_) => ErrorKind::Conflict.class(),
+            ApiError::Timeout(_) => ErrorKind::Unavailable.coded("timeout"),
+            ApiError::Unavailable(_) => ErrorKind::Unavailable.class(),
+            ApiError::Internal(_) => ErrorKind::Internal.class(),
+            ApiError::Store(e) => e.class(),
+            ApiError::Storage(e) => e.class(),
+            ApiError::Catalog(e) => e.class(),
+            ApiError::Ingest(e) => e.class(),
+            ApiError::Credentials(e) => e.class(),
+            ApiError::Provision(e) => e.class(),
+        })
+    }
+
     fn status_and_slug(&self) -> (StatusCode, &'static str) {
-        match self {
-            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "malformed"),
-            ApiError::UnsupportedMediaType { .. } => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
+        match self.class() {
+            Some(class) => (status_of(class.kind), class.code),
+            None => match self {
+                ApiError::UnsupportedMediaType { .. } => {
+                    (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
+                }
+                ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+                ApiError::Denied(Denial::Hidden) => (StatusCode::NOT_FOUND, "not-found"),
+                ApiError::Denied(Denial::Forbidden(_)) => (StatusCode::FORBIDDEN, "forbidden"),
+                _ => (StatusCode::BAD_REQUEST, "malformed"),
+            },
+        }
+    }
+
+    /// What a client is told about a server-side failure: a fixed sentence per code, or the
+    /// error's own message where it holds nothing internal. Causes stay in the log.
+    fn public_detail(&self, code: &str) -> String {
+        match code {
+            DATABASE_UNAVAILABLE => "the metadata database is unavailable; retry later".to_owned(),
+            STORAGE_UNAVAILABLE => "the object storage is unavailable; retry later".to_owned(),
+            STS_UNAVAILABLE => "AWS STS could not issue the credentials right now; retry later".to_owned(),
+            "commit-failed" => {
+                "the commit failed; none of the events were acknowledged; send them again".to_owned()
             }
-            ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large"),
-            ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation"),
-            ApiError::NotFound(_) | ApiError::Denied(Denial::Hidden) => (StatusCode::NOT_FOUND, "not-found"),
-            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            ApiError::Denied(Denial::Forbidden(_)) => (StatusCode::FORBIDDEN, "forbidden"),
-            ApiError::Conflict(_)
-            | ApiError::Store(StoreError::Conflict(_))
-            | ApiError::Catalog(CatalogError::Store(StoreError::Conflict(_)))
-            | ApiError::Catalog(CatalogError::Delta(DeltaError::Conflict(_) | DeltaError::Refused(_))) => {
-                (StatusCode::CONFLICT, "conflict")
-            }
-            ApiError::Store(StoreError::Quota(_))
-            | ApiError::Catalog(CatalogError::Store(StoreError::Quota(_))) => {
-                (StatusCode::CONFLICT, "quota-exceeded")
-            }
-            ApiError::Store(StoreError::Busy(_))
-            | ApiError::Catalog(CatalogError::Store(StoreError::Busy(_))) => (StatusCode::CONFLICT, "busy"),
-            ApiError::Catalog(CatalogError::NotReady { .. }) => (StatusCode::CONFLICT, "tenant-not-ready"),
-            ApiError::Catalog(CatalogError::Store(e)) if e.is_unavailable() => {
-                (StatusCode::SERVICE_UNAVAILABLE, "database-unavailable")
-            }
-            ApiError::Catalog(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-            ApiError::Ingest(e) => ingest_status(e),
-            ApiError::Credentials(e) => credentials_status(e),
-            ApiError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
-            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            ApiError::Store(e) if e.is_unavailable() => {
-                (StatusCode::SERVICE_UNAVAILABLE, "database-unavailable")
-            }
-            ApiError::Store(_) | ApiError::Storage(_) | ApiError::Internal(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
-            }
+            // Messages written for clients: a timeout, a fenced tenant, a stopped writer.
+            "timeout" | "unavailable" | TENANT_NOT_READY => self.to_string(),
+            _ => "the server could not complete the request".to_owned(),
         }
     }
 }
 
-fn ingest_status(error: &IngestError) -> (StatusCode, &'static str) {
-    match error {
-        IngestError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-events"),
-        IngestError::Body(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-body"),
-        IngestError::Field { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "validation"),
-        IngestError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large"),
-        IngestError::Full { .. } => (StatusCode::TOO_MANY_REQUESTS, "ingest-buffer-full"),
-        IngestError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "ingest-quota"),
-        IngestError::Fenced { .. } => (StatusCode::SERVICE_UNAVAILABLE, "tenant-not-ready"),
-        IngestError::WriterStopped => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-        IngestError::Store(StoreError::Conflict(_)) => (StatusCode::CONFLICT, "conflict"),
-        IngestError::Store(StoreError::Quota(_)) => (StatusCode::CONFLICT, "quota-exceeded"),
-        IngestError::Store(e) if e.is_unavailable() => {
-            (StatusCode::SERVICE_UNAVAILABLE, "database-unavailable")
-        }
-        IngestError::Catalog(CatalogError::Store(StoreError::Conflict(_))) => {
-            (StatusCode::CONFLICT, "conflict")
-        }
-        IngestError::Catalog(CatalogError::Store(StoreError::Quota(_))) => {
-            (StatusCode::CONFLICT, "quota-exceeded")
-        }
-        IngestError::Catalog(CatalogError::NotReady { .. }) => (StatusCode::CONFLICT, "tenant-not-ready"),
-        IngestError::CommitFailed(_) | IngestError::Delta(DeltaError::Conflict(_)) => {
-            (StatusCode::SERVICE_UNAVAILABLE, "commit-failed")
-        }
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-    }
-}
-
-fn credentials_status(error: &CredentialsError) -> (StatusCode, &'static str) {
-    match error {
-        CredentialsError::NotAvailable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "credentials-not-available"),
-        CredentialsError::Field { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "validation"),
-        CredentialsError::NotReady { .. } => (StatusCode::CONFLICT, "tenant-not-ready"),
-        CredentialsError::Sts { retryable: true, .. } => (StatusCode::SERVICE_UNAVAILABLE, "sts-unavailable"),
-        CredentialsError::Store(e) if e.is_unavailable() => {
-            (StatusCode::SERVICE_UNAVAILABLE, "database-unavailable")
-        }
-        CredentialsError::Sts { .. } | CredentialsError::Store(_) => {
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
-        }
+/// The one mapping from an error's kind to its HTTP status.
+fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict | ErrorKind::Quota => StatusCode::CONFLICT,
+        ErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::Throttled => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -202,33 +191,7 @@ impl IntoResponse for ApiError {
         let detail = if status.is_server_error() {
             // Logged inside the request's span, so the line carries the request id.
             tracing::error!(status = status.as_u16(), error = %chain(&self), "request failed");
-            match &self {
-                ApiError::Store(_) | ApiError::Credentials(CredentialsError::Store(_))
-                    if status == StatusCode::SERVICE_UNAVAILABLE =>
-                {
-                    "the metadata database is unavailable; retry later".to_owned()
-                }
-                // The cause (which may name roles and accounts) stays in the log.
-                ApiError::Credentials(CredentialsError::Sts { .. })
-                    if status == StatusCode::SERVICE_UNAVAILABLE =>
-                {
-                    "AWS STS could not issue the credentials right now; retry later".to_owned()
-                }
-                ApiError::Timeout(_) | ApiError::Unavailable(_) => self.to_string(),
-                ApiError::Ingest(
-                    e @ (IngestError::Fenced { .. }
-                    | IngestError::WriterStopped
-                    | IngestError::CommitFailed(_)),
-                ) => match e {
-                    // The cause of a failed commit stays in the log.
-                    IngestError::CommitFailed(_) => {
-                        "the commit failed; none of the events were acknowledged; send them again".to_owned()
-                    }
-                    _ => e.to_string(),
-                },
-                // Never leak internals to the client.
-                _ => "the server could not complete the request".to_owned(),
-            }
+            self.public_detail(slug)
         } else {
             self.to_string()
         };

@@ -15,6 +15,7 @@ use lake_manager::provision::{IamSettings, ProvisionSettings, Provisioner};
 use lake_manager::storage::{
     LocalStorage, ObjectStorageAdmin, S3Settings, S3Storage, StorageError, StorageKind,
 };
+use lake_manager::tenants::Tenants;
 use lake_manager::workers::body::Bodies;
 use lake_manager::workers::external::External;
 use lake_manager::workers::in_process::InProcess;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub revocations: Arc<RevocationList>,
     /// Storage provisioning.
     pub provisioner: Arc<Provisioner>,
+    /// Tenant workflows: create, change placement, rebalance.
+    pub tenants: Arc<Tenants>,
     /// Delta tables and their maintenance.
     pub catalog: Arc<Catalog>,
     /// Temporary AWS credentials; `None` on local storage and on S3 without IAM.
@@ -302,6 +305,11 @@ impl AppState {
                     (Arc::new(launcher), None)
                 }
             };
+        let tenants = Arc::new(Tenants::new(
+            provisioner.clone(),
+            config.placement,
+            wake.clone(),
+        ));
         let workers = Reconciler::new(catalog.clone(), launcher, settings, wake);
         Ok(Self {
             workers,
@@ -312,6 +320,7 @@ impl AppState {
             store,
             storage,
             provisioner,
+            tenants,
             catalog,
             credentials,
             metrics: Arc::new(Metrics::new()),

@@ -17,6 +17,7 @@ use crate::delta::{DeltaError, DeltaSettings};
 use crate::layout::zone_prefix;
 use crate::provision::Provisioner;
 use crate::storage::StorageError;
+use tenancy::kind::{Class, Classify, ErrorKind, TENANT_NOT_READY};
 
 /// Why a catalog operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +42,18 @@ pub enum CatalogError {
         /// Its status.
         status: &'static str,
     },
+}
+
+impl Classify for CatalogError {
+    fn class(&self) -> Class {
+        match self {
+            CatalogError::Store(e) => e.class(),
+            CatalogError::Delta(e) => e.class(),
+            CatalogError::Storage(e) => e.class(),
+            CatalogError::LeaseLost => ErrorKind::Conflict.coded("lease-lost"),
+            CatalogError::NotReady { .. } => ErrorKind::Conflict.coded(TENANT_NOT_READY),
+        }
+    }
 }
 
 /// Aborts a task when dropped (a plain `JoinHandle` lets it run on).

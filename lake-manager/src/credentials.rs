@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use tenancy::credentials::{
     AssumeRoleRequest, CacheKey, CredentialScope, Requester, assume_role_request, locations, role_arn,
 };
+use tenancy::kind::{Class, Classify, ErrorKind, TENANT_NOT_READY};
 use tenancy::store::{StoreError, TableStatus};
 use tenancy::tenant::{Tenant, TenantStatus};
 
@@ -55,6 +56,22 @@ pub enum CredentialsError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+impl Classify for CredentialsError {
+    fn class(&self) -> Class {
+        match self {
+            CredentialsError::NotAvailable(_) => ErrorKind::Invalid.coded("credentials-not-available"),
+            CredentialsError::NotReady { .. } => ErrorKind::Conflict.coded(TENANT_NOT_READY),
+            CredentialsError::Field { .. } => ErrorKind::Invalid.class(),
+            CredentialsError::Sts { retryable: true, .. } => ErrorKind::Unavailable.coded(STS_UNAVAILABLE),
+            CredentialsError::Sts { .. } => ErrorKind::Internal.class(),
+            CredentialsError::Store(e) => e.class(),
+        }
+    }
+}
+
+/// The code of an STS that is away, throttling or failing.
+pub const STS_UNAVAILABLE: &str = "sts-unavailable";
 
 /// Credentials STS issued. `Debug` shows the access key id only: the secret key and the
 /// session token must never reach a log.

@@ -14,4 +14,5 @@ pub mod migrate;
 pub mod provision;
 pub mod sharing;
 pub mod storage;
+pub mod tenants;
 pub mod workers;

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tenancy::kind::{Class, Classify, ErrorKind};
 use tenancy::placement::PlacementKind;
 use tenancy::role::Zone;
 use tenancy::store::{BucketRecord, MetadataStore, StoreError};
@@ -68,6 +69,21 @@ pub enum ProvisionError {
     /// The tenant does not exist (deleted meanwhile).
     #[error("no tenant {0}")]
     NoTenant(TenantId),
+    /// The tenant's state does not allow the change now (its placement moves only while it
+    /// is `ready`).
+    #[error("{0}")]
+    NotReady(String),
+}
+
+impl Classify for ProvisionError {
+    fn class(&self) -> Class {
+        match self {
+            ProvisionError::Store(e) => e.class(),
+            ProvisionError::Storage(e) => e.class(),
+            ProvisionError::NoTenant(_) => ErrorKind::NotFound.class(),
+            ProvisionError::NotReady(_) => ErrorKind::Conflict.class(),
+        }
+    }
 }
 
 /// Provisioning settings.

@@ -70,6 +70,37 @@ pub struct AuditEvent {
     pub source: Option<String>,
 }
 
+/// Who acts, as audit events name them: a caller of the API, or the plane itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// The token subject, or `lakeplane` for the plane.
+    pub subject: String,
+    /// The caller's role.
+    pub role: Option<String>,
+    /// The request id.
+    pub request_id: Option<String>,
+    /// The client address.
+    pub source: Option<String>,
+}
+
+impl Actor {
+    /// An event of something this actor did, now.
+    pub fn event(&self, action: &str, target: &str, tenant: Option<&str>, outcome: Outcome) -> AuditEvent {
+        AuditEvent {
+            id: Uuid::now_v7(),
+            at: crate::now(),
+            actor: self.subject.clone(),
+            role: self.role.clone(),
+            tenant: tenant.map(str::to_owned),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            outcome,
+            request_id: self.request_id.clone(),
+            source: self.source.clone(),
+        }
+    }
+}
+
 impl AuditEvent {
     /// An event the plane records on its own behalf (background purges, scheduled runs).
     pub fn system(action: &str, target: &str, tenant: Option<&str>, outcome: Outcome) -> Self {

@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod credentials;
 pub mod iam;
+pub mod kind;
 pub mod maintenance;
 pub mod pagination;
 pub mod placement;

@@ -3,12 +3,8 @@
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
-use tenancy::audit::Outcome;
-use tenancy::placement::plan_rebalance;
-use tenancy::tenant::TenantStatus;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::audit::event;
 use crate::auth::{Authorized, perm};
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
@@ -60,58 +56,22 @@ pub async fn rebalance(
     auth: Authorized<perm::Rebalance>,
     ApiQuery(query): ApiQuery<RebalanceQuery>,
 ) -> Result<Json<RebalanceReport>, ApiError> {
-    let snapshot = state.store.placement_snapshot().await?;
-    let plan = plan_rebalance(&snapshot.tenants, &snapshot.shard_fill, &state.config.placement);
     let dry_run = query.dry_run.unwrap_or(false);
-    let mut report = RebalanceReport {
-        promotions: plan.promotions.clone(),
-        demotions: plan.demotions.clone(),
+    let outcome = state.tenants.rebalance(dry_run, &auth.caller.actor()).await?;
+    let ids = |ids: Vec<tenancy::tenant::TenantId>| ids.into_iter().map(|id| id.to_string()).collect();
+    Ok(Json(RebalanceReport {
+        promotions: outcome.promotions,
+        demotions: outcome.demotions,
         dry_run,
-        migrating: Vec::new(),
-        replaced: Vec::new(),
-        skipped: Vec::new(),
-    };
-    if dry_run {
-        return Ok(Json(report));
-    }
-    for step in plan.promotions.iter().chain(&plan.demotions) {
-        let Some(mut tenant) = state.store.get_tenant(&step.tenant).await? else {
-            continue;
-        };
-        let provisioned = state
-            .store
-            .provisioning_steps(&tenant.id)
-            .await?
-            .iter()
-            .any(|s| s == "bucket");
-        if !provisioned {
-            tenant.placement = step.to.clone();
-            tenant.updated_at = tenancy::now();
-            let target = format!("/v1/tenants/{}", tenant.id);
-            let audit = event(
-                &auth.caller,
-                "tenant.update",
-                &target,
-                Some(tenant.id.as_str()),
-                Outcome::Success,
-            );
-            state.store.update_tenant(&tenant, &audit).await?;
-            report.replaced.push(tenant.id.to_string());
-        } else if tenant.status != TenantStatus::Ready {
-            report.skipped.push(Skipped {
-                tenant: tenant.id.to_string(),
-                reason: format!("status is {}", tenant.status.as_str()),
-            });
-        } else {
-            match super::tenants::begin_migration(&state, &auth.caller, &tenant, step.to.clone()).await {
-                Ok(()) => report.migrating.push(tenant.id.to_string()),
-                Err(ApiError::Conflict(reason)) => report.skipped.push(Skipped {
-                    tenant: tenant.id.to_string(),
-                    reason,
-                }),
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    Ok(Json(report))
+        migrating: ids(outcome.migrating),
+        replaced: ids(outcome.replaced),
+        skipped: outcome
+            .skipped
+            .into_iter()
+            .map(|(tenant, reason)| Skipped {
+                tenant: tenant.to_string(),
+                reason,
+            })
+            .collect(),
+    }))
 }

@@ -20,6 +20,7 @@ use lake_manager::storage::{StorageError, StorageKind};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use tenancy::kind::{Classify, ErrorKind};
 use tenancy::pagination;
 use tenancy::share::{FileGrant, file_url_lifetime, token_hash};
 use tenancy::store::{RecipientRecord, ShareRecord, SharedTable, StoreError, TableRecord, TableStatus};
@@ -91,6 +92,18 @@ impl From<DeltaError> for ProtocolError {
     }
 }
 
+impl ProtocolError {
+    /// The kind of the failure behind a store, storage or Delta error.
+    fn kind(&self) -> Option<ErrorKind> {
+        match self {
+            ProtocolError::Store(e) => Some(e.kind()),
+            ProtocolError::Storage(e) => Some(e.kind()),
+            ProtocolError::Delta(e) => Some(e.kind()),
+            _ => None,
+        }
+    }
+}
+
 impl IntoResponse for ProtocolError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
@@ -100,7 +113,9 @@ impl IntoResponse for ProtocolError {
             // 400, not 501: the Python client and the Spark connector retry every 5xx for
             // minutes before showing the error.
             ProtocolError::Unsupported(_) => (StatusCode::BAD_REQUEST, "FEATURE_NOT_SUPPORTED"),
-            ProtocolError::Store(e) if e.is_unavailable() => {
+            ProtocolError::Store(_) | ProtocolError::Storage(_) | ProtocolError::Delta(_)
+                if self.kind() == Some(ErrorKind::Unavailable) =>
+            {
                 (StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE")
             }
             ProtocolError::Store(_) | ProtocolError::Storage(_) | ProtocolError::Delta(_) => {
@@ -115,6 +130,12 @@ impl IntoResponse for ProtocolError {
         };
         let mut response = (status, Json(json!({"errorCode": code, "message": message}))).into_response();
         response.extensions_mut().insert(crate::http::ForeignErrorBody);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(crate::error::RETRY_AFTER.as_secs()),
+            );
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

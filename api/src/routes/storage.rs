@@ -9,7 +9,7 @@ use axum::response::Response;
 use lake_manager::cost::monthly_cost;
 use lake_manager::layout::zone_prefix;
 use lake_manager::lifecycle::validate_shared_override;
-use lake_manager::provision::effective_policies;
+use lake_manager::provision::{Step, effective_policies};
 use lake_manager::storage::ClassUsage;
 use serde::Serialize;
 use tenancy::audit::Outcome;
@@ -164,19 +164,10 @@ pub async fn put_zone(
         Outcome::Success,
     );
     state.store.put_zone_policy(id, zone, &policy, &audit).await?;
-    let lifecycle_done = state
-        .store
-        .provisioning_steps(id)
-        .await?
-        .iter()
-        .any(|s| s == "lifecycle");
-    if lifecycle_done {
+    // Before the saga's lifecycle step the policy is applied by that step.
+    if state.tenants.step_done(id, Step::Lifecycle).await? {
         let bucket = state.provisioner.bucket_of(&tenant);
-        state
-            .provisioner
-            .apply_lifecycle(&tenant, &bucket)
-            .await
-            .map_err(|e| ApiError::Internal(crate::error::chain(&e)))?;
+        state.provisioner.apply_lifecycle(&tenant, &bucket).await?;
     }
     Ok(audited(Json(zone_views(&state, id).await?)))
 }

@@ -4,10 +4,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
+use lake_manager::tenants::NewTenant;
 use serde::{Deserialize, Serialize};
 use tenancy::audit::Outcome;
 use tenancy::pagination;
-use tenancy::placement::{Candidate, Ranking, place};
 use tenancy::policy::{Action, TenantChange};
 use tenancy::role::Role;
 use tenancy::tenant::{Isolation, Tenant, TenantId, TenantStatus, Tier, validate_display_name};
@@ -88,21 +88,6 @@ pub struct DeletionReport {
     pub kept: Vec<&'static str>,
 }
 
-fn placement_for(
-    state: &AppState,
-    tenant: &Candidate,
-    snapshot: &tenancy::store::PlacementSnapshot,
-) -> tenancy::placement::Placement {
-    // The tenant itself may not be in the snapshot yet (creation); rank it alongside the others.
-    let others = snapshot.tenants.iter().filter(|c| c.id != tenant.id);
-    let ranking = Ranking::new(
-        others
-            .map(|c| (&c.id, c.volume_30d_bytes))
-            .chain([(&tenant.id, tenant.volume_30d_bytes)]),
-    );
-    place(tenant, &ranking, &snapshot.shard_fill, &state.config.placement)
-}
-
 /// Creates a tenant; its storage starts `provisioning`.
 #[utoipa::path(post, path = "/v1/tenants", tag = "tenants", request_body = CreateTenant, responses(
     (status = 201, description = "Created", body = TenantView),
@@ -127,57 +112,16 @@ pub async fn create_tenant(
     let (Some(id), Some(display_name)) = (id, display_name) else {
         return Err(ApiError::Internal("validated fields missing".to_owned()));
     };
-    let isolation = body.isolation.unwrap_or_default();
-    let snapshot = state.store.placement_snapshot().await?;
-    let candidate = Candidate {
-        id: id.clone(),
-        tier: body.tier,
-        isolation,
-        volume_30d_bytes: 0,
-        current: None,
-    };
-    let placement = placement_for(&state, &candidate, &snapshot);
-    let now = tenancy::now();
-    let tenant = Tenant {
+    let new = NewTenant {
         id,
         display_name,
         tier: body.tier,
-        isolation,
-        status: TenantStatus::Provisioning,
-        status_reason: None,
-        placement,
+        isolation: body.isolation.unwrap_or_default(),
         quotas,
-        volume_30d_bytes: 0,
-        created_at: now,
-        updated_at: now,
     };
-    let target = format!("/v1/tenants/{}", tenant.id);
-    let audit = event(
-        &auth.caller,
-        "tenant.create",
-        &target,
-        Some(tenant.id.as_str()),
-        Outcome::Success,
-    );
-    state
-        .store
-        .insert_tenant(&tenant, &audit)
-        .await
-        .map_err(|e| match e {
-            tenancy::store::StoreError::Conflict(_) => {
-                ApiError::Conflict(format!("tenant {} already exists", tenant.id))
-            }
-            other => other.into(),
-        })?;
-    let location = HeaderValue::from_str(&target).map_err(|e| ApiError::Internal(e.to_string()))?;
-    // Storage is set up in the background; the tenant reads `provisioning` until it is `ready`.
-    let provisioner = state.provisioner.clone();
-    let id = tenant.id.clone();
-    tokio::spawn(async move {
-        if let Err(e) = provisioner.provision(&id).await {
-            tracing::error!(tenant = %id, error = %crate::error::chain(&e), "provisioning stopped");
-        }
-    });
+    let tenant = state.tenants.create(new, &auth.caller.actor()).await?;
+    let location = HeaderValue::from_str(&format!("/v1/tenants/{}", tenant.id))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(audited((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
@@ -268,110 +212,16 @@ pub async fn update_tenant(
         }
     }
     violations.finish(|| ())?;
-    if change.tier || change.isolation {
-        tenant.tier = body.tier.unwrap_or(tenant.tier);
-        tenant.isolation = body.isolation.unwrap_or(tenant.isolation);
-        let snapshot = state.store.placement_snapshot().await?;
-        let candidate = Candidate {
-            id: tenant.id.clone(),
-            tier: tenant.tier,
-            isolation: tenant.isolation,
-            volume_30d_bytes: tenant.volume_30d_bytes,
-            current: Some(tenant.placement.clone()),
-        };
-        let placement = placement_for(&state, &candidate, &snapshot);
-        let provisioned = state
-            .store
-            .provisioning_steps(&tenant.id)
-            .await?
-            .iter()
-            .any(|s| s == "bucket");
-        if placement.kind != tenant.placement.kind && provisioned {
-            return start_migration(&state, &auth.caller, tenant, placement).await;
-        }
-        tenant.placement = placement;
-    }
-    tenant.updated_at = tenancy::now();
-    let target = format!("/v1/tenants/{}", tenant.id);
-    let audit = event(
-        &auth.caller,
-        "tenant.update",
-        &target,
-        Some(tenant.id.as_str()),
-        Outcome::Success,
-    );
-    if !state.store.update_tenant(&tenant, &audit).await? {
-        return Err(ApiError::NotFound(format!("no tenant {}", tenant.id)));
-    }
+    tenant.tier = body.tier.unwrap_or(tenant.tier);
+    tenant.isolation = body.isolation.unwrap_or(tenant.isolation);
+    // A new tier or isolation places the tenant again; moving stored data starts a migration.
+    let replace = change.tier || change.isolation;
+    let tenant = state
+        .tenants
+        .update(tenant, replace, &auth.caller.actor())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no tenant {id}")))?;
     Ok(audited(Json(TenantView::new(&state, &tenant))))
-}
-
-/// Saves the non-placement changes, then moves the tenant's data to its new placement in the
-/// background: the tenant reads `migrating` until the switch, then `ready`.
-async fn start_migration(
-    state: &AppState,
-    caller: &crate::auth::Caller,
-    mut tenant: Tenant,
-    placement: tenancy::placement::Placement,
-) -> Result<Response, ApiError> {
-    if tenant.status != TenantStatus::Ready {
-        return Err(ApiError::Conflict(format!(
-            "tenant {} is {}; its placement can change only when it is ready",
-            tenant.id,
-            tenant.status.as_str()
-        )));
-    }
-    let target = format!("/v1/tenants/{}", tenant.id);
-    tenant.updated_at = tenancy::now();
-    // Tier and isolation are saved now, with the old placement; the switch follows the copy.
-    let update = event(
-        caller,
-        "tenant.update",
-        &target,
-        Some(tenant.id.as_str()),
-        Outcome::Success,
-    );
-    state.store.update_tenant(&tenant, &update).await?;
-    begin_migration(state, caller, &tenant, placement).await?;
-    let current = load(state, &tenant.id).await?;
-    Ok(audited(Json(TenantView::new(state, &current))))
-}
-
-/// Records a migration of a `ready` tenant; its `migrate` worker copies and switches, and the
-/// old location is removed once the grace period has passed.
-pub(crate) async fn begin_migration(
-    state: &AppState,
-    caller: &crate::auth::Caller,
-    tenant: &Tenant,
-    placement: tenancy::placement::Placement,
-) -> Result<(), ApiError> {
-    let detail = format!(
-        "/v1/tenants/{}: {} to {}",
-        tenant.id,
-        tenant.placement.kind.as_str(),
-        placement.kind.as_str()
-    );
-    let audit = event(
-        caller,
-        "tenant.migrate",
-        &detail,
-        Some(tenant.id.as_str()),
-        Outcome::Success,
-    );
-    state
-        .provisioner
-        .start_migration(tenant, placement, &audit)
-        .await
-        .map_err(|e| match e {
-            lake_manager::provision::ProvisionError::Store(tenancy::store::StoreError::Conflict(_)) => {
-                ApiError::Conflict(format!("tenant {} is already migrating", tenant.id))
-            }
-            lake_manager::provision::ProvisionError::Store(e) => ApiError::Store(e),
-            other => ApiError::Internal(crate::error::chain(&other)),
-        })?;
-    // The copy is a `migrate` worker: the reconciler starts it now.
-    state.workers.wake();
-    Ok(())
 }
 
 /// Deletes a tenant: revokes its tokens and removes its storage; the audit log is kept.
@@ -442,15 +292,7 @@ pub async fn delete_tenant(
         .store
         .set_tenant_status(id, TenantStatus::Deleting, Some("purge in progress"))
         .await?;
-    let (objects, storage_locations) =
-        state
-            .provisioner
-            .purge_storage(&tenant)
-            .await
-            .map_err(|e| match e {
-                lake_manager::provision::ProvisionError::Store(e) => ApiError::Store(e),
-                other => ApiError::Internal(crate::error::chain(&other)),
-            })?;
+    let (objects, storage_locations) = state.provisioner.purge_storage(&tenant).await?;
     let target = format!("/v1/tenants/{id}");
     let erased = format!(
         "{target}: erased {objects} objects at {}",

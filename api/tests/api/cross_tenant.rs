@@ -71,7 +71,7 @@ fn allowed(method: &str, path: &str) -> Option<&'static [Role]> {
 }
 
 /// A valid request for the operation: body and query that pass validation.
-fn request_for(method: &str, path: &str) -> (String, Option<Value>) {
+pub(crate) fn request_for(method: &str, path: &str) -> (String, Option<Value>) {
     match (method, path) {
         ("post", "/v1/tenants") => (
             String::new(),
@@ -123,7 +123,7 @@ fn request_for(method: &str, path: &str) -> (String, Option<Value>) {
     }
 }
 
-async fn operations(app: &TestApp) -> Vec<(String, String)> {
+pub(crate) async fn operations(app: &TestApp) -> Vec<(String, String)> {
     let spec: Value = app.get("/openapi.json").await.json().await.expect("spec");
     let mut ops = Vec::new();
     for (path, item) in spec["paths"].as_object().expect("paths") {
@@ -160,7 +160,7 @@ async fn setup(app: &TestApp, admin: &str) -> String {
     issued["token_id"].as_str().expect("token id").to_owned()
 }
 
-fn concrete(path: &str, tenant: &str, token_id: &str) -> String {
+pub(crate) fn concrete(path: &str, tenant: &str, token_id: &str) -> String {
     path.replace("{tenant}", tenant)
         .replace("{token_id}", token_id)
         .replace("{zone}", "silver")

@@ -203,6 +203,37 @@ impl TestApp {
         request.send().await.expect("request sent")
     }
 
+    /// Sends a request as `token`, checks the status (showing the body when it differs) and
+    /// returns the body as JSON (`Null` when empty).
+    pub async fn expect(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        status: u16,
+    ) -> serde_json::Value {
+        let response = self.send_as(token, method.clone(), path, body).await;
+        let got = response.status().as_u16();
+        let text = response
+            .text()
+            .await
+            .unwrap_or_else(|e| format!("<unreadable body: {e}>"));
+        assert_eq!(got, status, "{method} {path}: {text}");
+        if text.is_empty() {
+            return serde_json::Value::Null;
+        }
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}"))
+    }
+
+    /// Creates tenant `id` (standard tier) as `admin` and waits until it is ready.
+    pub async fn ready_tenant(&self, admin: &str, id: &str) {
+        let body = serde_json::json!({"id": id, "display_name": id, "tier": "standard"});
+        self.expect(admin, reqwest::Method::POST, "/v1/tenants", Some(body), 201)
+            .await;
+        self.wait_for_status(admin, id, "ready").await;
+    }
+
     /// Polls a tenant until it reaches `status` (10 s at most) and returns it.
     pub async fn wait_for_status(&self, token: &str, tenant: &str, status: &str) -> serde_json::Value {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);

@@ -1,6 +1,7 @@
 //! The HTTP API, tested in-process: each test spawns its own app on a free port with its
 //! own data directory and a fresh database, so tests run in parallel.
 
+mod audit;
 mod credentials;
 mod cross_tenant;
 mod errors;
@@ -12,6 +13,7 @@ mod metrics;
 mod oidc;
 mod openapi;
 mod ops;
+mod outage;
 mod sharing;
 mod storage;
 mod streams;

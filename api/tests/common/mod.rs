@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
-/// A TCP forwarder in front of the real PostgreSQL server, so a test can make the database
-/// "go away" and come back without touching the server other tests share.
+/// A TCP forwarder in front of a real server (the PostgreSQL server, or moto), so a test can
+/// make that dependency "go away" and come back without touching the server other tests share.
 pub struct PgProxy {
     pub port: u16,
     upstream: SocketAddr,
@@ -29,6 +29,11 @@ impl PgProxy {
         )
         .parse()
         .expect("postgres test server address is an IP:port");
+        Self::start_to(upstream).await
+    }
+
+    /// Starts forwarding a free local port to any TCP server (moto, for an S3 outage).
+    pub async fn start_to(upstream: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let port = listener.local_addr().expect("addr").port();
         let mut proxy = Self {

@@ -1,6 +1,8 @@
 //! The Delta layer's error type.
 
 use deltalake::kernel::transaction::TransactionError;
+use deltalake::logstore::object_store::client::{HttpError, HttpErrorKind};
+use tenancy::kind::{Class, Classify, ErrorKind, STORAGE_UNAVAILABLE};
 
 /// Why a Delta operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,18 @@ pub enum DeltaError {
     /// Another writer committed first and the retry budget ran out.
     #[error("concurrent commit on {0}; retry")]
     Conflict(String),
+    /// The storage under the table could not be reached (refused, reset or timed-out
+    /// connections); retrying later may work.
+    #[error("delta operation {operation} on {location} failed: the storage is unreachable")]
+    Unavailable {
+        /// What was attempted.
+        operation: &'static str,
+        /// The table.
+        location: String,
+        /// The cause.
+        #[source]
+        source: Box<deltalake::DeltaTableError>,
+    },
     /// deltalake failed.
     #[error("delta operation {operation} on {location} failed")]
     Delta {
@@ -63,11 +77,54 @@ impl DeltaError {
             | deltalake::DeltaTableError::VersionAlreadyExists(_) => {
                 DeltaError::Conflict(location.to_owned())
             }
+            source if unreachable(&source) => DeltaError::Unavailable {
+                operation,
+                location: location.to_owned(),
+                source: Box::new(source),
+            },
             source => DeltaError::Delta {
                 operation,
                 location: location.to_owned(),
                 source: Box::new(source),
             },
+        }
+    }
+}
+
+/// Whether the storage could not be reached: a connection refused, reset or timed out below
+/// object_store's retries. deltalake reports it as an object_store error, directly or inside
+/// a kernel error (which does not expose it as its source, hence the match).
+fn unreachable(error: &deltalake::DeltaTableError) -> bool {
+    let store = match error {
+        deltalake::DeltaTableError::ObjectStore { source } => source,
+        deltalake::DeltaTableError::KernelError(delta_kernel::Error::ObjectStore(source)) => source,
+        _ => return false,
+    };
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(store);
+    while let Some(e) = cause {
+        if let Some(http) = e.downcast_ref::<HttpError>()
+            && matches!(
+                http.kind(),
+                HttpErrorKind::Connect | HttpErrorKind::Timeout | HttpErrorKind::Interrupted
+            )
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+impl Classify for DeltaError {
+    fn class(&self) -> Class {
+        match self {
+            DeltaError::Refused(_) | DeltaError::Conflict(_) => ErrorKind::Conflict.class(),
+            DeltaError::Unavailable { .. } => ErrorKind::Unavailable.coded(STORAGE_UNAVAILABLE),
+            DeltaError::Location(_)
+            | DeltaError::NotATable(_)
+            | DeltaError::UnsupportedType { .. }
+            | DeltaError::Io { .. }
+            | DeltaError::Delta { .. } => ErrorKind::Internal.class(),
         }
     }
 }

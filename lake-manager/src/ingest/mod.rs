@@ -13,6 +13,7 @@ use std::time::Duration;
 use crate::catalog::CatalogError;
 use crate::delta::DeltaError;
 use decode::EventError;
+use tenancy::kind::{Class, Classify, ErrorKind, TENANT_NOT_READY};
 use tenancy::store::StoreError;
 
 /// Why an ingestion request or stream operation failed.
@@ -99,6 +100,30 @@ impl IngestError {
             IngestError::Fenced { .. } => Some(Duration::from_secs(30)),
             IngestError::WriterStopped => Some(Duration::from_secs(1)),
             _ => None,
+        }
+    }
+}
+
+impl Classify for IngestError {
+    fn class(&self) -> Class {
+        match self {
+            IngestError::Invalid { .. } => ErrorKind::Invalid.coded("invalid-events"),
+            IngestError::Body(_) => ErrorKind::Invalid.coded("invalid-body"),
+            IngestError::Field { .. } => ErrorKind::Invalid.class(),
+            IngestError::TooLarge { .. } => ErrorKind::TooLarge.class(),
+            IngestError::Full { .. } => ErrorKind::Throttled.coded("ingest-buffer-full"),
+            IngestError::RateLimited { .. } => ErrorKind::Throttled.coded("ingest-quota"),
+            // Retryable: the events are welcome once the tenant is ready again.
+            IngestError::Fenced { .. } => ErrorKind::Unavailable.coded(TENANT_NOT_READY),
+            IngestError::WriterStopped => ErrorKind::Unavailable.class(),
+            // A push whose commit lost to another writer was not acknowledged: send it again.
+            IngestError::CommitFailed(_) | IngestError::Delta(DeltaError::Conflict(_)) => {
+                ErrorKind::Unavailable.coded("commit-failed")
+            }
+            IngestError::Kafka(_) => ErrorKind::Internal.class(),
+            IngestError::Store(e) => e.class(),
+            IngestError::Catalog(e) => e.class(),
+            IngestError::Delta(e) => e.class(),
         }
     }
 }

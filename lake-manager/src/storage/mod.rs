@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::lifecycle::LifecycleDocument;
+use tenancy::kind::{Class, Classify, ErrorKind, STORAGE_UNAVAILABLE};
 
 pub use local::LocalStorage;
 pub use s3::{CopySettings, S3Settings, S3Storage, multipart_etag};
@@ -50,6 +51,18 @@ pub enum StorageError {
     /// A bucket or prefix name that would escape the root.
     #[error("invalid storage name {0:?}")]
     InvalidName(String),
+    /// The storage service could not be reached, timed out or answered that it is failing or
+    /// overloaded (S3 5xx, throttling); retrying later may work.
+    #[error("{operation} {target} failed: the storage is unavailable")]
+    Unavailable {
+        /// What was attempted.
+        operation: &'static str,
+        /// The bucket or key.
+        target: String,
+        /// The SDK's error and causes.
+        #[source]
+        source: std::io::Error,
+    },
     /// The storage root could not be created, written or cleaned up.
     #[error("storage root {root} is not writable")]
     NotWritable {
@@ -59,6 +72,18 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl Classify for StorageError {
+    fn class(&self) -> Class {
+        match self {
+            // An unwritable root is the storage being down, as `/readyz` reports it.
+            StorageError::Unavailable { .. } | StorageError::NotWritable { .. } => {
+                ErrorKind::Unavailable.coded(STORAGE_UNAVAILABLE)
+            }
+            StorageError::Io { .. } | StorageError::InvalidName(_) => ErrorKind::Internal.class(),
+        }
+    }
 }
 
 /// Administrative access to the object storage that holds the lake.

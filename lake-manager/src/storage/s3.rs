@@ -3,6 +3,8 @@
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::Region;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{BuildError, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketLocationConstraint,
@@ -121,15 +123,67 @@ pub struct S3Storage {
     settings: S3Settings,
 }
 
-fn s3_error<E: std::error::Error + Send + Sync + 'static>(
+fn s3_error<E: std::error::Error + Transient + Send + Sync + 'static>(
     operation: &'static str,
     target: &str,
     error: E,
 ) -> StorageError {
-    StorageError::Io {
-        operation,
-        target: target.to_owned(),
-        source: std::io::Error::other(tenancy::error_chain(&error)),
+    let transient = error.transient();
+    let source = std::io::Error::other(tenancy::error_chain(&error));
+    let target = target.to_owned();
+    if transient {
+        StorageError::Unavailable {
+            operation,
+            target,
+            source,
+        }
+    } else {
+        StorageError::Io {
+            operation,
+            target,
+            source,
+        }
+    }
+}
+
+/// Whether a failure means S3 is away or overloaded (retry later) rather than that the
+/// request is wrong: the storage error's class is decided here, where the SDK's error is known.
+trait Transient {
+    fn transient(&self) -> bool;
+}
+
+impl<E: ProvideErrorMetadata> Transient for SdkError<E, HttpResponse> {
+    fn transient(&self) -> bool {
+        match self {
+            // Never reached S3, timed out, or got an unreadable answer.
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+            // 5xx (InternalError, ServiceUnavailable, SlowDown) and request timeouts.
+            SdkError::ServiceError(e) => {
+                e.raw().status().is_server_error()
+                    || matches!(e.err().code(), Some("SlowDown" | "RequestTimeout"))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Requests the plane built wrongly: never the storage's fault.
+impl Transient for BuildError {
+    fn transient(&self) -> bool {
+        false
+    }
+}
+
+impl Transient for aws_sdk_s3::presigning::PresigningConfigError {
+    fn transient(&self) -> bool {
+        false
+    }
+}
+
+/// What S3 answered, found wrong by the plane (a mismatched ETag).
+impl Transient for std::io::Error {
+    fn transient(&self) -> bool {
+        false
     }
 }
 

@@ -1,5 +1,7 @@
 //! The store layer's error type.
 
+use crate::kind::{Class, Classify, DATABASE_UNAVAILABLE, ErrorKind};
+
 /// Errors from the metadata store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -53,7 +55,6 @@ pub enum StoreError {
     #[error("{0} already exists")]
     Conflict(String),
 
-    /// Any other database error: a bug or a schema mismatch.
     /// A quota would be exceeded.
     #[error("quota exceeded: {0}")]
     Quota(String),
@@ -62,6 +63,7 @@ pub enum StoreError {
     #[error("{0}")]
     Busy(String),
 
+    /// Any other database error: a bug or a schema mismatch.
     #[error("metadata query failed")]
     Query(#[source] sqlx::Error),
 }
@@ -70,6 +72,18 @@ impl StoreError {
     /// True when the failure is the database being away, not the request or the data.
     pub fn is_unavailable(&self) -> bool {
         matches!(self, StoreError::Unavailable(_) | StoreError::Connect { .. })
+    }
+}
+
+impl Classify for StoreError {
+    fn class(&self) -> Class {
+        match self {
+            StoreError::Conflict(_) => ErrorKind::Conflict.class(),
+            StoreError::Quota(_) => ErrorKind::Quota.class(),
+            StoreError::Busy(_) => ErrorKind::Conflict.coded("busy"),
+            e if e.is_unavailable() => ErrorKind::Unavailable.coded(DATABASE_UNAVAILABLE),
+            _ => ErrorKind::Internal.class(),
+        }
     }
 }
 

@@ -37,6 +37,7 @@ pub use provisioning::{BucketRecord, MigrationPhase, MigrationRecord, Provisioni
 pub use shares::{RecipientRecord, ShareRecord, ShareStore, SharedTable};
 pub use streams::{StreamRecord, StreamStore};
 pub use tables::{MaintenanceRun, TableRecord, TableStatus, TableStore};
+pub use tenants::candidate;
 pub(crate) use tenants::snapshot;
 pub use tenants::{PlacementSnapshot, TenantStore};
 pub use tokens::{TokenRecord, TokenStore};

@@ -101,8 +101,8 @@ pub trait ProvisioningStore: Send + Sync {
     async fn list_buckets(&self) -> Result<Vec<BucketRecord>, StoreError>;
     /// Forgets a bucket that was removed.
     async fn delete_bucket_record(&self, name: &str) -> Result<(), StoreError>;
-    /// Records a migration and marks the tenant `migrating`, with its audit event; a
-    /// [`StoreError::Conflict`] if one is already in flight.
+    /// Records a migration and marks the tenant `migrating`, with its audit event;
+    /// [`StoreError::Busy`] if one is already in flight.
     async fn start_migration(
         &self,
         migration: &MigrationRecord,

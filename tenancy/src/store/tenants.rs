@@ -47,7 +47,7 @@ pub trait TenantStore: Send + Sync {
 }
 
 /// A tenant as the placement policy sees it.
-pub(crate) fn candidate(t: &Tenant) -> Candidate {
+pub fn candidate(t: &Tenant) -> Candidate {
     Candidate {
         id: t.id.clone(),
         tier: t.tier,

@@ -234,8 +234,8 @@ impl ProvisioningStore for Store {
         .await;
         match inserted {
             Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::Conflict(format!(
-                    "a migration of tenant {}",
+                return Err(StoreError::Busy(format!(
+                    "tenant {} is already migrating",
                     m.tenant
                 )));
             }

@@ -1,5 +1,5 @@
-//! Open-loop load at a fixed rate, shared by `benches/api_reads.rs` and
-//! `src/bin/lakeplane-bench.rs`: each request is timed from its scheduled start, so a stalled
+//! Open-loop load at a fixed rate, shared by `api/benches/api_reads.rs` and
+//! `lakeplane-bench`: each request is timed from its scheduled start, so a stalled
 //! server cannot hide queueing behind a slower client.
 
 use std::time::{Duration, Instant};

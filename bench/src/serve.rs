@@ -1,5 +1,5 @@
-//! Shared by the benchmarks (`benches/api_reads.rs`, `src/bin/lakeplane-bench.rs`): a platform-
-//! admin token from the CLI, and `lakeplane serve` on a free port of a temporary data dir.
+//! A platform-admin token from the CLI, and `lakeplane serve` on a free port of a temporary
+//! data dir.
 
 use std::path::Path;
 use std::process::Stdio;

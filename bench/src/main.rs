@@ -19,7 +19,7 @@
 //! in the same run, are `GET /healthz` and `GET /v1/tenants/{id}`. Needs AWS credentials in the environment (moto accepts
 //! any, e.g. `AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing`).
 //!
-//! Build: `cargo build --release -p api --bins`; run `target/release/lakeplane-bench http`.
+//! Build: `cargo build --release -p api -p bench --bins`; run `target/release/lakeplane-bench http`.
 //! Env: `CLIENTS` (8), `BATCH` (5000 events), `SECONDS` (10), `EVENTS` (Kafka, 1000000).
 
 use std::sync::Arc;
@@ -31,10 +31,7 @@ use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::WriterProperties;
 use serde_json::{Value, json};
 
-#[path = "../../benches/support/open_loop.rs"]
-mod open_loop;
-#[path = "../../benches/support/serve.rs"]
-mod serve;
+use bench::{open_loop, serve};
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)

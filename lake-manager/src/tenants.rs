@@ -1,0 +1,270 @@
+//! Tenant workflows: create (place, record, provision in the background), change placement,
+//! and rebalance. The HTTP handlers validate and authorize, then call these; the decisions
+//! (where a tenant goes, whether its data must move) are made here and in `tenancy::placement`.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use tenancy::audit::{Actor, Outcome};
+use tenancy::placement::{Move, Placement, PlacementConfig, Ranking, place, plan_rebalance};
+use tenancy::store::{MetadataStore, PlacementSnapshot, candidate};
+use tenancy::tenant::{Isolation, Quotas, Tenant, TenantId, TenantStatus, Tier};
+
+use crate::provision::{ProvisionError, Provisioner, Step};
+
+/// A tenant to create, already validated.
+#[derive(Debug, Clone)]
+pub struct NewTenant {
+    /// Its id.
+    pub id: TenantId,
+    /// Its display name.
+    pub display_name: String,
+    /// Its tier.
+    pub tier: Tier,
+    /// Its placement override.
+    pub isolation: Isolation,
+    /// Its quotas.
+    pub quotas: Quotas,
+}
+
+/// What a rebalance planned and, unless it was a dry run, started.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RebalanceOutcome {
+    /// Shared to dedicated.
+    pub promotions: Vec<Move>,
+    /// Dedicated to shared.
+    pub demotions: Vec<Move>,
+    /// Tenants whose data migration started.
+    pub migrating: Vec<TenantId>,
+    /// Tenants without storage yet, simply re-placed.
+    pub replaced: Vec<TenantId>,
+    /// Tenants left as they are, and why.
+    pub skipped: Vec<(TenantId, String)>,
+}
+
+/// Tenants' lifecycle over the store and the provisioner.
+pub struct Tenants {
+    store: Arc<dyn MetadataStore>,
+    provisioner: Arc<Provisioner>,
+    placement: PlacementConfig,
+    /// Wakes the reconciler, which starts the `migrate` worker of a migration just recorded.
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl Tenants {
+    /// The service over the provisioner's store, placing by `placement`; `wake` is the
+    /// reconciler's.
+    pub fn new(
+        provisioner: Arc<Provisioner>,
+        placement: PlacementConfig,
+        wake: Arc<tokio::sync::Notify>,
+    ) -> Self {
+        Self {
+            store: provisioner.store().clone(),
+            provisioner,
+            placement,
+            wake,
+        }
+    }
+
+    /// Places a new tenant among the others, records it (`provisioning`, with its audit
+    /// event) and provisions its storage in the background; `Conflict` when the id is taken.
+    pub async fn create(&self, new: NewTenant, actor: &Actor) -> Result<Tenant, ProvisionError> {
+        let now = tenancy::now();
+        let mut tenant = Tenant {
+            id: new.id,
+            display_name: new.display_name,
+            tier: new.tier,
+            isolation: new.isolation,
+            status: TenantStatus::Provisioning,
+            status_reason: None,
+            placement: Placement {
+                kind: tenancy::placement::PlacementKind::Shared,
+                shard: None,
+                reason: String::new(),
+            },
+            quotas: new.quotas,
+            volume_30d_bytes: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        let snapshot = self.store.placement_snapshot().await?;
+        let mut placed = candidate(&tenant);
+        placed.current = None;
+        tenant.placement = self.place(&placed, &snapshot);
+        let audit = actor.event(
+            "tenant.create",
+            &path(&tenant.id),
+            Some(tenant.id.as_str()),
+            Outcome::Success,
+        );
+        self.store.insert_tenant(&tenant, &audit).await?;
+        let provisioner = self.provisioner.clone();
+        let id = tenant.id.clone();
+        // The tenant reads `provisioning` until the saga finishes; a failure is recorded on it
+        // (status `failed` with the reason), and start-up resumes an interrupted saga.
+        tokio::spawn(async move {
+            if let Err(e) = provisioner.provision(&id).await {
+                tracing::error!(tenant = %id, error = %tenancy::error_chain(&e), "provisioning stopped");
+            }
+        });
+        Ok(tenant)
+    }
+
+    /// Saves changes to a tenant. When its tier or isolation changed, it is placed again;
+    /// a new placement kind for a tenant that already has storage starts a migration (the
+    /// tenant must be `ready`) instead of moving it at once. Returns the tenant as stored;
+    /// `None` when it is gone.
+    pub async fn update(
+        &self,
+        mut tenant: Tenant,
+        replace: bool,
+        actor: &Actor,
+    ) -> Result<Option<Tenant>, ProvisionError> {
+        let target = path(&tenant.id);
+        if replace {
+            let snapshot = self.store.placement_snapshot().await?;
+            let placement = self.place(&candidate(&tenant), &snapshot);
+            if placement.kind != tenant.placement.kind && self.has_storage(&tenant.id).await? {
+                ready_to_move(&tenant)?;
+                // Tier and isolation are saved now, with the old placement; the switch follows
+                // the copy.
+                tenant.updated_at = tenancy::now();
+                let update = actor.event(
+                    "tenant.update",
+                    &target,
+                    Some(tenant.id.as_str()),
+                    Outcome::Success,
+                );
+                if !self.store.update_tenant(&tenant, &update).await? {
+                    return Ok(None);
+                }
+                self.begin_migration(&tenant, placement, actor).await?;
+                return Ok(self.store.get_tenant(&tenant.id).await?);
+            }
+            tenant.placement = placement;
+        }
+        tenant.updated_at = tenancy::now();
+        let audit = actor.event(
+            "tenant.update",
+            &target,
+            Some(tenant.id.as_str()),
+            Outcome::Success,
+        );
+        Ok(self.store.update_tenant(&tenant, &audit).await?.then_some(tenant))
+    }
+
+    /// Plans the promotions and demotions the placement policy wants (with hysteresis) and,
+    /// unless `dry_run`, starts them: tenants with storage migrate, the others are re-placed.
+    pub async fn rebalance(&self, dry_run: bool, actor: &Actor) -> Result<RebalanceOutcome, ProvisionError> {
+        let snapshot = self.store.placement_snapshot().await?;
+        let plan = plan_rebalance(&snapshot.tenants, &snapshot.shard_fill, &self.placement);
+        let mut outcome = RebalanceOutcome {
+            promotions: plan.promotions.clone(),
+            demotions: plan.demotions.clone(),
+            ..RebalanceOutcome::default()
+        };
+        if dry_run {
+            return Ok(outcome);
+        }
+        for step in plan.promotions.iter().chain(&plan.demotions) {
+            let Some(mut tenant) = self.store.get_tenant(&step.tenant).await? else {
+                continue;
+            };
+            if !self.has_storage(&tenant.id).await? {
+                tenant.placement = step.to.clone();
+                tenant.updated_at = tenancy::now();
+                let audit = actor.event(
+                    "tenant.update",
+                    &path(&tenant.id),
+                    Some(tenant.id.as_str()),
+                    Outcome::Success,
+                );
+                self.store.update_tenant(&tenant, &audit).await?;
+                outcome.replaced.push(tenant.id);
+            } else if tenant.status != TenantStatus::Ready {
+                let reason = format!("status is {}", tenant.status.as_str());
+                outcome.skipped.push((tenant.id, reason));
+            } else {
+                match self.begin_migration(&tenant, step.to.clone(), actor).await {
+                    Ok(()) => outcome.migrating.push(tenant.id),
+                    // Another migration of the tenant started meanwhile.
+                    Err(ProvisionError::Store(tenancy::store::StoreError::Busy(why))) => {
+                        outcome.skipped.push((tenant.id, why));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Whether the tenant's storage exists (its saga created the bucket or shard), so a new
+    /// placement means moving data.
+    pub async fn has_storage(&self, id: &TenantId) -> Result<bool, ProvisionError> {
+        self.step_done(id, Step::Bucket).await
+    }
+
+    /// Whether the tenant's saga has carried out `step`.
+    pub async fn step_done(&self, id: &TenantId, step: Step) -> Result<bool, ProvisionError> {
+        Ok(self
+            .store
+            .provisioning_steps(id)
+            .await?
+            .iter()
+            .any(|s| s == step.as_str()))
+    }
+
+    /// Records a migration of a `ready` tenant; its `migrate` worker copies and switches, and
+    /// the old location is removed once the grace period has passed.
+    async fn begin_migration(
+        &self,
+        tenant: &Tenant,
+        to: Placement,
+        actor: &Actor,
+    ) -> Result<(), ProvisionError> {
+        let detail = format!(
+            "{}: {} to {}",
+            path(&tenant.id),
+            tenant.placement.kind.as_str(),
+            to.kind.as_str()
+        );
+        let audit = actor.event(
+            "tenant.migrate",
+            &detail,
+            Some(tenant.id.as_str()),
+            Outcome::Success,
+        );
+        self.provisioner.start_migration(tenant, to, &audit).await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    fn place(&self, tenant: &tenancy::placement::Candidate, snapshot: &PlacementSnapshot) -> Placement {
+        // The tenant itself may not be in the snapshot yet (creation); rank it alongside the others.
+        let others = snapshot.tenants.iter().filter(|c| c.id != tenant.id);
+        let ranking = Ranking::new(
+            others
+                .map(|c| (&c.id, c.volume_30d_bytes))
+                .chain([(&tenant.id, tenant.volume_30d_bytes)]),
+        );
+        place(tenant, &ranking, &snapshot.shard_fill, &self.placement)
+    }
+}
+
+/// A placement can change only while the tenant is `ready`.
+fn ready_to_move(tenant: &Tenant) -> Result<(), ProvisionError> {
+    if tenant.status == TenantStatus::Ready {
+        return Ok(());
+    }
+    Err(ProvisionError::NotReady(format!(
+        "tenant {} is {}; its placement can change only when it is ready",
+        tenant.id,
+        tenant.status.as_str()
+    )))
+}
+
+/// The tenant's API path, the target of its audit events.
+fn path(id: &TenantId) -> String {
+    format!("/v1/tenants/{id}")
+}

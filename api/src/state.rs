@@ -305,11 +305,7 @@ impl AppState {
                     (Arc::new(launcher), None)
                 }
             };
-        let tenants = Arc::new(Tenants::new(
-            provisioner.clone(),
-            config.placement,
-            wake.clone(),
-        ));
+        let tenants = Arc::new(Tenants::new(provisioner.clone(), config.placement, wake.clone()));
         let workers = Reconciler::new(catalog.clone(), launcher, settings, wake);
         Ok(Self {
             workers,

@@ -226,7 +226,8 @@ pub(crate) fn public_base(state: &AppState, headers: &HeaderMap) -> Result<Strin
 /// Creates a share of tables the caller may read.
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/shares", tag = "sharing", request_body = CreateShare,
     params(("tenant" = String, Path, description = "Tenant id")),
-    responses((status = 201, description = "Created", body = ShareView)))]
+    responses((status = 201, description = "Created", body = ShareView),
+        (status = 409, description = "The tenant already has a share of that name", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub async fn create_share(
     State(state): State<AppState>,
     auth: Authorized<perm::TenantData>,
@@ -354,7 +355,8 @@ pub async fn delete_share(
 /// Adds a recipient and returns its profile, the only time the token is shown.
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/shares/{share}/recipients", tag = "sharing", request_body = CreateRecipient,
     params(("tenant" = String, Path, description = "Tenant id"), ("share" = String, Path, description = "Share name")),
-    responses((status = 201, description = "Created", body = IssuedRecipient)))]
+    responses((status = 201, description = "Created", body = IssuedRecipient),
+        (status = 409, description = "The share already has an unrevoked recipient of that name", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub async fn create_recipient(
     State(state): State<AppState>,
     auth: Authorized<perm::ManageShares>,

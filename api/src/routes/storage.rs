@@ -13,6 +13,7 @@ use lake_manager::provision::{Step, effective_policies};
 use lake_manager::storage::ClassUsage;
 use serde::Serialize;
 use tenancy::audit::Outcome;
+use tenancy::pagination;
 use tenancy::placement::PlacementKind;
 use tenancy::role::Zone;
 use tenancy::tenant::{TenantId, TenantStatus};
@@ -21,10 +22,11 @@ use tenancy::zone::{ZonePolicy, validate_policy};
 use utoipa::ToSchema;
 
 use super::tenants::load;
+use super::views::{Page, PageQuery};
 use crate::audit::{audited, event};
 use crate::auth::{Authorized, perm};
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiQuery};
 use crate::state::AppState;
 
 fn parse_zone(raw: &str) -> Result<Zone, ApiError> {
@@ -304,16 +306,25 @@ pub struct BucketView {
     pub drift: bool,
 }
 
-/// Every bucket, its kind, shard fill and lifecycle rule count.
-#[utoipa::path(get, path = "/v1/admin/buckets", tag = "admin",
-    responses((status = 200, description = "Buckets", body = Vec<BucketView>)))]
+/// Buckets by name with their kind, shard fill and lifecycle rule count.
+#[utoipa::path(get, path = "/v1/admin/buckets", tag = "admin", params(PageQuery),
+    responses((status = 200, description = "A page of buckets", body = Page<BucketView>)))]
 pub async fn list_buckets(
     State(state): State<AppState>,
     _auth: Authorized<perm::AdminStorage>,
-) -> Result<Json<Vec<BucketView>>, ApiError> {
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<Json<Page<BucketView>>, ApiError> {
+    let limit = pagination::limit(query.limit)?;
+    let after = query
+        .cursor
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(pagination::decode_cursor)
+        .transpose()?;
     let snapshot = state.store.placement_snapshot().await?;
-    let buckets = state.store.list_buckets().await?;
-    let views = buckets
+    let buckets = state.store.list_buckets_page(after.as_deref(), limit + 1).await?;
+    let (buckets, next_cursor) = pagination::page(buckets, limit, |b| b.name.clone());
+    let items = buckets
         .into_iter()
         .map(|b| {
             let desired: Option<serde_json::Value> = b
@@ -345,7 +356,7 @@ pub async fn list_buckets(
             }
         })
         .collect();
-    Ok(Json(views))
+    Ok(Json(Page { items, next_cursor }))
 }
 
 /// Retries provisioning of a `failed` (or stuck `provisioning`) tenant from its first

@@ -205,7 +205,8 @@ async fn stream_at(
 /// table, creates its dead-letter table `{table}__dlq`, and starts the Kafka worker.
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/streams", tag = "streams", request_body = CreateStream,
     params(("tenant" = String, Path, description = "Tenant id")),
-    responses((status = 201, description = "Created", body = StreamView)))]
+    responses((status = 201, description = "Created", body = StreamView),
+        (status = 409, description = "The name is taken, the stream quota is reached, or the tenant is not ready", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub async fn create_stream(
     State(state): State<AppState>,
     auth: Authorized<perm::TenantData>,
@@ -414,8 +415,10 @@ async fn body_bytes(request: Request, limit: usize) -> Result<Vec<u8>, ApiError>
 /// while the tenant migrates.
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/streams/{stream}/events", tag = "streams",
     params(("tenant" = String, Path, description = "Tenant id"), ("stream" = String, Path, description = "Stream"), PushQuery),
-    request_body(content = String, description = "NDJSON events, or a JSON array of events", content_type = "application/x-ndjson"),
-    responses((status = 200, description = "Committed", body = PushOutcome)))]
+    request_body(description = "Events: one JSON object per line (NDJSON), or a JSON array of objects",
+        content((String = "application/x-ndjson"), (Vec<std::collections::HashMap<String, serde_json::Value>> = "application/json"))),
+    responses((status = 200, description = "Committed", body = PushOutcome),
+        (status = 409, description = "The stream consumes Kafka (push to its topic instead)", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub async fn push_events(
     State(state): State<AppState>,
     auth: Authorized<perm::TenantData>,

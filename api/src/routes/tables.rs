@@ -277,7 +277,8 @@ async fn table_at(
 /// Creates a Delta table in a zone the caller may write.
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/tables", tag = "tables", request_body = CreateTable,
     params(("tenant" = String, Path, description = "Tenant id")),
-    responses((status = 201, description = "Created", body = TableView)))]
+    responses((status = 201, description = "Created", body = TableView),
+        (status = 409, description = "The name is taken (or still being purged), the table quota is reached, or the tenant is not ready", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub async fn create_table(
     State(state): State<AppState>,
     auth: Authorized<perm::TenantData>,
@@ -428,7 +429,8 @@ pub async fn get_table(
 /// Adds nullable columns, or changes z-order columns, description or compaction target.
 #[utoipa::path(patch, path = "/v1/tenants/{tenant}/tables/{zone}/{name}", tag = "tables", request_body = PatchTable,
     params(("tenant" = String, Path, description = "Tenant id"), ("zone" = String, Path, description = "Zone"), ("name" = String, Path, description = "Table")),
-    responses((status = 200, description = "Changed", body = TableView)))]
+    responses((status = 200, description = "Changed", body = TableView),
+        (status = 409, description = "The table changed meanwhile, another commit won, or the tenant is not ready", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub async fn patch_table(
     State(state): State<AppState>,
     auth: Authorized<perm::TenantData>,
@@ -508,7 +510,8 @@ pub async fn table_history(
 /// Deletes a table: it leaves the API at once and its files are purged in the background.
 #[utoipa::path(delete, path = "/v1/tenants/{tenant}/tables/{zone}/{name}", tag = "tables",
     params(("tenant" = String, Path, description = "Tenant id"), ("zone" = String, Path, description = "Zone"), ("name" = String, Path, description = "Table")),
-    responses((status = 202, description = "Deleted; purge accepted")))]
+    responses((status = 202, description = "Deleted; purge accepted"),
+        (status = 409, description = "A stream still writes the table, or the tenant is not ready", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub async fn delete_table(
     State(state): State<AppState>,
     auth: Authorized<perm::TenantData>,
@@ -564,7 +567,8 @@ async fn refuse_if_streamed(state: &AppState, tenant: &Tenant, record: &TableRec
 /// Starts maintenance on a table; poll the run. One run per table at a time (409 otherwise).
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/tables/{zone}/{name}/maintenance", tag = "tables", request_body = MaintenanceBody,
     params(("tenant" = String, Path, description = "Tenant id"), ("zone" = String, Path, description = "Zone"), ("name" = String, Path, description = "Table")),
-    responses((status = 202, description = "Started", body = RunAccepted)))]
+    responses((status = 202, description = "Started", body = RunAccepted),
+        (status = 409, description = "A run is already under way on the table, or the tenant is not ready", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub async fn start_maintenance(
     State(state): State<AppState>,
     auth: Authorized<perm::TenantData>,

@@ -185,7 +185,7 @@ pub async fn get_tenant(
 #[utoipa::path(patch, path = "/v1/tenants/{tenant}", tag = "tenants", request_body = UpdateTenant,
     params(("tenant" = String, Path, description = "Tenant id")),
     responses((status = 200, description = "The changed tenant", body = TenantView),
-        (status = 409, description = "The change would move stored data between buckets (needs a migration)", body = crate::problem::Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "The new placement needs a migration and the tenant is not ready, or one is already under way", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub async fn update_tenant(
     State(state): State<AppState>,
     auth: Authorized<perm::UpdateTenant>,
@@ -230,6 +230,7 @@ pub async fn update_tenant(
     responses(
         (status = 202, description = "Deleted", body = DeletionReport),
         (status = 200, description = "Dry run: what would be removed", body = DeletionReport),
+        (status = 409, description = "The tenant is migrating; delete it once it is ready", body = crate::problem::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete_tenant(
     State(state): State<AppState>,

@@ -1,4 +1,9 @@
-use std::sync::Once;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, Once};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
 
 use api::config::Config;
 use api::state::AppState;
@@ -26,6 +31,56 @@ fn init_logs() {
     });
 }
 
+/// Every response the app gives is checked against the statuses its operation declares in
+/// the served spec; an undeclared one is recorded here and fails the test at shutdown, so the
+/// whole suite keeps the spec honest about what each route can answer.
+#[derive(Clone)]
+struct Conformance {
+    declared: Arc<HashMap<(String, String), BTreeSet<u16>>>,
+    violations: Arc<Mutex<Vec<String>>>,
+}
+
+impl Conformance {
+    fn new() -> Self {
+        let spec = serde_json::to_value(api::openapi::spec()).expect("spec serialises");
+        let mut declared = HashMap::new();
+        for (path, item) in spec["paths"].as_object().into_iter().flatten() {
+            for (method, operation) in item.as_object().into_iter().flatten() {
+                let statuses = operation["responses"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(status, _)| status.parse().ok())
+                    .collect();
+                declared.insert((method.to_uppercase(), path.clone()), statuses);
+            }
+        }
+        Self {
+            declared: Arc::new(declared),
+            violations: Arc::default(),
+        }
+    }
+}
+
+async fn conform(State(check): State<Conformance>, request: Request, next: Next) -> Response {
+    let key = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| (request.method().as_str().to_owned(), p.as_str().to_owned()));
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    if let Some(key) = key
+        && let Some(statuses) = check.declared.get(&key)
+        && !statuses.contains(&status)
+    {
+        check.violations.lock().expect("lock").push(format!(
+            "{} {} answered {status}, declares {statuses:?}",
+            key.0, key.1
+        ));
+    }
+    response
+}
+
 /// A running application with its own data directory and database.
 pub struct TestApp {
     pub base: String,
@@ -33,6 +88,7 @@ pub struct TestApp {
     pub state: AppState,
     pub data_dir: tempfile::TempDir,
     db: Option<TestDatabase>,
+    conformance: Conformance,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), api::server::ServeError>>>,
 }
@@ -89,7 +145,9 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
-        let app = api::app::router_with(state.clone(), extra);
+        let conformance = Conformance::new();
+        let app = api::app::router_with(state.clone(), extra)
+            .layer(axum::middleware::from_fn_with_state(conformance.clone(), conform));
         let server = tokio::spawn(api::server::serve(
             listener,
             app,
@@ -104,6 +162,7 @@ impl TestApp {
             state,
             data_dir,
             db,
+            conformance,
             stop: Some(stop),
             server: Some(server),
         }
@@ -268,6 +327,11 @@ impl TestApp {
         if let Some(db) = self.db.take() {
             db.drop_database().await;
         }
+        let undeclared = self.conformance.violations.lock().expect("lock").clone();
+        assert!(
+            undeclared.is_empty(),
+            "responses the spec does not declare: {undeclared:#?}"
+        );
     }
 }
 

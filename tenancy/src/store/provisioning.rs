@@ -99,6 +99,12 @@ pub trait ProvisioningStore: Send + Sync {
     async fn get_bucket(&self, name: &str) -> Result<Option<BucketRecord>, StoreError>;
     /// Every bucket, by name.
     async fn list_buckets(&self) -> Result<Vec<BucketRecord>, StoreError>;
+    /// Up to `limit` buckets by name, after the `after` cursor.
+    async fn list_buckets_page(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<BucketRecord>, StoreError>;
     /// Forgets a bucket that was removed.
     async fn delete_bucket_record(&self, name: &str) -> Result<(), StoreError>;
     /// Records a migration and marks the tenant `migrating`, with its audit event;

@@ -209,6 +209,20 @@ impl ProvisioningStore for Store {
         rows.iter().map(bucket).collect()
     }
 
+    async fn list_buckets_page(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<BucketRecord>, StoreError> {
+        let rows =
+            sqlx::query("SELECT * FROM buckets WHERE ($1 IS NULL OR name > $1) ORDER BY name LIMIT $2")
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(bucket).collect()
+    }
+
     async fn delete_bucket_record(&self, name: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM buckets WHERE name = $1")
             .bind(name)

@@ -20,7 +20,6 @@ use tenancy::store::Backend;
 use tenancy::tenant::{TenantId, TenantStatus};
 
 use crate::helpers::{TestApp, fresh_prefix, moto_endpoint, on_moto, problem};
-use crate::tables::ready_tenant;
 
 const ACCOUNT: &str = "123456789012";
 
@@ -153,20 +152,14 @@ async fn tenant_with_tables(app: &TestApp, admin: &str, id: &str, tier: &str) {
     app.wait_for_status(admin, id, "ready").await;
     for table in ["orders", "customers"] {
         let body = json!({"zone": "gold", "name": table, "columns": [{"name": "id", "type": "long"}]});
-        let created = app
-            .send_as(
-                admin,
-                Method::POST,
-                &format!("/v1/tenants/{id}/tables"),
-                Some(body),
-            )
-            .await;
-        assert_eq!(
-            created.status(),
+        app.expect(
+            admin,
+            Method::POST,
+            &format!("/v1/tenants/{id}/tables"),
+            Some(body),
             201,
-            "{}",
-            created.text().await.unwrap_or_default()
-        );
+        )
+        .await;
     }
 }
 
@@ -509,7 +502,7 @@ async fn without_an_aws_identity_the_answer_is_422_pointing_to_delta_sharing() {
         (&no_iam, "storage.s3.iam.enabled = false"),
     ] {
         let admin = app.token(Role::PlatformAdmin, None).await;
-        ready_tenant(app, &admin).await;
+        app.ready_tenant(&admin, "acme").await;
         let analyst = app.token(Role::Analyst, Some("acme")).await;
         let answer = problem(ask(app, &analyst, "acme", read_gold(&[], 900)).await, 422).await;
         assert_eq!(answer["type"], "urn:lakeplane:problem:credentials-not-available");

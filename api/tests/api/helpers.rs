@@ -273,16 +273,7 @@ impl TestApp {
         status: u16,
     ) -> serde_json::Value {
         let response = self.send_as(token, method.clone(), path, body).await;
-        let got = response.status().as_u16();
-        let text = response
-            .text()
-            .await
-            .unwrap_or_else(|e| format!("<unreadable body: {e}>"));
-        assert_eq!(got, status, "{method} {path}: {text}");
-        if text.is_empty() {
-            return serde_json::Value::Null;
-        }
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}"))
+        crate::common::expect_status(response, &format!("{method} {path}"), status).await
     }
 
     /// Creates tenant `id` (standard tier) as `admin` and waits until it is ready.

@@ -13,7 +13,6 @@ use tenancy::role::Role;
 use tenancy::store::Backend;
 
 use crate::helpers::{TestApp, python};
-use crate::tables::ready_tenant;
 
 const PARTITIONS: i32 = 3;
 
@@ -107,7 +106,7 @@ async fn stream_app_with(launcher: api::config::Launcher) -> (TestApp, String, S
     )
     .await;
     let admin = app.token(Role::PlatformAdmin, None).await;
-    ready_tenant(&app, &admin).await;
+    app.ready_tenant(&admin, "acme").await;
     let table = json!({"zone": "bronze", "name": "orders", "columns": [
         {"name": "id", "type": "long", "nullable": false},
         {"name": "user", "type": "string"},
@@ -126,16 +125,8 @@ async fn stream_app_with(launcher: api::config::Launcher) -> (TestApp, String, S
 async fn create_stream(app: &TestApp, admin: &str, topic: &str) -> Value {
     let stream = json!({"name": "orders", "table": {"zone": "bronze", "name": "orders"},
         "source": {"type": "kafka", "bootstrap_servers": bootstrap(), "topic": topic, "start": "earliest"}});
-    let created = app
-        .send_as(admin, Method::POST, "/v1/tenants/acme/streams", Some(stream))
-        .await;
-    assert_eq!(
-        created.status(),
-        201,
-        "{}",
-        created.text().await.unwrap_or_default()
-    );
-    created.json().await.expect("json")
+    app.expect(admin, Method::POST, "/v1/tenants/acme/streams", Some(stream), 201)
+        .await
 }
 
 /// The `orders` stream as the API shows it.
@@ -616,7 +607,7 @@ async fn only_the_leader_of_two_replicas_runs_the_worker() {
         })
         .await;
     let admin = app.token(Role::PlatformAdmin, None).await;
-    ready_tenant(&app, &admin).await;
+    app.ready_tenant(&admin, "acme").await;
     let table = json!({"zone": "bronze", "name": "orders", "columns": [{"name": "id", "type": "long"}]});
     assert_eq!(
         app.send_as(&admin, Method::POST, "/v1/tenants/acme/tables", Some(table))

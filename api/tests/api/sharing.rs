@@ -68,13 +68,6 @@ fn as_json(rows: &[(i64, String, f64)]) -> Value {
     Value::Array(sorted.iter().map(|r| json!([r.0, r.1, r.2])).collect())
 }
 
-async fn ready_tenant(app: &TestApp, admin: &str, id: &str) {
-    let body = json!({"id": id, "display_name": id, "tier": "standard"});
-    let created = app.send_as(admin, Method::POST, "/v1/tenants", Some(body)).await;
-    assert_eq!(created.status(), 201);
-    app.wait_for_status(admin, id, "ready").await;
-}
-
 /// Creates `zone.name` (partitioned by country when asked) and returns its location.
 async fn table(
     app: &TestApp,
@@ -95,40 +88,27 @@ async fn table(
     if partitioned {
         body["partition_by"] = json!(["country"]);
     }
-    let created = app
-        .send_as(
+    let created: Value = app
+        .expect(
             token,
             Method::POST,
             &format!("/v1/tenants/{tenant}/tables"),
             Some(body),
+            201,
         )
         .await;
-    assert_eq!(
-        created.status(),
-        201,
-        "{}",
-        created.text().await.unwrap_or_default()
-    );
-    let created: Value = created.json().await.expect("json");
     created["location"].as_str().expect("location").to_owned()
 }
 
 async fn share(app: &TestApp, token: &str, tenant: &str, name: &str, tables: Value) -> Value {
-    let created = app
-        .send_as(
-            token,
-            Method::POST,
-            &format!("/v1/tenants/{tenant}/shares"),
-            Some(json!({"name": name, "tables": tables})),
-        )
-        .await;
-    assert_eq!(
-        created.status(),
+    app.expect(
+        token,
+        Method::POST,
+        &format!("/v1/tenants/{tenant}/shares"),
+        Some(json!({"name": name, "tables": tables})),
         201,
-        "{}",
-        created.text().await.unwrap_or_default()
-    );
-    created.json().await.expect("json")
+    )
+    .await
 }
 
 /// Adds a recipient and writes its profile into the app's data dir; returns (id, file, token).
@@ -139,21 +119,15 @@ async fn recipient(
     share: &str,
     name: &str,
 ) -> (String, String, String) {
-    let created = app
-        .send_as(
+    let created: Value = app
+        .expect(
             token,
             Method::POST,
             &format!("/v1/tenants/{tenant}/shares/{share}/recipients"),
             Some(json!({"name": name, "ttl_seconds": 3600})),
+            201,
         )
         .await;
-    assert_eq!(
-        created.status(),
-        201,
-        "{}",
-        created.text().await.unwrap_or_default()
-    );
-    let created: Value = created.json().await.expect("json");
     let profile = &created["profile"];
     assert_eq!(profile["shareCredentialsVersion"], 1);
     assert_eq!(profile["endpoint"], format!("{}/delta-sharing", app.base));
@@ -208,19 +182,15 @@ async fn query(app: &TestApp, token: &str, path: &str, body: Value) -> (i64, Vec
             Some(body),
         )
         .await;
-    assert_eq!(
-        response.status(),
-        200,
-        "{}",
-        response.text().await.unwrap_or_default()
-    );
-    let version = response
+    let status = response.status();
+    let version: Option<i64> = response
         .headers()
         .get("delta-table-version")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .expect("delta-table-version header");
+        .and_then(|v| v.parse().ok());
     let text = response.text().await.expect("body");
+    assert_eq!(status, 200, "{text}");
+    let version = version.expect("delta-table-version header");
     let lines: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).expect("ndjson line"))
@@ -234,8 +204,8 @@ async fn query(app: &TestApp, token: &str, path: &str, body: Value) -> (i64, Vec
 async fn delta_sharing_client_reads_exactly_what_was_written_and_nothing_else() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let admin = app.token(Role::PlatformAdmin, None).await;
-    ready_tenant(&app, &admin, "acme").await;
-    ready_tenant(&app, &admin, "bravo").await;
+    app.ready_tenant(&admin, "acme").await;
+    app.ready_tenant(&admin, "bravo").await;
     let acme = app.token(Role::TenantAdmin, Some("acme")).await;
     let bravo = app.token(Role::TenantAdmin, Some("bravo")).await;
     let orders = table(&app, &acme, "acme", "gold", "orders", true).await;
@@ -532,7 +502,7 @@ async fn signed_file_urls_serve_ranges_and_refuse_tampering_expiry_and_traversal
     )
     .await;
     let admin = app.token(Role::PlatformAdmin, None).await;
-    ready_tenant(&app, &admin, "acme").await;
+    app.ready_tenant(&admin, "acme").await;
     let acme = app.token(Role::TenantAdmin, Some("acme")).await;
     let orders = table(&app, &acme, "acme", "gold", "orders", false).await;
     let secret_table = table(&app, &acme, "acme", "gold", "secret", false).await;
@@ -667,7 +637,7 @@ async fn signed_file_urls_serve_ranges_and_refuse_tampering_expiry_and_traversal
     let expired = format!("{}{}", app.base, signed(&name, &name, past));
     let answer = app.client.get(&expired).send().await.expect("get");
     assert_eq!(answer.status(), 403);
-    assert!(answer.text().await.unwrap_or_default().contains("expired"));
+    assert!(answer.text().await.expect("body").contains("expired"));
     let secret_file = std::fs::read_dir(
         url::Url::parse(&secret_table)
             .expect("u")
@@ -757,8 +727,8 @@ async fn signed_file_urls_serve_ranges_and_refuse_tampering_expiry_and_traversal
 async fn share_rules_roles_and_bad_input() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let admin = app.token(Role::PlatformAdmin, None).await;
-    ready_tenant(&app, &admin, "acme").await;
-    ready_tenant(&app, &admin, "bravo").await;
+    app.ready_tenant(&admin, "acme").await;
+    app.ready_tenant(&admin, "bravo").await;
     let acme = app.token(Role::TenantAdmin, Some("acme")).await;
     table(&app, &acme, "acme", "gold", "orders", false).await;
     table(&app, &acme, "acme", "silver", "events", false).await;
@@ -955,7 +925,7 @@ async fn delta_sharing_on_s3_serves_presigned_urls() {
     )
     .await;
     let admin = app.token(Role::PlatformAdmin, None).await;
-    ready_tenant(&app, &admin, "acme").await;
+    app.ready_tenant(&admin, "acme").await;
     let acme = app.token(Role::TenantAdmin, Some("acme")).await;
     let orders = table(&app, &acme, "acme", "gold", "orders", true).await;
     let written = rows(0..250);

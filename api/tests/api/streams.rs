@@ -11,14 +11,14 @@ use tenancy::store::Backend;
 use tenancy::tenant::TenantStatus;
 
 use crate::helpers::{TestApp, problem, python};
-use crate::tables::{read, ready_tenant};
+use crate::tables::read;
 
 const STREAMS: &str = "/v1/tenants/acme/streams";
 pub(crate) const EVENTS: &str = "/v1/tenants/acme/streams/clicks/events";
 
 /// A ready tenant with the bronze `events` table and the HTTP stream `clicks` on it.
 pub(crate) async fn clicks(app: &TestApp, admin: &str, on_error: &str) -> Value {
-    ready_tenant(app, admin).await;
+    app.ready_tenant(admin, "acme").await;
     let table = json!({"zone": "bronze", "name": "events", "columns": [
         {"name": "id", "type": "long", "nullable": false},
         {"name": "user", "type": "string"},
@@ -30,14 +30,7 @@ pub(crate) async fn clicks(app: &TestApp, admin: &str, on_error: &str) -> Value 
     assert_eq!(created.status(), 201);
     let stream = json!({"name": "clicks", "table": {"zone": "bronze", "name": "events"},
                         "source": {"type": "http"}, "on_error": on_error});
-    let created = app.send_as(admin, Method::POST, STREAMS, Some(stream)).await;
-    assert_eq!(
-        created.status(),
-        201,
-        "{}",
-        created.text().await.unwrap_or_default()
-    );
-    created.json().await.expect("json")
+    app.expect(admin, Method::POST, STREAMS, Some(stream), 201).await
 }
 
 pub(crate) async fn push(

@@ -18,35 +18,18 @@ use crate::helpers::{TestApp, fresh_prefix, moto_endpoint, moto_storage_options,
 
 const ORDERS: &str = "/v1/tenants/acme/tables/bronze/orders";
 
-pub(crate) async fn ready_tenant(app: &TestApp, admin: &str) {
-    let body = json!({"id": "acme", "display_name": "Acme", "tier": "standard"});
-    assert_eq!(
-        app.send_as(admin, Method::POST, "/v1/tenants", Some(body))
-            .await
-            .status(),
-        201
-    );
-    app.wait_for_status(admin, "acme", "ready").await;
-}
-
 /// A ready tenant `acme` with the orders table, created by `creator`; returns its location.
 async fn orders_table(app: &TestApp, admin: &str, creator: &str) -> String {
-    ready_tenant(app, admin).await;
-    let created = app
-        .send_as(
+    app.ready_tenant(admin, "acme").await;
+    let created: Value = app
+        .expect(
             creator,
             Method::POST,
             "/v1/tenants/acme/tables",
             Some(orders_body()),
+            201,
         )
         .await;
-    assert_eq!(
-        created.status(),
-        201,
-        "{}",
-        created.text().await.unwrap_or_default()
-    );
-    let created: Value = created.json().await.expect("json");
     created["location"].as_str().expect("location").to_owned()
 }
 
@@ -136,16 +119,15 @@ pub(crate) fn read(location: &str) -> (i64, Vec<i64>) {
 }
 
 pub(crate) async fn run_maintenance(app: &TestApp, token: &str, path: &str, body: Value) -> Value {
-    let started = app
-        .send_as(token, Method::POST, &format!("{path}/maintenance"), Some(body))
+    let accepted: Value = app
+        .expect(
+            token,
+            Method::POST,
+            &format!("{path}/maintenance"),
+            Some(body),
+            202,
+        )
         .await;
-    assert_eq!(
-        started.status(),
-        202,
-        "{}",
-        started.text().await.unwrap_or_default()
-    );
-    let accepted: Value = started.json().await.expect("json");
     let run_id = accepted["run_id"].as_str().expect("run id").to_owned();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -167,24 +149,18 @@ pub(crate) async fn run_maintenance(app: &TestApp, token: &str, path: &str, body
 async fn a_table_is_created_described_written_and_read_by_an_outside_reader() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let admin = app.token(Role::PlatformAdmin, None).await;
-    ready_tenant(&app, &admin).await;
+    app.ready_tenant(&admin, "acme").await;
     let engineer = app.token(Role::Engineer, Some("acme")).await;
 
-    let created = app
-        .send_as(
+    let created: Value = app
+        .expect(
             &engineer,
             Method::POST,
             "/v1/tenants/acme/tables",
             Some(orders_body()),
+            201,
         )
         .await;
-    assert_eq!(
-        created.status(),
-        201,
-        "{}",
-        created.text().await.unwrap_or_default()
-    );
-    let created: Value = created.json().await.expect("json");
     assert_eq!(created["version"], 0);
     let location = created["location"].as_str().expect("location").to_owned();
     assert!(location.ends_with("/bronze/acme/orders/"), "{location}");
@@ -260,7 +236,7 @@ async fn a_table_is_created_described_written_and_read_by_an_outside_reader() {
 async fn maintenance_compacts_zorders_retains_and_vacuums_without_losing_a_row() {
     let app = TestApp::spawn(Backend::Postgres).await;
     let admin = app.token(Role::PlatformAdmin, None).await;
-    ready_tenant(&app, &admin).await;
+    app.ready_tenant(&admin, "acme").await;
     let engineer = app.token(Role::Engineer, Some("acme")).await;
     let created: Value = app
         .send_as(
@@ -419,7 +395,7 @@ async fn appends_during_compaction_keep_every_row_exactly_once() {
 async fn bad_table_input_is_422_naming_the_field_and_creates_nothing() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let admin = app.token(Role::PlatformAdmin, None).await;
-    ready_tenant(&app, &admin).await;
+    app.ready_tenant(&admin, "acme").await;
     let cases = [
         (
             json!({"columns": [{"name": "id", "type": "bigint"}]}),
@@ -580,15 +556,14 @@ async fn bad_table_input_is_422_naming_the_field_and_creates_nothing() {
     assert_eq!(problem(unknown, 422).await["errors"][0]["field"], "operations[0]");
 
     // Schema evolution: nullable columns are added in a Delta commit; drops are refused.
-    let added = app
-        .send_as(
-            &admin,
-            Method::PATCH,
-            ORDERS,
-            Some(json!({"add_columns": [{"name": "channel", "type": "string"}]})),
-        )
-        .await;
-    assert_eq!(added.status(), 200, "{}", added.text().await.unwrap_or_default());
+    app.expect(
+        &admin,
+        Method::PATCH,
+        ORDERS,
+        Some(json!({"add_columns": [{"name": "channel", "type": "string"}]})),
+        200,
+    )
+    .await;
     let described: Value = app.get_as(&admin, ORDERS).await.json().await.expect("json");
     assert_eq!(described["version"], 1);
     assert_eq!(
@@ -785,22 +760,16 @@ async fn tables_work_on_s3_and_an_outside_reader_agrees() {
     )
     .await;
     let admin = app.token(Role::PlatformAdmin, None).await;
-    ready_tenant(&app, &admin).await;
-    let created = app
-        .send_as(
+    app.ready_tenant(&admin, "acme").await;
+    let created: Value = app
+        .expect(
             &admin,
             Method::POST,
             "/v1/tenants/acme/tables",
             Some(orders_body()),
+            201,
         )
         .await;
-    assert_eq!(
-        created.status(),
-        201,
-        "{}",
-        created.text().await.unwrap_or_default()
-    );
-    let created: Value = created.json().await.expect("json");
     let location = created["location"].as_str().expect("location").to_owned();
     assert!(
         location.starts_with("s3://") && location.ends_with("/bronze/acme/orders/"),

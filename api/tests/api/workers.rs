@@ -13,7 +13,6 @@ use tenancy::store::Backend;
 
 use crate::helpers::{TestApp, problem};
 use crate::streams::{EVENTS, clicks, push};
-use crate::tables::ready_tenant;
 
 fn fast(c: &mut api::config::Config) {
     c.workers.reconcile_secs = 1;
@@ -161,7 +160,7 @@ async fn a_failing_worker_backs_off_settles_failed_and_runs_again_when_retried()
     )
     .await;
     let admin = app.token(Role::PlatformAdmin, None).await;
-    ready_tenant(&app, &admin).await;
+    app.ready_tenant(&admin, "acme").await;
     let table = json!({"zone": "bronze", "name": "orders", "columns": [{"name": "id", "type": "long"}]});
     assert_eq!(
         app.send_as(&admin, Method::POST, "/v1/tenants/acme/tables", Some(table))

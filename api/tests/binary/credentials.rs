@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::python;
+use crate::common::{expect_status, python};
 use crate::helpers::{Server, call, cli_token, lakeplane};
 
 #[path = "../../../lake-manager/tests/common/auth_moto.rs"]
@@ -116,20 +116,9 @@ async fn vended_read_credentials_reach_the_tenants_table_files_and_nothing_else(
         assert_eq!(created.status(), 201);
         wait_ready(&server, &admin, id).await;
         let table = json!({"zone": "gold", "name": "orders", "columns": [{"name": "id", "type": "long"}]});
-        let created = call(
-            &server,
-            &admin,
-            reqwest::Method::POST,
-            &format!("/v1/tenants/{id}/tables"),
-            Some(table),
-        )
-        .await;
-        assert_eq!(
-            created.status(),
-            201,
-            "{}",
-            created.text().await.unwrap_or_default()
-        );
+        let path = format!("/v1/tenants/{id}/tables");
+        let created = call(&server, &admin, reqwest::Method::POST, &path, Some(table)).await;
+        expect_status(created, &path, 201).await;
     }
     // Enforcement goes on once storage exists: moto re-encodes a form body to check its
     // signature and spells spaces differently from the Rust SDK, so it rejects IAM CreateRole

@@ -6,7 +6,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::python;
+use crate::common::{expect_status, python};
 use crate::helpers::{Server, call, cli_token, lakeplane};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,12 +76,7 @@ async fn push_events_share_them_and_load_them_in_pandas() {
             Some(Value::Array(events)),
         )
         .await;
-        assert_eq!(
-            pushed.status(),
-            200,
-            "{}",
-            pushed.text().await.unwrap_or_default()
-        );
+        expect_status(pushed, "push", 200).await;
     }
     let share = json!({"name": "web", "tables": [{"zone": "bronze", "name": "clicks"}]});
     assert_eq!(

@@ -95,6 +95,21 @@ impl PgProxy {
     }
 }
 
+/// Checks a response's status (showing the body when it differs) and returns the body as JSON
+/// (`Null` when empty). `what` names the request in the failure.
+pub async fn expect_status(response: reqwest::Response, what: &str, status: u16) -> serde_json::Value {
+    let got = response.status().as_u16();
+    let text = response
+        .text()
+        .await
+        .unwrap_or_else(|e| format!("<unreadable body: {e}>"));
+    assert_eq!(got, status, "{what}: {text}");
+    if text.is_empty() {
+        return serde_json::Value::Null;
+    }
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {text}"))
+}
+
 /// Runs Python from the test venv (`LAKEPLANE_PYTHON`, exported by `scripts/test`).
 pub fn python(script: &str, args: &[&str]) -> String {
     let (ok, stdout, stderr) = python_outcome(script, args);

@@ -305,7 +305,12 @@ impl AppState {
                     (Arc::new(launcher), None)
                 }
             };
-        let tenants = Arc::new(Tenants::new(provisioner.clone(), config.placement, wake.clone()));
+        let tenants = Arc::new(Tenants::new(
+            provisioner.clone(),
+            config.placement,
+            wake.clone(),
+            revocations.clone(),
+        ));
         let workers = Reconciler::new(catalog.clone(), launcher, settings, wake);
         Ok(Self {
             workers,

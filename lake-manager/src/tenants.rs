@@ -9,6 +9,7 @@ use tenancy::audit::{Actor, Outcome};
 use tenancy::placement::{Move, Placement, PlacementConfig, Ranking, place, plan_rebalance};
 use tenancy::store::{MetadataStore, PlacementSnapshot, candidate};
 use tenancy::tenant::{Isolation, Quotas, Tenant, TenantId, TenantStatus, Tier};
+use tenancy::token::RevocationList;
 
 use crate::provision::{ProvisionError, Provisioner, Step};
 
@@ -42,6 +43,17 @@ pub struct RebalanceOutcome {
     pub skipped: Vec<(TenantId, String)>,
 }
 
+/// What deleting a tenant removes (or, in a dry run, would remove).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deletion {
+    /// Tokens revoked (that would be).
+    pub tokens_revoked: u64,
+    /// Objects erased (that would be).
+    pub objects_erased: u64,
+    /// Storage locations removed with the tenant.
+    pub storage_locations: Vec<String>,
+}
+
 /// Tenants' lifecycle over the store and the provisioner.
 pub struct Tenants {
     store: Arc<dyn MetadataStore>,
@@ -49,21 +61,25 @@ pub struct Tenants {
     placement: PlacementConfig,
     /// Wakes the reconciler, which starts the `migrate` worker of a migration just recorded.
     wake: Arc<tokio::sync::Notify>,
+    /// This process's revoked token ids: a deleted tenant's tokens stop here at once.
+    revocations: Arc<RevocationList>,
 }
 
 impl Tenants {
     /// The service over the provisioner's store, placing by `placement`; `wake` is the
-    /// reconciler's.
+    /// reconciler's, `revocations` the token verifier's.
     pub fn new(
         provisioner: Arc<Provisioner>,
         placement: PlacementConfig,
         wake: Arc<tokio::sync::Notify>,
+        revocations: Arc<RevocationList>,
     ) -> Self {
         Self {
             store: provisioner.store().clone(),
             provisioner,
             placement,
             wake,
+            revocations,
         }
     }
 
@@ -127,6 +143,17 @@ impl Tenants {
             let placement = self.place(&candidate(&tenant), &snapshot);
             if placement.kind != tenant.placement.kind && self.has_storage(&tenant.id).await? {
                 ready_to_move(&tenant)?;
+                // A refused change must change nothing: refuse before saving tier and
+                // isolation if the last migration has not finished (its cleanup included).
+                if self
+                    .store
+                    .migrations()
+                    .await?
+                    .iter()
+                    .any(|m| m.tenant == tenant.id)
+                {
+                    return Err(already_migrating(&tenant.id));
+                }
                 // Tier and isolation are saved now, with the old placement; the switch follows
                 // the copy.
                 tenant.updated_at = tenancy::now();
@@ -188,8 +215,8 @@ impl Tenants {
             } else {
                 match self.begin_migration(&tenant, step.to.clone(), actor).await {
                     Ok(()) => outcome.migrating.push(tenant.id),
-                    // Another migration of the tenant started meanwhile.
-                    Err(ProvisionError::Store(tenancy::store::StoreError::Busy(why))) => {
+                    // Another migration of the tenant is under way (or in its cleanup phase).
+                    Err(ProvisionError::NotReady(why)) => {
                         outcome.skipped.push((tenant.id, why));
                     }
                     Err(e) => return Err(e),
@@ -197,6 +224,96 @@ impl Tenants {
             }
         }
         Ok(outcome)
+    }
+
+    /// What deleting the tenant would remove, changing nothing but the audit log.
+    pub async fn deletion_preview(&self, tenant: &Tenant, actor: &Actor) -> Result<Deletion, ProvisionError> {
+        let id = &tenant.id;
+        let now = tenancy::now();
+        let tokens = self
+            .store
+            .list_tokens(id, None, u32::MAX)
+            .await?
+            .iter()
+            .filter(|t| t.revoked_at.is_none() && t.expires_at > now)
+            .count() as u64;
+        let storage = self.provisioner.storage();
+        let bucket = self.provisioner.bucket_of(tenant);
+        let mut objects = 0;
+        let mut storage_locations = Vec::new();
+        for zone in tenancy::role::Zone::ALL {
+            let prefix = crate::layout::zone_prefix(zone, id);
+            objects += storage
+                .usage(&bucket, &prefix)
+                .await?
+                .iter()
+                .map(|u| u.objects)
+                .sum::<u64>();
+            storage_locations.push(format!("{}/{prefix}", storage.bucket_uri(&bucket)));
+        }
+        if tenant.placement.kind == tenancy::placement::PlacementKind::Dedicated {
+            storage_locations = vec![storage.bucket_uri(&bucket)];
+        }
+        let target = format!("{}?dry_run=true", path(id));
+        let audit = actor.event(
+            "tenant.delete.dry_run",
+            &target,
+            Some(id.as_str()),
+            Outcome::Success,
+        );
+        self.store.append_audit(&audit).await?;
+        Ok(Deletion {
+            tokens_revoked: tokens,
+            objects_erased: objects,
+            storage_locations,
+        })
+    }
+
+    /// Deletes a tenant: fences it (`deleting`), erases its storage, revokes its tokens and
+    /// removes its rows; the audit log is kept. A purge that fails half-way leaves the tenant
+    /// `deleting`, and deleting again finishes it. `None` when another delete removed it first.
+    pub async fn delete(&self, tenant: &Tenant, actor: &Actor) -> Result<Option<Deletion>, ProvisionError> {
+        let id = &tenant.id;
+        if tenant.status == TenantStatus::Migrating {
+            return Err(ProvisionError::NotReady(format!(
+                "tenant {id} is migrating; delete it once it is ready"
+            )));
+        }
+        self.store
+            .set_tenant_status(id, TenantStatus::Deleting, Some("purge in progress"))
+            .await?;
+        let (objects, storage_locations) = self.provisioner.purge_storage(tenant).await?;
+        let target = path(id);
+        let erased = format!(
+            "{target}: erased {objects} objects at {}",
+            storage_locations.join(", ")
+        );
+        let purge = actor.event("tenant.purge", &erased, Some(id.as_str()), Outcome::Success);
+        self.store.append_audit(&purge).await?;
+        let tokens = self.store.list_tokens(id, None, u32::MAX).await?;
+        let audit = actor.event("tenant.delete", &target, Some(id.as_str()), Outcome::Success);
+        let Some(revoked) = self.store.delete_tenant(id, tenancy::now(), &audit).await? else {
+            return Ok(None);
+        };
+        for token in &tokens {
+            self.revocations.insert(token.id).await;
+        }
+        // Its workers' rows went with it; the reconciler stops what still runs for them.
+        self.wake.notify_one();
+        if let (tenancy::placement::PlacementKind::Shared, Some(shard)) =
+            (tenant.placement.kind, tenant.placement.shard)
+        {
+            // The tenant's own rules leave the shard's lifecycle with it.
+            let bucket = self.provisioner.bucket_of(tenant);
+            if let Err(e) = self.provisioner.reapply_shard_lifecycle(&bucket, shard).await {
+                tracing::warn!(error = %tenancy::error_chain(&e), bucket, "could not refresh the shard lifecycle");
+            }
+        }
+        Ok(Some(Deletion {
+            tokens_revoked: revoked,
+            objects_erased: objects,
+            storage_locations,
+        }))
     }
 
     /// Whether the tenant's storage exists (its saga created the bucket or shard), so a new
@@ -235,7 +352,12 @@ impl Tenants {
             Some(tenant.id.as_str()),
             Outcome::Success,
         );
-        self.provisioner.start_migration(tenant, to, &audit).await?;
+        match self.provisioner.start_migration(tenant, to, &audit).await {
+            Err(ProvisionError::Store(tenancy::store::StoreError::Conflict(_))) => {
+                return Err(already_migrating(&tenant.id));
+            }
+            other => other?,
+        };
         self.wake.notify_one();
         Ok(())
     }
@@ -262,6 +384,10 @@ fn ready_to_move(tenant: &Tenant) -> Result<(), ProvisionError> {
         tenant.id,
         tenant.status.as_str()
     )))
+}
+
+fn already_migrating(id: &TenantId) -> ProvisionError {
+    ProvisionError::NotReady(format!("tenant {id} is already migrating"))
 }
 
 /// The tenant's API path, the target of its audit events.

@@ -4,18 +4,17 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
-use lake_manager::tenants::NewTenant;
+use lake_manager::tenants::{Deletion, NewTenant};
 use serde::{Deserialize, Serialize};
-use tenancy::audit::Outcome;
 use tenancy::pagination;
 use tenancy::policy::{Action, TenantChange};
 use tenancy::role::Role;
-use tenancy::tenant::{Isolation, Tenant, TenantId, TenantStatus, Tier, validate_display_name};
+use tenancy::tenant::{Isolation, Tenant, TenantId, Tier, validate_display_name};
 use tenancy::validation::Violations;
 use utoipa::{IntoParams, ToSchema};
 
 use super::views::{Page, PageQuery, QuotasPatch, TenantView};
-use crate::audit::{audited, event};
+use crate::audit::audited;
 use crate::auth::{Authorized, perm};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
@@ -239,111 +238,25 @@ pub async fn delete_tenant(
 ) -> Result<Response, ApiError> {
     let id = auth.tenant()?;
     let tenant = load(&state, id).await?;
-    let bucket = state.provisioner.bucket_of(&tenant);
-    let kept = vec!["audit log"];
+    let actor = auth.caller.actor();
+    let report = |status, deletion: Deletion| DeletionReport {
+        tenant: id.to_string(),
+        status,
+        tokens_revoked: deletion.tokens_revoked,
+        objects_erased: deletion.objects_erased,
+        storage_locations: deletion.storage_locations,
+        kept: vec!["audit log"],
+    };
     if query.dry_run.unwrap_or(false) {
-        let live = state.store.list_tokens(id, None, u32::MAX).await?;
-        let now = tenancy::now();
-        let tokens = live
-            .iter()
-            .filter(|t| t.revoked_at.is_none() && t.expires_at > now)
-            .count() as u64;
-        let mut objects = 0;
-        let mut storage_locations = Vec::new();
-        for zone in tenancy::role::Zone::ALL {
-            let prefix = lake_manager::layout::zone_prefix(zone, id);
-            objects += state
-                .storage
-                .usage(&bucket, &prefix)
-                .await?
-                .iter()
-                .map(|u| u.objects)
-                .sum::<u64>();
-            storage_locations.push(format!("{}/{prefix}", state.storage.bucket_uri(&bucket)));
-        }
-        if tenant.placement.kind == tenancy::placement::PlacementKind::Dedicated {
-            storage_locations = vec![state.storage.bucket_uri(&bucket)];
-        }
-        let report = DeletionReport {
-            tenant: id.to_string(),
-            status: "dry_run",
-            tokens_revoked: tokens,
-            objects_erased: objects,
-            storage_locations,
-            kept,
-        };
-        let target = format!("/v1/tenants/{id}?dry_run=true");
-        let audit = event(
-            &auth.caller,
-            "tenant.delete.dry_run",
-            &target,
-            Some(id.as_str()),
-            Outcome::Success,
-        );
-        state.store.append_audit(&audit).await?;
-        return Ok(audited(Json(report)));
+        let preview = state.tenants.deletion_preview(&tenant, &actor).await?;
+        return Ok(audited(Json(report("dry_run", preview))));
     }
-    if tenant.status == TenantStatus::Migrating {
-        return Err(ApiError::Conflict(format!(
-            "tenant {id} is migrating; delete it once it is ready"
-        )));
-    }
-    // Fence the tenant first; if the purge fails half-way, a repeated DELETE finishes it.
-    state
-        .store
-        .set_tenant_status(id, TenantStatus::Deleting, Some("purge in progress"))
-        .await?;
-    let (objects, storage_locations) = state.provisioner.purge_storage(&tenant).await?;
-    let target = format!("/v1/tenants/{id}");
-    let erased = format!(
-        "{target}: erased {objects} objects at {}",
-        storage_locations.join(", ")
-    );
-    state
-        .store
-        .append_audit(&event(
-            &auth.caller,
-            "tenant.purge",
-            &erased,
-            Some(id.as_str()),
-            Outcome::Success,
-        ))
-        .await?;
-    let audit = event(
-        &auth.caller,
-        "tenant.delete",
-        &target,
-        Some(id.as_str()),
-        Outcome::Success,
-    );
-    let tokens = state.store.list_tokens(id, None, u32::MAX).await?;
-    let revoked = state
-        .store
-        .delete_tenant(id, tenancy::now(), &audit)
+    let deletion = state
+        .tenants
+        .delete(&tenant, &actor)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no tenant {id}")))?;
-    for token in tokens {
-        state.revocations.insert(token.id).await;
-    }
-    // Its workers' rows went with it; the reconciler stops what still runs for them.
-    state.workers.wake();
-    if let (tenancy::placement::PlacementKind::Shared, Some(shard)) =
-        (tenant.placement.kind, tenant.placement.shard)
-    {
-        // The tenant's own rules leave the shard's lifecycle with it.
-        if let Err(e) = state.provisioner.reapply_shard_lifecycle(&bucket, shard).await {
-            tracing::warn!(error = %crate::error::chain(&e), bucket, "could not refresh the shard lifecycle");
-        }
-    }
-    let report = DeletionReport {
-        tenant: id.to_string(),
-        status: "deleted",
-        tokens_revoked: revoked,
-        objects_erased: objects,
-        storage_locations,
-        kept,
-    };
-    Ok(audited((StatusCode::ACCEPTED, Json(report))))
+    Ok(audited((StatusCode::ACCEPTED, Json(report("deleted", deletion)))))
 }
 
 crate::objects_only!(CreateTenant, UpdateTenant);

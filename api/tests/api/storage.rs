@@ -605,3 +605,53 @@ async fn buckets_are_listed_page_by_page() {
     assert!(bad.to_string().contains("cursor"), "{bad}");
     app.shutdown().await;
 }
+
+/// While the old location waits out its grace period, the tenant reads `ready` but its
+/// placement cannot change again: 409 `conflict` naming the migration, and nothing changes.
+#[tokio::test]
+async fn a_placement_change_waits_for_the_last_migration_to_clean_up() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        |c| c.storage.migration_grace_secs = 3600,
+        axum::Router::new(),
+    )
+    .await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    app.ready_tenant(&admin, "mover").await;
+    let isolation = |to: &str| Some(json!({"isolation": to}));
+    app.expect(
+        &admin,
+        Method::PATCH,
+        "/v1/tenants/mover",
+        isolation("dedicated"),
+        200,
+    )
+    .await;
+    let moved = app.wait_for_status(&admin, "mover", "ready").await;
+    assert_eq!(moved["placement"]["kind"], "dedicated");
+
+    let refused = app
+        .send_as(&admin, Method::PATCH, "/v1/tenants/mover", isolation("shared"))
+        .await;
+    let body = problem(refused, 409).await;
+    assert!(
+        body["type"].as_str().unwrap_or("").ends_with(":conflict"),
+        "{body}"
+    );
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("already migrating"),
+        "{body}"
+    );
+    let after = app
+        .expect(&admin, Method::GET, "/v1/tenants/mover", None, 200)
+        .await;
+    assert_eq!(after["placement"]["kind"], "dedicated", "{after}");
+    assert_eq!(
+        after["isolation"], "dedicated",
+        "the refused change saved nothing: {after}"
+    );
+    app.shutdown().await;
+}

@@ -157,9 +157,10 @@ impl<E: ProvideErrorMetadata> Transient for SdkError<E, HttpResponse> {
         match self {
             // Never reached S3, timed out, or got an unreadable answer.
             SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
-            // 5xx (InternalError, ServiceUnavailable, SlowDown) and request timeouts.
+            // InternalError, a failing gateway, ServiceUnavailable and SlowDown, and request
+            // timeouts; not 501, which no retry mends.
             SdkError::ServiceError(e) => {
-                e.raw().status().is_server_error()
+                matches!(e.raw().status().as_u16(), 500 | 502 | 503 | 504)
                     || matches!(e.err().code(), Some("SlowDown" | "RequestTimeout"))
             }
             _ => false,

@@ -108,7 +108,7 @@ pub trait ProvisioningStore: Send + Sync {
     /// Forgets a bucket that was removed.
     async fn delete_bucket_record(&self, name: &str) -> Result<(), StoreError>;
     /// Records a migration and marks the tenant `migrating`, with its audit event;
-    /// [`StoreError::Busy`] if one is already in flight.
+    /// [`StoreError::Conflict`] while one is in flight (its cleanup phase included).
     async fn start_migration(
         &self,
         migration: &MigrationRecord,

@@ -270,7 +270,7 @@ async fn upgrade_from_0004_keeps_rows_and_aligns_columns(backend: Backend) {
             "SELECT table_name::text, column_name::text, data_type::text, collation_name::text \
              FROM information_schema.columns WHERE table_schema = 'public' \
              AND table_name IN ('tenants', 'api_tokens', 'audit_events', 'provisioning_steps', \
-             'zone_policies', 'buckets', 'tenant_migrations')",
+             'zone_policies', 'buckets', 'tenant_migrations', 'lake_tables')",
         )
         .fetch_all(&mut conn)
         .await
@@ -297,10 +297,15 @@ async fn upgrade_from_0004_keeps_rows_and_aligns_columns(backend: Backend) {
             ("tenants", "id"),
             ("api_tokens", "tenant_id"),
             ("audit_events", "tenant_id"),
+            ("audit_events", "action"),
             ("provisioning_steps", "tenant_id"),
+            ("provisioning_steps", "step"),
             ("zone_policies", "tenant_id"),
+            ("zone_policies", "zone"),
             ("buckets", "name"),
+            ("buckets", "tenant_id"),
             ("tenant_migrations", "tenant_id"),
+            ("lake_tables", "zone"),
         ] {
             assert_eq!(
                 find(table, column).3.as_deref(),

@@ -13,11 +13,9 @@ mod dialect;
 mod sql;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, Row};
-use uuid::Uuid;
+use sqlx::{ConnectOptions, Connection};
 
 use super::{
     Backend, DatabaseUrl, Instance, MetadataStore, MigrationReport, PoolSettings, PoolStats, StoreError,
@@ -118,8 +116,7 @@ impl MetadataStore for PgStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        self.round_trip().await
     }
 
     fn pool_stats(&self) -> PoolStats {
@@ -127,20 +124,7 @@ impl MetadataStore for PgStore {
     }
 
     async fn ensure_instance(&self) -> Result<Instance, StoreError> {
-        sqlx::query(
-            "INSERT INTO lakeplane_instance (singleton, instance_id, created_at) VALUES (1, $1, $2) \
-             ON CONFLICT (singleton) DO NOTHING",
-        )
-        .bind(Uuid::now_v7())
-        .bind(Utc::now())
-        .execute(&self.pool)
-        .await?;
-        let row = sqlx::query("SELECT instance_id, created_at FROM lakeplane_instance WHERE singleton = 1")
-            .fetch_one(&self.pool)
-            .await?;
-        let id: Uuid = row.try_get("instance_id")?;
-        let created_at: DateTime<Utc> = row.try_get("created_at")?;
-        Ok(Instance { id, created_at })
+        self.instance().await
     }
 
     async fn close(&self) {

@@ -11,6 +11,7 @@
 //! the second backend.
 
 mod audit;
+mod instance;
 mod provisioning;
 mod shares;
 mod streams;

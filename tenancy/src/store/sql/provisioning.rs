@@ -248,8 +248,8 @@ impl ProvisioningStore for Store {
         .await;
         match inserted {
             Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::Busy(format!(
-                    "tenant {} is already migrating",
+                return Err(StoreError::Conflict(format!(
+                    "a migration of tenant {}",
                     m.tenant
                 )));
             }

@@ -14,14 +14,12 @@ mod dialect;
 mod sql;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use sqlx::ConnectOptions;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Row};
-use uuid::Uuid;
 
 use super::{
     Backend, DatabaseUrl, Instance, MetadataStore, MigrationReport, PoolSettings, PoolStats, StoreError,
@@ -187,8 +185,7 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        self.round_trip().await
     }
 
     fn pool_stats(&self) -> PoolStats {
@@ -196,22 +193,7 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn ensure_instance(&self) -> Result<Instance, StoreError> {
-        sqlx::query(
-            "INSERT INTO lakeplane_instance (singleton, instance_id, created_at) VALUES (1, ?, ?) \
-             ON CONFLICT (singleton) DO NOTHING",
-        )
-        .bind(Uuid::now_v7().to_string())
-        .bind(Utc::now())
-        .execute(&self.pool)
-        .await?;
-        let row = sqlx::query("SELECT instance_id, created_at FROM lakeplane_instance WHERE singleton = 1")
-            .fetch_one(&self.pool)
-            .await?;
-        let id: String = row.try_get("instance_id")?;
-        let created_at: DateTime<Utc> = row.try_get("created_at")?;
-        let id = Uuid::parse_str(&id)
-            .map_err(|e| StoreError::Corrupt(format!("lakeplane_instance.instance_id: {e}")))?;
-        Ok(Instance { id, created_at })
+        self.instance().await
     }
 
     async fn close(&self) {

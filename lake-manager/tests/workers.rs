@@ -217,13 +217,17 @@ async fn the_in_process_launcher_starts_stops_and_kills_tasks() {
     launcher.start(&spec(3)).await.expect("start");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(launcher.kill(&long).await, "killed like a crash");
+    // A heartbeat already handed to the database when the task was aborted may still land
+    // (aborting drops the future, not the write SQLite is carrying out), so the heartbeat
+    // is read once that write had time to finish: from then on it must never move.
+    tokio::time::sleep(Duration::from_millis(150)).await;
     let before = worker(store.as_ref(), &long).await.last_heartbeat;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after = worker(store.as_ref(), &long).await;
     assert_eq!(
         (after.state, after.last_heartbeat),
         (WorkerState::Running, before),
-        "no heartbeats after a kill"
+        "no heartbeats after a kill (three intervals of 100 ms)"
     );
     let orphans = launcher
         .remove_orphans(&Default::default())

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::store::StoreError;
 
 pub(super) type Db = sqlx::Postgres;
+pub(super) const BACKEND: crate::store::Backend = crate::store::Backend::Postgres;
 pub(super) type DbRow = sqlx::postgres::PgRow;
 pub(super) use super::PgStore as Store;
 

@@ -17,9 +17,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
 
-use super::{
-    Backend, DatabaseUrl, Instance, MetadataStore, MigrationReport, PoolSettings, PoolStats, StoreError,
-};
+use super::{DatabaseUrl, MigrationReport, PoolSettings, StoreError};
 
 /// The PostgreSQL schema, embedded at build time.
 pub(super) static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
@@ -72,13 +70,9 @@ async fn applied_versions(conn: &mut PgConnection) -> Result<Vec<i64>, StoreErro
     )
 }
 
-#[async_trait]
-impl MetadataStore for PgStore {
-    fn backend(&self) -> Backend {
-        Backend::Postgres
-    }
-
-    async fn migrate(&self) -> Result<MigrationReport, StoreError> {
+impl PgStore {
+    /// Applies pending migrations under this backend's cross-process lock.
+    pub(crate) async fn migrate_locked(&self) -> Result<MigrationReport, StoreError> {
         // sqlx's migrator locks only around applying, so the "before" snapshot could be read
         // while another replica migrates and this report would claim its work. One session
         // lock around the whole run, on one connection, keeps snapshot and run together.
@@ -110,28 +104,14 @@ impl MetadataStore for PgStore {
         outcome
     }
 
-    async fn schema_version(&self) -> Result<Option<i64>, StoreError> {
+    /// The applied migration versions.
+    pub(crate) async fn applied(&self) -> Result<Vec<i64>, StoreError> {
         let mut conn = self.pool.acquire().await?;
-        Ok(applied_versions(&mut conn).await?.into_iter().max())
+        applied_versions(&mut conn).await
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.round_trip().await
-    }
-
-    fn pool_stats(&self) -> PoolStats {
-        PoolStats::of(&self.pool)
-    }
-
-    async fn ensure_instance(&self) -> Result<Instance, StoreError> {
-        self.instance().await
-    }
-
-    async fn close(&self) {
-        self.pool.close().await;
-    }
-
-    async fn try_lead(&self) -> Result<Option<super::Leadership>, StoreError> {
+    /// Takes the reconciler leadership with this backend's lock, if no other process holds it.
+    pub(crate) async fn lead(&self) -> Result<Option<super::Leadership>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         // A session lock must never go back to the pool: the connection closes when dropped.
         conn.close_on_drop();

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::store::StoreError;
 
 pub(super) type Db = sqlx::Sqlite;
+pub(super) const BACKEND: crate::store::Backend = crate::store::Backend::Sqlite;
 pub(super) type DbRow = sqlx::sqlite::SqliteRow;
 pub(super) use super::SqliteStore as Store;
 

@@ -21,9 +21,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 
-use super::{
-    Backend, DatabaseUrl, Instance, MetadataStore, MigrationReport, PoolSettings, PoolStats, StoreError,
-};
+use super::{DatabaseUrl, MigrationReport, PoolSettings, StoreError};
 
 /// The SQLite schema, embedded at build time.
 pub(super) static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -152,13 +150,9 @@ impl Drop for FileLock {
     }
 }
 
-#[async_trait]
-impl MetadataStore for SqliteStore {
-    fn backend(&self) -> Backend {
-        Backend::Sqlite
-    }
-
-    async fn migrate(&self) -> Result<MigrationReport, StoreError> {
+impl SqliteStore {
+    /// Applies pending migrations under this backend's cross-process lock.
+    pub(crate) async fn migrate_locked(&self) -> Result<MigrationReport, StoreError> {
         // sqlx's SQLite migrator has no lock of its own, so two processes starting together
         // would both try to apply the same version. A lock file beside the database serialises them.
         let _guard = match &self.file {
@@ -179,28 +173,14 @@ impl MetadataStore for SqliteStore {
         Ok(super::report(&before, applied_versions(&mut conn).await?))
     }
 
-    async fn schema_version(&self) -> Result<Option<i64>, StoreError> {
+    /// The applied migration versions.
+    pub(crate) async fn applied(&self) -> Result<Vec<i64>, StoreError> {
         let mut conn = self.pool.acquire().await?;
-        Ok(applied_versions(&mut conn).await?.into_iter().max())
+        applied_versions(&mut conn).await
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.round_trip().await
-    }
-
-    fn pool_stats(&self) -> PoolStats {
-        PoolStats::of(&self.pool)
-    }
-
-    async fn ensure_instance(&self) -> Result<Instance, StoreError> {
-        self.instance().await
-    }
-
-    async fn close(&self) {
-        self.pool.close().await;
-    }
-
-    async fn try_lead(&self) -> Result<Option<super::Leadership>, StoreError> {
+    /// Takes the reconciler leadership with this backend's lock, if no other process holds it.
+    pub(crate) async fn lead(&self) -> Result<Option<super::Leadership>, StoreError> {
         let Some(file) = &self.file else {
             // An in-memory database belongs to this process alone.
             return Ok(Some(super::Leadership(Box::new(SqliteLeader { _lock: None }))));

@@ -138,10 +138,17 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         ),
         None => ("anonymous".to_owned(), None, None, action_name(&method, &route)),
     };
-    // A change to tenant B by a platform-admin belongs to B's log; a refused attempt stays in
-    // the caller's, so B learns nothing from someone else's denials.
+    // A change to tenant B by a platform-admin belongs to B's log. Anything else stays in the
+    // caller's: a refusal, and any answer given before the policy ran (405, 429, a bad query)
+    // to a caller not authorized for B, so no outsider can write into B's log.
     let tenant = match route_tenant(&route, &target) {
-        Some(route_tenant) if !denied => Some(route_tenant),
+        Some(route_tenant)
+            if !denied
+                && matches!(authentication, Some(Authentication::Authenticated(p))
+                    if authorized_for(p, &route_tenant)) =>
+        {
+            Some(route_tenant)
+        }
         _ => tenant,
     };
     let outcome = if denied {
@@ -169,6 +176,12 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         tracing::error!(error = %chain(&e), action = %event.action, "could not write audit event");
     }
     response
+}
+
+/// Whether the principal may act on `tenant` at all: a platform-admin, or one of its own.
+fn authorized_for(principal: &tenancy::policy::Principal, tenant: &str) -> bool {
+    principal.role == tenancy::role::Role::PlatformAdmin
+        || principal.tenant.as_ref().is_some_and(|t| t.as_str() == tenant)
 }
 
 /// The `{tenant}` segment of a request path, by position in its route template.

@@ -87,3 +87,94 @@ async fn a_refused_table_creation_is_audited_under_its_action() {
     assert_eq!(http["items"], json!([]), "nothing is filed under http.post");
     app.shutdown().await;
 }
+
+/// Answers given before the policy runs (405 for a wrong method, 429 from the limiter) to a
+/// caller of another tenant stay in the caller's log: nobody can write into acme's log, nor
+/// learn of acme's callers, from outside.
+#[tokio::test]
+async fn outsiders_cannot_write_into_a_tenants_audit_log() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        |c| {
+            c.rate_limit.per_second = 1;
+            c.rate_limit.burst = 2;
+        },
+        axum::Router::new(),
+    )
+    .await;
+    // Both tenants are made through the service, so the platform-admin spends no requests.
+    let system = tenancy::audit::Actor {
+        subject: "setup".into(),
+        role: None,
+        request_id: None,
+        source: None,
+    };
+    for id in ["acme", "bravo"] {
+        let new = lake_manager::tenants::NewTenant {
+            id: tenancy::tenant::TenantId::parse(id).expect("id"),
+            display_name: id.into(),
+            tier: tenancy::tenant::Tier::Standard,
+            isolation: tenancy::tenant::Isolation::Auto,
+            quotas: tenancy::tenant::Quotas::default(),
+        };
+        app.state.tenants.create(new, &system).await.expect("tenant");
+    }
+    let mallory = app
+        .token_for(
+            "mallory",
+            Role::TenantAdmin,
+            Some("bravo"),
+            chrono::Duration::hours(1),
+        )
+        .await;
+    let table = json!({"zone": "silver", "name": "x", "columns": [{"name": "id", "type": "long"}]});
+    let mut statuses = vec![
+        app.send_as(&mallory, Method::PUT, "/v1/tenants/acme", None)
+            .await
+            .status()
+            .as_u16(),
+    ];
+    for _ in 0..3 {
+        let answer = app
+            .send_as(
+                &mallory,
+                Method::POST,
+                "/v1/tenants/acme/tables",
+                Some(table.clone()),
+            )
+            .await;
+        statuses.push(answer.status().as_u16());
+    }
+    assert_eq!(statuses[0], 405);
+    assert!(statuses.contains(&429), "the limiter answered: {statuses:?}");
+
+    let log = |tenant: &str| tenancy::audit::AuditFilter {
+        tenant: Some(tenancy::tenant::TenantId::parse(tenant).expect("id")),
+        limit: 100,
+        ..Default::default()
+    };
+    let acme = app
+        .state
+        .store
+        .list_audit(&log("acme"))
+        .await
+        .expect("acme's log");
+    let intruding: Vec<_> = acme.iter().filter(|e| e.actor == "mallory").collect();
+    assert!(
+        intruding.is_empty(),
+        "mallory wrote into acme's log: {intruding:#?}"
+    );
+    let bravo = app
+        .state
+        .store
+        .list_audit(&log("bravo"))
+        .await
+        .expect("bravo's log");
+    let kept = bravo.iter().filter(|e| e.actor == "mallory").count();
+    assert_eq!(
+        kept,
+        statuses.len(),
+        "every answer is kept in the caller's own log: {bravo:#?}"
+    );
+    app.shutdown().await;
+}

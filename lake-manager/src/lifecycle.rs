@@ -222,6 +222,25 @@ pub fn validate_shared_override(policy: &ZonePolicy, default: &ZonePolicy) -> Re
     Ok(())
 }
 
+/// The rules of a lifecycle document (as JSON, desired or read back from the bucket) that act
+/// on `tenant`'s keys: whole-bucket and whole-zone rules, and its own. In a shared shard the
+/// other rules are other tenants' overrides, which name them and their tiering, so a tenant
+/// is shown only these. A rule without a prefix acts on everything and is kept.
+pub fn rules_acting_on(document: &serde_json::Value, tenant: &TenantId) -> serde_json::Value {
+    let own: Vec<String> = Zone::ALL
+        .into_iter()
+        .map(|zone| format!("{}/{tenant}/", zone.as_str()))
+        .collect();
+    let mut shown = document.clone();
+    if let Some(rules) = shown.get_mut("Rules").and_then(serde_json::Value::as_array_mut) {
+        rules.retain(|rule| {
+            let prefix = rule["Filter"]["Prefix"].as_str().unwrap_or("");
+            own.iter().any(|keys| keys.starts_with(prefix))
+        });
+    }
+    shown
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,6 +302,49 @@ mod tests {
             ]
         );
         assert_eq!(doc.rules[2].filter.prefix, "silver/cold-co/");
+    }
+
+    #[test]
+    fn a_tenant_sees_the_shard_rules_that_act_on_its_keys_and_not_its_neighbours() {
+        let defaults = ZonesConfig::default();
+        let colder = ZonePolicy {
+            retention_days: 365,
+            transitions: vec![Transition {
+                after_days: 30,
+                storage_class: StorageClass::Glacier,
+            }],
+        };
+        let overrides = vec![
+            (id("acme"), Zone::Silver, colder.clone()),
+            (id("acme-b"), Zone::Silver, colder.clone()),
+            (id("bravo"), Zone::Gold, colder),
+        ];
+        let doc = serde_json::to_value(shard_document(&defaults, &overrides, Some(30))).expect("json");
+        let ids = |doc: &serde_json::Value| -> Vec<String> {
+            doc["Rules"]
+                .as_array()
+                .expect("rules")
+                .iter()
+                .map(|r| r["ID"].as_str().expect("id").to_owned())
+                .collect()
+        };
+        let everything = ids(&doc);
+        assert!(everything.contains(&"tenant-bravo-gold".to_owned()));
+        let acme = ids(&rules_acting_on(&doc, &id("acme")));
+        assert_eq!(
+            acme,
+            [
+                "zone-bronze",
+                "zone-silver",
+                "tenant-acme-silver",
+                "abort-incomplete-multipart",
+                "expire-noncurrent-versions"
+            ],
+            "not acme-b's rule, though its id starts like acme's"
+        );
+        let bravo = ids(&rules_acting_on(&doc, &id("bravo")));
+        assert!(bravo.contains(&"tenant-bravo-gold".to_owned()));
+        assert!(!bravo.iter().any(|r| r.contains("acme")), "{bravo:?}");
     }
 
     #[test]

@@ -193,10 +193,20 @@ pub fn decide_kind(
             format!("kept dedicated: within top {band} by 30-day volume (rank {rank} of {n})"),
         );
     }
+    let top = percent(config.dedicated_fraction);
     (
         PlacementKind::Shared,
-        format!("standard tier, rank {rank} of {n} by 30-day volume"),
+        format!("standard tier, outside the top {top} by 30-day volume (rank {rank} of {n})"),
     )
+}
+
+/// A placement reason as a tenant may read it: without the rank, whose "of n" would tell
+/// every tenant how many tenants the platform has (platform-admins read the whole reason).
+pub fn tenant_facing(reason: &str) -> &str {
+    match reason.find(" (rank ") {
+        Some(at) if reason.ends_with(')') => &reason[..at],
+        _ => reason,
+    }
 }
 
 /// Picks the least-full shard with room (lowest index on ties), or a new shard when all are full.
@@ -344,7 +354,10 @@ mod tests {
         assert_eq!(placed[2].reason, "top 10% by 30-day volume (rank 3 of 42)");
         assert_eq!(placed[2].kind, PlacementKind::Dedicated);
         assert_eq!(placed[10].kind, PlacementKind::Shared);
-        assert_eq!(placed[10].reason, "standard tier, rank 11 of 42 by 30-day volume");
+        assert_eq!(
+            placed[10].reason,
+            "standard tier, outside the top 10% by 30-day volume (rank 11 of 42)"
+        );
         assert_eq!(placed[40].reason, "tier enterprise");
         assert_eq!(placed[41].reason, "isolation override: shared");
     }
@@ -419,5 +432,36 @@ mod tests {
                 prop_assert!(dedicated <= share(config.demote_fraction, candidates.len()));
             }
         }
+    }
+
+    proptest! {
+        /// No reason a tenant reads carries a rank or the number of tenants, whatever the
+        /// volumes; the kind-defining words stay.
+        #[test]
+        fn tenant_facing_reasons_never_count_tenants(volumes in proptest::collection::vec(0u64..1_000, 1..60)) {
+            let config = PlacementConfig::default();
+            let ids: Vec<TenantId> = (0..volumes.len()).map(id).collect();
+            let ranking = Ranking::new(ids.iter().zip(volumes.iter().copied()));
+            for (i, volume) in volumes.iter().enumerate() {
+                let placed = place(&candidate(i, Tier::Standard, *volume, None), &ranking, &[], &config);
+                let shown = tenant_facing(&placed.reason);
+                prop_assert!(!shown.contains("rank") && !shown.contains(" of "), "{shown}");
+                prop_assert!(placed.reason.starts_with(shown));
+                prop_assert!(shown.contains("30-day volume") || shown.contains("no data"), "{shown}");
+            }
+        }
+    }
+
+    #[test]
+    fn tenant_facing_keeps_reasons_without_a_rank() {
+        assert_eq!(tenant_facing("tier enterprise"), "tier enterprise");
+        assert_eq!(
+            tenant_facing("isolation override: shared"),
+            "isolation override: shared"
+        );
+        assert_eq!(
+            tenant_facing("top 10% by 30-day volume (rank 3 of 42)"),
+            "top 10% by 30-day volume"
+        );
     }
 }

@@ -8,14 +8,14 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use lake_manager::cost::monthly_cost;
 use lake_manager::layout::zone_prefix;
-use lake_manager::lifecycle::validate_shared_override;
+use lake_manager::lifecycle::{rules_acting_on, validate_shared_override};
 use lake_manager::provision::{Step, effective_policies};
 use lake_manager::storage::ClassUsage;
 use serde::Serialize;
 use tenancy::audit::Outcome;
 use tenancy::pagination;
 use tenancy::placement::PlacementKind;
-use tenancy::role::Zone;
+use tenancy::role::{Role, Zone};
 use tenancy::tenant::{TenantId, TenantStatus};
 use tenancy::validation::Violation;
 use tenancy::zone::{ZonePolicy, validate_policy};
@@ -208,6 +208,16 @@ pub async fn get_lifecycle(
     let applied = state.storage.get_lifecycle(&bucket).await?;
     let support = state.storage.lifecycle_support();
     let drift = support.is_ok() && applied.as_ref() != Some(&desired);
+    // A shared shard's document holds its other tenants' overrides: a tenant sees only the
+    // rules acting on its own keys (platform-admins see the bucket's whole document).
+    let (desired, applied) = if auth.caller.principal.role == Role::PlatformAdmin {
+        (desired, applied)
+    } else {
+        (
+            rules_acting_on(&desired, &tenant.id),
+            applied.map(|a| rules_acting_on(&a, &tenant.id)),
+        )
+    };
     Ok(Json(LifecycleView {
         bucket,
         enforced: support.is_ok(),

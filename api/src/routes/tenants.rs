@@ -124,7 +124,7 @@ pub async fn create_tenant(
     Ok(audited((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        Json(TenantView::new(&state, &tenant)),
+        Json(TenantView::new(&state, &tenant, &auth.caller)),
     )))
 }
 
@@ -154,7 +154,10 @@ pub async fn list_tenants(
         .await?;
     let (rows, next_cursor) = pagination::page(rows, limit, |t| t.id.to_string());
     Ok(Json(Page {
-        items: rows.iter().map(|t| TenantView::new(&state, t)).collect(),
+        items: rows
+            .iter()
+            .map(|t| TenantView::new(&state, t, &auth.caller))
+            .collect(),
         next_cursor,
     }))
 }
@@ -177,7 +180,7 @@ pub async fn get_tenant(
     auth: Authorized<perm::ReadTenant>,
 ) -> Result<Json<TenantView>, ApiError> {
     let tenant = load(&state, auth.tenant()?).await?;
-    Ok(Json(TenantView::new(&state, &tenant)))
+    Ok(Json(TenantView::new(&state, &tenant, &auth.caller)))
 }
 
 /// Changes a tenant. Tenant-admins may change only the display name.
@@ -220,7 +223,7 @@ pub async fn update_tenant(
         .update(tenant, replace, &auth.caller.actor())
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no tenant {id}")))?;
-    Ok(audited(Json(TenantView::new(&state, &tenant))))
+    Ok(audited(Json(TenantView::new(&state, &tenant, &auth.caller))))
 }
 
 /// Deletes a tenant: revokes its tokens and removes its storage; the audit log is kept.

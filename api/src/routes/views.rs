@@ -91,8 +91,14 @@ pub struct TenantView {
 }
 
 impl TenantView {
-    /// Renders a tenant with its storage locations.
-    pub fn new(state: &AppState, t: &Tenant) -> Self {
+    /// Renders a tenant with its storage locations, as `caller` may see it: tenant-scoped
+    /// callers read the placement reason without its rank among all tenants.
+    pub fn new(state: &AppState, t: &Tenant, caller: &crate::auth::Caller) -> Self {
+        let reason = if caller.principal.role == tenancy::role::Role::PlatformAdmin {
+            t.placement.reason.clone()
+        } else {
+            tenancy::placement::tenant_facing(&t.placement.reason).to_owned()
+        };
         let bucket =
             lake_manager::layout::bucket_name(&state.config.storage.s3.bucket_prefix, &t.id, &t.placement);
         let base = state.storage.bucket_uri(&bucket);
@@ -111,7 +117,7 @@ impl TenantView {
                 bucket,
                 prefix: format!("{{zone}}/{}/", t.id),
                 shard: t.placement.shard,
-                reason: t.placement.reason.clone(),
+                reason,
             },
             zones: ZonesView {
                 bronze: zone(Zone::Bronze),

@@ -655,3 +655,95 @@ async fn a_placement_change_waits_for_the_last_migration_to_clean_up() {
     );
     app.shutdown().await;
 }
+
+/// Two shared tenants in one shard: each tenant-admin reads only the lifecycle rules acting on
+/// its own keys and a placement reason without the tenant count; the platform-admin reads the
+/// shard's whole document and the rank.
+#[tokio::test]
+async fn a_shared_tenant_sees_neither_its_neighbours_rules_nor_the_tenant_count() {
+    // No tenant is promoted by volume here, so both stay in the shard whatever their rank.
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        |c| c.placement.dedicated_fraction = 0.0,
+        axum::Router::new(),
+    )
+    .await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    let colder =
+        json!({"retention_days": 700, "transitions": [{"after_days": 30, "storage_class": "GLACIER_IR"}]});
+    for id in ["acme", "bravo"] {
+        app.ready_tenant(&admin, id).await;
+        app.expect(
+            &admin,
+            Method::PUT,
+            &format!("/v1/tenants/{id}/zones/silver"),
+            Some(colder.clone()),
+            200,
+        )
+        .await;
+        // A tenant with data has a rank among all tenants.
+        app.state
+            .store
+            .record_volume(&tenancy::tenant::TenantId::parse(id).expect("id"), 1 << 20)
+            .await
+            .expect("volume");
+    }
+    let rule_ids = |lifecycle: &Value| -> Vec<String> {
+        lifecycle["desired"]["Rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .filter_map(|r| r["ID"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let whole = app
+        .expect(&admin, Method::GET, "/v1/tenants/acme/lifecycle", None, 200)
+        .await;
+    let all = rule_ids(&whole);
+    assert!(
+        all.contains(&"tenant-acme-silver".to_owned()) && all.contains(&"tenant-bravo-silver".to_owned()),
+        "the platform-admin sees the shard's document: {all:?}"
+    );
+    let acme_admin = app.token(Role::TenantAdmin, Some("acme")).await;
+    let own = app
+        .expect(&acme_admin, Method::GET, "/v1/tenants/acme/lifecycle", None, 200)
+        .await;
+    let seen = rule_ids(&own);
+    assert!(seen.contains(&"tenant-acme-silver".to_owned()), "{seen:?}");
+    assert!(seen.contains(&"zone-silver".to_owned()), "{seen:?}");
+    assert!(
+        !own.to_string().contains("bravo"),
+        "acme sees nothing of bravo: {own}"
+    );
+
+    // Re-placing after the volumes changed gives both a rank among all tenants.
+    app.expect(
+        &admin,
+        Method::PATCH,
+        "/v1/tenants/acme",
+        Some(json!({"isolation": "auto"})),
+        200,
+    )
+    .await;
+    let as_admin = app
+        .expect(&admin, Method::GET, "/v1/tenants/acme", None, 200)
+        .await;
+    let full = as_admin["placement"]["reason"].as_str().expect("reason");
+    assert!(
+        full.contains(" of 2)"),
+        "the platform-admin reads the rank: {full}"
+    );
+    let as_tenant = app
+        .expect(&acme_admin, Method::GET, "/v1/tenants/acme", None, 200)
+        .await;
+    let shown = as_tenant["placement"]["reason"].as_str().expect("reason");
+    assert!(
+        full.starts_with(shown) && !shown.contains("rank") && !shown.contains(" of "),
+        "{shown}"
+    );
+    let listed = app
+        .expect(&acme_admin, Method::GET, "/v1/tenants", None, 200)
+        .await;
+    assert_eq!(listed["items"][0]["placement"]["reason"], shown);
+    app.shutdown().await;
+}

@@ -52,17 +52,15 @@ fn allowed(method: &str, path: &str) -> Option<&'static [Role]> {
         | ("get", "/v1/tenants/{tenant}/streams/{stream}")
         | ("delete", "/v1/tenants/{tenant}/streams/{stream}")
         | ("post", "/v1/tenants/{tenant}/streams/{stream}/events") => &[TenantAdmin, Engineer],
-        // Shares are managed by tenant-admins and engineers; the share here holds a silver
-        // table, which viewers cannot read (and scientists and analysts manage no shares).
+        // Shares are managed by tenant-admins only (the contract's role table); the share here
+        // holds a silver table, which viewers cannot read.
         ("post", "/v1/tenants/{tenant}/shares")
         | ("get", "/v1/tenants/{tenant}/shares")
         | ("get", "/v1/tenants/{tenant}/shares/{share}")
         | ("delete", "/v1/tenants/{tenant}/shares/{share}")
         | ("post", "/v1/tenants/{tenant}/shares/{share}/recipients")
         | ("get", "/v1/tenants/{tenant}/shares/{share}/recipients")
-        | ("delete", "/v1/tenants/{tenant}/shares/{share}/recipients/{recipient_id}") => {
-            &[TenantAdmin, Engineer]
-        }
+        | ("delete", "/v1/tenants/{tenant}/shares/{share}/recipients/{recipient_id}") => &[TenantAdmin],
         // Credentials in the silver zone, read: what the caller's role holds itself (on local
         // storage the allowed roles get 422 pointing to Delta Sharing, never 403).
         ("post", "/v1/tenants/{tenant}/credentials") => &[TenantAdmin, Engineer, Scientist, Analyst],

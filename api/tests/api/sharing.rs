@@ -942,3 +942,71 @@ async fn delta_sharing_on_s3_serves_presigned_urls() {
     );
     app.shutdown().await;
 }
+
+/// A Delta log can name any file: a writer holding credentials commits an `add` whose absolute
+/// path starts with the table's root but climbs out of it, into bravo's table. The query
+/// refuses the table with the reason instead of handing out a URL signed for that file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_naming_a_file_outside_the_table_is_refused_not_signed() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    app.ready_tenant(&admin, "acme").await;
+    app.ready_tenant(&admin, "bravo").await;
+    let acme = app.token(Role::TenantAdmin, Some("acme")).await;
+    let bravo = app.token(Role::TenantAdmin, Some("bravo")).await;
+    let orders = table(&app, &acme, "acme", "gold", "orders", false).await;
+    let secret = table(&app, &bravo, "bravo", "gold", "secret", false).await;
+    append(&app, &secret, batch(&rows(0..10))).await;
+    share(
+        &app,
+        &acme,
+        "acme",
+        "sales",
+        json!([{"zone": "gold", "name": "orders"}]),
+    )
+    .await;
+    let (_, _, token) = recipient(&app, &acme, "acme", "sales", "bob").await;
+    let path = "sales/schemas/gold/tables/orders";
+    assert!(
+        query(&app, &token, path, json!({})).await.1.is_empty(),
+        "an empty table"
+    );
+
+    // Version 1, written straight into the log: an absolute path from acme's root to bravo's.
+    let root = url::Url::parse(&orders).expect("location");
+    let dir = root.to_file_path().expect("local table");
+    let secret_dir = url::Url::parse(&secret)
+        .expect("location")
+        .to_file_path()
+        .expect("local");
+    let victim = std::fs::read_dir(&secret_dir)
+        .expect("bravo's table")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|name| name.ends_with(".parquet"))
+        .expect("a data file of bravo");
+    // From acme/orders/ two levels up is the zone folder both tables share.
+    let climbing = format!("{orders}../../bravo/secret/{victim}");
+    assert!(climbing.starts_with(&orders));
+    assert!(secret_dir.join(&victim).is_file());
+    let add = json!({"add": {"path": climbing, "partitionValues": {}, "size": 1000,
+        "modificationTime": 1_700_000_000_000_i64, "dataChange": true}});
+    let commit = dir.join("_delta_log/00000000000000000001.json");
+    std::fs::write(&commit, format!("{add}\n")).expect("crafted commit");
+
+    let refused = app
+        .send_as(
+            &token,
+            Method::POST,
+            &format!("/delta-sharing/shares/{path}/query"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(refused.status(), 400);
+    let body: Value = refused.json().await.expect("protocol error");
+    assert_eq!(body["errorCode"], "INVALID_PARAMETER_VALUE", "{body}");
+    let message = body["message"].as_str().unwrap_or("");
+    assert!(message.contains("outside its root"), "{body}");
+    assert!(!body.to_string().contains("sig="), "no signed URL leaves: {body}");
+    app.shutdown().await;
+}

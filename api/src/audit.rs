@@ -160,6 +160,12 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
     } else {
         Outcome::Success
     };
+    let (token_id, issuer) = match authentication {
+        Some(Authentication::Authenticated(p) | Authentication::Revoked(p)) => {
+            (p.token_id, Some(p.issuer.clone()))
+        }
+        _ => (None, None),
+    };
     let event = AuditEvent {
         id: uuid::Uuid::now_v7(),
         at: tenancy::now(),
@@ -171,6 +177,8 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         outcome,
         request_id,
         source,
+        token_id,
+        issuer,
     };
     if let Err(e) = state.store.append_audit(&event).await {
         tracing::error!(error = %chain(&e), action = %event.action, "could not write audit event");

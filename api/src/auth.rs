@@ -113,6 +113,8 @@ impl Caller {
             role: Some(self.principal.role.as_str().to_owned()),
             request_id: self.request_id.clone(),
             source: self.source.clone(),
+            token_id: self.principal.token_id,
+            issuer: Some(self.principal.issuer.clone()),
         }
     }
 

@@ -96,6 +96,9 @@ pub async fn create(config: &Config, args: &TokenArgs) -> Result<String, TokenCl
             outcome: Outcome::Success,
             request_id: None,
             source: Some("local".to_owned()),
+            // An operator on the host, not a token.
+            token_id: None,
+            issuer: None,
         };
         store.insert_token(&record, &audit).await?;
         Ok(token)

@@ -68,6 +68,11 @@ pub struct AuditEvent {
     pub request_id: Option<String>,
     /// The client address.
     pub source: Option<String>,
+    /// The token that acted (its `jti`), when it has one: the subject alone is a name the
+    /// token's minter chose.
+    pub token_id: Option<Uuid>,
+    /// Who issued that token (Lakeplane or an external OIDC issuer).
+    pub issuer: Option<String>,
 }
 
 /// Who acts, as audit events name them: a caller of the API, or the plane itself.
@@ -81,6 +86,10 @@ pub struct Actor {
     pub request_id: Option<String>,
     /// The client address.
     pub source: Option<String>,
+    /// The acting token's id, when it has one.
+    pub token_id: Option<Uuid>,
+    /// The acting token's issuer.
+    pub issuer: Option<String>,
 }
 
 impl Actor {
@@ -97,6 +106,8 @@ impl Actor {
             outcome,
             request_id: self.request_id.clone(),
             source: self.source.clone(),
+            token_id: self.token_id,
+            issuer: self.issuer.clone(),
         }
     }
 }
@@ -115,6 +126,8 @@ impl AuditEvent {
             outcome,
             request_id: None,
             source: None,
+            token_id: None,
+            issuer: None,
         }
     }
 }

@@ -60,6 +60,11 @@ pub struct AuditView {
     pub request_id: Option<String>,
     /// Client address.
     pub source: Option<String>,
+    /// The token that acted (its `jti`), when it has one; none for the plane's own events and
+    /// for events written before tokens were recorded.
+    pub token_id: Option<Uuid>,
+    /// Who issued that token: Lakeplane's issuer or an external OIDC issuer.
+    pub issuer: Option<String>,
 }
 
 impl From<AuditEvent> for AuditView {
@@ -75,6 +80,8 @@ impl From<AuditEvent> for AuditView {
             outcome: e.outcome,
             request_id: e.request_id,
             source: e.source,
+            token_id: e.token_id,
+            issuer: e.issuer,
         }
     }
 }

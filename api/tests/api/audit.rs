@@ -108,6 +108,8 @@ async fn outsiders_cannot_write_into_a_tenants_audit_log() {
         role: None,
         request_id: None,
         source: None,
+        token_id: None,
+        issuer: None,
     };
     for id in ["acme", "bravo"] {
         let new = lake_manager::tenants::NewTenant {
@@ -176,5 +178,64 @@ async fn outsiders_cannot_write_into_a_tenants_audit_log() {
         statuses.len(),
         "every answer is kept in the caller's own log: {bravo:#?}"
     );
+    app.shutdown().await;
+}
+
+/// Two tokens with the same subject act; the log tells them apart by token id and issuer, in a
+/// handler's own event (a change) and in the middleware's (a refusal).
+#[tokio::test]
+async fn audit_events_name_the_token_that_acted() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    app.ready_tenant(&admin, "acme").await;
+    let issued = |token: &str| -> String {
+        let claims = token.split('.').nth(1).expect("payload");
+        let bytes = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims)
+            .expect("base64url");
+        let claims: Value = serde_json::from_slice(&bytes).expect("claims");
+        claims["jti"].as_str().expect("jti").to_owned()
+    };
+    let first = app
+        .token_for(
+            "alex",
+            Role::TenantAdmin,
+            Some("acme"),
+            chrono::Duration::hours(1),
+        )
+        .await;
+    let second = app
+        .token_for("alex", Role::Viewer, Some("acme"), chrono::Duration::hours(1))
+        .await;
+    app.expect(
+        &first,
+        Method::PATCH,
+        "/v1/tenants/acme",
+        Some(json!({"display_name": "Acme"})),
+        200,
+    )
+    .await;
+    let table = json!({"zone": "silver", "name": "x", "columns": [{"name": "id", "type": "long"}]});
+    app.expect(&second, Method::POST, "/v1/tenants/acme/tables", Some(table), 403)
+        .await;
+    let log = app
+        .expect(&admin, Method::GET, "/v1/audit?tenant=acme", None, 200)
+        .await;
+    let by = |action: &str| -> Value {
+        log["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .find(|e| e["action"] == action && e["actor"] == "alex")
+            .cloned()
+            .unwrap_or_else(|| panic!("no {action} by alex in {log}"))
+    };
+    let update = by("tenant.update");
+    assert_eq!(update["token_id"], issued(&first), "{update}");
+    let refusal = by("table.create");
+    assert_eq!(refusal["outcome"], "denied");
+    assert_eq!(refusal["token_id"], issued(&second), "{refusal}");
+    let issuer = update["issuer"].as_str().expect("issuer");
+    assert!(!issuer.is_empty());
+    assert_eq!(refusal["issuer"], issuer);
     app.shutdown().await;
 }

@@ -228,6 +228,8 @@ impl TestApp {
             outcome: Outcome::Success,
             request_id: None,
             source: None,
+            token_id: None,
+            issuer: None,
         };
         self.state
             .store

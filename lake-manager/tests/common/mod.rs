@@ -36,6 +36,8 @@ pub async fn add_tenant(store: &Arc<dyn MetadataStore>, id: &str, placement: Pla
         outcome: Outcome::Success,
         request_id: None,
         source: None,
+        token_id: None,
+        issuer: None,
     };
     store.insert_tenant(&tenant, &audit).await.expect("insert tenant");
     tenant

@@ -49,6 +49,8 @@ fn event(action: &str, tenant: Option<&str>) -> AuditEvent {
         outcome: Outcome::Success,
         request_id: Some("req-1".into()),
         source: Some("127.0.0.1".into()),
+        token_id: Some(Uuid::now_v7()),
+        issuer: Some("https://issuer.example".into()),
     }
 }
 

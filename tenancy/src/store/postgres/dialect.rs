@@ -34,6 +34,10 @@ pub(super) fn uuid(row: &DbRow, column: &str) -> Result<Uuid, StoreError> {
     Ok(row.try_get(column)?)
 }
 
+pub(super) fn opt_uuid(row: &DbRow, column: &str) -> Result<Option<Uuid>, StoreError> {
+    Ok(row.try_get(column)?)
+}
+
 /// Row-level locking lets PostgreSQL take concurrent audit appends as they come, so an
 /// append's turn is always now (SQLite queues them in-process).
 pub(super) struct AuditTurn;

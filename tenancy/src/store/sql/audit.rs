@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use sqlx::{Row, Transaction};
 
-use super::{Db, DbRow, Store, corrupt, time, ts, uid, uuid};
+use super::{Db, DbRow, Store, corrupt, opt_uuid, time, ts, uid, uuid};
 use crate::audit::{AuditEvent, AuditFilter, Outcome};
 use crate::store::{AuditStore, StoreError};
 use crate::tenant::TenantId;
@@ -21,6 +21,8 @@ fn audit_event(row: &DbRow) -> Result<AuditEvent, StoreError> {
         outcome: Outcome::parse(&outcome).ok_or_else(|| corrupt("outcome", &outcome))?,
         request_id: row.try_get("request_id")?,
         source: row.try_get("source")?,
+        token_id: opt_uuid(row, "token_id")?,
+        issuer: row.try_get("issuer")?,
     })
 }
 
@@ -28,8 +30,8 @@ fn audit_event(row: &DbRow) -> Result<AuditEvent, StoreError> {
 /// commit or vanish together.
 pub(super) async fn insert_audit(tx: &mut Transaction<'_, Db>, e: &AuditEvent) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO audit_events (id, at, actor, role, tenant_id, action, target, outcome, request_id, source) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO audit_events (id, at, actor, role, tenant_id, action, target, outcome, request_id, source, \
+         token_id, issuer) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(uid(e.id))
     .bind(ts(e.at))
@@ -41,6 +43,8 @@ pub(super) async fn insert_audit(tx: &mut Transaction<'_, Db>, e: &AuditEvent) -
     .bind(e.outcome.as_str())
     .bind(&e.request_id)
     .bind(&e.source)
+    .bind(e.token_id.map(uid))
+    .bind(&e.issuer)
     .execute(&mut **tx)
     .await?;
     Ok(())

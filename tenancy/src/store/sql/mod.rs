@@ -22,7 +22,7 @@ mod workers;
 
 use sqlx::{Row, Transaction};
 
-use super::dialect::{BACKEND, Db, DbRow, Store, opt_time, time, ts, uid, uuid};
+use super::dialect::{BACKEND, Db, DbRow, Store, opt_time, opt_uuid, time, ts, uid, uuid};
 use crate::store::StoreError;
 use crate::tenant::TenantId;
 use audit::insert_audit;

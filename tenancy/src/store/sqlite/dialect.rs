@@ -43,6 +43,12 @@ pub(super) fn uuid(row: &DbRow, column: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(&text).map_err(|_| StoreError::Corrupt(format!("{column} = {text:?}")))
 }
 
+pub(super) fn opt_uuid(row: &DbRow, column: &str) -> Result<Option<Uuid>, StoreError> {
+    let text: Option<String> = row.try_get(column)?;
+    text.map(|t| Uuid::parse_str(&t).map_err(|_| StoreError::Corrupt(format!("{column} = {t:?}"))))
+        .transpose()
+}
+
 impl Store {
     /// Audit appends of this process queue here rather than in SQLite's busy handler, which
     /// sleeps in steps of up to 100 ms when two connections want the single write lock: one

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use tenancy::audit::{Actor, Outcome};
-use tenancy::placement::{Move, Placement, PlacementConfig, Ranking, place, plan_rebalance};
+use tenancy::placement::{Candidate, Move, Placement, PlacementConfig, Ranking, place, plan_rebalance};
 use tenancy::store::{MetadataStore, PlacementSnapshot, candidate};
 use tenancy::tenant::{Isolation, Quotas, Tenant, TenantId, TenantStatus, Tier};
 use tenancy::token::RevocationList;
@@ -86,28 +86,30 @@ impl Tenants {
     /// Places a new tenant among the others, records it (`provisioning`, with its audit
     /// event) and provisions its storage in the background; `Conflict` when the id is taken.
     pub async fn create(&self, new: NewTenant, actor: &Actor) -> Result<Tenant, ProvisionError> {
-        let now = tenancy::now();
-        let mut tenant = Tenant {
+        // A new tenant has no data and no placement yet; it is ranked among the others.
+        let newcomer = Candidate {
             id: new.id,
+            tier: new.tier,
+            isolation: new.isolation,
+            volume_30d_bytes: 0,
+            current: None,
+        };
+        let snapshot = self.store.placement_snapshot().await?;
+        let placement = self.place(&newcomer, &snapshot);
+        let now = tenancy::now();
+        let tenant = Tenant {
+            id: newcomer.id,
             display_name: new.display_name,
             tier: new.tier,
             isolation: new.isolation,
             status: TenantStatus::Provisioning,
             status_reason: None,
-            placement: Placement {
-                kind: tenancy::placement::PlacementKind::Shared,
-                shard: None,
-                reason: String::new(),
-            },
+            placement,
             quotas: new.quotas,
             volume_30d_bytes: 0,
             created_at: now,
             updated_at: now,
         };
-        let snapshot = self.store.placement_snapshot().await?;
-        let mut placed = candidate(&tenant);
-        placed.current = None;
-        tenant.placement = self.place(&placed, &snapshot);
         let audit = actor.event(
             "tenant.create",
             &path(&tenant.id),
@@ -362,7 +364,7 @@ impl Tenants {
         Ok(())
     }
 
-    fn place(&self, tenant: &tenancy::placement::Candidate, snapshot: &PlacementSnapshot) -> Placement {
+    fn place(&self, tenant: &Candidate, snapshot: &PlacementSnapshot) -> Placement {
         // The tenant itself may not be in the snapshot yet (creation); rank it alongside the others.
         let others = snapshot.tenants.iter().filter(|c| c.id != tenant.id);
         let ranking = Ranking::new(

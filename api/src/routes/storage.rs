@@ -324,13 +324,7 @@ pub async fn list_buckets(
     _auth: Authorized<perm::AdminStorage>,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<Page<BucketView>>, ApiError> {
-    let limit = pagination::limit(query.limit)?;
-    let after = query
-        .cursor
-        .as_deref()
-        .filter(|c| !c.is_empty())
-        .map(pagination::decode_cursor)
-        .transpose()?;
+    let (limit, after) = query.bounds()?;
     let snapshot = state.store.placement_snapshot().await?;
     let buckets = state.store.list_buckets_page(after.as_deref(), limit + 1).await?;
     let (buckets, next_cursor) = pagination::page(buckets, limit, |b| b.name.clone());

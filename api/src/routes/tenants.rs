@@ -137,13 +137,7 @@ pub async fn list_tenants(
     auth: Authorized<perm::ListTenants>,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<Page<TenantView>>, ApiError> {
-    let limit = pagination::limit(query.limit)?;
-    let after = query
-        .cursor
-        .as_deref()
-        .filter(|c| !c.is_empty())
-        .map(pagination::decode_cursor)
-        .transpose()?;
+    let (limit, after) = query.bounds()?;
     let only = match auth.caller.principal.role {
         Role::PlatformAdmin => None,
         _ => auth.caller.principal.tenant.clone(),

@@ -30,6 +30,21 @@ pub struct PageQuery {
     pub cursor: Option<String>,
 }
 
+impl PageQuery {
+    /// The page size and the key to continue after (an empty cursor starts at the beginning),
+    /// each checked and named in a 422.
+    pub fn bounds(&self) -> Result<(u32, Option<String>), tenancy::validation::Violation> {
+        let limit = tenancy::pagination::limit(self.limit)?;
+        let after = self
+            .cursor
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .map(tenancy::pagination::decode_cursor)
+            .transpose()?;
+        Ok((limit, after))
+    }
+}
+
 /// Where a tenant's data lives.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PlacementView {

@@ -36,6 +36,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let extra = http::guard(extra, server);
     let sharing = http::guard(crate::routes::sharing::router(), server);
     let v1 = http::guard(v1, server)
+        .layer(from_fn_with_state(state.clone(), crate::limits::enforce))
         .layer(rate_limit(&state))
         .layer(from_fn_with_state(state.clone(), auth::authenticate))
         .layer(from_fn_with_state(state.clone(), audit::record));
@@ -71,12 +72,14 @@ fn rate_limit(
     let config = Arc::new(config.expect("period and burst are at least 1 by construction"));
     // The keyed limiter keeps a cell per key; drop idle ones so memory follows active callers.
     let weak = Arc::downgrade(&config);
+    let tenants = state.tenant_limits.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tick.tick().await;
             let Some(config) = weak.upgrade() else { break };
             config.limiter().retain_recent();
+            tenants.retain_recent();
         }
     });
     GovernorLayer::new(config)

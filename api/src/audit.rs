@@ -5,10 +5,11 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::Method;
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tenancy::audit::{AuditEvent, Outcome};
+use tenancy::rollup::Unattributed;
 
 use crate::auth::{Authentication, Caller};
 use crate::error::{DeniedMarker, chain};
@@ -107,10 +108,11 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let source = request
+    let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
+        .map(|c| c.0.ip());
+    let at = tenancy::now();
     let response = next.run(request).await;
 
     let denied = response.extensions().get::<DeniedMarker>().is_some();
@@ -122,22 +124,27 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
     }
     let status = response.status();
     let authentication = response.extensions().get::<Authentication>();
-    let (actor, role, tenant, action) = match authentication {
-        Some(Authentication::Authenticated(p)) => (
-            p.subject.clone(),
-            Some(p.role.as_str().to_owned()),
-            p.tenant.as_ref().map(|t| t.as_str().to_owned()),
-            action_name(&method, &route),
-        ),
-        Some(Authentication::Failed(e)) => ("anonymous".to_owned(), None, None, format!("auth.{}", e.code())),
-        Some(Authentication::Revoked(p)) => (
-            p.subject.clone(),
-            Some(p.role.as_str().to_owned()),
-            p.tenant.as_ref().map(|t| t.as_str().to_owned()),
-            "auth.revoked".to_owned(),
-        ),
-        None => ("anonymous".to_owned(), None, None, action_name(&method, &route)),
+    if let Some(reason) = unattributed(authentication, status, &route) {
+        roll_up(
+            &state,
+            reason,
+            authentication,
+            &method,
+            &route,
+            &target,
+            peer,
+            at,
+            denied,
+        );
+        return response;
+    }
+    // Everything else has a verified principal: the roll-up took the rest.
+    let (principal, action) = match authentication {
+        Some(Authentication::Authenticated(p)) => (p, action_name(&method, &route)),
+        Some(Authentication::Revoked(p)) => (p, "auth.revoked".to_owned()),
+        Some(Authentication::Failed(_)) | None => return response,
     };
+    let tenant = principal.tenant.as_ref().map(|t| t.as_str().to_owned());
     // A change to tenant B by a platform-admin belongs to B's log. Anything else stays in the
     // caller's: a refusal, and any answer given before the policy ran (405, 429, a bad query)
     // to a caller not authorized for B, so no outsider can write into B's log.
@@ -160,30 +167,89 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
     } else {
         Outcome::Success
     };
-    let (token_id, issuer) = match authentication {
-        Some(Authentication::Authenticated(p) | Authentication::Revoked(p)) => {
-            (p.token_id, Some(p.issuer.clone()))
-        }
-        _ => (None, None),
-    };
     let event = AuditEvent {
         id: uuid::Uuid::now_v7(),
         at: tenancy::now(),
-        actor,
-        role,
+        actor: principal.subject.clone(),
+        role: Some(principal.role.as_str().to_owned()),
         tenant,
         action,
         target,
         outcome,
         request_id,
-        source,
-        token_id,
-        issuer,
+        source: peer.map(|ip| ip.to_string()),
+        token_id: principal.token_id,
+        issuer: Some(principal.issuer.clone()),
+        occurrences: 1,
     };
     if let Err(e) = state.store.append_audit(&event).await {
         tracing::error!(error = %chain(&e), action = %event.action, "could not write audit event");
     }
     response
+}
+
+/// Why a request gets no audit row of its own, if it does not: no one answers for it (no valid
+/// token), or it never reached a handler (no route, wrong method, over a rate limit). Anyone
+/// can send those by the thousand, so they are counted and rolled up instead.
+fn unattributed(
+    authentication: Option<&Authentication>,
+    status: StatusCode,
+    route: &str,
+) -> Option<&'static str> {
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        Some("rate_limited")
+    } else if status == StatusCode::METHOD_NOT_ALLOWED {
+        Some("method_not_allowed")
+    } else if route.is_empty() {
+        Some("unrouted")
+    } else if matches!(authentication, None | Some(Authentication::Failed(_))) {
+        Some("unauthenticated")
+    } else {
+        None
+    }
+}
+
+/// Counts an unattributed request in `/metrics` and in the audit roll-up.
+#[expect(clippy::too_many_arguments, reason = "one call site, the middleware's locals")]
+fn roll_up(
+    state: &AppState,
+    reason: &'static str,
+    authentication: Option<&Authentication>,
+    method: &Method,
+    route: &str,
+    target: &str,
+    peer: Option<std::net::IpAddr>,
+    at: chrono::DateTime<chrono::Utc>,
+    denied: bool,
+) {
+    state.metrics.count_unattributed(reason);
+    let (actor, tenant) = match authentication {
+        Some(Authentication::Authenticated(p) | Authentication::Revoked(p)) => (
+            p.subject.as_str(),
+            p.tenant.as_ref().map(tenancy::tenant::TenantId::as_str),
+        ),
+        _ => ("anonymous", None),
+    };
+    let action = match (reason, authentication) {
+        ("rate_limited", _) => "http.rate_limited".to_owned(),
+        ("method_not_allowed", _) => "http.method_not_allowed".to_owned(),
+        (_, Some(Authentication::Failed(e))) => format!("auth.{}", e.code()),
+        _ => action_name(method, route),
+    };
+    let outcome = if denied || reason == "unauthenticated" {
+        Outcome::Denied
+    } else {
+        Outcome::Rejected
+    };
+    state.audit_rollup.record(&Unattributed {
+        at,
+        source: peer,
+        actor,
+        tenant,
+        action: &action,
+        target,
+        outcome,
+    });
 }
 
 /// Whether the principal may act on `tenant` at all: a platform-admin, or one of its own.

@@ -83,13 +83,14 @@ impl KeyExtractor for PrincipalKey {
             let tenant = p.tenant.as_ref().map(TenantId::as_str).unwrap_or("-");
             return Ok(format!("principal:{}|{tenant}|{}", p.issuer, p.subject));
         }
-        let peer = request
+        // By network, not address: an IPv6 client has a /64 of addresses to rotate through.
+        let network = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
+            .map(|c| tenancy::rollup::source_network(c.0.ip()));
         Ok(format!(
             "address:{}",
-            peer.unwrap_or_else(|| "unknown".to_owned())
+            network.unwrap_or_else(|| "unknown".to_owned())
         ))
     }
 }

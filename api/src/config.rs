@@ -40,6 +40,8 @@ pub struct Config {
     pub tenants: TenantsConfig,
     /// Per-principal request rate limits.
     pub rate_limit: RateLimitConfig,
+    /// The audit log's roll-up of requests no one answers for.
+    pub audit: AuditConfig,
     /// Zone policy defaults and bounds.
     pub zones: ZonesConfig,
     /// Storage prices for cost estimates.
@@ -115,6 +117,13 @@ pub struct IngestConfig {
     pub table_buffer_bytes: usize,
     /// Most bytes buffered over all tables; beyond it pushes get 429.
     pub total_buffer_bytes: usize,
+    /// Most bytes of `total_buffer_bytes` one tenant's push bodies may hold at once (being
+    /// read, inflated or buffered); beyond it that tenant's pushes get 429.
+    pub tenant_buffer_bytes: usize,
+    /// A push body that sends nothing for this long is answered 408, milliseconds.
+    pub body_stall_ms: u64,
+    /// Most pushes inflated or validated at once (blocking threads).
+    pub decode_threads: usize,
     /// Kafka workers flush after this many records.
     pub kafka_flush_records: usize,
     /// ...or this long after the first buffered record, milliseconds.
@@ -144,6 +153,20 @@ impl IngestConfig {
                 "total_buffer_bytes",
                 "must be 1 KiB to 4 GiB and at least table_buffer_bytes".into(),
             ));
+        }
+        if self.tenant_buffer_bytes < self.max_body_bytes
+            || self.tenant_buffer_bytes > self.total_buffer_bytes
+        {
+            return Some((
+                "tenant_buffer_bytes",
+                "must be at least max_body_bytes and at most total_buffer_bytes".into(),
+            ));
+        }
+        if !(100..=600_000).contains(&self.body_stall_ms) {
+            return Some(("body_stall_ms", "must be 100 to 600000".into()));
+        }
+        if !(1..=256).contains(&self.decode_threads) {
+            return Some(("decode_threads", "must be 1 to 256".into()));
         }
         if self.flush_bytes == 0 {
             return Some(("flush_bytes", "must be at least 1".into()));
@@ -175,6 +198,9 @@ impl Default for IngestConfig {
             linger_ms: defaults.linger.as_millis() as u64,
             table_buffer_bytes: defaults.table_buffer_bytes,
             total_buffer_bytes: defaults.total_buffer_bytes,
+            tenant_buffer_bytes: defaults.total_buffer_bytes / 4,
+            body_stall_ms: 10_000,
+            decode_threads: std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
             kafka_flush_records: lake_manager::ingest::kafka::KafkaSettings::default().flush_records,
             kafka_linger_ms: lake_manager::ingest::kafka::KafkaSettings::default()
                 .linger
@@ -195,6 +221,10 @@ pub struct TablesConfig {
     pub small_file_bytes: u64,
     /// How long a maintenance run holds its table's lease between renewals.
     pub maintenance_lease_secs: u64,
+    /// Most maintenance runs one process executes at once.
+    pub maintenance_concurrency: usize,
+    /// Most of them for one tenant.
+    pub maintenance_concurrency_per_tenant: usize,
 }
 
 impl Default for TablesConfig {
@@ -202,6 +232,8 @@ impl Default for TablesConfig {
         Self {
             small_file_bytes: lake_manager::delta::DEFAULT_SMALL_FILE_BYTES,
             maintenance_lease_secs: 60,
+            maintenance_concurrency: 2,
+            maintenance_concurrency_per_tenant: 1,
         }
     }
 }
@@ -219,6 +251,7 @@ impl Default for Config {
             placement: PlacementConfig::default(),
             tenants: TenantsConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            audit: AuditConfig::default(),
             zones: ZonesConfig::default(),
             pricing: Prices::default(),
             tables: TablesConfig::default(),
@@ -305,6 +338,9 @@ pub struct StorageConfig {
     pub migration_grace_secs: u64,
     /// How often enforcing buckets are checked for lifecycle drift and repaired; 0 turns it off.
     pub drift_check_secs: u64,
+    /// Most tenant lifecycle rules (zone overrides) one shared shard may hold; S3 allows
+    /// 1,000 rules per bucket, and the platform's own take a few.
+    pub lifecycle_rules_per_shard: usize,
 }
 
 impl Default for StorageConfig {
@@ -315,6 +351,7 @@ impl Default for StorageConfig {
             s3: S3Config::default(),
             migration_grace_secs: 86_400,
             drift_check_secs: 3_600,
+            lifecycle_rules_per_shard: 900,
         }
     }
 }
@@ -368,6 +405,9 @@ pub struct IamConfig {
     pub sts_endpoint: Option<url::Url>,
     /// Most vended credentials kept in the cache (per process).
     pub credentials_cache_entries: usize,
+    /// Most uncached STS `AssumeRole` calls one tenant's requests make per minute (per
+    /// process); beyond it vending answers 429 `sts-quota`.
+    pub sts_calls_per_minute_per_tenant: u32,
 }
 
 impl Default for IamConfig {
@@ -378,6 +418,7 @@ impl Default for IamConfig {
             permissions_boundary: None,
             sts_endpoint: None,
             credentials_cache_entries: 10_000,
+            sts_calls_per_minute_per_tenant: 60,
         }
     }
 }
@@ -669,6 +710,8 @@ pub struct AuthConfig {
     pub audience: String,
     /// Longest lifetime of an issued token.
     pub max_token_ttl_secs: u64,
+    /// Most unrevoked, unexpired tokens a tenant may hold (minting more answers 409).
+    pub max_live_tokens_per_tenant: u32,
     /// Clock skew tolerated on token times.
     pub leeway_secs: u64,
     /// How stale the revocation list may be on a replica that did not revoke.
@@ -686,6 +729,7 @@ impl Default for AuthConfig {
             issuer: tokens.issuer,
             audience: tokens.audience,
             max_token_ttl_secs: tokens.max_ttl_secs,
+            max_live_tokens_per_tenant: 1000,
             leeway_secs: tokens.leeway_secs,
             revocation_cache_ttl_ms: 1000,
             oidc: Vec::new(),
@@ -706,11 +750,24 @@ impl AuthConfig {
 }
 
 /// Tenant defaults.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TenantsConfig {
     /// Quotas of tenants created without explicit ones.
     pub default_quotas: Quotas,
+    /// How long a deleted tenant's id stays reserved: at least the longest token lifetime, so
+    /// nothing that names the id outlives the reservation.
+    pub id_reuse_after_secs: u64,
+}
+
+impl Default for TenantsConfig {
+    fn default() -> Self {
+        Self {
+            default_quotas: Quotas::default(),
+            // A day past the default longest token lifetime (30 days).
+            id_reuse_after_secs: 31 * 24 * 3600,
+        }
+    }
 }
 
 /// Per-principal rate limits.
@@ -721,6 +778,11 @@ pub struct RateLimitConfig {
     pub per_second: u32,
     /// Requests allowed in a burst above the sustained rate.
     pub burst: u32,
+    /// Sustained (and burst) requests per second of all of a standard-tier tenant's callers
+    /// together: a tenant-admin can mint tokens for any number of subjects.
+    pub standard_tenant_per_second: u32,
+    /// The same for an enterprise-tier tenant.
+    pub enterprise_tenant_per_second: u32,
 }
 
 impl Default for RateLimitConfig {
@@ -728,6 +790,28 @@ impl Default for RateLimitConfig {
         Self {
             per_second: 1000,
             burst: 1000,
+            standard_tenant_per_second: 2000,
+            enterprise_tenant_per_second: 5000,
+        }
+    }
+}
+
+/// How requests no one answers for (no valid token, no route, over a rate limit) reach the
+/// audit log: rolled up per source network, actor, action and window.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// The roll-up window; each window's rows are written when it ends.
+    pub rollup_window_secs: u64,
+    /// Most rows one window writes; requests past it fold into one `audit.overflow` row.
+    pub rollup_max_rows: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            rollup_window_secs: 60,
+            rollup_max_rows: 256,
         }
     }
 }
@@ -884,6 +968,18 @@ impl Config {
         if self.auth.audience.trim().is_empty() {
             return Err(ConfigError::new("auth.audience", "must not be empty"));
         }
+        if self.tenants.id_reuse_after_secs < self.auth.max_token_ttl_secs.max(3600) {
+            return Err(ConfigError::new(
+                "tenants.id_reuse_after_secs",
+                "must be at least auth.max_token_ttl_secs (and an hour, the longest STS session)",
+            ));
+        }
+        if self.auth.max_live_tokens_per_tenant == 0 {
+            return Err(ConfigError::new(
+                "auth.max_live_tokens_per_tenant",
+                "must be at least 1",
+            ));
+        }
         if self.auth.max_token_ttl_secs < MIN_TTL_SECS {
             return Err(ConfigError::new(
                 "auth.max_token_ttl_secs",
@@ -909,6 +1005,13 @@ impl Config {
                     "must differ from auth.issuer",
                 ));
             }
+            // A deleted tenant's id is reused only once every token naming it has expired.
+            if issuer.max_token_lifetime_secs > self.tenants.id_reuse_after_secs {
+                return Err(ConfigError::new(
+                    &format!("auth.oidc[{index}].max_token_lifetime_secs"),
+                    "must be at most tenants.id_reuse_after_secs",
+                ));
+            }
         }
         if let Err(v) = self.zones.validate() {
             return Err(ConfigError::new(&v.field, v.message));
@@ -918,6 +1021,47 @@ impl Config {
         }
         if self.rate_limit.burst == 0 {
             return Err(ConfigError::new("rate_limit.burst", "must be at least 1"));
+        }
+        if self.rate_limit.standard_tenant_per_second == 0 {
+            return Err(ConfigError::new(
+                "rate_limit.standard_tenant_per_second",
+                "must be at least 1",
+            ));
+        }
+        if self.rate_limit.enterprise_tenant_per_second == 0 {
+            return Err(ConfigError::new(
+                "rate_limit.enterprise_tenant_per_second",
+                "must be at least 1",
+            ));
+        }
+        if !(1..=64).contains(&self.tables.maintenance_concurrency) {
+            return Err(ConfigError::new(
+                "tables.maintenance_concurrency",
+                "must be 1 to 64",
+            ));
+        }
+        if !(1..=self.tables.maintenance_concurrency)
+            .contains(&self.tables.maintenance_concurrency_per_tenant)
+        {
+            return Err(ConfigError::new(
+                "tables.maintenance_concurrency_per_tenant",
+                "must be 1 to tables.maintenance_concurrency",
+            ));
+        }
+        // Three zone rules and two housekeeping rules at most are the platform's own.
+        if !(1..=lake_manager::lifecycle::MAX_RULES_PER_BUCKET - 5)
+            .contains(&self.storage.lifecycle_rules_per_shard)
+        {
+            return Err(ConfigError::new(
+                "storage.lifecycle_rules_per_shard",
+                "must be 1 to 995",
+            ));
+        }
+        if self.audit.rollup_window_secs == 0 {
+            return Err(ConfigError::new("audit.rollup_window_secs", "must be at least 1"));
+        }
+        if self.audit.rollup_max_rows == 0 {
+            return Err(ConfigError::new("audit.rollup_max_rows", "must be at least 1"));
         }
         if self.storage.kind == StorageKind::S3 && self.storage.s3.region.as_deref().is_none_or(str::is_empty)
         {
@@ -959,6 +1103,12 @@ impl Config {
             return Err(ConfigError::new(
                 "storage.s3.iam.credentials_cache_entries",
                 "must be 1 to 1000000",
+            ));
+        }
+        if !(1..=100_000).contains(&self.storage.s3.iam.sts_calls_per_minute_per_tenant) {
+            return Err(ConfigError::new(
+                "storage.s3.iam.sts_calls_per_minute_per_tenant",
+                "must be 1 to 100000",
             ));
         }
         if let Some((field, problem)) = self.workers.problem() {

@@ -56,6 +56,15 @@ pub enum ApiError {
     #[error("{0}")]
     Conflict(String),
 
+    /// The caller's tenant used up its request budget.
+    #[error("the tenant's request rate limit is used up; retry later")]
+    TenantRateLimited {
+        /// When to retry.
+        retry_after: Duration,
+    },
+    /// The request body stopped arriving.
+    #[error("the request body sent nothing for {0:?}; send it again")]
+    BodyStalled(Duration),
     /// The handler ran out of time.
     #[error("request exceeded the server's {0:?} timeout")]
     Timeout(Duration),
@@ -93,8 +102,10 @@ impl ApiError {
             ApiError::BadRequest(_)
             | ApiError::UnsupportedMediaType { .. }
             | ApiError::Unauthorized(_)
+            | ApiError::BodyStalled(_)
             | ApiError::Denied(_) => return None,
             ApiError::Validation(_) => ErrorKind::Invalid.class(),
+            ApiError::TenantRateLimited { .. } => ErrorKind::Throttled.coded("tenant-rate-limited"),
             ApiError::PayloadTooLarge { .. } => ErrorKind::TooLarge.class(),
             ApiError::NotFound(_) => ErrorKind::NotFound.class(),
             ApiError::Conflict(_) => ErrorKind::Conflict.class(),
@@ -118,6 +129,7 @@ impl ApiError {
                     (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
                 }
                 ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+                ApiError::BodyStalled(_) => (StatusCode::REQUEST_TIMEOUT, "body-stalled"),
                 ApiError::Denied(Denial::Hidden) => (StatusCode::NOT_FOUND, "not-found"),
                 ApiError::Denied(Denial::Forbidden(_)) => (StatusCode::FORBIDDEN, "forbidden"),
                 _ => (StatusCode::BAD_REQUEST, "malformed"),
@@ -220,6 +232,8 @@ impl IntoResponse for ApiError {
         }
         let retry_after = match &self {
             ApiError::Ingest(e) => e.retry_after(),
+            ApiError::TenantRateLimited { retry_after } => Some(*retry_after),
+            ApiError::Credentials(e) => e.retry_after(),
             _ => None,
         };
         let denied = matches!(self, ApiError::Unauthorized(_) | ApiError::Denied(_));

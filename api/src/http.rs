@@ -103,7 +103,9 @@ async fn drop_unsafe_request_id(mut request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-/// One span per request. Only the path is recorded: query strings can carry signatures.
+/// One span per request. Only the path is recorded: query strings can carry signatures. It is
+/// cut to 512 bytes like audit targets, so a 64 KiB path from anyone on the network does not
+/// become 64 KiB in every log line of its request.
 fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
     let request_id = request
         .headers()
@@ -114,7 +116,7 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
         "request",
         request_id = %request_id,
         method = %request.method(),
-        path = %request.uri().path(),
+        path = %tenancy::audit::cap_target(request.uri().path()),
     )
 }
 

@@ -49,6 +49,11 @@ struct WorkerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: &'static str,
 }
@@ -78,6 +83,7 @@ pub struct Metrics {
     reconcile_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     reconcile_loops: Gauge,
     leader: Gauge,
+    unattributed: Family<ReasonLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -161,7 +167,15 @@ impl Metrics {
             "1 when this process holds the reconciler leadership",
             leader.clone(),
         );
+        let unattributed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "unattributed_requests",
+            "Requests no one answers for, rolled up in the audit log rather than written one by \
+             one, by reason (unauthenticated, rate_limited, unrouted, method_not_allowed)",
+            unattributed.clone(),
+        );
         Self {
+            unattributed,
             workers,
             worker_restarts,
             reconcile_seconds,
@@ -193,6 +207,11 @@ impl Metrics {
                 method: method.to_owned(),
             })
             .observe(seconds);
+    }
+
+    /// Counts one request rolled up rather than audited on its own.
+    pub fn count_unattributed(&self, reason: &'static str) {
+        self.unattributed.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     /// Writes the exposition text, sampling the pool, ingestion and worker gauges first.

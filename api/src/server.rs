@@ -48,8 +48,11 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     tracing::info!(addr = %local, "listening on http://{local}");
     let store = state.store.clone();
     let workers = state.workers.clone();
+    let rollup = state.audit_rollup.clone();
     let result = serve(listener, crate::app::router(state), shutdown_signal(), grace).await;
     workers.shutdown().await;
+    // The open window's counts too: nothing seen is dropped on a clean stop.
+    rollup.flush(store.as_ref(), true).await;
     store.close().await;
     if result.is_ok() {
         tracing::info!("shutdown complete");

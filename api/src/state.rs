@@ -63,6 +63,10 @@ pub struct AppState {
     pub in_process: Option<Arc<InProcess>>,
     /// Signs and checks the file URLs of Delta Sharing on local storage.
     pub url_signer: Arc<UrlSigner>,
+    /// Per-tenant request rate limits.
+    pub tenant_limits: Arc<crate::limits::TenantLimits>,
+    /// Requests no one answers for, counted until their roll-up rows are written.
+    pub audit_rollup: Arc<crate::rollup::AuditRollup>,
     /// This installation's identity.
     pub instance: Instance,
     /// When this process started serving.
@@ -132,6 +136,7 @@ impl AppState {
                 ));
         }
         state.workers.spawn();
+        state.audit_rollup.spawn_flusher(state.store.clone());
         Ok(state)
     }
 
@@ -162,8 +167,17 @@ impl AppState {
                 )
             }
         };
-        let signer = Arc::new(load_signing_key(&config)?);
-        let url_signer = Arc::new(load_url_signer(&config)?);
+        // A worker signs no token or URL and serves no HTTP: it gets throwaway secrets made in
+        // memory, so its pod needs neither the signing key nor the URL secret, and a worker
+        // never reads (or, on first start, generates) them.
+        let (signer, url_signer) = match role {
+            Role::Server => (load_signing_key(&config)?, load_url_signer(&config)?),
+            Role::Worker => (
+                SigningKey::ephemeral()?,
+                UrlSigner::new(new_url_secret().as_bytes()).map_err(StartupError::UrlSecret)?,
+            ),
+        };
+        let (signer, url_signer) = (Arc::new(signer), Arc::new(url_signer));
         let url = config.database_url();
         let store = store::connect(&url, &config.pool_settings()).await?;
         let report = store.migrate().await?;
@@ -238,6 +252,7 @@ impl AppState {
                     Arc::new(sts),
                     provisioner.clone(),
                     s3.iam.credentials_cache_entries,
+                    s3.iam.sts_calls_per_minute_per_tenant,
                 )))
             }
             _ => None,
@@ -253,12 +268,18 @@ impl AppState {
         delta.small_file_bytes = config.tables.small_file_bytes;
         let catalog_owner = format!("{}-{}", instance.id, uuid::Uuid::now_v7());
         let wake = Arc::new(tokio::sync::Notify::new());
-        let catalog = Arc::new(Catalog::new(
-            provisioner.clone(),
-            delta,
-            catalog_owner.clone(),
-            std::time::Duration::from_secs(config.tables.maintenance_lease_secs),
-        ));
+        let catalog = Arc::new(
+            Catalog::new(
+                provisioner.clone(),
+                delta,
+                catalog_owner.clone(),
+                std::time::Duration::from_secs(config.tables.maintenance_lease_secs),
+            )
+            .with_maintenance_limits(
+                config.tables.maintenance_concurrency,
+                config.tables.maintenance_concurrency_per_tenant,
+            ),
+        );
         let ingest_config = &config.ingest;
         let sealer = match &ingest_config.secret_key {
             Some(key) => {
@@ -274,6 +295,10 @@ impl AppState {
                 table_buffer_bytes: ingest_config.table_buffer_bytes,
                 total_buffer_bytes: ingest_config.total_buffer_bytes,
                 ..GroupCommitSettings::default()
+            },
+            lake_manager::ingest::admission::PushLimits {
+                tenant_buffer_bytes: ingest_config.tenant_buffer_bytes,
+                decode_threads: ingest_config.decode_threads,
             },
             KafkaSettings {
                 flush_records: ingest_config.kafka_flush_records,
@@ -305,13 +330,18 @@ impl AppState {
                     (Arc::new(launcher), None)
                 }
             };
-        let tenants = Arc::new(Tenants::new(
-            provisioner.clone(),
-            config.placement,
-            wake.clone(),
-            revocations.clone(),
-        ));
+        let tenants = Arc::new(
+            Tenants::new(
+                provisioner.clone(),
+                config.placement,
+                wake.clone(),
+                revocations.clone(),
+            )
+            .with_id_reuse_after(std::time::Duration::from_secs(config.tenants.id_reuse_after_secs)),
+        );
         let workers = Reconciler::new(catalog.clone(), launcher, settings, wake);
+        let config_audit = config.audit.clone();
+        let config_rate = config.rate_limit.clone();
         Ok(Self {
             workers,
             runner,
@@ -329,6 +359,11 @@ impl AppState {
             url_signer,
             verifier,
             revocations,
+            tenant_limits: Arc::new(crate::limits::TenantLimits::new(&config_rate)),
+            audit_rollup: Arc::new(crate::rollup::AuditRollup::new(
+                std::time::Duration::from_secs(config_audit.rollup_window_secs),
+                config_audit.rollup_max_rows,
+            )),
             instance,
             started_at: Utc::now(),
         })

@@ -99,8 +99,9 @@ pub async fn create(config: &Config, args: &TokenArgs) -> Result<String, TokenCl
             // An operator on the host, not a token.
             token_id: None,
             issuer: None,
+            occurrences: 1,
         };
-        store.insert_token(&record, &audit).await?;
+        store.insert_token(&record, None, &audit).await?;
         Ok(token)
     }
     .await;

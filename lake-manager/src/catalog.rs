@@ -74,6 +74,7 @@ pub struct Catalog {
     delta: DeltaSettings,
     owner: String,
     lease: Duration,
+    maintenance: crate::slots::Slots,
 }
 
 impl Catalog {
@@ -85,7 +86,16 @@ impl Catalog {
             delta,
             owner,
             lease,
+            maintenance: crate::slots::Slots::new(2, 1),
         }
+    }
+
+    /// Caps the maintenance runs this process executes at once: `process` in all, `per_tenant`
+    /// for one tenant (runs past a cap wait their turn, still queued).
+    #[must_use]
+    pub fn with_maintenance_limits(mut self, process: usize, per_tenant: usize) -> Self {
+        self.maintenance = crate::slots::Slots::new(process, per_tenant);
+        self
     }
 
     /// The metadata store.
@@ -355,6 +365,9 @@ impl Catalog {
             .get_run(tenant, id)
             .await?
             .ok_or_else(|| DeltaError::Refused(format!("no maintenance run {id}")))?;
+        // One tenant's many tables must not take every slot, nor the process run more at once
+        // than its caps; the run stays queued (and claimable elsewhere) while it waits.
+        let _slot = self.maintenance.acquire(tenant).await;
         // Queued earlier, maybe long ago: the tenant must still be writable now.
         match self.store().get_tenant(tenant).await? {
             Some(t) => Self::writable(&t)?,

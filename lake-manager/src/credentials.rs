@@ -15,7 +15,7 @@ use tenancy::credentials::{
 };
 use tenancy::kind::{Class, Classify, ErrorKind, TENANT_NOT_READY};
 use tenancy::store::{StoreError, TableStatus};
-use tenancy::tenant::{Tenant, TenantStatus};
+use tenancy::tenant::{Tenant, TenantId, TenantStatus};
 
 use crate::identity::sdk_config;
 use crate::provision::Provisioner;
@@ -52,9 +52,28 @@ pub enum CredentialsError {
         /// Whether retrying later may work.
         retryable: bool,
     },
+    /// The tenant made its allowance of `AssumeRole` calls this minute: STS throttles per
+    /// AWS account, so one tenant's misses must not use up everyone's.
+    #[error("the tenant made {per_minute} uncached STS calls this minute, its allowance; retry later")]
+    Throttled {
+        /// The allowance.
+        per_minute: u32,
+        /// When the next minute starts.
+        retry_after: Duration,
+    },
     /// The metadata store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl CredentialsError {
+    /// When to retry, for a throttled tenant.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            CredentialsError::Throttled { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
 }
 
 impl Classify for CredentialsError {
@@ -65,6 +84,7 @@ impl Classify for CredentialsError {
             CredentialsError::Field { .. } => ErrorKind::Invalid.class(),
             CredentialsError::Sts { retryable: true, .. } => ErrorKind::Unavailable.coded(STS_UNAVAILABLE),
             CredentialsError::Sts { .. } => ErrorKind::Internal.class(),
+            CredentialsError::Throttled { .. } => ErrorKind::Throttled.coded("sts-quota"),
             CredentialsError::Store(e) => e.class(),
         }
     }
@@ -263,6 +283,40 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 pub struct CredentialCache {
     entries: Mutex<Entries>,
     max_entries: usize,
+    budget: StsBudget,
+}
+
+/// Uncached `AssumeRole` calls each tenant may make per minute (fixed one-minute windows).
+struct StsBudget {
+    per_minute: u32,
+    windows: Mutex<HashMap<TenantId, (Instant, u32)>>,
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+impl StsBudget {
+    fn spend(&self, tenant: &TenantId) -> Result<(), CredentialsError> {
+        let now = Instant::now();
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        if windows.len() > 4096 {
+            windows.retain(|_, (start, _)| now.duration_since(*start) < MINUTE);
+        }
+        let (start, used) = windows.entry(tenant.clone()).or_insert((now, 0));
+        if now.duration_since(*start) >= MINUTE {
+            *start = now;
+            *used = 0;
+        }
+        if *used >= self.per_minute {
+            return Err(CredentialsError::Throttled {
+                per_minute: self.per_minute,
+                retry_after: (*start + MINUTE)
+                    .saturating_duration_since(now)
+                    .max(Duration::from_secs(1)),
+            });
+        }
+        *used += 1;
+        Ok(())
+    }
 }
 
 /// Vends credentials per tenant, role and scope through STS, with the cache.
@@ -275,17 +329,19 @@ pub struct CredentialVendor {
 
 impl CredentialVendor {
     /// A vendor over STS, for the provisioner's tenants; the cache holds at most `max_entries`
-    /// credentials (beyond that, and until entries expire, calls go to STS uncached).
+    /// credentials (beyond that, and until entries expire, calls go to STS uncached), and each
+    /// tenant makes at most `sts_calls_per_minute` STS calls.
     pub fn new(
         sts: Arc<dyn SecurityTokenService>,
         provisioner: Arc<Provisioner>,
         max_entries: usize,
+        sts_calls_per_minute: u32,
     ) -> Self {
         Self {
             sts,
             provisioner,
             account: tokio::sync::OnceCell::new(),
-            cache: CredentialCache::new(max_entries),
+            cache: CredentialCache::new(max_entries, sts_calls_per_minute),
         }
     }
 
@@ -339,7 +395,7 @@ impl CredentialVendor {
             tenant.placement.kind,
             &bucket,
             &tenant.id,
-            &requester.subject,
+            requester,
             scope,
         )
         .map_err(|v| CredentialsError::Field {
@@ -365,14 +421,19 @@ impl CredentialVendor {
 }
 
 impl CredentialCache {
-    /// An empty cache of at most `max_entries` (at least 1).
-    pub fn new(max_entries: usize) -> Self {
+    /// An empty cache of at most `max_entries` (at least 1), whose misses cost each tenant one
+    /// of its `sts_calls_per_minute`.
+    pub fn new(max_entries: usize, sts_calls_per_minute: u32) -> Self {
         Self {
             entries: Mutex::new(Entries {
                 slots: HashMap::new(),
                 swept_at: Instant::now(),
             }),
             max_entries: max_entries.max(1),
+            budget: StsBudget {
+                per_minute: sts_calls_per_minute.max(1),
+                windows: Mutex::new(HashMap::new()),
+            },
         }
     }
 
@@ -385,6 +446,7 @@ impl CredentialCache {
         sts: &dyn SecurityTokenService,
     ) -> Result<(Arc<TemporaryCredentials>, bool), CredentialsError> {
         let Some(slot) = self.slot(&key) else {
+            self.budget.spend(&key.tenant)?;
             let fresh = sts.assume_role(&key.request).await?;
             return Ok((Arc::new(fresh), false));
         };
@@ -396,6 +458,7 @@ impl CredentialCache {
         }
         // An error returns here with the entry left empty: errors are never cached, and the
         // next caller (a waiter of this flight included) asks STS again.
+        self.budget.spend(&key.tenant)?;
         let fresh = Arc::new(sts.assume_role(&key.request).await?);
         let lifetime = (fresh.expiration - Utc::now()).to_std().unwrap_or_default();
         *entry = Some(Cached {
@@ -500,6 +563,7 @@ mod tests {
                 issuer: "lakeplane".into(),
                 tenant: Some("acme".into()),
                 subject: subject.into(),
+                token_id: None,
             },
             request: AssumeRoleRequest {
                 role_arn: "arn:aws:iam::123456789012:role/lp-t-acme".into(),
@@ -515,7 +579,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_misses_share_one_call_and_hits_make_none() {
         let sts = Arc::new(CountingSts::default());
-        let cache = Arc::new(CredentialCache::new(100));
+        let cache = Arc::new(CredentialCache::new(100, 1000));
         let mut tasks = Vec::new();
         for _ in 0..20 {
             let (sts, cache) = (sts.clone(), cache.clone());
@@ -554,7 +618,7 @@ mod tests {
     #[tokio::test]
     async fn errors_are_not_cached() {
         let sts = CountingSts::default();
-        let cache = CredentialCache::new(100);
+        let cache = CredentialCache::new(100, 1000);
         sts.failing.store(true, Ordering::SeqCst);
         assert!(cache.get_or_assume(key("ann", "p"), &sts).await.is_err());
         sts.failing.store(false, Ordering::SeqCst);
@@ -569,7 +633,7 @@ mod tests {
     #[tokio::test]
     async fn the_cache_stays_bounded_and_drops_stale_entries() {
         let sts = CountingSts::default();
-        let cache = CredentialCache::new(2);
+        let cache = CredentialCache::new(2, 1000);
         for subject in ["a", "b", "c"] {
             cache
                 .get_or_assume(key(subject, "p"), &sts)
@@ -586,6 +650,40 @@ mod tests {
         let (_, cached) = cache.get_or_assume(key("d", "p"), &sts).await.expect("vended");
         assert!(!cached);
         assert_eq!(cache.len(), 1, "stale entries were swept");
+    }
+
+    /// STS throttles per AWS account: each tenant's uncached calls are capped per minute, so
+    /// one tenant asking for ever new scopes cannot use up everyone's STS rate. Hits cost
+    /// nothing, and another tenant keeps its allowance.
+    #[tokio::test]
+    async fn each_tenants_sts_calls_are_capped_per_minute() {
+        let sts = CountingSts::default();
+        let cache = CredentialCache::new(100, 3);
+        for subject in ["a", "b", "c"] {
+            cache
+                .get_or_assume(key(subject, "p"), &sts)
+                .await
+                .expect("vended");
+        }
+        let refused = cache
+            .get_or_assume(key("d", "p"), &sts)
+            .await
+            .expect_err("a fourth call this minute");
+        assert!(
+            matches!(refused, CredentialsError::Throttled { per_minute: 3, retry_after } if retry_after <= MINUTE),
+            "{refused:?}"
+        );
+        assert_eq!(refused.class().code, "sts-quota");
+        assert_eq!(sts.calls.load(Ordering::SeqCst), 3, "the refusal made no call");
+        let (_, cached) = cache.get_or_assume(key("a", "p"), &sts).await.expect("a hit");
+        assert!(cached, "cached credentials are still handed out");
+        let mut other = key("a", "p");
+        other.tenant = TenantId::parse("globex").expect("id");
+        cache
+            .get_or_assume(other, &sts)
+            .await
+            .expect("globex's own allowance");
+        assert_eq!(sts.calls.load(Ordering::SeqCst), 4);
     }
 
     #[test]

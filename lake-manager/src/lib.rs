@@ -13,6 +13,7 @@ pub mod lifecycle;
 pub mod migrate;
 pub mod provision;
 pub mod sharing;
+pub mod slots;
 pub mod storage;
 pub mod tenants;
 pub mod workers;

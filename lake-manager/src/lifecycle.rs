@@ -189,6 +189,48 @@ pub fn shard_document(
     LifecycleDocument { rules }
 }
 
+/// How many tenant rules a shard's document holds: one per tenant and zone whose tiering
+/// differs from the platform default.
+pub fn tenant_rules(defaults: &ZonesConfig, overrides: &[(TenantId, Zone, ZonePolicy)]) -> usize {
+    overrides
+        .iter()
+        .filter(|(_, zone, policy)| policy.transitions != defaults.get(*zone).policy.transitions)
+        .count()
+}
+
+/// Whether `tenant`'s new `policy` for `zone` fits the shard's rule budget: S3 refuses a
+/// lifecycle document of more than 1,000 rules, and then every lifecycle write to the shard
+/// fails, other tenants' included. Replacing the tenant's own rule for the zone, or going back
+/// to the default, always fits. Returns the reason when it does not.
+pub fn check_rule_budget(
+    defaults: &ZonesConfig,
+    overrides: &[(TenantId, Zone, ZonePolicy)],
+    tenant: &TenantId,
+    zone: Zone,
+    policy: &ZonePolicy,
+    budget: usize,
+) -> Result<(), String> {
+    if policy.transitions == defaults.get(zone).policy.transitions {
+        return Ok(());
+    }
+    let others: Vec<_> = overrides
+        .iter()
+        .filter(|(t, z, _)| !(t == tenant && *z == zone))
+        .cloned()
+        .collect();
+    let used = tenant_rules(defaults, &others);
+    if used < budget {
+        Ok(())
+    } else {
+        Err(format!(
+            "this tenant's shared bucket already holds {used} tenant lifecycle rules, its budget of {budget} \
+             (S3 allows {MAX_RULES_PER_BUCKET} rules per bucket); keep the platform default tiering for {}, \
+             or ask for dedicated placement",
+            zone.as_str()
+        ))
+    }
+}
+
 /// The class an object written `day` days ago is in under a list of transitions.
 fn class_on(transitions: &[Transition], day: u32) -> StorageClass {
     transitions
@@ -345,6 +387,66 @@ mod tests {
         let bravo = ids(&rules_acting_on(&doc, &id("bravo")));
         assert!(bravo.contains(&"tenant-bravo-gold".to_owned()));
         assert!(!bravo.iter().any(|r| r.contains("acme")), "{bravo:?}");
+    }
+
+    #[test]
+    fn a_shards_rule_budget_counts_only_other_rules_that_differ() {
+        let defaults = ZonesConfig::default();
+        let colder = |zone: Zone| {
+            let mut p = defaults.get(zone).policy.clone();
+            p.transitions = vec![Transition {
+                after_days: 1,
+                storage_class: StorageClass::GlacierIr,
+            }];
+            p
+        };
+        let existing = vec![
+            (id("acme"), Zone::Bronze, colder(Zone::Bronze)),
+            (id("bravo"), Zone::Silver, colder(Zone::Silver)),
+            (id("delta"), Zone::Gold, defaults.get(Zone::Gold).policy.clone()),
+        ];
+        assert_eq!(
+            tenant_rules(&defaults, &existing),
+            2,
+            "a default policy adds no rule"
+        );
+        let refused = check_rule_budget(
+            &defaults,
+            &existing,
+            &id("cobalt"),
+            Zone::Gold,
+            &colder(Zone::Gold),
+            2,
+        )
+        .expect_err("a third rule");
+        assert!(refused.contains("budget of 2"), "{refused}");
+        check_rule_budget(
+            &defaults,
+            &existing,
+            &id("acme"),
+            Zone::Bronze,
+            &colder(Zone::Bronze),
+            2,
+        )
+        .expect("replacing its own rule");
+        check_rule_budget(
+            &defaults,
+            &existing,
+            &id("cobalt"),
+            Zone::Gold,
+            &defaults.get(Zone::Gold).policy,
+            2,
+        )
+        .expect("the default adds no rule");
+        check_rule_budget(
+            &defaults,
+            &existing,
+            &id("cobalt"),
+            Zone::Gold,
+            &colder(Zone::Gold),
+            3,
+        )
+        .expect("room left");
     }
 
     #[test]

@@ -166,7 +166,7 @@ pub async fn snapshot(
             ));
         }
         let path = file.path().into_owned();
-        let Some(path) = inside_table(&path, &root_url) else {
+        let Some(path) = crate::delta::contained::inside_table(&path, &root_url) else {
             return Err(DeltaError::Refused(format!(
                 "the table references a file outside its root ({path})"
             )));
@@ -230,55 +230,5 @@ fn refused_or(operation: &'static str, root: &str, error: deltalake::DeltaTableE
             DeltaError::Refused(format!("version {v} is not in the table's history"))
         }
         other => DeltaError::delta(operation, root, other),
-    }
-}
-
-/// A file of the Delta log as a path inside the table, or `None` when it lies outside. Files
-/// are normally relative; an absolute one must start with the table's root and, like a relative
-/// one, must not climb out of it (`s3://bucket/t/../other/x` starts with `s3://bucket/t/`). A
-/// writer with credentials can commit any path: one outside the table must never become a URL
-/// signed with the plane's own, wider, credentials.
-fn inside_table(path: &str, root_url: &str) -> Option<String> {
-    let inner = if path.contains("://") {
-        path.strip_prefix(root_url)?
-    } else {
-        path
-    };
-    tenancy::share::is_contained_path(inner).then(|| inner.to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::inside_table;
-
-    #[test]
-    fn only_files_inside_the_table_are_shared() {
-        let root = "s3://lake-shared-0000/gold/acme/orders/";
-        for (path, shared) in [
-            ("part-0.parquet", Some("part-0.parquet")),
-            ("country=fr/part-1.parquet", Some("country=fr/part-1.parquet")),
-            (
-                "s3://lake-shared-0000/gold/acme/orders/part-2.parquet",
-                Some("part-2.parquet"),
-            ),
-            ("../bravo/part-0.parquet", None),
-            ("/etc/passwd", None),
-            (
-                "s3://lake-shared-0000/gold/acme/orders/../../bravo/secret.parquet",
-                None,
-            ),
-            (
-                "s3://lake-shared-0000/gold/acme/orders/./x/../../../bravo/y.parquet",
-                None,
-            ),
-            (
-                "s3://lake-shared-0000/gold/acme/orders-archive/part-0.parquet",
-                None,
-            ),
-            ("s3://other-bucket/gold/acme/orders/part-0.parquet", None),
-            ("file:///etc/passwd", None),
-        ] {
-            assert_eq!(inside_table(path, root).as_deref(), shared, "{path}");
-        }
     }
 }

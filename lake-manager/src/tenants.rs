@@ -63,6 +63,8 @@ pub struct Tenants {
     wake: Arc<tokio::sync::Notify>,
     /// This process's revoked token ids: a deleted tenant's tokens stop here at once.
     revocations: Arc<RevocationList>,
+    /// How long a deleted tenant's id stays reserved.
+    id_reuse_after: std::time::Duration,
 }
 
 impl Tenants {
@@ -80,7 +82,16 @@ impl Tenants {
             placement,
             wake,
             revocations,
+            id_reuse_after: std::time::Duration::from_secs(31 * 24 * 3600),
         }
+    }
+
+    /// Keeps a deleted tenant's id reserved for `period`: longer than any token, STS session or
+    /// external token naming it can live, so none reaches the id's next tenant.
+    #[must_use]
+    pub fn with_id_reuse_after(mut self, period: std::time::Duration) -> Self {
+        self.id_reuse_after = period;
+        self
     }
 
     /// Places a new tenant among the others, records it (`provisioning`, with its audit
@@ -294,11 +305,14 @@ impl Tenants {
         self.store.append_audit(&purge).await?;
         let tokens = self.store.list_tokens(id, None, u32::MAX).await?;
         let audit = actor.event("tenant.delete", &target, Some(id.as_str()), Outcome::Success);
-        let Some(revoked) = self.store.delete_tenant(id, tenancy::now(), &audit).await? else {
+        let at = tenancy::now();
+        let reusable_at =
+            at + chrono::Duration::from_std(self.id_reuse_after).unwrap_or(chrono::Duration::MAX);
+        let Some(revoked) = self.store.delete_tenant(id, at, reusable_at, &audit).await? else {
             return Ok(None);
         };
         for token in &tokens {
-            self.revocations.insert(token.id).await;
+            self.revocations.insert(token.id, token.expires_at).await;
         }
         // Its workers' rows went with it; the reconciler stops what still runs for them.
         self.wake.notify_one();

@@ -73,6 +73,26 @@ pub struct AuditEvent {
     pub token_id: Option<Uuid>,
     /// Who issued that token (Lakeplane or an external OIDC issuer).
     pub issuer: Option<String>,
+    /// How many requests the row stands for: 1, except for the rolled-up rows of requests
+    /// no one answers for (see [`crate::rollup`]).
+    pub occurrences: u64,
+}
+
+/// The most bytes of a target an audit row keeps: paths come from the network, and a 64 KiB
+/// path per row would let anyone grow the log by megabytes a second.
+pub const MAX_TARGET_BYTES: usize = 512;
+
+/// `target` cut to [`MAX_TARGET_BYTES`] on a character boundary, marked when cut.
+pub fn cap_target(target: &str) -> String {
+    const MARK: &str = "…";
+    if target.len() <= MAX_TARGET_BYTES {
+        return target.to_owned();
+    }
+    let mut end = MAX_TARGET_BYTES - MARK.len();
+    while !target.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{MARK}", &target[..end])
 }
 
 /// Who acts, as audit events name them: a caller of the API, or the plane itself.
@@ -108,6 +128,7 @@ impl Actor {
             source: self.source.clone(),
             token_id: self.token_id,
             issuer: self.issuer.clone(),
+            occurrences: 1,
         }
     }
 }
@@ -128,6 +149,7 @@ impl AuditEvent {
             source: None,
             token_id: None,
             issuer: None,
+            occurrences: 1,
         }
     }
 }
@@ -145,4 +167,7 @@ pub struct AuditFilter {
     pub before: Option<Uuid>,
     /// Page size.
     pub limit: u32,
+    /// With `tenant`: only events since the id's last deletion, so a re-created tenant does
+    /// not read its predecessor's (platform-admins may).
+    pub current_tenant_only: bool,
 }

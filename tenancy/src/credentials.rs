@@ -73,6 +73,8 @@ pub struct Requester {
     pub tenant: Option<String>,
     /// The token's subject, exactly as it is.
     pub subject: String,
+    /// The token's id (`jti`), when it has one.
+    pub token_id: Option<uuid::Uuid>,
 }
 
 /// One `AssumeRole` call, fully determined.
@@ -82,7 +84,8 @@ pub struct AssumeRoleRequest {
     pub role_arn: String,
     /// `RoleSessionName`, from the tenant and the subject.
     pub session_name: String,
-    /// `SourceIdentity`: the subject, so the cloud audit trail names the analyst.
+    /// `SourceIdentity`: the tenant, the token id and the subject, so the cloud audit trail
+    /// names who asked in terms no tenant-admin can choose (see [`source_identity`]).
     pub source_identity: String,
     /// The inline session policy, compact JSON.
     pub policy: String,
@@ -156,6 +159,26 @@ fn sorted_tables(scope: &CredentialScope) -> Vec<String> {
     tables
 }
 
+/// What a session's `SourceIdentity` says: `<tenant>.<token id>.<subject>` (or
+/// `<tenant>.<subject>` for a token without an id), mapped by [`aws_name`]. The subject alone
+/// is a name the tenant-admin chose when minting the token, so it could impersonate anyone in
+/// CloudTrail; the tenant and the token id cannot be chosen. Past 64 characters the name keeps
+/// its first 55 (the tenant, then as much of the token id as fits) and a hash of the whole.
+pub fn source_identity(tenant: &TenantId, requester: &Requester) -> String {
+    match requester.token_id {
+        Some(id) => aws_name(&format!("{tenant}.{id}.{}", requester.subject)),
+        None => aws_name(&format!("{tenant}.{}", requester.subject)),
+    }
+}
+
+/// The session lifetime asked of STS for a requested one: rounded down to a multiple of 900 s
+/// (so 900, 1800, 2700 or 3600), never longer than asked. Few lifetimes mean few cache keys:
+/// varying `ttl_seconds` cannot make every request a cache miss and an STS call.
+pub fn ttl_bucket(requested: u32) -> u32 {
+    let min = MIN_TTL_SECS as u32;
+    (requested / min).max(1) * min
+}
+
 /// The `AssumeRole` call for a tenant placed `kind` in `bucket`, whose data role is
 /// `role_arn`. Tables are sorted, so the same scope asked in another order is the same call.
 /// A session policy over AWS's 2,048-character limit is refused, naming `tables`.
@@ -164,7 +187,7 @@ pub fn assume_role_request(
     kind: PlacementKind,
     bucket: &str,
     tenant: &TenantId,
-    subject: &str,
+    requester: &Requester,
     scope: &CredentialScope,
 ) -> Result<AssumeRoleRequest, Violation> {
     let tables = sorted_tables(scope);
@@ -189,11 +212,11 @@ pub fn assume_role_request(
     }
     Ok(AssumeRoleRequest {
         role_arn: role_arn.to_owned(),
-        session_name: aws_name(&format!("{tenant}.{subject}")),
-        source_identity: aws_name(subject),
+        session_name: aws_name(&format!("{tenant}.{}", requester.subject)),
+        source_identity: source_identity(tenant, requester),
         policy,
         tags: session_tags(kind, tenant),
-        duration_seconds: scope.ttl_seconds,
+        duration_seconds: ttl_bucket(scope.ttl_seconds),
     })
 }
 
@@ -224,6 +247,15 @@ mod tests {
             tables: tables.iter().map(|t| (*t).to_owned()).collect(),
             access,
             ttl_seconds: 900,
+        }
+    }
+
+    fn who(subject: &str, token: Option<&str>) -> Requester {
+        Requester {
+            issuer: "https://lakeplane".into(),
+            tenant: Some("acme".into()),
+            subject: subject.into(),
+            token_id: token.map(|t| t.parse().expect("uuid")),
         }
     }
 
@@ -268,12 +300,16 @@ mod tests {
             PlacementKind::Shared,
             "lakeplane-shared-0003",
             &acme,
-            "ann@acme.io",
+            &who("ann@acme.io", Some("0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b")),
             &scope(&["orders", "customers"], CredentialAccess::Read),
         )
         .expect("request");
         assert_eq!(request.tags, vec![("tenant".to_owned(), "acme".to_owned())]);
-        assert_eq!(request.source_identity, "ann@acme.io");
+        // The tenant and the token lead: a tenant-admin chooses the subject, not those.
+        assert_eq!(
+            request.source_identity,
+            "acme.0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b.ann@acme.io"
+        );
         assert_eq!(request.session_name, "acme.ann@acme.io");
         assert_eq!(request.duration_seconds, 900);
         let policy: Value = serde_json::from_str(&request.policy).expect("json");
@@ -301,11 +337,12 @@ mod tests {
             PlacementKind::Dedicated,
             "lp-t-acme",
             &acme,
-            "etl",
+            &who("etl", None),
             &scope(&[], CredentialAccess::Write),
         )
         .expect("request");
         assert!(request.tags.is_empty());
+        assert_eq!(request.source_identity, "acme.etl", "a token without an id");
         let policy: Value = serde_json::from_str(&request.policy).expect("json");
         assert_eq!(
             policy["Statement"][1]["Action"],
@@ -335,7 +372,7 @@ mod tests {
                 PlacementKind::Shared,
                 "b",
                 &acme,
-                "s",
+                &who("s", None),
                 &scope(tables, CredentialAccess::Read),
             )
             .expect("request")
@@ -353,6 +390,24 @@ mod tests {
     }
 
     #[test]
+    fn lifetimes_round_down_to_a_few_buckets() {
+        assert_eq!(
+            [900, 901, 1799, 1800, 2699, 2700, 3599, 3600].map(ttl_bucket),
+            [900, 900, 900, 1800, 1800, 2700, 2700, 3600]
+        );
+    }
+
+    #[test]
+    fn a_long_identity_keeps_the_tenant_first_and_stays_distinct() {
+        let tenant = TenantId::parse(&"t".repeat(40)).expect("id");
+        let token = Some("0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b");
+        let a = source_identity(&tenant, &who("ann", token));
+        let b = source_identity(&tenant, &who("bob", token));
+        assert!(valid(&a) && a.starts_with(&format!("{tenant}.0190a1b2")), "{a}");
+        assert_ne!(a, b, "the hash covers the subject cut off");
+    }
+
+    #[test]
     fn a_policy_over_the_aws_limit_is_refused_naming_tables() {
         let acme = TenantId::parse("acme").expect("id");
         let names: Vec<String> = (0..40).map(|i| format!("table_number_{i:02}")).collect();
@@ -362,7 +417,7 @@ mod tests {
             PlacementKind::Shared,
             "lakeplane-shared-0000",
             &acme,
-            "s",
+            &who("s", None),
             &scope(&refs, CredentialAccess::Read),
         )
         .expect_err("too long");

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod credentials;
+pub mod disclosure;
 pub mod iam;
 pub mod kind;
 pub mod maintenance;
@@ -13,6 +14,7 @@ pub mod placement;
 pub mod policy;
 pub mod rate;
 pub mod role;
+pub mod rollup;
 pub mod share;
 pub mod store;
 pub mod stream;

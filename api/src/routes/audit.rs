@@ -52,19 +52,23 @@ pub struct AuditView {
     pub tenant: Option<String>,
     /// What.
     pub action: String,
-    /// On what.
+    /// On what: the request path, cut to 512 bytes.
     pub target: String,
     /// How it ended.
     pub outcome: Outcome,
     /// The request id.
     pub request_id: Option<String>,
-    /// Client address.
+    /// Client address; for a rolled-up row, the source network (`/24` or `/64`).
     pub source: Option<String>,
     /// The token that acted (its `jti`), when it has one; none for the plane's own events and
     /// for events written before tokens were recorded.
     pub token_id: Option<Uuid>,
     /// Who issued that token: Lakeplane's issuer or an external OIDC issuer.
     pub issuer: Option<String>,
+    /// How many requests the event stands for: 1, or more for the rolled-up row of requests
+    /// no one answers for (no valid token, no route, over a rate limit) from one network,
+    /// with one action, in one window; its `at` is the first of them and `target` an example.
+    pub occurrences: u64,
 }
 
 impl From<AuditEvent> for AuditView {
@@ -82,6 +86,7 @@ impl From<AuditEvent> for AuditView {
             source: e.source,
             token_id: e.token_id,
             issuer: e.issuer,
+            occurrences: e.occurrences,
         }
     }
 }
@@ -123,6 +128,8 @@ pub async fn list_audit(
         since,
         before,
         limit: limit + 1,
+        // A re-created tenant reads its own log, not its predecessor's under the same id.
+        current_tenant_only: caller.principal.role != Role::PlatformAdmin,
     };
     let rows = state.store.list_audit(&filter).await?;
     let (rows, next_cursor) = pagination::page(rows, limit, |e| e.id.to_string());

@@ -119,10 +119,12 @@ fn validate(body: CreateCredentials) -> Result<CredentialScope, Vec<Violation>> 
 }
 
 /// Vends temporary AWS credentials on the tenant's data: an STS session of its dedicated
-/// role, or of its shard's ABAC role tagged `tenant=<id>`, with `SourceIdentity` = the
-/// caller's subject and a session policy narrowed to the zone, tables and access asked.
-/// Cached per tenant, role, scope and caller for half their lifetime. 422 on local storage or
-/// without IAM: use Delta Sharing there.
+/// role, or of its shard's ABAC role tagged `tenant=<id>`, with `SourceIdentity` =
+/// `<tenant>.<token id>.<subject>` and a session policy narrowed to the zone, tables and access
+/// asked. The lifetime is rounded down to a multiple of 900 s. Cached per tenant, role, scope
+/// and caller for half their lifetime; each tenant makes at most
+/// `storage.s3.iam.sts_calls_per_minute_per_tenant` uncached calls a minute (429 `sts-quota`
+/// with `Retry-After` beyond). 422 on local storage or without IAM: use Delta Sharing there.
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/credentials", tag = "credentials", request_body = CreateCredentials,
     params(("tenant" = String, Path, description = "Tenant id")),
     responses(
@@ -148,6 +150,7 @@ pub async fn create_credentials(
         issuer: principal.issuer.clone(),
         tenant: principal.tenant.as_ref().map(|t| t.to_string()),
         subject: principal.subject.clone(),
+        token_id: principal.token_id,
     };
     let vended = vendor.vend(&tenant, &requester, &scope).await?;
     // Never the secret key or the session token: the access key id is what CloudTrail shows.

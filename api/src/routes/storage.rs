@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use lake_manager::cost::monthly_cost;
 use lake_manager::layout::zone_prefix;
-use lake_manager::lifecycle::{rules_acting_on, validate_shared_override};
+use lake_manager::lifecycle::{check_rule_budget, rules_acting_on, validate_shared_override};
 use lake_manager::provision::{Step, effective_policies};
 use lake_manager::storage::ClassUsage;
 use serde::Serialize;
@@ -138,10 +138,12 @@ pub async fn get_zones(
 }
 
 /// Tunes one zone's retention and tiering within the platform bounds, then re-applies the
-/// bucket's lifecycle rules.
+/// bucket's lifecycle rules. In a shared bucket a tiering that differs from the default adds a
+/// rule to the shard's document: 409 when the shard has used its rule budget.
 #[utoipa::path(put, path = "/v1/tenants/{tenant}/zones/{zone}", tag = "storage", request_body = ZonePolicyBody,
     params(("tenant" = String, Path, description = "Tenant id"), ("zone" = String, Path, description = "bronze, silver or gold")),
-    responses((status = 200, description = "The zone policies after the change", body = BTreeMap<String, ZonePolicyView>)))]
+    responses((status = 200, description = "The zone policies after the change", body = BTreeMap<String, ZonePolicyView>),
+        (status = 409, description = "The tenant's shared bucket has no room for another lifecycle rule (`storage.lifecycle_rules_per_shard`)", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub async fn put_zone(
     State(state): State<AppState>,
     auth: Authorized<perm::ManageStorage>,
@@ -156,6 +158,18 @@ pub async fn put_zone(
     validate_policy(&policy, defaults)?;
     if tenant.placement.kind == PlacementKind::Shared {
         validate_shared_override(&policy, &defaults.policy)?;
+        if let Some(shard) = tenant.placement.shard {
+            let overrides = state.store.shard_policies(shard).await?;
+            check_rule_budget(
+                &state.config.zones,
+                &overrides,
+                id,
+                zone,
+                &policy,
+                state.config.storage.lifecycle_rules_per_shard,
+            )
+            .map_err(ApiError::Conflict)?;
+        }
     }
     let target = format!("/v1/tenants/{id}/zones/{}", zone.as_str());
     let audit = event(

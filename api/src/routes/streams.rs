@@ -3,13 +3,13 @@
 //! needs read access.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 
 use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
+use lake_manager::ingest::admission::{BodyRoom, InflateError, gunzip};
 use lake_manager::ingest::decode::BodyFormat;
 use lake_manager::ingest::streams::PushOutcome;
 use serde::{Deserialize, Serialize};
@@ -134,7 +134,7 @@ pub struct StreamView {
     /// Kafka: per-partition lag, records (high watermark minus the next offset to write).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lag: Option<BTreeMap<i32, i64>>,
-    /// Kafka: the worker's last error.
+    /// Kafka: the worker's last error; for tenant-scoped callers only where its cause is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     /// When created.
@@ -179,6 +179,17 @@ fn view(state: &AppState, s: &StreamRecord) -> StreamView {
         last_error: runtime.last_error,
         created_at: s.created_at,
     }
+}
+
+/// The view as the caller may see it: a Kafka worker's error names brokers, ports and
+/// addresses, which would let a tenant probe the plane's network, so tenant-scoped callers are
+/// told only that it failed and which worker to ask about.
+fn disclosed(mut shown: StreamView, stream: &StreamRecord, platform: bool) -> StreamView {
+    if !platform && shown.last_error.is_some() {
+        let worker = tenancy::worker::WorkerSpec::ingest(stream.tenant.clone(), stream.id).id();
+        shown.last_error = Some(tenancy::disclosure::worker_error("ingest", &worker));
+    }
+    shown
 }
 
 /// Resolves a stream of the path after checking the caller's bronze access; unknown streams
@@ -279,8 +290,12 @@ pub async fn list_streams(
         .list_streams(tenant_id, after.as_deref(), limit + 1)
         .await?;
     let (rows, next_cursor) = pagination::page(rows, limit, |s| s.name.to_string());
+    let platform = auth.caller.principal.role == tenancy::role::Role::PlatformAdmin;
     Ok(Json(Page {
-        items: rows.iter().map(|s| view(&state, s)).collect(),
+        items: rows
+            .iter()
+            .map(|s| disclosed(view(&state, s), s, platform))
+            .collect(),
         next_cursor,
     }))
 }
@@ -317,7 +332,8 @@ pub async fn get_stream(
                 .and_then(|p| serde_json::from_value(p["lag"].clone()).ok());
         }
     }
-    Ok(Json(shown))
+    let platform = auth.caller.principal.role == tenancy::role::Role::PlatformAdmin;
+    Ok(Json(disclosed(shown, &stream, platform)))
 }
 
 /// Deletes a stream and stops its worker; the table and the dead-letter table stay.
@@ -373,51 +389,88 @@ fn format_of(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
     }
 }
 
-/// Reads the body (gzip or identity) into at most `limit` bytes of events.
-async fn body_bytes(request: Request, limit: usize) -> Result<Vec<u8>, ApiError> {
+/// Reads the body (gzip or identity) into at most `limit` bytes of events, taking room for it
+/// in `room` as bytes arrive and as they inflate. A body that sends nothing for `stall` is
+/// given up (408): a client cannot hold a request open by going quiet.
+async fn body_bytes(
+    state: &AppState,
+    request: Request,
+    limit: usize,
+    stall: std::time::Duration,
+    mut room: BodyRoom,
+) -> Result<(Vec<u8>, BodyRoom), ApiError> {
+    use http_body_util::BodyExt;
     let encoding = request
         .headers()
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim().to_ascii_lowercase());
-    let raw = axum::body::to_bytes(request.into_body(), limit)
-        .await
-        .map_err(|_| ApiError::PayloadTooLarge { limit })?;
-    match encoding.as_deref() {
-        // Takes the buffer over without copying when the body arrived in one piece.
-        None | Some("identity") => Ok(Vec::from(raw)),
-        Some("gzip") => {
-            let mut out = Vec::new();
-            // One byte past the limit tells an oversized body from one exactly at it.
-            let mut decoder = flate2::read::MultiGzDecoder::new(&raw[..]).take(limit as u64 + 1);
-            decoder
-                .read_to_end(&mut out)
-                .map_err(|e| ApiError::BadRequest(format!("the gzip body cannot be decompressed: {e}")))?;
-            if out.len() > limit {
-                return Err(ApiError::PayloadTooLarge { limit });
-            }
-            Ok(out)
+    let gzip = match encoding.as_deref() {
+        None | Some("identity") => false,
+        Some("gzip") => true,
+        Some(other) => {
+            return Err(ApiError::UnsupportedMediaType {
+                expected: if other.is_empty() {
+                    "gzip"
+                } else {
+                    "Content-Encoding gzip or none"
+                },
+            });
         }
-        Some(other) => Err(ApiError::UnsupportedMediaType {
-            expected: if other.is_empty() {
-                "gzip"
+    };
+    let mut body = request.into_body();
+    let mut raw = Vec::new();
+    loop {
+        let frame = tokio::time::timeout(stall, body.frame())
+            .await
+            .map_err(|_| ApiError::BodyStalled(stall))?;
+        let Some(frame) = frame else { break };
+        let frame = frame.map_err(|e| {
+            let e = e.into_inner();
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::PayloadTooLarge { limit }
             } else {
-                "Content-Encoding gzip or none"
-            },
-        }),
+                ApiError::BadRequest("the request body could not be read".into())
+            }
+        })?;
+        let Ok(data) = frame.into_data() else { continue };
+        if raw.len() + data.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        room.grow(data.len())?;
+        raw.extend_from_slice(&data);
+    }
+    if !gzip {
+        return Ok((raw, room));
+    }
+    let inflated = state
+        .ingest
+        .blocking(move || {
+            let out = gunzip(&raw, limit, &mut room);
+            (out, room)
+        })
+        .await?;
+    match inflated {
+        (Ok(out), room) => Ok((out, room)),
+        (Err(InflateError::TooLarge(limit)), _) => Err(ApiError::PayloadTooLarge { limit }),
+        (Err(InflateError::Corrupt(why)), _) => Err(ApiError::BadRequest(format!(
+            "the gzip body cannot be decompressed: {why}"
+        ))),
+        (Err(InflateError::Full(e)), _) => Err(e.into()),
     }
 }
 
 /// Pushes events: NDJSON (`application/x-ndjson`) or a JSON array (`application/json`),
 /// optionally gzip. Answered after the Delta commit that holds them; one commit carries many
 /// requests. 422 lists up to 10 bad events (`reject`); with `dlq` they go to the dead-letter
-/// table. 429 with `Retry-After` when buffers or the tenant's events/s quota are full; 503
-/// while the tenant migrates.
+/// table. 429 with `Retry-After` when buffers, the tenant's share of them or its events/s
+/// quota are full; 408 when the body stops arriving; 503 while the tenant migrates.
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/streams/{stream}/events", tag = "streams",
     params(("tenant" = String, Path, description = "Tenant id"), ("stream" = String, Path, description = "Stream"), PushQuery),
     request_body(description = "Events: one JSON object per line (NDJSON), or a JSON array of objects",
         content((String = "application/x-ndjson"), (Vec<std::collections::HashMap<String, serde_json::Value>> = "application/json"))),
     responses((status = 200, description = "Committed", body = PushOutcome),
+        (status = 408, description = "The body sent nothing for `ingest.body_stall_ms`", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The stream consumes Kafka (push to its topic instead)", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub async fn push_events(
     State(state): State<AppState>,
@@ -443,19 +496,11 @@ pub async fn push_events(
         )));
     }
     let limit = state.config.ingest.max_body_bytes;
-    // Room for the body is taken before it is read: Content-Length when it is plain, the limit
-    // when it is compressed or unknown.
-    let plain = headers.get(header::CONTENT_ENCODING).is_none();
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    let hint = match declared {
-        Some(n) if plain => n.min(limit),
-        _ => limit,
-    };
-    let _admitted = state.ingest.admit(hint)?;
-    let body = body_bytes(request, limit).await?;
+    let stall = std::time::Duration::from_millis(state.config.ingest.body_stall_ms);
+    // Room for the body is taken from the tenant's share as its bytes arrive; it is held until
+    // the commit that holds the events ends.
+    let room = state.ingest.open_body(&tenant.id);
+    let (body, _room) = body_bytes(&state, request, limit, stall, room).await?;
     let request_id = headers
         .get(crate::http::X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())

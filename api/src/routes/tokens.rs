@@ -109,10 +109,13 @@ fn validate_subject(subject: &str) -> Result<String, Violation> {
     Ok(subject.to_owned())
 }
 
-/// Issues a token for the tenant, with a role the caller could use itself.
+/// Issues a token for the tenant, with a role the caller could use itself. 409
+/// `quota-exceeded` when the tenant already holds `auth.max_live_tokens_per_tenant` live
+/// tokens: each token has a rate budget of its own.
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/tokens", tag = "tokens", request_body = CreateToken,
     params(("tenant" = String, Path, description = "Tenant id")),
-    responses((status = 201, description = "Issued", body = IssuedToken)))]
+    responses((status = 201, description = "Issued", body = IssuedToken),
+        (status = 409, description = "The tenant holds its quota of live tokens", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub async fn create_token(
     State(state): State<AppState>,
     auth: Authorized<perm::ManageTokens>,
@@ -167,7 +170,14 @@ pub async fn create_token(
         Some(tenant.as_str()),
         Outcome::Success,
     );
-    state.store.insert_token(&record, &audit).await?;
+    state
+        .store
+        .insert_token(
+            &record,
+            Some(state.config.auth.max_live_tokens_per_tenant),
+            &audit,
+        )
+        .await?;
     let issued = IssuedToken {
         token,
         token_id: record.id,
@@ -220,12 +230,12 @@ pub async fn revoke_token(
         Some(tenant.as_str()),
         Outcome::Success,
     );
-    state
+    let revoked = state
         .store
         .revoke_token(tenant, id, tenancy::now(), &audit)
         .await?
         .ok_or_else(not_found)?;
-    state.revocations.insert(id).await;
+    state.revocations.insert(id, revoked.expires_at).await;
     Ok(audited(StatusCode::NO_CONTENT))
 }
 
@@ -244,11 +254,11 @@ pub async fn revoke_any_token(
     let id = Uuid::parse_str(&token_id).map_err(|_| not_found())?;
     let target = format!("/v1/admin/tokens/{id}");
     let audit = event(&auth.caller, "token.revoke", &target, None, Outcome::Success);
-    state
+    let revoked = state
         .store
         .revoke_any_token(id, tenancy::now(), &audit)
         .await?
         .ok_or_else(not_found)?;
-    state.revocations.insert(id).await;
+    state.revocations.insert(id, revoked.expires_at).await;
     Ok(audited(StatusCode::NO_CONTENT))
 }

@@ -91,7 +91,8 @@ pub struct TenantView {
     pub isolation: Isolation,
     /// Lifecycle state.
     pub status: TenantStatus,
-    /// Why, when `failed`: the failing provisioning step and its error.
+    /// Why, when `failed`: the failing provisioning step, and for platform-admins its error
+    /// (tenants are told where the cause is, not what it is).
     pub status_reason: Option<String>,
     /// Where its data lives.
     pub placement: PlacementView,
@@ -109,7 +110,8 @@ impl TenantView {
     /// Renders a tenant with its storage locations, as `caller` may see it: tenant-scoped
     /// callers read the placement reason without its rank among all tenants.
     pub fn new(state: &AppState, t: &Tenant, caller: &crate::auth::Caller) -> Self {
-        let reason = if caller.principal.role == tenancy::role::Role::PlatformAdmin {
+        let platform = caller.principal.role == tenancy::role::Role::PlatformAdmin;
+        let reason = if platform {
             t.placement.reason.clone()
         } else {
             tenancy::placement::tenant_facing(&t.placement.reason).to_owned()
@@ -126,7 +128,10 @@ impl TenantView {
             tier: t.tier,
             isolation: t.isolation,
             status: t.status,
-            status_reason: t.status_reason.clone(),
+            status_reason: match &t.status_reason {
+                Some(stored) if !platform => Some(tenancy::disclosure::status_reason(stored)),
+                other => other.clone(),
+            },
             placement: PlacementView {
                 kind: t.placement.kind,
                 bucket,

@@ -47,7 +47,7 @@ pub struct WorkerView {
     pub failures: u32,
     /// The last heartbeat.
     pub last_heartbeat: Option<DateTime<Utc>>,
-    /// The last failure's message.
+    /// The last failure's message; for tenant-scoped callers only where its cause is.
     pub last_error: Option<String>,
     /// When it last failed.
     pub failed_at: Option<DateTime<Utc>>,
@@ -55,10 +55,21 @@ pub struct WorkerView {
     /// for maintenance.
     #[schema(value_type = Option<Object>)]
     pub progress: Option<serde_json::Value>,
-    /// The process running it.
+    /// The process running it (platform-admins only).
     pub owner: Option<String>,
     /// When the record last changed.
     pub updated_at: DateTime<Utc>,
+}
+
+impl WorkerView {
+    /// What a tenant-scoped caller may see: not which process runs the worker, nor the error
+    /// chain (hosts, ports, paths), only that it failed and where the cause is.
+    pub fn for_tenant(&mut self) {
+        self.owner = None;
+        if self.last_error.is_some() {
+            self.last_error = Some(tenancy::disclosure::worker_error(&self.kind, &self.id));
+        }
+    }
 }
 
 impl From<&WorkerRecord> for WorkerView {
@@ -162,17 +173,19 @@ pub async fn list_tenant_workers(
     let tenant = auth.tenant()?;
     let filter = state_filter(query.state.as_deref())?;
     load(&state, tenant).await?;
-    Ok(Json(
-        page(
-            &state,
-            Some(tenant),
-            filter,
-            None,
-            query.limit,
-            query.cursor.as_deref(),
-        )
-        .await?,
-    ))
+    let mut shown = page(
+        &state,
+        Some(tenant),
+        filter,
+        None,
+        query.limit,
+        query.cursor.as_deref(),
+    )
+    .await?;
+    if auth.caller.principal.role != tenancy::role::Role::PlatformAdmin {
+        shown.items.iter_mut().for_each(WorkerView::for_tenant);
+    }
+    Ok(Json(shown))
 }
 
 /// Every worker, by id, with filters.

@@ -98,6 +98,7 @@ async fn outsiders_cannot_write_into_a_tenants_audit_log() {
         |c| {
             c.rate_limit.per_second = 1;
             c.rate_limit.burst = 2;
+            c.audit.rollup_window_secs = 1;
         },
         axum::Router::new(),
     )
@@ -166,17 +167,47 @@ async fn outsiders_cannot_write_into_a_tenants_audit_log() {
         intruding.is_empty(),
         "mallory wrote into acme's log: {intruding:#?}"
     );
-    let bravo = app
+    // The 405 and the 429s never reached a handler: they are rolled up, written when their
+    // window (1 s here) ends, still in the caller's own log and counted.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let bravo = app
+            .state
+            .store
+            .list_audit(&log("bravo"))
+            .await
+            .expect("bravo's log");
+        let kept: u64 = bravo
+            .iter()
+            .filter(|e| e.actor == "mallory")
+            .map(|e| e.occurrences)
+            .sum();
+        if kept == statuses.len() as u64 {
+            assert!(
+                bravo.iter().any(|e| e.action == "http.method_not_allowed"),
+                "{bravo:#?}"
+            );
+            assert!(
+                bravo.iter().any(|e| e.action == "http.rate_limited"),
+                "{bravo:#?}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "every answer is kept in the caller's own log: {bravo:#?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let acme = app
         .state
         .store
-        .list_audit(&log("bravo"))
+        .list_audit(&log("acme"))
         .await
-        .expect("bravo's log");
-    let kept = bravo.iter().filter(|e| e.actor == "mallory").count();
-    assert_eq!(
-        kept,
-        statuses.len(),
-        "every answer is kept in the caller's own log: {bravo:#?}"
+        .expect("acme's log");
+    assert!(
+        acme.iter().all(|e| e.actor != "mallory"),
+        "mallory wrote into acme's log: {acme:#?}"
     );
     app.shutdown().await;
 }
@@ -237,5 +268,146 @@ async fn audit_events_name_the_token_that_acted() {
     let issuer = update["issuer"].as_str().expect("issuer");
     assert!(!issuer.is_empty());
     assert_eq!(refusal["issuer"], issuer);
+    app.shutdown().await;
+}
+
+/// Anyone on the network can send requests by the thousand; without a valid token they are
+/// counted and rolled up, so 10,000 anonymous POSTs with 60 KB paths grow the audit log by a
+/// few capped rows, and a tenant's own audited write meanwhile answers as fast as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anonymous_flood_grows_the_audit_log_by_a_bounded_amount() {
+    const FLOOD: usize = 10_000;
+    const CLIENTS: usize = 8;
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        |c| c.audit.rollup_window_secs = 1,
+        axum::Router::new(),
+    )
+    .await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    app.ready_tenant(&admin, "acme").await;
+    let tenant_admin = app.token(Role::TenantAdmin, Some("acme")).await;
+    let all = || tenancy::audit::AuditFilter {
+        limit: 5_000,
+        ..Default::default()
+    };
+    let before = app.state.store.list_audit(&all()).await.expect("log");
+
+    // The tenant's own audited write (a token minted in the same transaction as its event).
+    let write = || async {
+        let started = std::time::Instant::now();
+        app.expect(
+            &tenant_admin,
+            Method::POST,
+            "/v1/tenants/acme/tokens",
+            Some(json!({"subject": "bob", "role": "viewer", "ttl_seconds": 600})),
+            201,
+        )
+        .await;
+        started.elapsed()
+    };
+    let median = |mut v: Vec<std::time::Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let mut usual = Vec::new();
+    for _ in 0..15 {
+        usual.push(write().await);
+    }
+    let usual = median(usual);
+
+    let padding = "x".repeat(60 * 1024);
+    let path = app.url(&format!("/v1/tenants/{padding}/tables"));
+    let started = std::time::Instant::now();
+    let flood: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let client = reqwest::Client::new();
+            let path = path.clone();
+            tokio::spawn(async move {
+                let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+                for _ in 0..FLOOD / CLIENTS {
+                    let status = client
+                        .post(&path)
+                        .body("{}")
+                        .send()
+                        .await
+                        .expect("flood request")
+                        .status()
+                        .as_u16();
+                    *statuses.entry(status).or_default() += 1;
+                }
+                statuses
+            })
+        })
+        .collect();
+    let mut during = Vec::new();
+    while !flood.iter().all(tokio::task::JoinHandle::is_finished) {
+        during.push(write().await);
+    }
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for client in flood {
+        for (status, n) in client.await.expect("flood client") {
+            *statuses.entry(status).or_default() += n;
+        }
+    }
+    let seconds = started.elapsed().as_secs() + 1;
+    assert_eq!(statuses.values().sum::<usize>(), FLOOD);
+    assert!(
+        statuses.keys().all(|s| [401, 429].contains(s)),
+        "anonymous callers get 401, or 429 once over their network's budget: {statuses:?}"
+    );
+    assert!(!during.is_empty(), "the tenant wrote during the flood");
+    let during = median(during);
+    assert!(
+        during <= usual * 10 + std::time::Duration::from_millis(100),
+        "a tenant's write took {during:?} during the flood, {usual:?} usually"
+    );
+
+    // Every flooding request is counted in /metrics...
+    let metrics = app.get("/metrics").await.text().await.expect("metrics");
+    let counted: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("lakeplane_unattributed_requests_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(counted >= FLOOD as f64, "{counted} counted:\n{metrics}");
+    // ...and in the log, once its windows are written, as a few capped rows that add up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let added = loop {
+        let after = app.state.store.list_audit(&all()).await.expect("log");
+        let added: Vec<_> = after
+            .into_iter()
+            .filter(|e| !before.iter().any(|b| b.id == e.id) && e.actor == "anonymous")
+            .collect();
+        if added.iter().map(|e| e.occurrences).sum::<u64>() >= FLOOD as u64 {
+            break added;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the flood's rows add up to {} of {FLOOD}",
+            added.iter().map(|e| e.occurrences).sum::<u64>()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(added.iter().map(|e| e.occurrences).sum::<u64>(), FLOOD as u64);
+    // One row per network, action and 1 s window: two actions (401, 429) per window.
+    let bound = 2 * (seconds as usize + 2);
+    assert!(
+        added.len() <= bound,
+        "{} rows for {FLOOD} requests over {seconds} s (at most {bound})",
+        added.len()
+    );
+    let bytes: usize = added.iter().map(|e| e.target.len()).sum();
+    assert!(
+        added
+            .iter()
+            .all(|e| e.target.len() <= tenancy::audit::MAX_TARGET_BYTES),
+        "targets are capped"
+    );
+    println!(
+        "{FLOOD} anonymous requests ({statuses:?}) in {seconds} s -> {} audit rows, {bytes} target bytes; \
+         tenant write median {usual:?} usually, {during:?} during the flood",
+        added.len()
+    );
     app.shutdown().await;
 }

@@ -192,7 +192,18 @@ fn read_gold(tables: &[&str], ttl: u64) -> Value {
 }
 
 /// The exact STS call for a shared tenant: the shard's ABAC role, tagged with the tenant,
-/// `SourceIdentity` = the analyst, and a session policy narrowed to the two tables, read only.
+/// The `jti` of a token, read from its payload.
+fn jti(token: &str) -> String {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("payload");
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64");
+    let claims: Value = serde_json::from_slice(&payload).expect("claims");
+    claims["jti"].as_str().expect("jti").to_owned()
+}
+
+/// `SourceIdentity` = the tenant, the token and the analyst, and a session policy narrowed to the two tables, read only.
 /// The same request again is served from the cache; another subject or scope is a new call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_tenant_assumes_its_shard_role_tagged_narrowed_and_named_after_the_analyst() {
@@ -236,7 +247,8 @@ async fn a_shared_tenant_assumes_its_shard_role_tagged_narrowed_and_named_after_
         call["RoleArn"],
         format!("arn:aws:iam::{ACCOUNT}:role/{prefix}-shard-0000")
     );
-    assert_eq!(call["SourceIdentity"], "ann@acme.io");
+    // The tenant and the token lead: the subject alone is a name the tenant-admin chose.
+    assert_eq!(call["SourceIdentity"], format!("acme.{}.ann@acme.io", jti(&ann)));
     assert_eq!(call["RoleSessionName"], "acme.ann@acme.io");
     assert_eq!(call["DurationSeconds"], "900");
     assert_eq!(call["Tags.member.1.Key"], "tenant");
@@ -262,6 +274,14 @@ async fn a_shared_tenant_assumes_its_shard_role_tagged_narrowed_and_named_after_
     assert_eq!(second["access_key_id"], first["access_key_id"]);
     assert_eq!(second["secret_access_key"], first["secret_access_key"]);
     assert_eq!(recorder.assumed().len(), 1, "no second STS call");
+    // Lifetimes round down to a multiple of 900 s: 1000 s is the same call, from the cache.
+    let rounded = vended(&app, &ann, "acme", read_gold(&["customers", "orders"], 1000)).await;
+    assert_eq!(rounded["access_key_id"], first["access_key_id"]);
+    assert_eq!(
+        recorder.assumed().len(),
+        1,
+        "no STS call for another lifetime in the bucket"
+    );
 
     // Another scope: a new call.
     let narrower = vended(&app, &ann, "acme", read_gold(&["orders"], 900)).await;
@@ -281,7 +301,10 @@ async fn a_shared_tenant_assumes_its_shard_role_tagged_narrowed_and_named_after_
     assert_ne!(other["access_key_id"], first["access_key_id"]);
     let calls = recorder.assumed();
     assert_eq!(calls.len(), 3, "a cached credential never names another analyst");
-    assert_eq!(calls[2]["SourceIdentity"], "svc-etl-job-1");
+    assert_eq!(
+        calls[2]["SourceIdentity"],
+        format!("acme.{}.svc-etl-job-1", jti(&job))
+    );
     assert_eq!(calls[2]["RoleSessionName"], "acme.svc-etl-job-1");
 
     // Every issuance is audited, cached ones too, and no secret is in the audit log.
@@ -293,13 +316,17 @@ async fn a_shared_tenant_assumes_its_shard_role_tagged_narrowed_and_named_after_
         .expect("audit");
     let events: Value = serde_json::from_str(&audit).expect("json");
     let events = events["items"].as_array().expect("items");
-    assert_eq!(events.len(), 4, "{events:?}");
+    assert_eq!(events.len(), 5, "{events:?}");
     let targets: Vec<&str> = events
         .iter()
         .map(|e| e["target"].as_str().expect("target"))
         .collect();
-    assert_eq!(targets.iter().filter(|t| t.ends_with("(cached)")).count(), 1);
-    assert!(targets.iter().any(|t| t.contains("source-identity ann@acme.io")));
+    assert_eq!(targets.iter().filter(|t| t.ends_with("(cached)")).count(), 2);
+    assert!(
+        targets
+            .iter()
+            .any(|t| t.contains(&format!("source-identity acme.{}.ann@acme.io", jti(&ann))))
+    );
     assert!(
         events
             .iter()

@@ -230,10 +230,11 @@ impl TestApp {
             source: None,
             token_id: None,
             issuer: None,
+            occurrences: 1,
         };
         self.state
             .store
-            .insert_token(&record, &audit)
+            .insert_token(&record, None, &audit)
             .await
             .expect("record token");
         token

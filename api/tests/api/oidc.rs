@@ -1,7 +1,7 @@
 //! Tokens from a trusted external OIDC issuer, whose JWKS this test serves itself.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use axum::routing::get;
 use base64::Engine;
@@ -52,16 +52,24 @@ impl IdpKey {
     }
 }
 
-/// Serves `/jwks` from a key list the test can change, counting fetches.
-async fn serve_jwks(keys: Arc<RwLock<Vec<Value>>>, fetches: Arc<AtomicUsize>) -> String {
+/// Serves `/jwks` from a key list the test can change, counting fetches; 503 while `down`.
+async fn serve_jwks(
+    keys: Arc<RwLock<Vec<Value>>>,
+    fetches: Arc<AtomicUsize>,
+    down: Arc<AtomicBool>,
+) -> String {
     let router = axum::Router::new().route(
         "/jwks",
         get(move || {
             let keys = keys.clone();
             let fetches = fetches.clone();
+            let down = down.clone();
             async move {
                 fetches.fetch_add(1, Ordering::SeqCst);
-                axum::Json(json!({"keys": *keys.read().await}))
+                if down.load(Ordering::SeqCst) {
+                    return Err(axum::http::StatusCode::SERVICE_UNAVAILABLE);
+                }
+                Ok(axum::Json(json!({"keys": *keys.read().await})))
             }
         }),
     );
@@ -82,10 +90,12 @@ async fn external_tokens_map_claims_and_follow_key_rotation() {
     let first = IdpKey::new("k1");
     let keys = Arc::new(RwLock::new(vec![first.jwk()]));
     let fetches = Arc::new(AtomicUsize::new(0));
-    let jwks_url = serve_jwks(keys.clone(), fetches.clone()).await;
+    let jwks_url = serve_jwks(keys.clone(), fetches.clone(), Arc::default()).await;
     let issuer: OidcIssuer = serde_json::from_value(json!({
         "issuer": ISSUER,
         "jwks_url": jwks_url,
+        "allow_http_jwks": true,
+        "tenants": ["acme"],
         "audience": "lakeplane",
         "tenant_claim": "org",
         "role_claim": "groups",
@@ -151,5 +161,93 @@ async fn external_tokens_map_claims_and_follow_key_rotation() {
     let mut wrong_aud = idp_claims("acme", "lake-admins");
     wrong_aud["aud"] = json!("someone-else");
     problem(app.get_as(&first.token(wrong_aud), "/v1/tenants/acme").await, 401).await;
+    app.shutdown().await;
+}
+
+/// An issuer acts only in the tenants it is trusted for, with tokens of bounded lifetime, and
+/// stops being trusted when its keys cannot be refreshed past the staleness it allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issuer_is_held_to_its_tenants_lifetimes_and_fresh_keys() {
+    let key = IdpKey::new("k1");
+    let keys = Arc::new(RwLock::new(vec![key.jwk()]));
+    let down = Arc::new(AtomicBool::new(false));
+    let jwks_url = serve_jwks(keys.clone(), Arc::default(), down.clone()).await;
+    let config = json!({
+        "issuer": ISSUER,
+        "jwks_url": jwks_url,
+        "allow_http_jwks": true,
+        "tenants": ["acme"],
+        "audience": "lakeplane",
+        "tenant_claim": "org",
+        "role_claim": "groups",
+        "role_map": {"lake-admins": "tenant-admin"},
+        "algorithms": ["EdDSA"],
+        "min_refresh_secs": 0,
+        "max_token_lifetime_secs": 3600,
+        "max_key_staleness_secs": 4,
+    });
+    // Without the http opt-in, an http JWKS URL is refused; so is an issuer without tenants.
+    let mut plain: OidcIssuer = serde_json::from_value(config.clone()).expect("issuer");
+    plain.allow_http_jwks = false;
+    assert_eq!(plain.validate().map_err(|e| e.0), Err("jwks_url"));
+    let mut anywhere: OidcIssuer = serde_json::from_value(config.clone()).expect("issuer");
+    anywhere.tenants.clear();
+    assert_eq!(anywhere.validate().map_err(|e| e.0), Err("tenants"));
+
+    let issuer: OidcIssuer = serde_json::from_value(config).expect("issuer");
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        move |c| c.auth.oidc = vec![issuer],
+        axum::Router::new(),
+    )
+    .await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    app.ready_tenant(&admin, "acme").await;
+    // bravo exists and holds a table: what a token naming it must not reach.
+    app.ready_tenant(&admin, "bravo").await;
+    let table = json!({"zone": "gold", "name": "secret", "columns": [{"name": "id", "type": "long"}]});
+    app.expect(&admin, Method::POST, "/v1/tenants/bravo/tables", Some(table), 201)
+        .await;
+
+    let good = key.token(idp_claims("acme", "lake-admins"));
+    assert_eq!(app.get_as(&good, "/v1/tenants/acme").await.status(), 200);
+    let elsewhere = key.token(idp_claims("bravo", "lake-admins"));
+    problem(app.get_as(&elsewhere, "/v1/tenants/bravo/tables").await, 401).await;
+    let mut long = idp_claims("acme", "lake-admins");
+    long["exp"] = json!(chrono::Utc::now().timestamp() + 7200);
+    problem(app.get_as(&key.token(long), "/v1/tenants/acme").await, 401).await;
+
+    // The IdP goes away: known keys keep working for the staleness allowed (4 s), then stop.
+    down.store(true, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut served_meanwhile = 0;
+    loop {
+        let answer = app.get_as(&good, "/v1/tenants/acme").await;
+        if answer.status() == 401 {
+            let refused = problem(answer, 401).await;
+            assert!(
+                refused["detail"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("refreshed"),
+                "{refused}"
+            );
+            break;
+        }
+        assert_eq!(answer.status(), 200);
+        served_meanwhile += 1;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stale keys were still trusted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        served_meanwhile > 0,
+        "known keys served through the start of the outage"
+    );
+    // Back up: the next request refetches and is let in.
+    down.store(false, Ordering::SeqCst);
+    assert_eq!(app.get_as(&good, "/v1/tenants/acme").await.status(), 200);
     app.shutdown().await;
 }

@@ -945,7 +945,8 @@ async fn delta_sharing_on_s3_serves_presigned_urls() {
 
 /// A Delta log can name any file: a writer holding credentials commits an `add` whose absolute
 /// path starts with the table's root but climbs out of it, into bravo's table. The query
-/// refuses the table with the reason instead of handing out a URL signed for that file.
+/// refuses the table with the reason instead of handing out a URL signed for that file, and a
+/// compaction the plane runs refuses it too instead of reading bravo's file into acme's table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_naming_a_file_outside_the_table_is_refused_not_signed() {
     let app = TestApp::spawn(Backend::Sqlite).await;
@@ -972,7 +973,9 @@ async fn a_log_naming_a_file_outside_the_table_is_refused_not_signed() {
         "an empty table"
     );
 
-    // Version 1, written straight into the log: an absolute path from acme's root to bravo's.
+    // Version 1: a real file of acme's, so a compaction has two files to merge.
+    append(&app, &orders, batch(&rows(100..103))).await;
+    // Version 2, written straight into the log: an absolute path from acme's root to bravo's.
     let root = url::Url::parse(&orders).expect("location");
     let dir = root.to_file_path().expect("local table");
     let secret_dir = url::Url::parse(&secret)
@@ -991,7 +994,7 @@ async fn a_log_naming_a_file_outside_the_table_is_refused_not_signed() {
     assert!(secret_dir.join(&victim).is_file());
     let add = json!({"add": {"path": climbing, "partitionValues": {}, "size": 1000,
         "modificationTime": 1_700_000_000_000_i64, "dataChange": true}});
-    let commit = dir.join("_delta_log/00000000000000000001.json");
+    let commit = dir.join("_delta_log/00000000000000000002.json");
     std::fs::write(&commit, format!("{add}\n")).expect("crafted commit");
 
     let refused = app
@@ -1008,5 +1011,30 @@ async fn a_log_naming_a_file_outside_the_table_is_refused_not_signed() {
     let message = body["message"].as_str().unwrap_or("");
     assert!(message.contains("outside its root"), "{body}");
     assert!(!body.to_string().contains("sig="), "no signed URL leaves: {body}");
+
+    // The plane's compaction reads nothing of it: the run fails with the reason, and acme's
+    // table gets no version holding bravo's rows.
+    let compacted = run_maintenance(
+        &app,
+        &acme,
+        "/v1/tenants/acme/tables/gold/orders",
+        json!({"operations": ["compact"]}),
+    )
+    .await;
+    assert_eq!(compacted["status"], "failed", "{compacted}");
+    assert!(
+        compacted["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("outside its root"),
+        "{compacted}"
+    );
+    let log: Vec<_> = std::fs::read_dir(dir.join("_delta_log"))
+        .expect("log")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    assert_eq!(log.len(), 3, "no commit after the crafted one: {log:?}");
     app.shutdown().await;
 }

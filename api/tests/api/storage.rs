@@ -264,6 +264,18 @@ async fn a_failed_provisioning_names_the_step_and_a_retry_completes_it() {
         reason.contains("step bucket") && reason.contains("Not a directory"),
         "{reason}"
     );
+    // The tenant's own admin is told which step failed, not the storage's error text.
+    let theirs = app.token(Role::TenantAdmin, Some("blocked")).await;
+    let seen = app
+        .expect(&theirs, Method::GET, "/v1/tenants/blocked", None, 200)
+        .await;
+    let told = seen["status_reason"].as_str().unwrap_or_default();
+    assert!(
+        told.contains("step bucket")
+            && !told.contains("Not a directory")
+            && !told.contains("lakeplane-t-blocked"),
+        "{told}"
+    );
 
     std::fs::remove_file(&blocker).expect("unblock");
     let retry = app
@@ -745,5 +757,93 @@ async fn a_shared_tenant_sees_neither_its_neighbours_rules_nor_the_tenant_count(
         .expect(&acme_admin, Method::GET, "/v1/tenants", None, 200)
         .await;
     assert_eq!(listed["items"][0]["placement"]["reason"], shown);
+    app.shutdown().await;
+}
+
+/// Each shared tenant's zone override adds a rule to its shard's one lifecycle document, and
+/// S3 refuses a document past 1,000 rules (then every lifecycle write to the shard fails). At a
+/// small configured budget: the override that does not fit is 409 with the reason and changes
+/// nothing, replacing an own rule or going back to the default still works, and a new tenant
+/// in the full shard still provisions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shards_lifecycle_rule_budget_refuses_the_override_that_does_not_fit() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        |c| c.storage.lifecycle_rules_per_shard = 2,
+        axum::Router::new(),
+    )
+    .await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    for id in ["acme", "bravo", "cobalt"] {
+        app.ready_tenant(&admin, id).await;
+        let tenant = app
+            .expect(&admin, Method::GET, &format!("/v1/tenants/{id}"), None, 200)
+            .await;
+        assert_eq!(tenant["placement"]["kind"], "shared", "{tenant}");
+        assert_eq!(tenant["placement"]["shard"], 0, "{tenant}");
+    }
+    // A zone's default retention, tiered to GLACIER_IR after `days`: colder than the default.
+    let colder = |zone: &str, days: u32| {
+        let zone = tenancy::role::Zone::parse(zone).expect("zone");
+        let mut body = serde_json::to_value(&app.state.config.zones.get(zone).policy).expect("json");
+        body["transitions"] = json!([{"after_days": days, "storage_class": "GLACIER_IR"}]);
+        body
+    };
+    let put = |id: &'static str, zone: &'static str, body: Value| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            app.send_as(
+                &admin,
+                Method::PUT,
+                &format!("/v1/tenants/{id}/zones/{zone}"),
+                Some(body),
+            )
+            .await
+        }
+    };
+    assert_eq!(put("acme", "bronze", colder("bronze", 30)).await.status(), 200);
+    assert_eq!(put("bravo", "silver", colder("silver", 30)).await.status(), 200);
+    let refused = problem(put("cobalt", "gold", colder("gold", 30)).await, 409).await;
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("budget of 2"),
+        "{refused}"
+    );
+    let zones = app
+        .expect(&admin, Method::GET, "/v1/tenants/cobalt/zones", None, 200)
+        .await;
+    assert_eq!(zones["gold"]["source"], "default", "the refusal changed nothing");
+    assert_eq!(
+        put("acme", "bronze", colder("bronze", 20)).await.status(),
+        200,
+        "replacing its own rule"
+    );
+    let default = app
+        .state
+        .config
+        .zones
+        .get(tenancy::role::Zone::Gold)
+        .policy
+        .clone();
+    assert_eq!(
+        put("cobalt", "gold", serde_json::to_value(&default).expect("json"))
+            .await
+            .status(),
+        200,
+        "the default adds no rule"
+    );
+    // A new tenant in the full shard still provisions: it brings no rule of its own.
+    app.ready_tenant(&admin, "delta").await;
+    let lifecycle = app
+        .expect(&admin, Method::GET, "/v1/tenants/delta/lifecycle", None, 200)
+        .await;
+    assert!(
+        lifecycle["desired"]["Rules"]
+            .as_array()
+            .is_some_and(|r| r.len() <= 3 + 2)
+    );
     app.shutdown().await;
 }

@@ -725,3 +725,226 @@ async fn a_group_whose_tenant_moved_while_it_waited_is_refused_not_lost() {
     );
     app.shutdown().await;
 }
+
+/// A stream `clicks` on a bronze `events` table of a new ready tenant.
+async fn clicks_of(app: &TestApp, admin: &str, tenant: &str) {
+    app.ready_tenant(admin, tenant).await;
+    let table = json!({"zone": "bronze", "name": "events", "columns": [
+        {"name": "id", "type": "long", "nullable": false},
+        {"name": "user", "type": "string"},
+        {"name": "amount", "type": "double"}
+    ]});
+    app.expect(
+        admin,
+        Method::POST,
+        &format!("/v1/tenants/{tenant}/tables"),
+        Some(table),
+        201,
+    )
+    .await;
+    let stream = json!({"name": "clicks", "table": {"zone": "bronze", "name": "events"},
+                        "source": {"type": "http"}});
+    app.expect(
+        admin,
+        Method::POST,
+        &format!("/v1/tenants/{tenant}/streams"),
+        Some(stream),
+        201,
+    )
+    .await;
+}
+
+/// A gzip push sent by hand over its own connection, chunk by chunk, as a slow client would.
+struct Trickle {
+    socket: tokio::net::TcpStream,
+}
+
+impl Trickle {
+    async fn open(app: &TestApp, token: &str, tenant: &str) -> Self {
+        use tokio::io::AsyncWriteExt;
+        let addr = app.base.trim_start_matches("http://");
+        let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let head = format!(
+            "POST /v1/tenants/{tenant}/streams/clicks/events HTTP/1.1\r\nHost: {addr}\r\n\
+             Authorization: Bearer {token}\r\nContent-Type: application/x-ndjson\r\n\
+             Content-Encoding: gzip\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        );
+        socket.write_all(head.as_bytes()).await.expect("head");
+        Self { socket }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        let chunk = [format!("{:x}\r\n", bytes.len()).as_bytes(), bytes, b"\r\n"].concat();
+        self.socket.write_all(&chunk).await.expect("chunk");
+    }
+
+    async fn finish(mut self) -> u16 {
+        use tokio::io::AsyncWriteExt;
+        self.socket.write_all(b"0\r\n\r\n").await.expect("last chunk");
+        self.status().await
+    }
+
+    async fn status(mut self) -> u16 {
+        use tokio::io::AsyncReadExt;
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), self.socket.read_to_end(&mut answer))
+            .await
+            .expect("an answer within 30 s")
+            .expect("read");
+        let answer = String::from_utf8_lossy(&answer);
+        answer
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|rest| rest.get(..3))
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {answer:?}"))
+    }
+}
+
+/// One tenant holding 16 slow gzip pushes (each allowed 16 MiB inflated) used to reserve the
+/// whole 256 MiB server buffer before a byte arrived, so every other tenant got 429. Room now
+/// grows with the bytes received, within the tenant's share: the other tenant's pushes go
+/// through meanwhile, the slow pushes still land, and one that goes quiet is answered 408.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenants_slow_pushes_do_not_fill_the_buffer_for_everyone() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        |c| c.ingest.body_stall_ms = 2_000,
+        Default::default(),
+    )
+    .await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    clicks_of(&app, &admin, "acme").await;
+    clicks_of(&app, &admin, "globex").await;
+    let acme = app.token(Role::Engineer, Some("acme")).await;
+    let globex = app.token(Role::Engineer, Some("globex")).await;
+    assert_eq!(
+        app.state.config.ingest.max_body_bytes * 16,
+        app.state.config.ingest.total_buffer_bytes,
+        "16 bodies of the limit are the whole server buffer"
+    );
+
+    let body = gzip(&ndjson(0..40));
+    let mut slow = Vec::new();
+    for _ in 0..16 {
+        let mut push = Trickle::open(&app, &acme, "acme").await;
+        push.send(&body[..10]).await;
+        slow.push(push);
+    }
+    let quiet = Trickle::open(&app, &acme, "acme").await;
+    // globex pushes while acme's 16 pushes are open and trickling.
+    let mut sent = 10;
+    for round in 0..6 {
+        let answer = push(
+            &app,
+            &globex,
+            "/v1/tenants/globex/streams/clicks/events",
+            "application/x-ndjson",
+            ndjson(round * 10..round * 10 + 10),
+        )
+        .await;
+        assert_eq!(
+            answer.status(),
+            200,
+            "globex's push {round}: {:?}",
+            answer.text().await
+        );
+        let step = (body.len() - 10).div_ceil(6);
+        let next = (sent + step).min(body.len());
+        for push in &mut slow {
+            push.send(&body[sent..next]).await;
+        }
+        sent = next;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(sent, body.len());
+    let statuses = futures_util::future::join_all(slow.into_iter().map(Trickle::finish)).await;
+    assert_eq!(statuses, vec![200; 16], "the slow pushes land too");
+    // The push that went quiet (headers only) is given up once it stalled.
+    let started = std::time::Instant::now();
+    assert_eq!(quiet.status().await, 408);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        read(&location_of(&app, &acme, "acme", "events").await).1.len(),
+        16 * 40,
+        "every acknowledged event of acme's pushes is in its table"
+    );
+    app.shutdown().await;
+}
+
+async fn location_of(app: &TestApp, token: &str, tenant: &str, table: &str) -> String {
+    let body: Value = app
+        .get_as(token, &format!("/v1/tenants/{tenant}/tables/bronze/{table}"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    body["location"].as_str().expect("location").to_owned()
+}
+
+/// Inflating and validating pushes is CPU work: it runs on a bounded blocking pool, not on the
+/// async workers. With one async worker thread, four gzip bodies inflating to 16 MiB at once
+/// leave `/healthz` answering promptly; on the async thread each would stall it for the whole
+/// inflate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn inflating_pushes_does_not_stall_the_async_workers() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        |c| c.ingest.decode_threads = 2,
+        Default::default(),
+    )
+    .await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    clicks(&app, &admin, "reject").await;
+    // A body that inflates past the 16 MiB limit from a few KiB: cheap to send, and the server
+    // inflates 16 MiB of it before answering 413 (nothing is decoded or committed).
+    let line = b"{\"id\": 1, \"user\": \"u\", \"amount\": 1.5}\n";
+    let plain: Vec<u8> = line
+        .iter()
+        .copied()
+        .cycle()
+        .take(app.state.config.ingest.max_body_bytes + 1024 * 1024)
+        .collect();
+    let body = gzip(&plain);
+    let pushes: Vec<_> = (0..4)
+        .map(|_| {
+            let client = app.client.clone();
+            let url = app.url(EVENTS);
+            let token = admin.clone();
+            let body = body.clone();
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .bearer_auth(token)
+                    .header("content-type", "application/x-ndjson")
+                    .header("content-encoding", "gzip")
+                    .body(body)
+                    .send()
+                    .await
+                    .expect("push")
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    let mut worst = Duration::ZERO;
+    let mut probes = 0;
+    while !pushes.iter().all(tokio::task::JoinHandle::is_finished) {
+        let started = std::time::Instant::now();
+        assert_eq!(app.get("/healthz").await.status(), 200);
+        worst = worst.max(started.elapsed());
+        probes += 1;
+    }
+    for push in pushes {
+        let status = push.await.expect("push task");
+        // 413 once 16 MiB are inflated; 429 when the tenant's 64 MiB share is taken meanwhile.
+        assert!([413, 429].contains(&status), "{status}");
+    }
+    println!("healthz worst {worst:?} over {probes} probes while inflating");
+    assert!(probes >= 3, "the pushes took long enough to probe ({probes})");
+    assert!(
+        worst < Duration::from_millis(500),
+        "healthz took {worst:?} while pushes inflated"
+    );
+    app.shutdown().await;
+}

@@ -183,17 +183,30 @@ async fn tenant_lifecycle(backend: Backend) {
     ] {
         assert!(actions.contains(&expected), "{expected} in {actions:?}");
     }
-    // The id is free again, and old tokens stay dead for the new tenant of that name.
-    assert_eq!(
+    // The id stays reserved (a month by default) until everything that could name it has
+    // expired; refused with the date, nothing stored. Old tokens stay dead.
+    let reserved = problem(
         create(
             &app,
             &admin,
-            json!({"id": "acme", "display_name": "Acme 2", "tier": "standard"})
+            json!({"id": "acme", "display_name": "Acme 2", "tier": "standard"}),
         )
-        .await
-        .status(),
-        201
+        .await,
+        409,
+    )
+    .await;
+    assert!(
+        reserved["type"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("id-reserved")
+            && reserved["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("reserved until"),
+        "{reserved}"
     );
+    problem(app.get_as(&admin, "/v1/tenants/acme").await, 404).await;
     problem(app.get_as(&tenant_admin, "/v1/tenants/acme").await, 401).await;
     app.shutdown().await;
 }
@@ -435,4 +448,76 @@ async fn rate_limits_apply_per_principal_with_retry_after() {
         "operations endpoints are not limited"
     );
     app.shutdown().await;
+}
+
+/// A tenant-admin can mint tokens for any number of subjects, each with a principal budget of
+/// its own; the tenant's own budget, set by its tier, bounds them all together. Another
+/// tenant's callers keep their budget meanwhile, and an enterprise tenant gets the larger one.
+#[tokio::test]
+async fn a_tenants_callers_share_one_budget_set_by_its_tier() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        |c| {
+            c.rate_limit.per_second = 100;
+            c.rate_limit.burst = 100;
+            c.rate_limit.standard_tenant_per_second = 6;
+            c.rate_limit.enterprise_tenant_per_second = 30;
+        },
+        axum::Router::new(),
+    )
+    .await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    app.ready_tenant(&admin, "acme").await;
+    app.ready_tenant(&admin, "globex").await;
+    let big = json!({"id": "initech", "display_name": "Initech", "tier": "enterprise"});
+    app.expect(&admin, Method::POST, "/v1/tenants", Some(big), 201)
+        .await;
+    app.wait_for_status(&admin, "initech", "ready").await;
+
+    // Twelve subjects of acme, as a tenant-admin could mint them: one request each, at once.
+    let statuses = twelve_subjects_at_once(&app, "acme").await;
+    let codes: Vec<u16> = statuses.iter().map(|r| r.status().as_u16()).collect();
+    let allowed = codes.iter().filter(|s| **s == 200).count();
+    assert!(
+        (6..12).contains(&allowed) && codes.iter().all(|s| [200, 429].contains(s)),
+        "acme's budget of 6/s bounds its twelve subjects together: {codes:?}"
+    );
+    let limited = statuses
+        .into_iter()
+        .find(|r| r.status() == 429)
+        .expect("a refusal");
+    assert!(limited.headers().contains_key("retry-after"));
+    let body = problem(limited, 429).await;
+    assert!(
+        body["type"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("tenant-rate-limited"),
+        "{body}"
+    );
+    // globex's budget is its own.
+    let globex = app.token(Role::Viewer, Some("globex")).await;
+    assert_eq!(
+        app.get_as(&globex, "/v1/tenants/globex/tables").await.status(),
+        200
+    );
+    // The enterprise tier's budget is larger: 12 requests pass where acme's stopped at 6.
+    let answers = twelve_subjects_at_once(&app, "initech").await;
+    let codes: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(codes, vec![200; 12], "an enterprise tenant's larger budget");
+    app.shutdown().await;
+}
+
+/// One request of each of twelve viewer subjects of `tenant`, sent together.
+async fn twelve_subjects_at_once(app: &TestApp, tenant: &str) -> Vec<reqwest::Response> {
+    let mut tokens = Vec::new();
+    for i in 0..12 {
+        let subject = format!("bot-{i}");
+        tokens.push(
+            app.token_for(&subject, Role::Viewer, Some(tenant), chrono::Duration::hours(1))
+                .await,
+        );
+    }
+    let path = format!("/v1/tenants/{tenant}/tables");
+    futures_util::future::join_all(tokens.iter().map(|t| app.get_as(t, &path))).await
 }

@@ -29,29 +29,56 @@ fn claims(iss: &str, aud: &str, exp_offset: i64) -> Value {
     })
 }
 
-async fn refused(app: &TestApp, token: &str, code: &str) {
-    let response = app.get_as(token, "/v1/tenants").await;
-    assert!(response.headers().contains_key("www-authenticate"));
-    let body = problem(response, 401).await;
-    let admin = app.token(Role::PlatformAdmin, None).await;
+/// Requests by this action's refusals so far, over the rolled-up rows of the audit log.
+async fn refusals(app: &TestApp, admin: &str, code: &str) -> u64 {
     let audit: Value = app
-        .get_as(&admin, &format!("/v1/audit?action=auth.{code}"))
+        .get_as(admin, &format!("/v1/audit?action=auth.{code}&limit=500"))
         .await
         .json()
         .await
         .expect("json");
-    let event = &audit["items"][0];
-    assert_eq!(
-        event["request_id"], body["request_id"],
-        "the refusal is audited ({code})"
-    );
-    assert_eq!(event["outcome"], "denied");
-    assert_eq!(event["actor"], "anonymous");
+    let items = audit["items"].as_array().expect("items");
+    for event in items {
+        // No valid token: no one to name, so one row per network and window with a count.
+        assert_eq!(event["outcome"], "denied");
+        assert_eq!(event["actor"], "anonymous");
+        assert_eq!(event["source"], "127.0.0.0/24");
+    }
+    items
+        .iter()
+        .map(|e| e["occurrences"].as_u64().expect("occurrences"))
+        .sum()
+}
+
+async fn refused(app: &TestApp, token: &str, code: &str) {
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    let before = refusals(app, &admin, code).await;
+    let response = app.get_as(token, "/v1/tenants").await;
+    assert!(response.headers().contains_key("www-authenticate"));
+    problem(response, 401).await;
+    // The roll-up writes a window's row when the window (1 s here) ends.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let now = refusals(app, &admin, code).await;
+        if now == before + 1 {
+            break;
+        }
+        assert!(
+            now == before && std::time::Instant::now() < deadline,
+            "the refusal is audited once ({code}): {before} then {now}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
 async fn forged_expired_and_foreign_tokens_are_401_and_audited() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        |c| c.audit.rollup_window_secs = 1,
+        axum::Router::new(),
+    )
+    .await;
     let good = app.token(Role::PlatformAdmin, None).await;
     assert_eq!(app.get_as(&good, "/v1/tenants").await.status(), 200);
 
@@ -364,5 +391,76 @@ async fn platform_admin_tokens_can_be_revoked_by_another_platform_admin() {
     problem(app.get_as(&leaked, "/v1/tenants").await, 401).await;
     let unknown = format!("/v1/admin/tokens/{}", uuid::Uuid::now_v7());
     problem(app.send_as(&ops, Method::DELETE, &unknown, None).await, 404).await;
+    app.shutdown().await;
+}
+
+/// Each token has a rate budget of its own, so a tenant holds at most
+/// `auth.max_live_tokens_per_tenant` live ones: past it minting is 409 and records nothing,
+/// another tenant can still mint, and revoking one frees its slot.
+#[tokio::test]
+async fn a_tenants_live_tokens_are_capped() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        |c| c.auth.max_live_tokens_per_tenant = 3,
+        axum::Router::new(),
+    )
+    .await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    app.ready_tenant(&admin, "acme").await;
+    app.ready_tenant(&admin, "globex").await;
+    let mint = |tenant: &'static str| {
+        let admin = admin.clone();
+        let app = &app;
+        async move {
+            app.send_as(
+                &admin,
+                Method::POST,
+                &format!("/v1/tenants/{tenant}/tokens"),
+                Some(json!({"subject": "bot", "role": "viewer", "ttl_seconds": 600})),
+            )
+            .await
+        }
+    };
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let issued = mint("acme").await;
+        assert_eq!(issued.status(), 201);
+        let body: Value = issued.json().await.expect("json");
+        ids.push(body["token_id"].as_str().expect("id").to_owned());
+    }
+    let refused = problem(mint("acme").await, 409).await;
+    assert!(
+        refused["type"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("quota-exceeded")
+            && refused["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("3 live tokens"),
+        "{refused}"
+    );
+    let listed = app
+        .expect(&admin, Method::GET, "/v1/tenants/acme/tokens", None, 200)
+        .await;
+    assert_eq!(
+        listed["items"].as_array().map(Vec::len),
+        Some(3),
+        "nothing recorded"
+    );
+    assert_eq!(
+        mint("globex").await.status(),
+        201,
+        "another tenant's quota is its own"
+    );
+    app.expect(
+        &admin,
+        Method::DELETE,
+        &format!("/v1/tenants/acme/tokens/{}", ids[0]),
+        None,
+        204,
+    )
+    .await;
+    assert_eq!(mint("acme").await.status(), 201, "a revoked token frees its slot");
     app.shutdown().await;
 }

@@ -257,6 +257,24 @@ async fn a_failing_worker_backs_off_settles_failed_and_runs_again_when_retried()
     // Only platform admins see every worker and retry them.
     let id = settled["id"].as_str().expect("id").to_owned();
     let tenant_admin = app.token(Role::TenantAdmin, Some("acme")).await;
+    // The tenant learns that its worker failed and which one, not the broker's reply (which
+    // would make the plane a port scanner) nor which process ran it.
+    let theirs = workers(&app, &tenant_admin, "").await;
+    let seen = &theirs["items"][0];
+    let told = seen["last_error"].as_str().expect("told it failed");
+    assert!(
+        told.contains(&id) && !told.contains("127.0.0.1") && !told.contains("nowhere"),
+        "{seen}"
+    );
+    assert_eq!(seen["owner"], Value::Null, "{seen}");
+    let stream: Value = app
+        .get_as(&tenant_admin, "/v1/tenants/acme/streams/orders")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let told = stream["last_error"].as_str().expect("told it failed");
+    assert!(!told.contains("127.0.0.1") && !told.contains(":1"), "{stream}");
     let denied = app
         .send_as(
             &tenant_admin,

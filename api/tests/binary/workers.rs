@@ -231,9 +231,17 @@ async fn one_replica_reconciles_and_another_takes_over_when_it_is_killed() {
 
 /// The environment of a worker process: the server's config as a worker pod reads it from the
 /// shared ConfigMap, launcher included. No Kubernetes API is reachable here, and `worker run`
-/// must not need one.
-fn pod_env() -> [(&'static str, String); 1] {
-    [("LAKEPLANE__WORKERS__LAUNCHER", "kubernetes".to_owned())]
+/// must not need one. Nor does it get the token signing key or the URL-signing secret (its pod
+/// runs librdkafka against brokers tenants name): here the key points at a file that fails if
+/// read.
+fn pod_env() -> [(&'static str, String); 2] {
+    [
+        ("LAKEPLANE__WORKERS__LAUNCHER", "kubernetes".to_owned()),
+        (
+            "LAKEPLANE__AUTH__SIGNING_KEY_FILE",
+            "/nonexistent/jwt-signing-key.pem".to_owned(),
+        ),
+    ]
 }
 
 /// Runs `lakeplane worker run --id ID` to its end.

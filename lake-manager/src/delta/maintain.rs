@@ -102,6 +102,9 @@ pub async fn run(
     }
     for op in operations {
         let table = open(settings, root).await?;
+        if matches!(op, Operation::Retention | Operation::Compact | Operation::Zorder) {
+            super::contained::refuse_outside_files(&table)?;
+        }
         match op {
             Operation::Retention => retention(table, plan, metrics).await?,
             Operation::Compact => optimize(table, OptimizeType::Compact, plan, metrics).await?,

@@ -1,6 +1,7 @@
 //! Streaming ingestion into bronze tables: stream definitions with their dead-letter tables,
 //! HTTP push through group commit, and Kafka consumption with exactly-once commits.
 
+pub mod admission;
 pub mod decode;
 pub mod group_commit;
 pub mod kafka;

@@ -16,6 +16,7 @@ use tenancy::table::TableSpec;
 use tenancy::tenant::{Tenant, TenantId, TenantStatus};
 
 use super::IngestError;
+use super::admission::{Admission, BodyRoom, PushLimits};
 use super::decode::{self, BodyFormat, EventError, Metadata};
 use super::group_commit::{GroupCommitSettings, GroupCommitter, Target};
 use super::kafka::{KafkaSettings, KafkaWorkers, WorkerStatus};
@@ -58,7 +59,8 @@ pub struct Ingest {
     sealer: Option<Sealer>,
     buckets: Mutex<HashMap<TenantId, TokenBucket>>,
     origin: Instant,
-    reading: Arc<tokio::sync::Semaphore>,
+    admission: Admission,
+    decoding: Arc<tokio::sync::Semaphore>,
     wake: Arc<tokio::sync::Notify>,
     kafka: Arc<KafkaWorkers>,
 }
@@ -73,13 +75,13 @@ impl Ingest {
     pub fn new(
         catalog: Arc<Catalog>,
         group_commit: GroupCommitSettings,
+        push: PushLimits,
         kafka: KafkaSettings,
         sealer: Option<Sealer>,
         wake: Arc<tokio::sync::Notify>,
     ) -> Arc<Self> {
-        let reading = Arc::new(tokio::sync::Semaphore::new(
-            group_commit.total_buffer_bytes.min(u32::MAX as usize),
-        ));
+        let admission = Admission::new(group_commit.total_buffer_bytes, push.tenant_buffer_bytes);
+        let decoding = Arc::new(tokio::sync::Semaphore::new(push.decode_threads.max(1)));
         let committer = GroupCommitter::new(group_commit, catalog.delta().clone(), catalog.store().clone());
         Arc::new(Self {
             kafka: Arc::new(KafkaWorkers::new(catalog.clone(), kafka, sealer.clone())),
@@ -88,7 +90,8 @@ impl Ingest {
             sealer,
             buckets: Mutex::new(HashMap::new()),
             origin: Instant::now(),
-            reading,
+            admission,
+            decoding,
             wake,
         })
     }
@@ -319,18 +322,29 @@ impl Ingest {
         })
     }
 
-    /// Admits a push body of up to `bytes` before it is read: bodies being read and decoded
-    /// count against the same server-wide budget as the buffers, so memory stays bounded
-    /// however many clients send at once.
-    pub fn admit(&self, bytes: usize) -> Result<tokio::sync::OwnedSemaphorePermit, IngestError> {
-        let permits = u32::try_from(bytes.max(1)).unwrap_or(u32::MAX);
-        self.reading
+    /// Room for one push body of `tenant`, empty until its bytes arrive: bodies being read and
+    /// decoded count against the tenant's share and the server's budget, so memory stays
+    /// bounded however many clients send at once, and no tenant can take it all.
+    pub fn open_body(&self, tenant: &TenantId) -> BodyRoom {
+        self.admission.open(tenant)
+    }
+
+    /// Runs CPU work of a push (decompression, validation) on the blocking pool, at most
+    /// `decode_threads` at a time: the async workers keep serving every other request, and a
+    /// burst of large pushes queues here instead of spawning a thread each.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, IngestError> {
+        let _slot = self
+            .decoding
             .clone()
-            .try_acquire_many_owned(permits)
-            .map_err(|_| IngestError::Full {
-                scope: "server",
-                retry_after: std::time::Duration::from_secs(1),
-            })
+            .acquire_owned()
+            .await
+            .map_err(|_| IngestError::CommitFailed("the decoding pool is closed".into()))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| IngestError::CommitFailed(format!("decoding stopped: {e}")))
     }
 
     fn take_quota(&self, tenant: &Tenant, events: usize) -> Result<(), IngestError> {
@@ -368,17 +382,17 @@ impl Ingest {
         let now_us = tenancy::now().timestamp_micros();
         let table_schema = schemas.table.clone();
         // Decoding is CPU work: off the async workers, so other requests keep being served.
-        let (count, decoded) = tokio::task::spawn_blocking(move || {
-            let events = decode::split_events(&body, format).map_err(|e| IngestError::Body(e.message))?;
-            if events.is_empty() {
-                return Err(IngestError::Body("the body holds no events".into()));
-            }
-            let decoded = decode::decode(&table_schema, &events, now_us, Metadata::Http)
-                .map_err(IngestError::CommitFailed)?;
-            Ok((events.len(), decoded))
-        })
-        .await
-        .map_err(|e| IngestError::CommitFailed(format!("decoding stopped: {e}")))??;
+        let (count, decoded) = self
+            .blocking(move || {
+                let events = decode::split_events(&body, format).map_err(|e| IngestError::Body(e.message))?;
+                if events.is_empty() {
+                    return Err(IngestError::Body("the body holds no events".into()));
+                }
+                let decoded = decode::decode(&table_schema, &events, now_us, Metadata::Http)
+                    .map_err(IngestError::CommitFailed)?;
+                Ok((events.len(), decoded))
+            })
+            .await??;
         self.take_quota(tenant, count)?;
         let total_rejected = decoded.rejected.len();
         let listed: Vec<EventError> = decoded

@@ -38,6 +38,7 @@ pub async fn add_tenant(store: &Arc<dyn MetadataStore>, id: &str, placement: Pla
         source: None,
         token_id: None,
         issuer: None,
+        occurrences: 1,
     };
     store.insert_tenant(&tenant, &audit).await.expect("insert tenant");
     tenant

@@ -55,6 +55,10 @@ pub enum StoreError {
     #[error("{0} already exists")]
     Conflict(String),
 
+    /// The key is reserved for now (a deleted tenant's id); the message says until when.
+    #[error("{0}")]
+    Reserved(String),
+
     /// A quota would be exceeded.
     #[error("quota exceeded: {0}")]
     Quota(String),
@@ -80,6 +84,7 @@ impl Classify for StoreError {
         match self {
             StoreError::Conflict(_) => ErrorKind::Conflict.class(),
             StoreError::Quota(_) => ErrorKind::Quota.class(),
+            StoreError::Reserved(_) => ErrorKind::Conflict.coded("id-reserved"),
             StoreError::Busy(_) => ErrorKind::Conflict.coded("busy"),
             e if e.is_unavailable() => ErrorKind::Unavailable.coded(DATABASE_UNAVAILABLE),
             _ => ErrorKind::Internal.class(),

@@ -40,7 +40,7 @@ pub use tables::{MaintenanceRun, TableRecord, TableStatus, TableStore};
 pub use tenants::candidate;
 pub(crate) use tenants::snapshot;
 pub use tenants::{PlacementSnapshot, TenantStore};
-pub use tokens::{TokenRecord, TokenStore};
+pub use tokens::{Revocation, TokenRecord, TokenStore};
 pub use url::DatabaseUrl;
 pub use workers::{WorkerRecord, WorkerStore};
 

@@ -34,10 +34,14 @@ pub trait TenantStore: Send + Sync {
     /// Replaces a tenant's mutable fields; false when it no longer exists.
     async fn update_tenant(&self, tenant: &Tenant, audit: &AuditEvent) -> Result<bool, StoreError>;
     /// Deletes a tenant and revokes all its tokens; the number revoked, or `None` if absent.
+    /// The id stays reserved until `reusable_at`: [`TenantStore::insert_tenant`] refuses it
+    /// ([`StoreError::Reserved`]) before then, and afterwards the id's next tenant sees none of
+    /// this one's tokens or audit events.
     async fn delete_tenant(
         &self,
         id: &TenantId,
         at: DateTime<Utc>,
+        reusable_at: DateTime<Utc>,
         audit: &AuditEvent,
     ) -> Result<Option<u64>, StoreError>;
     /// Records a tenant's 30-day written volume (fed by usage collection).

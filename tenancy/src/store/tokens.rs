@@ -31,11 +31,28 @@ pub struct TokenRecord {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
+/// A revoked token, as the revocation list keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revocation {
+    /// The token's id.
+    pub id: Uuid,
+    /// When it was revoked.
+    pub revoked_at: DateTime<Utc>,
+    /// When it would have expired.
+    pub expires_at: DateTime<Utc>,
+}
+
 /// Issued API tokens.
 #[async_trait]
 pub trait TokenStore: Send + Sync {
-    /// Records an issued token.
-    async fn insert_token(&self, token: &TokenRecord, audit: &AuditEvent) -> Result<(), StoreError>;
+    /// Records an issued token. With `max_live`, a tenant's token is refused
+    /// ([`StoreError::Quota`]) when the tenant already has that many unrevoked, unexpired ones.
+    async fn insert_token(
+        &self,
+        token: &TokenRecord,
+        max_live: Option<u32>,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
     /// A tenant's tokens, newest first, older than `before`.
     async fn list_tokens(
         &self,
@@ -58,7 +75,12 @@ pub trait TokenStore: Send + Sync {
         at: DateTime<Utc>,
         audit: &AuditEvent,
     ) -> Result<Option<TokenRecord>, StoreError>;
-    /// Ids of revoked tokens expiring after `not_before` (now minus the verification leeway,
-    /// so a revoked token never becomes valid again inside the leeway).
-    async fn revoked_token_ids(&self, not_before: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError>;
+    /// Revoked tokens expiring after `not_before` (now minus the verification leeway, so a
+    /// revoked token never becomes valid again inside the leeway); with `revoked_since`, only
+    /// those revoked at or after it (an incremental reload).
+    async fn revoked_tokens(
+        &self,
+        not_before: DateTime<Utc>,
+        revoked_since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Revocation>, StoreError>;
 }

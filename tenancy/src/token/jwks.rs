@@ -41,6 +41,33 @@ pub struct OidcIssuer {
     /// Least time between JWKS fetches triggered by unknown key ids.
     #[serde(default = "default_min_refresh_secs")]
     pub min_refresh_secs: u64,
+    /// The tenants this issuer's tokens may name (their tenant claim); `["*"]` for any, said
+    /// explicitly. Required unless `tenant` is set: an IdP trusted for one customer must not
+    /// be able to act in another's tenant.
+    #[serde(default)]
+    pub tenants: Vec<String>,
+    /// The one tenant every token of this issuer acts in; a tenant claim, when present, must
+    /// name it.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Longest accepted token lifetime: `exp - iat`, or `exp - now` without `iat`.
+    #[serde(default = "default_max_token_lifetime_secs")]
+    pub max_token_lifetime_secs: u64,
+    /// Accept an `http://` JWKS URL (a sidecar on localhost, a test); otherwise only https,
+    /// since whoever can alter the key set in transit can mint any token.
+    #[serde(default)]
+    pub allow_http_jwks: bool,
+    /// How long fetched keys stay usable when the JWKS cannot be fetched again (an IdP
+    /// outage, or a blocked route to it); past it, tokens are refused until a fetch succeeds.
+    #[serde(default = "default_max_key_staleness_secs")]
+    pub max_key_staleness_secs: u64,
+}
+
+fn default_max_token_lifetime_secs() -> u64 {
+    12 * 3600
+}
+fn default_max_key_staleness_secs() -> u64 {
+    24 * 3600
 }
 
 fn default_subject_claim() -> String {
@@ -60,6 +87,22 @@ fn default_min_refresh_secs() -> u64 {
 }
 
 impl OidcIssuer {
+    /// The tenant a token acts in, from its tenant claim (`None` when it has none), or why not.
+    pub fn tenant_of(&self, claimed: Option<&str>) -> Result<Option<String>, String> {
+        if let Some(fixed) = &self.tenant {
+            return match claimed {
+                None => Ok(Some(fixed.clone())),
+                Some(c) if c == fixed => Ok(Some(fixed.clone())),
+                Some(c) => Err(format!("this issuer acts only in tenant {fixed}, not {c}")),
+            };
+        }
+        match claimed {
+            None => Ok(None),
+            Some(c) if self.tenants.iter().any(|t| t == "*" || t == c) => Ok(Some(c.to_owned())),
+            Some(c) => Err(format!("this issuer may not name tenant {c}")),
+        }
+    }
+
     /// Checks the settings, returning the bad field and why.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         if self.issuer.trim().is_empty() {
@@ -67,6 +110,38 @@ impl OidcIssuer {
         }
         if self.algorithms.is_empty() {
             return Err(("algorithms", "must list at least one algorithm".to_owned()));
+        }
+        match (&self.tenant, self.tenants.is_empty()) {
+            (None, true) => {
+                return Err((
+                    "tenants",
+                    "list the tenants this issuer may name ([\"*\"] for any), or set tenant".to_owned(),
+                ));
+            }
+            (Some(_), false) => return Err(("tenant", "set tenant or tenants, not both".to_owned())),
+            _ => {}
+        }
+        for (field, id) in self
+            .tenant
+            .iter()
+            .map(|t| ("tenant", t))
+            .chain(self.tenants.iter().filter(|t| *t != "*").map(|t| ("tenants", t)))
+        {
+            if crate::tenant::TenantId::parse(id).is_err() {
+                return Err((field, format!("{id:?} is not a valid tenant id")));
+            }
+        }
+        if self.jwks_url.scheme() != "https" && !(self.allow_http_jwks && self.jwks_url.scheme() == "http") {
+            return Err((
+                "jwks_url",
+                "must be https (set allow_http_jwks for an http URL you trust, such as localhost)".to_owned(),
+            ));
+        }
+        if !(60..=7 * 24 * 3600).contains(&self.max_token_lifetime_secs) {
+            return Err(("max_token_lifetime_secs", "must be 60 to 604800".to_owned()));
+        }
+        if !(1..=30 * 24 * 3600).contains(&self.max_key_staleness_secs) {
+            return Err(("max_key_staleness_secs", "must be 1 to 2592000".to_owned()));
         }
         if let Some(hmac) = self
             .algorithms
@@ -92,6 +167,7 @@ struct Cached {
 pub struct JwksCache {
     url: url::Url,
     min_refresh: Duration,
+    max_staleness: Duration,
     client: reqwest::Client,
     // Readers never wait for a fetch; one fetch at a time, and at most one per `min_refresh`
     // whether it succeeded or not, so forged `kid`s cannot make the plane hammer the IdP.
@@ -109,6 +185,7 @@ impl JwksCache {
         Self {
             url: issuer.jwks_url.clone(),
             min_refresh: Duration::from_secs(issuer.min_refresh_secs),
+            max_staleness: Duration::from_secs(issuer.max_key_staleness_secs),
             client,
             state: tokio::sync::RwLock::new(Cached {
                 keys: HashMap::new(),
@@ -123,7 +200,7 @@ impl JwksCache {
     pub async fn key(&self, kid: &str) -> Result<DecodingKey, AuthError> {
         {
             let state = self.state.read().await;
-            let fresh = state.fetched_at.is_some_and(|t| t.elapsed() <= MAX_KEY_AGE);
+            let fresh = state.fetched_at.is_some_and(|t| t.elapsed() <= self.max_age());
             if let Some(key) = state.keys.get(kid).filter(|_| fresh) {
                 return Ok(key.clone());
             }
@@ -131,10 +208,10 @@ impl JwksCache {
         let _single_flight = self.refresh.lock().await;
         {
             let state = self.state.read().await;
-            let fresh = state.fetched_at.is_some_and(|t| t.elapsed() <= MAX_KEY_AGE);
+            let fresh = state.fetched_at.is_some_and(|t| t.elapsed() <= self.max_age());
             let throttled = state.attempted_at.is_some_and(|t| t.elapsed() < self.min_refresh);
             match state.keys.get(kid) {
-                Some(key) if fresh || throttled => return Ok(key.clone()),
+                Some(key) if fresh || (throttled && self.usable(&state)) => return Ok(key.clone()),
                 None if throttled => return Err(AuthError::UnknownKey(kid.to_owned())),
                 _ => {}
             }
@@ -147,14 +224,33 @@ impl JwksCache {
                 state.keys = keys;
                 state.fetched_at = Some(Instant::now());
             }
-            // Keep serving known keys through an IdP outage; unknown ones fail below.
-            Err(e) => tracing::warn!(url = %self.url, error = %e, "JWKS fetch failed"),
+            // Keep serving known keys through an IdP outage, for `max_key_staleness_secs`:
+            // a key the IdP has since revoked must not stay trusted for ever.
+            Err(e) => {
+                tracing::warn!(url = %self.url, error = %e, "JWKS fetch failed");
+                if !self.usable(&state) {
+                    return Err(AuthError::StaleKeys);
+                }
+            }
         }
         state
             .keys
             .get(kid)
             .cloned()
             .ok_or_else(|| AuthError::UnknownKey(kid.to_owned()))
+    }
+
+    /// How long keys are used before a refetch is tried: an hour, or half the staleness
+    /// allowed, so a refetch is tried (and can fail) well before the keys go stale.
+    fn max_age(&self) -> Duration {
+        MAX_KEY_AGE.min(self.max_staleness / 2)
+    }
+
+    /// Whether the keys held were fetched recently enough to use without a new fetch.
+    fn usable(&self, state: &Cached) -> bool {
+        state
+            .fetched_at
+            .is_some_and(|t| t.elapsed() <= self.max_staleness)
     }
 
     async fn fetch(&self) -> Result<HashMap<String, DecodingKey>, String> {

@@ -82,6 +82,17 @@ impl SigningKey {
         }
     }
 
+    /// A new key that lives in memory only, for a process that must hold one but signs nothing
+    /// that leaves it (`lakeplane worker run`).
+    pub fn ephemeral() -> Result<Self, KeyError> {
+        let mut seed = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
+        let pem = ed25519_dalek::SigningKey::from_bytes(&seed)
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|_| KeyError::Invalid("an ephemeral key".to_owned()))?;
+        Self::from_pem(&pem, "(ephemeral, in memory)", false)
+    }
+
     fn from_pem(pem: &str, origin: &str, generated: bool) -> Result<Self, KeyError> {
         let key = ed25519_dalek::SigningKey::from_pkcs8_pem(pem)
             .map_err(|_| KeyError::Invalid(origin.to_owned()))?;

@@ -1,17 +1,34 @@
 //! The revocation list: revoked token ids, cached for a short TTL so a revocation on one
 //! replica takes effect on every replica within that TTL, and at once on the one that revoked.
+//!
+//! Reloads are incremental: after the first, each reads only revocations stamped since the
+//! previous reload started, minus an overlap that covers transactions committed late. Revocation times
+//! come from the revoking replica's clock, so a replica whose clock lags could stamp one older
+//! than the overlap reaches: a full reload every [`FULL_RELOAD_EVERY`] bounds that case.
+//! Entries leave once their token has expired past the leeway.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::store::{MetadataStore, StoreError};
 
+/// How far before the previous reload an incremental reload starts.
+const OVERLAP: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+/// How often the whole list is read again.
+pub const FULL_RELOAD_EVERY: Duration = Duration::from_secs(300);
+
 struct Snapshot {
-    revoked: HashSet<Uuid>,
+    /// Revoked ids and when their tokens expire.
+    revoked: HashMap<Uuid, DateTime<Utc>>,
+    /// When the previous reload started (this process's clock).
+    reloaded_from: Option<DateTime<Utc>>,
     loaded_at: Option<Instant>,
+    full_at: Option<Instant>,
+    last_reload_rows: usize,
 }
 
 /// Cached revoked token ids.
@@ -30,8 +47,11 @@ impl RevocationList {
             ttl,
             leeway,
             snapshot: tokio::sync::Mutex::new(Snapshot {
-                revoked: HashSet::new(),
+                revoked: HashMap::new(),
+                reloaded_from: None,
                 loaded_at: None,
+                full_at: None,
+                last_reload_rows: 0,
             }),
         }
     }
@@ -41,19 +61,48 @@ impl RevocationList {
         let mut snapshot = self.snapshot.lock().await;
         if snapshot.loaded_at.is_none_or(|t| t.elapsed() >= self.ttl) {
             let leeway = chrono::Duration::from_std(self.leeway).unwrap_or_default();
-            snapshot.revoked = self
-                .store
-                .revoked_token_ids(crate::now() - leeway)
-                .await?
-                .into_iter()
-                .collect();
+            let started = crate::now();
+            let not_before = started - leeway;
+            let full = snapshot.full_at.is_none_or(|t| t.elapsed() >= FULL_RELOAD_EVERY);
+            let since = if full {
+                None
+            } else {
+                snapshot.reloaded_from.map(|t| t - OVERLAP)
+            };
+            let rows = self.store.revoked_tokens(not_before, since).await?;
+            if full {
+                snapshot.revoked.clear();
+                snapshot.full_at = Some(Instant::now());
+            } else {
+                snapshot.revoked.retain(|_, expires| *expires > not_before);
+            }
+            snapshot.last_reload_rows = rows.len();
+            for row in rows {
+                snapshot.revoked.insert(row.id, row.expires_at);
+            }
+            snapshot.reloaded_from = Some(started);
             snapshot.loaded_at = Some(Instant::now());
         }
-        Ok(snapshot.revoked.contains(&id))
+        Ok(snapshot.revoked.contains_key(&id))
     }
 
     /// Records a revocation this process just stored, so it applies here without waiting.
-    pub async fn insert(&self, id: Uuid) {
-        self.snapshot.lock().await.revoked.insert(id);
+    pub async fn insert(&self, id: Uuid, expires_at: DateTime<Utc>) {
+        self.snapshot.lock().await.revoked.insert(id, expires_at);
+    }
+
+    /// Rows the last reload read: all revoked tokens on a full reload, the recent ones after.
+    pub async fn last_reload_rows(&self) -> usize {
+        self.snapshot.lock().await.last_reload_rows
+    }
+
+    /// Ids held.
+    pub async fn len(&self) -> usize {
+        self.snapshot.lock().await.revoked.len()
+    }
+
+    /// Whether no id is held.
+    pub async fn is_empty(&self) -> bool {
+        self.len().await == 0
     }
 }

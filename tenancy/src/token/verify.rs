@@ -51,6 +51,9 @@ pub enum AuthError {
     /// The token was revoked.
     #[error("token revoked")]
     Revoked,
+    /// The issuer's keys are older than it allows and cannot be fetched again.
+    #[error("the issuer's signing keys could not be refreshed")]
+    StaleKeys,
 }
 
 impl AuthError {
@@ -68,6 +71,7 @@ impl AuthError {
             AuthError::UnknownKey(_) => "unknown_key",
             AuthError::Claim(_) => "invalid_claim",
             AuthError::Revoked => "revoked",
+            AuthError::StaleKeys => "stale_keys",
         }
     }
 }
@@ -151,9 +155,24 @@ impl Verifier {
             jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, &key, &validation)
                 .map_err(from_jwt)?;
         let leeway = i64::try_from(self.settings.leeway_secs).unwrap_or(0);
+        let now = Utc::now().timestamp();
         let issued = data.claims.get("iat").and_then(serde_json::Value::as_i64);
-        if issued.is_some_and(|iat| iat > Utc::now().timestamp() + leeway) {
+        if issued.is_some_and(|iat| iat > now + leeway) {
             return Err(AuthError::NotYetValid);
+        }
+        // A long-lived token from a compromised or careless IdP must not outlive the limit
+        // (nor a deleted tenant's id reservation).
+        let exp = data
+            .claims
+            .get("exp")
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(now);
+        let lifetime = exp.saturating_sub(issued.unwrap_or(now));
+        let max = i64::try_from(issuer.max_token_lifetime_secs).unwrap_or(i64::MAX);
+        if lifetime > max.saturating_add(leeway) {
+            return Err(AuthError::Claim(format!(
+                "the token lives {lifetime} s; this issuer's tokens may live at most {max} s"
+            )));
         }
         map_external(issuer, &data.claims)
     }
@@ -247,10 +266,13 @@ fn map_external(
         .and_then(serde_json::Value::as_i64)
         .ok_or_else(|| AuthError::Claim("exp".to_owned()))?;
     let token_id = text("jti").and_then(|j| Uuid::parse_str(&j).ok());
+    let tenant = issuer
+        .tenant_of(text(&issuer.tenant_claim).as_deref())
+        .map_err(AuthError::Claim)?;
     principal(
         subject,
         role,
-        text(&issuer.tenant_claim).as_deref(),
+        tenant.as_deref(),
         token_id,
         issuer.issuer.clone(),
         exp,

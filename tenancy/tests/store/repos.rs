@@ -37,6 +37,14 @@ fn tenant(raw: &str, shard: Option<u32>) -> Tenant {
     }
 }
 
+fn ids(revocations: Vec<tenancy::store::Revocation>) -> Vec<Uuid> {
+    revocations.into_iter().map(|r| r.id).collect()
+}
+
+fn ids_of(revocations: Vec<tenancy::store::Revocation>) -> Vec<Uuid> {
+    ids(revocations)
+}
+
 fn event(action: &str, tenant: Option<&str>) -> AuditEvent {
     AuditEvent {
         id: Uuid::now_v7(),
@@ -51,6 +59,7 @@ fn event(action: &str, tenant: Option<&str>) -> AuditEvent {
         source: Some("127.0.0.1".into()),
         token_id: Some(Uuid::now_v7()),
         issuer: Some("https://issuer.example".into()),
+        occurrences: 1,
     }
 }
 
@@ -163,7 +172,7 @@ async fn tokens_revoke_and_survive_their_tenant(backend: Backend) {
     let expired = token("acme", Duration::seconds(-5));
     for t in [&live, &other, &expired] {
         store
-            .insert_token(t, &event("token.create", Some("acme")))
+            .insert_token(t, None, &event("token.create", Some("acme")))
             .await
             .expect("insert");
     }
@@ -198,25 +207,30 @@ async fn tokens_revoke_and_survive_their_tenant(backend: Backend) {
         .await
         .expect("revoke");
     assert_eq!(
-        store.revoked_token_ids(Utc::now()).await.expect("ids"),
+        ids(store.revoked_tokens(Utc::now(), None).await.expect("ids")),
         vec![live.id],
         "expired tokens drop off the list"
     );
 
     let revoked_by_delete = store
-        .delete_tenant(&id("acme"), Utc::now(), &event("tenant.delete", Some("acme")))
+        .delete_tenant(
+            &id("acme"),
+            Utc::now(),
+            Utc::now(),
+            &event("tenant.delete", Some("acme")),
+        )
         .await
         .expect("delete");
     assert_eq!(revoked_by_delete, Some(1), "the one live token left is revoked");
     assert_eq!(store.get_tenant(&id("acme")).await.expect("get"), None);
-    let mut still_revoked = store.revoked_token_ids(Utc::now()).await.expect("ids");
+    let mut still_revoked = ids(store.revoked_tokens(Utc::now(), None).await.expect("ids"));
     still_revoked.sort();
     let mut expected = vec![live.id, other.id];
     expected.sort();
     assert_eq!(still_revoked, expected, "tokens of a deleted tenant stay revoked");
     assert_eq!(
         store
-            .delete_tenant(&id("acme"), Utc::now(), &event("tenant.delete", None))
+            .delete_tenant(&id("acme"), Utc::now(), Utc::now(), &event("tenant.delete", None))
             .await
             .expect("again"),
         None
@@ -231,6 +245,7 @@ async fn audit_filters_paginates_and_is_append_only(backend: Backend) {
     let base = event("tenant.create", Some("acme"));
     let old = AuditEvent {
         at: base.at - Duration::days(2),
+        occurrences: 7,
         ..base
     };
     store.append_audit(&old).await.expect("append");
@@ -274,12 +289,32 @@ async fn audit_filters_paginates_and_is_append_only(backend: Backend) {
         ..updates.clone()
     };
     assert_eq!(store.list_audit(&after).await.expect("list")[0].id, ids[1]);
+    // A path from the network is stored cut to a bounded length, whoever built the event.
+    let long = AuditEvent {
+        target: format!("/v1/{}", "x".repeat(60_000)),
+        ..event("http.post", None)
+    };
+    store.append_audit(&long).await.expect("append");
+    let stored = store
+        .list_audit(&AuditFilter {
+            action: Some("http.post".into()),
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert!(
+        stored[0].target.len() <= tenancy::audit::MAX_TARGET_BYTES,
+        "{}",
+        stored[0].target.len()
+    );
+    assert!(stored[0].target.starts_with("/v1/xxx"));
     let recent = AuditFilter {
         since: Some(Utc::now() - Duration::hours(1)),
         limit: 10,
         ..Default::default()
     };
-    assert_eq!(store.list_audit(&recent).await.expect("list").len(), 3);
+    assert_eq!(store.list_audit(&recent).await.expect("list").len(), 4);
 
     let raw = crate::raw_execute(&db, "UPDATE audit_events SET actor = 'mallory'").await;
     assert!(
@@ -300,7 +335,7 @@ async fn audit_filters_paginates_and_is_append_only(backend: Backend) {
             .await
             .expect("list")
             .len(),
-        4
+        5
     );
     store.close().await;
     db.drop_database().await;
@@ -425,7 +460,12 @@ async fn provisioning_state_round_trips(backend: Backend) {
     assert!(store.list_buckets().await.expect("list").is_empty());
 
     store
-        .delete_tenant(&id("acme"), Utc::now(), &event("tenant.delete", Some("acme")))
+        .delete_tenant(
+            &id("acme"),
+            Utc::now(),
+            Utc::now(),
+            &event("tenant.delete", Some("acme")),
+        )
         .await
         .expect("delete");
     assert!(
@@ -558,7 +598,7 @@ async fn any_token_is_revoked_once_whatever_its_tenant(backend: Backend) {
     platform_token.role = Role::PlatformAdmin;
     for t in [&tenant_token, &platform_token] {
         store
-            .insert_token(t, &event("token.issue", None))
+            .insert_token(t, None, &event("token.issue", None))
             .await
             .expect("insert");
     }
@@ -583,11 +623,21 @@ async fn any_token_is_revoked_once_whatever_its_tenant(backend: Backend) {
         .expect("revoke again")
         .expect("found");
     assert_eq!(again.revoked_at, Some(first), "the first revocation time stays");
-    let mut ids = store
-        .revoked_token_ids(first - Duration::minutes(1))
+    let mut ids = ids(store
+        .revoked_tokens(first - Duration::minutes(1), None)
         .await
-        .expect("revoked ids");
+        .expect("revoked ids"));
     ids.sort();
+    let since = ids_of(
+        store
+            .revoked_tokens(first - Duration::minutes(1), Some(first + Duration::seconds(1)))
+            .await
+            .expect("revoked since"),
+    );
+    assert!(
+        since.is_empty(),
+        "an incremental reload skips older revocations: {since:?}"
+    );
     let mut expected = vec![tenant_token.id, platform_token.id];
     expected.sort();
     assert_eq!(ids, expected);
@@ -648,3 +698,170 @@ async fn buckets_page_by_name(backend: Backend) {
     db.drop_database().await;
 }
 both_backends!(buckets_page_by_name);
+
+/// The revocation list reads every revoked token once, then only what was revoked since (with
+/// a short overlap), so a reload stays small however long the list grows; expired tokens
+/// leave it.
+async fn the_revocation_list_reloads_incrementally(backend: Backend) {
+    let (store, db) = crate::migrated(backend).await;
+    let long_ago = tenancy::now() - Duration::minutes(10);
+    let mut old = Vec::new();
+    for _ in 0..300 {
+        let t = TokenRecord {
+            tenant: None,
+            revoked_at: Some(long_ago),
+            ..token("acme", Duration::hours(1))
+        };
+        store
+            .insert_token(&t, None, &event("token.issue", None))
+            .await
+            .expect("insert");
+        old.push(t.id);
+    }
+    let list = tenancy::token::RevocationList::new(
+        store.clone(),
+        std::time::Duration::ZERO,
+        std::time::Duration::from_secs(5),
+    );
+    assert!(list.is_revoked(old[0]).await.expect("read"));
+    assert_eq!(
+        list.last_reload_rows().await,
+        300,
+        "the first load reads them all"
+    );
+
+    let fresh = TokenRecord {
+        tenant: None,
+        ..token("acme", Duration::hours(1))
+    };
+    store
+        .insert_token(&fresh, None, &event("token.issue", None))
+        .await
+        .expect("insert");
+    assert!(!list.is_revoked(fresh.id).await.expect("read"));
+    assert_eq!(list.last_reload_rows().await, 0, "nothing revoked since");
+    store
+        .revoke_any_token(fresh.id, tenancy::now(), &event("token.revoke", None))
+        .await
+        .expect("revoke")
+        .expect("found");
+    assert!(
+        list.is_revoked(fresh.id).await.expect("read"),
+        "seen by the next reload"
+    );
+    assert_eq!(
+        list.last_reload_rows().await,
+        1,
+        "only the new revocation is read"
+    );
+    assert!(
+        list.is_revoked(old[299]).await.expect("read"),
+        "older ones are kept"
+    );
+    assert_eq!(list.len().await, 301);
+    store.close().await;
+    db.drop_database().await;
+}
+both_backends!(the_revocation_list_reloads_incrementally);
+
+/// A deleted tenant's id is reserved until every token and credential that could name it has
+/// expired; re-created after that, the id's new tenant sees none of its predecessor's tokens
+/// or audit events, which stay in the store (the log is append-only).
+async fn a_deleted_tenants_id_is_reserved_then_starts_clean(backend: Backend) {
+    let (store, db) = crate::migrated(backend).await;
+    store
+        .insert_tenant(&tenant("acme", Some(0)), &event("tenant.create", Some("acme")))
+        .await
+        .expect("tenant");
+    let old_token = token("acme", Duration::hours(1));
+    store
+        .insert_token(&old_token, None, &event("token.create", Some("acme")))
+        .await
+        .expect("token");
+    store
+        .append_audit(&AuditEvent {
+            actor: "old-admin".into(),
+            ..event("table.create", Some("acme"))
+        })
+        .await
+        .expect("audit");
+    let deleted_at = Utc::now();
+    let reusable_at = deleted_at + Duration::days(31);
+    store
+        .delete_tenant(
+            &id("acme"),
+            deleted_at,
+            reusable_at,
+            &event("tenant.delete", Some("acme")),
+        )
+        .await
+        .expect("delete")
+        .expect("deleted");
+
+    let refused = store
+        .insert_tenant(&tenant("acme", Some(0)), &event("tenant.create", Some("acme")))
+        .await
+        .expect_err("the id is reserved");
+    assert!(
+        matches!(&refused, StoreError::Reserved(why) if why.contains("reserved until")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.get_tenant(&id("acme")).await.expect("get"),
+        None,
+        "nothing stored"
+    );
+
+    // Once the reservation has passed (a tenant created after it), the id is free again.
+    let successor = Tenant {
+        created_at: reusable_at + Duration::seconds(1),
+        ..tenant("acme", Some(0))
+    };
+    store
+        .insert_tenant(&successor, &event("tenant.create", Some("acme")))
+        .await
+        .expect("re-created");
+    let new_token = TokenRecord {
+        issued_at: Utc::now() + Duration::seconds(1),
+        ..token("acme", Duration::hours(2))
+    };
+    store
+        .insert_token(&new_token, None, &event("token.create", Some("acme")))
+        .await
+        .expect("token");
+    let tokens = store.list_tokens(&id("acme"), None, 100).await.expect("list");
+    assert_eq!(
+        tokens.iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![new_token.id],
+        "the predecessor's token is not listed"
+    );
+    let log = store
+        .list_audit(&AuditFilter {
+            tenant: Some(id("acme")),
+            limit: 100,
+            current_tenant_only: true,
+            ..Default::default()
+        })
+        .await
+        .expect("log");
+    assert!(
+        log.iter().all(|e| e.actor != "old-admin" && e.at > deleted_at),
+        "the predecessor's events are not the new tenant's: {log:#?}"
+    );
+    assert!(!log.is_empty(), "the new tenant's own events are");
+    let everything = store
+        .list_audit(&AuditFilter {
+            tenant: Some(id("acme")),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("log");
+    assert!(
+        everything.iter().any(|e| e.actor == "old-admin"),
+        "they stay in the append-only log, for platform-admins"
+    );
+    store.close().await;
+    db.drop_database().await;
+}
+both_backends!(a_deleted_tenants_id_is_reserved_then_starts_clean);

@@ -197,7 +197,12 @@ async fn shares_and_recipients(backend: Backend) {
         .await
         .expect("erin");
     store
-        .delete_tenant(&marketing.tenant, tenancy::now(), &audit("tenant.delete"))
+        .delete_tenant(
+            &marketing.tenant,
+            tenancy::now(),
+            tenancy::now(),
+            &audit("tenant.delete"),
+        )
         .await
         .expect("tenant gone");
     assert_eq!(store.get_share_by_id(marketing.id).await.expect("get"), None);

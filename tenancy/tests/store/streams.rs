@@ -124,7 +124,12 @@ async fn streams_quota_pagination_and_delete(backend: Backend) {
     );
 
     store
-        .delete_tenant(&kafka.tenant, tenancy::now(), &audit("tenant.delete"))
+        .delete_tenant(
+            &kafka.tenant,
+            tenancy::now(),
+            tenancy::now(),
+            &audit("tenant.delete"),
+        )
         .await
         .expect("tenant gone");
     assert!(

@@ -195,7 +195,7 @@ async fn workers_round_trip_filter_and_heartbeat(backend: Backend) {
         ..audit
     };
     store
-        .delete_tenant(&globex, tenancy::now(), &audit)
+        .delete_tenant(&globex, tenancy::now(), tenancy::now(), &audit)
         .await
         .expect("delete tenant");
     assert!(

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use sqlx::{Row, Transaction};
 
 use super::{Db, DbRow, Store, corrupt, opt_uuid, time, ts, uid, uuid};
-use crate::audit::{AuditEvent, AuditFilter, Outcome};
+use crate::audit::{AuditEvent, AuditFilter, Outcome, cap_target};
 use crate::store::{AuditStore, StoreError};
 use crate::tenant::TenantId;
 
@@ -23,6 +23,10 @@ fn audit_event(row: &DbRow) -> Result<AuditEvent, StoreError> {
         source: row.try_get("source")?,
         token_id: opt_uuid(row, "token_id")?,
         issuer: row.try_get("issuer")?,
+        occurrences: {
+            let n: i64 = row.try_get("occurrences")?;
+            u64::try_from(n).map_err(|_| corrupt("occurrences", &n.to_string()))?
+        },
     })
 }
 
@@ -31,7 +35,7 @@ fn audit_event(row: &DbRow) -> Result<AuditEvent, StoreError> {
 pub(super) async fn insert_audit(tx: &mut Transaction<'_, Db>, e: &AuditEvent) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO audit_events (id, at, actor, role, tenant_id, action, target, outcome, request_id, source, \
-         token_id, issuer) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         token_id, issuer, occurrences) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(uid(e.id))
     .bind(ts(e.at))
@@ -39,12 +43,14 @@ pub(super) async fn insert_audit(tx: &mut Transaction<'_, Db>, e: &AuditEvent) -
     .bind(&e.role)
     .bind(&e.tenant)
     .bind(&e.action)
-    .bind(&e.target)
+    // Capped here, where every event passes, whichever code built it.
+    .bind(cap_target(&e.target))
     .bind(e.outcome.as_str())
     .bind(&e.request_id)
     .bind(&e.source)
     .bind(e.token_id.map(uid))
     .bind(&e.issuer)
+    .bind(i64::try_from(e.occurrences).unwrap_or(i64::MAX))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -62,7 +68,11 @@ impl AuditStore for Store {
 
     async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
         let rows = sqlx::query(
-            "SELECT * FROM audit_events WHERE ($1 IS NULL OR tenant_id = $1) AND ($2 IS NULL OR action = $2) \
+            // For the tenant itself, its log starts at its id's last deletion: a predecessor's
+            // events stay (append-only) but are not the id's next tenant's to read.
+            "SELECT * FROM audit_events WHERE ($1 IS NULL OR (tenant_id = $1 AND ($6 IS NULL OR NOT EXISTS \
+             (SELECT 1 FROM tenant_tombstones t WHERE t.id = audit_events.tenant_id AND audit_events.at <= t.deleted_at)))) \
+             AND ($2 IS NULL OR action = $2) \
              AND ($3 IS NULL OR at >= $3) AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5",
         )
         .bind(f.tenant.as_ref().map(TenantId::as_str))
@@ -70,6 +80,7 @@ impl AuditStore for Store {
         .bind(f.since.map(ts))
         .bind(f.before.map(uid))
         .bind(i64::from(f.limit))
+        .bind(f.current_tenant_only.then_some(true))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(audit_event).collect()

@@ -46,6 +46,21 @@ fn tenant(row: &DbRow) -> Result<Tenant, StoreError> {
 impl TenantStore for Store {
     async fn insert_tenant(&self, t: &Tenant, audit: &AuditEvent) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        let tombstone = sqlx::query("SELECT reusable_at FROM tenant_tombstones WHERE id = $1")
+            .bind(t.id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(row) = tombstone {
+            let reusable_at = time(&row, "reusable_at")?;
+            if reusable_at > t.created_at {
+                return Err(StoreError::Reserved(format!(
+                    "tenant id {} belonged to a deleted tenant and is reserved until {}, when every \
+                     token and credential that could name it has expired",
+                    t.id,
+                    reusable_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )));
+            }
+        }
         let inserted = sqlx::query(
             "INSERT INTO tenants (id, display_name, tier, isolation, status, placement_kind, placement_shard, \
              placement_reason, quota_max_tables, quota_max_streams, quota_max_storage_gb, \
@@ -139,6 +154,7 @@ impl TenantStore for Store {
         &self,
         id: &TenantId,
         at: DateTime<Utc>,
+        reusable_at: DateTime<Utc>,
         audit: &AuditEvent,
     ) -> Result<Option<u64>, StoreError> {
         let mut tx = self.pool.begin().await?;
@@ -169,6 +185,15 @@ impl TenantStore for Store {
         if deleted.rows_affected() == 0 {
             return Ok(None);
         }
+        sqlx::query(
+            "INSERT INTO tenant_tombstones (id, deleted_at, reusable_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET deleted_at = excluded.deleted_at, reusable_at = excluded.reusable_at",
+        )
+        .bind(id.as_str())
+        .bind(ts(at))
+        .bind(ts(reusable_at))
+        .execute(&mut *tx)
+        .await?;
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(Some(revoked))

@@ -5,10 +5,10 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{DbRow, Store, corrupt, insert_audit, opt_time, time, ts, uid, uuid};
+use super::{DbRow, Store, corrupt, insert_audit, lock_tenant, opt_time, time, ts, uid, uuid};
 use crate::audit::AuditEvent;
 use crate::role::Role;
-use crate::store::{StoreError, TokenRecord, TokenStore};
+use crate::store::{Revocation, StoreError, TokenRecord, TokenStore};
 use crate::tenant::TenantId;
 
 fn token(row: &DbRow) -> Result<TokenRecord, StoreError> {
@@ -29,8 +29,30 @@ fn token(row: &DbRow) -> Result<TokenRecord, StoreError> {
 
 #[async_trait]
 impl TokenStore for Store {
-    async fn insert_token(&self, t: &TokenRecord, audit: &AuditEvent) -> Result<(), StoreError> {
+    async fn insert_token(
+        &self,
+        t: &TokenRecord,
+        max_live: Option<u32>,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        if let (Some(tenant), Some(max_live)) = (&t.tenant, max_live) {
+            // Under the tenant's row lock, so concurrent mints cannot both take the last slot.
+            lock_tenant(&mut tx, tenant).await?;
+            let live: i64 = sqlx::query(
+                "SELECT COUNT(*) AS n FROM api_tokens WHERE tenant_id = $1 AND revoked_at IS NULL AND expires_at > $2",
+            )
+            .bind(tenant.as_str())
+            .bind(ts(t.issued_at))
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
+            if live >= i64::from(max_live) {
+                return Err(StoreError::Quota(format!(
+                    "tenant {tenant} has {live} live tokens and at most {max_live} may be live; revoke some or let them expire"
+                )));
+            }
+        }
         sqlx::query(
             "INSERT INTO api_tokens (id, tenant_id, subject, role, issued_by, issued_at, expires_at, revoked_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -57,7 +79,11 @@ impl TokenStore for Store {
         limit: u32,
     ) -> Result<Vec<TokenRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT * FROM api_tokens WHERE tenant_id = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
+            // A predecessor's tokens under the same id (issued before its deletion) are not
+            // this tenant's.
+            "SELECT * FROM api_tokens WHERE tenant_id = $1 AND ($2 IS NULL OR id < $2) \
+             AND NOT EXISTS (SELECT 1 FROM tenant_tombstones t WHERE t.id = api_tokens.tenant_id \
+             AND api_tokens.issued_at <= t.deleted_at) ORDER BY id DESC LIMIT $3",
         )
         .bind(tenant.as_str())
         .bind(before.map(uid))
@@ -116,11 +142,27 @@ impl TokenStore for Store {
         token(&row).map(Some)
     }
 
-    async fn revoked_token_ids(&self, not_before: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
-        let rows = sqlx::query("SELECT id FROM api_tokens WHERE revoked_at IS NOT NULL AND expires_at > $1")
-            .bind(ts(not_before))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(|r| uuid(r, "id")).collect()
+    async fn revoked_tokens(
+        &self,
+        not_before: DateTime<Utc>,
+        revoked_since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Revocation>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, revoked_at, expires_at FROM api_tokens WHERE revoked_at IS NOT NULL AND expires_at > $1 \
+             AND ($2 IS NULL OR revoked_at >= $2)",
+        )
+        .bind(ts(not_before))
+        .bind(revoked_since.map(ts))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Revocation {
+                    id: uuid(r, "id")?,
+                    revoked_at: time(r, "revoked_at")?,
+                    expires_at: time(r, "expires_at")?,
+                })
+            })
+            .collect()
     }
 }

@@ -1,0 +1,3 @@
+-- Requests no one answers for (no valid token, no route, over a rate limit) are rolled up:
+-- one row per source network, action and window, counting the requests it stands for.
+ALTER TABLE audit_events ADD COLUMN occurrences BIGINT NOT NULL DEFAULT 1;

@@ -46,21 +46,6 @@ fn tenant(row: &DbRow) -> Result<Tenant, StoreError> {
 impl TenantStore for Store {
     async fn insert_tenant(&self, t: &Tenant, audit: &AuditEvent) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let tombstone = sqlx::query("SELECT reusable_at FROM tenant_tombstones WHERE id = $1")
-            .bind(t.id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if let Some(row) = tombstone {
-            let reusable_at = time(&row, "reusable_at")?;
-            if reusable_at > t.created_at {
-                return Err(StoreError::Reserved(format!(
-                    "tenant id {} belonged to a deleted tenant and is reserved until {}, when every \
-                     token and credential that could name it has expired",
-                    t.id,
-                    reusable_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                )));
-            }
-        }
         let inserted = sqlx::query(
             "INSERT INTO tenants (id, display_name, tier, isolation, status, placement_kind, placement_shard, \
              placement_reason, quota_max_tables, quota_max_streams, quota_max_storage_gb, \
@@ -91,6 +76,24 @@ impl TenantStore for Store {
             }
             other => other?,
         };
+        // Checked after the insert, which takes the write lock first: on SQLite a transaction
+        // that reads before it writes fails outright (SQLITE_BUSY_SNAPSHOT) when another
+        // write commits in between. A refusal rolls the insert back.
+        let tombstone = sqlx::query("SELECT reusable_at FROM tenant_tombstones WHERE id = $1")
+            .bind(t.id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(row) = tombstone {
+            let reusable_at = time(&row, "reusable_at")?;
+            if reusable_at > t.created_at {
+                return Err(StoreError::Reserved(format!(
+                    "tenant id {} belonged to a deleted tenant and is reserved until {}, when every \
+                     token and credential that could name it has expired",
+                    t.id,
+                    reusable_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )));
+            }
+        }
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())

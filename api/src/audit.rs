@@ -204,6 +204,9 @@ fn unattributed(
         Some("unrouted")
     } else if matches!(authentication, None | Some(Authentication::Failed(_))) {
         Some("unauthenticated")
+    } else if matches!(authentication, Some(Authentication::Revoked(_))) {
+        // A revoked (or leaked and revoked) token can still be sent by the thousand.
+        Some("revoked")
     } else {
         None
     }
@@ -233,10 +236,11 @@ fn roll_up(
     let action = match (reason, authentication) {
         ("rate_limited", _) => "http.rate_limited".to_owned(),
         ("method_not_allowed", _) => "http.method_not_allowed".to_owned(),
+        ("revoked", _) => "auth.revoked".to_owned(),
         (_, Some(Authentication::Failed(e))) => format!("auth.{}", e.code()),
         _ => action_name(method, route),
     };
-    let outcome = if denied || reason == "unauthenticated" {
+    let outcome = if denied || matches!(reason, "unauthenticated" | "revoked") {
         Outcome::Denied
     } else {
         Outcome::Rejected

@@ -154,12 +154,13 @@ impl IngestConfig {
                 "must be 1 KiB to 4 GiB and at least table_buffer_bytes".into(),
             ));
         }
-        if self.tenant_buffer_bytes < self.max_body_bytes
+        // A gzip body holds its compressed and its inflated bytes while it is read.
+        if self.tenant_buffer_bytes < 2 * self.max_body_bytes
             || self.tenant_buffer_bytes > self.total_buffer_bytes
         {
             return Some((
                 "tenant_buffer_bytes",
-                "must be at least max_body_bytes and at most total_buffer_bytes".into(),
+                "must be at least twice max_body_bytes and at most total_buffer_bytes".into(),
             ));
         }
         if !(100..=600_000).contains(&self.body_stall_ms) {
@@ -968,10 +969,12 @@ impl Config {
         if self.auth.audience.trim().is_empty() {
             return Err(ConfigError::new("auth.audience", "must not be empty"));
         }
-        if self.tenants.id_reuse_after_secs < self.auth.max_token_ttl_secs.max(3600) {
+        if self.tenants.id_reuse_after_secs < self.auth.max_token_ttl_secs.max(3600)
+            || self.tenants.id_reuse_after_secs > 100 * 365 * 24 * 3600
+        {
             return Err(ConfigError::new(
                 "tenants.id_reuse_after_secs",
-                "must be at least auth.max_token_ttl_secs (and an hour, the longest STS session)",
+                "must be at least auth.max_token_ttl_secs (and an hour, the longest STS session), and at most 100 years",
             ));
         }
         if self.auth.max_live_tokens_per_tenant == 0 {

@@ -96,7 +96,9 @@ impl TenantLimits {
 /// Refuses (429 with `Retry-After`) a tenant-bound caller whose tenant used up its budget.
 pub async fn enforce(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let tenant = match request.extensions().get::<Authentication>() {
-        Some(Authentication::Authenticated(p)) => p.tenant.clone(),
+        // A revoked token still spends its tenant's budget: minting and revoking subjects
+        // must not buy a tenant fresh budgets.
+        Some(Authentication::Authenticated(p) | Authentication::Revoked(p)) => p.tenant.clone(),
         _ => None,
     };
     if let Some(tenant) = tenant

@@ -171,7 +171,7 @@ impl Metrics {
         registry.register(
             "unattributed_requests",
             "Requests no one answers for, rolled up in the audit log rather than written one by \
-             one, by reason (unauthenticated, rate_limited, unrouted, method_not_allowed)",
+             one, by reason (unauthenticated, revoked, rate_limited, unrouted, method_not_allowed)",
             unattributed.clone(),
         );
         Self {

@@ -140,8 +140,21 @@ impl OidcIssuer {
         if !(60..=7 * 24 * 3600).contains(&self.max_token_lifetime_secs) {
             return Err(("max_token_lifetime_secs", "must be 60 to 604800".to_owned()));
         }
-        if !(1..=30 * 24 * 3600).contains(&self.max_key_staleness_secs) {
-            return Err(("max_key_staleness_secs", "must be 1 to 2592000".to_owned()));
+        if !(1..=30 * 24 * 3600).contains(&self.max_key_staleness_secs)
+            || self.max_key_staleness_secs < self.min_refresh_secs
+        {
+            return Err((
+                "max_key_staleness_secs",
+                "must be 1 to 2592000 and at least min_refresh_secs".to_owned(),
+            ));
+        }
+        // Platform-wide power from an issuer trusted only for some tenants would reach them all.
+        if self.role_map.values().any(|r| *r == Role::PlatformAdmin) && self.tenants != ["*"] {
+            return Err((
+                "role_map",
+                "maps a value to platform-admin, which only an issuer with tenants = [\"*\"] may do"
+                    .to_owned(),
+            ));
         }
         if let Some(hmac) = self
             .algorithms
@@ -212,6 +225,8 @@ impl JwksCache {
             let throttled = state.attempted_at.is_some_and(|t| t.elapsed() < self.min_refresh);
             match state.keys.get(kid) {
                 Some(key) if fresh || (throttled && self.usable(&state)) => return Ok(key.clone()),
+                // Stale, and a fetch was tried moments ago: no new fetch for every request.
+                Some(_) if throttled => return Err(AuthError::StaleKeys),
                 None if throttled => return Err(AuthError::UnknownKey(kid.to_owned())),
                 _ => {}
             }

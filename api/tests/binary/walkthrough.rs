@@ -10,7 +10,10 @@ use crate::helpers::{Server, call, cli_token, lakeplane};
 async fn bootstrap_two_tenants_and_their_admins() {
     use reqwest::Method;
     let cwd = tempfile::tempdir().expect("cwd");
-    let server = Server::start(lakeplane(cwd.path())).await;
+    // Uses of a revoked token are rolled up in the audit log: a 1 s window writes them soon.
+    let mut command = lakeplane(cwd.path());
+    command.env("LAKEPLANE__AUDIT__ROLLUP_WINDOW_SECS", "1");
+    let server = Server::start(command).await;
     let root = cli_token(cwd.path(), &[], &["--role", "platform-admin", "--subject", "ops"]).await;
 
     let mut admins = Vec::new();
@@ -107,22 +110,30 @@ async fn bootstrap_two_tenants_and_their_admins() {
         401
     );
 
-    let audit: Value = call(&server, &root, Method::GET, "/v1/audit?limit=100", None)
-        .await
-        .json()
-        .await
-        .expect("json");
-    let steps: Vec<(String, String)> = audit["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .map(|e| {
-            (
-                e["action"].as_str().unwrap_or("").to_owned(),
-                e["outcome"].as_str().unwrap_or("").to_owned(),
-            )
-        })
-        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let steps = loop {
+        let audit: Value = call(&server, &root, Method::GET, "/v1/audit?limit=100", None)
+            .await
+            .json()
+            .await
+            .expect("json");
+        let steps: Vec<(String, String)> = audit["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|e| {
+                (
+                    e["action"].as_str().unwrap_or("").to_owned(),
+                    e["outcome"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        // The revoked token's use arrives once its roll-up window has ended.
+        if steps.iter().any(|(a, _)| a == "auth.revoked") || std::time::Instant::now() > deadline {
+            break steps;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     for expected in [
         ("token.create", "success"),
         ("tenant.create", "success"),

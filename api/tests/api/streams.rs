@@ -63,13 +63,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 async fn location(app: &TestApp, token: &str, table: &str) -> String {
-    let body: Value = app
-        .get_as(token, &format!("/v1/tenants/acme/tables/bronze/{table}"))
-        .await
-        .json()
-        .await
-        .expect("json");
-    body["location"].as_str().expect("location").to_owned()
+    location_of(app, token, "acme", table).await
 }
 
 /// Dead letters as the Python reader sees them: (source_position, error, payload), sorted.

@@ -41,10 +41,6 @@ fn ids(revocations: Vec<tenancy::store::Revocation>) -> Vec<Uuid> {
     revocations.into_iter().map(|r| r.id).collect()
 }
 
-fn ids_of(revocations: Vec<tenancy::store::Revocation>) -> Vec<Uuid> {
-    ids(revocations)
-}
-
 fn event(action: &str, tenant: Option<&str>) -> AuditEvent {
     AuditEvent {
         id: Uuid::now_v7(),
@@ -623,24 +619,22 @@ async fn any_token_is_revoked_once_whatever_its_tenant(backend: Backend) {
         .expect("revoke again")
         .expect("found");
     assert_eq!(again.revoked_at, Some(first), "the first revocation time stays");
-    let mut ids = ids(store
+    let mut revoked = ids(store
         .revoked_tokens(first - Duration::minutes(1), None)
         .await
         .expect("revoked ids"));
-    ids.sort();
-    let since = ids_of(
-        store
-            .revoked_tokens(first - Duration::minutes(1), Some(first + Duration::seconds(1)))
-            .await
-            .expect("revoked since"),
-    );
+    revoked.sort();
+    let since = ids(store
+        .revoked_tokens(first - Duration::minutes(1), Some(first + Duration::seconds(1)))
+        .await
+        .expect("revoked since"));
     assert!(
         since.is_empty(),
         "an incremental reload skips older revocations: {since:?}"
     );
     let mut expected = vec![tenant_token.id, platform_token.id];
     expected.sort();
-    assert_eq!(ids, expected);
+    assert_eq!(revoked, expected);
     assert_eq!(
         store
             .revoke_any_token(Uuid::now_v7(), first, &event("token.revoke", None))

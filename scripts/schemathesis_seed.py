@@ -1,11 +1,13 @@
 """Seeds a tenant for the tenant-scoped schemathesis passes (run by scripts/schemathesis).
 
-Usage: schemathesis_seed.py BASE_URL PLATFORM_TOKEN TENANT
+Usage: schemathesis_seed.py BASE_URL PLATFORM_TOKEN TENANT ROLE
 
-Creates TENANT through the API with a table in every zone, an HTTP stream with pushed
-events, a share of the gold table with a recipient, and a maintenance run, so that generated
-calls naming the tenant reach its handlers instead of 404s. Prints two tokens of the tenant, a
-tenant-admin's and an engineer's, one per line.
+Creates TENANT through the API with a table in every zone (each named `<zone>_orders`), an
+HTTP stream `clicks` with pushed events, a share `sales` of the gold and bronze tables with a
+recipient, a maintenance run, and a table, stream and share named `doomed` for the delete
+operations, so that generated calls naming them reach the handlers instead of 404s.
+Prints one bearer token: a ROLE token of the tenant (`tenant-admin` or `engineer`), or for
+ROLE `recipient` the share recipient's profile token.
 """
 
 import sys
@@ -15,7 +17,9 @@ import requests
 
 
 def main() -> None:
-    base, admin, tenant = sys.argv[1], sys.argv[2], sys.argv[3]
+    base, admin, tenant, role = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+    if role not in ("tenant-admin", "engineer", "recipient"):
+        sys.exit(f"seed: unknown role {role}")
     session = requests.Session()
 
     def call(method: str, path: str, token: str = admin, expect: int = 200, **kwargs):
@@ -47,20 +51,30 @@ def main() -> None:
     )
     if pushed.status_code != 200:
         sys.exit(f"seed: pushing events answered {pushed.status_code}: {pushed.text}")
-    share = {"name": "sales", "tables": [{"zone": "gold", "name": "gold_orders"}]}
+    # Tables, a stream and a share that the fuzzing passes may delete, so the ones they keep
+    # calling stay.
+    call("POST", f"/v1/tenants/{tenant}/tables", json={"zone": "silver", "name": "doomed", "columns": columns}, expect=201)
+    doomed_stream = {"name": "doomed", "table": {"zone": "bronze", "name": "bronze_orders"}, "source": {"type": "http"}}
+    call("POST", f"/v1/tenants/{tenant}/streams", json=doomed_stream, expect=201)
+    doomed_share = {"name": "doomed", "tables": [{"zone": "gold", "name": "gold_orders"}]}
+    call("POST", f"/v1/tenants/{tenant}/shares", json=doomed_share, expect=201)
+    share = {"name": "sales", "tables": [{"zone": "gold", "name": "gold_orders"}, {"zone": "bronze", "name": "bronze_orders"}]}
     call("POST", f"/v1/tenants/{tenant}/shares", json=share, expect=201)
-    call("POST", f"/v1/tenants/{tenant}/shares/sales/recipients", json={"name": "bob", "ttl_seconds": 3600}, expect=201)
+    recipient = call(
+        "POST", f"/v1/tenants/{tenant}/shares/sales/recipients", json={"name": "bob", "ttl_seconds": 3600}, expect=201
+    )
     run = {"operations": ["compact"]}
     call("POST", f"/v1/tenants/{tenant}/tables/silver/silver_orders/maintenance", json=run, expect=202)
-    for role in ("tenant-admin", "engineer"):
-        issued = call(
-            "POST",
-            f"/v1/tenants/{tenant}/tokens",
-            json={"subject": f"schemathesis-{role}", "role": role, "ttl_seconds": 86400},
-            expect=201,
-        )
-        print(issued["token"])
-
+    if role == "recipient":
+        print(recipient["profile"]["bearerToken"])
+        return
+    issued = call(
+        "POST",
+        f"/v1/tenants/{tenant}/tokens",
+        json={"subject": f"schemathesis-{role}", "role": role, "ttl_seconds": 86400},
+        expect=201,
+    )
+    print(issued["token"])
 
 if __name__ == "__main__":
     main()

@@ -28,13 +28,15 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let (v1, v1_spec) = openapi::v1_router().split_for_parts();
     let mut spec = ops_spec;
     spec.merge(v1_spec);
-    let spec = openapi::finish(spec);
     // Innermost first: the limiter needs the authentication result, and the audit layer sees
     // the final answer, 429s included.
     let server = &state.config.server;
     let ops = http::guard(ops, server);
     let extra = http::guard(extra, server);
-    let sharing = http::guard(crate::routes::sharing::router(), server);
+    let (sharing, sharing_spec) = crate::routes::sharing::router().split_for_parts();
+    spec.merge(sharing_spec);
+    let spec = openapi::finish(spec);
+    let sharing = http::guard(sharing, server);
     let v1 = http::guard(v1, server)
         .layer(from_fn_with_state(state.clone(), crate::limits::enforce))
         .layer(rate_limit(&state))

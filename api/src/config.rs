@@ -224,7 +224,8 @@ pub struct TablesConfig {
     pub maintenance_lease_secs: u64,
     /// Most maintenance runs one process executes at once.
     pub maintenance_concurrency: usize,
-    /// Most of them for one tenant.
+    /// Most of them for one tenant; also the most maintenance workers of one tenant the
+    /// reconciler keeps running at once in the whole installation (pods, with Kubernetes).
     pub maintenance_concurrency_per_tenant: usize,
 }
 
@@ -530,6 +531,8 @@ impl WorkersConfig {
             reconcile_every: Duration::from_secs(self.reconcile_secs),
             schedule_every: Duration::from_secs(self.schedule_secs),
             keep_finished: Duration::from_secs(self.keep_finished_secs),
+            // Set from `tables.maintenance_concurrency_per_tenant` where the app is assembled.
+            maintenance_per_tenant: lake_manager::workers::WorkerSettings::default().maintenance_per_tenant,
         }
     }
 }
@@ -569,6 +572,10 @@ pub struct KubernetesConfig {
     /// Resources by worker kind (`ingest`, `compact`, `retention`, `migrate`, `purge`);
     /// kinds left out keep their defaults.
     pub resources: std::collections::BTreeMap<String, PodResources>,
+    /// The installation's name, labelled `app.kubernetes.io/instance` on worker objects and
+    /// pods; the launcher then removes orphans of this installation only. The chart sets its
+    /// release name.
+    pub instance: Option<String>,
 }
 
 impl Default for KubernetesConfig {
@@ -583,6 +590,7 @@ impl Default for KubernetesConfig {
             secret: defaults.secret,
             job_ttl_secs: defaults.job_ttl_secs,
             resources: std::collections::BTreeMap::new(),
+            instance: defaults.instance,
         }
     }
 }
@@ -599,6 +607,7 @@ impl KubernetesConfig {
             config_map: self.config_map.clone(),
             secret: self.secret.clone(),
             job_ttl_secs: self.job_ttl_secs,
+            instance: self.instance.clone(),
             ..KubeSettings::default()
         };
         for (kind, r) in &self.resources {
@@ -646,6 +655,22 @@ impl KubernetesConfig {
                 "kubernetes.image_pull_policy",
                 "must be Always, IfNotPresent or Never".into(),
             ));
+        }
+        if let Some(instance) = &self.instance {
+            let bytes = instance.as_bytes();
+            let label_value = !bytes.is_empty()
+                && bytes.len() <= 63
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+                && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+                && bytes.last().is_some_and(u8::is_ascii_alphanumeric);
+            if !label_value {
+                return Some((
+                    "kubernetes.instance",
+                    "must be a Kubernetes label value: 1 to 63 of A-Z a-z 0-9 - _ ., alphanumeric at both ends".into(),
+                ));
+            }
         }
         for kind in self.resources.keys() {
             if tenancy::worker::WorkerKind::parse(kind).is_none() {

@@ -30,8 +30,9 @@ use crate::state::AppState;
         (name = "workers", description = "The workers the reconciler keeps running"),
         (name = "sharing", description = "Delta Sharing shares and recipients (the protocol itself is served under /delta-sharing)"),
         (name = "credentials", description = "Temporary AWS credentials for analysts (S3 with IAM)"),
+        (name = "delta-sharing", description = "The Delta Sharing protocol for recipients, authenticated by a recipient's bearer token, and the signed file URLs it hands out on local storage. Errors are `{\"errorCode\", \"message\"}` as the protocol defines them, except those raised before a handler runs (an unknown route, 405, 413, the request timeout), which are problem documents."),
     ),
-    components(schemas(Problem, FieldError))
+    components(schemas(Problem, FieldError, crate::routes::sharing::SharingError))
 )]
 struct ApiDoc;
 
@@ -89,7 +90,10 @@ pub fn v1_router() -> OpenApiRouter<AppState> {
 
 /// The finished spec, as served at `/openapi.json` and committed in `openapi/openapi.json`.
 pub fn spec() -> utoipa::openapi::OpenApi {
-    let (_, spec) = ops_router().merge(v1_router()).split_for_parts();
+    let (_, spec) = ops_router()
+        .merge(v1_router())
+        .merge(crate::routes::sharing::router())
+        .split_for_parts();
     finish(spec)
 }
 
@@ -115,8 +119,20 @@ pub fn finish(mut spec: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
                 .build(),
         ),
     );
+    components.add_security_scheme(
+        "recipient",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some("A Delta Sharing recipient's bearer token, from its profile"))
+                .build(),
+        ),
+    );
+    let files = <crate::routes::sharing::FilesDoc as OpenApi>::openapi();
+    spec.paths.paths.extend(files.paths.paths);
     for (path, item) in spec.paths.paths.iter_mut() {
         let authenticated = path.starts_with("/v1/");
+        let protocol = path.starts_with("/delta-sharing/");
         let operations = [
             &mut item.get,
             &mut item.put,
@@ -147,7 +163,19 @@ pub fn finish(mut spec: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
                     "Invalid parameters or body; `errors` names each field",
                 );
                 add_problem(operation, "429", "Rate limit exceeded; see Retry-After");
-            } else {
+            } else if protocol {
+                add_sharing_error(
+                    operation,
+                    "400",
+                    "A parameter or body the server cannot honour, or a feature it does not offer",
+                );
+                add_sharing_error(
+                    operation,
+                    "401",
+                    "No, unknown, expired or revoked recipient token",
+                );
+                add_sharing_error(operation, "404", "Not in the recipient's share, or gone");
+            } else if operation.security.is_none() {
                 operation.security = Some(vec![SecurityRequirement::default()]);
             }
             if operation.request_body.is_some() {
@@ -165,9 +193,40 @@ pub fn finish(mut spec: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
                 "503",
                 "Timed out, or a dependency is unavailable; retry after Retry-After",
             );
+            if protocol {
+                // A protocol handler's own failures use the protocol's shape; a panic or the
+                // request timeout around it are problems (documented above).
+                add_sharing_error(operation, "500", "");
+                add_sharing_error(operation, "503", "");
+            }
         }
     }
     spec
+}
+
+/// Documents a protocol error (`{"errorCode", "message"}`) for `status`, beside any problem
+/// document already documented for it.
+fn add_sharing_error(operation: &mut Operation, status: &str, description: &str) {
+    let content = ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("SharingError")))
+        .build();
+    match operation.responses.responses.get_mut(status) {
+        Some(RefOr::T(response)) => {
+            response.content.insert("application/json".to_owned(), content);
+        }
+        Some(RefOr::Ref(_)) => {}
+        None => {
+            operation.responses.responses.insert(
+                status.to_owned(),
+                RefOr::T(
+                    ResponseBuilder::new()
+                        .description(description)
+                        .content("application/json", content)
+                        .build(),
+                ),
+            );
+        }
+    }
 }
 
 fn add_problem(operation: &mut Operation, status: &str, description: &str) {

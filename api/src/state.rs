@@ -309,7 +309,8 @@ impl AppState {
             sealer,
             wake.clone(),
         );
-        let settings = config.workers.settings();
+        let mut settings = config.workers.settings();
+        settings.maintenance_per_tenant = config.tables.maintenance_concurrency_per_tenant;
         let bodies = Arc::new(Bodies::new(
             catalog.clone(),
             provisioner.clone(),

@@ -436,7 +436,9 @@ impl Catalog {
             Ok(()) => run.status = RunStatus::Succeeded,
             Err(e) => {
                 run.status = RunStatus::Failed;
-                run.error = Some(tenancy::error_chain(&e));
+                let chain = tenancy::error_chain(&e);
+                tracing::warn!(run = %run.id, tenant = %run.tenant, error = %chain, "maintenance run failed");
+                run.error = Some(tenancy::disclosure::run_failure(e.class(), &chain));
             }
         }
         match self.store().update_run(&run).await {

@@ -158,7 +158,7 @@ fn manifests_are_labelled_and_hardened_whatever_the_golden_text() {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        assert_eq!(labels(&spec), want_labels, "{kind}");
+        assert_eq!(labels(&spec, None), want_labels, "{kind}");
         let as_json = serde_json::to_value(&want_labels).expect("labels");
         assert_eq!(at(&doc, "/metadata/labels"), &as_json, "{kind}: object labels");
         assert_eq!(
@@ -401,11 +401,15 @@ impl StandInApiServer {
     }
 
     fn launcher(&self) -> KubeLauncher {
+        self.launcher_with(KubeSettings::default())
+    }
+
+    fn launcher_with(&self, settings: KubeSettings) -> KubeLauncher {
         let url = format!("http://{}", self.addr).parse().expect("url");
         let mut config = ::kube::Config::new(url);
         config.default_namespace = "lakeplane".to_owned();
         let client = ::kube::Client::try_from(config).expect("client");
-        KubeLauncher::new(client, KubeSettings::default())
+        KubeLauncher::new(client, settings)
     }
 
     /// Stores an object as if it had been created earlier.
@@ -444,9 +448,12 @@ fn status(code: StatusCode, reason: &str, message: String) -> Response {
     (code, axum::Json(failure)).into_response()
 }
 
-/// Whether an object's labels satisfy an equality-only selector (`a=b,c=d`).
+/// Whether an object's labels satisfy a selector of equality and absence terms (`a=b,!c`).
 fn selects(selector: &str, object: &Value) -> bool {
     selector.split(',').filter(|s| !s.is_empty()).all(|term| {
+        if let Some(key) = term.strip_prefix('!') {
+            return object["metadata"]["labels"].get(key).is_none();
+        }
         let (key, value) = term.split_once('=').unwrap_or((term, ""));
         object["metadata"]["labels"][key] == value
     })
@@ -724,6 +731,90 @@ async fn stand_in_api_server_remove_orphans_deletes_only_the_unwanted() {
     let mut want_jobs = vec![wanted_job.id(), finished_job.id()];
     want_jobs.sort();
     assert_eq!(jobs, want_jobs, "a finished job stays until its TTL");
+}
+
+/// Two installations share the workers' namespace: each labels its objects with its instance,
+/// and each one's orphan removal lists and deletes its own only. Without the instance, the
+/// second installation's running worker would be an orphan to the first and be deleted.
+#[tokio::test]
+async fn stand_in_api_server_orphan_removal_stays_within_its_instance() {
+    let server = StandInApiServer::start().await;
+    let blue = || KubeSettings {
+        instance: Some("blue".to_owned()),
+        ..KubeSettings::default()
+    };
+    let green = KubeSettings {
+        instance: Some("green".to_owned()),
+        ..KubeSettings::default()
+    };
+    let our_orphan = spec(WorkerKind::Ingest, "acme");
+    let their_worker = spec(WorkerKind::Ingest, "globex");
+    // Made before workers were labelled with their installation (an upgrade).
+    let legacy_orphan = spec(WorkerKind::Ingest, "initech");
+    server.seed("deployments", manifest(&our_orphan, &blue()));
+    server.seed("deployments", manifest(&their_worker, &green));
+    server.seed("deployments", manifest(&legacy_orphan, &KubeSettings::default()));
+    let seeded = manifest(&their_worker, &green);
+    assert_eq!(
+        seeded["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/instance"],
+        "green"
+    );
+
+    let removed = server
+        .launcher_with(blue())
+        .remove_orphans(&BTreeSet::new())
+        .await
+        .expect("remove orphans");
+    assert_eq!(removed, 2, "blue's orphan and the unlabelled one");
+    let selector = "app.kubernetes.io/managed-by=lakeplane,app.kubernetes.io/instance=blue";
+    let legacy = "app.kubernetes.io/managed-by=lakeplane,!app.kubernetes.io/instance";
+    let requests = server.take();
+    assert_eq!(
+        requests[..2],
+        [
+            request(
+                "GET",
+                DEPLOYMENTS,
+                &[("labelSelector", selector), ("limit", "500")],
+                None
+            ),
+            request(
+                "DELETE",
+                &format!("{DEPLOYMENTS}/{}", our_orphan.id()),
+                &[],
+                background()
+            ),
+        ]
+    );
+    assert!(
+        requests.contains(&request(
+            "GET",
+            DEPLOYMENTS,
+            &[("labelSelector", legacy), ("limit", "500")],
+            None
+        )),
+        "{requests:#?}"
+    );
+    assert_eq!(
+        server.names("deployments"),
+        [their_worker.id()],
+        "green's worker runs on"
+    );
+
+    // A Job named like one of green's (a tenant id both installations have) is neither
+    // adopted nor deleted by blue's launcher: the start fails with the reason.
+    let shared = spec(WorkerKind::Migrate, "globex");
+    server.seed("jobs", manifest(&shared, &green));
+    let refused = server
+        .launcher_with(blue())
+        .start(&shared)
+        .await
+        .expect_err("another installation's job");
+    assert!(
+        refused.to_string().contains("belongs to installation green"),
+        "{refused}"
+    );
+    assert_eq!(server.names("jobs"), [shared.id()], "green's job stays");
 }
 
 /// The launcher's exported RBAC rules are exactly the calls it makes: every operation it has

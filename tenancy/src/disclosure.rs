@@ -20,6 +20,23 @@ pub fn worker_error(kind: &str, worker_id: &str) -> String {
     )
 }
 
+/// How a failed maintenance run's error is recorded: the failure's class in the plane's own
+/// words (no `": "` in them), then the cause chain. Platform-admins read it whole; tenants get
+/// [`status_reason`] of it, the class only: a storage error's chain names buckets, paths and
+/// hosts of the plane.
+pub fn run_failure(class: crate::kind::Class, chain: &str) -> String {
+    use crate::kind::ErrorKind;
+    let what = match class.kind {
+        ErrorKind::Invalid | ErrorKind::TooLarge => "the table's contents were refused",
+        ErrorKind::Conflict => "the table's or the tenant's state stopped it",
+        ErrorKind::Unavailable | ErrorKind::Throttled => "a dependency was unavailable",
+        ErrorKind::NotFound => "something the run needed was gone",
+        ErrorKind::Quota => "a quota was reached",
+        ErrorKind::Internal => "an internal error",
+    };
+    format!("maintenance failed with {} ({what}): {chain}", class.code)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -38,6 +55,28 @@ mod tests {
             "{shown}"
         );
         assert_eq!(status_reason("migrating to dedicated"), "migrating to dedicated");
+    }
+
+    #[test]
+    fn a_run_failure_shows_tenants_its_class_and_admins_its_cause() {
+        let class = crate::kind::ErrorKind::Unavailable.coded(crate::kind::STORAGE_UNAVAILABLE);
+        let recorded = run_failure(
+            class,
+            "storage: dispatch failure: connect to 10.0.3.7:9000 refused",
+        );
+        assert!(
+            recorded.ends_with("connect to 10.0.3.7:9000 refused"),
+            "{recorded}"
+        );
+        let shown = status_reason(&recorded);
+        assert!(
+            shown.starts_with("maintenance failed with storage-unavailable (a dependency was unavailable);"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("10.0.3.7") && !shown.contains("dispatch"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -55,6 +55,11 @@ impl WorkerKind {
     pub fn long_running(self) -> bool {
         self == Self::Ingest
     }
+
+    /// Whether the worker executes a maintenance run (capped per tenant by [`cap_maintenance`]).
+    pub fn maintenance(self) -> bool {
+        matches!(self, Self::Compact | Self::Retention)
+    }
 }
 
 impl fmt::Display for WorkerKind {
@@ -378,6 +383,51 @@ pub fn diff(
     steps
 }
 
+/// Holds back maintenance starts past `per_tenant` maintenance workers of one tenant at once,
+/// so one tenant's hundred requested runs do not become a hundred pods (or tasks) beside
+/// everyone else's. `active` names the maintenance workers already running or pending, with
+/// their tenant. Restarts of those stay (they replace themselves); other maintenance starts
+/// go oldest run first while their tenant has room. Everything else passes unchanged. Held
+/// back runs stay queued and are started by a later loop, once a slot frees. Returns the
+/// steps to carry out and how many starts were held back.
+pub fn cap_maintenance<'a>(
+    steps: Vec<Step>,
+    active: impl IntoIterator<Item = (&'a str, &'a TenantId)>,
+    per_tenant: usize,
+) -> (Vec<Step>, usize) {
+    let mut owned: BTreeMap<TenantId, usize> = BTreeMap::new();
+    let mut active_ids = BTreeSet::new();
+    for (id, tenant) in active {
+        *owned.entry(tenant.clone()).or_default() += 1;
+        active_ids.insert(id.to_owned());
+    }
+    let (mut starts, mut kept): (Vec<Step>, Vec<Step>) = steps.into_iter().partition(|step| match step {
+        Step::Start(spec) | Step::Restart(spec) => {
+            spec.kind.maintenance() && !active_ids.contains(&spec.id())
+        }
+        Step::Stop(_) => false,
+    });
+    // Run ids are UUIDv7: ordering by them starts the oldest request first.
+    starts.sort_by_key(|step| match step {
+        Step::Start(spec) | Step::Restart(spec) => spec.run,
+        Step::Stop(_) => None,
+    });
+    let mut held = 0;
+    for step in starts {
+        let (Step::Start(spec) | Step::Restart(spec)) = &step else {
+            continue;
+        };
+        let count = owned.entry(spec.tenant.clone()).or_default();
+        if *count < per_tenant.max(1) {
+            *count += 1;
+            kept.push(step);
+        } else {
+            held += 1;
+        }
+    }
+    (kept, held)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -578,5 +628,102 @@ mod tests {
             diff(&one, &seen, &policy, beat + chrono::Duration::seconds(11)),
             [Step::Restart(spec.clone())]
         );
+    }
+
+    fn maintenance_spec(tenant_id: &str, n: u128) -> WorkerSpec {
+        WorkerSpec {
+            kind: if n.is_multiple_of(2) {
+                WorkerKind::Compact
+            } else {
+                WorkerKind::Retention
+            },
+            tenant: tenant(tenant_id),
+            target: WorkerTarget::Table(uuid(n)),
+            operations: vec![Operation::Compact],
+            run: Some(uuid(1000 + n)),
+        }
+    }
+
+    #[test]
+    fn one_tenants_many_runs_start_one_at_a_time_beside_other_tenants() {
+        let acme: Vec<WorkerSpec> = (1..=5).map(|n| maintenance_spec("acme", n)).collect();
+        let bravo = maintenance_spec("bravo", 9);
+        let ingest = WorkerSpec::ingest(tenant("acme"), uuid(77));
+        let mut steps: Vec<Step> = acme.iter().rev().cloned().map(Step::Start).collect();
+        steps.push(Step::Start(bravo.clone()));
+        steps.push(Step::Start(ingest.clone()));
+        steps.push(Step::Stop("gone".into()));
+        let (kept, held) = cap_maintenance(steps, std::iter::empty(), 1);
+        assert_eq!(held, 4);
+        assert!(
+            kept.contains(&Step::Start(acme[0].clone())),
+            "the oldest run of acme: {kept:?}"
+        );
+        assert!(kept.contains(&Step::Start(bravo)), "{kept:?}");
+        assert!(kept.contains(&Step::Start(ingest)), "ingest is not maintenance");
+        assert!(kept.contains(&Step::Stop("gone".into())));
+        assert_eq!(kept.len(), 4, "{kept:?}");
+
+        // While acme's first run is active, none of its others starts; a restart of the
+        // active one itself (a lost heartbeat) still goes.
+        let active_id = acme[0].id();
+        let active = [(active_id.as_str(), &acme[0].tenant)];
+        let steps = vec![Step::Restart(acme[0].clone()), Step::Start(acme[1].clone())];
+        let (kept, held) = cap_maintenance(steps, active, 1);
+        assert_eq!((kept, held), (vec![Step::Restart(acme[0].clone())], 1));
+
+        // A cap of 2 starts the two oldest.
+        let steps = acme.iter().cloned().map(Step::Start).collect();
+        let (kept, held) = cap_maintenance(steps, std::iter::empty(), 2);
+        assert_eq!(
+            kept,
+            vec![Step::Start(acme[0].clone()), Step::Start(acme[1].clone())]
+        );
+        assert_eq!(held, 3);
+    }
+
+    proptest::proptest! {
+        /// Whatever is asked: no tenant ends with more than its cap of maintenance workers
+        /// (counting those already active), nothing but maintenance starts is dropped, and a
+        /// start is held back only while its tenant is at its cap.
+        #[test]
+        fn the_cap_holds_and_only_maintenance_waits(
+            asked in proptest::collection::vec((0u8..3, 0u128..40, proptest::bool::ANY), 0..40),
+            active in proptest::collection::vec((0u8..3, 40u128..60), 0..6),
+            per_tenant in 1usize..4,
+        ) {
+            let names = ["acme", "bravo", "carol"];
+            let mut active = active;
+            active.sort_unstable();
+            active.dedup();
+            let active_specs: Vec<WorkerSpec> = active.iter().map(|(t, n)| maintenance_spec(names[*t as usize], *n)).collect();
+            let active_ids: Vec<String> = active_specs.iter().map(WorkerSpec::id).collect();
+            let mut steps = Vec::new();
+            for (t, n, is_ingest) in &asked {
+                let spec = if *is_ingest {
+                    WorkerSpec::ingest(tenant(names[*t as usize]), uuid(*n))
+                } else {
+                    maintenance_spec(names[*t as usize], *n)
+                };
+                if !steps.contains(&Step::Start(spec.clone())) {
+                    steps.push(Step::Start(spec));
+                }
+            }
+            let pairs = active_ids.iter().map(String::as_str).zip(active_specs.iter().map(|s| &s.tenant));
+            let (kept, held) = cap_maintenance(steps.clone(), pairs, per_tenant);
+            proptest::prop_assert_eq!(kept.len() + held, steps.len());
+            for name in names {
+                let before = active_specs.iter().filter(|s| s.tenant.as_str() == name).count();
+                let started = kept.iter().filter(|step| matches!(step, Step::Start(s) if s.kind.maintenance() && s.tenant.as_str() == name)).count();
+                let asked_for = steps.iter().filter(|step| matches!(step, Step::Start(s) if s.kind.maintenance() && s.tenant.as_str() == name)).count();
+                let room = per_tenant.saturating_sub(before);
+                proptest::prop_assert_eq!(started, asked_for.min(room), "{}", name);
+            }
+            for step in &steps {
+                if let Step::Start(spec) = step && !spec.kind.maintenance() {
+                    proptest::prop_assert!(kept.contains(step));
+                }
+            }
+        }
     }
 }

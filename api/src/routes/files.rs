@@ -87,7 +87,26 @@ fn forbidden(why: &str) -> ApiError {
     ApiError::Denied(Denial::Forbidden(why.to_owned()))
 }
 
-/// Serves one signed table file.
+/// Serves one signed table file: the URLs are handed out by the Delta Sharing `query` route on
+/// local storage, signed for one recipient, table and path until `expires`.
+#[utoipa::path(get, path = "/files/{table_id}/{path}", tag = "delta-sharing",
+    params(
+        ("table_id" = String, Path, description = "The table's id"),
+        ("path" = String, Path, description = "The file's path inside the table; the rest of the URL, slashes included"),
+        ("r" = String, Query, description = "The recipient the URL was signed for"),
+        ("expires" = i64, Query, description = "Unix seconds after which the URL is refused"),
+        ("sig" = String, Query, description = "The signature over recipient, table, path and expiry"),
+        ("range" = Option<String>, Header, description = "One byte range, RFC 9110"),
+    ),
+    security(()),
+    responses(
+        (status = 200, description = "The whole file", body = Vec<u8>, content_type = "application/octet-stream"),
+        (status = 206, description = "The requested byte range", body = Vec<u8>, content_type = "application/octet-stream"),
+        (status = 400, description = "A path that is not valid UTF-8", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing, bad or expired signature, or the recipient lost access", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such file in the table", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 416, description = "The range lies outside the file", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn serve_file(
     State(state): State<AppState>,
     Path((table_id, path)): Path<(String, String)>,

@@ -6,18 +6,17 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use chrono::{DateTime, Utc};
 use lake_manager::delta::DeltaError;
 use lake_manager::sharing::{At, SharedFile, SharedSnapshot};
 use lake_manager::storage::{StorageError, StorageKind};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tenancy::kind::{Classify, ErrorKind};
@@ -25,6 +24,9 @@ use tenancy::pagination;
 use tenancy::share::{FileGrant, file_url_lifetime, token_hash};
 use tenancy::store::{RecipientRecord, ShareRecord, SharedTable, StoreError, TableRecord, TableStatus};
 use tenancy::tenant::{Tenant, TenantStatus};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::shares::public_base;
 use crate::state::AppState;
@@ -36,24 +38,91 @@ const CAPABILITIES_HEADER: &str = "delta-sharing-capabilities";
 /// Newline-delimited JSON, as the protocol's metadata and query answers are.
 const NDJSON: &str = "application/x-ndjson; charset=utf-8";
 
-/// The protocol routes and the file route; mounted outside `/v1` and its JWT authentication.
-pub fn router() -> Router<AppState> {
-    let table = "/delta-sharing/shares/{share}/schemas/{schema}/tables/{table}";
-    Router::new()
-        .route("/delta-sharing/shares", get(list_shares))
-        .route("/delta-sharing/shares/{share}", get(get_share))
-        .route("/delta-sharing/shares/{share}/schemas", get(list_schemas))
-        .route(
-            "/delta-sharing/shares/{share}/schemas/{schema}/tables",
-            get(list_tables),
-        )
-        .route("/delta-sharing/shares/{share}/all-tables", get(list_all_tables))
-        .route(table, axum::routing::head(table_version_head))
-        .route(&format!("{table}/version"), get(table_version))
-        .route(&format!("{table}/metadata"), get(table_metadata))
-        .route(&format!("{table}/query"), post(query_table))
-        .route(&format!("{table}/changes"), get(table_changes))
+/// The protocol routes and the file route, mounted outside `/v1` and its JWT authentication.
+/// The protocol's routes are documented under the `delta-sharing` tag; the file route is
+/// routed here with a wildcard (a file's path has slashes) and documented by [`FilesDoc`].
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_shares))
+        .routes(routes!(get_share))
+        .routes(routes!(list_schemas))
+        .routes(routes!(list_tables))
+        .routes(routes!(list_all_tables))
+        .routes(routes!(table_version_head))
+        .routes(routes!(table_version))
+        .routes(routes!(table_metadata))
+        .routes(routes!(query_table))
+        .routes(routes!(table_changes))
         .route("/files/{table_id}/{*path}", get(super::files::serve_file))
+}
+
+/// The file route's documentation: OpenAPI has no wildcard parameter, so `{path}` stands for
+/// the rest of the URL path, slashes included.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(super::files::serve_file))]
+pub struct FilesDoc;
+
+/// The protocol's error body.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SharingError {
+    /// `UNAUTHENTICATED`, `RESOURCE_DOES_NOT_EXIST`, `INVALID_PARAMETER_VALUE`,
+    /// `FEATURE_NOT_SUPPORTED`, `TEMPORARILY_UNAVAILABLE` or `INTERNAL_ERROR`.
+    pub error_code: String,
+    /// What went wrong; internal causes are only in the server log.
+    pub message: String,
+}
+
+/// One page of a protocol list.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    /// The page's items.
+    pub items: Vec<T>,
+    /// Present when more items follow: pass it as `pageToken`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_page_token: Option<String>,
+}
+
+/// A share as the protocol names it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ShareItem {
+    /// The share's name.
+    pub name: String,
+    /// The share's id.
+    pub id: String,
+}
+
+/// `GET /delta-sharing/shares/{share}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ShareBody {
+    /// The share.
+    pub share: ShareItem,
+}
+
+/// A schema (a zone) of a share.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SchemaItem {
+    /// The zone: `bronze`, `silver` or `gold`.
+    pub name: String,
+    /// The share's name.
+    pub share: String,
+}
+
+/// A table of a share.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TableItem {
+    /// The table's name.
+    pub name: String,
+    /// Its schema (zone).
+    pub schema: String,
+    /// The share's name.
+    pub share: String,
+    /// The share's id.
+    pub share_id: String,
+    /// The table's id.
+    pub id: String,
 }
 
 /// Why a protocol request failed, mapped once to the protocol's error shape.
@@ -128,7 +197,11 @@ impl IntoResponse for ProtocolError {
         } else {
             self.to_string()
         };
-        let mut response = (status, Json(json!({"errorCode": code, "message": message}))).into_response();
+        let body = SharingError {
+            error_code: code.to_owned(),
+            message,
+        };
+        let mut response = (status, Json(body)).into_response();
         response.extensions_mut().insert(crate::http::ForeignErrorBody);
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(
@@ -200,16 +273,58 @@ impl Recipient {
     }
 }
 
-/// `maxResults` and `pageToken`.
-#[derive(Debug, Deserialize)]
+/// A path whose rejection (say, a segment that is not UTF-8) answers in the protocol's shape.
+pub struct ProtocolPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ProtocolPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ProtocolError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| Self(value))
+            .map_err(|e| ProtocolError::InvalidParameter(e.body_text()))
+    }
+}
+
+/// A query string whose rejection (a repeated parameter, bad escapes) answers in the
+/// protocol's shape.
+pub struct ProtocolQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ProtocolQuery<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ProtocolError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| Self(value))
+            .map_err(|e| ProtocolError::InvalidParameter(e.body_text()))
+    }
+}
+
+/// `maxResults` and `pageToken`. Both are read as text so that a bad value is answered in the
+/// protocol's shape, naming the parameter.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Most items per page, 1 or more (pages hold at most 1000).
+    #[param(value_type = Option<i32>, minimum = 1)]
     max_results: Option<String>,
+    /// The `nextPageToken` of the previous page.
     page_token: Option<String>,
 }
 
 /// Pages `items` by position; the token is the next offset, opaque to clients.
-fn paged(items: Vec<Value>, query: &ListQuery) -> Result<Json<Value>, ProtocolError> {
+fn paged<T: Clone>(items: Vec<T>, query: &ListQuery) -> Result<Json<Page<T>>, ProtocolError> {
     let offset = match &query.page_token {
         Some(token) if !token.is_empty() => pagination::decode_cursor(token)
             .ok()
@@ -220,40 +335,59 @@ fn paged(items: Vec<Value>, query: &ListQuery) -> Result<Json<Value>, ProtocolEr
         _ => 0,
     };
     // Larger pages are capped rather than refused, as the protocol lets servers do.
+    // The protocol's maxResults is an int32; 0 would hand back the same page token forever.
     let max = match &query.max_results {
-        Some(raw) => raw
-            .parse::<usize>()
-            .map_err(|_| {
-                ProtocolError::InvalidParameter("maxResults must be a non-negative integer".to_owned())
-            })?
-            .min(1000),
+        Some(raw) => {
+            let asked = raw.parse::<i32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                ProtocolError::InvalidParameter(
+                    "maxResults must be an integer from 1 to 2147483647".to_owned(),
+                )
+            })?;
+            // Larger pages are capped rather than refused, as the protocol lets servers do.
+            usize::try_from(asked).unwrap_or(1000).min(1000)
+        }
         None => 1000,
     };
     let end = offset.saturating_add(max).min(items.len());
-    let page: Vec<Value> = items.get(offset..end).map(<[Value]>::to_vec).unwrap_or_default();
-    let mut body = json!({ "items": page });
-    if end < items.len() {
-        body["nextPageToken"] = Value::String(pagination::encode_cursor(&end.to_string()));
-    }
-    Ok(Json(body))
+    let page = items.get(offset..end).map(<[T]>::to_vec).unwrap_or_default();
+    let next_page_token = (end < items.len()).then(|| pagination::encode_cursor(&end.to_string()));
+    Ok(Json(Page {
+        items: page,
+        next_page_token,
+    }))
 }
 
+fn share_item(share: &ShareRecord) -> ShareItem {
+    ShareItem {
+        name: share.name.as_str().to_owned(),
+        id: share.id.to_string(),
+    }
+}
+
+/// The shares the recipient's token reads: its one share.
+#[utoipa::path(get, path = "/delta-sharing/shares", tag = "delta-sharing", operation_id = "sharing_list_shares", params(ListQuery),
+    security(("recipient" = [])),
+    responses((status = 200, description = "The recipient's share", body = Page<ShareItem>)))]
 async fn list_shares(
     recipient: Recipient,
-    Query(query): Query<ListQuery>,
-) -> Result<Json<Value>, ProtocolError> {
-    let share = &recipient.share;
-    paged(
-        vec![json!({"name": share.name.as_str(), "id": share.id.to_string()})],
-        &query,
-    )
+    ProtocolQuery(query): ProtocolQuery<ListQuery>,
+) -> Result<Json<Page<ShareItem>>, ProtocolError> {
+    paged(vec![share_item(&recipient.share)], &query)
 }
 
-async fn get_share(recipient: Recipient, Path(share): Path<String>) -> Result<Json<Value>, ProtocolError> {
+/// One share, if it is the recipient's.
+#[utoipa::path(get, path = "/delta-sharing/shares/{share}", tag = "delta-sharing", operation_id = "sharing_get_share",
+    params(("share" = String, Path, description = "The share's name")),
+    security(("recipient" = [])),
+    responses((status = 200, description = "The share", body = ShareBody)))]
+async fn get_share(
+    recipient: Recipient,
+    ProtocolPath(share): ProtocolPath<String>,
+) -> Result<Json<ShareBody>, ProtocolError> {
     let share = recipient.share_named(&share)?;
-    Ok(Json(
-        json!({"share": {"name": share.name.as_str(), "id": share.id.to_string()}}),
-    ))
+    Ok(Json(ShareBody {
+        share: share_item(share),
+    }))
 }
 
 /// The share's tables that still exist, in share order.
@@ -275,22 +409,27 @@ async fn live_tables<'a>(
     Ok(live)
 }
 
-fn table_item(share: &ShareRecord, table: &SharedTable) -> Value {
-    json!({
-        "name": table.name,
-        "schema": table.zone.as_str(),
-        "share": share.name.as_str(),
-        "shareId": share.id.to_string(),
-        "id": table.table_id.to_string(),
-    })
+fn table_item(share: &ShareRecord, table: &SharedTable) -> TableItem {
+    TableItem {
+        name: table.name.clone(),
+        schema: table.zone.as_str().to_owned(),
+        share: share.name.as_str().to_owned(),
+        share_id: share.id.to_string(),
+        id: table.table_id.to_string(),
+    }
 }
 
+/// The zones of a share that hold at least one live table.
+#[utoipa::path(get, path = "/delta-sharing/shares/{share}/schemas", tag = "delta-sharing", operation_id = "sharing_list_schemas",
+    params(("share" = String, Path, description = "The share's name"), ListQuery),
+    security(("recipient" = [])),
+    responses((status = 200, description = "The share's schemas", body = Page<SchemaItem>)))]
 async fn list_schemas(
     State(state): State<AppState>,
     recipient: Recipient,
-    Path(share): Path<String>,
-    Query(query): Query<ListQuery>,
-) -> Result<Json<Value>, ProtocolError> {
+    ProtocolPath(share): ProtocolPath<String>,
+    ProtocolQuery(query): ProtocolQuery<ListQuery>,
+) -> Result<Json<Page<SchemaItem>>, ProtocolError> {
     let share = recipient.share_named(&share)?;
     let mut zones: Vec<_> = live_tables(&state, share)
         .await?
@@ -301,19 +440,31 @@ async fn list_schemas(
     zones.dedup();
     let items = zones
         .into_iter()
-        .map(|z| json!({"name": z.as_str(), "share": share.name.as_str()}))
+        .map(|z| SchemaItem {
+            name: z.as_str().to_owned(),
+            share: share.name.as_str().to_owned(),
+        })
         .collect();
     paged(items, &query)
 }
 
+/// The live tables of one schema of a share.
+#[utoipa::path(get, path = "/delta-sharing/shares/{share}/schemas/{schema}/tables", tag = "delta-sharing", operation_id = "sharing_list_tables",
+    params(
+        ("share" = String, Path, description = "The share's name"),
+        ("schema" = String, Path, description = "The zone"),
+        ListQuery,
+    ),
+    security(("recipient" = [])),
+    responses((status = 200, description = "The schema's tables", body = Page<TableItem>)))]
 async fn list_tables(
     State(state): State<AppState>,
     recipient: Recipient,
-    Path((share, schema)): Path<(String, String)>,
-    Query(query): Query<ListQuery>,
-) -> Result<Json<Value>, ProtocolError> {
+    ProtocolPath((share, schema)): ProtocolPath<(String, String)>,
+    ProtocolQuery(query): ProtocolQuery<ListQuery>,
+) -> Result<Json<Page<TableItem>>, ProtocolError> {
     let share = recipient.share_named(&share)?;
-    let tables: Vec<Value> = live_tables(&state, share)
+    let tables: Vec<TableItem> = live_tables(&state, share)
         .await?
         .into_iter()
         .filter(|t| t.zone.as_str().eq_ignore_ascii_case(&schema))
@@ -328,12 +479,17 @@ async fn list_tables(
     paged(tables, &query)
 }
 
+/// Every live table of a share.
+#[utoipa::path(get, path = "/delta-sharing/shares/{share}/all-tables", tag = "delta-sharing", operation_id = "sharing_list_all_tables",
+    params(("share" = String, Path, description = "The share's name"), ListQuery),
+    security(("recipient" = [])),
+    responses((status = 200, description = "The share's tables", body = Page<TableItem>)))]
 async fn list_all_tables(
     State(state): State<AppState>,
     recipient: Recipient,
-    Path(share): Path<String>,
-    Query(query): Query<ListQuery>,
-) -> Result<Json<Value>, ProtocolError> {
+    ProtocolPath(share): ProtocolPath<String>,
+    ProtocolQuery(query): ProtocolQuery<ListQuery>,
+) -> Result<Json<Page<TableItem>>, ProtocolError> {
     let share = recipient.share_named(&share)?;
     let tables = live_tables(&state, share)
         .await?
@@ -408,11 +564,17 @@ fn with_version(mut response: Response, version: i64) -> Response {
 }
 
 /// `startingTimestamp` for the version route.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct VersionQuery {
+    /// The earliest version committed at or after this RFC 3339 time, instead of the latest.
+    #[param(value_type = Option<String>, format = DateTime)]
     starting_timestamp: Option<String>,
 }
+
+/// The path naming one table of a share.
+type TablePath = ProtocolPath<(String, String, String)>;
 
 fn parse_time(field: &str, raw: &str) -> Result<DateTime<Utc>, ProtocolError> {
     DateTime::parse_from_rfc3339(raw)
@@ -435,11 +597,21 @@ async fn current_version(
     Ok(lake_manager::sharing::version_at(state.catalog.delta(), &resolved.root, starting).await?)
 }
 
+/// The table's version, in the `Delta-Table-Version` header.
+#[utoipa::path(get, path = "/delta-sharing/shares/{share}/schemas/{schema}/tables/{table}/version", tag = "delta-sharing", operation_id = "sharing_table_version",
+    params(
+        ("share" = String, Path, description = "The share's name"),
+        ("schema" = String, Path, description = "The zone"),
+        ("table" = String, Path, description = "The table's name"),
+        VersionQuery,
+    ),
+    security(("recipient" = [])),
+    responses((status = 200, description = "The version is in the header", headers(("delta-table-version" = i64, description = "The table version")))))]
 async fn table_version(
     State(state): State<AppState>,
     recipient: Recipient,
-    Path((share, schema, table)): Path<(String, String, String)>,
-    Query(query): Query<VersionQuery>,
+    ProtocolPath((share, schema, table)): TablePath,
+    ProtocolQuery(query): ProtocolQuery<VersionQuery>,
 ) -> Result<Response, ProtocolError> {
     let resolved = resolve(&state, &recipient, &share, &schema, &table).await?;
     let version = current_version(&state, &resolved, query.starting_timestamp.as_deref()).await?;
@@ -447,15 +619,23 @@ async fn table_version(
 }
 
 /// The older `HEAD .../tables/{table}` form of the version route.
+#[utoipa::path(head, path = "/delta-sharing/shares/{share}/schemas/{schema}/tables/{table}", tag = "delta-sharing", operation_id = "sharing_table_version_head",
+    params(
+        ("share" = String, Path, description = "The share's name"),
+        ("schema" = String, Path, description = "The zone"),
+        ("table" = String, Path, description = "The table's name"),
+    ),
+    security(("recipient" = [])),
+    responses((status = 200, description = "The version is in the header", headers(("delta-table-version" = i64, description = "The table version")))))]
 async fn table_version_head(
     state: State<AppState>,
     recipient: Recipient,
-    path: Path<(String, String, String)>,
+    path: TablePath,
 ) -> Result<Response, ProtocolError> {
     let latest = VersionQuery {
         starting_timestamp: None,
     };
-    table_version(state, recipient, path, Query(latest)).await
+    table_version(state, recipient, path, ProtocolQuery(latest)).await
 }
 
 fn protocol_line() -> Value {
@@ -502,10 +682,20 @@ fn ndjson(lines: &[Value], version: i64) -> Response {
     with_version(response, version)
 }
 
+/// The table's protocol and metadata, as two lines of newline-delimited JSON.
+#[utoipa::path(get, path = "/delta-sharing/shares/{share}/schemas/{schema}/tables/{table}/metadata", tag = "delta-sharing", operation_id = "sharing_table_metadata",
+    params(
+        ("share" = String, Path, description = "The share's name"),
+        ("schema" = String, Path, description = "The zone"),
+        ("table" = String, Path, description = "The table's name"),
+    ),
+    security(("recipient" = [])),
+    responses((status = 200, description = "`protocol` and `metaData` lines", body = String, content_type = "application/x-ndjson; charset=utf-8",
+        headers(("delta-table-version" = i64, description = "The table version")))))]
 async fn table_metadata(
     State(state): State<AppState>,
     recipient: Recipient,
-    Path((share, schema, table)): Path<(String, String, String)>,
+    ProtocolPath((share, schema, table)): TablePath,
 ) -> Result<Response, ProtocolError> {
     let resolved = resolve(&state, &recipient, &share, &schema, &table).await?;
     let snapshot =
@@ -517,21 +707,31 @@ async fn table_metadata(
 }
 
 /// The query body. Unknown fields are ignored: newer clients send hints this server may skip.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QueryBody {
+    /// SQL-like filter hints; ignored (every live file is listed).
     #[serde(default)]
     predicate_hints: Option<Vec<String>>,
+    /// JSON filter hints; ignored.
     #[serde(default)]
     json_predicate_hints: Option<String>,
+    /// A row-count hint; ignored, but must not be negative.
     #[serde(default)]
+    #[schema(minimum = 0)]
     limit_hint: Option<i64>,
+    /// The version to read (not with `timestamp`).
     #[serde(default)]
+    #[schema(minimum = 0)]
     version: Option<i64>,
+    /// Read the version current at this RFC 3339 time (not with `version`).
     #[serde(default)]
+    #[schema(format = DateTime)]
     timestamp: Option<String>,
+    /// Streaming reads: refused with `FEATURE_NOT_SUPPORTED`.
     #[serde(default)]
     starting_version: Option<i64>,
+    /// Streaming reads: refused with `FEATURE_NOT_SUPPORTED`.
     #[serde(default)]
     ending_version: Option<i64>,
 }
@@ -667,17 +867,37 @@ fn file_id(path: &str) -> String {
         .collect()
 }
 
+/// The table's files at the latest version, a version or a timestamp, each with a URL valid
+/// for at most an hour and never beyond the recipient's token.
+#[utoipa::path(post, path = "/delta-sharing/shares/{share}/schemas/{schema}/tables/{table}/query", tag = "delta-sharing", operation_id = "sharing_query_table",
+    params(
+        ("share" = String, Path, description = "The share's name"),
+        ("schema" = String, Path, description = "The zone"),
+        ("table" = String, Path, description = "The table's name"),
+    ),
+    request_body(content = Option<QueryBody>, description = "Hints and the version to read; may be empty", content_type = "application/json"),
+    security(("recipient" = [])),
+    responses((status = 200, description = "`protocol`, `metaData` and one `file` line per file", body = String, content_type = "application/x-ndjson; charset=utf-8",
+        headers(("delta-table-version" = i64, description = "The table version")))))]
 async fn query_table(
     State(state): State<AppState>,
     recipient: Recipient,
-    Path((share, schema, table)): Path<(String, String, String)>,
+    ProtocolPath((share, schema, table)): TablePath,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ProtocolError> {
     let query: QueryBody = if body.iter().all(u8::is_ascii_whitespace) {
         QueryBody::default()
     } else {
-        serde_json::from_slice(&body)
+        // An object only: serde would also read a struct from a JSON array, by position.
+        let value: Value = serde_json::from_slice(&body)
+            .map_err(|e| ProtocolError::InvalidParameter(format!("the query body is not valid: {e}")))?;
+        if !value.is_object() {
+            return Err(ProtocolError::InvalidParameter(
+                "the query body must be a JSON object".to_owned(),
+            ));
+        }
+        serde_json::from_value(value)
             .map_err(|e| ProtocolError::InvalidParameter(format!("the query body is not valid: {e}")))?
     };
     let at = query.at()?;
@@ -713,9 +933,18 @@ async fn query_table(
     Ok(ndjson(&lines, snapshot.version))
 }
 
+/// The change data feed: not offered by this server (400 `FEATURE_NOT_SUPPORTED`).
+#[utoipa::path(get, path = "/delta-sharing/shares/{share}/schemas/{schema}/tables/{table}/changes", tag = "delta-sharing", operation_id = "sharing_table_changes",
+    params(
+        ("share" = String, Path, description = "The share's name"),
+        ("schema" = String, Path, description = "The zone"),
+        ("table" = String, Path, description = "The table's name"),
+    ),
+    security(("recipient" = [])),
+    responses((status = 400, description = "Not supported", body = SharingError)))]
 async fn table_changes(
     recipient: Recipient,
-    Path((share, _schema, _table)): Path<(String, String, String)>,
+    ProtocolPath((share, _schema, _table)): TablePath,
 ) -> Result<Response, ProtocolError> {
     recipient.share_named(&share)?;
     Err(ProtocolError::Unsupported(

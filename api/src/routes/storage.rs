@@ -158,19 +158,23 @@ pub async fn put_zone(
     validate_policy(&policy, defaults)?;
     if tenant.placement.kind == PlacementKind::Shared {
         validate_shared_override(&policy, &defaults.policy)?;
-        if let Some(shard) = tenant.placement.shard {
-            let overrides = state.store.shard_policies(shard).await?;
-            check_rule_budget(
-                &state.config.zones,
-                &overrides,
-                id,
-                zone,
-                &policy,
-                state.config.storage.lifecycle_rules_per_shard,
-            )
-            .map_err(ApiError::Conflict)?;
-        }
     }
+    // The shard's rule budget is checked by the store in the transaction that writes the
+    // policy, so overrides racing from several tenants cannot pass it together.
+    let fits = |overrides: &tenancy::store::ShardPolicies| {
+        check_rule_budget(
+            &state.config.zones,
+            overrides,
+            id,
+            zone,
+            &policy,
+            state.config.storage.lifecycle_rules_per_shard,
+        )
+    };
+    let budget = match (tenant.placement.kind, tenant.placement.shard) {
+        (PlacementKind::Shared, Some(shard)) => Some(tenancy::store::ShardBudget { shard, fits: &fits }),
+        _ => None,
+    };
     let target = format!("/v1/tenants/{id}/zones/{}", zone.as_str());
     let audit = event(
         &auth.caller,
@@ -179,7 +183,10 @@ pub async fn put_zone(
         Some(id.as_str()),
         Outcome::Success,
     );
-    state.store.put_zone_policy(id, zone, &policy, &audit).await?;
+    state
+        .store
+        .put_zone_policy(id, zone, &policy, &audit, budget.as_ref())
+        .await?;
     // Before the saga's lifecycle step the policy is applied by that step.
     if state.tenants.step_done(id, Step::Lifecycle).await? {
         let bucket = state.provisioner.bucket_of(&tenant);

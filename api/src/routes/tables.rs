@@ -196,15 +196,21 @@ pub struct RunView {
     pub duration_ms: Option<i64>,
 }
 
-impl From<MaintenanceRun> for RunView {
-    fn from(r: MaintenanceRun) -> Self {
+impl RunView {
+    /// The run as `role` may see it: a platform-admin reads the recorded cause; tenant-scoped
+    /// callers the failure's class only (the cause names the plane's storage and hosts).
+    fn shown_to(r: MaintenanceRun, role: Role) -> Self {
+        let platform = role == Role::PlatformAdmin;
         Self {
             run_id: r.id,
             status: r.status,
             duration_ms: r.finished_at.map(|f| (f - r.created_at).num_milliseconds()),
             operations: r.operations,
             metrics: r.metrics,
-            error: r.error,
+            error: match r.error {
+                Some(stored) if !platform => Some(tenancy::disclosure::status_reason(&stored)),
+                other => other,
+            },
             requested_by: r.requested_by,
             created_at: r.created_at,
             finished_at: r.finished_at,
@@ -422,7 +428,7 @@ pub async fn get_table(
         small_files,
         small_file_threshold_bytes,
         num_rows,
-        last_maintenance: last.map(RunView::from),
+        last_maintenance: last.map(|r| RunView::shown_to(r, auth.caller.principal.role)),
     }))
 }
 
@@ -658,7 +664,7 @@ pub async fn get_maintenance(
         // Its process stopped without recording an end; the next run on the table records
         // this failure too, when it takes the lease over.
         run.status = RunStatus::Failed;
-        run.error = Some("lease expired: the process running it stopped".to_owned());
+        run.error = Some("lease expired (the process running it stopped)".to_owned());
     }
-    Ok(Json(RunView::from(run)))
+    Ok(Json(RunView::shown_to(run, auth.caller.principal.role)))
 }

@@ -11,7 +11,7 @@ use tenancy::store::Backend;
 use crate::helpers::TestApp;
 
 /// Which tenant roles may call an operation on their own tenant (platform-admin always may).
-fn allowed(method: &str, path: &str) -> Option<&'static [Role]> {
+pub(crate) fn allowed(method: &str, path: &str) -> Option<&'static [Role]> {
     use Role::*;
     Some(match (method, path) {
         ("get", "/v1/info") => &[],

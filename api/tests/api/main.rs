@@ -4,6 +4,7 @@
 mod audit;
 mod credentials;
 mod cross_tenant;
+mod cross_tenant_populated;
 mod errors;
 mod fixtures;
 mod helpers;

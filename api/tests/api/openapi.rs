@@ -61,6 +61,17 @@ async fn served_spec_is_openapi_3_and_documents_every_operation() {
             }
         }
     }
+    // Client generators and schemathesis' per-operation settings key on operation ids.
+    let mut ids = BTreeSet::new();
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("path item") {
+            let id = operation["operationId"].as_str().unwrap_or_default();
+            assert!(
+                !id.is_empty() && ids.insert(id.to_owned()),
+                "{method} {path}: operation id {id:?} is missing or repeated"
+            );
+        }
+    }
     assert!(spec["components"]["schemas"]["Problem"].is_object());
     assert_eq!(
         spec["components"]["securitySchemes"]["bearer"]["scheme"],

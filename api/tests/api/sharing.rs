@@ -314,13 +314,20 @@ async fn delta_sharing_client_reads_exactly_what_was_written_and_nothing_else() 
     assert_eq!(second["items"].as_array().map(Vec::len), Some(1));
     assert!(second.get("nextPageToken").is_none(), "{second}");
     assert_ne!(first["items"][0], second["items"][0]);
-    let none: Value = app
+    // A page of none would hand back the same page token forever: refused, naming it.
+    let none = app
         .get_as(&token, "/delta-sharing/shares/sales/all-tables?maxResults=0")
-        .await
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(none["items"], json!([]));
+        .await;
+    assert_eq!(none.status(), 400);
+    let none: Value = none.json().await.expect("json");
+    assert_eq!(none["errorCode"], "INVALID_PARAMETER_VALUE", "{none}");
+    assert!(
+        none["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("maxResults"),
+        "{none}"
+    );
     // Unsupported features are a 400, not a 5xx that clients would retry for minutes.
     let changes = app
         .get_as(
@@ -335,6 +342,18 @@ async fn delta_sharing_client_reads_exactly_what_was_written_and_nothing_else() 
     assert_eq!(foreign.status(), 404);
     let foreign: Value = foreign.json().await.expect("json");
     assert_eq!(foreign["errorCode"], "RESOURCE_DOES_NOT_EXIST");
+    // A query body is an object: an array is refused, not read field by field.
+    let array = app
+        .send_as(
+            &token,
+            Method::POST,
+            "/delta-sharing/shares/sales/schemas/gold/tables/orders/query",
+            Some(json!([null, 3])),
+        )
+        .await;
+    assert_eq!(array.status(), 400);
+    let array: Value = array.json().await.expect("json");
+    assert_eq!(array["errorCode"], "INVALID_PARAMETER_VALUE", "{array}");
 
     // Compaction changes the files, not the rows: one file per partition afterwards.
     let (before_version, before) = query(&app, &token, "sales/schemas/gold/tables/orders", json!({})).await;
@@ -1012,8 +1031,9 @@ async fn a_log_naming_a_file_outside_the_table_is_refused_not_signed() {
     assert!(message.contains("outside its root"), "{body}");
     assert!(!body.to_string().contains("sig="), "no signed URL leaves: {body}");
 
-    // The plane's compaction reads nothing of it: the run fails with the reason, and acme's
-    // table gets no version holding bravo's rows.
+    // The plane's compaction reads nothing of it: the run fails, and acme's table gets no
+    // version holding bravo's rows. Acme's tenant-admin is told the failure's class; the
+    // reason, which names paths of the plane's storage, is for platform-admins.
     let compacted = run_maintenance(
         &app,
         &acme,
@@ -1022,12 +1042,26 @@ async fn a_log_naming_a_file_outside_the_table_is_refused_not_signed() {
     )
     .await;
     assert_eq!(compacted["status"], "failed", "{compacted}");
+    let shown = compacted["error"].as_str().unwrap_or_default();
     assert!(
-        compacted["error"]
+        shown.starts_with("maintenance failed with conflict"),
+        "{compacted}"
+    );
+    assert!(
+        !shown.contains("outside its root") && !shown.contains("bravo") && !shown.contains("file:"),
+        "{compacted}"
+    );
+    let run_path = format!(
+        "/v1/tenants/acme/tables/gold/orders/maintenance/{}",
+        compacted["run_id"].as_str().expect("run id")
+    );
+    let recorded = app.expect(&admin, Method::GET, &run_path, None, 200).await;
+    assert!(
+        recorded["error"]
             .as_str()
             .unwrap_or_default()
             .contains("outside its root"),
-        "{compacted}"
+        "{recorded}"
     );
     let log: Vec<_> = std::fs::read_dir(dir.join("_delta_log"))
         .expect("log")

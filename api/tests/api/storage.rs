@@ -847,3 +847,66 @@ async fn a_shards_lifecycle_rule_budget_refuses_the_override_that_does_not_fit()
     );
     app.shutdown().await;
 }
+
+/// Eight tenants of one shard ask for a colder tiering at the same moment against a budget of
+/// three rules: the budget is checked where the policy is written, so exactly three get their
+/// rule and the shard's document never holds more, on both backends.
+async fn racing_overrides_never_pass_the_shard_budget(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        |c| c.storage.lifecycle_rules_per_shard = 3,
+        axum::Router::new(),
+    )
+    .await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    let ids: Vec<String> = (0..8).map(|n| format!("racer-{n}")).collect();
+    for id in &ids {
+        app.ready_tenant(&admin, id).await;
+    }
+    let mut body =
+        serde_json::to_value(&app.state.config.zones.get(tenancy::role::Zone::Bronze).policy).expect("json");
+    body["transitions"] = json!([{"after_days": 30, "storage_class": "GLACIER_IR"}]);
+    let puts = ids.iter().map(|id| {
+        let (app, admin, body) = (&app, admin.clone(), body.clone());
+        async move {
+            let answer = app
+                .send_as(
+                    &admin,
+                    Method::PUT,
+                    &format!("/v1/tenants/{id}/zones/bronze"),
+                    Some(body),
+                )
+                .await;
+            let status = answer.status().as_u16();
+            (status, answer.text().await.unwrap_or_default())
+        }
+    });
+    let answers = futures_util::future::join_all(puts).await;
+    let mut statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 200, 200, 409, 409, 409, 409, 409], "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .filter(|(status, _)| *status == 409)
+            .all(|(_, body)| body.contains("budget of 3")),
+        "every refusal is the budget's: {answers:?}"
+    );
+    let shard = app.state.store.shard_policies(0).await.expect("policies");
+    assert_eq!(
+        lake_manager::lifecycle::tenant_rules(&app.state.config.zones, &shard),
+        3,
+        "{shard:?}"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_overrides_never_pass_the_shard_budget_on_sqlite() {
+    racing_overrides_never_pass_the_shard_budget(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_overrides_never_pass_the_shard_budget_on_postgres() {
+    racing_overrides_never_pass_the_shard_budget(Backend::Postgres).await;
+}

@@ -773,6 +773,13 @@ impl Trickle {
         self.socket.write_all(&chunk).await.expect("chunk");
     }
 
+    /// Sends a chunk unless the server already closed; whether it went.
+    async fn try_send(&mut self, bytes: &[u8]) -> bool {
+        use tokio::io::AsyncWriteExt;
+        let chunk = [format!("{:x}\r\n", bytes.len()).as_bytes(), bytes, b"\r\n"].concat();
+        self.socket.write_all(&chunk).await.is_ok()
+    }
+
     async fn finish(mut self) -> u16 {
         use tokio::io::AsyncWriteExt;
         self.socket.write_all(b"0\r\n\r\n").await.expect("last chunk");
@@ -780,18 +787,7 @@ impl Trickle {
     }
 
     async fn status(mut self) -> u16 {
-        use tokio::io::AsyncReadExt;
-        let mut answer = Vec::new();
-        tokio::time::timeout(Duration::from_secs(30), self.socket.read_to_end(&mut answer))
-            .await
-            .expect("an answer within 30 s")
-            .expect("read");
-        let answer = String::from_utf8_lossy(&answer);
-        answer
-            .strip_prefix("HTTP/1.1 ")
-            .and_then(|rest| rest.get(..3))
-            .and_then(|code| code.parse().ok())
-            .unwrap_or_else(|| panic!("no status line in {answer:?}"))
+        crate::helpers::raw_status(&mut self.socket).await
     }
 }
 
@@ -863,6 +859,88 @@ async fn one_tenants_slow_pushes_do_not_fill_the_buffer_for_everyone() {
         16 * 40,
         "every acknowledged event of acme's pushes is in its table"
     );
+    app.shutdown().await;
+}
+
+/// A tenant's pushes hold at most its share of the server buffer: with a 512 KiB share, two of
+/// acme's pushes holding 250 KiB each leave no room for a third, which is answered 429 while
+/// its bytes arrive, nor for acme's next 40 KB push; globex's pushes go through meanwhile, and
+/// acme's room comes back once its bodies are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_pushes_fill_its_share_and_no_more() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        |c| {
+            c.ingest.max_body_bytes = 256 * 1024;
+            c.ingest.tenant_buffer_bytes = 512 * 1024;
+            c.ingest.body_stall_ms = 20_000;
+        },
+        Default::default(),
+    )
+    .await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    clicks_of(&app, &admin, "acme").await;
+    clicks_of(&app, &admin, "globex").await;
+    let acme = app.token(Role::Engineer, Some("acme")).await;
+    let globex = app.token(Role::Engineer, Some("globex")).await;
+    // Bytes that do not inflate: each received byte is held as it is.
+    let held: Vec<u8> = (0..250 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut holders = Vec::new();
+    for _ in 0..2 {
+        let mut push = Trickle::open(&app, &acme, "acme").await;
+        for chunk in held.chunks(16 * 1024) {
+            push.send(chunk).await;
+        }
+        holders.push(push);
+    }
+    // Wait until the server holds both bodies (500 KiB of acme's share).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.state.ingest.admission().held() < 500 * 1024 {
+        assert!(std::time::Instant::now() < deadline, "the bodies were never held");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut third = Trickle::open(&app, &acme, "acme").await;
+    for chunk in held.chunks(16 * 1024) {
+        // The server answers as soon as the share is full and may close before all is sent.
+        if !third.try_send(chunk).await {
+            break;
+        }
+    }
+    assert_eq!(third.status().await, 429, "past acme's share");
+    let small = push(
+        &app,
+        &acme,
+        "/v1/tenants/acme/streams/clicks/events",
+        "application/x-ndjson",
+        ndjson(0..1000),
+    )
+    .await;
+    assert!(ndjson(0..1000).len() > 12 * 1024);
+    assert_eq!(small.status(), 429, "acme's share is still held");
+    let other = push(
+        &app,
+        &globex,
+        "/v1/tenants/globex/streams/clicks/events",
+        "application/x-ndjson",
+        ndjson(0..10),
+    )
+    .await;
+    assert_eq!(other.status(), 200, "globex's share is its own");
+    // The held bodies end (they are not gzip: 400) and acme's room comes back.
+    for push in holders {
+        assert_eq!(push.finish().await, 400);
+    }
+    let again = push(
+        &app,
+        &acme,
+        "/v1/tenants/acme/streams/clicks/events",
+        "application/x-ndjson",
+        ndjson(10..20),
+    )
+    .await;
+    assert_eq!(again.status(), 200);
     app.shutdown().await;
 }
 

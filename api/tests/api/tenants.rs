@@ -521,3 +521,68 @@ async fn twelve_subjects_at_once(app: &TestApp, tenant: &str) -> Vec<reqwest::Re
     let path = format!("/v1/tenants/{tenant}/tables");
     futures_util::future::join_all(tokens.iter().map(|t| app.get_as(t, &path))).await
 }
+
+/// Revoked tokens still spend their tenant's budget: a tenant-admin who mints and revokes
+/// subjects buys no fresh budget, and the tenant's own callers find the budget spent. Another
+/// tenant is not touched.
+#[tokio::test]
+async fn revoked_tokens_spend_their_tenants_budget() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        |c| {
+            c.rate_limit.per_second = 100;
+            c.rate_limit.burst = 100;
+            // One request a second (its burst too): the refusals below spend it, and nothing
+            // comes back within the test's few milliseconds.
+            c.rate_limit.standard_tenant_per_second = 1;
+        },
+        axum::Router::new(),
+    )
+    .await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    app.ready_tenant(&admin, "acme").await;
+    app.ready_tenant(&admin, "globex").await;
+    let mut revoked = Vec::new();
+    for i in 0..12 {
+        let issued = app
+            .expect(
+                &admin,
+                Method::POST,
+                "/v1/tenants/acme/tokens",
+                Some(json!({"subject": format!("burner-{i}"), "role": "viewer", "ttl_seconds": 600})),
+                201,
+            )
+            .await;
+        let id = issued["token_id"].as_str().expect("id");
+        app.expect(
+            &admin,
+            Method::DELETE,
+            &format!("/v1/tenants/acme/tokens/{id}"),
+            None,
+            204,
+        )
+        .await;
+        revoked.push(issued["token"].as_str().expect("token").to_owned());
+    }
+    let valid = app.token(Role::Viewer, Some("acme")).await;
+    let path = "/v1/tenants/acme/tables";
+    let answers = futures_util::future::join_all(revoked.iter().map(|t| app.get_as(t, path))).await;
+    let codes: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
+    assert!(
+        codes.iter().all(|c| [401, 429].contains(c)) && codes.contains(&401),
+        "revoked tokens are refused: {codes:?}"
+    );
+    // The refusals used acme's budget: its own valid caller waits.
+    let after = app.get_as(&valid, path).await;
+    assert_eq!(
+        after.status(),
+        429,
+        "acme's budget was spent by its revoked tokens"
+    );
+    let globex = app.token(Role::Viewer, Some("globex")).await;
+    assert_eq!(
+        app.get_as(&globex, "/v1/tenants/globex/tables").await.status(),
+        200
+    );
+    app.shutdown().await;
+}

@@ -388,3 +388,113 @@ async fn maintenance_that_is_due_is_scheduled_and_run_by_a_worker() {
     assert_eq!(compact[0]["run_id"], run, "no second run: {later}");
     app.shutdown().await;
 }
+
+/// One tenant asking for maintenance on many tables gets one maintenance worker at a time
+/// (`tables.maintenance_concurrency_per_tenant`), beside another tenant's, whatever the
+/// launcher: the reconciler holds the rest queued. With the `external` launcher nothing runs
+/// a worker until the test does, so what the reconciler records is what a Kubernetes
+/// launcher would be asked to create as pods.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_tenant_gets_its_cap_of_maintenance_workers_and_the_rest_stay_queued() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        |c| {
+            fast(c);
+            c.workers.launcher = api::config::Launcher::External;
+            c.tables.maintenance_concurrency_per_tenant = 1;
+        },
+        Default::default(),
+    )
+    .await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    let columns = json!([{"name": "id", "type": "long"}]);
+    let mut runs = Vec::new();
+    for (tenant, tables) in [("acme", 3), ("bravo", 1)] {
+        app.ready_tenant(&admin, tenant).await;
+        for n in 0..tables {
+            let path = format!("/v1/tenants/{tenant}/tables");
+            let table = json!({"zone": "silver", "name": format!("t{n}"), "columns": columns});
+            app.expect(&admin, Method::POST, &path, Some(table), 201).await;
+            let run = app
+                .expect(
+                    &admin,
+                    Method::POST,
+                    &format!("{path}/silver/t{n}/maintenance"),
+                    Some(json!({"operations": ["compact"]})),
+                    202,
+                )
+                .await;
+            runs.push((
+                tenant,
+                format!(
+                    "{path}/silver/t{n}/maintenance/{}",
+                    run["run_id"].as_str().expect("run")
+                ),
+            ));
+        }
+    }
+    let recorded = |tenant: &'static str| {
+        let app = &app;
+        async move {
+            tenancy::store::WorkerStore::list_workers(app.state.store.as_ref(), None, None, None, 100)
+                .await
+                .expect("workers")
+                .into_iter()
+                .filter(|w| w.spec.tenant.as_str() == tenant && w.spec.kind.maintenance())
+                .collect::<Vec<_>>()
+        }
+    };
+    // Wait until bravo's worker is recorded: by then the reconciler has seen every run.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while recorded("bravo").await.is_empty() {
+        assert!(Instant::now() < deadline, "bravo's worker was never recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Several reconcile loops later, acme still has exactly one.
+    let settle = Instant::now() + Duration::from_millis(2_500);
+    while Instant::now() < settle {
+        let acme = recorded("acme").await;
+        assert!(acme.len() <= 1, "acme has more than its cap: {acme:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = recorded("acme").await;
+    assert_eq!(first.len(), 1, "{first:#?}");
+    let queued = {
+        let mut queued = 0;
+        for (tenant, run) in &runs {
+            let status = app.expect(&admin, Method::GET, run, None, 200).await;
+            if *tenant == "acme" && status["status"] == "queued" {
+                queued += 1;
+            }
+        }
+        queued
+    };
+    assert_eq!(queued, 3, "acme's runs wait queued until their worker starts");
+
+    // Running acme's worker to its end frees the slot: the next run of acme gets its worker.
+    let id = first[0].spec.id();
+    let runner = app.state.runner.clone();
+    let owner = format!("test-{}", uuid::Uuid::now_v7());
+    runner
+        .run(&id, &owner, tokio_util::sync::CancellationToken::new())
+        .await
+        .expect("the worker runs");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let acme = recorded("acme").await;
+        let active = acme
+            .iter()
+            .filter(|w| w.state == tenancy::worker::WorkerState::Pending)
+            .count();
+        assert!(active <= 1, "{acme:#?}");
+        if acme.len() == 2 && active == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "acme's next run never got its worker: {acme:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.shutdown().await;
+}

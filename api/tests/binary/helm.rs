@@ -427,17 +427,36 @@ fn refused<'a>(all: &'a BTreeMap<String, Result<Rendered, String>>, case: &str) 
     }
 }
 
-/// Whether a label selector's `matchLabels` (the only form the chart writes) selects `labels`.
+/// Whether a label selector (`matchLabels` and `matchExpressions`, all terms ANDed, as the
+/// Kubernetes API defines them) selects `labels`.
 fn selects(selector: &Value, labels: &BTreeMap<String, String>) -> bool {
-    assert!(
-        selector.get("matchExpressions").is_none(),
-        "only matchLabels: {selector}"
-    );
-    selector["matchLabels"]
+    let by_labels = selector["matchLabels"]
         .as_object()
         .into_iter()
         .flatten()
-        .all(|(k, v)| labels.get(k).map(String::as_str) == v.as_str())
+        .all(|(k, v)| labels.get(k).map(String::as_str) == v.as_str());
+    let by_expressions = selector["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .all(|e| {
+            let key = e["key"].as_str().expect("key");
+            let values: Vec<&str> = e["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let value = labels.get(key).map(String::as_str);
+            match e["operator"].as_str().expect("operator") {
+                "In" => value.is_some_and(|v| values.contains(&v)),
+                "NotIn" => value.is_none_or(|v| !values.contains(&v)),
+                "Exists" => value.is_some(),
+                "DoesNotExist" => value.is_none(),
+                other => panic!("unknown selector operator {other}"),
+            }
+        });
+    by_labels && by_expressions
 }
 
 fn labels_of(value: &Value) -> BTreeMap<String, String> {
@@ -731,6 +750,48 @@ fn network_policies_let_out_only_what_the_values_name() {
         assert!(!out(&api_server, 443, "TCP"), "worker: never the API server");
         assert!(!out(&internet, 443, "TCP"), "worker: not the internet");
         assert!(!out(&other_pod, 8080, "TCP"), "worker: not other pods");
+        // Another release sharing the workers' namespace labels its pods with its own name:
+        // this release's policies leave them to that release.
+        assert_eq!(
+            labels.get("app.kubernetes.io/instance").map(String::as_str),
+            Some(
+                r.server()["metadata"]["labels"]["app.kubernetes.io/instance"]
+                    .as_str()
+                    .expect("release")
+            ),
+            "worker pods carry the release"
+        );
+        let mut other_release = labels.clone();
+        other_release.insert(
+            "app.kubernetes.io/instance".to_owned(),
+            "other-release".to_owned(),
+        );
+        assert!(
+            !policies
+                .iter()
+                .any(|p| p["metadata"]["namespace"] == namespace.as_str()
+                    && selects(&p["spec"]["podSelector"], &other_release)),
+            "another release's worker pods in {namespace} are not this release's to select"
+        );
+        // A pod made before workers carried their release (an upgrade) is held to the same
+        // egress rules.
+        let mut unlabelled = labels.clone();
+        unlabelled.remove("app.kubernetes.io/instance");
+        let legacy_out = |to: &Peer<'_>, port: u16, protocol: &str| {
+            egress_allowed(&policies, namespace, &unlabelled, to, port, protocol)
+        };
+        assert!(
+            legacy_out(&database, 5432, "TCP"),
+            "unlabelled worker: the database"
+        );
+        assert!(
+            !legacy_out(&internet, 443, "TCP"),
+            "unlabelled worker: not the internet"
+        );
+        assert!(
+            !legacy_out(&api_server, 6443, "TCP"),
+            "unlabelled worker: never the API server"
+        );
     }
 
     // Destinations inside the cluster, named by namespace and pod labels.

@@ -163,6 +163,10 @@ pub struct Commit {
     pub operation_metrics: serde_json::Value,
 }
 
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
 /// The latest `limit` commits, newest first, starting below version `before` when given.
 pub async fn history(
     table: &DeltaTable,
@@ -191,9 +195,18 @@ pub async fn history(
             version: latest - i as i64,
             timestamp: info.timestamp,
             operation: info.operation,
+            // Both are objects in the API's schema: a commit without them (a CREATE TABLE has
+            // no metrics) shows `{}`, not `null`.
             operation_parameters: serde_json::to_value(info.operation_parameters.unwrap_or_default())
-                .unwrap_or_default(),
-            operation_metrics: info.info.get("operationMetrics").cloned().unwrap_or_default(),
+                .ok()
+                .filter(serde_json::Value::is_object)
+                .unwrap_or_else(empty_object),
+            operation_metrics: info
+                .info
+                .get("operationMetrics")
+                .filter(|m| m.is_object())
+                .cloned()
+                .unwrap_or_else(empty_object),
         })
         .collect())
 }

@@ -329,6 +329,11 @@ impl Ingest {
         self.admission.open(tenant)
     }
 
+    /// The push bodies' shares of the server buffer, to read what they hold.
+    pub fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
     /// Runs CPU work of a push (decompression, validation) on the blocking pool, at most
     /// `decode_threads` at a time: the async workers keep serving every other request, and a
     /// burst of large pushes queues here instead of spawning a thread each.

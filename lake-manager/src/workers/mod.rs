@@ -58,6 +58,9 @@ pub struct WorkerSettings {
     pub schedule_every: Duration,
     /// Finished workers that are no longer wanted leave the listing after this long.
     pub keep_finished: Duration,
+    /// Most maintenance workers (compact, retention) of one tenant running at once, whatever
+    /// the launcher: the reconciler holds further runs queued until one ends.
+    pub maintenance_per_tenant: usize,
 }
 
 impl Default for WorkerSettings {
@@ -68,6 +71,7 @@ impl Default for WorkerSettings {
             reconcile_every: Duration::from_secs(5),
             schedule_every: Duration::from_secs(3600),
             keep_finished: Duration::from_secs(86_400),
+            maintenance_per_tenant: 1,
         }
     }
 }

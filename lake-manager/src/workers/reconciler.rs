@@ -196,7 +196,20 @@ impl Reconciler {
         let want = desired(&read_inputs(self.store.as_ref()).await?);
         let observed: BTreeMap<String, Observed> =
             rows.iter().map(|(id, w)| (id.clone(), observe(w))).collect();
-        let steps = diff(&want, &observed, &self.settings.policy, now);
+        let active = rows
+            .iter()
+            .filter(|(_, w)| {
+                w.spec.kind.maintenance() && matches!(w.state, WorkerState::Running | WorkerState::Pending)
+            })
+            .map(|(id, w)| (id.as_str(), &w.spec.tenant));
+        let (steps, held) = tenancy::worker::cap_maintenance(
+            diff(&want, &observed, &self.settings.policy, now),
+            active,
+            self.settings.maintenance_per_tenant,
+        );
+        if held > 0 {
+            tracing::debug!(held, "maintenance runs held queued by the per-tenant cap");
+        }
         for step in &steps {
             let done = match step {
                 Step::Start(spec) => self.launch(spec, None).await,

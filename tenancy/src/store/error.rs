@@ -67,6 +67,11 @@ pub enum StoreError {
     #[error("{0}")]
     Busy(String),
 
+    /// The write would break a limit the caller asked the store to hold (a shared shard's
+    /// lifecycle rule budget); the message says which.
+    #[error("{0}")]
+    OverBudget(String),
+
     /// Any other database error: a bug or a schema mismatch.
     #[error("metadata query failed")]
     Query(#[source] sqlx::Error),
@@ -86,6 +91,7 @@ impl Classify for StoreError {
             StoreError::Quota(_) => ErrorKind::Quota.class(),
             StoreError::Reserved(_) => ErrorKind::Conflict.coded("id-reserved"),
             StoreError::Busy(_) => ErrorKind::Conflict.coded("busy"),
+            StoreError::OverBudget(_) => ErrorKind::Conflict.class(),
             e if e.is_unavailable() => ErrorKind::Unavailable.coded(DATABASE_UNAVAILABLE),
             _ => ErrorKind::Internal.class(),
         }

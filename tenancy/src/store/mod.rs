@@ -33,7 +33,9 @@ use uuid::Uuid;
 
 pub use audit::AuditStore;
 pub use error::StoreError;
-pub use provisioning::{BucketRecord, MigrationPhase, MigrationRecord, ProvisioningStore};
+pub use provisioning::{
+    BucketRecord, MigrationPhase, MigrationRecord, ProvisioningStore, ShardBudget, ShardPolicies,
+};
 pub use shares::{RecipientRecord, ShareRecord, ShareStore, SharedTable};
 pub use streams::{StreamRecord, StreamStore};
 pub use tables::{MaintenanceRun, TableRecord, TableStatus, TableStore};

@@ -56,6 +56,18 @@ pub struct MigrationRecord {
     pub started_at: DateTime<Utc>,
 }
 
+/// A shared shard's tenants' zone policies, as [`ProvisioningStore::shard_policies`] lists them.
+pub type ShardPolicies = [(TenantId, crate::role::Zone, crate::zone::ZonePolicy)];
+
+/// A limit on what a shared shard's zone policies may add up to (its lifecycle rule budget),
+/// checked by the store inside the write that would break it.
+pub struct ShardBudget<'a> {
+    /// The shard the tenant is placed in.
+    pub shard: u32,
+    /// Whether the shard's policies, the new one included, fit; the reason when not.
+    pub fits: &'a (dyn Fn(&ShardPolicies) -> Result<(), String> + Send + Sync),
+}
+
 /// Provisioning state: saga steps, zone policies and buckets.
 #[async_trait]
 pub trait ProvisioningStore: Send + Sync {
@@ -80,13 +92,18 @@ pub trait ProvisioningStore: Send + Sync {
         &self,
         id: &TenantId,
     ) -> Result<Vec<(crate::role::Zone, crate::zone::ZonePolicy)>, StoreError>;
-    /// Stores a tenant's zone policy, with its audit event.
+    /// Stores a tenant's zone policy, with its audit event. With a `budget`, the policies of
+    /// the shard as they would be after the write are checked by it in the same transaction,
+    /// and writes under a budget for one shard are serialized, so racing overrides cannot
+    /// together pass a limit each checked alone; a refusal is [`StoreError::OverBudget`] and
+    /// stores nothing.
     async fn put_zone_policy(
         &self,
         id: &TenantId,
         zone: crate::role::Zone,
         policy: &crate::zone::ZonePolicy,
         audit: &AuditEvent,
+        budget: Option<&ShardBudget<'_>>,
     ) -> Result<(), StoreError>;
     /// The zone policies of every tenant placed in a shared shard.
     async fn shard_policies(

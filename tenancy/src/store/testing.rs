@@ -150,3 +150,79 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// Tables whose rows belong to the tenant named by their `id`.
+const KEYED_BY_ID: [&str; 2] = ["tenants", "tenant_tombstones"];
+
+/// Every stored row that belongs to `tenant`, table by table, each row as its columns' text,
+/// sorted: the tenant's record and tombstone, and every table with a `tenant_id` column
+/// (tokens, audit events, tables, runs, streams, workers, shares, recipients, zones,
+/// provisioning, ...).
+/// Tables are found in the schema, so one added later is covered without editing this.
+/// Isolation tests compare it before and after another tenant's calls, row by row.
+pub async fn tenant_rows(
+    url: &DatabaseUrl,
+    tenant: &str,
+) -> Result<std::collections::BTreeMap<String, Vec<String>>, sqlx::Error> {
+    use sqlx::Row;
+    let mut rows = std::collections::BTreeMap::new();
+    match url.backend() {
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(url.expose()).await?;
+            let tables: Vec<String> = sqlx::query_scalar(
+                "SELECT table_name::text FROM information_schema.columns \
+                 WHERE table_schema = 'public' AND column_name = 'tenant_id' ORDER BY 1",
+            )
+            .fetch_all(&mut conn)
+            .await?;
+            let keyed = tables
+                .into_iter()
+                .map(|t| (t, "tenant_id"))
+                .chain(KEYED_BY_ID.map(|t| (t.to_owned(), "id")));
+            for (table, column) in keyed {
+                // Table names come from the catalog, not from input.
+                let sql =
+                    format!("SELECT row_to_json(t)::text FROM {table} t WHERE {column} = $1 ORDER BY 1");
+                let found: Vec<String> = sqlx::query_scalar(&sql).bind(tenant).fetch_all(&mut conn).await?;
+                rows.insert(table, found);
+            }
+            conn.close().await?;
+        }
+        Backend::Sqlite => {
+            let mut conn = sqlx::sqlite::SqliteConnectOptions::from_str(url.expose())?
+                .read_only(true)
+                .connect()
+                .await?;
+            let tables: Vec<String> = sqlx::query_scalar(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
+                 AND name NOT LIKE '\\_sqlx%' ESCAPE '\\' ORDER BY 1",
+            )
+            .fetch_all(&mut conn)
+            .await?;
+            for table in tables {
+                let columns: Vec<String> = sqlx::query(&format!("PRAGMA table_info({table})"))
+                    .fetch_all(&mut conn)
+                    .await?
+                    .iter()
+                    .map(|r| r.get::<String, _>("name"))
+                    .collect();
+                let key = if columns.iter().any(|c| c == "tenant_id") {
+                    "tenant_id"
+                } else if KEYED_BY_ID.contains(&table.as_str()) {
+                    "id"
+                } else {
+                    continue;
+                };
+                let pairs: Vec<String> = columns.iter().map(|c| format!("'{c}', quote(\"{c}\")")).collect();
+                let sql = format!(
+                    "SELECT json_object({}) FROM {table} WHERE {key} = ?1 ORDER BY 1",
+                    pairs.join(", ")
+                );
+                let found: Vec<String> = sqlx::query_scalar(&sql).bind(tenant).fetch_all(&mut conn).await?;
+                rows.insert(table, found);
+            }
+            conn.close().await?;
+        }
+    }
+    Ok(rows)
+}

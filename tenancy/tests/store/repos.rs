@@ -405,6 +405,7 @@ async fn provisioning_state_round_trips(backend: Backend) {
             Zone::Silver,
             &policy,
             &event("zone.update", Some("acme")),
+            None,
         )
         .await
         .expect("put");
@@ -418,6 +419,7 @@ async fn provisioning_state_round_trips(backend: Backend) {
             Zone::Silver,
             &changed,
             &event("zone.update", Some("acme")),
+            None,
         )
         .await
         .expect("put");
@@ -753,6 +755,37 @@ async fn the_revocation_list_reloads_incrementally(backend: Backend) {
         "older ones are kept"
     );
     assert_eq!(list.len().await, 301);
+
+    // A revocation whose transaction committed late: stamped 30 s before the previous reload
+    // started, written after it. It lies inside the overlap, so the next reload still reads
+    // it; one stamped before the overlap waits for the next full reload.
+    let late = TokenRecord {
+        tenant: None,
+        ..token("acme", Duration::hours(1))
+    };
+    store
+        .insert_token(&late, None, &event("token.issue", None))
+        .await
+        .expect("insert");
+    assert!(!list.is_revoked(late.id).await.expect("read"));
+    store
+        .revoke_any_token(
+            late.id,
+            tenancy::now() - Duration::seconds(30),
+            &event("token.revoke", None),
+        )
+        .await
+        .expect("revoke")
+        .expect("found");
+    assert!(
+        list.is_revoked(late.id).await.expect("read"),
+        "a revocation stamped inside the overlap is seen by the next incremental reload"
+    );
+    assert!(
+        list.last_reload_rows().await < 10,
+        "still an incremental reload: {}",
+        list.last_reload_rows().await
+    );
     store.close().await;
     db.drop_database().await;
 }

@@ -37,9 +37,14 @@ pub const CONFIG_FILE: &str = "/etc/lakeplane/lakeplane.toml";
 /// The user (and group) the worker runs as: the distroless `nonroot` user.
 pub const RUN_AS: i64 = 65532;
 
-/// The labels of a worker's object and of its pods.
-pub fn labels(spec: &WorkerSpec) -> BTreeMap<String, String> {
-    [
+/// The label naming the installation (the Helm release) a worker belongs to.
+pub const INSTANCE: &str = "app.kubernetes.io/instance";
+
+/// The labels of a worker's object and of its pods. With an `instance` (the chart sets its
+/// release name) they also carry [`INSTANCE`], so releases sharing a workers' namespace tell
+/// their pods apart: in NetworkPolicies, and when each launcher removes its orphans.
+pub fn labels(spec: &WorkerSpec, instance: Option<&str>) -> BTreeMap<String, String> {
+    let mut labels: BTreeMap<String, String> = [
         (MANAGED_BY, MANAGER.to_owned()),
         ("app.kubernetes.io/name", "lakeplane-worker".to_owned()),
         (TENANT, spec.tenant.as_str().to_owned()),
@@ -48,7 +53,20 @@ pub fn labels(spec: &WorkerSpec) -> BTreeMap<String, String> {
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
-    .collect()
+    .collect();
+    if let Some(instance) = instance {
+        labels.insert(INSTANCE.to_owned(), instance.to_owned());
+    }
+    labels
+}
+
+/// The label selector of the worker objects one launcher manages: every Lakeplane worker, or
+/// with an `instance`, only that installation's.
+pub fn managed_selector(instance: Option<&str>) -> String {
+    match instance {
+        Some(instance) => format!("{MANAGED_SELECTOR},{INSTANCE}={instance}"),
+        None => MANAGED_SELECTOR.to_owned(),
+    }
 }
 
 /// The Deployment that runs a long-running (ingest) worker: one replica, found by its id.
@@ -98,7 +116,7 @@ fn metadata(spec: &WorkerSpec, settings: &KubeSettings) -> ObjectMeta {
     ObjectMeta {
         name: Some(spec.id()),
         namespace: Some(settings.namespace.clone()),
-        labels: Some(labels(spec)),
+        labels: Some(labels(spec, settings.instance.as_deref())),
         annotations: Some(annotations(spec)),
         ..ObjectMeta::default()
     }
@@ -166,7 +184,7 @@ fn pod_template(spec: &WorkerSpec, settings: &KubeSettings, restart_policy: Opti
     };
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
-            labels: Some(labels(spec)),
+            labels: Some(labels(spec, settings.instance.as_deref())),
             annotations: Some(annotations(spec)),
             ..ObjectMeta::default()
         }),

@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use tenancy::worker::{WorkerKind, WorkerSpec};
 
 pub use manifests::{
-    CONFIG_DIR, CONFIG_FILE, FINGERPRINT, MANAGED_BY, MANAGED_SELECTOR, MANAGER, RUN_AS, TENANT, WORKER_ID,
-    WORKER_KIND, deployment, job, labels,
+    CONFIG_DIR, CONFIG_FILE, FINGERPRINT, INSTANCE, MANAGED_BY, MANAGED_SELECTOR, MANAGER, RUN_AS, TENANT,
+    WORKER_ID, WORKER_KIND, deployment, job, labels, managed_selector,
 };
 
 use super::{Launcher, WorkersError};
@@ -119,6 +119,11 @@ pub struct KubeSettings {
     pub job_ttl_secs: i32,
     /// CPU and memory per worker kind.
     pub resources: KindResources,
+    /// The installation's name (the chart sets its release name): a label on every worker
+    /// object and pod, and the scope of orphan removal, so several installations can share a
+    /// workers' namespace. A Kubernetes label value: at most 63 of `A-Za-z0-9-_.`, starting
+    /// and ending alphanumeric.
+    pub instance: Option<String>,
 }
 
 impl Default for KubeSettings {
@@ -132,6 +137,7 @@ impl Default for KubeSettings {
             secret: Some("lakeplane-secrets".to_owned()),
             job_ttl_secs: 3600,
             resources: KindResources::default(),
+            instance: None,
         }
     }
 }
@@ -216,6 +222,19 @@ impl KubeLauncher {
                 "job {id} existed and is gone now; it is created on the next pass"
             )));
         };
+        // Worker objects are named by worker id: another installation sharing the namespace
+        // with a tenant of the same id has a Job of the same name. It is left alone.
+        if let Some(ours) = &self.settings.instance
+            && let Some(theirs) = existing.labels().get(INSTANCE)
+            && theirs != ours
+        {
+            return Err(WorkersError::Launcher(format!(
+                "job {id} in namespace {} belongs to installation {theirs}; installations sharing \
+                 a workers' namespace cannot have tenants of the same id: give each its own \
+                 workers.kubernetes.namespace",
+                self.settings.namespace
+            )));
+        }
         let same_spec = existing.annotations().get(FINGERPRINT) == Some(&spec.fingerprint());
         if same_spec && !finished(&existing) && existing.meta().deletion_timestamp.is_none() {
             return Ok(());
@@ -264,9 +283,17 @@ impl Launcher for KubeLauncher {
 
     async fn remove_orphans(&self, desired: &BTreeSet<String>) -> Result<usize, WorkersError> {
         let mut removed = 0;
-        removed += remove_unwanted(&self.deployments(), desired, |_| true).await?;
-        // A finished Job runs nothing; it stays for inspection until its TTL removes it.
-        removed += remove_unwanted(&self.jobs(), desired, |j| !finished(j)).await?;
+        let mut selectors = vec![managed_selector(self.settings.instance.as_deref())];
+        if self.settings.instance.is_some() {
+            // Objects made before workers carried their installation's label are this
+            // installation's too (an upgrade), until they are made again.
+            selectors.push(format!("{MANAGED_SELECTOR},!{INSTANCE}"));
+        }
+        for selector in &selectors {
+            removed += remove_unwanted(&self.deployments(), selector, desired, |_| true).await?;
+            // A finished Job runs nothing; it stays for inspection until its TTL removes it.
+            removed += remove_unwanted(&self.jobs(), selector, desired, |j| !finished(j)).await?;
+        }
         Ok(removed)
     }
 
@@ -296,6 +323,7 @@ fn finished(job: &Job) -> bool {
 /// worker is not desired.
 async fn remove_unwanted<K>(
     api: &Api<K>,
+    selector: &str,
     desired: &BTreeSet<String>,
     runs: fn(&K) -> bool,
 ) -> Result<usize, WorkersError>
@@ -303,12 +331,12 @@ where
     K: Resource + Clone + DeserializeOwned + fmt::Debug,
 {
     let mut removed = 0;
-    let mut params = ListParams::default().labels(MANAGED_SELECTOR).limit(LIST_PAGE);
+    let mut params = ListParams::default().labels(selector).limit(LIST_PAGE);
     loop {
         let page = api
             .list(&params)
             .await
-            .map_err(|e| failed("list", MANAGED_SELECTOR, &e))?;
+            .map_err(|e| failed("list", selector, &e))?;
         for object in &page.items {
             let name = object.name_any();
             let id = object.labels().get(WORKER_ID).unwrap_or(&name);

@@ -4,11 +4,15 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{DbRow, Store, corrupt, insert_audit, is_unique_violation, opt_time, time, ts, u32_column};
+use super::{
+    BACKEND, DbRow, Store, corrupt, insert_audit, is_unique_violation, opt_time, time, ts, u32_column,
+};
 use crate::audit::AuditEvent;
 use crate::placement::{Placement, PlacementKind};
 use crate::role::Zone;
-use crate::store::{BucketRecord, MigrationPhase, MigrationRecord, ProvisioningStore, StoreError};
+use crate::store::{
+    BucketRecord, MigrationPhase, MigrationRecord, ProvisioningStore, ShardBudget, StoreError,
+};
 use crate::tenant::{TenantId, TenantStatus};
 use crate::zone::ZonePolicy;
 
@@ -27,6 +31,32 @@ fn zone_policy(row: &DbRow) -> Result<(Zone, ZonePolicy), StoreError> {
             transitions,
         },
     ))
+}
+
+/// The PostgreSQL advisory lock that serializes budgeted zone policy writes per shard: "LPSB"
+/// in the high 32 bits, the shard in the low 32, so every shard has its own key and none
+/// collides with another lock's.
+const SHARD_BUDGET_LOCK: i64 = 0x4c50_5342 << 32;
+
+/// The zone policies of every tenant placed in a shared shard, read on `conn` (a transaction's
+/// own connection, to see its writes).
+async fn shard_policies(
+    conn: &mut <super::Db as sqlx::Database>::Connection,
+    shard: u32,
+) -> Result<Vec<(TenantId, Zone, ZonePolicy)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT z.* FROM zone_policies z JOIN tenants t ON t.id = z.tenant_id \
+         WHERE t.placement_kind = 'shared' AND t.placement_shard = $1 ORDER BY z.tenant_id, z.zone",
+    )
+    .bind(i64::from(shard))
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let (zone, policy) = zone_policy(r)?;
+            Ok((TenantId::from_trusted(r.try_get("tenant_id")?), zone, policy))
+        })
+        .collect()
 }
 
 fn bucket(row: &DbRow) -> Result<BucketRecord, StoreError> {
@@ -138,10 +168,21 @@ impl ProvisioningStore for Store {
         zone: Zone,
         policy: &ZonePolicy,
         audit: &AuditEvent,
+        budget: Option<&ShardBudget<'_>>,
     ) -> Result<(), StoreError> {
         let transitions =
             serde_json::to_string(&policy.transitions).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.pool.begin().await?;
+        if let Some(budget) = budget
+            && BACKEND == crate::store::Backend::Postgres
+        {
+            // Writes under one shard's budget take turns until they commit. SQLite needs no
+            // lock: the upsert below takes its single write lock before the shard is read.
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(SHARD_BUDGET_LOCK | i64::from(budget.shard))
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query(
             "INSERT INTO zone_policies (tenant_id, zone, retention_days, transitions, updated_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (tenant_id, zone) DO UPDATE SET retention_days = excluded.retention_days, \
@@ -154,25 +195,21 @@ impl ProvisioningStore for Store {
         .bind(ts(crate::now()))
         .execute(&mut *tx)
         .await?;
+        if let Some(budget) = budget {
+            let after = shard_policies(&mut tx, budget.shard).await?;
+            if let Err(why) = (budget.fits)(&after) {
+                tx.rollback().await?;
+                return Err(StoreError::OverBudget(why));
+            }
+        }
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn shard_policies(&self, shard: u32) -> Result<Vec<(TenantId, Zone, ZonePolicy)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT z.* FROM zone_policies z JOIN tenants t ON t.id = z.tenant_id \
-             WHERE t.placement_kind = 'shared' AND t.placement_shard = $1 ORDER BY z.tenant_id, z.zone",
-        )
-        .bind(i64::from(shard))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let (zone, policy) = zone_policy(r)?;
-                Ok((TenantId::from_trusted(r.try_get("tenant_id")?), zone, policy))
-            })
-            .collect()
+        let mut conn = self.pool.acquire().await?;
+        shard_policies(&mut conn, shard).await
     }
 
     async fn upsert_bucket(&self, b: &BucketRecord) -> Result<(), StoreError> {

@@ -259,7 +259,7 @@ impl TableStore for Store {
     async fn start_run(&self, r: &MaintenanceRun, audit: &AuditEvent) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "UPDATE maintenance_runs SET status = 'failed', error = 'lease expired: the process running it stopped', \
+            "UPDATE maintenance_runs SET status = 'failed', error = 'lease expired (the process running it stopped)', \
              finished_at = $1 WHERE table_id = $2 AND status IN ('queued', 'running') AND lease_expires_at < $3",
         )
         .bind(ts(r.created_at))

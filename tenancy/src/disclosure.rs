@@ -20,10 +20,15 @@ pub fn worker_error(kind: &str, worker_id: &str) -> String {
     )
 }
 
+/// What recorded run errors start with, before the class.
+const RUN_FAILURE: &str = "maintenance failed with ";
+/// The error the store records for a run whose executor stopped renewing its lease.
+pub const LEASE_EXPIRED: &str = "lease expired (the process running it stopped)";
+
 /// How a failed maintenance run's error is recorded: the failure's class in the plane's own
 /// words (no `": "` in them), then the cause chain. Platform-admins read it whole; tenants get
-/// [`status_reason`] of it, the class only: a storage error's chain names buckets, paths and
-/// hosts of the plane.
+/// [`run_error`] of it, the class only: a storage error's chain names buckets, paths and hosts
+/// of the plane.
 pub fn run_failure(class: crate::kind::Class, chain: &str) -> String {
     use crate::kind::ErrorKind;
     let what = match class.kind {
@@ -34,7 +39,20 @@ pub fn run_failure(class: crate::kind::Class, chain: &str) -> String {
         ErrorKind::Quota => "a quota was reached",
         ErrorKind::Internal => "an internal error",
     };
-    format!("maintenance failed with {} ({what}): {chain}", class.code)
+    format!("{RUN_FAILURE}{} ({what}): {chain}", class.code)
+}
+
+/// The part of a run's recorded error a tenant may read: the class of one recorded by
+/// [`run_failure`], the lease expiry as is, and for anything else (errors recorded before
+/// runs were classified) no more than that the run failed.
+pub fn run_error(stored: &str) -> String {
+    if stored.starts_with(RUN_FAILURE) {
+        status_reason(stored)
+    } else if stored == LEASE_EXPIRED {
+        stored.to_owned()
+    } else {
+        "maintenance failed; the cause is in the server log for the platform's operators".to_owned()
+    }
 }
 
 #[cfg(test)]
@@ -76,6 +94,14 @@ mod tests {
         assert!(
             !shown.contains("10.0.3.7") && !shown.contains("dispatch"),
             "{shown}"
+        );
+        assert_eq!(run_error(&recorded), shown);
+        assert_eq!(run_error(LEASE_EXPIRED), LEASE_EXPIRED);
+        // Recorded before runs were classified: a bare chain shows nothing of itself.
+        let old = run_error("storage unavailable at s3://lake-internal-7/acme");
+        assert!(
+            old.starts_with("maintenance failed;") && !old.contains("s3://"),
+            "{old}"
         );
     }
 

@@ -208,7 +208,7 @@ impl RunView {
             operations: r.operations,
             metrics: r.metrics,
             error: match r.error {
-                Some(stored) if !platform => Some(tenancy::disclosure::status_reason(&stored)),
+                Some(stored) if !platform => Some(tenancy::disclosure::run_error(&stored)),
                 other => other,
             },
             requested_by: r.requested_by,
@@ -664,7 +664,7 @@ pub async fn get_maintenance(
         // Its process stopped without recording an end; the next run on the table records
         // this failure too, when it takes the lease over.
         run.status = RunStatus::Failed;
-        run.error = Some("lease expired (the process running it stopped)".to_owned());
+        run.error = Some(tenancy::disclosure::LEASE_EXPIRED.to_owned());
     }
     Ok(Json(RunView::shown_to(run, auth.caller.principal.role)))
 }

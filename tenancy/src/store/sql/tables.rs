@@ -259,12 +259,13 @@ impl TableStore for Store {
     async fn start_run(&self, r: &MaintenanceRun, audit: &AuditEvent) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "UPDATE maintenance_runs SET status = 'failed', error = 'lease expired (the process running it stopped)', \
+            "UPDATE maintenance_runs SET status = 'failed', error = $4, \
              finished_at = $1 WHERE table_id = $2 AND status IN ('queued', 'running') AND lease_expires_at < $3",
         )
         .bind(ts(r.created_at))
         .bind(uid(r.table_id))
         .bind(ts(r.created_at))
+        .bind(crate::disclosure::LEASE_EXPIRED)
         .execute(&mut *tx)
         .await?;
         let inserted = sqlx::query(

@@ -16,4 +16,5 @@ pub mod sharing;
 pub mod slots;
 pub mod storage;
 pub mod tenants;
+pub mod volume;
 pub mod workers;

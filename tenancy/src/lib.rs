@@ -22,6 +22,7 @@ pub mod table;
 pub mod tenant;
 pub mod token;
 pub mod validation;
+pub mod volume;
 pub mod worker;
 pub mod zone;
 

@@ -175,11 +175,12 @@ pub fn decide_kind(
             "standard tier, no data in the last 30 days".to_owned(),
         );
     };
+    let written = human_bytes(candidate.volume_30d_bytes);
     if rank <= share(config.dedicated_fraction, n) {
         let top = percent(config.dedicated_fraction);
         return (
             PlacementKind::Dedicated,
-            format!("top {top} by 30-day volume (rank {rank} of {n})"),
+            format!("top {top} by 30-day volume, {written} written (rank {rank} of {n})"),
         );
     }
     let currently_dedicated = candidate
@@ -190,14 +191,40 @@ pub fn decide_kind(
         let band = percent(config.demote_fraction);
         return (
             PlacementKind::Dedicated,
-            format!("kept dedicated: within top {band} by 30-day volume (rank {rank} of {n})"),
+            format!(
+                "kept dedicated: within top {band} by 30-day volume, {written} written (rank {rank} of {n})"
+            ),
         );
     }
     let top = percent(config.dedicated_fraction);
     (
         PlacementKind::Shared,
-        format!("standard tier, outside the top {top} by 30-day volume (rank {rank} of {n})"),
+        format!(
+            "standard tier, outside the top {top} by 30-day volume, {written} written (rank {rank} of {n})"
+        ),
     )
+}
+
+/// Bytes in decimal units with three significant digits at most: `950 B`, `1.2 kB`, `34 MB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["kB", "MB", "GB", "TB", "PB", "EB"];
+    if bytes < 1000 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64;
+    let mut unit = "B";
+    for next in UNITS {
+        if value < 1000.0 {
+            break;
+        }
+        value /= 1000.0;
+        unit = next;
+    }
+    if value < 10.0 {
+        format!("{value:.1} {unit}")
+    } else {
+        format!("{value:.0} {unit}")
+    }
 }
 
 /// A placement reason as a tenant may read it: without the rank, whose "of n" would tell
@@ -340,6 +367,17 @@ mod tests {
     }
 
     #[test]
+    fn bytes_read_in_decimal_units() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(1_000), "1.0 kB");
+        assert_eq!(human_bytes(1_250_000), "1.2 MB");
+        assert_eq!(human_bytes(34_000_000), "34 MB");
+        assert_eq!(human_bytes(999_999_999_999), "1000 GB");
+        assert_eq!(human_bytes(u64::MAX), "18 EB");
+    }
+
+    #[test]
     fn reasons_name_the_rule() {
         let config = PlacementConfig::default();
         let mut tenants: Vec<_> = (0..40)
@@ -351,12 +389,19 @@ mod tests {
             ..candidate(41, Tier::Enterprise, 0, None)
         });
         let placed = place_all(&tenants, &config);
-        assert_eq!(placed[2].reason, "top 10% by 30-day volume (rank 3 of 42)");
+        assert_eq!(
+            placed[2].reason,
+            "top 10% by 30-day volume, 998 B written (rank 3 of 42)"
+        );
         assert_eq!(placed[2].kind, PlacementKind::Dedicated);
         assert_eq!(placed[10].kind, PlacementKind::Shared);
         assert_eq!(
             placed[10].reason,
-            "standard tier, outside the top 10% by 30-day volume (rank 11 of 42)"
+            "standard tier, outside the top 10% by 30-day volume, 990 B written (rank 11 of 42)"
+        );
+        assert_eq!(
+            tenant_facing(&placed[10].reason),
+            "standard tier, outside the top 10% by 30-day volume, 990 B written"
         );
         assert_eq!(placed[40].reason, "tier enterprise");
         assert_eq!(placed[41].reason, "isolation override: shared");

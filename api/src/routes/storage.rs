@@ -273,6 +273,33 @@ pub struct UsageView {
     pub excludes: Vec<&'static str>,
     /// The prices used.
     pub prices: lake_manager::cost::Prices,
+    /// What the tenant wrote: the volume placement ranks by.
+    pub volume: VolumeView,
+}
+
+/// A tenant's written volume, as counted from its tables' Delta logs by the scheduler's pass.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VolumeView {
+    /// New data written on the 30 days up to and including today (UTC), bytes: what placement
+    /// ranks tenants by. Maintenance rewrites are not included.
+    pub bytes_30d: u64,
+    /// Days in that window.
+    pub window_days: u64,
+    /// One entry per day with writes, oldest first, over the 90 days kept.
+    pub daily: Vec<DailyVolume>,
+}
+
+/// One day's writes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DailyVolume {
+    /// The UTC day, `YYYY-MM-DD`.
+    pub day: String,
+    /// New data from the plane's ingestion, bytes.
+    pub ingest_bytes: u64,
+    /// New data from outside writers, bytes.
+    pub outside_bytes: u64,
+    /// Data rewritten by maintenance, bytes (not volume).
+    pub rewritten_bytes: u64,
 }
 
 /// Bytes and objects per zone and storage class, with an estimated monthly cost.
@@ -306,11 +333,30 @@ pub async fn get_usage(
             },
         );
     }
+    let today = tenancy::now().date_naive();
+    let days = state
+        .store
+        .daily_volumes(id, tenancy::volume::keep_from(today))
+        .await?;
+    let volume = VolumeView {
+        bytes_30d: tenancy::volume::window_volume(&days, today),
+        window_days: tenancy::volume::WINDOW_DAYS,
+        daily: days
+            .into_iter()
+            .map(|(day, w)| DailyVolume {
+                day: day.format("%Y-%m-%d").to_string(),
+                ingest_bytes: w.ingest,
+                outside_bytes: w.outside,
+                rewritten_bytes: w.rewritten,
+            })
+            .collect(),
+    };
     Ok(Json(UsageView {
         zones,
         estimated_monthly_cost_usd: total,
         excludes: vec!["request charges (PUT/GET counts are not collected yet)"],
         prices: state.config.pricing.clone(),
+        volume,
     }))
 }
 

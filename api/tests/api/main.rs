@@ -21,6 +21,7 @@ mod streams;
 mod tables;
 mod tenants;
 mod tokens;
+mod volumes;
 mod workers;
 
 #[path = "../common/mod.rs"]

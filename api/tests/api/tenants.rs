@@ -361,7 +361,7 @@ async fn rebalance_dry_run_promotes_the_top_share_by_volume() {
     assert_eq!(promoted, ["t-18", "t-19"], "top 10% of 20 by volume");
     assert_eq!(
         plan["promotions"][1]["to"]["reason"],
-        "top 10% by 30-day volume (rank 1 of 20)"
+        "top 10% by 30-day volume, 20 MB written (rank 1 of 20)"
     );
     assert_eq!(plan["demotions"], json!([]));
     let list: Value = app

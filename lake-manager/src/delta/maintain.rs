@@ -132,6 +132,7 @@ async fn retention(table: DeltaTable, plan: &Plan<'_>, metrics: &mut RunMetrics)
     let (table, deleted) = table
         .delete()
         .with_predicate(predicate)
+        .with_commit_properties(super::tables::maintenance_commit_properties())
         .await
         .map_err(|e| DeltaError::delta("retention delete", &location, e))?;
     let after = snapshot(&table, 0)?.num_rows;
@@ -165,6 +166,7 @@ async fn optimize(
     let (_, done) = table
         .optimize()
         .with_type(kind)
+        .with_commit_properties(super::tables::maintenance_commit_properties())
         .with_target_size(target)
         .await
         .map_err(|e| DeltaError::delta("optimize", &location, e))?;
@@ -180,6 +182,7 @@ async fn vacuum(table: DeltaTable, plan: &Plan<'_>, metrics: &mut RunMetrics) ->
     let (_, done) = table
         .vacuum()
         .with_retention_period(plan.vacuum_retention)
+        .with_commit_properties(super::tables::maintenance_commit_properties())
         .with_enforce_retention_duration(!plan.allow_short_vacuum)
         // Full mode also removes files no commit references: leftovers of failed writers. Below
         // the 7-day floor (platform-admin override) it would also take files of writers still

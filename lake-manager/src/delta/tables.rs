@@ -255,11 +255,26 @@ pub const CHECKPOINT_INTERVAL: u64 = 100;
 /// deltalake reports a failed post-commit step as a failed commit although the version is
 /// already written, which would make an acknowledged-or-not answer wrong; `checkpoint_if_due`
 /// runs them after.
+/// They are tagged as ingestion, so the volume collector counts their bytes as ingested.
 pub fn ingest_commit_properties(transactions: Vec<deltalake::kernel::Transaction>) -> CommitProperties {
     CommitProperties::default()
         .with_create_checkpoint(false)
         .with_cleanup_expired_logs(Some(false))
         .with_application_transactions(transactions)
+        .with_metadata(writer(crate::volume::INGEST))
+}
+
+/// Commit properties for maintenance commits: tagged, so the volume collector counts what
+/// they rewrite apart from new data.
+pub fn maintenance_commit_properties() -> CommitProperties {
+    CommitProperties::default().with_metadata(writer(crate::volume::MAINTENANCE))
+}
+
+fn writer(kind: &str) -> [(String, serde_json::Value); 1] {
+    [(
+        crate::volume::WRITER_KEY.to_owned(),
+        serde_json::Value::String(kind.to_owned()),
+    )]
 }
 
 /// Writes a checkpoint when the table's version is a multiple of the interval; failures are

@@ -138,6 +138,19 @@ impl Reconciler {
                         // keeps restarting and stopping workers meanwhile.
                         let this = self.clone();
                         tokio::spawn(async move {
+                            match this.collect_volumes().await {
+                                Ok(c) if c.commits > 0 => tracing::info!(
+                                    tables = c.tables,
+                                    commits = c.commits,
+                                    volume_bytes = c.written.volume(),
+                                    rewritten_bytes = c.written.rewritten,
+                                    "written volumes counted"
+                                ),
+                                Ok(_) => {}
+                                Err(e) => {
+                                    tracing::warn!(error = %tenancy::error_chain(&e), "volume collection failed; the next pass retries")
+                                }
+                            }
                             match this.schedule_due().await {
                                 Ok(0) => {}
                                 Ok(queued) => {
@@ -315,6 +328,13 @@ impl Reconciler {
         report.by_kind_state = by_kind_state;
         report.restarts = restarts;
         Ok(())
+    }
+
+    /// Counts what every table was written since the last pass into its tenant's daily volumes
+    /// (exactly once, see [`crate::volume`]) and refreshes the 30-day volumes placement ranks
+    /// by. Runs at the start of each scheduler pass.
+    pub async fn collect_volumes(&self) -> Result<crate::volume::Collected, StoreError> {
+        crate::volume::collect(&self.catalog, tenancy::now().date_naive()).await
     }
 
     /// Queues a maintenance run on every table of a ready tenant with something due and no

@@ -18,6 +18,7 @@ mod tables;
 mod tenants;
 mod tokens;
 mod url;
+mod volumes;
 mod workers;
 
 #[cfg(feature = "testing")]
@@ -44,6 +45,7 @@ pub(crate) use tenants::snapshot;
 pub use tenants::{PlacementSnapshot, TenantStore};
 pub use tokens::{Revocation, TokenRecord, TokenStore};
 pub use url::DatabaseUrl;
+pub use volumes::VolumeStore;
 pub use workers::{WorkerRecord, WorkerStore};
 
 /// Which database engine holds the metadata.
@@ -135,6 +137,7 @@ pub trait MetadataStore:
     + StreamStore
     + WorkerStore
     + ShareStore
+    + VolumeStore
     + Send
     + Sync
     + 'static

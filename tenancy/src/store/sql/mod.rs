@@ -18,6 +18,7 @@ mod streams;
 mod tables;
 mod tenants;
 mod tokens;
+mod volumes;
 mod workers;
 
 use sqlx::{Row, Transaction};

@@ -178,6 +178,8 @@ impl TenantStore for Store {
             "DELETE FROM shares WHERE tenant_id = $1",
             "DELETE FROM streams WHERE tenant_id = $1",
             "DELETE FROM lake_tables WHERE tenant_id = $1",
+            "DELETE FROM tenant_volume_daily WHERE tenant_id = $1",
+            "DELETE FROM volume_watermarks WHERE tenant_id = $1",
         ] {
             sqlx::query(statement).bind(id.as_str()).execute(&mut *tx).await?;
         }

@@ -341,6 +341,12 @@ impl AppState {
             .with_id_reuse_after(std::time::Duration::from_secs(config.tenants.id_reuse_after_secs)),
         );
         let workers = Reconciler::new(catalog.clone(), launcher, settings, wake);
+        if config.placement.rebalance_secs > 0 {
+            workers.schedule_rebalance(
+                tenants.clone(),
+                std::time::Duration::from_secs(config.placement.rebalance_secs),
+            );
+        }
         let config_audit = config.audit.clone();
         let config_rate = config.rate_limit.clone();
         Ok(Self {

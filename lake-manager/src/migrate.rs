@@ -77,9 +77,14 @@ impl Provisioner {
         Ok(record)
     }
 
-    /// Provisions the target, copies and verifies every key, then switches the placement.
+    /// Waits for the tenant's commits under way to end (the write fence), provisions the
+    /// target, copies and verifies every key, then switches the placement.
     pub async fn copy_and_switch(&self, migration: &MigrationRecord) -> Result<(), ProvisionError> {
         let id = &migration.tenant;
+        // The tenant is `migrating`: no new commit starts. Before a single object is listed,
+        // every commit that started before is over, so none can land behind the copy.
+        let waited = crate::fence::drain(self.store().as_ref(), id).await?;
+        tracing::info!(tenant = %id, waited_ms = waited.as_millis() as u64, "writes drained; copying");
         let tenant = self
             .store()
             .get_tenant(id)

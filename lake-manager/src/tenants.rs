@@ -195,7 +195,11 @@ impl Tenants {
     }
 
     /// Plans the promotions and demotions the placement policy wants (with hysteresis) and,
-    /// unless `dry_run`, starts them: tenants with storage migrate, the others are re-placed.
+    /// unless `dry_run`, starts them, largest 30-day volume first: tenants with storage
+    /// migrate, at most `placement.max_concurrent_migrations` at once counting those already
+    /// under way; the others are re-placed. A dry run walks the same steps without taking
+    /// them, so its `migrating`, `replaced` and `skipped` are what a run would do now. The
+    /// leader runs this every `placement.rebalance_secs`.
     pub async fn rebalance(&self, dry_run: bool, actor: &Actor) -> Result<RebalanceOutcome, ProvisionError> {
         let snapshot = self.store.placement_snapshot().await?;
         let plan = plan_rebalance(&snapshot.tenants, &snapshot.shard_fill, &self.placement);
@@ -204,30 +208,61 @@ impl Tenants {
             demotions: plan.demotions.clone(),
             ..RebalanceOutcome::default()
         };
-        if dry_run {
-            return Ok(outcome);
-        }
-        for step in plan.promotions.iter().chain(&plan.demotions) {
+        let limit = self.placement.max_concurrent_migrations as usize;
+        let under_way = self
+            .store
+            .tenants_with_status(TenantStatus::Migrating)
+            .await?
+            .len();
+        let mut room = limit.saturating_sub(under_way);
+        // A tenant whose last migration is still cleaning up cannot start another: the dry run
+        // must say so as the run would.
+        let recorded: std::collections::BTreeSet<TenantId> = self
+            .store
+            .migrations()
+            .await?
+            .into_iter()
+            .map(|m| m.tenant)
+            .collect();
+        for step in plan.in_order() {
             let Some(mut tenant) = self.store.get_tenant(&step.tenant).await? else {
                 continue;
             };
             if !self.has_storage(&tenant.id).await? {
-                tenant.placement = step.to.clone();
-                tenant.updated_at = tenancy::now();
-                let audit = actor.event(
-                    "tenant.update",
-                    &path(&tenant.id),
-                    Some(tenant.id.as_str()),
-                    Outcome::Success,
-                );
-                self.store.update_tenant(&tenant, &audit).await?;
+                if !dry_run {
+                    tenant.placement = step.to.clone();
+                    tenant.updated_at = tenancy::now();
+                    let audit = actor.event(
+                        "tenant.update",
+                        &path(&tenant.id),
+                        Some(tenant.id.as_str()),
+                        Outcome::Success,
+                    );
+                    self.store.update_tenant(&tenant, &audit).await?;
+                }
                 outcome.replaced.push(tenant.id);
             } else if tenant.status != TenantStatus::Ready {
                 let reason = format!("status is {}", tenant.status.as_str());
                 outcome.skipped.push((tenant.id, reason));
+            } else if recorded.contains(&tenant.id) {
+                outcome
+                    .skipped
+                    .push((tenant.id.clone(), already_migrating(&tenant.id).to_string()));
+            } else if room == 0 {
+                let reason = format!(
+                    "waits for a later rebalance: at most {limit} migrations at once \
+                     (placement.max_concurrent_migrations), larger tenants first"
+                );
+                outcome.skipped.push((tenant.id, reason));
+            } else if dry_run {
+                room -= 1;
+                outcome.migrating.push(tenant.id);
             } else {
                 match self.begin_migration(&tenant, step.to.clone(), actor).await {
-                    Ok(()) => outcome.migrating.push(tenant.id),
+                    Ok(()) => {
+                        room -= 1;
+                        outcome.migrating.push(tenant.id);
+                    }
                     // Another migration of the tenant is under way (or in its cleanup phase).
                     Err(ProvisionError::NotReady(why)) => {
                         outcome.skipped.push((tenant.id, why));

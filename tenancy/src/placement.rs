@@ -16,6 +16,12 @@ pub struct PlacementConfig {
     pub demote_fraction: f64,
     /// Tenants per shared bucket shard.
     pub shard_capacity: u32,
+    /// How often the leader rebalances on its own, seconds; 0 turns the scheduled rebalance
+    /// off (`POST /v1/admin/placement/rebalance` still works).
+    pub rebalance_secs: u64,
+    /// Most placement migrations under way at once; a rebalance starts the largest tenants
+    /// first and leaves the rest for a later one.
+    pub max_concurrent_migrations: u32,
 }
 
 impl Default for PlacementConfig {
@@ -24,6 +30,8 @@ impl Default for PlacementConfig {
             dedicated_fraction: 0.10,
             demote_fraction: 0.15,
             shard_capacity: 500,
+            rebalance_secs: 86_400,
+            max_concurrent_migrations: 2,
         }
     }
 }
@@ -42,6 +50,12 @@ impl PlacementConfig {
         }
         if self.shard_capacity == 0 {
             return Err(("placement.shard_capacity", "must be at least 1"));
+        }
+        if !(0..=30 * 86_400).contains(&self.rebalance_secs) {
+            return Err(("placement.rebalance_secs", "must be 0 (off) to 2592000 (30 days)"));
+        }
+        if !(1..=64).contains(&self.max_concurrent_migrations) {
+            return Err(("placement.max_concurrent_migrations", "must be 1 to 64"));
         }
         Ok(())
     }
@@ -275,6 +289,8 @@ pub struct Move {
     pub from: Placement,
     /// Where it should be.
     pub to: Placement,
+    /// Its 30-day volume, bytes: the larger moves first.
+    pub volume_30d_bytes: u64,
 }
 
 /// The moves a rebalance would make.
@@ -284,6 +300,21 @@ pub struct Rebalance {
     pub promotions: Vec<Move>,
     /// Dedicated to shared.
     pub demotions: Vec<Move>,
+}
+
+impl Rebalance {
+    /// Every move in the order a rebalance starts them: the largest 30-day volume first (ties
+    /// by tenant id), promotions and demotions alike, so when only a few migrations may run
+    /// at once the tenants that weigh most on their bucket move first.
+    pub fn in_order(&self) -> Vec<&Move> {
+        let mut moves: Vec<&Move> = self.promotions.iter().chain(&self.demotions).collect();
+        moves.sort_by(|a, b| {
+            b.volume_30d_bytes
+                .cmp(&a.volume_30d_bytes)
+                .then_with(|| a.tenant.cmp(&b.tenant))
+        });
+        moves
+    }
 }
 
 /// Plans a rebalance over every tenant. Tenants without a current placement are skipped
@@ -307,6 +338,7 @@ pub fn plan_rebalance(tenants: &[Candidate], fill: &[u32], config: &PlacementCon
                     tenant: tenant.id.clone(),
                     from: current.clone(),
                     to: target,
+                    volume_30d_bytes: tenant.volume_30d_bytes,
                 });
             }
             PlacementKind::Shared => {
@@ -320,6 +352,7 @@ pub fn plan_rebalance(tenants: &[Candidate], fill: &[u32], config: &PlacementCon
                     tenant: tenant.id.clone(),
                     from: current.clone(),
                     to: target,
+                    volume_30d_bytes: tenant.volume_30d_bytes,
                 });
             }
         }
@@ -441,7 +474,7 @@ mod tests {
     proptest! {
         #[test]
         fn at_most_the_fraction_is_dedicated_by_volume_plus_enterprise(tenants in volumes(), fraction in 0.0f64..0.5) {
-            let config = PlacementConfig { dedicated_fraction: fraction, demote_fraction: fraction.max(0.15), shard_capacity: 50 };
+            let config = PlacementConfig { dedicated_fraction: fraction, demote_fraction: fraction.max(0.15), shard_capacity: 50, ..PlacementConfig::default() };
             let candidates: Vec<_> = tenants.iter().enumerate()
                 .map(|(i, (v, enterprise))| candidate(i, if *enterprise { Tier::Enterprise } else { Tier::Standard }, *v, None))
                 .collect();
@@ -453,6 +486,26 @@ mod tests {
                 if c.tier == Tier::Enterprise { prop_assert_eq!(p.kind, PlacementKind::Dedicated); }
                 if c.volume_30d_bytes == 0 && c.tier == Tier::Standard { prop_assert_eq!(p.kind, PlacementKind::Shared); }
                 prop_assert_eq!(p.shard.is_some(), p.kind == PlacementKind::Shared);
+            }
+        }
+
+        #[test]
+        fn moves_start_largest_first(tenants in volumes()) {
+            let config = PlacementConfig::default();
+            let placed: Vec<Candidate> = tenants
+                .iter()
+                .enumerate()
+                .map(|(i, (volume, enterprise))| {
+                    // Everyone starts shared: the plan promotes the top share and enterprise.
+                    let tier = if *enterprise { Tier::Enterprise } else { Tier::Standard };
+                    candidate(i, tier, *volume, Some(PlacementKind::Shared))
+                })
+                .collect();
+            let plan = plan_rebalance(&placed, &[placed.len() as u32], &config);
+            let order = plan.in_order();
+            prop_assert_eq!(order.len(), plan.promotions.len() + plan.demotions.len());
+            for pair in order.windows(2) {
+                prop_assert!(pair[0].volume_30d_bytes >= pair[1].volume_30d_bytes);
             }
         }
 

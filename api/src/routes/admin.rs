@@ -39,16 +39,20 @@ pub struct RebalanceReport {
     pub demotions: Vec<tenancy::placement::Move>,
     /// Whether anything was changed.
     pub dry_run: bool,
-    /// Tenants whose data migration started.
+    /// Tenants whose data migration started, largest 30-day volume first (in a dry run: would
+    /// start now).
     pub migrating: Vec<String>,
-    /// Tenants without storage yet, simply re-placed.
+    /// Tenants without storage yet, simply re-placed (in a dry run: would be).
     pub replaced: Vec<String>,
-    /// Tenants left as they are, and why.
+    /// Tenants left as they are, and why: not `ready`, a migration still cleaning up, or
+    /// waiting for room under `placement.max_concurrent_migrations`.
     pub skipped: Vec<Skipped>,
 }
 
 /// Plans the promotions and demotions the placement policy wants (with hysteresis) and,
-/// unless `dry_run=true`, starts them: tenants with storage migrate, the others are re-placed.
+/// unless `dry_run=true`, starts them, largest 30-day volume first: tenants with storage
+/// migrate (at most `placement.max_concurrent_migrations` at once), the others are re-placed.
+/// A dry run reports exactly what a run, or the leader's scheduled rebalance, would do now.
 #[utoipa::path(post, path = "/v1/admin/placement/rebalance", tag = "admin", params(RebalanceQuery),
     responses((status = 200, description = "The plan, and what started", body = RebalanceReport)))]
 pub async fn rebalance(

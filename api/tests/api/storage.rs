@@ -910,3 +910,64 @@ async fn racing_overrides_never_pass_the_shard_budget_on_sqlite() {
 async fn racing_overrides_never_pass_the_shard_budget_on_postgres() {
     racing_overrides_never_pass_the_shard_budget(Backend::Postgres).await;
 }
+
+/// The write fence: a commit under way when a migration starts holds the copy back until it
+/// ends. Here a writer's intent is taken as a group commit takes it, and kept (a writer frozen
+/// mid-commit); the tenant goes `migrating` at once, but nothing is copied to the new bucket
+/// while the intent is live, and the migration completes once it ends. A writer arriving after
+/// the fence went up reads `migrating` and commits nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_copies_nothing_while_a_commit_is_under_way() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    app.ready_tenant(&admin, "mover").await;
+    let table = json!({"zone": "silver", "name": "orders", "columns": [{"name": "id", "type": "long"}]});
+    app.expect(&admin, Method::POST, "/v1/tenants/mover/tables", Some(table), 201)
+        .await;
+    let id = tenancy::tenant::TenantId::parse("mover").expect("id");
+    let (seen, writer) = lake_manager::fence::Intent::begin(&app.state.store, &id, "frozen")
+        .await
+        .expect("intent");
+    assert_eq!(seen.expect("tenant").status, tenancy::tenant::TenantStatus::Ready);
+
+    app.expect(
+        &admin,
+        Method::PATCH,
+        "/v1/tenants/mover",
+        Some(json!({"isolation": "dedicated"})),
+        200,
+    )
+    .await;
+    app.wait_for_status(&admin, "mover", "migrating").await;
+    let (late, refused) = lake_manager::fence::Intent::begin(&app.state.store, &id, "late")
+        .await
+        .expect("intent");
+    assert_eq!(
+        late.expect("tenant").status,
+        tenancy::tenant::TenantStatus::Migrating,
+        "a writer after the fence sees it"
+    );
+    refused.end().await;
+    // The migration worker runs meanwhile; held by the intent, it copies nothing.
+    let new = app.data_dir.path().join("lake/lakeplane-t-mover");
+    let held_until = std::time::Instant::now() + std::time::Duration::from_millis(1_500);
+    while std::time::Instant::now() < held_until {
+        let copied = std::fs::read_dir(new.join("silver"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(copied, 0, "nothing is copied while a commit is under way");
+        let tenant = app
+            .expect(&admin, Method::GET, "/v1/tenants/mover", None, 200)
+            .await;
+        assert_eq!(tenant["status"], "migrating", "{tenant}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    writer.end().await;
+    let moved = app.wait_for_status(&admin, "mover", "ready").await;
+    assert_eq!(moved["placement"]["kind"], "dedicated", "{moved}");
+    assert!(
+        new.join("silver/mover/orders/_delta_log").is_dir(),
+        "the table was copied once the commit ended"
+    );
+    app.shutdown().await;
+}

@@ -187,3 +187,149 @@ async fn volumes_count_each_writer_once_and_rewrites_apart(backend: Backend) {
     replica.shutdown().await;
     app.shutdown().await;
 }
+
+/// The leader rebalances on its own: acme writes far more than bravo and carol, the scheduled
+/// pass counts it from the Delta logs and promotes acme (the top 10% of three is one tenant) to
+/// a dedicated bucket, whose reason cites what acme wrote. The dry run before it named exactly
+/// that move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduled_rebalance_promotes_the_tenant_that_wrote_most() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        |c| {
+            c.workers.schedule_secs = 0;
+            c.workers.reconcile_secs = 1;
+            c.placement.rebalance_secs = 1;
+        },
+        Default::default(),
+    )
+    .await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    for (tenant, events) in [("acme", 400), ("bravo", 5), ("carol", 5)] {
+        app.ready_tenant(&admin, tenant).await;
+        let base = format!("/v1/tenants/{tenant}");
+        let table = json!({"zone": "bronze", "name": "orders", "columns": [
+            {"name": "id", "type": "long"}, {"name": "name", "type": "string"}]});
+        app.expect(&admin, Method::POST, &format!("{base}/tables"), Some(table), 201)
+            .await;
+        let stream = json!({"name": "clicks", "table": {"zone": "bronze", "name": "orders"}, "source": {"type": "http"}});
+        app.expect(
+            &admin,
+            Method::POST,
+            &format!("{base}/streams"),
+            Some(stream),
+            201,
+        )
+        .await;
+        let rows: Vec<Value> = (0..events)
+            .map(|i| json!({"id": i, "name": format!("{tenant}-{i}-{}", "x".repeat(40))}))
+            .collect();
+        app.expect(
+            &admin,
+            Method::POST,
+            &format!("{base}/streams/clicks/events"),
+            Some(json!(rows)),
+            200,
+        )
+        .await;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let acme = loop {
+        let acme = app
+            .expect(&admin, Method::GET, "/v1/tenants/acme", None, 200)
+            .await;
+        if acme["placement"]["kind"] == "dedicated" && acme["status"] == "ready" {
+            break acme;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "acme was never promoted: {acme}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let reason = acme["placement"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("top 10% by 30-day volume, ") && reason.contains(" written (rank 1 of 3)"),
+        "{reason}"
+    );
+    for other in ["bravo", "carol"] {
+        let tenant = app
+            .expect(&admin, Method::GET, &format!("/v1/tenants/{other}"), None, 200)
+            .await;
+        assert_eq!(tenant["placement"]["kind"], "shared", "{tenant}");
+    }
+    let audit = app
+        .expect(
+            &admin,
+            Method::GET,
+            "/v1/audit?action=tenant.migrate&tenant=acme",
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(
+        audit["items"][0]["actor"], "lakeplane",
+        "the plane moved it: {audit}"
+    );
+    app.shutdown().await;
+}
+
+/// With room for one migration at a time, the dry run starts the largest tenant and lists
+/// the next as waiting; a run does exactly what the dry run said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_starts_the_largest_first_within_its_limit() {
+    let app = TestApp::spawn_with(
+        Backend::Postgres,
+        |c| {
+            c.placement.max_concurrent_migrations = 1;
+            // Two of ten tenants are promoted.
+            c.placement.dedicated_fraction = 0.2;
+            c.placement.demote_fraction = 0.2;
+        },
+        Default::default(),
+    )
+    .await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    for i in 0..10u64 {
+        let id = format!("t-{i}");
+        app.ready_tenant(&admin, &id).await;
+        // A table, so the tenant has storage and migrates rather than being re-placed.
+        let table = json!({"zone": "bronze", "name": "orders", "columns": [{"name": "id", "type": "long"}]});
+        app.expect(
+            &admin,
+            Method::POST,
+            &format!("/v1/tenants/{id}/tables"),
+            Some(table),
+            201,
+        )
+        .await;
+        let tenant = tenancy::tenant::TenantId::parse(&id).expect("id");
+        app.state
+            .store
+            .record_volume(&tenant, (i + 1) * 1_000)
+            .await
+            .expect("volume");
+    }
+    let rebalance = |dry_run: bool| {
+        let (app, admin) = (&app, admin.clone());
+        async move {
+            let path = format!("/v1/admin/placement/rebalance?dry_run={dry_run}");
+            app.expect(&admin, Method::POST, &path, None, 200).await
+        }
+    };
+    let plan = rebalance(true).await;
+    assert_eq!(plan["migrating"], json!(["t-9"]), "{plan}");
+    assert_eq!(plan["skipped"][0]["tenant"], "t-8", "{plan}");
+    assert!(
+        plan["skipped"][0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("at most 1 migrations at once"),
+        "{plan}"
+    );
+    let done = rebalance(false).await;
+    for key in ["promotions", "migrating", "replaced", "skipped"] {
+        assert_eq!(done[key], plan[key], "{key}: the run did what the dry run said");
+    }
+    app.shutdown().await;
+}

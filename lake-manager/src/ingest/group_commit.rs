@@ -11,7 +11,7 @@ use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::Transaction;
 use deltalake::protocol::SaveMode;
-use tenancy::store::MetadataStore;
+use tenancy::store::{MetadataStore, StoreError};
 use tenancy::tenant::TenantStatus;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use uuid::Uuid;
@@ -349,8 +349,24 @@ impl WriterTask {
 
     async fn commit(&mut self, rows: Vec<RecordBatch>, dead: Vec<RecordBatch>) -> Result<Committed, String> {
         // A migration that started while these requests waited must not see a commit at the old
-        // location: the group is refused (nothing acknowledged) and the callers send again.
-        match self.store.get_tenant(&self.target.tenant).await {
+        // location: the group is refused (nothing acknowledged) and the callers send again. The
+        // intent holds a migration that starts from now on back until this commit ended.
+        let (tenant, intent) = crate::fence::Intent::begin(&self.store, &self.target.tenant, "http-push")
+            .await
+            .map_err(|e| tenancy::error_chain(&e))?;
+        let result = self.commit_fenced(rows, dead, Ok(tenant), &intent).await;
+        intent.end().await;
+        result
+    }
+
+    async fn commit_fenced(
+        &mut self,
+        rows: Vec<RecordBatch>,
+        dead: Vec<RecordBatch>,
+        tenant: Result<Option<tenancy::tenant::Tenant>, StoreError>,
+        intent: &crate::fence::Intent,
+    ) -> Result<Committed, String> {
+        match tenant {
             Ok(Some(tenant))
                 if tenant.status == TenantStatus::Ready && tenant.placement == self.target.placement => {}
             Ok(Some(tenant)) if tenant.status == TenantStatus::Ready => {
@@ -369,8 +385,12 @@ impl WriterTask {
             Ok(None) => return Err("the tenant is gone".to_owned()),
             Err(e) => return Err(tenancy::error_chain(&e)),
         }
+        let lapsed = || "the commit outlived its write intent; nothing more is committed".to_owned();
         // Dead letters first: a crash between the two commits then repeats at worst the
         // dead letters of an unacknowledged request, never loses one.
+        if !intent.still_held() {
+            return Err(lapsed());
+        }
         let dlq_version = if dead.is_empty() {
             None
         } else {
@@ -385,6 +405,9 @@ impl WriterTask {
                     })?,
             )
         };
+        if !intent.still_held() {
+            return Err(lapsed());
+        }
         let version = if rows.is_empty() {
             None
         } else {

@@ -574,14 +574,12 @@ impl Worker {
     }
 
     /// A tenant that is migrating (or moved) must not get commits at the old location: the
-    /// worker stops, and its restart resolves the table where the tenant is now.
-    async fn check_placement(&self) -> Result<(), IngestError> {
-        let tenant = self
-            .catalog
-            .store()
-            .get_tenant(&self.tenant)
-            .await?
-            .ok_or_else(|| IngestError::Kafka("the stream's tenant is gone".into()))?;
+    /// worker stops, and its restart resolves the table where the tenant is now. The intent
+    /// returned holds a migration that starts from now on back until the flush ended.
+    async fn check_placement(&self) -> Result<crate::fence::Intent, IngestError> {
+        let (tenant, intent) =
+            crate::fence::Intent::begin(self.catalog.store(), &self.tenant, "kafka").await?;
+        let tenant = tenant.ok_or_else(|| IngestError::Kafka("the stream's tenant is gone".into()))?;
         if tenant.status != tenancy::tenant::TenantStatus::Ready {
             return Err(IngestError::Fenced {
                 tenant: tenant.id.to_string(),
@@ -593,7 +591,7 @@ impl Worker {
                 "the tenant's storage moved; restarting at the new location".into(),
             ));
         }
-        Ok(())
+        Ok(intent)
     }
 
     async fn flush(&mut self, buffer: Buffer) -> Result<(), IngestError> {
@@ -620,7 +618,9 @@ impl Worker {
         if events.is_empty() {
             return Ok(());
         }
-        self.check_placement().await?;
+        let intent = self.check_placement().await?;
+        let lapsed =
+            || IngestError::Kafka("the flush outlived its write intent; restarting from the table".into());
         let now_us = tenancy::now().timestamp_micros();
         let decoded = decode::decode(&self.main.schema, &events, now_us, Metadata::Kafka(&positions))
             .map_err(IngestError::Kafka)?;
@@ -658,10 +658,17 @@ impl Worker {
             if !dead.is_empty() {
                 let rows = decode::dlq_rows(&self.dlq.schema, &dead, &labels, now_us, Some(&dead_positions))
                     .map_err(IngestError::Kafka)?;
+                if !intent.still_held() {
+                    return Err(lapsed());
+                }
                 self.dlq.commit(Some(rows), transactions()).await?;
             }
         }
+        if !intent.still_held() {
+            return Err(lapsed());
+        }
         let version = self.main.commit(decoded.rows, transactions()).await?;
+        intent.end().await;
         for (partition, offset) in last {
             self.next.insert(partition, offset + 1);
         }

@@ -49,6 +49,9 @@ pub struct Reconciler {
     scheduling: AtomicBool,
     report: Mutex<ReconcileReport>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The scheduled rebalance: what runs it and how often (set before `spawn`).
+    rebalance: Mutex<Option<(Arc<crate::tenants::Tenants>, Duration)>>,
+    rebalancing: AtomicBool,
 }
 
 const PAGE: u32 = 1_000;
@@ -77,7 +80,32 @@ impl Reconciler {
             scheduling: AtomicBool::new(false),
             report: Mutex::new(ReconcileReport::default()),
             task: Mutex::new(None),
+            rebalance: Mutex::new(None),
+            rebalancing: AtomicBool::new(false),
         })
+    }
+
+    /// Has the leader rebalance placements every `every` (after counting volumes), through
+    /// `tenants`, as `POST /v1/admin/placement/rebalance` would. Call before `spawn`.
+    pub fn schedule_rebalance(&self, tenants: Arc<crate::tenants::Tenants>, every: Duration) {
+        *self.rebalance.lock().unwrap_or_else(|p| p.into_inner()) = Some((tenants, every));
+    }
+
+    /// Counts volumes, then rebalances as the plane's own actor; returns what started.
+    pub async fn rebalance_now(
+        &self,
+        tenants: &crate::tenants::Tenants,
+    ) -> Result<crate::tenants::RebalanceOutcome, crate::provision::ProvisionError> {
+        self.collect_volumes().await?;
+        let actor = tenancy::audit::Actor {
+            subject: "lakeplane".to_owned(),
+            role: None,
+            request_id: None,
+            source: None,
+            token_id: None,
+            issuer: None,
+        };
+        tenants.rebalance(false, &actor).await
     }
 
     /// Wakes the loop now.
@@ -101,6 +129,8 @@ impl Reconciler {
     async fn run(self: Arc<Self>) {
         let mut lead: Option<Leadership> = None;
         let mut next_schedule = Instant::now() + self.settings.schedule_every;
+        let rebalance = self.rebalance.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut next_rebalance = rebalance.as_ref().map(|(_, every)| Instant::now() + *every);
         loop {
             if self.stopping.load(Ordering::SeqCst) {
                 // Workers first; the lock (its connection) goes with `lead` afterwards.
@@ -162,6 +192,28 @@ impl Reconciler {
                                 }
                             }
                             this.scheduling.store(false, Ordering::SeqCst);
+                        });
+                    }
+                    if let (Some((tenants, every)), Some(due)) = (&rebalance, next_rebalance)
+                        && Instant::now() >= due
+                        && !self.rebalancing.swap(true, Ordering::SeqCst)
+                    {
+                        next_rebalance = Some(Instant::now() + *every);
+                        let (this, tenants) = (self.clone(), tenants.clone());
+                        tokio::spawn(async move {
+                            match this.rebalance_now(&tenants).await {
+                                Ok(done) => tracing::info!(
+                                    promotions = done.promotions.len(),
+                                    demotions = done.demotions.len(),
+                                    migrating = done.migrating.len(),
+                                    waiting = done.skipped.len(),
+                                    "scheduled rebalance"
+                                ),
+                                Err(e) => {
+                                    tracing::warn!(error = %tenancy::error_chain(&e), "scheduled rebalance failed; the next one retries")
+                                }
+                            }
+                            this.rebalancing.store(false, Ordering::SeqCst);
                         });
                     }
                 } else {

@@ -9,6 +9,7 @@
 
 mod audit;
 mod error;
+mod fence;
 mod postgres;
 mod provisioning;
 mod shares;
@@ -34,6 +35,7 @@ use uuid::Uuid;
 
 pub use audit::AuditStore;
 pub use error::StoreError;
+pub use fence::FenceStore;
 pub use provisioning::{
     BucketRecord, MigrationPhase, MigrationRecord, ProvisioningStore, ShardBudget, ShardPolicies,
 };
@@ -138,6 +140,7 @@ pub trait MetadataStore:
     + WorkerStore
     + ShareStore
     + VolumeStore
+    + FenceStore
     + Send
     + Sync
     + 'static

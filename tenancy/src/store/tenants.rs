@@ -44,7 +44,8 @@ pub trait TenantStore: Send + Sync {
         reusable_at: DateTime<Utc>,
         audit: &AuditEvent,
     ) -> Result<Option<u64>, StoreError>;
-    /// Records a tenant's 30-day written volume (fed by usage collection).
+    /// Records a tenant's 30-day written volume directly (tests; the volume collector sets it
+    /// from daily rows with `refresh_volumes`).
     async fn record_volume(&self, id: &TenantId, bytes: u64) -> Result<(), StoreError>;
     /// All tenants' placement inputs.
     async fn placement_snapshot(&self) -> Result<PlacementSnapshot, StoreError>;

@@ -892,3 +892,89 @@ async fn a_deleted_tenants_id_is_reserved_then_starts_clean(backend: Backend) {
     db.drop_database().await;
 }
 both_backends!(a_deleted_tenants_id_is_reserved_then_starts_clean);
+
+/// The write fence: an intent taken while the tenant is ready reads it ready and stays live
+/// until it ends; once a migration marked the tenant migrating, a new intent reads that; an
+/// expired intent no longer counts; a gone tenant gives no intent.
+async fn write_intents_meet_the_migration_fence(backend: Backend) {
+    let (store, db) = crate::migrated(backend).await;
+    let mut acme = tenant("acme", Some(0));
+    acme.status = TenantStatus::Ready;
+    store
+        .insert_tenant(&acme, &event("tenant.create", Some("acme")))
+        .await
+        .expect("insert");
+    let soon = tenancy::now() + Duration::seconds(60);
+    let first = Uuid::now_v7();
+    let seen = store
+        .begin_write(&acme.id, "test", first, soon)
+        .await
+        .expect("begin")
+        .expect("tenant");
+    assert_eq!(seen.status, TenantStatus::Ready);
+    assert_eq!(
+        store.live_writes(&acme.id, tenancy::now()).await.expect("count"),
+        1
+    );
+    let record = tenancy::store::MigrationRecord {
+        tenant: acme.id.clone(),
+        from: acme.placement.clone(),
+        to: Placement {
+            kind: PlacementKind::Dedicated,
+            shard: None,
+            reason: "test".into(),
+        },
+        phase: tenancy::store::MigrationPhase::Copying,
+        cleanup_after: None,
+        started_at: tenancy::now(),
+    };
+    store
+        .start_migration(&record, &event("tenant.migrate", Some("acme")))
+        .await
+        .expect("start");
+    let late = Uuid::now_v7();
+    let seen = store
+        .begin_write(&acme.id, "test", late, soon)
+        .await
+        .expect("begin")
+        .expect("tenant");
+    assert_eq!(seen.status, TenantStatus::Migrating, "the fence is seen");
+    store.end_write(late).await.expect("end");
+    assert_eq!(
+        store.live_writes(&acme.id, tenancy::now()).await.expect("count"),
+        1,
+        "the commit under way before the fence still holds it"
+    );
+    store.end_write(first).await.expect("end");
+    assert_eq!(
+        store.live_writes(&acme.id, tenancy::now()).await.expect("count"),
+        0
+    );
+    let expired = Uuid::now_v7();
+    store
+        .begin_write(
+            &acme.id,
+            "dead writer",
+            expired,
+            tenancy::now() - Duration::seconds(1),
+        )
+        .await
+        .expect("begin");
+    assert_eq!(
+        store.live_writes(&acme.id, tenancy::now()).await.expect("count"),
+        0,
+        "an expired intent holds nothing back"
+    );
+    let gone = TenantId::parse("gone").expect("id");
+    assert!(
+        store
+            .begin_write(&gone, "test", Uuid::now_v7(), soon)
+            .await
+            .expect("begin")
+            .is_none()
+    );
+    assert_eq!(store.live_writes(&gone, tenancy::now()).await.expect("count"), 0);
+    store.close().await;
+    db.drop_database().await;
+}
+both_backends!(write_intents_meet_the_migration_fence);

@@ -11,6 +11,7 @@
 //! the second backend.
 
 mod audit;
+mod fence;
 mod metadata;
 mod provisioning;
 mod shares;

@@ -10,7 +10,7 @@ use crate::placement::{Placement, PlacementKind};
 use crate::store::{PlacementSnapshot, StoreError, TenantStore};
 use crate::tenant::{Isolation, Quotas, Tenant, TenantId, TenantStatus, Tier};
 
-fn tenant(row: &DbRow) -> Result<Tenant, StoreError> {
+pub(super) fn tenant(row: &DbRow) -> Result<Tenant, StoreError> {
     let text = |c: &str| row.try_get::<String, _>(c);
     let tier = text("tier")?;
     let isolation = text("isolation")?;

@@ -58,6 +58,16 @@ struct KindLabels {
     kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    phase: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ObjectLabels {
+    state: &'static str,
+}
+
 /// Ingestion state sampled at scrape time.
 #[derive(Debug, Default)]
 pub struct IngestSample {
@@ -83,6 +93,8 @@ pub struct Metrics {
     reconcile_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     reconcile_loops: Gauge,
     leader: Gauge,
+    migrations: Family<PhaseLabels, Gauge>,
+    migration_objects: Family<ObjectLabels, Gauge>,
     unattributed: Family<ReasonLabels, Counter>,
 }
 
@@ -167,6 +179,18 @@ impl Metrics {
             "1 when this process holds the reconciler leadership",
             leader.clone(),
         );
+        let migrations = Family::<PhaseLabels, Gauge>::default();
+        registry.register(
+            "placement_migrations",
+            "Placement migrations by phase (draining: waiting for commits under way; copying; cleanup), as the leader saw them",
+            migrations.clone(),
+        );
+        let migration_objects = Family::<ObjectLabels, Gauge>::default();
+        registry.register(
+            "placement_migration_objects",
+            "Objects of the migrations copying now: listed (total) and copied and verified (copied)",
+            migration_objects.clone(),
+        );
         let unattributed = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "unattributed_requests",
@@ -175,6 +199,8 @@ impl Metrics {
             unattributed.clone(),
         );
         Self {
+            migrations,
+            migration_objects,
             unattributed,
             workers,
             worker_restarts,
@@ -240,6 +266,19 @@ impl Metrics {
         self.reconcile_loops
             .set(i64::try_from(workers.loops).unwrap_or(i64::MAX));
         self.leader.set(i64::from(workers.leading));
+        // Rebuilt each scrape, so a finished migration's phase disappears.
+        self.migrations.clear();
+        for (phase, n) in &workers.migrations {
+            self.migrations
+                .get_or_create(&PhaseLabels { phase })
+                .set(i64::try_from(*n).unwrap_or(i64::MAX));
+        }
+        let (copied, total) = workers.migration_objects;
+        for (state, n) in [("copied", copied), ("total", total)] {
+            self.migration_objects
+                .get_or_create(&ObjectLabels { state })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
         self.ingest_buffered
             .set(i64::try_from(ingest.buffered_bytes).unwrap_or(i64::MAX));
         // Rebuilt each scrape, so a deleted stream's series disappear.
@@ -327,6 +366,8 @@ mod tests {
             last_duration: std::time::Duration::from_millis(250),
             by_kind_state: [((WorkerKind::Ingest, WorkerState::Failed), 2)].into(),
             restarts: [(WorkerKind::Ingest, 7)].into(),
+            migrations: [("copying", 1)].into(),
+            migration_objects: (40, 100),
         };
         let text = metrics.render(
             PoolStats {
@@ -351,6 +392,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("lakeplane_reconcile_leader 1"), "{text}");
+        assert!(
+            text.contains(r#"lakeplane_placement_migrations{phase="copying"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"lakeplane_placement_migration_objects{state="copied"} 40"#),
+            "{text}"
+        );
         assert!(
             text.contains(r#"lakeplane_stream_lag_records{stream="s1",partition="2"} 40"#),
             "{text}"

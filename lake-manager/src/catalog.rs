@@ -368,14 +368,19 @@ impl Catalog {
         // One tenant's many tables must not take every slot, nor the process run more at once
         // than its caps; the run stays queued (and claimable elsewhere) while it waits.
         let _slot = self.maintenance.acquire(tenant).await;
-        // Queued earlier, maybe long ago: the tenant must still be writable now.
-        match self.store().get_tenant(tenant).await? {
+        // Queued earlier, maybe long ago: the tenant must still be writable now. The write
+        // intent holds a migration that starts meanwhile back until the run holds its lease;
+        // from then on the running run's lease does (the migration's drain counts both).
+        let (found, intent) = crate::fence::Intent::begin(self.store(), tenant, "maintenance").await?;
+        match found {
             Some(t) => Self::writable(&t)?,
             None => return Err(DeltaError::Refused(format!("tenant {tenant} is gone")).into()),
         }
         let now = tenancy::now();
         let until = now + chrono::Duration::from_std(self.lease).unwrap_or_default();
-        if !self.store().claim_run(id, &self.owner, until, now).await? {
+        let claimed = self.store().claim_run(id, &self.owner, until, now).await?;
+        intent.end().await;
+        if !claimed {
             return Err(StoreError::Busy(format!(
                 "maintenance run {id} is {} under another executor's lease",
                 run.status.as_str()

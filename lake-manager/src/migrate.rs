@@ -85,6 +85,11 @@ impl Provisioner {
         // every commit that started before is over, so none can land behind the copy.
         let waited = crate::fence::drain(self.store().as_ref(), id).await?;
         tracing::info!(tenant = %id, waited_ms = waited.as_millis() as u64, "writes drained; copying");
+        let mut progress = tenancy::store::MigrationProgress {
+            drained_at: Some(tenancy::now()),
+            ..Default::default()
+        };
+        self.store().record_migration_progress(id, &progress).await?;
         let tenant = self
             .store()
             .get_tenant(id)
@@ -100,8 +105,17 @@ impl Provisioner {
         let prefix = &self.settings().bucket_prefix;
         let from = bucket_name(prefix, id, &migration.from);
         let to = bucket_name(prefix, id, &migration.to);
+        // Every zone's listing first, so the tenant shows how many objects there are to copy.
+        let mut sources = Vec::with_capacity(Zone::ALL.len());
         for zone in Zone::ALL {
             let keys = zone_prefix(zone, id);
+            let source = self.storage().list_objects(&from, &keys).await?;
+            progress.objects_total += source.len() as u64;
+            sources.push((keys, source));
+        }
+        self.store().record_migration_progress(id, &progress).await?;
+        let mut reported_at = std::time::Instant::now();
+        for (keys, source) in sources {
             let present: HashMap<String, ObjectInfo> = self
                 .storage()
                 .list_objects(&to, &keys)
@@ -109,17 +123,23 @@ impl Provisioner {
                 .into_iter()
                 .map(|o| (o.key.clone(), o))
                 .collect();
-            let source = self.storage().list_objects(&from, &keys).await?;
             // What each copy must list with: the source's own digest where the copy carried it
             // over intact before a crash, else what the copy reported in this run.
             let mut expected: HashMap<&str, String> = HashMap::new();
             for object in &source {
                 if object.has_content_digest() && present.get(&object.key) == Some(object) {
                     expected.insert(&object.key, object.fingerprint.clone());
+                    progress.objects_copied += 1;
                     continue; // copied before a crash, intact
                 }
                 let reported = self.storage().copy_object(&from, object, &to).await?;
                 expected.insert(&object.key, reported);
+                progress.objects_copied += 1;
+                // At most one progress write a second: the copy is the work, not the count.
+                if reported_at.elapsed() >= std::time::Duration::from_secs(1) {
+                    self.store().record_migration_progress(id, &progress).await?;
+                    reported_at = std::time::Instant::now();
+                }
             }
             let copied: HashMap<String, ObjectInfo> = self
                 .storage()
@@ -136,6 +156,7 @@ impl Provisioner {
                 }
             }
         }
+        self.store().record_migration_progress(id, &progress).await?;
         let cleanup_after =
             tenancy::now() + chrono::Duration::from_std(self.settings().migration_grace).unwrap_or_default();
         self.store()

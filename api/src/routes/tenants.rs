@@ -174,7 +174,9 @@ pub async fn get_tenant(
     auth: Authorized<perm::ReadTenant>,
 ) -> Result<Json<TenantView>, ApiError> {
     let tenant = load(&state, auth.tenant()?).await?;
-    Ok(Json(TenantView::new(&state, &tenant, &auth.caller)))
+    let mut view = TenantView::new(&state, &tenant, &auth.caller);
+    view.migration = super::views::MigrationView::of(&state, &tenant.id).await?;
+    Ok(Json(view))
 }
 
 /// Changes a tenant. Tenant-admins may change only the display name.

@@ -7,6 +7,7 @@ use tenancy::role::Zone;
 use tenancy::tenant::{Isolation, QUOTA_CEILING, Quotas, Tenant, TenantStatus, Tier};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// A page of results.
@@ -104,6 +105,60 @@ pub struct TenantView {
     pub created_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+    /// The placement migration under way or cleaning up, on `GET /v1/tenants/{tenant}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migration: Option<MigrationView>,
+}
+
+/// A placement migration as it goes: `draining` (waiting for the tenant's commits under way to
+/// end), `copying` (objects copied and verified of those listed), then `cleanup` (switched; the
+/// old keys are deleted after the grace period).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MigrationView {
+    /// `draining`, `copying` or `cleanup`.
+    pub phase: &'static str,
+    /// Where the data goes: `dedicated` or `shared`.
+    pub to: PlacementKind,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When no commit of the tenant was under way any more.
+    pub drained_at: Option<DateTime<Utc>>,
+    /// Objects the copy listed.
+    pub objects_total: u64,
+    /// Of those, copied and verified.
+    pub objects_copied: u64,
+    /// When the old keys are deleted (cleanup phase).
+    pub cleanup_after: Option<DateTime<Utc>>,
+}
+
+impl MigrationView {
+    /// The tenant's migration, if one is recorded.
+    pub async fn of(state: &AppState, tenant: &tenancy::tenant::TenantId) -> Result<Option<Self>, ApiError> {
+        let Some(migration) = state
+            .store
+            .migrations()
+            .await?
+            .into_iter()
+            .find(|m| &m.tenant == tenant)
+        else {
+            return Ok(None);
+        };
+        let progress = state.store.migration_progress(tenant).await?.unwrap_or_default();
+        let phase = match (migration.phase, progress.drained_at) {
+            (tenancy::store::MigrationPhase::Cleanup, _) => "cleanup",
+            (_, Some(_)) => "copying",
+            (_, None) => "draining",
+        };
+        Ok(Some(Self {
+            phase,
+            to: migration.to.kind,
+            started_at: migration.started_at,
+            drained_at: progress.drained_at,
+            objects_total: progress.objects_total,
+            objects_copied: progress.objects_copied,
+            cleanup_after: migration.cleanup_after,
+        }))
+    }
 }
 
 impl TenantView {
@@ -147,6 +202,7 @@ impl TenantView {
             quotas: t.quotas,
             created_at: t.created_at,
             updated_at: t.updated_at,
+            migration: None,
         }
     }
 }

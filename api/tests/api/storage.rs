@@ -918,7 +918,12 @@ async fn racing_overrides_never_pass_the_shard_budget_on_postgres() {
 /// the fence went up reads `migrating` and commits nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_migration_copies_nothing_while_a_commit_is_under_way() {
-    let app = TestApp::spawn(Backend::Postgres).await;
+    let app = TestApp::spawn_with(
+        Backend::Postgres,
+        |c| c.workers.reconcile_secs = 1,
+        axum::Router::new(),
+    )
+    .await;
     let admin = app.token(Role::PlatformAdmin, None).await;
     app.ready_tenant(&admin, "mover").await;
     let table = json!({"zone": "silver", "name": "orders", "columns": [{"name": "id", "type": "long"}]});
@@ -960,11 +965,25 @@ async fn a_migration_copies_nothing_while_a_commit_is_under_way() {
             .expect(&admin, Method::GET, "/v1/tenants/mover", None, 200)
             .await;
         assert_eq!(tenant["status"], "migrating", "{tenant}");
+        assert_eq!(tenant["migration"]["phase"], "draining", "{tenant}");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    let metrics = app.get("/metrics").await.text().await.expect("metrics");
+    assert!(
+        metrics.contains("lakeplane_placement_migrations{phase=\"draining\"} 1"),
+        "{metrics}"
+    );
     writer.end().await;
     let moved = app.wait_for_status(&admin, "mover", "ready").await;
     assert_eq!(moved["placement"]["kind"], "dedicated", "{moved}");
+    let migration = &moved["migration"];
+    assert_eq!(migration["phase"], "cleanup", "{moved}");
+    assert!(migration["drained_at"].is_string(), "{moved}");
+    assert!(
+        migration["objects_total"].as_u64().is_some_and(|n| n > 0)
+            && migration["objects_copied"] == migration["objects_total"],
+        "every listed object copied: {moved}"
+    );
     assert!(
         new.join("silver/mover/orders/_delta_log").is_dir(),
         "the table was copied once the commit ended"

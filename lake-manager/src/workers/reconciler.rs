@@ -35,6 +35,10 @@ pub struct ReconcileReport {
     pub by_kind_state: BTreeMap<(WorkerKind, WorkerState), u64>,
     /// Restarts by kind, summed over the recorded workers.
     pub restarts: BTreeMap<WorkerKind, u64>,
+    /// Placement migrations by phase (`draining`, `copying`, `cleanup`).
+    pub migrations: BTreeMap<&'static str, u64>,
+    /// Objects copied and listed, summed over the migrations copying now.
+    pub migration_objects: (u64, u64),
 }
 
 /// The reconcile loop and the maintenance scheduler.
@@ -373,7 +377,28 @@ impl Reconciler {
             *by_kind_state.entry((row.spec.kind, row.state)).or_insert(0) += 1;
             *restarts.entry(row.spec.kind).or_insert(0) += u64::from(row.restarts);
         }
+        let mut migrations = BTreeMap::new();
+        let mut migration_objects = (0, 0);
+        for migration in self.store.migrations().await? {
+            let progress = self
+                .store
+                .migration_progress(&migration.tenant)
+                .await?
+                .unwrap_or_default();
+            let phase = match (migration.phase, progress.drained_at) {
+                (tenancy::store::MigrationPhase::Cleanup, _) => "cleanup",
+                (_, Some(_)) => {
+                    migration_objects.0 += progress.objects_copied;
+                    migration_objects.1 += progress.objects_total;
+                    "copying"
+                }
+                (_, None) => "draining",
+            };
+            *migrations.entry(phase).or_insert(0) += 1;
+        }
         let mut report = self.report.lock().unwrap_or_else(|p| p.into_inner());
+        report.migrations = migrations;
+        report.migration_objects = migration_objects;
         report.leading = true;
         report.loops += 1;
         report.last_duration = took;

@@ -27,6 +27,7 @@ pub trait FenceStore: Send + Sync {
     /// Removes an intent (the commit ended, one way or the other).
     async fn end_write(&self, id: Uuid) -> Result<(), StoreError>;
 
-    /// The tenant's intents that have not expired at `now`.
+    /// The tenant's commits under way at `now`: intents that have not expired, and
+    /// maintenance runs holding a live table lease (they commit while they hold it).
     async fn live_writes(&self, tenant: &TenantId, now: DateTime<Utc>) -> Result<u64, StoreError>;
 }

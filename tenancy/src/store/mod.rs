@@ -37,7 +37,8 @@ pub use audit::AuditStore;
 pub use error::StoreError;
 pub use fence::FenceStore;
 pub use provisioning::{
-    BucketRecord, MigrationPhase, MigrationRecord, ProvisioningStore, ShardBudget, ShardPolicies,
+    BucketRecord, MigrationPhase, MigrationProgress, MigrationRecord, ProvisioningStore, ShardBudget,
+    ShardPolicies,
 };
 pub use shares::{RecipientRecord, ShareRecord, ShareStore, SharedTable};
 pub use streams::{StreamRecord, StreamStore};

@@ -56,6 +56,17 @@ pub struct MigrationRecord {
     pub started_at: DateTime<Utc>,
 }
 
+/// How far a migration is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MigrationProgress {
+    /// When no commit of the tenant was under way any more, so the copy could begin.
+    pub drained_at: Option<DateTime<Utc>>,
+    /// Objects the copy listed.
+    pub objects_total: u64,
+    /// Of those, copied and verified.
+    pub objects_copied: u64,
+}
+
 /// A shared shard's tenants' zone policies, as [`ProvisioningStore::shard_policies`] lists them.
 pub type ShardPolicies = [(TenantId, crate::role::Zone, crate::zone::ZonePolicy)];
 
@@ -143,4 +154,12 @@ pub trait ProvisioningStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Forgets a finished migration.
     async fn finish_migration(&self, tenant: &TenantId) -> Result<(), StoreError>;
+    /// Records how far the tenant's migration is (replacing what was recorded).
+    async fn record_migration_progress(
+        &self,
+        tenant: &TenantId,
+        progress: &MigrationProgress,
+    ) -> Result<(), StoreError>;
+    /// How far the tenant's migration is; `None` before its copy began.
+    async fn migration_progress(&self, tenant: &TenantId) -> Result<Option<MigrationProgress>, StoreError>;
 }

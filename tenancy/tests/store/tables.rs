@@ -506,3 +506,32 @@ async fn tables_by_id_across_tenants_and_guarded_updates(backend: Backend) {
     );
 }
 both_backends!(tables_by_id_across_tenants_and_guarded_updates);
+
+/// A maintenance run holding a live table lease is a commit under way for the migration fence;
+/// once its lease lapsed (its executor stopped) it holds nothing back.
+async fn running_maintenance_holds_the_migration_fence(backend: Backend) {
+    let (store, db) = crate::migrated(backend).await;
+    let orders = acme_with_table(store.as_ref(), "bronze", "orders").await;
+    let tenant = orders.tenant.clone();
+    assert_eq!(
+        store.live_writes(&tenant, tenancy::now()).await.expect("count"),
+        0
+    );
+    store
+        .start_run(&run(&orders, 60), &audit("table.maintenance.start"))
+        .await
+        .expect("run");
+    assert_eq!(
+        store.live_writes(&tenant, tenancy::now()).await.expect("count"),
+        1
+    );
+    let later = tenancy::now() + chrono::Duration::seconds(61);
+    assert_eq!(
+        store.live_writes(&tenant, later).await.expect("count"),
+        0,
+        "a lapsed lease holds nothing back"
+    );
+    store.close().await;
+    db.drop_database().await;
+}
+both_backends!(running_maintenance_holds_the_migration_fence);

@@ -59,12 +59,15 @@ impl FenceStore for Store {
     }
 
     async fn live_writes(&self, tenant_id: &TenantId, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        let count: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM write_intents WHERE tenant_id = $1 AND expires_at > $2")
-                .bind(tenant_id.as_str())
-                .bind(ts(now))
-                .fetch_one(&self.pool)
-                .await?;
+        let count: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM write_intents WHERE tenant_id = $1 AND expires_at > $2) \
+             + (SELECT COUNT(*) FROM maintenance_runs WHERE tenant_id = $1 AND status = 'running' \
+             AND lease_expires_at > $2)",
+        )
+        .bind(tenant_id.as_str())
+        .bind(ts(now))
+        .fetch_one(&self.pool)
+        .await?;
         Ok(u64::try_from(count).unwrap_or(0))
     }
 }

@@ -11,7 +11,8 @@ use crate::audit::AuditEvent;
 use crate::placement::{Placement, PlacementKind};
 use crate::role::Zone;
 use crate::store::{
-    BucketRecord, MigrationPhase, MigrationRecord, ProvisioningStore, ShardBudget, StoreError,
+    BucketRecord, MigrationPhase, MigrationProgress, MigrationRecord, ProvisioningStore, ShardBudget,
+    StoreError,
 };
 use crate::tenant::{TenantId, TenantStatus};
 use crate::zone::ZonePolicy;
@@ -342,10 +343,55 @@ impl ProvisioningStore for Store {
     }
 
     async fn finish_migration(&self, tenant: &TenantId) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM tenant_migrations WHERE tenant_id = $1")
-            .bind(tenant.as_str())
-            .execute(&self.pool)
-            .await?;
+        let mut tx = self.pool.begin().await?;
+        for sql in [
+            "DELETE FROM tenant_migrations WHERE tenant_id = $1",
+            "DELETE FROM migration_progress WHERE tenant_id = $1",
+        ] {
+            sqlx::query(sql).bind(tenant.as_str()).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(())
+    }
+
+    async fn record_migration_progress(
+        &self,
+        tenant: &TenantId,
+        progress: &MigrationProgress,
+    ) -> Result<(), StoreError> {
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        sqlx::query(
+            "INSERT INTO migration_progress (tenant_id, drained_at, objects_total, objects_copied, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id) DO UPDATE SET drained_at = excluded.drained_at, \
+             objects_total = excluded.objects_total, objects_copied = excluded.objects_copied, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(tenant.as_str())
+        .bind(progress.drained_at.map(ts))
+        .bind(count(progress.objects_total))
+        .bind(count(progress.objects_copied))
+        .bind(ts(crate::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn migration_progress(&self, tenant: &TenantId) -> Result<Option<MigrationProgress>, StoreError> {
+        let row = sqlx::query("SELECT * FROM migration_progress WHERE tenant_id = $1")
+            .bind(tenant.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            let count = |column: &str| -> Result<u64, StoreError> {
+                let n: i64 = row.try_get(column)?;
+                u64::try_from(n).map_err(|_| corrupt(column, &n.to_string()))
+            };
+            Ok(MigrationProgress {
+                drained_at: opt_time(&row, "drained_at")?,
+                objects_total: count("objects_total")?,
+                objects_copied: count("objects_copied")?,
+            })
+        })
+        .transpose()
     }
 }

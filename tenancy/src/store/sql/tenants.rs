@@ -180,6 +180,7 @@ impl TenantStore for Store {
             "DELETE FROM lake_tables WHERE tenant_id = $1",
             "DELETE FROM tenant_volume_daily WHERE tenant_id = $1",
             "DELETE FROM volume_watermarks WHERE tenant_id = $1",
+            "DELETE FROM migration_progress WHERE tenant_id = $1",
         ] {
             sqlx::query(statement).bind(id.as_str()).execute(&mut *tx).await?;
         }

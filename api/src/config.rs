@@ -338,6 +338,9 @@ pub struct StorageConfig {
     pub s3: S3Config,
     /// How long a migrated tenant's old keys are kept before they are deleted.
     pub migration_grace_secs: u64,
+    /// How long a migration whose storage keeps being unavailable is retried before it is
+    /// rolled back (one the destination refuses outright is rolled back at once).
+    pub migration_give_up_secs: u64,
     /// How often enforcing buckets are checked for lifecycle drift and repaired; 0 turns it off.
     pub drift_check_secs: u64,
     /// Most tenant lifecycle rules (zone overrides) one shared shard may hold; S3 allows
@@ -352,6 +355,7 @@ impl Default for StorageConfig {
             root: None,
             s3: S3Config::default(),
             migration_grace_secs: 86_400,
+            migration_give_up_secs: 3_600,
             drift_check_secs: 3_600,
             lifecycle_rules_per_shard: 900,
         }
@@ -1083,6 +1087,12 @@ impl Config {
             return Err(ConfigError::new(
                 "storage.lifecycle_rules_per_shard",
                 "must be 1 to 995",
+            ));
+        }
+        if !(1..=7 * 86_400).contains(&self.storage.migration_give_up_secs) {
+            return Err(ConfigError::new(
+                "storage.migration_give_up_secs",
+                "must be 1 to 604800 (7 days)",
             ));
         }
         if self.audit.rollup_window_secs == 0 {

@@ -236,6 +236,7 @@ impl AppState {
                 attempts: 3,
                 backoff: std::time::Duration::from_millis(200),
                 migration_grace: std::time::Duration::from_secs(config.storage.migration_grace_secs),
+                migration_give_up: std::time::Duration::from_secs(config.storage.migration_give_up_secs),
             },
         ));
         let credentials = match (config.storage.kind, s3.iam.enabled) {

@@ -176,6 +176,7 @@ async fn main() {
             attempts: 3,
             backoff: Duration::from_millis(50),
             migration_grace: Duration::from_secs(0),
+            migration_give_up: Duration::from_secs(3600),
         },
     );
 

@@ -78,8 +78,65 @@ impl Provisioner {
     }
 
     /// Waits for the tenant's commits under way to end (the write fence), provisions the
-    /// target, copies and verifies every key, then switches the placement.
+    /// target, copies and verifies every key, then switches the placement. A copy that cannot
+    /// finish (the destination refuses, or stays unavailable past
+    /// `storage.migration_give_up_secs`) is rolled back: the tenant stays where its data is,
+    /// `ready` again with the reason, and what was copied so far is removed.
     pub async fn copy_and_switch(&self, migration: &MigrationRecord) -> Result<(), ProvisionError> {
+        match self.copy_verified(migration).await {
+            Ok(()) => self.switch(migration).await,
+            Err(e) if self.gives_up(&e, migration) => self.roll_back(migration, &e).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether a failed copy is over: retried while only the storage's availability failed
+    /// and the migration is younger than its give-up time.
+    fn gives_up(&self, error: &ProvisionError, migration: &MigrationRecord) -> bool {
+        use tenancy::kind::{Classify, ErrorKind};
+        let age = tenancy::now()
+            .signed_duration_since(migration.started_at)
+            .to_std()
+            .unwrap_or_default();
+        error.kind() != ErrorKind::Unavailable || age >= self.settings().migration_give_up
+    }
+
+    async fn roll_back(
+        &self,
+        migration: &MigrationRecord,
+        error: &ProvisionError,
+    ) -> Result<(), ProvisionError> {
+        let id = &migration.tenant;
+        let chain = tenancy::error_chain(error);
+        tracing::warn!(tenant = %id, error = %chain, "the migration cannot finish; rolling back");
+        // The tenant's data never left its old place; the partial copy goes (best effort: a
+        // destination that refused may refuse this too).
+        let prefix = &self.settings().bucket_prefix;
+        if bucket_name(prefix, id, &migration.to) != bucket_name(prefix, id, &migration.from) {
+            let partial = Tenant {
+                placement: migration.to.clone(),
+                ..self.stub(id)
+            };
+            if let Err(e) = self.purge_storage(&partial).await {
+                tracing::warn!(tenant = %id, error = %tenancy::error_chain(&e), "cannot remove the partial copy");
+            }
+        }
+        let reason = format!(
+            "the move to {} storage was rolled back and the tenant stays where it was: {chain}",
+            migration.to.kind.as_str()
+        );
+        let audit = AuditEvent::system(
+            "tenant.migrate.rollback",
+            &format!("/v1/tenants/{id}"),
+            Some(id.as_str()),
+            tenancy::audit::Outcome::Error,
+        );
+        self.store().abandon_migration(id, &reason, &audit).await?;
+        Ok(())
+    }
+
+    /// Drains the tenant's commits, provisions the target and copies every key, verified.
+    async fn copy_verified(&self, migration: &MigrationRecord) -> Result<(), ProvisionError> {
         let id = &migration.tenant;
         // The tenant is `migrating`: no new commit starts. Before a single object is listed,
         // every commit that started before is over, so none can land behind the copy.
@@ -157,6 +214,15 @@ impl Provisioner {
             }
         }
         self.store().record_migration_progress(id, &progress).await?;
+        Ok(())
+    }
+
+    /// Switches the placement once every key is copied and verified.
+    async fn switch(&self, migration: &MigrationRecord) -> Result<(), ProvisionError> {
+        let id = &migration.tenant;
+        let prefix = &self.settings().bucket_prefix;
+        let from = bucket_name(prefix, id, &migration.from);
+        let to = bucket_name(prefix, id, &migration.to);
         let cleanup_after =
             tenancy::now() + chrono::Duration::from_std(self.settings().migration_grace).unwrap_or_default();
         self.store()

@@ -101,6 +101,9 @@ pub struct ProvisionSettings {
     pub backoff: Duration,
     /// How long a migrated tenant's old keys are kept before deletion.
     pub migration_grace: Duration,
+    /// How long a migration whose storage stays unavailable is retried before it is rolled
+    /// back.
+    pub migration_give_up: Duration,
 }
 
 /// IAM settings.

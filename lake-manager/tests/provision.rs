@@ -119,6 +119,7 @@ fn settings() -> ProvisionSettings {
         attempts: 2,
         backoff: Duration::from_millis(10),
         migration_grace: Duration::from_secs(0),
+        migration_give_up: Duration::from_secs(3600),
     }
 }
 

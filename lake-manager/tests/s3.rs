@@ -90,6 +90,7 @@ async fn provisioning_on_s3_creates_hardened_buckets_with_exact_lifecycle() {
         attempts: 2,
         backoff: Duration::from_millis(10),
         migration_grace: Duration::from_secs(0),
+        migration_give_up: Duration::from_secs(3600),
     };
     let iam = Arc::new(AwsIam::connect("eu-west-1", Some(&endpoint())).await);
     let provisioner = Provisioner::new(store.clone(), s3.clone(), Some(iam.clone()), settings);
@@ -430,6 +431,7 @@ async fn a_dedicated_role_reaches_its_own_bucket_and_nothing_else() {
         attempts: 1,
         backoff: Duration::from_millis(10),
         migration_grace: Duration::from_secs(0),
+        migration_give_up: Duration::from_secs(3600),
     };
     let provisioner = Provisioner::new(store.clone(), s3.clone(), Some(iam.clone()), settings);
     let alpha = common::add_tenant(&store, "alpha", common::dedicated()).await;
@@ -593,6 +595,7 @@ async fn drifted_lifecycle_is_reapplied() {
         attempts: 1,
         backoff: Duration::from_millis(10),
         migration_grace: Duration::from_secs(0),
+        migration_give_up: Duration::from_secs(3600),
     };
     let provisioner = Provisioner::new(store.clone(), s3.clone(), None, settings);
     let dedicated = common::add_tenant(&store, "drifty", common::dedicated()).await;

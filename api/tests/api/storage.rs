@@ -990,3 +990,92 @@ async fn a_migration_copies_nothing_while_a_commit_is_under_way() {
     );
     app.shutdown().await;
 }
+
+/// A migration the destination refuses is rolled back: here the dedicated bucket's place on
+/// local storage is taken by a file, so the bucket cannot be made. The tenant stays shared with
+/// its data where it was, is `ready` (writable) again with the reason, and the rollback is
+/// audited; a tenant-admin reads the reason without the plane's error chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_the_destination_refuses_rolls_back_and_the_tenant_stays_writable() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        |c| c.workers.reconcile_secs = 1,
+        axum::Router::new(),
+    )
+    .await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    app.ready_tenant(&admin, "stuck").await;
+    let table = json!({"zone": "silver", "name": "orders", "columns": [{"name": "id", "type": "long"}]});
+    app.expect(&admin, Method::POST, "/v1/tenants/stuck/tables", Some(table), 201)
+        .await;
+    let blocker = app.data_dir.path().join("lake/lakeplane-t-stuck");
+    std::fs::write(&blocker, b"not a bucket").expect("blocker");
+
+    app.expect(
+        &admin,
+        Method::PATCH,
+        "/v1/tenants/stuck",
+        Some(json!({"isolation": "dedicated"})),
+        200,
+    )
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let back = loop {
+        let tenant = app
+            .expect(&admin, Method::GET, "/v1/tenants/stuck", None, 200)
+            .await;
+        if tenant["status"] == "ready" && tenant["status_reason"].is_string() {
+            break tenant;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never rolled back: {tenant}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(back["placement"]["kind"], "shared", "{back}");
+    assert!(back.get("migration").is_none(), "no migration left: {back}");
+    let reason = back["status_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("the move to dedicated storage was rolled back"),
+        "{reason}"
+    );
+    let tenant_admin = app.token(Role::TenantAdmin, Some("stuck")).await;
+    let seen = app
+        .expect(&tenant_admin, Method::GET, "/v1/tenants/stuck", None, 200)
+        .await;
+    let shown = seen["status_reason"].as_str().unwrap_or_default();
+    assert!(
+        shown.starts_with("the move to dedicated storage was rolled back and the tenant stays where it was;")
+            && !shown.contains("lakeplane-t-stuck"),
+        "{shown}"
+    );
+    // Writable again, at its old place.
+    let more = json!({"zone": "silver", "name": "more", "columns": [{"name": "id", "type": "long"}]});
+    let created = app
+        .expect(&admin, Method::POST, "/v1/tenants/stuck/tables", Some(more), 201)
+        .await;
+    assert!(
+        created["location"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("lakeplane-shared-0000"),
+        "{created}"
+    );
+    let audit = app
+        .expect(
+            &admin,
+            Method::GET,
+            "/v1/audit?action=tenant.migrate.rollback&tenant=stuck",
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(audit["items"].as_array().map(Vec::len), Some(1), "{audit}");
+    assert_eq!(
+        std::fs::read(&blocker).expect("blocker"),
+        b"not a bucket",
+        "what was not the plane's is left alone"
+    );
+    app.shutdown().await;
+}

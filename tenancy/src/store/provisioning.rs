@@ -154,6 +154,15 @@ pub trait ProvisioningStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Forgets a finished migration.
     async fn finish_migration(&self, tenant: &TenantId) -> Result<(), StoreError>;
+    /// Ends a migration that cannot finish before its switch: the record and its progress go,
+    /// and the tenant, still at its old placement, is `ready` again with `reason`, with the
+    /// audit event. Does nothing (`false`) when the tenant is no longer migrating.
+    async fn abandon_migration(
+        &self,
+        tenant: &TenantId,
+        reason: &str,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
     /// Records how far the tenant's migration is (replacing what was recorded).
     async fn record_migration_progress(
         &self,

@@ -354,6 +354,38 @@ impl ProvisioningStore for Store {
         Ok(())
     }
 
+    async fn abandon_migration(
+        &self,
+        tenant: &TenantId,
+        reason: &str,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let ready = sqlx::query(
+            "UPDATE tenants SET status = 'ready', status_reason = $1, updated_at = $2 \
+             WHERE id = $3 AND status = 'migrating'",
+        )
+        .bind(reason)
+        .bind(ts(crate::now()))
+        .bind(tenant.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if ready != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        for sql in [
+            "DELETE FROM tenant_migrations WHERE tenant_id = $1 AND phase = 'copying'",
+            "DELETE FROM migration_progress WHERE tenant_id = $1",
+        ] {
+            sqlx::query(sql).bind(tenant.as_str()).execute(&mut *tx).await?;
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn record_migration_progress(
         &self,
         tenant: &TenantId,

@@ -92,20 +92,26 @@ pub async fn collect(
     use tenancy::tenant::TenantStatus;
     let store = catalog.store();
     let mut collected = Collected::default();
+    // Each tenant is read once per pass, however many tables it has.
+    let mut tenants = std::collections::HashMap::new();
     for record in store.all_active_tables().await? {
         if record.status != TableStatus::Active {
             continue;
         }
+        if !tenants.contains_key(&record.tenant) {
+            let found = store.get_tenant(&record.tenant).await?;
+            tenants.insert(record.tenant.clone(), found);
+        }
         // A migrating tenant's tables move: they are counted at their new place once ready.
-        let Some(tenant) = store
-            .get_tenant(&record.tenant)
-            .await?
+        let Some(tenant) = tenants
+            .get(&record.tenant)
+            .and_then(Option::as_ref)
             .filter(|t| t.status == TenantStatus::Ready)
         else {
             continue;
         };
         let from = store.volume_watermark(record.id).await?;
-        let root = catalog.table_root(&tenant, record.spec.zone, record.spec.name.as_str());
+        let root = catalog.table_root(tenant, record.spec.zone, record.spec.name.as_str());
         let counted = match count_table(catalog.delta(), &root, from).await {
             Ok(Some(counted)) => counted,
             Ok(None) => continue,

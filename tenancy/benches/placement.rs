@@ -21,10 +21,8 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = tenancy::store::DatabaseUrl::parse(&format!("sqlite://{}/bench.db", dir.path().display()))
-        .expect("url");
-    let store = tenancy::store::connect(&url, &Default::default())
+    let db = tenancy::store::testing::TestDatabase::new(tenancy::store::Backend::Sqlite).await;
+    let store = tenancy::store::connect(&db.url, &Default::default())
         .await
         .expect("store");
     store.migrate().await.expect("migrate");

@@ -9,7 +9,7 @@ pub const KEEP_DAYS: u64 = 90;
 pub const WINDOW_DAYS: u64 = 30;
 
 /// Bytes written, by who wrote them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Written {
     /// New data from the plane's ingestion (HTTP pushes, Kafka workers).
     pub ingest: u64,

@@ -144,13 +144,8 @@ impl MigrationView {
             return Ok(None);
         };
         let progress = state.store.migration_progress(tenant).await?.unwrap_or_default();
-        let phase = match (migration.phase, progress.drained_at) {
-            (tenancy::store::MigrationPhase::Cleanup, _) => "cleanup",
-            (_, Some(_)) => "copying",
-            (_, None) => "draining",
-        };
         Ok(Some(Self {
-            phase,
+            phase: migration.stage(&progress),
             to: migration.to.kind,
             started_at: migration.started_at,
             drained_at: progress.drained_at,

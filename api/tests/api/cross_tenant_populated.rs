@@ -173,16 +173,8 @@ async fn wait_for_run(app: &TestApp, token: &str, path: &str) {
 
 /// Queries the share's bronze table as the recipient: the table id and one signed file URL.
 async fn first_file(app: &TestApp, recipient: &str, share: &str) -> (String, String) {
-    let query = app
-        .client
-        .post(app.url(&format!(
-            "/delta-sharing/shares/{share}/schemas/bronze/tables/orders/query"
-        )))
-        .bearer_auth(recipient)
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("query sent");
+    let path = format!("/delta-sharing/shares/{share}/schemas/bronze/tables/orders/query");
+    let query = app.send_as(recipient, Method::POST, &path, Some(json!({}))).await;
     assert_eq!(query.status(), 200);
     let text = query.text().await.expect("ndjson");
     let lines: Vec<Value> = text
@@ -395,14 +387,10 @@ async fn populated_matrix(backend: Backend) {
                 .replace("{share}", &share)
                 .replace("{schema}", "bronze")
                 .replace("{table}", "orders");
-            let mut request = app
-                .client
-                .request(verb.clone(), app.url(&url))
-                .bearer_auth(&a_held.own_share_token);
-            if verb == Method::POST {
-                request = request.json(&json!({}));
-            }
-            let response = request.send().await.expect("sent");
+            let body = (verb == Method::POST).then(|| json!({}));
+            let response = app
+                .send_as(&a_held.own_share_token, verb.clone(), &url, body)
+                .await;
             let status = response.status().as_u16();
             // The change feed is not offered: A's own share answers 400, B's still 404.
             let expected = if path.ends_with("/changes") && expected == 200 {
@@ -419,12 +407,8 @@ async fn populated_matrix(backend: Backend) {
         }
     }
     let listed: Value = app
-        .client
-        .get(app.url("/delta-sharing/shares"))
-        .bearer_auth(&a_held.recipient_token)
-        .send()
+        .get_as(&a_held.recipient_token, "/delta-sharing/shares")
         .await
-        .expect("sent")
         .json()
         .await
         .expect("json");
@@ -442,12 +426,8 @@ async fn populated_matrix(backend: Backend) {
         let app = &app;
         async move {
             let listed: Value = app
-                .client
-                .get(app.url("/delta-sharing/shares/sales/all-tables"))
-                .bearer_auth(token)
-                .send()
+                .get_as(&token, "/delta-sharing/shares/sales/all-tables")
                 .await
-                .expect("sent")
                 .json()
                 .await
                 .expect("json");
@@ -467,12 +447,11 @@ async fn populated_matrix(backend: Backend) {
         let app = &app;
         async move {
             let text = app
-                .client
-                .get(app.url("/delta-sharing/shares/sales/schemas/bronze/tables/orders/metadata"))
-                .bearer_auth(token)
-                .send()
+                .get_as(
+                    &token,
+                    "/delta-sharing/shares/sales/schemas/bronze/tables/orders/metadata",
+                )
                 .await
-                .expect("sent")
                 .text()
                 .await
                 .expect("ndjson");

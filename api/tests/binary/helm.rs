@@ -522,16 +522,7 @@ fn egress_allowed(
     port: u16,
     protocol: &str,
 ) -> bool {
-    let selecting: Vec<&&Value> = policies
-        .iter()
-        .filter(|p| p["metadata"]["namespace"] == namespace && selects(&p["spec"]["podSelector"], pod))
-        .filter(|p| {
-            p["spec"]["policyTypes"]
-                .as_array()
-                .expect("policyTypes")
-                .contains(&json!("Egress"))
-        })
-        .collect();
+    let selecting = selecting_policies(policies, namespace, pod, "Egress");
     if selecting.is_empty() {
         return true;
     }
@@ -554,19 +545,30 @@ fn egress_allowed(
     })
 }
 
-/// Whether any ingress at all can reach a pod: false when an Ingress policy selects it and no
-/// rule of any selecting policy allows anything.
-fn any_ingress(policies: &[&Value], namespace: &str, pod: &BTreeMap<String, String>) -> bool {
-    let selecting: Vec<&&Value> = policies
+/// The policies in `namespace` that select `pod` and restrict its `direction` (`Ingress` or
+/// `Egress`).
+fn selecting_policies<'a>(
+    policies: &'a [&'a Value],
+    namespace: &str,
+    pod: &BTreeMap<String, String>,
+    direction: &str,
+) -> Vec<&'a &'a Value> {
+    policies
         .iter()
         .filter(|p| p["metadata"]["namespace"] == namespace && selects(&p["spec"]["podSelector"], pod))
         .filter(|p| {
             p["spec"]["policyTypes"]
                 .as_array()
                 .expect("policyTypes")
-                .contains(&json!("Ingress"))
+                .contains(&json!(direction))
         })
-        .collect();
+        .collect()
+}
+
+/// Whether any ingress at all can reach a pod: false when an Ingress policy selects it and no
+/// rule of any selecting policy allows anything.
+fn any_ingress(policies: &[&Value], namespace: &str, pod: &BTreeMap<String, String>) -> bool {
+    let selecting = selecting_policies(policies, namespace, pod, "Ingress");
     selecting.is_empty()
         || selecting.iter().any(|p| {
             p["spec"]["ingress"]

@@ -385,16 +385,12 @@ impl Reconciler {
                 .migration_progress(&migration.tenant)
                 .await?
                 .unwrap_or_default();
-            let phase = match (migration.phase, progress.drained_at) {
-                (tenancy::store::MigrationPhase::Cleanup, _) => "cleanup",
-                (_, Some(_)) => {
-                    migration_objects.0 += progress.objects_copied;
-                    migration_objects.1 += progress.objects_total;
-                    "copying"
-                }
-                (_, None) => "draining",
-            };
-            *migrations.entry(phase).or_insert(0) += 1;
+            let stage = migration.stage(&progress);
+            if stage == "copying" {
+                migration_objects.0 += progress.objects_copied;
+                migration_objects.1 += progress.objects_total;
+            }
+            *migrations.entry(stage).or_insert(0) += 1;
         }
         let mut report = self.report.lock().unwrap_or_else(|p| p.into_inner());
         report.migrations = migrations;

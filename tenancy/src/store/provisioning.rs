@@ -67,6 +67,18 @@ pub struct MigrationProgress {
     pub objects_copied: u64,
 }
 
+impl MigrationRecord {
+    /// Where the migration is, given its progress: `draining` (commits under way may still
+    /// land), `copying`, or `cleanup` (switched; the old keys go after the grace period).
+    pub fn stage(&self, progress: &MigrationProgress) -> &'static str {
+        match (self.phase, progress.drained_at) {
+            (MigrationPhase::Cleanup, _) => "cleanup",
+            (_, Some(_)) => "copying",
+            (_, None) => "draining",
+        }
+    }
+}
+
 /// A shared shard's tenants' zone policies, as [`ProvisioningStore::shard_policies`] lists them.
 pub type ShardPolicies = [(TenantId, crate::role::Zone, crate::zone::ZonePolicy)];
 

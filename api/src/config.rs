@@ -124,6 +124,9 @@ pub struct IngestConfig {
     pub body_stall_ms: u64,
     /// Most pushes inflated or validated at once (blocking threads).
     pub decode_threads: usize,
+    /// How long a push waits for its tenant's migration to end before it answers 503,
+    /// milliseconds; 0 answers at once.
+    pub fence_wait_ms: u64,
     /// Kafka workers flush after this many records.
     pub kafka_flush_records: usize,
     /// ...or this long after the first buffered record, milliseconds.
@@ -166,6 +169,9 @@ impl IngestConfig {
         if !(100..=600_000).contains(&self.body_stall_ms) {
             return Some(("body_stall_ms", "must be 100 to 600000".into()));
         }
+        if self.fence_wait_ms > 60_000 {
+            return Some(("fence_wait_ms", "must be 0 to 60000".into()));
+        }
         if !(1..=256).contains(&self.decode_threads) {
             return Some(("decode_threads", "must be 1 to 256".into()));
         }
@@ -202,6 +208,7 @@ impl Default for IngestConfig {
             tenant_buffer_bytes: defaults.total_buffer_bytes / 4,
             body_stall_ms: 10_000,
             decode_threads: std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+            fence_wait_ms: 5_000,
             kafka_flush_records: lake_manager::ingest::kafka::KafkaSettings::default().flush_records,
             kafka_linger_ms: lake_manager::ingest::kafka::KafkaSettings::default()
                 .linger

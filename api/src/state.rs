@@ -300,6 +300,7 @@ impl AppState {
             lake_manager::ingest::admission::PushLimits {
                 tenant_buffer_bytes: ingest_config.tenant_buffer_bytes,
                 decode_threads: ingest_config.decode_threads,
+                fence_wait: std::time::Duration::from_millis(ingest_config.fence_wait_ms),
             },
             KafkaSettings {
                 flush_records: ingest_config.kafka_flush_records,

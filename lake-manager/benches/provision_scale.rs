@@ -92,6 +92,9 @@ impl ObjectStorageAdmin for Counting<S3Storage> {
     async fn list_objects(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
         self.inner.list_objects(bucket, prefix).await
     }
+    async fn content_digest(&self, bucket: &str, key: &str, stored: bool) -> Result<String, StorageError> {
+        self.inner.content_digest(bucket, key, stored).await
+    }
     async fn copy_object(
         &self,
         from_bucket: &str,

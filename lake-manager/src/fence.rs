@@ -46,7 +46,10 @@ impl Intent {
             store: store.clone(),
             id,
             taken,
-            ended: found.is_none(),
+            // Nothing was recorded for a tenant that is gone or not ready.
+            ended: found
+                .as_ref()
+                .is_none_or(|t| t.status != tenancy::tenant::TenantStatus::Ready),
         };
         Ok((found, intent))
     }

@@ -2,8 +2,10 @@
 //! placement atomically, and delete the old keys after a grace period. Each phase is recorded,
 //! so a crash resumes: copying skips objects already copied intact, cleanup runs when due.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+
+use futures_util::StreamExt;
 
 use tenancy::audit::AuditEvent;
 use tenancy::placement::{Placement, PlacementKind};
@@ -47,6 +49,21 @@ pub fn verify_copy(
         ));
     }
     Ok(())
+}
+
+/// Copies in flight at once: each is one server-side request, so a migration is bound by
+/// request latency (tens of milliseconds on S3), not by bandwidth.
+const COPY_CONCURRENCY: usize = 16;
+
+/// Whether the listing fingerprints of an object and its copy can be compared for equal
+/// content: both must be whole-content digests (a multipart ETag is not).
+fn comparable(source: &ObjectInfo, copy: &ObjectInfo) -> bool {
+    source.has_content_digest() && copy.has_content_digest()
+}
+
+/// The algorithm a content digest names (`crc64nvme`, `sha256`).
+fn kind_of(digest: &str) -> &str {
+    digest.split_once(':').map_or("", |(kind, _)| kind)
 }
 
 fn refused(detail: String) -> ProvisionError {
@@ -183,14 +200,47 @@ impl Provisioner {
             // What each copy must list with: the source's own digest where the copy carried it
             // over intact before a crash, else what the copy reported in this run.
             let mut expected: HashMap<&str, String> = HashMap::new();
-            for object in &source {
-                if object.has_content_digest() && present.get(&object.key) == Some(object) {
-                    expected.insert(&object.key, object.fingerprint.clone());
-                    progress.objects_copied += 1;
-                    continue; // copied before a crash, intact
+            // Copies whose bytes were compared with the source's already, end to end.
+            let mut same_bytes: HashSet<&str> = HashSet::new();
+            let mut missing = Vec::new();
+            for (index, object) in source.iter().enumerate() {
+                match present.get(&object.key) {
+                    Some(copy) if object.has_content_digest() && copy == object => {
+                        // Copied before a crash, and the listing's digest proves it intact.
+                        expected.insert(&object.key, object.fingerprint.clone());
+                        progress.objects_copied += 1;
+                        continue;
+                    }
+                    // Copied before a crash in parts (or from parts): the listing cannot
+                    // tell, so the content decides; only a copy that differs is made again.
+                    Some(copy)
+                        if copy.size == object.size
+                            && !comparable(object, copy)
+                            && self.same_content(&from, &to, &object.key).await? =>
+                    {
+                        expected.insert(&object.key, copy.fingerprint.clone());
+                        same_bytes.insert(&object.key);
+                        progress.objects_copied += 1;
+                        continue;
+                    }
+                    _ => {}
                 }
-                let reported = self.storage().copy_object(&from, object, &to).await?;
-                expected.insert(&object.key, reported);
+                missing.push(index);
+            }
+            // By index: a closure over `&ObjectInfo` would have to hold for every lifetime,
+            // which the Send bound of the worker's future cannot prove.
+            let (storage, listed) = (self.storage(), &source);
+            let (from_bucket, to_bucket) = (from.as_str(), to.as_str());
+            let mut copies = futures_util::stream::iter(missing)
+                .map(|index: usize| async move {
+                    (
+                        index,
+                        storage.copy_object(from_bucket, &listed[index], to_bucket).await,
+                    )
+                })
+                .buffer_unordered(COPY_CONCURRENCY);
+            while let Some((index, reported)) = copies.next().await {
+                expected.insert(&source[index].key, reported?);
                 progress.objects_copied += 1;
                 // At most one progress write a second: the copy is the work, not the count.
                 if reported_at.elapsed() >= std::time::Duration::from_secs(1) {
@@ -198,6 +248,7 @@ impl Provisioner {
                     reported_at = std::time::Instant::now();
                 }
             }
+            drop(copies);
             let copied: HashMap<String, ObjectInfo> = self
                 .storage()
                 .list_objects(&to, &keys)
@@ -206,15 +257,43 @@ impl Provisioner {
                 .map(|o| (o.key.clone(), o))
                 .collect();
             for object in &source {
-                if let Err(why) =
-                    verify_copy(object, copied.get(&object.key), expected.get(object.key.as_str()))
-                {
+                let copy = copied.get(&object.key);
+                if let Err(why) = verify_copy(object, copy, expected.get(object.key.as_str())) {
                     return Err(refused(format!("{to}/{}: {why}", object.key)));
+                }
+                // A copy made in parts lists no digest of its content: compare the content.
+                let checked = same_bytes.contains(object.key.as_str());
+                if copy.is_some_and(|c| !comparable(object, c))
+                    && !checked
+                    && !self.same_content(&from, &to, &object.key).await?
+                {
+                    return Err(refused(format!(
+                        "{to}/{}: the content differs from the source's",
+                        object.key
+                    )));
                 }
             }
         }
         self.store().record_migration_progress(id, &progress).await?;
         Ok(())
+    }
+
+    /// Whether `key` holds the same bytes in both buckets: by the store's full-object
+    /// checksums (CRC64NVME) where both ends keep one, else by reading both ends through
+    /// SHA-256.
+    async fn same_content(&self, from: &str, to: &str, key: &str) -> Result<bool, ProvisionError> {
+        let storage = self.storage();
+        let source = storage.content_digest(from, key, true).await?;
+        let copy = storage.content_digest(to, key, true).await?;
+        if kind_of(&source) == kind_of(&copy) {
+            return Ok(source == copy);
+        }
+        // One end keeps a checksum and the other does not: both are read through.
+        let read = async |bucket, digest: String| match kind_of(&digest) {
+            "sha256" => Ok::<_, ProvisionError>(digest),
+            _ => Ok(storage.content_digest(bucket, key, false).await?),
+        };
+        Ok(read(from, source).await? == read(to, copy).await?)
     }
 
     /// Switches the placement once every key is copied and verified.

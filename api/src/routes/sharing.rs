@@ -140,6 +140,9 @@ pub enum ProtocolError {
     /// A feature this server does not offer.
     #[error("{0}")]
     Unsupported(String),
+    /// The tenant's storage is moving: no URL is signed for the location being left.
+    #[error("{0}")]
+    Moving(String),
     /// The metadata store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -182,6 +185,7 @@ impl IntoResponse for ProtocolError {
             // 400, not 501: the Python client and the Spark connector retry every 5xx for
             // minutes before showing the error.
             ProtocolError::Unsupported(_) => (StatusCode::BAD_REQUEST, "FEATURE_NOT_SUPPORTED"),
+            ProtocolError::Moving(_) => (StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE"),
             ProtocolError::Store(_) | ProtocolError::Storage(_) | ProtocolError::Delta(_)
                 if self.kind() == Some(ErrorKind::Unavailable) =>
             {
@@ -191,7 +195,9 @@ impl IntoResponse for ProtocolError {
                 (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR")
             }
         };
-        let message = if status.is_server_error() {
+        let message = if let ProtocolError::Moving(why) = &self {
+            why.clone()
+        } else if status.is_server_error() {
             tracing::error!(status = status.as_u16(), error = %tenancy::error_chain(&self), "sharing request failed");
             "the server could not complete the request".to_owned()
         } else {
@@ -792,6 +798,15 @@ impl<'a> FileUrls<'a> {
             .ok_or_else(|| ProtocolError::Unauthenticated("the recipient's token has expired".to_owned()))?;
         let expires = now.timestamp() + i64::try_from(lifetime.as_secs()).unwrap_or(3600);
         let host = match state.storage.kind() {
+            // A pre-signed URL names the bucket the tenant is leaving; none is issued once its
+            // copy has started. (The plane's own file URLs name the table, not a location, and
+            // keep working across the switch.)
+            StorageKind::S3 if resolved.tenant.status == TenantStatus::Migrating => {
+                return Err(ProtocolError::Moving(
+                    "the tenant's storage is moving to a new location; retry once the move is done"
+                        .to_owned(),
+                ));
+            }
             StorageKind::S3 => {
                 let url = url::Url::parse(&resolved.root)
                     .map_err(|_| ProtocolError::Delta(DeltaError::Location(resolved.root.clone())))?;
@@ -868,7 +883,8 @@ fn file_id(path: &str) -> String {
 }
 
 /// The table's files at the latest version, a version or a timestamp, each with a URL valid
-/// for at most an hour and never beyond the recipient's token.
+/// for at most an hour and never beyond the recipient's token. On S3, 503 while the tenant's
+/// storage moves (no URL is signed for the location being left).
 #[utoipa::path(post, path = "/delta-sharing/shares/{share}/schemas/{schema}/tables/{table}/query", tag = "delta-sharing", operation_id = "sharing_query_table",
     params(
         ("share" = String, Path, description = "The share's name"),

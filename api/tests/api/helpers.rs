@@ -402,14 +402,4 @@ pub fn fresh_prefix() -> String {
     format!("lp{}", &uuid::Uuid::now_v7().simple().to_string()[20..])
 }
 
-/// `storage_options` for the Python `deltalake` reader (and boto3) against moto.
-pub fn moto_storage_options(endpoint: &str) -> serde_json::Value {
-    serde_json::json!({
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_REGION": "eu-west-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_ALLOW_HTTP": "true",
-        "AWS_VIRTUAL_HOSTED_STYLE_REQUEST": "false",
-    })
-}
+pub use crate::common::moto_storage_options;

@@ -944,7 +944,16 @@ async fn delta_sharing_on_s3_serves_presigned_urls() {
     let written = rows(0..250);
     append(&app, &orders, batch(&written[..100])).await;
     append(&app, &orders, batch(&written[100..])).await;
-    let (_, profile, files) = orders_shared_with_bob(&app, &acme).await;
+    share(
+        &app,
+        &acme,
+        "acme",
+        "sales",
+        json!([{"zone": "gold", "name": "orders"}]),
+    )
+    .await;
+    let (_, profile, bob) = recipient(&app, &acme, "acme", "sales", "bob").await;
+    let (_, files) = query(&app, &bob, "sales/schemas/gold/tables/orders", json!({})).await;
     for file in &files {
         let url = url::Url::parse(file["url"].as_str().expect("url")).expect("url");
         assert!(url.as_str().starts_with(&endpoint), "{url}");
@@ -959,6 +968,33 @@ async fn delta_sharing_on_s3_serves_presigned_urls() {
         load(format!("{profile}#sales.gold.orders"), json!({})).await,
         as_json(&written)
     );
+
+    // Once acme's storage starts moving, no URL is signed for the bucket it is leaving: the
+    // query answers 503 in the protocol's shape with Retry-After (clients retry 5xx), while
+    // the metadata, which names no location, is still served.
+    let id = tenancy::tenant::TenantId::parse("acme").expect("id");
+    let status = |s| app.state.store.set_tenant_status(&id, s, None);
+    status(tenancy::tenant::TenantStatus::Migrating)
+        .await
+        .expect("status");
+    let path = "/delta-sharing/shares/sales/schemas/gold/tables/orders";
+    let moving = app
+        .send_as(&bob, Method::POST, &format!("{path}/query"), Some(json!({})))
+        .await;
+    assert_eq!(moving.status(), 503);
+    assert!(moving.headers().contains_key("retry-after"));
+    let body: Value = moving.json().await.expect("json");
+    assert_eq!(body["errorCode"], "TEMPORARILY_UNAVAILABLE", "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| m.contains("moving")),
+        "{body}"
+    );
+    assert_eq!(app.get_as(&bob, &format!("{path}/metadata")).await.status(), 200);
+    status(tenancy::tenant::TenantStatus::Ready)
+        .await
+        .expect("status");
+    let (_, again) = query(&app, &bob, "sales/schemas/gold/tables/orders", json!({})).await;
+    assert_eq!(again.len(), files.len());
     app.shutdown().await;
 }
 

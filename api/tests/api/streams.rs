@@ -649,19 +649,43 @@ async fn stream_definitions_are_validated_counted_and_guard_their_tables() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_are_fenced_while_the_tenant_migrates() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        |c| c.ingest.fence_wait_ms = 1_000,
+        Default::default(),
+    )
+    .await;
     let admin = app.token(Role::PlatformAdmin, None).await;
     clicks(&app, &admin, "reject").await;
     let id = tenancy::tenant::TenantId::parse("acme").expect("id");
-    app.state
-        .store
-        .set_tenant_status(&id, TenantStatus::Migrating, None)
-        .await
-        .expect("status");
+    let status = |s| app.state.store.set_tenant_status(&id, s, None);
+    status(TenantStatus::Migrating).await.expect("status");
+    // A move that outlasts the wait: 503 with Retry-After once the wait is over, nothing kept.
+    let started = std::time::Instant::now();
     let fenced = push(&app, &admin, EVENTS, "application/x-ndjson", ndjson(0..5)).await;
+    let waited = started.elapsed();
     assert!(fenced.headers().contains_key("retry-after"));
     problem(fenced, 503).await;
+    assert!(waited >= Duration::from_millis(1_000), "{waited:?}");
     assert_eq!(read(&location(&app, &admin, "events").await).1, Vec::<i64>::new());
+    // A move that ends within the wait: the push goes through once the tenant is ready.
+    let started = std::time::Instant::now();
+    let pending = push(&app, &admin, EVENTS, "application/x-ndjson", ndjson(5..10));
+    let end_move = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        status(TenantStatus::Ready).await.expect("status");
+    };
+    let (through, ()) = tokio::join!(pending, end_move);
+    let waited = started.elapsed();
+    assert_eq!(through.status(), 200);
+    assert!(
+        (Duration::from_millis(300)..Duration::from_millis(1_000)).contains(&waited),
+        "{waited:?}"
+    );
+    assert_eq!(
+        read(&location(&app, &admin, "events").await).1,
+        (5..10).collect::<Vec<i64>>()
+    );
     app.shutdown().await;
 }
 

@@ -9,6 +9,7 @@ mod helpers;
 mod ingest_crash;
 mod lifecycle;
 mod migrate;
+mod placement_crash;
 mod s3;
 mod sharing;
 mod walkthrough;

@@ -161,3 +161,15 @@ pub async fn topic(bootstrap: &str, partitions: i32) -> String {
     }
     name
 }
+
+/// `storage_options` for the Python `deltalake` reader (and boto3) against moto.
+pub fn moto_storage_options(endpoint: &str) -> serde_json::Value {
+    serde_json::json!({
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_REGION": "eu-west-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_VIRTUAL_HOSTED_STYLE_REQUEST": "false",
+    })
+}

@@ -20,6 +20,9 @@ pub struct PushLimits {
     pub tenant_buffer_bytes: usize,
     /// Most pushes decompressed or validated at once, each on a blocking thread.
     pub decode_threads: usize,
+    /// How long a push that meets its tenant migrating waits for the move to end before it
+    /// answers 503; zero answers at once.
+    pub fence_wait: std::time::Duration,
 }
 
 /// Why a gzip body could not be inflated.

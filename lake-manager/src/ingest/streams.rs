@@ -61,6 +61,7 @@ pub struct Ingest {
     origin: Instant,
     admission: Admission,
     decoding: Arc<tokio::sync::Semaphore>,
+    fence_wait: std::time::Duration,
     wake: Arc<tokio::sync::Notify>,
     kafka: Arc<KafkaWorkers>,
 }
@@ -92,6 +93,7 @@ impl Ingest {
             origin: Instant::now(),
             admission,
             decoding,
+            fence_wait: push.fence_wait,
             wake,
         })
     }
@@ -367,6 +369,28 @@ impl Ingest {
             })
     }
 
+    /// The tenant once it is `ready`: a push that meets it migrating waits for the move to end
+    /// (polling the tenant, up to `fence_wait`) and then goes on at its new placement; past the
+    /// wait, or in any other state, it is refused (503 with `Retry-After`).
+    async fn through_fence(&self, tenant: &Tenant) -> Result<Tenant, IngestError> {
+        const POLL: std::time::Duration = std::time::Duration::from_millis(50);
+        let deadline = Instant::now() + self.fence_wait;
+        let mut now = tenant.clone();
+        while now.status == TenantStatus::Migrating && Instant::now() < deadline {
+            tokio::time::sleep(POLL.min(deadline.saturating_duration_since(Instant::now()))).await;
+            now = self
+                .store()
+                .get_tenant(&tenant.id)
+                .await?
+                .ok_or_else(|| IngestError::Fenced {
+                    tenant: tenant.id.to_string(),
+                    status: "deleted",
+                })?;
+        }
+        Self::ready(&now)?;
+        Ok(now)
+    }
+
     /// Pushes a request's events: validates them against the table, and answers after the
     /// commit that holds them. `request` labels dead-letter positions.
     pub async fn push(
@@ -378,7 +402,7 @@ impl Ingest {
         on_error: OnError,
         request: &str,
     ) -> Result<PushOutcome, IngestError> {
-        Self::ready(tenant)?;
+        let tenant = &self.through_fence(tenant).await?;
         let target = self.target(tenant, stream).await?;
         let writer = self.committer.writer(&target).await?;
         let bytes = body.len();

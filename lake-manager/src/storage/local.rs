@@ -213,6 +213,18 @@ impl ObjectStorageAdmin for LocalStorage {
         Ok(None)
     }
 
+    async fn content_digest(&self, bucket: &str, key: &str, _stored: bool) -> Result<String, StorageError> {
+        use sha2::Digest;
+        let path = self.path(bucket, key)?;
+        blocking(move || {
+            let mut file = std::fs::File::open(&path).map_err(io("open", &path))?;
+            let mut hasher = sha2::Sha256::new();
+            std::io::copy(&mut file, &mut hasher).map_err(io("read", &path))?;
+            Ok(format!("sha256:{:x}", hasher.finalize()))
+        })
+        .await
+    }
+
     async fn copy_object(
         &self,
         from_bucket: &str,

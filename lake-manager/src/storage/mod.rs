@@ -142,6 +142,13 @@ pub trait ObjectStorageAdmin: Send + Sync + 'static {
         to_bucket: &str,
     ) -> Result<String, StorageError>;
 
+    /// A digest of the object's whole content that equal bytes share however they were written
+    /// (a multipart ETag depends on the part boundaries, so two copies of the same bytes can
+    /// list differently). With `stored`, the store's own full-object checksum where it keeps
+    /// one (`crc64nvme:<base64>` on S3; no bytes are read); otherwise, or where it keeps none,
+    /// `sha256:<hex>` of the bytes, read through once.
+    async fn content_digest(&self, bucket: &str, key: &str, stored: bool) -> Result<String, StorageError>;
+
     /// A URL that lets whoever holds it GET the object until `expires_in` has passed; `None`
     /// where the backend has no such URLs (local storage, where the plane signs its own).
     async fn presigned_get(

@@ -7,10 +7,10 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{BuildError, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketLocationConstraint,
-    CompletedMultipartUpload, CompletedPart, CreateBucketConfiguration, Delete, ExpirationStatus,
-    LifecycleRule, LifecycleRuleAndOperator, LifecycleRuleFilter, NoncurrentVersionExpiration,
-    ObjectIdentifier, ObjectOwnership, OwnershipControls, OwnershipControlsRule,
+    AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketLocationConstraint, ChecksumMode,
+    ChecksumType, CompletedMultipartUpload, CompletedPart, CreateBucketConfiguration, Delete,
+    ExpirationStatus, LifecycleRule, LifecycleRuleAndOperator, LifecycleRuleFilter,
+    NoncurrentVersionExpiration, ObjectIdentifier, ObjectOwnership, OwnershipControls, OwnershipControlsRule,
     PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
     ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging, Transition,
     TransitionStorageClass,
@@ -178,6 +178,13 @@ impl Transient for BuildError {
 impl Transient for aws_sdk_s3::presigning::PresigningConfigError {
     fn transient(&self) -> bool {
         false
+    }
+}
+
+/// A body that stopped arriving: the connection, not the request, failed.
+impl Transient for aws_sdk_s3::primitives::ByteStreamError {
+    fn transient(&self) -> bool {
+        true
     }
 }
 
@@ -697,6 +704,46 @@ impl ObjectStorageAdmin for S3Storage {
             .await
             .map_err(|e| s3_error("presign", &target, e))?;
         Ok(Some(request.uri().to_owned()))
+    }
+
+    async fn content_digest(&self, bucket: &str, key: &str, stored: bool) -> Result<String, StorageError> {
+        use sha2::Digest;
+        let target = format!("{bucket}/{key}");
+        if stored {
+            let head = self
+                .client
+                .head_object()
+                .bucket(bucket)
+                .key(key)
+                .checksum_mode(ChecksumMode::Enabled)
+                .send()
+                .await
+                .map_err(|e| s3_error("head object", &target, e))?;
+            // CRC64NVME exists only as a full-object checksum; a composite one (of parts)
+            // would compare part boundaries again.
+            let composite = head.checksum_type() == Some(&ChecksumType::Composite);
+            if let (Some(crc), false) = (head.checksum_crc64_nvme(), composite) {
+                return Ok(format!("crc64nvme:{crc}"));
+            }
+        }
+        let mut body = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| s3_error("read object", &target, e))?
+            .body;
+        let mut hasher = sha2::Sha256::new();
+        while let Some(chunk) = body
+            .try_next()
+            .await
+            .map_err(|e| s3_error("read object", &target, e))?
+        {
+            hasher.update(&chunk);
+        }
+        Ok(format!("sha256:{:x}", hasher.finalize()))
     }
 
     async fn copy_object(

@@ -15,7 +15,8 @@ pub trait FenceStore: Send + Sync {
     /// latest, and returns the tenant as read in the same transaction, holding its row: a
     /// migration that marks the tenant `migrating` either committed first (the tenant read
     /// here says so, and the writer must not commit) or waits for this transaction, and then
-    /// sees the intent. `None` (and no intent) when the tenant is gone.
+    /// sees the intent. `None` (and no intent) when the tenant is gone; no intent either when
+    /// the tenant is not `ready`, since the writer must not commit then.
     async fn begin_write(
         &self,
         tenant: &TenantId,

@@ -46,6 +46,12 @@ impl FenceStore for Store {
             return Ok(None);
         };
         let found = tenant(&row)?;
+        if found.status != crate::tenant::TenantStatus::Ready {
+            // The writer will refuse (migrating, deleting...): no intent is kept, so none can
+            // outlive a crash here and hold back the migration that resumes after it.
+            tx.rollback().await?;
+            return Ok(Some(found));
+        }
         tx.commit().await?;
         Ok(Some(found))
     }

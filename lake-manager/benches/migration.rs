@@ -1,7 +1,7 @@
 //! Migration throughput on the moto server: a shared tenant with 10,000 objects moves to a
 //! dedicated bucket (drain, provisioning of the bucket, listing, server-side copy, verification
-//! by listing, switch). Baseline, same run: a plain boto3 loop of `copy_object` over the same
-//! objects into another bucket, one at a time as the plane copies them.
+//! by listing, switch; 16 copies in flight). Baseline, same run: a plain boto3 loop of
+//! `copy_object` over the same objects into another bucket, one at a time.
 //!
 //! Run: `scripts/moto-server` then
 //! `LAKEPLANE_TEST_S3_ENDPOINT=http://127.0.0.1:5055 AWS_ACCESS_KEY_ID=testing \

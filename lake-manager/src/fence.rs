@@ -62,7 +62,9 @@ impl Intent {
 
     /// Removes the intent: the commit ended.
     pub async fn end(mut self) {
-        self.ended = true;
+        if std::mem::replace(&mut self.ended, true) {
+            return; // never recorded
+        }
         if let Err(e) = self.store.end_write(self.id).await {
             // It expires with its lease; a migration waits that long at most.
             tracing::warn!(error = %tenancy::error_chain(&e), "cannot remove a write intent");

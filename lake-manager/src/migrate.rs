@@ -51,8 +51,15 @@ pub fn verify_copy(
     Ok(())
 }
 
-/// Copies in flight at once: each is one server-side request, so a migration is bound by
-/// request latency (tens of milliseconds on S3), not by bandwidth.
+/// One object's copy, settled: what listing the copy must show, and whether its content was
+/// compared with the source's already.
+struct Settled {
+    fingerprint: String,
+    content_checked: bool,
+}
+
+/// Objects settled (checked, copied, compared) at once: each copy is one server-side request,
+/// so a migration is bound by request latency (tens of milliseconds on S3), not bandwidth.
 const COPY_CONCURRENCY: usize = 16;
 
 /// Whether the listing fingerprints of an object and its copy can be compared for equal
@@ -197,50 +204,29 @@ impl Provisioner {
                 .into_iter()
                 .map(|o| (o.key.clone(), o))
                 .collect();
-            // What each copy must list with: the source's own digest where the copy carried it
-            // over intact before a crash, else what the copy reported in this run.
+            // What each copy must list with, and which copies were compared by content.
             let mut expected: HashMap<&str, String> = HashMap::new();
-            // Copies whose bytes were compared with the source's already, end to end.
             let mut same_bytes: HashSet<&str> = HashSet::new();
-            let mut missing = Vec::new();
-            for (index, object) in source.iter().enumerate() {
-                match present.get(&object.key) {
-                    Some(copy) if object.has_content_digest() && copy == object => {
-                        // Copied before a crash, and the listing's digest proves it intact.
-                        expected.insert(&object.key, object.fingerprint.clone());
-                        progress.objects_copied += 1;
-                        continue;
-                    }
-                    // Copied before a crash in parts (or from parts): the listing cannot
-                    // tell, so the content decides; only a copy that differs is made again.
-                    Some(copy)
-                        if copy.size == object.size
-                            && !comparable(object, copy)
-                            && self.same_content(&from, &to, &object.key).await? =>
-                    {
-                        expected.insert(&object.key, copy.fingerprint.clone());
-                        same_bytes.insert(&object.key);
-                        progress.objects_copied += 1;
-                        continue;
-                    }
-                    _ => {}
-                }
-                missing.push(index);
-            }
             // By index: a closure over `&ObjectInfo` would have to hold for every lifetime,
             // which the Send bound of the worker's future cannot prove.
-            let (storage, listed) = (self.storage(), &source);
+            let (listed, present) = (&source, &present);
             let (from_bucket, to_bucket) = (from.as_str(), to.as_str());
-            let mut copies = futures_util::stream::iter(missing)
+            let mut settling = futures_util::stream::iter(0..source.len())
                 .map(|index: usize| async move {
-                    (
-                        index,
-                        storage.copy_object(from_bucket, &listed[index], to_bucket).await,
-                    )
+                    let object = &listed[index];
+                    let settled = self
+                        .settle(from_bucket, to_bucket, object, present.get(&object.key))
+                        .await;
+                    (index, settled)
                 })
                 .buffer_unordered(COPY_CONCURRENCY);
-            while let Some((index, reported)) = copies.next().await {
-                expected.insert(&source[index].key, reported?);
+            while let Some((index, settled)) = settling.next().await {
+                let settled = settled?;
+                let key = source[index].key.as_str();
+                expected.insert(key, settled.fingerprint);
+                if settled.content_checked {
+                    same_bytes.insert(key);
+                }
                 progress.objects_copied += 1;
                 // At most one progress write a second: the copy is the work, not the count.
                 if reported_at.elapsed() >= std::time::Duration::from_secs(1) {
@@ -248,7 +234,7 @@ impl Provisioner {
                     reported_at = std::time::Instant::now();
                 }
             }
-            drop(copies);
+            drop(settling);
             let copied: HashMap<String, ObjectInfo> = self
                 .storage()
                 .list_objects(&to, &keys)
@@ -261,7 +247,8 @@ impl Provisioner {
                 if let Err(why) = verify_copy(object, copy, expected.get(object.key.as_str())) {
                     return Err(refused(format!("{to}/{}: {why}", object.key)));
                 }
-                // A copy made in parts lists no digest of its content: compare the content.
+                // A copy that lists no digest comparable with the source's, and was not
+                // compared by content when it was settled, is compared now.
                 let checked = same_bytes.contains(object.key.as_str());
                 if copy.is_some_and(|c| !comparable(object, c))
                     && !checked
@@ -278,22 +265,73 @@ impl Provisioner {
         Ok(())
     }
 
+    /// Brings one object's copy about: keeps a copy a crashed run left when it is intact (its
+    /// listing shows the source's digest, or, made in parts, its content compares equal),
+    /// else copies it; a copy made in parts is compared by content at once.
+    async fn settle(
+        &self,
+        from: &str,
+        to: &str,
+        object: &ObjectInfo,
+        present: Option<&ObjectInfo>,
+    ) -> Result<Settled, ProvisionError> {
+        if let Some(copy) = present {
+            if object.has_content_digest() && copy == object {
+                return Ok(Settled {
+                    fingerprint: object.fingerprint.clone(),
+                    content_checked: false,
+                });
+            }
+            // The listing cannot tell: the content decides, and only a copy that differs is
+            // made again.
+            if copy.size == object.size
+                && !comparable(object, copy)
+                && self.same_content(from, to, &object.key).await?
+            {
+                return Ok(Settled {
+                    fingerprint: copy.fingerprint.clone(),
+                    content_checked: true,
+                });
+            }
+        }
+        let reported = self.storage().copy_object(from, object, to).await?;
+        let listed_as = ObjectInfo {
+            fingerprint: reported.clone(),
+            ..object.clone()
+        };
+        let content_checked = !comparable(object, &listed_as);
+        if content_checked && !self.same_content(from, to, &object.key).await? {
+            return Err(refused(format!(
+                "{to}/{}: the content differs from the source's",
+                object.key
+            )));
+        }
+        Ok(Settled {
+            fingerprint: reported,
+            content_checked,
+        })
+    }
+
     /// Whether `key` holds the same bytes in both buckets: by the store's full-object
     /// checksums (CRC64NVME) where both ends keep one, else by reading both ends through
     /// SHA-256.
     async fn same_content(&self, from: &str, to: &str, key: &str) -> Result<bool, ProvisionError> {
         let storage = self.storage();
-        let source = storage.content_digest(from, key, true).await?;
-        let copy = storage.content_digest(to, key, true).await?;
+        let (source, copy) = futures_util::future::try_join(
+            storage.content_digest(from, key, true),
+            storage.content_digest(to, key, true),
+        )
+        .await?;
         if kind_of(&source) == kind_of(&copy) {
             return Ok(source == copy);
         }
         // One end keeps a checksum and the other does not: both are read through.
         let read = async |bucket, digest: String| match kind_of(&digest) {
-            "sha256" => Ok::<_, ProvisionError>(digest),
-            _ => Ok(storage.content_digest(bucket, key, false).await?),
+            "sha256" => Ok::<_, StorageError>(digest),
+            _ => storage.content_digest(bucket, key, false).await,
         };
-        Ok(read(from, source).await? == read(to, copy).await?)
+        let (source, copy) = futures_util::future::try_join(read(from, source), read(to, copy)).await?;
+        Ok(source == copy)
     }
 
     /// Switches the placement once every key is copied and verified.
@@ -378,5 +416,39 @@ impl Provisioner {
             created_at: now,
             updated_at: now,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(fingerprint: &str) -> ObjectInfo {
+        ObjectInfo {
+            key: "gold/t/part-0.parquet".to_owned(),
+            size: 10,
+            fingerprint: fingerprint.to_owned(),
+        }
+    }
+
+    #[test]
+    fn only_whole_content_digests_compare() {
+        let md5 = object("\"9e107d9d372bb6826bd81d3542a419d6\"");
+        let parts = object("\"d41d8cd98f00b204e9800998ecf8427e-3\"");
+        let sha = object("5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8");
+        assert!(comparable(&md5, &md5));
+        assert!(comparable(&sha, &sha));
+        assert!(
+            !comparable(&md5, &parts),
+            "a copy made in parts lists no content digest"
+        );
+        assert!(!comparable(&parts, &md5), "nor does a source uploaded in parts");
+    }
+
+    #[test]
+    fn a_digest_names_its_algorithm() {
+        assert_eq!(kind_of("crc64nvme:AAAAAAAAAAA="), "crc64nvme");
+        assert_eq!(kind_of("sha256:ab12"), "sha256");
+        assert_eq!(kind_of("no-colon"), "");
     }
 }

@@ -651,7 +651,7 @@ async fn stream_definitions_are_validated_counted_and_guard_their_tables() {
 async fn pushes_are_fenced_while_the_tenant_migrates() {
     let app = TestApp::spawn_with(
         Backend::Sqlite,
-        |c| c.ingest.fence_wait_ms = 1_000,
+        |c| c.ingest.fence_wait_ms = 2_000,
         Default::default(),
     )
     .await;
@@ -666,7 +666,7 @@ async fn pushes_are_fenced_while_the_tenant_migrates() {
     let waited = started.elapsed();
     assert!(fenced.headers().contains_key("retry-after"));
     problem(fenced, 503).await;
-    assert!(waited >= Duration::from_millis(1_000), "{waited:?}");
+    assert!(waited >= Duration::from_millis(2_000), "{waited:?}");
     assert_eq!(read(&location(&app, &admin, "events").await).1, Vec::<i64>::new());
     // A move that ends within the wait: the push goes through once the tenant is ready.
     let started = std::time::Instant::now();
@@ -677,11 +677,9 @@ async fn pushes_are_fenced_while_the_tenant_migrates() {
     };
     let (through, ()) = tokio::join!(pending, end_move);
     let waited = started.elapsed();
+    // 200, not the 503 the wait ends in: it went through once the tenant was ready again.
     assert_eq!(through.status(), 200);
-    assert!(
-        (Duration::from_millis(300)..Duration::from_millis(1_000)).contains(&waited),
-        "{waited:?}"
-    );
+    assert!(waited >= Duration::from_millis(300), "{waited:?}");
     assert_eq!(
         read(&location(&app, &admin, "events").await).1,
         (5..10).collect::<Vec<i64>>()

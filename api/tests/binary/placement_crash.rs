@@ -436,6 +436,15 @@ async fn move_through_a_crash(plane: &mut Plane, base: &RwLock<String>, lake: &L
         })
         .await;
     let done = Instant::now();
+    // The restarted process copied (the kill came before the switch, and the copy resumed).
+    let resumed = plane.server.logs().iter().any(|line| {
+        serde_json::from_str::<Value>(line)
+            .is_ok_and(|l| l["message"] == "writes drained; copying" && l["tenant"] == "hot")
+    });
+    assert!(
+        resumed,
+        "the restarted server resumed the copy of the move to {kind}"
+    );
     let after = plane.tenant("hot").await;
     assert_eq!(after["migration"]["phase"], "cleanup", "{after}");
     if kind == "dedicated" {
@@ -628,14 +637,25 @@ async fn placement_survives_sigkills_under_load(lake: Lake) {
     }
     let produced: BTreeSet<i64> = kafka.await.expect("producer").into_iter().collect();
 
-    // Both compactions ended; whichever way, the tables below hold every row once.
+    // Both compactions ended: done, or refused by the fence (the tenant moving under them);
+    // either way the tables below hold every row once.
     for run in [first_compaction, second_compaction] {
         plane
-            .until("the compaction to end", 60, async |p| {
+            .until("the compaction to end", 90, async |p| {
                 let r = p.expect(Method::GET, &run, None, 200).await;
                 matches!(r["status"].as_str(), Some("succeeded" | "failed"))
             })
             .await;
+        let r = plane.expect(Method::GET, &run, None, 200).await;
+        let error = r["error"].as_str().unwrap_or_default();
+        assert!(
+            r["status"] == "succeeded"
+                || ["migrating", "lease", "not ready"]
+                    .iter()
+                    .any(|why| error.contains(why)),
+            "a compaction failed for another reason than the fence: {r}"
+        );
+        eprintln!("compaction: {} {error}", r["status"]);
     }
 
     let options = lake.options.to_string();
@@ -692,6 +712,10 @@ async fn placement_survives_sigkills_under_load(lake: Lake) {
         *m.entry(p.status).or_default() += 1;
         m
     });
+    assert!(
+        by_status.keys().all(|s| [200, 429, 503].contains(s)),
+        "pushes answered only 200, or 429/503 to retry: {by_status:?}"
+    );
     eprintln!(
         "hot: {} events acknowledged, {} Kafka records; answers by status {by_status:?}",
         acked.len(),

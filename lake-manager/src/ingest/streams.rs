@@ -373,15 +373,19 @@ impl Ingest {
     /// (polling the tenant, up to `fence_wait`) and then goes on at its new placement; past the
     /// wait, or in any other state, it is refused (503 with `Retry-After`).
     async fn through_fence(&self, tenant: &Tenant) -> Result<Tenant, IngestError> {
-        const POLL: std::time::Duration = std::time::Duration::from_millis(50);
+        // Doubling from 50 ms to 800 ms: a short move is seen soon, and many waiting pushes
+        // do not hammer the database.
+        let mut poll = std::time::Duration::from_millis(50);
         let deadline = Instant::now() + self.fence_wait;
         let mut now = tenant.clone();
         while now.status == TenantStatus::Migrating && Instant::now() < deadline {
-            tokio::time::sleep(POLL.min(deadline.saturating_duration_since(Instant::now()))).await;
+            tokio::time::sleep(poll.min(deadline.saturating_duration_since(Instant::now()))).await;
+            poll = (poll * 2).min(std::time::Duration::from_millis(800));
             now = self
                 .store()
                 .get_tenant(&tenant.id)
                 .await?
+                // Unreachable in practice: a migrating tenant cannot be deleted (409).
                 .ok_or_else(|| IngestError::Fenced {
                     tenant: tenant.id.to_string(),
                     status: "deleted",

@@ -234,12 +234,16 @@ impl ObjectStorageAdmin for LocalStorage {
         use sha2::Digest;
         let from = self.path(from_bucket, &object.key)?;
         let to = self.path(to_bucket, &object.key)?;
+        // Outside every bucket (bucket names never start with a dot): a copy cut short by a
+        // crash leaves its temporary file there, never among a table's files.
+        let staging = self.root.join(".copying");
         blocking(move || {
             if let Some(parent) = to.parent() {
                 std::fs::create_dir_all(parent).map_err(io("create prefix", parent))?;
             }
+            std::fs::create_dir_all(&staging).map_err(io("create staging", &staging))?;
             // Copy to a temporary name, then rename, so a crash never leaves a torn object.
-            let temp = to.with_extension(format!("copy-{}", uuid::Uuid::now_v7().simple()));
+            let temp = staging.join(uuid::Uuid::now_v7().simple().to_string());
             std::fs::copy(&from, &temp).map_err(io("copy", &from))?;
             let copied = std::fs::read(&temp).map_err(io("read", &temp))?;
             std::fs::rename(&temp, &to).map_err(io("rename", &to))?;

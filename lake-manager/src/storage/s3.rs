@@ -718,12 +718,19 @@ impl ObjectStorageAdmin for S3Storage {
                 .checksum_mode(ChecksumMode::Enabled)
                 .send()
                 .await
-                .map_err(|e| s3_error("head object", &target, e))?;
-            // CRC64NVME exists only as a full-object checksum; a composite one (of parts)
-            // would compare part boundaries again.
-            let composite = head.checksum_type() == Some(&ChecksumType::Composite);
-            if let (Some(crc), false) = (head.checksum_crc64_nvme(), composite) {
-                return Ok(format!("crc64nvme:{crc}"));
+                .map_err(|e| s3_error("head object", &target, e));
+            match head {
+                Ok(head) => {
+                    // CRC64NVME exists only as a full-object checksum; a composite one (of
+                    // parts) would compare part boundaries again.
+                    let composite = head.checksum_type() == Some(&ChecksumType::Composite);
+                    if let (Some(crc), false) = (head.checksum_crc64_nvme(), composite) {
+                        return Ok(format!("crc64nvme:{crc}"));
+                    }
+                }
+                // A store that refuses the checksum mode (400, 501) still serves the bytes.
+                Err(StorageError::Io { .. }) => {}
+                Err(unavailable) => return Err(unavailable),
             }
         }
         let mut body = self

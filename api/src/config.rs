@@ -127,6 +127,8 @@ pub struct IngestConfig {
     /// How long a push waits for its tenant's migration to end before it answers 503,
     /// milliseconds; 0 answers at once.
     pub fence_wait_ms: u64,
+    /// Flush each push's commit to disk (fsync) before acknowledging it, on local storage.
+    pub fsync: bool,
     /// Kafka workers flush after this many records.
     pub kafka_flush_records: usize,
     /// ...or this long after the first buffered record, milliseconds.
@@ -209,6 +211,7 @@ impl Default for IngestConfig {
             body_stall_ms: 10_000,
             decode_threads: std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
             fence_wait_ms: 5_000,
+            fsync: defaults.fsync,
             kafka_flush_records: lake_manager::ingest::kafka::KafkaSettings::default().flush_records,
             kafka_linger_ms: lake_manager::ingest::kafka::KafkaSettings::default()
                 .linger

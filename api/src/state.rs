@@ -295,6 +295,7 @@ impl AppState {
                 linger: std::time::Duration::from_millis(ingest_config.linger_ms),
                 table_buffer_bytes: ingest_config.table_buffer_bytes,
                 total_buffer_bytes: ingest_config.total_buffer_bytes,
+                fsync: ingest_config.fsync,
                 ..GroupCommitSettings::default()
             },
             lake_manager::ingest::admission::PushLimits {

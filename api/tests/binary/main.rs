@@ -4,6 +4,7 @@
 mod config_errors;
 mod credentials;
 mod database;
+mod durability;
 mod helm;
 mod helpers;
 mod ingest_crash;

@@ -2,6 +2,7 @@
 //! the Delta snapshot, schema evolution, appends, and maintenance.
 
 pub mod contained;
+pub mod durable;
 mod error;
 pub mod maintain;
 pub mod schema;

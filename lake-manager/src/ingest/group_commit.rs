@@ -34,6 +34,9 @@ pub struct GroupCommitSettings {
     pub total_buffer_bytes: usize,
     /// A table's writer stops after this long without requests.
     pub idle_close: Duration,
+    /// Flush each commit to disk before acknowledging it (local storage; see
+    /// `delta::durable`).
+    pub fsync: bool,
 }
 
 impl Default for GroupCommitSettings {
@@ -44,6 +47,7 @@ impl Default for GroupCommitSettings {
             table_buffer_bytes: 64 * 1024 * 1024,
             total_buffer_bytes: 256 * 1024 * 1024,
             idle_close: Duration::from_secs(60),
+            fsync: true,
         }
     }
 }
@@ -396,14 +400,14 @@ impl WriterTask {
         } else {
             let root = self.target.dlq_root.clone();
             let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            Some(
-                append(&self.delta, &mut self.dlq, &root, dead, &self.app_id, seq)
-                    .await
-                    .map_err(|e| {
-                        self.refresh_schemas_later();
-                        tenancy::error_chain(&e)
-                    })?,
-            )
+            let version = append(&self.delta, &mut self.dlq, &root, dead, &self.app_id, seq)
+                .await
+                .map_err(|e| {
+                    self.refresh_schemas_later();
+                    tenancy::error_chain(&e)
+                })?;
+            self.make_durable(&root, version).await?;
+            Some(version)
         };
         if !intent.still_held() {
             return Err(lapsed());
@@ -414,7 +418,10 @@ impl WriterTask {
             let root = self.target.root.clone();
             let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             match append(&self.delta, &mut self.table, &root, rows, &self.app_id, seq).await {
-                Ok(version) => Some(version),
+                Ok(version) => {
+                    self.make_durable(&root, version).await?;
+                    Some(version)
+                }
                 Err(e) => {
                     self.refresh_schemas_later();
                     return Err(tenancy::error_chain(&e));
@@ -422,6 +429,23 @@ impl WriterTask {
             }
         };
         Ok(Committed { version, dlq_version })
+    }
+
+    /// Flushes a commit to disk before it is acknowledged (local storage, unless
+    /// `ingest.fsync` is off). A commit that landed but cannot be flushed is not acknowledged:
+    /// readers may see it, so the client learns its outcome is unknown.
+    async fn make_durable(&self, root: &str, version: i64) -> Result<(), String> {
+        if !self.settings.fsync {
+            return Ok(());
+        }
+        crate::delta::durable::sync_commit(root, version)
+            .await
+            .map_err(|e| {
+                format!(
+                    "version {version} was committed but could not be flushed to disk, so it is not acknowledged: {}",
+                    tenancy::error_chain(&e)
+                )
+            })
     }
 
     /// After a failed commit the table may have changed (a new column, a concurrent metadata

@@ -33,8 +33,9 @@ async fn sigterm_during_a_slow_request_lets_it_finish_then_stops() {
     ));
 
     let client = reqwest::Client::new();
+    let before = fixtures::SLOW_STARTED.load(std::sync::atomic::Ordering::SeqCst);
     let slow = tokio::spawn(client.get(format!("{base}/__fixtures/slow?ms=1500")).send());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    fixtures::slow_started(before + 1).await;
     let status = std::process::Command::new("kill")
         .args(["-TERM", &std::process::id().to_string()])
         .status()
@@ -74,12 +75,13 @@ async fn a_request_longer_than_the_grace_period_ends_serving_with_an_error() {
         },
         Duration::from_millis(500),
     ));
+    let before = fixtures::SLOW_STARTED.load(std::sync::atomic::Ordering::SeqCst);
     let slow = tokio::spawn(
         reqwest::Client::new()
             .get(format!("{base}/__fixtures/slow?ms=20000"))
             .send(),
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    fixtures::slow_started(before + 1).await;
     let asked = Instant::now();
     let _ = stop.send(());
     let outcome = server.await.expect("join");

@@ -263,6 +263,7 @@ impl Provisioner {
         match step {
             Step::Bucket => {
                 let created = self.storage.ensure_bucket(&bucket).await?;
+                crate::faults::point("provision.bucket");
                 if self.store.get_bucket(&bucket).await?.is_none() {
                     let record = BucketRecord {
                         name: bucket.clone(),
@@ -294,7 +295,9 @@ impl Provisioner {
                     }
                     _ => tags.push(("lakeplane:tenant".to_owned(), tenant.id.to_string())),
                 }
-                Ok(self.storage.harden(&bucket, &tags).await?)
+                let applied = self.storage.harden(&bucket, &tags).await?;
+                crate::faults::point("provision.hardening");
+                Ok(applied)
             }
             Step::Iam => {
                 let (Some(iam), Some(settings)) = (&self.iam, &self.settings.iam) else {
@@ -309,7 +312,9 @@ impl Provisioner {
                 let created = iam
                     .ensure_role(&role, &trust, settings.permissions_boundary.as_deref())
                     .await?;
+                crate::faults::point("provision.iam.role");
                 iam.put_policy(&role, &policy).await?;
+                crate::faults::point("provision.iam.policy");
                 Ok(if created {
                     format!("created role {role}")
                 } else {
@@ -323,6 +328,7 @@ impl Provisioner {
                         .ensure_prefix(&bucket, &zone_prefix(zone, &tenant.id))
                         .await?;
                 }
+                crate::faults::point("provision.zone_roots");
                 Ok("bronze, silver and gold prefixes exist".to_owned())
             }
         }
@@ -333,6 +339,7 @@ impl Provisioner {
     pub async fn apply_lifecycle(&self, tenant: &Tenant, bucket: &str) -> Result<String, ProvisionError> {
         let desired = self.desired_lifecycle(tenant).await?;
         self.storage.put_lifecycle(bucket, &desired).await?;
+        crate::faults::point("provision.lifecycle");
         let applied = self.storage.get_lifecycle(bucket).await?;
         let mut record = match self.store.get_bucket(bucket).await? {
             Some(record) => record,

@@ -124,8 +124,19 @@ async fn runner_records_outcomes_and_survives_panics(backend: Backend) {
         let (runner, long, stop) = (runner.clone(), long.clone(), stop.clone());
         async move { runner.run(&long, "p1", stop).await }
     });
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let running = worker(store.as_ref(), &long).await;
+    // Polled until its progress heartbeat is recorded.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let running = loop {
+        let seen = worker(store.as_ref(), &long).await;
+        if seen.progress.is_some() {
+            break seen;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no progress heartbeat: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(running.state, WorkerState::Running);
     assert_eq!(running.owner.as_deref(), Some("p1"));
     assert_eq!(running.progress.as_deref(), Some(r#"{"files_done":3}"#));
@@ -146,7 +157,14 @@ async fn runner_records_outcomes_and_survives_panics(backend: Backend) {
         let (runner, long) = (runner.clone(), long.clone());
         async move { runner.run(&long, "p1", CancellationToken::new()).await }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while worker(store.as_ref(), &long).await.owner.as_deref() != Some("p1") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "p1 never claimed the worker"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut taken = worker(store.as_ref(), &long).await;
     taken.state = WorkerState::Pending;
     taken.owner = None;
@@ -215,7 +233,14 @@ async fn the_in_process_launcher_starts_stops_and_kills_tasks() {
     again.owner = None;
     store.put_worker(&again).await.expect("pending");
     launcher.start(&spec(3)).await.expect("start");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while worker(store.as_ref(), &long).await.owner.is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the relaunch never claimed the worker"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(launcher.kill(&long).await, "killed like a crash");
     // A heartbeat already handed to the database when the task was aborted may still land
     // (aborting drops the future, not the write SQLite is carrying out), so the heartbeat

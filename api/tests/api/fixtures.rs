@@ -46,7 +46,23 @@ async fn panics() -> &'static str {
     panic!("fixture panic with secret internals: /etc/lakeplane/key.pem")
 }
 
+/// How many slow requests have reached their handler: a test waits on it to know one is in
+/// flight, instead of sleeping.
+#[allow(dead_code)] // read by the shutdown tests only
+pub static SLOW_STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Waits (polling, with a deadline) until `n` slow requests have reached their handler.
+#[allow(dead_code)]
+pub async fn slow_started(n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while SLOW_STARTED.load(std::sync::atomic::Ordering::SeqCst) < n {
+        assert!(std::time::Instant::now() < deadline, "no slow request arrived");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 async fn slow(Query(sleep): Query<Sleep>) -> &'static str {
+    SLOW_STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(sleep.ms)).await;
     "done"
 }

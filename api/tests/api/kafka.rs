@@ -145,7 +145,9 @@ async fn rows(app: &TestApp, admin: &str) -> u64 {
         .json()
         .await
         .expect("json");
-    table["num_rows"].as_u64().unwrap_or(0)
+    table["num_rows"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("the table shows its rows: {table}"))
 }
 
 async fn wait_for_rows(app: &TestApp, admin: &str, want: u64, within: Duration) {
@@ -280,7 +282,13 @@ async fn every_good_record_lands_exactly_once_across_worker_kills() {
         in_process.kill(&worker).await;
     }
     wait_for_rows(&app, &admin, good.len() as u64, Duration::from_secs(90)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await; // anything extra would show now
+    // Every record is written (no lag on any partition): the worker has nothing left to
+    // commit, so a duplicate would already be in the table.
+    wait_for_stream(&app, &admin, Duration::from_secs(20), |stream| {
+        let lag = stream["lag"].as_object().cloned().unwrap_or_default();
+        stream["status"] == "running" && lag.len() == PARTITIONS as usize && lag.values().all(|v| v == 0)
+    })
+    .await;
     let seen = judge(&app).await;
     let ids = ids(&seen);
     good.sort_unstable();

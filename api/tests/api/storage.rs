@@ -1069,9 +1069,11 @@ async fn a_migration_copies_nothing_while_a_commit_is_under_way() {
     let new = app.data_dir.path().join("lake/lakeplane-t-mover");
     let held_until = std::time::Instant::now() + std::time::Duration::from_millis(1_500);
     while std::time::Instant::now() < held_until {
-        let copied = std::fs::read_dir(new.join("silver"))
-            .map(|d| d.count())
-            .unwrap_or(0);
+        let copied = match std::fs::read_dir(new.join("silver")) {
+            Ok(entries) => entries.count(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => panic!("cannot read the new location: {e}"),
+        };
         assert_eq!(copied, 0, "nothing is copied while a commit is under way");
         let tenant = app
             .expect(&admin, Method::GET, "/v1/tenants/mover", None, 200)

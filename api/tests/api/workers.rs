@@ -29,6 +29,17 @@ async fn workers(app: &TestApp, token: &str, query: &str) -> Value {
 }
 
 /// Polls the tenant's workers until one satisfies `done`, and returns it.
+/// Waits until the reconciler has run `n` more loops (polling, with a deadline), so a check
+/// that nothing happened reads what those loops left rather than what a sleep happened to see.
+async fn loops_later(app: &TestApp, n: u64) {
+    let start = app.state.workers.report().loops;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.state.workers.report().loops < start + n {
+        assert!(Instant::now() < deadline, "the reconciler stopped looping");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn wait_for_worker(
     app: &TestApp,
     token: &str,
@@ -102,7 +113,7 @@ async fn requested_maintenance_runs_once_as_a_worker_and_ends_succeeded() {
         .expect("json");
     assert_eq!(done["status"], "succeeded", "{done}");
     // Several reconcile loops later it has not run again.
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    loops_later(&app, 3).await;
     let later = wait_for_worker(&app, &admin, Duration::from_secs(1), |w| w["id"] == worker["id"]).await;
     assert_eq!(
         (later["state"].as_str(), later["restarts"].as_u64()),

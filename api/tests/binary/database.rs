@@ -125,13 +125,20 @@ async fn database_outage_gives_503s_and_recovers_by_itself() {
         !problem.to_string().contains("127.0.0.1"),
         "no internals in the response: {problem}"
     );
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let logged = server
-        .logs()
-        .into_iter()
-        .find(|l| l.contains(&request_id) && l.contains("request failed"));
-    let logged: serde_json::Value =
-        serde_json::from_str(&logged.expect("the 5xx is logged with its request id")).expect("JSON");
+    // The log reader runs apart from the response: poll for the line.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let logged = loop {
+        let found = server
+            .logs()
+            .into_iter()
+            .find(|l| l.contains(&request_id) && l.contains("request failed"));
+        if let Some(line) = found {
+            break line;
+        }
+        assert!(Instant::now() < deadline, "the 5xx is logged with its request id");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let logged: serde_json::Value = serde_json::from_str(&logged).expect("JSON");
     assert!(
         logged["error"].as_str().is_some_and(|e| e.contains(": ")),
         "full error chain: {logged}"

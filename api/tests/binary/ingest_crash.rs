@@ -75,7 +75,8 @@ async fn every_acknowledged_event_survives_a_sigkill() {
             .status(),
         201
     );
-    for _ in 0..100 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
         let t: Value = server
             .client
             .get(format!("{}/v1/tenants/acme", server.base))
@@ -89,6 +90,10 @@ async fn every_acknowledged_event_survives_a_sigkill() {
         if t["status"] == "ready" {
             break;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "acme never became ready: {t}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let table = json!({"zone": "bronze", "name": "clicks", "columns": [

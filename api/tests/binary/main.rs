@@ -12,6 +12,7 @@ mod lifecycle;
 mod migrate;
 mod placement_crash;
 mod s3;
+mod saga_crash;
 mod sharing;
 mod walkthrough;
 mod workers;

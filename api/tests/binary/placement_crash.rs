@@ -415,8 +415,8 @@ async fn move_through_a_crash(plane: &mut Plane, base: &RwLock<String>, lake: &L
             seen = Some(Instant::now());
         }
         // Listed (the total is recorded once every zone is listed), so the copy is under way.
-        let listed = t["migration"]["objects_total"].as_u64().unwrap_or(0);
-        if t["status"] == "migrating" && phase == "copying" && listed > 0 {
+        let listed = t["migration"]["objects_total"].as_u64().is_some_and(|n| n > 0);
+        if t["status"] == "migrating" && phase == "copying" && listed {
             break t;
         }
         assert!(

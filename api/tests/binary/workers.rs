@@ -373,7 +373,8 @@ async fn worker_run_completes_a_compaction_and_a_killed_one_is_retried() {
     for batch in 60..160 {
         assert_eq!(push(batch * 20).await.expect("push").status(), 200);
     }
-    request().await;
+    let second = request().await;
+    assert_eq!(second.status(), 202, "the second maintenance request is accepted");
     let deadline = Instant::now() + Duration::from_secs(20);
     while the_worker(&server, &token, "compact")
         .await

@@ -2,7 +2,7 @@
 //! placement atomically, and delete the old keys after a grace period. Each phase is recorded,
 //! so a crash resumes: copying skips objects already copied intact, cleanup runs when due.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -49,13 +49,6 @@ pub fn verify_copy(
         ));
     }
     Ok(())
-}
-
-/// One object's copy, settled: what listing the copy must show, and whether its content was
-/// compared with the source's already.
-struct Settled {
-    fingerprint: String,
-    content_checked: bool,
 }
 
 /// Objects settled (checked, copied, compared) at once: each copy is one server-side request,
@@ -204,9 +197,9 @@ impl Provisioner {
                 .into_iter()
                 .map(|o| (o.key.clone(), o))
                 .collect();
-            // What each copy must list with, and which copies were compared by content.
+            // What each copy must list with. Every copy whose listing cannot be compared with
+            // its source's was compared by content as it was settled.
             let mut expected: HashMap<&str, String> = HashMap::new();
-            let mut same_bytes: HashSet<&str> = HashSet::new();
             // By index: a closure over `&ObjectInfo` would have to hold for every lifetime,
             // which the Send bound of the worker's future cannot prove.
             let (listed, present) = (&source, &present);
@@ -221,12 +214,7 @@ impl Provisioner {
                 })
                 .buffer_unordered(COPY_CONCURRENCY);
             while let Some((index, settled)) = settling.next().await {
-                let settled = settled?;
-                let key = source[index].key.as_str();
-                expected.insert(key, settled.fingerprint);
-                if settled.content_checked {
-                    same_bytes.insert(key);
-                }
+                expected.insert(source[index].key.as_str(), settled?);
                 progress.objects_copied += 1;
                 // At most one progress write a second: the copy is the work, not the count.
                 if reported_at.elapsed() >= std::time::Duration::from_secs(1) {
@@ -243,21 +231,10 @@ impl Provisioner {
                 .map(|o| (o.key.clone(), o))
                 .collect();
             for object in &source {
-                let copy = copied.get(&object.key);
-                if let Err(why) = verify_copy(object, copy, expected.get(object.key.as_str())) {
-                    return Err(refused(format!("{to}/{}: {why}", object.key)));
-                }
-                // A copy that lists no digest comparable with the source's, and was not
-                // compared by content when it was settled, is compared now.
-                let checked = same_bytes.contains(object.key.as_str());
-                if copy.is_some_and(|c| !comparable(object, c))
-                    && !checked
-                    && !self.same_content(&from, &to, &object.key).await?
+                if let Err(why) =
+                    verify_copy(object, copied.get(&object.key), expected.get(object.key.as_str()))
                 {
-                    return Err(refused(format!(
-                        "{to}/{}: the content differs from the source's",
-                        object.key
-                    )));
+                    return Err(refused(format!("{to}/{}: {why}", object.key)));
                 }
             }
         }
@@ -267,20 +244,18 @@ impl Provisioner {
 
     /// Brings one object's copy about: keeps a copy a crashed run left when it is intact (its
     /// listing shows the source's digest, or, made in parts, its content compares equal),
-    /// else copies it; a copy made in parts is compared by content at once.
+    /// else copies it; a copy made in parts is compared by content at once. Returns what the
+    /// copy's listing must show.
     async fn settle(
         &self,
         from: &str,
         to: &str,
         object: &ObjectInfo,
         present: Option<&ObjectInfo>,
-    ) -> Result<Settled, ProvisionError> {
+    ) -> Result<String, ProvisionError> {
         if let Some(copy) = present {
             if object.has_content_digest() && copy == object {
-                return Ok(Settled {
-                    fingerprint: object.fingerprint.clone(),
-                    content_checked: false,
-                });
+                return Ok(object.fingerprint.clone());
             }
             // The listing cannot tell: the content decides, and only a copy that differs is
             // made again.
@@ -288,10 +263,7 @@ impl Provisioner {
                 && !comparable(object, copy)
                 && self.same_content(from, to, &object.key).await?
             {
-                return Ok(Settled {
-                    fingerprint: copy.fingerprint.clone(),
-                    content_checked: true,
-                });
+                return Ok(copy.fingerprint.clone());
             }
         }
         let reported = self.storage().copy_object(from, object, to).await?;
@@ -299,17 +271,13 @@ impl Provisioner {
             fingerprint: reported.clone(),
             ..object.clone()
         };
-        let content_checked = !comparable(object, &listed_as);
-        if content_checked && !self.same_content(from, to, &object.key).await? {
+        if !comparable(object, &listed_as) && !self.same_content(from, to, &object.key).await? {
             return Err(refused(format!(
                 "{to}/{}: the content differs from the source's",
                 object.key
             )));
         }
-        Ok(Settled {
-            fingerprint: reported,
-            content_checked,
-        })
+        Ok(reported)
     }
 
     /// Whether `key` holds the same bytes in both buckets: by the store's full-object

@@ -3,13 +3,12 @@
 //! the log directory must have been flushed; with `ingest.fsync = false` none of them is.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::process::Command;
 
-use crate::helpers::{Server, call, cli_token};
+use crate::helpers::{Server, call, cli_token, isolated};
 
 /// `lakeplane` under `strace -f -y`, recording fsync calls (with file paths) into `trace`.
 fn traced(cwd: &Path, trace: &Path) -> Command {
@@ -17,17 +16,8 @@ fn traced(cwd: &Path, trace: &Path) -> Command {
     command
         .args(["-f", "-y", "-e", "trace=fsync,fdatasync", "-o"])
         .arg(trace)
-        .arg(env!("CARGO_BIN_EXE_lakeplane"))
-        .current_dir(cwd)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("LAKEPLANE__") {
-            command.env_remove(key);
-        }
-    }
-    command
+        .arg(env!("CARGO_BIN_EXE_lakeplane"));
+    isolated(command, cwd)
 }
 
 /// Pushes three batches and returns the acknowledged versions and the table's directory.

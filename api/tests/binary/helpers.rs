@@ -8,7 +8,12 @@ use tokio::process::{Child, Command};
 
 /// The binary with a clean environment: no inherited LAKEPLANE__ settings or RUST_LOG.
 pub fn lakeplane(cwd: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_lakeplane"));
+    isolated(Command::new(env!("CARGO_BIN_EXE_lakeplane")), cwd)
+}
+
+/// A command (the binary, or a tracer in front of it) run in `cwd` without inherited
+/// LAKEPLANE__ settings or RUST_LOG, killed when dropped.
+pub fn isolated(mut command: Command, cwd: &Path) -> Command {
     command.current_dir(cwd).env_remove("RUST_LOG");
     for (key, _) in std::env::vars() {
         if key.starts_with("LAKEPLANE__") {
@@ -17,6 +22,20 @@ pub fn lakeplane(cwd: &Path) -> Command {
     }
     command.stdin(Stdio::null()).kill_on_drop(true);
     command
+}
+
+/// The settings that put the binary on the moto server under a bucket prefix of its own.
+pub fn moto_env(endpoint: &str, prefix: &str) -> Vec<(String, String)> {
+    [
+        ("LAKEPLANE__STORAGE__KIND", "s3"),
+        ("LAKEPLANE__STORAGE__S3__REGION", "eu-west-1"),
+        ("LAKEPLANE__STORAGE__S3__ENDPOINT", endpoint),
+        ("LAKEPLANE__STORAGE__S3__PATH_STYLE", "true"),
+        ("LAKEPLANE__STORAGE__S3__BUCKET_PREFIX", prefix),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect()
 }
 
 /// A running `lakeplane serve` and everything it has logged so far.

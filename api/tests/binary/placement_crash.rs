@@ -41,18 +41,8 @@ impl Lake {
         let endpoint = std::env::var("LAKEPLANE_TEST_S3_ENDPOINT")
             .expect("LAKEPLANE_TEST_S3_ENDPOINT must point at a moto server (scripts/test starts one)");
         let prefix = format!("lp{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
-        let env = [
-            ("LAKEPLANE__STORAGE__KIND", "s3"),
-            ("LAKEPLANE__STORAGE__S3__REGION", "eu-west-1"),
-            ("LAKEPLANE__STORAGE__S3__ENDPOINT", endpoint.as_str()),
-            ("LAKEPLANE__STORAGE__S3__PATH_STYLE", "true"),
-            ("LAKEPLANE__STORAGE__S3__BUCKET_PREFIX", prefix.as_str()),
-        ];
         Lake {
-            env: env
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
+            env: crate::helpers::moto_env(&endpoint, &prefix),
             options: crate::common::moto_storage_options(&endpoint),
         }
     }

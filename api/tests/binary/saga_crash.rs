@@ -46,22 +46,20 @@ for b in buckets:
 print(json.dumps({"buckets": buckets, "roles": roles, "rules": rules, "markers": markers}))
 "#;
 
+/// On moto, with the IAM step on.
 fn env(endpoint: &str, prefix: &str) -> Vec<(String, String)> {
-    [
-        ("LAKEPLANE__STORAGE__KIND", "s3"),
-        ("LAKEPLANE__STORAGE__S3__REGION", "eu-west-1"),
-        ("LAKEPLANE__STORAGE__S3__ENDPOINT", endpoint),
-        ("LAKEPLANE__STORAGE__S3__PATH_STYLE", "true"),
-        ("LAKEPLANE__STORAGE__S3__BUCKET_PREFIX", prefix),
-        ("LAKEPLANE__STORAGE__S3__IAM__ENABLED", "true"),
+    let mut env = crate::helpers::moto_env(endpoint, prefix);
+    env.extend([
         (
-            "LAKEPLANE__STORAGE__S3__IAM__BROKER_PRINCIPAL",
-            "arn:aws:iam::123456789012:role/lakeplane-broker",
+            "LAKEPLANE__STORAGE__S3__IAM__ENABLED".to_owned(),
+            "true".to_owned(),
         ),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect()
+        (
+            "LAKEPLANE__STORAGE__S3__IAM__BROKER_PRINCIPAL".to_owned(),
+            "arn:aws:iam::123456789012:role/lakeplane-broker".to_owned(),
+        ),
+    ]);
+    env
 }
 
 async fn start(cwd: &std::path::Path, env: &[(String, String)], kill_at: Option<&str>) -> Server {

@@ -129,6 +129,17 @@ pub struct IngestConfig {
     pub fence_wait_ms: u64,
     /// Flush each push's commit to disk (fsync) before acknowledging it, on local storage.
     pub fsync: bool,
+    /// How long a push waits for its commit before it answers without it, milliseconds: a
+    /// push still queued is withdrawn (503 `commit-failed`, never committed), one already in
+    /// a commit answers 503 `commit-outcome-unknown`. Below `server.request_timeout_secs`;
+    /// unset, five sixths of it (25 s of the default 30 s).
+    pub ack_timeout_ms: Option<u64>,
+    /// How long a push's `Idempotency-Key` is remembered, seconds.
+    pub idempotency_window_secs: u64,
+    /// How long an attempt that may still commit (one of another replica, or one whose commit
+    /// failed with an unknown outcome) keeps its key before a retry takes it over, seconds.
+    /// Longer than the storage client's retries (3 minutes by default on S3) is safest.
+    pub idempotency_takeover_secs: u64,
     /// Kafka workers flush after this many records.
     pub kafka_flush_records: usize,
     /// ...or this long after the first buffered record, milliseconds.
@@ -142,6 +153,15 @@ pub struct IngestConfig {
 }
 
 impl IngestConfig {
+    /// How long a push waits for its commit: as configured, or five sixths of the request
+    /// timeout, so the push answers before the timeout cuts it off.
+    pub fn ack_timeout(&self, server: &ServerConfig) -> std::time::Duration {
+        match self.ack_timeout_ms {
+            Some(ms) => std::time::Duration::from_millis(ms),
+            None => std::time::Duration::from_secs(server.request_timeout_secs) * 5 / 6,
+        }
+    }
+
     fn problem(&self) -> Option<(&'static str, String)> {
         let limit = |v: usize| (1024..=(1usize << 32)).contains(&v);
         if !limit(self.max_body_bytes) {
@@ -186,6 +206,23 @@ impl IngestConfig {
         if !(100..=300_000).contains(&self.kafka_request_timeout_ms) {
             return Some(("kafka_request_timeout_ms", "must be 100 to 300000".into()));
         }
+        if self
+            .ack_timeout_ms
+            .is_some_and(|ms| !(100..=3_600_000).contains(&ms))
+        {
+            return Some(("ack_timeout_ms", "must be 100 to 3600000".into()));
+        }
+        if !(60..=7 * 86_400).contains(&self.idempotency_window_secs) {
+            return Some(("idempotency_window_secs", "must be 60 to 604800 (7 days)".into()));
+        }
+        if !(1..=86_400).contains(&self.idempotency_takeover_secs)
+            || self.idempotency_takeover_secs >= self.idempotency_window_secs
+        {
+            return Some((
+                "idempotency_takeover_secs",
+                "must be 1 to 86400 and below idempotency_window_secs".into(),
+            ));
+        }
         if self.kafka_flush_records == 0 {
             return Some(("kafka_flush_records", "must be at least 1".into()));
         }
@@ -212,6 +249,9 @@ impl Default for IngestConfig {
             decode_threads: std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
             fence_wait_ms: 5_000,
             fsync: defaults.fsync,
+            ack_timeout_ms: None,
+            idempotency_window_secs: 86_400,
+            idempotency_takeover_secs: 300,
             kafka_flush_records: lake_manager::ingest::kafka::KafkaSettings::default().flush_records,
             kafka_linger_ms: lake_manager::ingest::kafka::KafkaSettings::default()
                 .linger
@@ -945,6 +985,18 @@ impl Config {
             return Err(ConfigError::new(
                 "server.request_timeout_secs",
                 "must be between 1 and 3600",
+            ));
+        }
+        // A push answers on its own before the request timeout cuts it off, so its answer says
+        // whether its events were withdrawn or may still commit.
+        if self
+            .ingest
+            .ack_timeout_ms
+            .is_some_and(|ms| ms >= self.server.request_timeout_secs.saturating_mul(1000))
+        {
+            return Err(ConfigError::new(
+                "ingest.ack_timeout_ms",
+                "must be below server.request_timeout_secs",
             ));
         }
         if !(1024..=1024 * 1024 * 1024).contains(&self.server.body_limit_bytes) {

@@ -144,6 +144,12 @@ impl ApiError {
             DATABASE_UNAVAILABLE => "the metadata database is unavailable; retry later".to_owned(),
             STORAGE_UNAVAILABLE => "the object storage is unavailable; retry later".to_owned(),
             STS_UNAVAILABLE => "AWS STS could not issue the credentials right now; retry later".to_owned(),
+            tenancy::kind::STORAGE_FULL => {
+                "the storage has no room left; nothing was committed; retry once space is freed".to_owned()
+            }
+            lake_manager::ingest::COMMIT_OUTCOME_UNKNOWN => {
+                "the commit holding the events may or may not have landed; only a retry with the same Idempotency-Key is safe".to_owned()
+            }
             "commit-failed" => {
                 "the commit failed; none of the events were acknowledged; send them again".to_owned()
             }

@@ -302,6 +302,8 @@ impl AppState {
                 tenant_buffer_bytes: ingest_config.tenant_buffer_bytes,
                 decode_threads: ingest_config.decode_threads,
                 fence_wait: std::time::Duration::from_millis(ingest_config.fence_wait_ms),
+                key_window: std::time::Duration::from_secs(ingest_config.idempotency_window_secs),
+                key_takeover: std::time::Duration::from_secs(ingest_config.idempotency_takeover_secs),
             },
             KafkaSettings {
                 flush_records: ingest_config.kafka_flush_records,
@@ -312,6 +314,7 @@ impl AppState {
             sealer,
             wake.clone(),
         );
+        ingest.sweep_keys_every(std::time::Duration::from_secs(600));
         let mut settings = config.workers.settings();
         settings.maintenance_per_tenant = config.tables.maintenance_concurrency_per_tenant;
         let bodies = Arc::new(Bodies::new(

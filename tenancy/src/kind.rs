@@ -74,5 +74,7 @@ pub trait Classify {
 pub const DATABASE_UNAVAILABLE: &str = "database-unavailable";
 /// The code of an object storage that is away or overloaded.
 pub const STORAGE_UNAVAILABLE: &str = "storage-unavailable";
+/// The code of a local filesystem that has no room left for the write.
+pub const STORAGE_FULL: &str = "storage-full";
 /// The code of a tenant whose storage cannot be used right now (provisioning, migrating).
 pub const TENANT_NOT_READY: &str = "tenant-not-ready";

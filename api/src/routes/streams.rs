@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::Response;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use lake_manager::ingest::admission::{BodyRoom, InflateError, gunzip};
 use lake_manager::ingest::decode::BodyFormat;
-use lake_manager::ingest::streams::PushOutcome;
+use lake_manager::ingest::idempotency;
+use lake_manager::ingest::streams::{PushOutcome, PushRequest};
 use serde::{Deserialize, Serialize};
 use tenancy::audit::Outcome;
 use tenancy::pagination;
@@ -465,13 +466,21 @@ async fn body_bytes(
 /// requests. 422 lists up to 10 bad events (`reject`); with `dlq` they go to the dead-letter
 /// table. 429 with `Retry-After` when buffers, the tenant's share of them or its events/s
 /// quota are full; 408 when the body stops arriving; 503 while the tenant migrates.
+///
+/// A push answered with an error was not committed and never will be, except one answered
+/// 503 `commit-outcome-unknown`. Send an `Idempotency-Key` to make any retry safe: a retry
+/// with the same key (same stream, same request) commits at most once and answers the first
+/// outcome (`Idempotent-Replayed: true`), or 409 `push-in-progress` while it is not known yet.
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/streams/{stream}/events", tag = "streams",
-    params(("tenant" = String, Path, description = "Tenant id"), ("stream" = String, Path, description = "Stream"), PushQuery),
+    params(("tenant" = String, Path, description = "Tenant id"), ("stream" = String, Path, description = "Stream"), PushQuery,
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters naming this request; its retries send the same key. Remembered for `ingest.idempotency_window_secs` (24 h).")),
     request_body(description = "Events: one JSON object per line (NDJSON), or a JSON array of objects",
         content((String = "application/x-ndjson"), (Vec<std::collections::HashMap<String, serde_json::Value>> = "application/json"))),
-    responses((status = 200, description = "Committed", body = PushOutcome),
+    responses((status = 200, description = "Committed (or, with `Idempotent-Replayed: true`, committed by an earlier attempt with the same key)", body = PushOutcome,
+            headers(("Idempotent-Replayed" = String, description = "`true` when the outcome is an earlier attempt's"))),
         (status = 408, description = "The body sent nothing for `ingest.body_stall_ms`", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The stream consumes Kafka (push to its topic instead)", body = crate::problem::Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "The stream consumes Kafka (push to its topic instead), or an attempt with the same `Idempotency-Key` is still under way (`push-in-progress`, with `Retry-After`)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not committed and never will be (`commit-failed`, `storage-unavailable`, ...), or `commit-outcome-unknown`: the commit may have landed, and only a retry with the same `Idempotency-Key` is safe", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub async fn push_events(
     State(state): State<AppState>,
     auth: Authorized<perm::TenantData>,
@@ -479,8 +488,15 @@ pub async fn push_events(
     ApiQuery(query): ApiQuery<PushQuery>,
     headers: HeaderMap,
     request: Request,
-) -> Result<Json<PushOutcome>, ApiError> {
+) -> Result<Response, ApiError> {
+    // The handler answers by itself before the request timeout would cut it off, so the
+    // answer can say whether the events were withdrawn or may still commit.
+    let deadline = tokio::time::Instant::now() + state.config.ingest.ack_timeout(&state.config.server);
     let (_, name) = path;
+    let key = headers
+        .get(idempotency::HEADER)
+        .map(|raw| idempotency::parse_key(raw.as_bytes()))
+        .transpose()?;
     let on_error = match query.on_error.as_deref() {
         None => None,
         Some(raw) => Some(
@@ -505,16 +521,23 @@ pub async fn push_events(
         .get(crate::http::X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
-    let outcome = state
-        .ingest
-        .push(
-            &tenant,
-            &stream,
-            body,
-            format,
-            on_error.unwrap_or(stream.on_error),
-            request_id,
-        )
-        .await?;
-    Ok(Json(outcome))
+    let push = PushRequest {
+        body,
+        format,
+        on_error: on_error.unwrap_or(stream.on_error),
+        request_id,
+        key,
+        deadline,
+    };
+    let pushed = state.ingest.push(&tenant, &stream, push).await?;
+    let mut response = Json(pushed.outcome).into_response();
+    if pushed.replayed {
+        response
+            .headers_mut()
+            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    Ok(response)
 }
+
+/// Set on a push answered with an earlier attempt's outcome under the same key.
+const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";

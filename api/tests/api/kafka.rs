@@ -16,16 +16,16 @@ use crate::helpers::{TestApp, python};
 
 const PARTITIONS: i32 = 3;
 
-fn bootstrap() -> String {
+pub(crate) fn bootstrap() -> String {
     std::env::var("LAKEPLANE_TEST_KAFKA")
         .expect("LAKEPLANE_TEST_KAFKA must name the tansu broker (scripts/test starts it)")
 }
 
-async fn topic() -> String {
+pub(crate) async fn topic() -> String {
     crate::common::topic(&bootstrap(), PARTITIONS).await
 }
 
-fn producer() -> FutureProducer {
+pub(crate) fn producer() -> FutureProducer {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .set("linger.ms", "5")
@@ -78,7 +78,7 @@ print(json.dumps({"ids": sorted(t.column("id").to_pylist()), "positions": len(po
 "#;
 
 /// Fast heartbeats and restarts, so killed or failed workers come back within seconds.
-fn fast_workers(c: &mut api::config::Config) {
+pub(crate) fn fast_workers(c: &mut api::config::Config) {
     c.workers.reconcile_secs = 1;
     c.workers.heartbeat_secs = 1;
     c.workers.heartbeat_timeout_secs = 2;

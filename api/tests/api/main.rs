@@ -17,6 +17,7 @@ mod ops;
 mod outage;
 mod sharing;
 mod storage;
+mod storage_outage;
 mod streams;
 mod tables;
 mod tenants;

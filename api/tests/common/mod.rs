@@ -173,3 +173,76 @@ pub fn moto_storage_options(endpoint: &str) -> serde_json::Value {
         "AWS_VIRTUAL_HOSTED_STYLE_REQUEST": "false",
     })
 }
+
+/// A moto server of the test's own (the S3 stand-in), so a test can freeze it (SIGSTOP) or
+/// kill it without touching the one every other test shares. Killed when dropped.
+pub struct PrivateMoto {
+    child: std::process::Child,
+    pub endpoint: String,
+}
+
+impl PrivateMoto {
+    /// Starts `moto_server` from the test venv on a free port and waits until it answers.
+    pub async fn start() -> Self {
+        let python = std::env::var("LAKEPLANE_PYTHON")
+            .expect("LAKEPLANE_PYTHON must name the test venv's python (scripts/test sets it)");
+        let server = std::path::Path::new(&python).with_file_name("moto_server");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = std::process::Command::new(&server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", server.display()));
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let moto = Self { child, endpoint };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let client = reqwest::Client::new();
+        loop {
+            let answered = client
+                .get(format!("{}/moto-api/", moto.endpoint))
+                .timeout(std::time::Duration::from_secs(2))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if answered {
+                return moto;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "moto did not start on {}",
+                moto.endpoint
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal} moto");
+    }
+
+    /// Freezes the server: connections are accepted by the kernel and never answered.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets it run again; what it received meanwhile is then processed.
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+}
+
+impl Drop for PrivateMoto {
+    fn drop(&mut self) {
+        // SIGKILL ends a frozen process too.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

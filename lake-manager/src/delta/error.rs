@@ -2,7 +2,7 @@
 
 use deltalake::kernel::transaction::TransactionError;
 use deltalake::logstore::object_store::client::{HttpError, HttpErrorKind};
-use tenancy::kind::{Class, Classify, ErrorKind, STORAGE_UNAVAILABLE};
+use tenancy::kind::{Class, Classify, ErrorKind, STORAGE_FULL, STORAGE_UNAVAILABLE};
 
 /// Why a Delta operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +50,18 @@ pub enum DeltaError {
         #[source]
         source: Box<deltalake::DeltaTableError>,
     },
+    /// The filesystem under the table has no room left (ENOSPC, or a quota): nothing was
+    /// committed, and writes work again once space is freed.
+    #[error("delta operation {operation} on {location} failed: no space left on the storage")]
+    Full {
+        /// What was attempted.
+        operation: &'static str,
+        /// The table.
+        location: String,
+        /// The cause.
+        #[source]
+        source: Box<deltalake::DeltaTableError>,
+    },
     /// deltalake failed.
     #[error("delta operation {operation} on {location} failed")]
     Delta {
@@ -77,6 +89,11 @@ impl DeltaError {
             | deltalake::DeltaTableError::VersionAlreadyExists(_) => {
                 DeltaError::Conflict(location.to_owned())
             }
+            source if no_space(&source) => DeltaError::Full {
+                operation,
+                location: location.to_owned(),
+                source: Box::new(source),
+            },
             source if unreachable(&source) => DeltaError::Unavailable {
                 operation,
                 location: location.to_owned(),
@@ -89,6 +106,29 @@ impl DeltaError {
             },
         }
     }
+}
+
+/// Whether an I/O error says the filesystem is full (ENOSPC) or a quota is used up (EDQUOT).
+pub fn is_no_space(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ) || matches!(error.raw_os_error(), Some(28 | 122))
+}
+
+/// Whether a deltalake error comes from a full filesystem. Local writes fail inside
+/// object_store, whose errors do not always expose the I/O error as a source, so the message
+/// of the OS error ("No space left on device") is recognised too.
+fn no_space(error: &deltalake::DeltaTableError) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if e.downcast_ref::<std::io::Error>().is_some_and(is_no_space) {
+            return true;
+        }
+        cause = e.source();
+    }
+    let text = tenancy::error_chain(error);
+    text.contains("No space left on device") || text.contains("Disk quota exceeded")
 }
 
 /// Whether the storage could not be reached: a connection refused, reset or timed out below
@@ -120,6 +160,10 @@ impl Classify for DeltaError {
         match self {
             DeltaError::Refused(_) | DeltaError::Conflict(_) => ErrorKind::Conflict.class(),
             DeltaError::Unavailable { .. } => ErrorKind::Unavailable.coded(STORAGE_UNAVAILABLE),
+            DeltaError::Full { .. } => ErrorKind::Unavailable.coded(STORAGE_FULL),
+            DeltaError::Io { source, .. } if is_no_space(source) => {
+                ErrorKind::Unavailable.coded(STORAGE_FULL)
+            }
             DeltaError::Location(_)
             | DeltaError::NotATable(_)
             | DeltaError::UnsupportedType { .. }

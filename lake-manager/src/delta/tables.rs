@@ -277,6 +277,59 @@ fn writer(kind: &str) -> [(String, serde_json::Value); 1] {
     )]
 }
 
+/// Whether a commit marked with an application transaction landed, and where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marked {
+    /// No commit carries the mark.
+    NotLanded,
+    /// This version carries it.
+    At(i64),
+}
+
+/// Where the commit carrying the application transaction (`app_id`, `seq`) is, looked for
+/// above `floor` (the table's version before that commit was attempted; `None`: from the
+/// start). The table's latest transaction version of `app_id` only rules a commit out (the
+/// writer's marks increase, so a lower one means it never landed): a later commit of the
+/// same writer raises it whether or not this one landed, so the log itself is read for the
+/// exact mark. The log above the floor is at most a day old here, far inside Delta's log
+/// retention (30 days by default).
+pub async fn version_of_mark(
+    settings: &DeltaSettings,
+    root: &str,
+    app_id: &str,
+    seq: i64,
+    floor: Option<i64>,
+) -> Result<Marked, DeltaError> {
+    let (table, done) = app_version(settings, root, app_id).await?;
+    if done.is_none_or(|done| done < seq) {
+        return Ok(Marked::NotLanded);
+    }
+    let latest = table.version().map_or(0, version_i64);
+    let store = table.log_store();
+    // Newest first: the mark is usually in the last few commits.
+    for version in (floor.map_or(0, |f| f + 1)..=latest).rev() {
+        let Ok(at) = u64::try_from(version) else { continue };
+        let Some(bytes) = store
+            .read_commit_entry(at)
+            .await
+            .map_err(|e| DeltaError::delta("read commit", root, e))?
+        else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        let marked = text.lines().any(|line| {
+            serde_json::from_str::<serde_json::Value>(line).is_ok_and(|action| {
+                let txn = &action["txn"];
+                txn["appId"].as_str() == Some(app_id) && txn["version"].as_i64() == Some(seq)
+            })
+        });
+        if marked {
+            return Ok(Marked::At(version));
+        }
+    }
+    Ok(Marked::NotLanded)
+}
+
 /// Writes a checkpoint when the table's version is a multiple of the interval; failures are
 /// logged only (the next interval tries again, and readers replay the log meanwhile).
 pub async fn checkpoint_if_due(table: &DeltaTable) {

@@ -23,6 +23,11 @@ pub struct PushLimits {
     /// How long a push that meets its tenant migrating waits for the move to end before it
     /// answers 503; zero answers at once.
     pub fence_wait: std::time::Duration,
+    /// How long an `Idempotency-Key` is remembered.
+    pub key_window: std::time::Duration,
+    /// How long a key's attempt of another process, or one whose commit's outcome is
+    /// unknown, is trusted to still land before a retry takes the key over.
+    pub key_takeover: std::time::Duration,
 }
 
 /// Why a gzip body could not be inflated.

@@ -21,7 +21,7 @@ use tenancy::stream::{
 };
 
 /// One refused event: where it is, which field, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct EventError {
     /// 1-based line of an NDJSON body, or 1-based element of a JSON array.
     pub line: usize,

@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use super::IngestError;
 use super::decode::EventSchema;
+use super::idempotency::{Recorded, Ticket};
 use crate::delta::tables::{self, version_i64};
 use crate::delta::{DeltaError, DeltaSettings};
 
@@ -76,6 +77,45 @@ pub struct Committed {
     pub dlq_version: Option<i64>,
 }
 
+/// A keyed push's attempt, whose key the writer marks before the commit and finishes or
+/// frees after it.
+#[derive(Debug, Clone)]
+pub struct Keyed {
+    /// The attempt holding the key.
+    pub attempt: Uuid,
+    /// Its counts (versions and floors are filled in by the writer).
+    pub recorded: Recorded,
+}
+
+/// Why a group's commit did not acknowledge its requests.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// What happened.
+    pub message: String,
+    /// The commit may have landed (or may still land): only a keyed retry is safe.
+    pub unknown: bool,
+    /// The storage is full: nothing was committed, and freeing space lets pushes in again.
+    pub full: bool,
+}
+
+impl Failure {
+    fn not_committed(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            unknown: false,
+            full: false,
+        }
+    }
+
+    fn unknown(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            unknown: true,
+            full: false,
+        }
+    }
+}
+
 /// Room reserved in the buffers for one request, given back when its commit ends.
 pub struct Reservation {
     _table: OwnedSemaphorePermit,
@@ -88,7 +128,9 @@ struct Pending {
     bytes: usize,
     _reservation: Reservation,
     queued_at: tokio::time::Instant,
-    reply: oneshot::Sender<Result<Committed, String>>,
+    ticket: Arc<Ticket>,
+    keyed: Option<Keyed>,
+    reply: oneshot::Sender<Result<Committed, Failure>>,
 }
 
 /// The schemas requests decode against, refreshed when the table changes.
@@ -243,7 +285,15 @@ impl GroupCommitter {
         })
     }
 
-    /// Buffers decoded rows and waits for the commit that holds them.
+    /// This process's name in idempotency keys it holds (and in its commits' marks).
+    pub fn owner(&self) -> &str {
+        &self.app_id
+    }
+
+    /// Buffers decoded rows and waits for the commit that holds them, until `deadline`.
+    /// Past it, a request the writer has not taken yet is withdrawn (it will never be
+    /// committed: `CommitFailed`), and one it took is answered `OutcomeUnknown`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn submit(
         &self,
         writer: &TableWriter,
@@ -251,6 +301,9 @@ impl GroupCommitter {
         bytes: usize,
         rows: Option<RecordBatch>,
         dlq: Option<RecordBatch>,
+        ticket: Arc<Ticket>,
+        keyed: Option<Keyed>,
+        deadline: tokio::time::Instant,
     ) -> Result<Committed, IngestError> {
         let (reply, answer) = oneshot::channel();
         writer
@@ -261,13 +314,30 @@ impl GroupCommitter {
                 bytes,
                 _reservation: reservation,
                 queued_at: tokio::time::Instant::now(),
+                ticket: ticket.clone(),
+                keyed,
                 reply,
             })
             .map_err(|_| IngestError::WriterStopped)?;
-        answer
-            .await
-            .map_err(|_| IngestError::WriterStopped)?
-            .map_err(IngestError::CommitFailed)
+        let unknown = || {
+            IngestError::OutcomeUnknown(
+                "the commit holding the events was still under way when the answer was due".to_owned(),
+            )
+        };
+        match tokio::time::timeout_at(deadline, answer).await {
+            Ok(Ok(Ok(committed))) => Ok(committed),
+            Ok(Ok(Err(failure))) if failure.unknown => Err(IngestError::OutcomeUnknown(failure.message)),
+            Ok(Ok(Err(failure))) if failure.full => Err(IngestError::StorageFull(failure.message)),
+            Ok(Ok(Err(failure))) => Err(IngestError::CommitFailed(failure.message)),
+            // The writer went away without answering: it never took the request, or it took it
+            // and stopped mid-commit.
+            Ok(Err(_)) if ticket.cancel() => Err(IngestError::WriterStopped),
+            Ok(Err(_)) => Err(unknown()),
+            Err(_) if ticket.cancel() => Err(IngestError::CommitFailed(
+                "the commit did not start before the answer was due; the events were withdrawn".to_owned(),
+            )),
+            Err(_) => Err(unknown()),
+        }
     }
 }
 
@@ -317,18 +387,39 @@ impl WriterTask {
         // channel closes here and their senders see the writer stopped.
         rx.close();
         while let Ok(pending) = rx.try_recv() {
-            let _ = pending
-                .reply
-                .send(Err("the table writer stopped; send again".to_owned()));
+            pending.ticket.cancel();
+            let _ = pending.reply.send(Err(Failure::not_committed(
+                "the table writer stopped; send again",
+            )));
         }
     }
 
     async fn flush(&mut self, group: Vec<Pending>) {
+        // Requests whose handlers gave up before this point are never committed; their keys
+        // are freed for the retry.
+        let (group, withdrawn): (Vec<Pending>, Vec<Pending>) =
+            group.into_iter().partition(|p| p.ticket.take());
+        let freed: Vec<Uuid> = withdrawn
+            .iter()
+            .filter_map(|p| p.keyed.as_ref().map(|k| k.attempt))
+            .collect();
+        self.release(&freed).await;
+        drop(withdrawn);
+        if group.is_empty() {
+            return;
+        }
+        // One mark for both tables: each table keeps its own application transactions.
+        let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let group = match self.mark(group, seq).await {
+            Some(group) if !group.is_empty() => group,
+            _ => return,
+        };
         let rows: Vec<RecordBatch> = group.iter().filter_map(|p| p.rows.clone()).collect();
         let dead: Vec<RecordBatch> = group.iter().filter_map(|p| p.dlq.clone()).collect();
         let events: usize = rows.iter().map(RecordBatch::num_rows).sum();
         let started = std::time::Instant::now();
-        let result = self.commit(rows, dead).await;
+        let result = self.commit(rows, dead, seq).await;
+        self.settle_keys(&group, &result).await;
         match &result {
             Ok(committed) => tracing::debug!(
                 table = %self.target.root, requests = group.len(), events,
@@ -336,7 +427,7 @@ impl WriterTask {
                 "group commit"
             ),
             Err(e) => {
-                tracing::warn!(table = %self.target.root, requests = group.len(), error = %e, "group commit failed; no request of the group is acknowledged")
+                tracing::warn!(table = %self.target.root, requests = group.len(), error = %e.message, outcome_unknown = e.unknown, "group commit failed; no request of the group is acknowledged")
             }
         }
         for pending in group {
@@ -347,18 +438,127 @@ impl WriterTask {
                 }),
                 Err(e) => Err(e.clone()),
             };
+            pending.ticket.finish();
             let _ = pending.reply.send(answer);
         }
     }
 
-    async fn commit(&mut self, rows: Vec<RecordBatch>, dead: Vec<RecordBatch>) -> Result<Committed, String> {
+    /// Records the group's mark on its keyed requests before the commit starts, so a retry
+    /// after a crash reads from the table whether the commit landed. Requests whose key a
+    /// retry took over meanwhile leave the group unanswered-for (their retry owns the key);
+    /// when the store cannot record the marks, the whole group is refused uncommitted.
+    async fn mark(&mut self, group: Vec<Pending>, seq: i64) -> Option<Vec<Pending>> {
+        let floor = self.table.as_ref().and_then(DeltaTable::version).map(version_i64);
+        let dlq_floor = self.dlq.as_ref().and_then(DeltaTable::version).map(version_i64);
+        let marks: Vec<(Uuid, String)> = group
+            .iter()
+            .filter_map(|p| p.keyed.as_ref())
+            .map(|k| {
+                let recorded = Recorded {
+                    floor,
+                    dlq_floor,
+                    ..k.recorded.clone()
+                };
+                (k.attempt, serde_json::to_string(&recorded).unwrap_or_default())
+            })
+            .collect();
+        if marks.is_empty() {
+            return Some(group);
+        }
+        match self
+            .store
+            .mark_push_keys(&marks, &self.app_id, seq, tenancy::now())
+            .await
+        {
+            Ok(held) => {
+                let (kept, lost): (Vec<Pending>, Vec<Pending>) = group
+                    .into_iter()
+                    .partition(|p| p.keyed.as_ref().is_none_or(|k| held.contains(&k.attempt)));
+                for pending in lost {
+                    pending.ticket.finish();
+                    let _ = pending.reply.send(Err(Failure::not_committed(
+                        "a retry with the same Idempotency-Key took the push over",
+                    )));
+                }
+                Some(kept)
+            }
+            Err(e) => {
+                let message = format!(
+                    "the metadata store could not record the push's idempotency key, so nothing was committed: {}",
+                    tenancy::error_chain(&e)
+                );
+                tracing::warn!(table = %self.target.root, error = %message, "group refused before its commit");
+                let freed: Vec<Uuid> = group
+                    .iter()
+                    .filter_map(|p| p.keyed.as_ref().map(|k| k.attempt))
+                    .collect();
+                self.release(&freed).await;
+                for pending in group {
+                    pending.ticket.finish();
+                    let _ = pending.reply.send(Err(Failure::not_committed(message.clone())));
+                }
+                None
+            }
+        }
+    }
+
+    /// After the commit: a landed one records each keyed request's outcome; one that surely
+    /// did not land frees the keys; one whose outcome is unknown leaves them marked, for the
+    /// retry to read from the table.
+    async fn settle_keys(&self, group: &[Pending], result: &Result<Committed, Failure>) {
+        let keyed = group.iter().filter_map(|p| p.keyed.as_ref().map(|k| (p, k)));
+        match result {
+            Ok(committed) => {
+                let outcomes: Vec<(Uuid, String)> = keyed
+                    .map(|(p, k)| {
+                        let recorded = Recorded {
+                            version: p.rows.as_ref().and(committed.version),
+                            dlq_version: p.dlq.as_ref().and(committed.dlq_version),
+                            ..k.recorded.clone()
+                        };
+                        (k.attempt, serde_json::to_string(&recorded).unwrap_or_default())
+                    })
+                    .collect();
+                if outcomes.is_empty() {
+                    return;
+                }
+                if let Err(e) = self.store.finish_push_keys(&outcomes, tenancy::now()).await {
+                    // The commit stands and carries the mark: a retry finds it in the table.
+                    tracing::warn!(table = %self.target.root, error = %tenancy::error_chain(&e), "cannot record the outcome of keyed pushes; retries will read it from the table");
+                }
+            }
+            Err(failure) if !failure.unknown => {
+                let freed: Vec<Uuid> = keyed.map(|(_, k)| k.attempt).collect();
+                self.release(&freed).await;
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Frees keys of attempts that surely did not commit; a failure leaves them marked or
+    /// unmarked as they are, which a retry resolves the same way.
+    async fn release(&self, attempts: &[Uuid]) {
+        if attempts.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.release_push_keys(attempts).await {
+            tracing::warn!(table = %self.target.root, error = %tenancy::error_chain(&e), "cannot free idempotency keys; retries will resolve them");
+        }
+    }
+
+    async fn commit(
+        &mut self,
+        rows: Vec<RecordBatch>,
+        dead: Vec<RecordBatch>,
+        seq: i64,
+    ) -> Result<Committed, Failure> {
         // A migration that started while these requests waited must not see a commit at the old
         // location: the group is refused (nothing acknowledged) and the callers send again. The
         // intent holds a migration that starts from now on back until this commit ended.
         let (tenant, intent) = crate::fence::Intent::begin(&self.store, &self.target.tenant, "http-push")
             .await
-            .map_err(|e| tenancy::error_chain(&e))?;
-        let result = self.commit_fenced(rows, dead, Ok(tenant), &intent).await;
+            .map_err(|e| Failure::not_committed(tenancy::error_chain(&e)))?;
+        let result = self.commit_fenced(rows, dead, Ok(tenant), &intent, seq).await;
         intent.end().await;
         result
     }
@@ -369,27 +569,29 @@ impl WriterTask {
         dead: Vec<RecordBatch>,
         tenant: Result<Option<tenancy::tenant::Tenant>, StoreError>,
         intent: &crate::fence::Intent,
-    ) -> Result<Committed, String> {
+        seq: i64,
+    ) -> Result<Committed, Failure> {
         match tenant {
             Ok(Some(tenant))
                 if tenant.status == TenantStatus::Ready && tenant.placement == self.target.placement => {}
             Ok(Some(tenant)) if tenant.status == TenantStatus::Ready => {
-                return Err(format!(
+                return Err(Failure::not_committed(format!(
                     "tenant {}'s storage moved while the requests waited",
                     tenant.id
-                ));
+                )));
             }
             Ok(Some(tenant)) => {
-                return Err(format!(
+                return Err(Failure::not_committed(format!(
                     "tenant {} became {} before the commit",
                     tenant.id,
                     tenant.status.as_str()
-                ));
+                )));
             }
-            Ok(None) => return Err("the tenant is gone".to_owned()),
-            Err(e) => return Err(tenancy::error_chain(&e)),
+            Ok(None) => return Err(Failure::not_committed("the tenant is gone")),
+            Err(e) => return Err(Failure::not_committed(tenancy::error_chain(&e))),
         }
-        let lapsed = || "the commit outlived its write intent; nothing more is committed".to_owned();
+        let lapsed =
+            || Failure::not_committed("the commit outlived its write intent; nothing more is committed");
         // Dead letters first: a crash between the two commits then repeats at worst the
         // dead letters of an unacknowledged request, never loses one.
         if !intent.still_held() {
@@ -399,13 +601,13 @@ impl WriterTask {
             None
         } else {
             let root = self.target.dlq_root.clone();
-            let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            let version = append(&self.delta, &mut self.dlq, &root, dead, &self.app_id, seq)
-                .await
-                .map_err(|e| {
+            let version = match append(&self.delta, &mut self.dlq, &root, dead, &self.app_id, seq).await {
+                Ok(version) => version,
+                Err(e) => {
                     self.refresh_schemas_later();
-                    tenancy::error_chain(&e)
-                })?;
+                    return Err(failure_of(&e));
+                }
+            };
             self.make_durable(&root, version).await?;
             Some(version)
         };
@@ -416,7 +618,6 @@ impl WriterTask {
             None
         } else {
             let root = self.target.root.clone();
-            let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             match append(&self.delta, &mut self.table, &root, rows, &self.app_id, seq).await {
                 Ok(version) => {
                     self.make_durable(&root, version).await?;
@@ -424,7 +625,7 @@ impl WriterTask {
                 }
                 Err(e) => {
                     self.refresh_schemas_later();
-                    return Err(tenancy::error_chain(&e));
+                    return Err(failure_of(&e));
                 }
             }
         };
@@ -434,17 +635,18 @@ impl WriterTask {
     /// Flushes a commit to disk before it is acknowledged (local storage, unless
     /// `ingest.fsync` is off). A commit that landed but cannot be flushed is not acknowledged:
     /// readers may see it, so the client learns its outcome is unknown.
-    async fn make_durable(&self, root: &str, version: i64) -> Result<(), String> {
+    async fn make_durable(&self, root: &str, version: i64) -> Result<(), Failure> {
         if !self.settings.fsync {
             return Ok(());
         }
         crate::delta::durable::sync_commit(root, version)
             .await
             .map_err(|e| {
-                format!(
+                // Readers may see the version already: its outcome is unknown to the client.
+                Failure::unknown(format!(
                     "version {version} was committed but could not be flushed to disk, so it is not acknowledged: {}",
                     tenancy::error_chain(&e)
-                )
+                ))
             })
     }
 
@@ -472,6 +674,27 @@ impl WriterTask {
                 (_, Err(_)) => {}
             }
         });
+    }
+}
+
+/// Whether a failed append may still land. A conflict or a refusal was decided before any
+/// commit file was written; a storage failure (a timeout, a reset connection) may have
+/// left a commit request that storage applies later, so its outcome is unknown.
+fn failure_of(error: &DeltaError) -> Failure {
+    let message = tenancy::error_chain(error);
+    match error {
+        // A local write that found no room: the commit file is put in place by a rename only
+        // after it was written whole, so nothing landed and nothing can land later.
+        DeltaError::Full { .. } => Failure {
+            full: true,
+            ..Failure::not_committed(message)
+        },
+        DeltaError::Conflict(_)
+        | DeltaError::Refused(_)
+        | DeltaError::NotATable(_)
+        | DeltaError::Location(_)
+        | DeltaError::UnsupportedType { .. } => Failure::not_committed(message),
+        _ => Failure::unknown(message),
     }
 }
 

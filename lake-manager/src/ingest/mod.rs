@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod decode;
 pub mod group_commit;
+pub mod idempotency;
 pub mod kafka;
 pub mod secrets;
 pub mod streams;
@@ -16,6 +17,9 @@ use crate::delta::DeltaError;
 use decode::EventError;
 use tenancy::kind::{Class, Classify, ErrorKind, TENANT_NOT_READY};
 use tenancy::store::StoreError;
+
+/// The code of a push whose commit may or may not have landed.
+pub const COMMIT_OUTCOME_UNKNOWN: &str = "commit-outcome-unknown";
 
 /// Why an ingestion request or stream operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +78,19 @@ pub enum IngestError {
     /// The table writer stopped before taking the events (nothing was written).
     #[error("the table writer stopped; send the events again")]
     WriterStopped,
+    /// The commit holding the events may have landed or may still land: only a retry with
+    /// the same idempotency key is safe.
+    #[error("the commit's outcome is unknown: {0}")]
+    OutcomeUnknown(String),
+    /// The storage has no room for the events; nothing was committed.
+    #[error("the storage is full; nothing was committed: {0}")]
+    StorageFull(String),
+    /// Another attempt holds the push's idempotency key and may still commit.
+    #[error("a push with this Idempotency-Key is still under way; retry after the hint")]
+    KeyInProgress {
+        /// When to retry.
+        retry_after: Duration,
+    },
     /// The commit failed; none of the request's events were acknowledged.
     #[error("the commit failed; nothing was acknowledged: {0}")]
     CommitFailed(String),
@@ -99,7 +116,9 @@ impl IngestError {
                 Some(*retry_after)
             }
             IngestError::Fenced { .. } => Some(Duration::from_secs(30)),
-            IngestError::WriterStopped => Some(Duration::from_secs(1)),
+            IngestError::WriterStopped | IngestError::OutcomeUnknown(_) => Some(Duration::from_secs(1)),
+            IngestError::KeyInProgress { retry_after } => Some(*retry_after),
+            IngestError::StorageFull(_) => Some(Duration::from_secs(30)),
             _ => None,
         }
     }
@@ -117,6 +136,9 @@ impl Classify for IngestError {
             // Retryable: the events are welcome once the tenant is ready again.
             IngestError::Fenced { .. } => ErrorKind::Unavailable.coded(TENANT_NOT_READY),
             IngestError::WriterStopped => ErrorKind::Unavailable.class(),
+            IngestError::OutcomeUnknown(_) => ErrorKind::Unavailable.coded(COMMIT_OUTCOME_UNKNOWN),
+            IngestError::KeyInProgress { .. } => ErrorKind::Conflict.coded("push-in-progress"),
+            IngestError::StorageFull(_) => ErrorKind::Unavailable.coded(tenancy::kind::STORAGE_FULL),
             // A push whose commit lost to another writer was not acknowledged: send it again.
             IngestError::CommitFailed(_) | IngestError::Delta(DeltaError::Conflict(_)) => {
                 ErrorKind::Unavailable.coded("commit-failed")

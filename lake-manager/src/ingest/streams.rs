@@ -8,20 +8,25 @@ use std::time::Instant;
 use tenancy::audit::{AuditEvent, Outcome};
 use tenancy::rate::TokenBucket;
 use tenancy::role::Zone;
-use tenancy::store::{MetadataStore, StoreError, StreamRecord, TableRecord, TableStatus};
+use tenancy::store::{
+    KeyClaim, MetadataStore, PushKeyRecord, PushKeyState, StoreError, StreamRecord, TableRecord, TableStatus,
+};
 use tenancy::stream::{
     OnError, StreamSource, StreamSpec, dlq_name, dlq_spec, metadata_columns, missing_metadata_columns,
 };
 use tenancy::table::TableSpec;
 use tenancy::tenant::{Tenant, TenantId, TenantStatus};
+use uuid::Uuid;
 
 use super::IngestError;
 use super::admission::{Admission, BodyRoom, PushLimits};
 use super::decode::{self, BodyFormat, EventError, Metadata};
-use super::group_commit::{GroupCommitSettings, GroupCommitter, Target};
+use super::group_commit::{GroupCommitSettings, GroupCommitter, Keyed, Target};
+use super::idempotency::{self, Attempts, Recorded, Resolution, Ticket};
 use super::kafka::{KafkaSettings, KafkaWorkers, WorkerStatus};
 use super::secrets::Sealer;
 use crate::catalog::Catalog;
+use crate::delta::tables::{Marked, version_of_mark};
 
 /// Bad events listed in a 422 answer or a push summary.
 pub const MAX_LISTED_ERRORS: usize = 10;
@@ -39,6 +44,60 @@ pub struct PushOutcome {
     pub dlq_version: Option<i64>,
     /// The first bad events, with line and field.
     pub errors: Vec<EventError>,
+}
+
+/// One push as received.
+#[derive(Debug)]
+pub struct PushRequest<'a> {
+    /// The body (inflated).
+    pub body: Vec<u8>,
+    /// How it lists the events.
+    pub format: BodyFormat,
+    /// What to do with bad events.
+    pub on_error: OnError,
+    /// The request id, to label dead-letter positions.
+    pub request_id: &'a str,
+    /// The client's `Idempotency-Key`.
+    pub key: Option<String>,
+    /// When the push answers at the latest.
+    pub deadline: tokio::time::Instant,
+}
+
+/// A push's answer, and whether it repeats an earlier push's under the same key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    /// The outcome.
+    pub outcome: PushOutcome,
+    /// True when a retry was answered with the first attempt's outcome.
+    pub replayed: bool,
+}
+
+/// A keyed push's standing once its key is claimed.
+enum Claim {
+    /// The first attempt committed: its outcome.
+    Replay(PushOutcome),
+    /// This attempt holds the key.
+    Attempt(Uuid),
+}
+
+fn outcome_of(recorded: Recorded) -> PushOutcome {
+    PushOutcome {
+        accepted: recorded.accepted,
+        rejected: recorded.rejected,
+        version: recorded.version,
+        dlq_version: recorded.dlq_version,
+        errors: recorded.errors,
+    }
+}
+
+/// Withdraws a push whose handler went away (a request timeout, a closed connection) before
+/// its commit started: a push nobody was answered for is never committed afterwards.
+struct Withdraw(Arc<Ticket>);
+
+impl Drop for Withdraw {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
 }
 
 /// A stream's runtime state, for the API.
@@ -62,6 +121,8 @@ pub struct Ingest {
     admission: Admission,
     decoding: Arc<tokio::sync::Semaphore>,
     fence_wait: std::time::Duration,
+    push: PushLimits,
+    attempts: Attempts,
     wake: Arc<tokio::sync::Notify>,
     kafka: Arc<KafkaWorkers>,
 }
@@ -94,6 +155,8 @@ impl Ingest {
             admission,
             decoding,
             fence_wait: push.fence_wait,
+            push,
+            attempts: Attempts::default(),
             wake,
         })
     }
@@ -105,6 +168,25 @@ impl Ingest {
     /// The group committer (for metrics).
     pub fn committer(&self) -> &GroupCommitter {
         &self.committer
+    }
+
+    /// Forgets idempotency keys past their window, every `period`, while the service lives.
+    pub fn sweep_keys_every(self: &Arc<Self>, period: std::time::Duration) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                let Some(ingest) = weak.upgrade() else { break };
+                match ingest.store().expire_push_keys(tenancy::now()).await {
+                    Ok(0) => {}
+                    Ok(gone) => tracing::debug!(gone, "forgot expired idempotency keys"),
+                    Err(e) => {
+                        tracing::warn!(error = %tenancy::error_chain(&e), "cannot forget expired idempotency keys; the next sweep tries again")
+                    }
+                }
+            }
+        });
     }
 
     /// The Kafka consumers (the ingest workers' bodies).
@@ -396,16 +478,194 @@ impl Ingest {
     }
 
     /// Pushes a request's events: validates them against the table, and answers after the
-    /// commit that holds them. `request` labels dead-letter positions.
+    /// commit that holds them, or at its deadline without it (see [`GroupCommitter::submit`]).
+    /// With an idempotency key, a retry of a push commits at most once and answers the first
+    /// outcome once it is known.
     pub async fn push(
         &self,
         tenant: &Tenant,
         stream: &StreamRecord,
-        body: Vec<u8>,
-        format: BodyFormat,
-        on_error: OnError,
-        request: &str,
+        mut push: PushRequest<'_>,
+    ) -> Result<Pushed, IngestError> {
+        let ticket = Arc::new(Ticket::default());
+        let _withdraw = Withdraw(ticket.clone());
+        let attempt = match push.key.take() {
+            None => None,
+            Some(key) => {
+                let fingerprint = idempotency::fingerprint(&push.body, push.format, push.on_error);
+                match self.claim(tenant, stream, key, fingerprint, &ticket).await? {
+                    Claim::Replay(outcome) => {
+                        return Ok(Pushed {
+                            outcome,
+                            replayed: true,
+                        });
+                    }
+                    Claim::Attempt(attempt) => Some(attempt),
+                }
+            }
+        };
+        let result = self.push_once(tenant, stream, push, &ticket, attempt).await;
+        // A push refused before the writer took it frees its key at once, for the retry.
+        if let (Err(_), Some(attempt)) = (&result, attempt)
+            && ticket.cancel()
+            && let Err(e) = self.store().release_push_keys(&[attempt]).await
+        {
+            tracing::warn!(error = %tenancy::error_chain(&e), "cannot free an idempotency key; a retry will take it over");
+        }
+        result.map(|outcome| Pushed {
+            outcome,
+            replayed: false,
+        })
+    }
+
+    /// Claims a push's key, or resolves what holds it (see [`idempotency::resolve`]).
+    async fn claim(
+        &self,
+        tenant: &Tenant,
+        stream: &StreamRecord,
+        key: String,
+        fingerprint: String,
+        ticket: &Arc<Ticket>,
+    ) -> Result<Claim, IngestError> {
+        let now = tenancy::now();
+        let window = chrono::Duration::from_std(self.push.key_window).unwrap_or(chrono::Duration::hours(24));
+        let record = PushKeyRecord {
+            tenant: tenant.id.clone(),
+            stream_id: stream.id,
+            key,
+            fingerprint,
+            attempt: Uuid::now_v7(),
+            owner: self.committer.owner().to_owned(),
+            state: PushKeyState::Pending,
+            mark: None,
+            outcome: None,
+            created_at: now,
+            updated_at: now,
+            expires_at: now + window,
+        };
+        let held = match self.store().claim_push_key(&record, now).await? {
+            KeyClaim::Claimed => {
+                self.attempts.register(record.attempt, ticket.clone());
+                return Ok(Claim::Attempt(record.attempt));
+            }
+            KeyClaim::Held(held) => held,
+        };
+        let in_flight = self.attempts.in_flight(held.attempt);
+        let takeover = self.push.key_takeover;
+        match idempotency::resolve(
+            &held,
+            &record.fingerprint,
+            &record.owner,
+            in_flight,
+            now,
+            takeover,
+        ) {
+            Resolution::Replay(recorded) => Ok(Claim::Replay(outcome_of(recorded))),
+            Resolution::Mismatch => Err(IngestError::Field {
+                field: idempotency::HEADER.to_owned(),
+                message: "was used with a different request to this stream; send a new key for new events"
+                    .to_owned(),
+            }),
+            Resolution::InProgress(retry_after) => Err(IngestError::KeyInProgress { retry_after }),
+            Resolution::TakeOver => self.take_over(&held, &record, ticket).await,
+            Resolution::ReadTable {
+                app_id,
+                seq,
+                recorded,
+            } => match self.landed(tenant, stream, &app_id, seq, recorded).await? {
+                Some(done) => {
+                    let text = serde_json::to_string(&done).unwrap_or_default();
+                    self.store()
+                        .finish_push_keys(&[(held.attempt, text)], tenancy::now())
+                        .await?;
+                    Ok(Claim::Replay(outcome_of(done)))
+                }
+                None => match idempotency::may_take_over_unlanded(&held, now, takeover) {
+                    None => self.take_over(&held, &record, ticket).await,
+                    Some(retry_after) => Err(IngestError::KeyInProgress { retry_after }),
+                },
+            },
+        }
+    }
+
+    async fn take_over(
+        &self,
+        held: &PushKeyRecord,
+        record: &PushKeyRecord,
+        ticket: &Arc<Ticket>,
+    ) -> Result<Claim, IngestError> {
+        if self.store().take_over_push_key(held.attempt, record).await? {
+            tracing::info!(tenant = %record.tenant, attempt = %held.attempt, "a retry took over an idempotency key whose attempt did not commit");
+            self.attempts.register(record.attempt, ticket.clone());
+            Ok(Claim::Attempt(record.attempt))
+        } else {
+            // Another retry of the same key won the race.
+            Err(IngestError::KeyInProgress {
+                retry_after: std::time::Duration::from_secs(1),
+            })
+        }
+    }
+
+    /// Reads from the table whether a marked attempt's commit landed, and at which versions.
+    async fn landed(
+        &self,
+        tenant: &Tenant,
+        stream: &StreamRecord,
+        app_id: &str,
+        seq: i64,
+        recorded: Recorded,
+    ) -> Result<Option<Recorded>, IngestError> {
+        // The tenant's current placement: a migration copies the log with its marks.
+        let target = self.target(tenant, stream).await?;
+        let delta = self.catalog.delta();
+        let at = |marked: Marked| match marked {
+            Marked::At(version) => Some(version),
+            Marked::NotLanded => None,
+        };
+        // The table's commit decides: the dead letters were committed first, so they landed
+        // whenever the table's commit did.
+        let decisive = if recorded.accepted > 0 {
+            version_of_mark(delta, &target.root, app_id, seq, recorded.floor).await?
+        } else {
+            version_of_mark(delta, &target.dlq_root, app_id, seq, recorded.dlq_floor).await?
+        };
+        if decisive == Marked::NotLanded {
+            return Ok(None);
+        }
+        let (version, dlq_version) = if recorded.accepted > 0 {
+            let dlq = if recorded.rejected > 0 {
+                at(version_of_mark(delta, &target.dlq_root, app_id, seq, recorded.dlq_floor).await?)
+            } else {
+                None
+            };
+            (at(decisive), dlq)
+        } else {
+            (None, at(decisive))
+        };
+        Ok(Some(Recorded {
+            version,
+            dlq_version,
+            ..recorded
+        }))
+    }
+
+    /// One attempt of a push: validates the events and waits for the commit.
+    async fn push_once(
+        &self,
+        tenant: &Tenant,
+        stream: &StreamRecord,
+        push: PushRequest<'_>,
+        ticket: &Arc<Ticket>,
+        attempt: Option<Uuid>,
     ) -> Result<PushOutcome, IngestError> {
+        let PushRequest {
+            body,
+            format,
+            on_error,
+            request_id: request,
+            deadline,
+            ..
+        } = push;
         let tenant = &self.through_fence(tenant).await?;
         let target = self.target(tenant, stream).await?;
         let writer = self.committer.writer(&target).await?;
@@ -453,9 +713,30 @@ impl Ingest {
                     .map_err(IngestError::CommitFailed)?,
             )
         };
+        let keyed = attempt.map(|attempt| Keyed {
+            attempt,
+            recorded: Recorded {
+                accepted: decoded.accepted,
+                rejected: total_rejected,
+                errors: listed.clone(),
+                version: None,
+                dlq_version: None,
+                floor: None,
+                dlq_floor: None,
+            },
+        });
         let committed = self
             .committer
-            .submit(&writer, reservation, bytes, decoded.rows, dlq)
+            .submit(
+                &writer,
+                reservation,
+                bytes,
+                decoded.rows,
+                dlq,
+                ticket.clone(),
+                keyed,
+                deadline,
+            )
             .await?;
         Ok(PushOutcome {
             accepted: decoded.accepted,

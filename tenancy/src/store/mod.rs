@@ -12,6 +12,7 @@ mod error;
 mod fence;
 mod postgres;
 mod provisioning;
+mod push_keys;
 mod shares;
 mod sqlite;
 mod streams;
@@ -40,6 +41,7 @@ pub use provisioning::{
     BucketRecord, MigrationPhase, MigrationProgress, MigrationRecord, ProvisioningStore, ShardBudget,
     ShardPolicies,
 };
+pub use push_keys::{KeyClaim, PushKeyRecord, PushKeyState, PushKeyStore};
 pub use shares::{RecipientRecord, ShareRecord, ShareStore, SharedTable};
 pub use streams::{StreamRecord, StreamStore};
 pub use tables::{MaintenanceRun, TableRecord, TableStatus, TableStore};
@@ -142,6 +144,7 @@ pub trait MetadataStore:
     + ShareStore
     + VolumeStore
     + FenceStore
+    + PushKeyStore
     + Send
     + Sync
     + 'static

@@ -4,6 +4,7 @@
 mod instance;
 mod leader;
 mod migrations;
+mod push_keys;
 mod repos;
 mod shares;
 mod streams;

@@ -14,6 +14,7 @@ mod audit;
 mod fence;
 mod metadata;
 mod provisioning;
+mod push_keys;
 mod shares;
 mod streams;
 mod tables;

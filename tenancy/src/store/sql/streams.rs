@@ -141,6 +141,11 @@ impl StreamStore for Store {
         if gone.rows_affected() == 0 {
             return Ok(false);
         }
+        // Its idempotency keys go with it: a stream made again under the name starts afresh.
+        sqlx::query("DELETE FROM push_keys WHERE stream_id = $1")
+            .bind(uid(id))
+            .execute(&mut *tx)
+            .await?;
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(true)

@@ -176,6 +176,7 @@ impl TenantStore for Store {
             "DELETE FROM workers WHERE tenant_id = $1",
             "DELETE FROM share_recipients WHERE tenant_id = $1",
             "DELETE FROM shares WHERE tenant_id = $1",
+            "DELETE FROM push_keys WHERE tenant_id = $1",
             "DELETE FROM streams WHERE tenant_id = $1",
             "DELETE FROM lake_tables WHERE tenant_id = $1",
             "DELETE FROM tenant_volume_daily WHERE tenant_id = $1",

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tenancy::role::Role;
@@ -212,5 +213,199 @@ async fn storage_routes_answer_503_while_s3_is_down_and_recover() {
         200,
     )
     .await;
+    app.shutdown().await;
+}
+
+/// Runs SQL on the app's database with `psql`, as an operator would.
+fn psql(url: &str, sql: &str) {
+    let output = std::process::Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .output()
+        .expect("run psql");
+    assert!(
+        output.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The bronze events table's row count as the API shows it.
+async fn event_rows(app: &TestApp, token: &str) -> u64 {
+    let table: Value = app
+        .expect(
+            token,
+            Method::GET,
+            "/v1/tenants/acme/tables/bronze/events",
+            None,
+            200,
+        )
+        .await;
+    table["num_rows"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("the table shows its rows: {table}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_database_answers_503_within_the_timeouts_and_acknowledges_no_push() {
+    let proxy = PgProxy::start().await;
+    let through = proxy.port;
+    let (acquire, request) = (1, 3);
+    let app = TestApp::spawn_with(
+        Backend::Postgres,
+        move |c| {
+            let direct = c.database.url.take().expect("test database");
+            let mut url = url::Url::parse(direct.expose()).expect("url");
+            url.set_port(Some(through)).expect("port");
+            c.database.url = Some(DatabaseUrl::parse(url.as_str()).expect("proxied url"));
+            c.database.acquire_timeout_secs = acquire;
+            c.server.request_timeout_secs = request;
+            c.ingest.linger_ms = 10;
+        },
+        axum::Router::new(),
+    )
+    .await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    acme(&app, &admin).await;
+    let push = |ids: std::ops::Range<i64>| {
+        let body: String = ids.map(|id| format!("{{\"id\": {id}}}\n")).collect();
+        app.client
+            .post(app.url("/v1/tenants/acme/streams/clicks/events"))
+            .bearer_auth(&admin)
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send()
+    };
+    assert_eq!(push(0..10).await.expect("push").status(), 200);
+    assert_eq!(event_rows(&app, &admin).await, 10);
+
+    // The server accepts connections and never answers, on the pool's open connections too.
+    proxy.hang();
+    let bound = Duration::from_secs(acquire + request) + Duration::from_millis(1_500);
+    let mut failures = Vec::new();
+    let late = json!({"zone": "gold", "name": "late", "columns": [{"name": "id", "type": "long"}]});
+    for (what, call) in [
+        (
+            "GET tenant",
+            app.send_as(&admin, Method::GET, "/v1/tenants/acme", None).boxed(),
+        ),
+        (
+            "GET tables",
+            app.send_as(&admin, Method::GET, "/v1/tenants/acme/tables", None)
+                .boxed(),
+        ),
+        (
+            "POST table",
+            app.send_as(
+                &admin,
+                Method::POST,
+                "/v1/tenants/acme/tables",
+                Some(late.clone()),
+            )
+            .boxed(),
+        ),
+        (
+            "push",
+            async { push(100..110).await.expect("push answered") }.boxed(),
+        ),
+    ] {
+        let started = Instant::now();
+        let response = call.await;
+        let took = started.elapsed();
+        let status = response.status().as_u16();
+        let retry_after = response.headers().get("retry-after").is_some();
+        if status != 503 || !retry_after || took > bound {
+            let body = response.text().await.unwrap_or_default();
+            failures.push(format!(
+                "{what}: {status} after {took:?} (bound {bound:?}), Retry-After {retry_after}: {body}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+
+    proxy.unhang();
+    recovers(&app, &admin, "/v1/tenants/acme/tables").await;
+    assert_eq!(
+        event_rows(&app, &admin).await,
+        10,
+        "the push refused while the database hung was not committed"
+    );
+    app.expect(
+        &admin,
+        Method::GET,
+        "/v1/tenants/acme/tables/gold/late",
+        None,
+        404,
+    )
+    .await;
+    assert_eq!(push(200..210).await.expect("push").status(), 200);
+    assert_eq!(event_rows(&app, &admin).await, 20);
+    app.shutdown().await;
+}
+
+/// The audit policy: a change and its audit event commit in one transaction, so a change
+/// whose event cannot be written is refused and leaves nothing behind. The audit table is
+/// made to refuse inserts (a trigger, as a full or broken audit table would) while the rest
+/// of the database works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_whose_audit_event_cannot_be_written_is_refused_and_changes_nothing() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    acme(&app, &admin).await;
+    let url = app.state.config.database_url().expose().to_owned();
+    psql(
+        &url,
+        "CREATE FUNCTION refuse_audit() RETURNS trigger AS $$ BEGIN \
+         RAISE EXCEPTION 'the audit log refuses writes'; END $$ LANGUAGE plpgsql; \
+         CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events \
+         FOR EACH ROW EXECUTE FUNCTION refuse_audit();",
+    );
+    let table = json!({"zone": "gold", "name": "revenue", "columns": [{"name": "id", "type": "long"}]});
+    let stream =
+        json!({"name": "orders", "table": {"zone": "bronze", "name": "events"}, "source": {"type": "http"}});
+    let token = json!({"subject": "ann", "role": "analyst", "ttl_seconds": 3600});
+    let mut accepted = Vec::new();
+    for (path, body) in [
+        ("/v1/tenants/acme/tables", table.clone()),
+        ("/v1/tenants/acme/streams", stream.clone()),
+        ("/v1/tenants/acme/tokens", token.clone()),
+    ] {
+        let response = app.send_as(&admin, Method::POST, path, Some(body)).await;
+        if !response.status().is_server_error() {
+            accepted.push(format!("POST {path}: {}", response.status()));
+        }
+    }
+    assert!(
+        accepted.is_empty(),
+        "changes without their audit event: {accepted:?}"
+    );
+    app.expect(
+        &admin,
+        Method::GET,
+        "/v1/tenants/acme/tables/gold/revenue",
+        None,
+        404,
+    )
+    .await;
+    app.expect(&admin, Method::GET, "/v1/tenants/acme/streams/orders", None, 404)
+        .await;
+    let tokens: Value = app
+        .expect(&admin, Method::GET, "/v1/tenants/acme/tokens", None, 200)
+        .await;
+    assert_eq!(tokens["items"], json!([]), "no token was issued: {tokens}");
+
+    psql(&url, "DROP TRIGGER refuse_audit ON audit_events;");
+    // Nothing of the refused changes is in the way of doing them again.
+    app.expect(&admin, Method::POST, "/v1/tenants/acme/tables", Some(table), 201)
+        .await;
+    app.expect(
+        &admin,
+        Method::POST,
+        "/v1/tenants/acme/streams",
+        Some(stream),
+        201,
+    )
+    .await;
+    app.expect(&admin, Method::POST, "/v1/tenants/acme/tokens", Some(token), 201)
+        .await;
     app.shutdown().await;
 }

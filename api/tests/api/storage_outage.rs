@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::producer::FutureRecord;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tenancy::role::Role;
@@ -441,23 +440,11 @@ async fn keyed_retries_through_a_frozen_s3_land_every_event_exactly_once() {
 
 /// Produces records with ids `ids` to the topic, round-robin over 3 partitions.
 async fn produce(topic: &str, ids: std::ops::Range<i64>) {
-    let producer = crate::kafka::producer();
-    let sends = ids.map(|id| {
-        let payload = format!("{{\"id\": {id}, \"client\": -1}}");
-        let producer = &producer;
-        async move {
-            producer
-                .send(
-                    FutureRecord::<(), String>::to(topic)
-                        .payload(&payload)
-                        .partition(i32::try_from(id % 3).expect("partition")),
-                    Duration::from_secs(10),
-                )
-                .await
-                .expect("delivered");
-        }
-    });
-    futures_util::future::join_all(sends).await;
+    let bootstrap = crate::kafka::bootstrap();
+    crate::common::produce_ids(&bootstrap, topic, 3, ids, |id| {
+        format!("{{\"id\": {id}, \"client\": -1}}")
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

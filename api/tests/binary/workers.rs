@@ -1,5 +1,5 @@
 //! Workers across real processes: two `lakeplane serve` replicas on one PostgreSQL database,
-//! where exactly one reconciles and the other takes over when the leader is SIGKILLed; and
+//! or on one SQLite file, where exactly one reconciles and the other takes over when the leader is SIGKILLed; and
 //! `lakeplane worker run` as the pods of the Kubernetes launcher run it (here with the
 //! `external` launcher, which only records the wanted workers).
 
@@ -89,25 +89,34 @@ fn logged(server: &Server, needle: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_replica_reconciles_and_another_takes_over_when_it_is_killed() {
-    let bootstrap = std::env::var("LAKEPLANE_TEST_KAFKA")
-        .expect("LAKEPLANE_TEST_KAFKA must name the tansu broker (scripts/test starts it)");
     let db = TestDatabase::new(Backend::Postgres).await;
     let cwd = tempfile::tempdir().expect("cwd");
-    let env = [("LAKEPLANE__DATABASE__URL", db.url.to_string())];
-    let leader = Server::start(configured(cwd.path(), &env)).await;
+    takeover(cwd.path(), &[("LAKEPLANE__DATABASE__URL", db.url.to_string())]).await;
+}
+
+/// The same on the embedded default: two processes on one SQLite file (the same data
+/// directory), where the leadership is an OS lock on a file beside the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_on_one_sqlite_file_lead_one_at_a_time_and_hand_over_on_a_kill() {
+    let cwd = tempfile::tempdir().expect("cwd");
+    takeover(cwd.path(), &[]).await;
+}
+
+/// Two replicas with `env`, sharing `cwd` (data directory, signing key, lake): exactly one
+/// leads and runs three Kafka workers; after a SIGKILL the other takes them over.
+async fn takeover(cwd: &Path, env: &[(&str, String)]) {
+    let bootstrap = std::env::var("LAKEPLANE_TEST_KAFKA")
+        .expect("LAKEPLANE_TEST_KAFKA must name the tansu broker (scripts/test starts it)");
+    let leader = Server::start(configured(cwd, env)).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !logged(&leader, "this process leads") {
         assert!(Instant::now() < deadline, "the first process never led");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Same data dir: same signing key and lake, as replicas share them in production.
-    let replica = Server::start(configured(cwd.path(), &env)).await;
-    let token = cli_token(
-        cwd.path(),
-        &[("LAKEPLANE__DATABASE__URL", &db.url.to_string())],
-        &["--role", "platform-admin", "--subject", "ops"],
-    )
-    .await;
+    let replica = Server::start(configured(cwd, env)).await;
+    let token_env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let token = cli_token(cwd, &token_env, &["--role", "platform-admin", "--subject", "ops"]).await;
     ready_tenant_with_table(&replica, &token, "orders").await;
     for n in 0..3 {
         let stream = json!({"name": format!("orders{n}"), "table": {"zone": "bronze", "name": "orders"},
@@ -424,4 +433,170 @@ async fn worker_run_completes_a_compaction_and_a_killed_one_is_retried() {
     let end: Value = serde_json::from_str(&crate::common::python(ROWS, &[&location])).expect("json");
     assert_eq!(end["rows"], 3_200, "{end}");
     assert_eq!(end["files"], 1, "{end}");
+}
+
+/// Ids, dead letters and their positions of a Kafka table and its dead-letter table.
+const KAFKA_ROWS: &str = r#"
+import sys, json
+from deltalake import DeltaTable
+t = DeltaTable(sys.argv[1].removeprefix("file://")).to_pyarrow_table(columns=["id"])
+d = DeltaTable(sys.argv[2].removeprefix("file://")).to_pyarrow_table(columns=["source_position"])
+print(json.dumps({"ids": sorted(t.column("id").to_pylist()),
+                  "dead": sorted(d.column("source_position").to_pylist())}))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_kafka_worker_process_killed_ten_times_lands_every_record_exactly_once() {
+    let bootstrap = std::env::var("LAKEPLANE_TEST_KAFKA")
+        .expect("LAKEPLANE_TEST_KAFKA must name the tansu broker (scripts/test starts it)");
+    let cwd = tempfile::tempdir().expect("cwd");
+    let env = [
+        ("LAKEPLANE__WORKERS__LAUNCHER", "external".to_owned()),
+        ("LAKEPLANE__WORKERS__MAX_FAILURES", "100".to_owned()),
+        ("LAKEPLANE__WORKERS__BACKOFF_CAP_SECS", "1".to_owned()),
+        ("LAKEPLANE__INGEST__KAFKA_LINGER_MS", "50".to_owned()),
+        ("LAKEPLANE__INGEST__KAFKA_FLUSH_RECORDS", "200".to_owned()),
+    ];
+    let server = Server::start(configured(cwd.path(), &env)).await;
+    let token = cli_token(cwd.path(), &[], &["--role", "platform-admin", "--subject", "ops"]).await;
+    ready_tenant_with_table(&server, &token, "orders").await;
+    let topic = crate::common::topic(&bootstrap, 3).await;
+    let stream = json!({"name": "orders", "table": {"zone": "bronze", "name": "orders"}, "on_error": "dlq",
+        "source": {"type": "kafka", "bootstrap_servers": bootstrap, "topic": topic, "start": "earliest"}});
+    let created = call(
+        &server,
+        &token,
+        Method::POST,
+        "/v1/tenants/acme/streams",
+        Some(stream),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    let table: Value = call(
+        &server,
+        &token,
+        Method::GET,
+        "/v1/tenants/acme/tables/bronze/orders",
+        None,
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    let location = table["location"].as_str().expect("location").to_owned();
+    let dlq = format!("{}__dlq", location.trim_end_matches('/'));
+
+    // 5,000 records in 25 rounds over about 40 s while the worker is killed: every 50th is
+    // malformed.
+    let (total, bad_every) = (5_000_i64, 50);
+    let producing = {
+        let (topic, bootstrap) = (topic.clone(), bootstrap.clone());
+        tokio::spawn(async move {
+            for round in 0..25 {
+                crate::common::produce_ids(&bootstrap, &topic, 3, round * 200..(round + 1) * 200, |id| {
+                    if id % bad_every == bad_every - 1 {
+                        format!("{{\"id\": \"bad-{id}\", \"note\": \"n\"}}")
+                    } else {
+                        format!("{{\"id\": {id}, \"note\": \"n{id}\"}}")
+                    }
+                })
+                .await;
+                // Spread over the kills (about 4 s apart), so each run has records to write.
+                tokio::time::sleep(Duration::from_millis(1_600)).await;
+            }
+        })
+    };
+
+    let pending = async || -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(w) = the_worker(&server, &token, "ingest").await
+                && w["state"] == "pending"
+            {
+                return w["id"].as_str().expect("id").to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the ingest worker is not pending again"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let start = |id: &str| {
+        let mut command = configured(cwd.path(), &pod_env());
+        command.args(["worker", "run", "--id", id]).kill_on_drop(true);
+        command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        command.spawn().expect("worker run")
+    };
+    // Kill points spread over each run: 1.5 s to 4 s after its start (it takes about a second
+    // to start), from a fixed sequence (printed, so a failure can be replayed).
+    let waits: Vec<u64> = (0..10u64).map(|k| 1_500 + (k * 7_919) % 2_500).collect();
+    println!("kill after (ms): {waits:?}");
+    let landed = || -> usize {
+        let seen: Value =
+            serde_json::from_str(&crate::common::python(KAFKA_ROWS, &[&location, &dlq])).expect("json");
+        seen["ids"].as_array().map_or(0, Vec::len) + seen["dead"].as_array().map_or(0, Vec::len)
+    };
+    let mut progress = Vec::new();
+    for wait in &waits {
+        let id = pending().await;
+        let before = landed();
+        let mut child = start(&id);
+        tokio::time::sleep(Duration::from_millis(*wait)).await;
+        signal(child.id().expect("pid"), "KILL");
+        let _ = child.wait().await;
+        progress.push(landed() - before);
+    }
+    producing.await.expect("producer");
+    println!("records landed per killed run: {progress:?}");
+    // The kills met a worker at work, not only ones still starting.
+    assert!(
+        progress.iter().filter(|n| **n > 0).count() >= 3,
+        "too few killed runs had written anything: {progress:?}"
+    );
+
+    // A last run, left alone until everything landed.
+    let id = pending().await;
+    let mut child = start(&id);
+    let expected_good: Vec<i64> = (0..total).filter(|id| id % bad_every != bad_every - 1).collect();
+    let expected_dead = usize::try_from(total / bad_every).expect("count");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let seen = loop {
+        let seen: Value =
+            serde_json::from_str(&crate::common::python(KAFKA_ROWS, &[&location, &dlq])).expect("json");
+        let ids = seen["ids"].as_array().map_or(0, Vec::len);
+        let dead = seen["dead"].as_array().map_or(0, Vec::len);
+        if ids >= expected_good.len() && dead >= expected_dead {
+            break seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not everything landed: {ids} rows, {dead} dead letters"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    signal(child.id().expect("pid"), "KILL");
+    let _ = child.wait().await;
+    let ids: Vec<i64> = seen["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .filter_map(Value::as_i64)
+        .collect();
+    assert_eq!(ids, expected_good, "every good record exactly once");
+    let dead: Vec<&str> = seen["dead"]
+        .as_array()
+        .expect("dead")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let distinct: BTreeSet<&&str> = dead.iter().collect();
+    assert_eq!(
+        dead.len(),
+        expected_dead,
+        "every malformed record dead-lettered: {dead:?}"
+    );
+    assert_eq!(distinct.len(), dead.len(), "each dead letter once: {dead:?}");
 }

@@ -16,6 +16,8 @@ pub struct PgProxy {
     upstream: SocketAddr,
     tasks: Option<JoinSet<()>>,
     running: Arc<AtomicBool>,
+    /// While set, connections stay open and nothing is forwarded: a server that hangs.
+    hung: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl PgProxy {
@@ -41,6 +43,7 @@ impl PgProxy {
             upstream,
             tasks: None,
             running: Arc::new(AtomicBool::new(false)),
+            hung: Arc::new(tokio::sync::watch::Sender::new(false)),
         };
         proxy.run(listener);
         proxy
@@ -51,15 +54,30 @@ impl PgProxy {
         let mut tasks = JoinSet::new();
         self.running.store(true, Ordering::SeqCst);
         let running = self.running.clone();
+        let hung = self.hung.clone();
         tasks.spawn(async move {
             let mut connections = JoinSet::new();
             while running.load(Ordering::SeqCst) {
                 let Ok((mut client, _)) = listener.accept().await else {
                     break;
                 };
+                let mut hang = hung.subscribe();
                 connections.spawn(async move {
+                    // A hung proxy holds the connection open and answers nothing, until it
+                    // is resumed: then the connection is cut, as a server restart would.
+                    let hung_now = *hang.borrow();
+                    if hung_now {
+                        let _ = hang.wait_for(|h| !*h).await.map(|_| ());
+                        return;
+                    }
                     if let Ok(mut server) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        let cut = tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => false,
+                            hung = hang.wait_for(|h| *h) => hung.is_ok(),
+                        };
+                        if cut {
+                            let _ = hang.wait_for(|h| !*h).await.map(|_| ());
+                        }
                     }
                 });
             }
@@ -76,6 +94,16 @@ impl PgProxy {
             tasks.abort_all();
             while tasks.join_next().await.is_some() {}
         }
+    }
+
+    /// The server hangs: every connection, open or new, stays open and gets no answer.
+    pub fn hang(&self) {
+        self.hung.send_replace(true);
+    }
+
+    /// Ends the hang: the held connections are cut and new ones are forwarded again.
+    pub fn unhang(&self) {
+        self.hung.send_replace(false);
     }
 
     /// Listens again on the same port: the database is "back".
@@ -245,4 +273,36 @@ impl Drop for PrivateMoto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Produces one record per id to `topic` on the test broker, partition `id % partitions`, with
+/// the payload `payload(id)`, and waits until every one is delivered.
+pub async fn produce_ids(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i64,
+    ids: impl Iterator<Item = i64>,
+    payload: impl Fn(i64) -> String,
+) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    let sends = ids.map(|id| {
+        let (producer, body) = (&producer, payload(id));
+        async move {
+            producer
+                .send(
+                    FutureRecord::<(), String>::to(topic)
+                        .payload(&body)
+                        .partition(i32::try_from(id % partitions).expect("partition")),
+                    std::time::Duration::from_secs(10),
+                )
+                .await
+                .expect("delivered");
+        }
+    });
+    futures_util::future::join_all(sends).await;
 }

@@ -48,3 +48,35 @@ async fn one_leader_at_a_time(backend: Backend) {
     wait_for_lead(first.as_ref()).await;
 }
 both_backends!(one_leader_at_a_time);
+
+/// SQLite: the lock file removed under a leader (a cleanup, a restore of the data directory)
+/// lets another process lock a new file at the same path, so the first must see that it no
+/// longer leads.
+#[tokio::test]
+async fn a_sqlite_leader_whose_lock_file_is_removed_is_no_longer_alive() {
+    let (first, db) = crate::migrated(Backend::Sqlite).await;
+    let other = second(&db).await;
+    let mut lead = first
+        .try_lead()
+        .await
+        .expect("try")
+        .expect("the first caller leads");
+    assert!(lead.alive().await, "alive while its file is in place");
+    assert!(other.try_lead().await.expect("try").is_none());
+    let url = db.url.expose().to_owned();
+    let database = url
+        .trim_start_matches("sqlite://")
+        .split('?')
+        .next()
+        .expect("path")
+        .to_owned();
+    let lock_file = format!("{database}{}", tenancy::store::SQLITE_LEADER_LOCK_SUFFIX);
+    std::fs::remove_file(&lock_file).unwrap_or_else(|e| panic!("remove {lock_file}: {e}"));
+    let mut taken = other
+        .try_lead()
+        .await
+        .expect("try")
+        .expect("a new lock file can be locked by another process");
+    assert!(!lead.alive().await, "the first holder must step down");
+    assert!(taken.alive().await, "the new holder leads");
+}

@@ -183,12 +183,13 @@ impl SqliteStore {
     pub(crate) async fn lead(&self) -> Result<Option<super::Leadership>, StoreError> {
         let Some(file) = &self.file else {
             // An in-memory database belongs to this process alone.
-            return Ok(Some(super::Leadership(Box::new(SqliteLeader { _lock: None }))));
+            return Ok(Some(super::Leadership(Box::new(SqliteLeader { lock: None }))));
         };
         let mut name = file.clone().into_os_string();
         name.push(super::SQLITE_LEADER_LOCK_SUFFIX);
         let path = PathBuf::from(name);
         let shown = path.display().to_string();
+        let held_path = path.clone();
         let locked = tokio::task::spawn_blocking(move || {
             let file = std::fs::OpenOptions::new()
                 .create(true)
@@ -209,21 +210,40 @@ impl SqliteStore {
         .map_err(|source| StoreError::LeaderLock { path: shown, source })?;
         Ok(locked.map(|file| {
             super::Leadership(Box::new(SqliteLeader {
-                _lock: Some(FileLock(file)),
+                lock: Some((FileLock(file), held_path)),
             }))
         }))
     }
 }
 
-/// The locked file holding the leadership (none for an in-memory database).
+/// The locked file holding the leadership and the path it was opened at (none for an
+/// in-memory database).
 struct SqliteLeader {
-    _lock: Option<FileLock>,
+    lock: Option<(FileLock, PathBuf)>,
 }
 
 #[async_trait]
 impl super::LeaderHold for SqliteLeader {
+    /// An OS file lock lasts as long as the process and the open file, but it guards the
+    /// path only while the path still names that file: once the lock file is removed or
+    /// replaced (a cleanup, a restore of the data directory), another process locks a new
+    /// file at the same path and leads too. So the holder checks, on every loop, that the
+    /// path still names its locked file, and steps down otherwise.
     async fn alive(&mut self) -> bool {
-        // An OS file lock lasts as long as the process and the open file.
-        true
+        use std::os::unix::fs::MetadataExt;
+        let Some((FileLock(file), path)) = &self.lock else {
+            return true;
+        };
+        let (Ok(file), path) = (file.try_clone(), path.clone()) else {
+            return false;
+        };
+        tokio::task::spawn_blocking(move || {
+            let (Ok(held), Ok(named)) = (file.metadata(), std::fs::metadata(&path)) else {
+                return false;
+            };
+            (held.dev(), held.ino()) == (named.dev(), named.ino())
+        })
+        .await
+        .unwrap_or(false)
     }
 }

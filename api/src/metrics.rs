@@ -368,6 +368,7 @@ mod tests {
             restarts: [(WorkerKind::Ingest, 7)].into(),
             migrations: [("copying", 1)].into(),
             migration_objects: (40, 100),
+            schedule_passes: 1,
         };
         let text = metrics.render(
             PoolStats {

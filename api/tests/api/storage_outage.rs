@@ -37,9 +37,28 @@ struct Seen {
     unknown: BTreeSet<(i64, i64)>,
     /// Answers no client should get.
     unexpected: Vec<String>,
+    /// While set, clients wait before their next batch...
+    paused: bool,
+    /// ...and say so here.
+    parked: BTreeSet<i64>,
 }
 
 type Shared = Arc<Mutex<Seen>>;
+
+/// Waits while the test holds the clients back, and then lets this client go on.
+async fn gate(seen: &Shared, client: i64) {
+    loop {
+        {
+            let mut s = lock(seen);
+            if !s.paused {
+                s.parked.remove(&client);
+                return;
+            }
+            s.parked.insert(client);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
 
 fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Seen> {
     shared.lock().unwrap_or_else(|p| p.into_inner())
@@ -129,6 +148,7 @@ async fn push_once(
 /// Pushes `batches` batches, each retried with its key until acknowledged.
 async fn keyed_client(app: Arc<TestApp>, token: String, client: i64, batches: i64, seen: Shared) {
     for batch in 0..batches {
+        gate(&seen, client).await;
         let key = format!("client-{client}-batch-{batch}");
         loop {
             match push_once(&app, &token, client, batch, Some(&key), &seen).await {
@@ -177,6 +197,7 @@ async fn unkeyed_client(
     seen: Shared,
 ) {
     for batch in 0..batches {
+        gate(&seen, client).await;
         let answer = push_once(&app, &token, client, batch, None, &seen).await;
         {
             let mut s = lock(&seen);
@@ -350,8 +371,23 @@ async fn keyed_retries_through_a_frozen_s3_land_every_event_exactly_once() {
     ));
 
     acked_at_least(&shared, 12, Duration::from_secs(60)).await;
+    // The clients are held back until every push under way is answered (the table's writer
+    // is then idle), S3 freezes, and they all push at once: the writer takes their batches
+    // into one commit, which waits on the frozen storage past the answer's deadline. So keyed
+    // pushes certainly meet a commit under way, and their retries must be answered from it.
+    lock(&shared).paused = true;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lock(&shared).parked.len() < usize::try_from(keyed + 1).expect("clients") {
+        assert!(
+            Instant::now() < deadline,
+            "the clients did not stop: {:?}",
+            lock(&shared)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     moto.freeze();
     let frozen = Instant::now();
+    lock(&shared).paused = false;
     let during = readiness(&app, 503, Duration::from_secs(20)).await;
     assert_ne!(during["checks"]["storage"], "ok", "{during}");
     assert_eq!(during["checks"]["database"], "ok", "{during}");

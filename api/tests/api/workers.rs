@@ -40,6 +40,16 @@ async fn loops_later(app: &TestApp, n: u64) {
     }
 }
 
+/// Waits until the maintenance scheduler has finished `n` more passes.
+async fn schedule_passes_later(app: &TestApp, n: u64) {
+    let start = app.state.workers.report().schedule_passes;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.state.workers.report().schedule_passes < start + n {
+        assert!(Instant::now() < deadline, "the scheduler stopped passing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn wait_for_worker(
     app: &TestApp,
     token: &str,
@@ -250,8 +260,9 @@ async fn a_failing_worker_backs_off_settles_failed_and_runs_again_when_retried()
         "then twice as long: {delays:?}"
     );
 
-    // Settled: no more attempts on its own.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Settled: a failed worker is final, so loops after it (six, at least the longest backoff
+    // it went through twice over) start no further attempt on their own.
+    loops_later(&app, 6).await;
     let still = workers(&app, &admin, "?state=failed").await;
     assert_eq!(still["items"][0]["restarts"], 2, "{still}");
     let metrics = app.get("/metrics").await.text().await.expect("text");
@@ -386,8 +397,8 @@ async fn maintenance_that_is_due_is_scheduled_and_run_by_a_worker() {
     );
     assert_eq!(table["num_files"], 17 - removed + added, "compacted: {table}");
     assert_eq!(table["num_rows"], 17, "{table}");
-    // Nothing is due any more: later passes queue nothing new.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Nothing is due any more: later scheduling passes queue nothing new.
+    schedule_passes_later(&app, 2).await;
     let later = workers(&app, &admin, "").await;
     let compact: Vec<&Value> = later["items"]
         .as_array()

@@ -277,6 +277,38 @@ t = DeltaTable(sys.argv[1].removeprefix("file://"))
 print(json.dumps({"rows": t.to_pyarrow_table(columns=["id"]).num_rows, "files": len(t.file_uris())}))
 "#;
 
+/// Parquet files under a table that its current version does not reference; with `age`, their
+/// modification time is moved 8 days back (past the 7-day vacuum retention), as time would.
+const UNREFERENCED: &str = r#"
+import sys, os, json, time
+from urllib.parse import unquote
+from deltalake import DeltaTable
+root = sys.argv[1].removeprefix("file://")
+live = {os.path.normpath(unquote(f.removeprefix("file://"))) for f in DeltaTable(root).file_uris()}
+files = [os.path.normpath(os.path.join(d, f)) for d, _, names in os.walk(root)
+         if "_delta_log" not in d for f in names if f.endswith(".parquet")]
+unreferenced = sorted(f for f in files if f not in live)
+if len(sys.argv) > 2 and sys.argv[2] == "age":
+    past = time.time() - 8 * 86400
+    for f in unreferenced:
+        os.utime(f, (past, past))
+print(json.dumps({"unreferenced": unreferenced, "live": len(live)}))
+"#;
+
+/// The parquet files under a local table directory.
+fn parquet_files(location: &str) -> BTreeSet<std::path::PathBuf> {
+    let root = std::path::PathBuf::from(location.trim_start_matches("file://"));
+    std::fs::read_dir(&root)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn worker_run_completes_a_compaction_and_a_killed_one_is_retried() {
     let cwd = tempfile::tempdir().expect("cwd");
@@ -384,6 +416,7 @@ async fn worker_run_completes_a_compaction_and_a_killed_one_is_retried() {
     }
     let second = request().await;
     assert_eq!(second.status(), 202, "the second maintenance request is accepted");
+    let second_run: Value = second.json().await.expect("json");
     let deadline = Instant::now() + Duration::from_secs(20);
     while the_worker(&server, &token, "compact")
         .await
@@ -396,17 +429,81 @@ async fn worker_run_completes_a_compaction_and_a_killed_one_is_retried() {
     victim
         .args(["worker", "run", "--id", &id])
         .stderr(std::process::Stdio::null());
+    let before_rewrite = parquet_files(&location);
     let mut victim = victim.spawn().expect("worker run");
+    // Killed mid-rewrite: as soon as the compaction's first new file appears (or, should
+    // the rewrite be too quick to catch, once the run is under way).
     let deadline = Instant::now() + Duration::from_secs(20);
-    while the_worker(&server, &token, "compact")
-        .await
-        .is_none_or(|w| w["state"] != "running")
-    {
+    let mut running_since: Option<Instant> = None;
+    loop {
+        if parquet_files(&location)
+            .difference(&before_rewrite)
+            .next()
+            .is_some()
+        {
+            break;
+        }
+        if running_since.is_none()
+            && the_worker(&server, &token, "compact")
+                .await
+                .is_some_and(|w| w["state"] == "running")
+        {
+            running_since = Some(Instant::now());
+        }
+        if running_since.is_some_and(|t| t.elapsed() > Duration::from_secs(5)) {
+            break;
+        }
         assert!(Instant::now() < deadline, "the worker never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     signal(victim.id().expect("pid"), "KILL");
     let _ = victim.wait().await;
+    // What the killed rewrite left: files it wrote that no version references.
+    let left: Value = serde_json::from_str(&crate::common::python(UNREFERENCED, &[&location])).expect("json");
+    let new_files: BTreeSet<String> = parquet_files(&location)
+        .difference(&before_rewrite)
+        .map(|p| p.display().to_string())
+        .collect();
+    let orphans: BTreeSet<String> = left["unreferenced"]
+        .as_array()
+        .expect("unreferenced")
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|f| new_files.contains(*f))
+        .map(str::to_owned)
+        .collect();
+    println!("the killed rewrite left {} orphaned files", orphans.len());
+    // The killed run's lease lapses: the run shows failed with the reason before any retry
+    // (nothing runs the worker until this test does).
+    let killed_run = second_run["run_id"].as_str().expect("run id").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let shown: Value = call(
+            &server,
+            &token,
+            Method::GET,
+            &format!("{maintenance}/{killed_run}"),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+        if shown["status"] == "failed" {
+            assert!(
+                shown["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("lease expired")),
+                "{shown}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the killed run's lease never lapsed: {shown}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let readable: Value = serde_json::from_str(&crate::common::python(ROWS, &[&location])).expect("json");
     assert_eq!(
         readable["rows"], 3_200,
@@ -433,6 +530,60 @@ async fn worker_run_completes_a_compaction_and_a_killed_one_is_retried() {
     let end: Value = serde_json::from_str(&crate::common::python(ROWS, &[&location])).expect("json");
     assert_eq!(end["rows"], 3_200, "{end}");
     assert_eq!(end["files"], 1, "{end}");
+
+    // The next vacuum leaves no orphan: the killed rewrite's files go once past the retention
+    // (their age moved 8 days back, as time would; files the compactions removed stay for
+    // time travel, by their removal time in the log).
+    crate::common::python(UNREFERENCED, &[&location, "age"]);
+    let vacuum = call(
+        &server,
+        &token,
+        Method::POST,
+        maintenance,
+        Some(json!({"operations": ["vacuum"]})),
+    )
+    .await;
+    assert_eq!(vacuum.status(), 202);
+    let vacuum_run: Value = vacuum.json().await.expect("json");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let shown: Value = call(
+            &server,
+            &token,
+            Method::GET,
+            &format!("{maintenance}/{}", vacuum_run["run_id"].as_str().expect("run id")),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+        if shown["status"] == "succeeded" {
+            break;
+        }
+        if let Some(w) = the_worker(&server, &token, "compact").await
+            && w["state"] == "pending"
+        {
+            let output = worker_run(cwd.path(), w["id"].as_str().expect("id")).await;
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        assert!(Instant::now() < deadline, "the vacuum never finished: {shown}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let remaining: Vec<&String> = orphans
+        .iter()
+        .filter(|f| std::path::Path::new(f.as_str()).exists())
+        .collect();
+    assert!(
+        remaining.is_empty(),
+        "orphans of the killed rewrite after the vacuum: {remaining:?}"
+    );
+    let end: Value = serde_json::from_str(&crate::common::python(ROWS, &[&location])).expect("json");
+    assert_eq!(end["rows"], 3_200, "{end}");
 }
 
 /// Ids, dead letters and their positions of a Kafka table and its dead-letter table.

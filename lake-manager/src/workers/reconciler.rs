@@ -39,6 +39,8 @@ pub struct ReconcileReport {
     pub migrations: BTreeMap<&'static str, u64>,
     /// Objects copied and listed, summed over the migrations copying now.
     pub migration_objects: (u64, u64),
+    /// Maintenance scheduling passes finished since start (each reads every table).
+    pub schedule_passes: u64,
 }
 
 /// The reconcile loop and the maintenance scheduler.
@@ -195,6 +197,10 @@ impl Reconciler {
                                     tracing::warn!(error = %tenancy::error_chain(&e), "maintenance scheduling failed")
                                 }
                             }
+                            this.report
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .schedule_passes += 1;
                             this.scheduling.store(false, Ordering::SeqCst);
                         });
                     }

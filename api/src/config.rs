@@ -138,7 +138,8 @@ pub struct IngestConfig {
     pub idempotency_window_secs: u64,
     /// How long an attempt that may still commit (one of another replica, or one whose commit
     /// failed with an unknown outcome) keeps its key before a retry takes it over, seconds.
-    /// Longer than the storage client's retries (3 minutes by default on S3) is safest.
+    /// Above `server.request_timeout_secs`; longer than the storage client's retries (3
+    /// minutes by default on S3) is safest.
     pub idempotency_takeover_secs: u64,
     /// Kafka workers flush after this many records.
     pub kafka_flush_records: usize,
@@ -985,6 +986,14 @@ impl Config {
             return Err(ConfigError::new(
                 "server.request_timeout_secs",
                 "must be between 1 and 3600",
+            ));
+        }
+        // An attempt's handler has given up (and withdrawn what had not started) before a
+        // retry may take its key over.
+        if self.ingest.idempotency_takeover_secs <= self.server.request_timeout_secs {
+            return Err(ConfigError::new(
+                "ingest.idempotency_takeover_secs",
+                "must be above server.request_timeout_secs",
             ));
         }
         // A push answers on its own before the request timeout cuts it off, so its answer says

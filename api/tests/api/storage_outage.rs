@@ -495,9 +495,9 @@ async fn ingestion_stops_while_s3_is_down_and_resumes_exactly_once_without_a_res
     let (app, admin) = app_on(format!("http://127.0.0.1:{}", proxy.port), |c| {
         crate::kafka::fast_workers(c);
         c.ingest.kafka_linger_ms = 100;
-        // A keyed attempt whose outcome is unknown is taken over by its retry after 5 s
-        // rather than 5 minutes, so the test's retries do not wait that long.
-        c.ingest.idempotency_takeover_secs = 5;
+        // A keyed attempt whose outcome is unknown is taken over by its retry after 6 s (just
+        // above the 5 s request timeout) rather than 5 minutes, so the retries do not wait long.
+        c.ingest.idempotency_takeover_secs = 6;
     })
     .await;
     let kafka_table = json!({"zone": "bronze", "name": "orders", "columns": [{"name": "id", "type": "long"}, {"name": "client", "type": "long"}]});

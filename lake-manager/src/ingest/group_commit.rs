@@ -244,6 +244,7 @@ impl GroupCommitter {
             settings: self.settings.clone(),
             delta: self.delta.clone(),
             target: target.clone(),
+            floors: (table.version().map(version_i64), dlq.version().map(version_i64)),
             table: Some(table),
             dlq: Some(dlq),
             schemas,
@@ -351,6 +352,9 @@ struct WriterTask {
     target: Target,
     table: Option<DeltaTable>,
     dlq: Option<DeltaTable>,
+    /// The latest versions this writer knew of the table and the dead-letter table: a
+    /// commit's mark lies above them even while the tables are not loaded (after a failure).
+    floors: (Option<i64>, Option<i64>),
     schemas: Arc<RwLock<Schemas>>,
 }
 
@@ -448,8 +452,18 @@ impl WriterTask {
     /// retry took over meanwhile leave the group unanswered-for (their retry owns the key);
     /// when the store cannot record the marks, the whole group is refused uncommitted.
     async fn mark(&mut self, group: Vec<Pending>, seq: i64) -> Option<Vec<Pending>> {
-        let floor = self.table.as_ref().and_then(DeltaTable::version).map(version_i64);
-        let dlq_floor = self.dlq.as_ref().and_then(DeltaTable::version).map(version_i64);
+        let floor = self
+            .table
+            .as_ref()
+            .and_then(DeltaTable::version)
+            .map(version_i64)
+            .or(self.floors.0);
+        let dlq_floor = self
+            .dlq
+            .as_ref()
+            .and_then(DeltaTable::version)
+            .map(version_i64)
+            .or(self.floors.1);
         let marks: Vec<(Uuid, String)> = group
             .iter()
             .filter_map(|p| p.keyed.as_ref())
@@ -602,7 +616,10 @@ impl WriterTask {
         } else {
             let root = self.target.dlq_root.clone();
             let version = match append(&self.delta, &mut self.dlq, &root, dead, &self.app_id, seq).await {
-                Ok(version) => version,
+                Ok(version) => {
+                    self.floors.1 = Some(version);
+                    version
+                }
                 Err(e) => {
                     self.refresh_schemas_later();
                     return Err(failure_of(&e));
@@ -611,8 +628,14 @@ impl WriterTask {
             self.make_durable(&root, version).await?;
             Some(version)
         };
+        // Once the dead letters landed, a failure of the table's commit leaves the request
+        // partly committed: its outcome is unknown to the client, never "not committed".
+        let partly = |failure: Failure| match dlq_version {
+            Some(_) => Failure::unknown(failure.message),
+            None => failure,
+        };
         if !intent.still_held() {
-            return Err(lapsed());
+            return Err(partly(lapsed()));
         }
         let version = if rows.is_empty() {
             None
@@ -620,12 +643,13 @@ impl WriterTask {
             let root = self.target.root.clone();
             match append(&self.delta, &mut self.table, &root, rows, &self.app_id, seq).await {
                 Ok(version) => {
+                    self.floors.0 = Some(version);
                     self.make_durable(&root, version).await?;
                     Some(version)
                 }
                 Err(e) => {
                     self.refresh_schemas_later();
-                    return Err(failure_of(&e));
+                    return Err(partly(failure_of(&e)));
                 }
             }
         };
@@ -713,6 +737,7 @@ async fn append(
         Some(table) => table,
         None => tables::open(delta, root).await?,
     };
+    let floor = table.version().map(version_i64);
     let written = table
         .write(batches)
         .with_save_mode(SaveMode::Append)
@@ -729,11 +754,10 @@ async fn append(
         }
         Err(e) => {
             let error = DeltaError::delta("append", root, e);
-            match tables::app_version(delta, root, app_id).await {
-                Ok((table, Some(done))) if done >= seq => {
+            // The exact version carrying the mark: others may have committed after it.
+            match tables::version_of_mark(delta, root, app_id, seq, floor).await {
+                Ok(tables::Marked::At(version)) => {
                     tracing::warn!(table = %root, error = %tenancy::error_chain(&error), "the commit landed although an error was reported; acknowledging it");
-                    let version = table.version().map_or(0, version_i64);
-                    *slot = Some(table);
                     Ok(version)
                 }
                 _ => Err(error),

@@ -594,7 +594,7 @@ impl Ingest {
         record: &PushKeyRecord,
         ticket: &Arc<Ticket>,
     ) -> Result<Claim, IngestError> {
-        if self.store().take_over_push_key(held.attempt, record).await? {
+        if self.store().take_over_push_key(held, record).await? {
             tracing::info!(tenant = %record.tenant, attempt = %held.attempt, "a retry took over an idempotency key whose attempt did not commit");
             self.attempts.register(record.attempt, ticket.clone());
             Ok(Claim::Attempt(record.attempt))

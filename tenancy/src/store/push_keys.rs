@@ -88,9 +88,10 @@ pub trait PushKeyStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<KeyClaim, StoreError>;
 
-    /// Hands a key from the attempt `from` (finished, or given up) to `to`'s attempt, clearing
-    /// its mark and outcome; false when `from` no longer holds it (another retry won).
-    async fn take_over_push_key(&self, from: Uuid, to: &PushKeyRecord) -> Result<bool, StoreError>;
+    /// Hands a key from `from` (the row as read: its attempt finished, or was given up) to
+    /// `to`'s attempt, clearing its mark and outcome and starting a new window; false when the
+    /// row changed since it was read (another retry won, or the attempt marked a commit).
+    async fn take_over_push_key(&self, from: &PushKeyRecord, to: &PushKeyRecord) -> Result<bool, StoreError>;
 
     /// Records the commit mark of attempts about to commit, with what is known of each
     /// outcome; returns the attempts that still hold their keys (a key taken over since is

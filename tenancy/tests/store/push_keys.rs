@@ -72,18 +72,16 @@ async fn keys_claim_mark_finish_release_expire(backend: Backend) {
     assert_eq!(found.mark, Some(("app-1".to_owned(), 7)));
     assert_eq!(found.outcome.as_deref(), Some("{\"n\":1}"));
 
-    // Taken over from the holder: the mark is cleared and the first attempt can no longer mark.
+    // A takeover decided on a read from before the mark fails: the attempt marked meanwhile.
+    let mut stale = found.clone();
+    stale.updated_at -= Duration::seconds(1);
+    stale.mark = None;
+    assert!(!store.take_over_push_key(&stale, &retry).await.expect("take over"));
+    // Taken over from the holder as read: the mark is cleared and the first attempt can no
+    // longer mark.
+    assert!(store.take_over_push_key(&found, &retry).await.expect("take over"));
     assert!(
-        store
-            .take_over_push_key(first.attempt, &retry)
-            .await
-            .expect("take over")
-    );
-    assert!(
-        !store
-            .take_over_push_key(first.attempt, &retry)
-            .await
-            .expect("take over"),
+        !store.take_over_push_key(&found, &retry).await.expect("take over"),
         "only once"
     );
     let found = held(store.claim_push_key(&first, now).await.expect("claim"));
@@ -110,12 +108,7 @@ async fn keys_claim_mark_finish_release_expire(backend: Backend) {
         (done.state, done.outcome.as_deref()),
         (PushKeyState::Done, Some("{\"version\":3}"))
     );
-    assert!(
-        !store
-            .take_over_push_key(retry.attempt, &first)
-            .await
-            .expect("take over")
-    );
+    assert!(!store.take_over_push_key(&done, &first).await.expect("take over"));
 
     // A pending key freed by its attempt is claimed afresh.
     let other = attempt(stream, "k2", "p1");

@@ -83,20 +83,25 @@ impl PushKeyStore for Store {
         )))
     }
 
-    async fn take_over_push_key(&self, from: Uuid, to: &PushKeyRecord) -> Result<bool, StoreError> {
+    async fn take_over_push_key(&self, from: &PushKeyRecord, to: &PushKeyRecord) -> Result<bool, StoreError> {
+        // Compared with the row as read: an attempt that marked a commit since (its
+        // `updated_at` moved) keeps its key.
         let moved = sqlx::query(
             "UPDATE push_keys SET attempt = $1, owner = $2, state = $3, app_id = NULL, seq = NULL, \
-             outcome = NULL, updated_at = $4 \
-             WHERE tenant_id = $5 AND stream_id = $6 AND idem_key = $7 AND attempt = $8 AND state = $3",
+             outcome = NULL, updated_at = $4, expires_at = $5 \
+             WHERE tenant_id = $6 AND stream_id = $7 AND idem_key = $8 AND attempt = $9 AND state = $3 \
+             AND updated_at = $10",
         )
         .bind(uid(to.attempt))
         .bind(&to.owner)
         .bind(PushKeyState::Pending.as_str())
         .bind(ts(to.updated_at))
+        .bind(ts(to.expires_at))
         .bind(to.tenant.as_str())
         .bind(uid(to.stream_id))
         .bind(&to.key)
-        .bind(uid(from))
+        .bind(uid(from.attempt))
+        .bind(ts(from.updated_at))
         .execute(&self.pool)
         .await?;
         Ok(moved.rows_affected() == 1)

@@ -65,6 +65,14 @@ async fn acme(app: &TestApp, admin: &str) {
         .await;
 }
 
+/// Points the app's database URL at a proxy on `port` in front of the test database.
+fn through_proxy(c: &mut api::config::Config, port: u16) {
+    let direct = c.database.url.take().expect("test database");
+    let mut url = url::Url::parse(direct.expose()).expect("url");
+    url.set_port(Some(port)).expect("port");
+    c.database.url = Some(DatabaseUrl::parse(url.as_str()).expect("proxied url"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_operation_answers_503_while_the_database_is_down_and_recovers() {
     let mut proxy = PgProxy::start().await;
@@ -72,10 +80,7 @@ async fn every_operation_answers_503_while_the_database_is_down_and_recovers() {
     let app = TestApp::spawn_with(
         Backend::Postgres,
         move |c| {
-            let direct = c.database.url.take().expect("test database");
-            let mut url = url::Url::parse(direct.expose()).expect("url");
-            url.set_port(Some(through)).expect("port");
-            c.database.url = Some(DatabaseUrl::parse(url.as_str()).expect("proxied url"));
+            through_proxy(c, through);
             // Fail fast: the pool gives up on a connection after a second, not five.
             c.database.acquire_timeout_secs = 1;
         },
@@ -253,10 +258,7 @@ async fn a_hung_database_answers_503_within_the_timeouts_and_acknowledges_no_pus
     let app = TestApp::spawn_with(
         Backend::Postgres,
         move |c| {
-            let direct = c.database.url.take().expect("test database");
-            let mut url = url::Url::parse(direct.expose()).expect("url");
-            url.set_port(Some(through)).expect("port");
-            c.database.url = Some(DatabaseUrl::parse(url.as_str()).expect("proxied url"));
+            through_proxy(c, through);
             c.database.acquire_timeout_secs = acquire;
             c.server.request_timeout_secs = request;
             c.ingest.linger_ms = 10;

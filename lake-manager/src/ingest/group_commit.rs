@@ -403,10 +403,7 @@ impl WriterTask {
         // are freed for the retry.
         let (group, withdrawn): (Vec<Pending>, Vec<Pending>) =
             group.into_iter().partition(|p| p.ticket.take());
-        let freed: Vec<Uuid> = withdrawn
-            .iter()
-            .filter_map(|p| p.keyed.as_ref().map(|k| k.attempt))
-            .collect();
+        let freed = keyed_attempts(&withdrawn);
         self.release(&freed).await;
         drop(withdrawn);
         if group.is_empty() {
@@ -502,10 +499,7 @@ impl WriterTask {
                     tenancy::error_chain(&e)
                 );
                 tracing::warn!(table = %self.target.root, error = %message, "group refused before its commit");
-                let freed: Vec<Uuid> = group
-                    .iter()
-                    .filter_map(|p| p.keyed.as_ref().map(|k| k.attempt))
-                    .collect();
+                let freed = keyed_attempts(&group);
                 self.release(&freed).await;
                 for pending in group {
                     pending.ticket.finish();
@@ -541,10 +535,7 @@ impl WriterTask {
                     tracing::warn!(table = %self.target.root, error = %tenancy::error_chain(&e), "cannot record the outcome of keyed pushes; retries will read it from the table");
                 }
             }
-            Err(failure) if !failure.unknown => {
-                let freed: Vec<Uuid> = keyed.map(|(_, k)| k.attempt).collect();
-                self.release(&freed).await;
-            }
+            Err(failure) if !failure.unknown => self.release(&keyed_attempts(group)).await,
             Err(_) => {}
         }
     }
@@ -699,6 +690,14 @@ impl WriterTask {
             }
         });
     }
+}
+
+/// The idempotency-key attempts of the keyed requests among `pending`.
+fn keyed_attempts(pending: &[Pending]) -> Vec<Uuid> {
+    pending
+        .iter()
+        .filter_map(|p| p.keyed.as_ref().map(|k| k.attempt))
+        .collect()
 }
 
 /// Whether a failed append may still land. A conflict or a refusal was decided before any

@@ -120,7 +120,6 @@ pub struct Ingest {
     origin: Instant,
     admission: Admission,
     decoding: Arc<tokio::sync::Semaphore>,
-    fence_wait: std::time::Duration,
     push: PushLimits,
     attempts: Attempts,
     wake: Arc<tokio::sync::Notify>,
@@ -154,7 +153,6 @@ impl Ingest {
             origin: Instant::now(),
             admission,
             decoding,
-            fence_wait: push.fence_wait,
             push,
             attempts: Attempts::default(),
             wake,
@@ -458,7 +456,7 @@ impl Ingest {
         // Doubling from 50 ms to 800 ms: a short move is seen soon, and many waiting pushes
         // do not hammer the database.
         let mut poll = std::time::Duration::from_millis(50);
-        let deadline = Instant::now() + self.fence_wait;
+        let deadline = Instant::now() + self.push.fence_wait;
         let mut now = tenant.clone();
         while now.status == TenantStatus::Migrating && Instant::now() < deadline {
             tokio::time::sleep(poll.min(deadline.saturating_duration_since(Instant::now()))).await;

@@ -21,7 +21,7 @@ struct Scripted;
 
 #[async_trait::async_trait]
 impl Work for Scripted {
-    async fn run(&self, spec: &WorkerSpec, progress: &Progress) -> Result<(), WorkersError> {
+    async fn run(&self, spec: &WorkerSpec, _owner: &str, progress: &Progress) -> Result<(), WorkersError> {
         let WorkerTarget::Table(id) = spec.target else {
             return Ok(());
         };

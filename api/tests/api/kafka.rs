@@ -375,7 +375,7 @@ async fn a_second_worker_on_the_same_stream_fences_the_first_and_nothing_doubles
         // Restarted after each failure, as its own reconciler would.
         tokio::spawn(async move {
             loop {
-                let _ = rival.run(record.clone()).await;
+                let _ = rival.run(record.clone(), "rival-process/run").await;
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         })

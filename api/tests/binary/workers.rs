@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -63,6 +62,22 @@ async fn ready_tenant_with_table(server: &Server, token: &str, table: &str) {
     assert_eq!(created.status(), 201);
 }
 
+/// Where the `orders` table lives (a `file://` URL).
+async fn orders_location(server: &Server, token: &str) -> String {
+    let table: Value = call(
+        server,
+        token,
+        Method::GET,
+        "/v1/tenants/acme/tables/bronze/orders",
+        None,
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    table["location"].as_str().expect("location").to_owned()
+}
+
 async fn all_workers(server: &Server, token: &str) -> Vec<Value> {
     let listed: Value = call(server, token, Method::GET, "/v1/admin/workers?limit=500", None)
         .await
@@ -80,18 +95,28 @@ fn process_of(worker: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Heartbeats seen per (worker id, owning process).
-type Heartbeats = BTreeMap<(String, String), Vec<DateTime<Utc>>>;
-
 fn logged(server: &Server, needle: &str) -> bool {
     server.logs().iter().any(|l| l.contains(needle))
+}
+
+/// When `server` first logged `needle` (its JSON log's timestamp).
+fn logged_at(server: &Server, needle: &str) -> Option<DateTime<Utc>> {
+    server.logs().iter().find(|l| l.contains(needle)).and_then(|l| {
+        serde_json::from_str::<Value>(l)
+            .ok()?
+            .get("timestamp")?
+            .as_str()?
+            .parse()
+            .ok()
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_replica_reconciles_and_another_takes_over_when_it_is_killed() {
     let db = TestDatabase::new(Backend::Postgres).await;
     let cwd = tempfile::tempdir().expect("cwd");
-    takeover(cwd.path(), &[("LAKEPLANE__DATABASE__URL", db.url.to_string())]).await;
+    let env = [("LAKEPLANE__DATABASE__URL", db.url.to_string())];
+    takeover(cwd.path(), &env, &env, Fault::Kill).await;
 }
 
 /// The same on the embedded default: two processes on one SQLite file (the same data
@@ -99,28 +124,127 @@ async fn one_replica_reconciles_and_another_takes_over_when_it_is_killed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_processes_on_one_sqlite_file_lead_one_at_a_time_and_hand_over_on_a_kill() {
     let cwd = tempfile::tempdir().expect("cwd");
-    takeover(cwd.path(), &[]).await;
+    takeover(cwd.path(), &[], &[], Fault::Kill).await;
 }
 
-/// Two replicas with `env`, sharing `cwd` (data directory, signing key, lake): exactly one
-/// leads and runs three Kafka workers; after a SIGKILL the other takes them over.
-async fn takeover(cwd: &Path, env: &[(&str, String)]) {
+/// Split brain: the leader reaches PostgreSQL through a proxy that cuts every connection
+/// while the process keeps running. Its lock session ends with the connection, so the
+/// replica may take the lock at once; the old leader must step down and stop its workers
+/// before the replica starts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_cut_off_from_postgres_steps_down_before_the_replica_runs_its_workers() {
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let proxy = crate::common::PgProxy::start().await;
+    let cwd = tempfile::tempdir().expect("cwd");
+    let leader_env = [("LAKEPLANE__DATABASE__URL", proxy.url_for(&db.url.to_string()))];
+    let replica_env = [("LAKEPLANE__DATABASE__URL", db.url.to_string())];
+    takeover(cwd.path(), &leader_env, &replica_env, Fault::CutDatabase(proxy)).await;
+}
+
+/// How the leader is taken out.
+enum Fault {
+    /// SIGKILL: the process is gone, and its lock with it.
+    Kill,
+    /// Every database connection of the leader is cut and new ones are refused, by the proxy
+    /// it reaches PostgreSQL through; the process keeps running. Restored at the end.
+    CutDatabase(crate::common::PgProxy),
+}
+
+/// Streams of the takeover tests: one single-partition topic each, all into one table.
+const STREAMS: i64 = 3;
+/// Records per stream and round, and rounds: produced over about 10 s, through the takeover.
+const PER_ROUND: i64 = 40;
+const ROUNDS: i64 = 20;
+
+/// The ids stream `n` carries in `round`: apart from every other stream's.
+fn round_ids(n: i64, round: i64) -> std::ops::Range<i64> {
+    let first = n * 1_000_000 + round * PER_ROUND;
+    first..first + PER_ROUND
+}
+
+const IDS: &str = r#"
+import sys, json
+from deltalake import DeltaTable
+t = DeltaTable(sys.argv[1].removeprefix("file://")).to_pyarrow_table(columns=["id"])
+print(json.dumps(sorted(t.column("id").to_pylist())))
+"#;
+
+/// One commit of a table, as its log entry records it.
+#[derive(Debug)]
+struct Commit {
+    version: u64,
+    /// The worker run that wrote it (`lakeplane.owner` in its commitInfo).
+    owner: Option<String>,
+    /// commitInfo's timestamp, milliseconds since the epoch.
+    timestamp: i64,
+    /// The streams whose positions it carries (the stream part of each txn app id).
+    streams: BTreeSet<String>,
+}
+
+/// Every commit in a local table's log, oldest first.
+fn commits(location: &str) -> Vec<Commit> {
+    let log = Path::new(location.trim_start_matches("file://")).join("_delta_log");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&log).expect("read the log") {
+        let path = entry.expect("log entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let Some(version) = name.strip_suffix(".json").and_then(|v| v.parse::<u64>().ok()) else {
+            continue;
+        };
+        let text = std::fs::read_to_string(&path).expect("read a commit");
+        let mut commit = Commit {
+            version,
+            owner: None,
+            timestamp: 0,
+            streams: BTreeSet::new(),
+        };
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let action: Value = serde_json::from_str(line).expect("a JSON action");
+            if let Some(info) = action.get("commitInfo") {
+                commit.owner = info["lakeplane.owner"].as_str().map(str::to_owned);
+                commit.timestamp = info["timestamp"].as_i64().expect("commit timestamp");
+            }
+            if let Some(app) = action.pointer("/txn/appId").and_then(Value::as_str) {
+                // `{stream uuid}-{partition}`.
+                let stream = app.rsplit_once('-').map_or(app, |(s, _)| s);
+                commit.streams.insert(stream.to_owned());
+            }
+        }
+        found.push(commit);
+    }
+    found.sort_by_key(|c| c.version);
+    found
+}
+
+/// The process part of an owner (`{instance}-{process}/{launch}`).
+fn process_part(owner: &str) -> &str {
+    owner.split('/').next().unwrap_or(owner)
+}
+
+/// Two replicas (the leader with `leader_env`, the other with `replica_env`) sharing `cwd`
+/// (data directory, signing key, lake): exactly one leads and runs three Kafka workers while
+/// records flow; after `fault` the other takes them over. Judged from what the owners wrote:
+/// every record lands once, and each stream's commits, in log order, come from one run at a
+/// time (the old process's, then the new one's, never interleaved).
+async fn takeover(cwd: &Path, leader_env: &[(&str, String)], replica_env: &[(&str, String)], fault: Fault) {
     let bootstrap = std::env::var("LAKEPLANE_TEST_KAFKA")
         .expect("LAKEPLANE_TEST_KAFKA must name the tansu broker (scripts/test starts it)");
-    let leader = Server::start(configured(cwd, env)).await;
+    let leader = Server::start(configured(cwd, leader_env)).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !logged(&leader, "this process leads") {
         assert!(Instant::now() < deadline, "the first process never led");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Same data dir: same signing key and lake, as replicas share them in production.
-    let replica = Server::start(configured(cwd, env)).await;
-    let token_env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let replica = Server::start(configured(cwd, replica_env)).await;
+    let token_env: Vec<(&str, &str)> = replica_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let token = cli_token(cwd, &token_env, &["--role", "platform-admin", "--subject", "ops"]).await;
     ready_tenant_with_table(&replica, &token, "orders").await;
-    for n in 0..3 {
+    let mut topics = Vec::new();
+    for n in 0..STREAMS {
+        let topic = crate::common::topic(&bootstrap, 1).await;
         let stream = json!({"name": format!("orders{n}"), "table": {"zone": "bronze", "name": "orders"},
-            "source": {"type": "kafka", "bootstrap_servers": bootstrap, "topic": crate::common::topic(&bootstrap, 1).await}});
+            "source": {"type": "kafka", "bootstrap_servers": bootstrap, "topic": topic, "start": "earliest"}});
         let created = call(
             &replica,
             &token,
@@ -130,7 +254,10 @@ async fn takeover(cwd: &Path, env: &[(&str, String)]) {
         )
         .await;
         assert_eq!(created.status(), 201);
+        topics.push(topic);
     }
+    let location = orders_location(&replica, &token).await;
+
     // Every worker runs on the leader, started once.
     let deadline = Instant::now() + Duration::from_secs(20);
     let first_owner = loop {
@@ -153,40 +280,79 @@ async fn takeover(cwd: &Path, env: &[(&str, String)]) {
         "the replica does not lead while the leader lives"
     );
 
-    // Watch heartbeats per worker and owner from the replica while the leader dies.
-    let seen: Arc<Mutex<Heartbeats>> = Arc::default();
-    let watcher = {
-        let (seen, base, token) = (seen.clone(), replica.base.clone(), token.clone());
+    // Records flow into every topic from now until well after the takeover.
+    let producing = {
+        let (topics, bootstrap) = (topics.clone(), bootstrap.clone());
         tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            loop {
-                if let Ok(r) = http
-                    .get(format!("{base}/v1/admin/workers?limit=500"))
-                    .bearer_auth(&token)
-                    .send()
-                    .await
-                    && let Ok(listed) = r.json::<Value>().await
-                {
-                    for w in listed["items"].as_array().into_iter().flatten() {
-                        let beat = w["last_heartbeat"].as_str().and_then(|t| t.parse().ok());
-                        if let (Some(owner), Some(beat)) = (process_of(w), beat) {
-                            let id = w["id"].as_str().unwrap_or_default().to_owned();
-                            seen.lock()
-                                .expect("lock")
-                                .entry((id, owner))
-                                .or_default()
-                                .push(beat);
-                        }
-                    }
+            for round in 0..ROUNDS {
+                for (n, topic) in (0..).zip(&topics) {
+                    crate::common::produce_ids(&bootstrap, topic, 1, round_ids(n, round), |id| {
+                        format!("{{\"id\": {id}, \"note\": \"n{id}\"}}")
+                    })
+                    .await;
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                // Pacing, not synchronization: the records arrive spread over the takeover.
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let killed_at = Instant::now();
-    signal(leader.pid(), "KILL");
+    // The leader's workers are writing: each stream has a commit with rows from it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let written: BTreeSet<String> = commits(&location)
+            .into_iter()
+            .filter(|c| c.owner.as_deref().is_some_and(|o| process_part(o) == first_owner))
+            .flat_map(|c| c.streams)
+            .collect();
+        if written.len() == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leader's workers wrote nothing: {written:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let faulted_at = Instant::now();
     let bound = Duration::from_secs(15);
+    let mut cut_proxy = None;
+    let mut stepped_down_at = None;
+    match fault {
+        Fault::Kill => signal(leader.pid(), "KILL"),
+        Fault::CutDatabase(mut proxy) => {
+            proxy.stop().await;
+            // The old leader notices on its own and says so, still running.
+            let timeout = Duration::from_secs(u64::try_from(HEARTBEAT_TIMEOUT_SECS).expect("secs"));
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(1))
+                .build()
+                .expect("client");
+            loop {
+                let metrics = match http.get(format!("{}/metrics", leader.base)).send().await {
+                    Ok(r) => r.text().await.unwrap_or_default(),
+                    Err(_) => String::new(),
+                };
+                if metrics.contains("lakeplane_reconcile_leader 0")
+                    && logged(&leader, "stepped down: this process's workers are stopped")
+                {
+                    break;
+                }
+                assert!(
+                    faulted_at.elapsed() < timeout,
+                    "the cut-off leader did not step down within the heartbeat timeout ({timeout:?})"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            println!("cut-off leader stepped down after {:?}", faulted_at.elapsed());
+            stepped_down_at = logged_at(&leader, "stepped down: this process's workers are stopped");
+            assert!(
+                stepped_down_at.is_some(),
+                "the step-down log line has a timestamp"
+            );
+            cut_proxy = Some(proxy);
+        }
+    }
     let taken_over = loop {
         let workers = all_workers(&replica, &token).await;
         let moved = workers
@@ -194,48 +360,117 @@ async fn takeover(cwd: &Path, env: &[(&str, String)]) {
             .filter(|w| w["state"] == "running" && process_of(w).is_some_and(|o| o != first_owner))
             .count();
         if moved == 3 {
-            break killed_at.elapsed();
+            break faulted_at.elapsed();
         }
         assert!(
-            killed_at.elapsed() < bound,
+            faulted_at.elapsed() < bound,
             "no takeover within {bound:?}: {workers:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-    watcher.abort();
+    println!("takeover: {taken_over:?}");
     assert!(logged(&replica, "this process leads"), "the replica leads now");
     let metrics = replica.get("/metrics").await.text().await.expect("metrics");
     assert!(metrics.contains("lakeplane_reconcile_leader 1"), "{metrics}");
+    producing.await.expect("producer");
 
-    // No worker ran on both at once: the new owner's first heartbeat comes after the old
-    // one's last, by at least the heartbeat timeout.
-    let seen = seen.lock().expect("lock").clone();
-    let ids: BTreeSet<&String> = seen.keys().map(|(id, _)| id).collect();
-    assert_eq!(ids.len(), 3, "{seen:?}");
-    for id in ids {
-        let old = seen
-            .get(&(id.clone(), first_owner.clone()))
-            .and_then(|b| b.iter().max())
-            .expect("the old owner's heartbeats");
-        let new_beats: Vec<&DateTime<Utc>> = seen
-            .iter()
-            .filter(|((w, owner), _)| w == id && *owner != first_owner)
-            .flat_map(|(_, beats)| beats)
-            .collect();
-        let first_new = new_beats.into_iter().min().expect("the new owner's heartbeats");
+    // The database comes back for the old leader: it is a follower now, and runs nothing.
+    if let Some(mut proxy) = cut_proxy {
+        proxy.resume().await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while leader.get("/readyz").await.status() != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "the old leader never saw the database again"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // One more round per stream after the reconnection.
+        for (n, topic) in (0..).zip(&topics) {
+            crate::common::produce_ids(&bootstrap, topic, 1, round_ids(n, ROUNDS), |id| {
+                format!("{{\"id\": {id}, \"note\": \"n{id}\"}}")
+            })
+            .await;
+        }
+    }
+    let rounds = if stepped_down_at.is_some() {
+        ROUNDS + 1
+    } else {
+        ROUNDS
+    };
+    let expected: Vec<i64> = (0..STREAMS)
+        .flat_map(|n| (0..rounds).flat_map(move |r| round_ids(n, r)))
+        .collect::<BTreeSet<i64>>()
+        .into_iter()
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ids = loop {
+        let ids: Vec<i64> = serde_json::from_str(&crate::common::python(IDS, &[&location])).expect("json");
+        if ids.len() >= expected.len() {
+            break ids;
+        }
         assert!(
-            (*first_new - *old).num_milliseconds() >= HEARTBEAT_TIMEOUT_SECS * 1000,
-            "worker {id}: new owner began at {first_new}, old one's last heartbeat {old}"
+            Instant::now() < deadline,
+            "only {} of {} records landed",
+            ids.len(),
+            expected.len()
         );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(ids, expected, "every record exactly once");
+
+    // No two owners at once, from the log: per stream, the runs of consecutive commits by one
+    // owner never repeat an owner, and the old process's runs all come before the new one's.
+    let log = commits(&location);
+    let by_stream: BTreeMap<&String, Vec<&Commit>> = log
+        .iter()
+        .flat_map(|c| c.streams.iter().map(move |s| (s, c)))
+        .fold(BTreeMap::new(), |mut m, (s, c)| {
+            m.entry(s).or_insert_with(Vec::new).push(c);
+            m
+        });
+    assert_eq!(by_stream.len(), 3, "three streams committed");
+    for (stream, commits) in &by_stream {
+        let owners: Vec<&str> = commits
+            .iter()
+            .map(|c| c.owner.as_deref().expect("every Kafka commit names its owner"))
+            .collect();
+        let mut runs: Vec<&str> = owners.clone();
+        runs.dedup();
+        let distinct: BTreeSet<&&str> = runs.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            runs.len(),
+            "stream {stream}: an owner wrote again after another had (two owners at once): {runs:?}"
+        );
+        let old = runs.iter().take_while(|o| process_part(o) == first_owner).count();
+        assert!(old >= 1, "stream {stream}: the old leader wrote first: {runs:?}");
+        assert!(
+            runs[old..].iter().all(|o| process_part(o) != first_owner),
+            "stream {stream}: the old process wrote after the new one began: {runs:?}"
+        );
+        assert!(runs.len() > old, "stream {stream}: the new owner wrote: {runs:?}");
+        // The new owner's first commit comes after the old leader stepped down.
+        if let Some(stepped) = stepped_down_at {
+            let first_new = commits
+                .iter()
+                .find(|c| c.owner.as_deref().is_some_and(|o| process_part(o) != first_owner))
+                .expect("a new commit");
+            assert!(
+                first_new.timestamp > stepped.timestamp_millis(),
+                "stream {stream}: version {} by the new owner at {} ms, before the old leader stepped down at {stepped}",
+                first_new.version,
+                first_new.timestamp
+            );
+        }
     }
     let workers = all_workers(&replica, &token).await;
     assert!(
         workers.iter().all(|w| w["restarts"] == 1),
         "each restarted once: {workers:?}"
     );
-    println!("takeover after SIGKILL: {taken_over:?}");
     drop(replica);
+    drop(leader);
 }
 
 /// The environment of a worker process: the server's config as a worker pod reads it from the
@@ -623,18 +858,7 @@ async fn a_kafka_worker_process_killed_ten_times_lands_every_record_exactly_once
     )
     .await;
     assert_eq!(created.status(), 201);
-    let table: Value = call(
-        &server,
-        &token,
-        Method::GET,
-        "/v1/tenants/acme/tables/bronze/orders",
-        None,
-    )
-    .await
-    .json()
-    .await
-    .expect("json");
-    let location = table["location"].as_str().expect("location").to_owned();
+    let location = orders_location(&server, &token).await;
     let dlq = format!("{}__dlq", location.trim_end_matches('/'));
 
     // 5,000 records in 25 rounds over about 40 s while the worker is killed: every 50th is

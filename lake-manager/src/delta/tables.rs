@@ -255,26 +255,39 @@ pub const CHECKPOINT_INTERVAL: u64 = 100;
 /// deltalake reports a failed post-commit step as a failed commit although the version is
 /// already written, which would make an acknowledged-or-not answer wrong; `checkpoint_if_due`
 /// runs them after.
-/// They are tagged as ingestion, so the volume collector counts their bytes as ingested.
-pub fn ingest_commit_properties(transactions: Vec<deltalake::kernel::Transaction>) -> CommitProperties {
+/// They are tagged as ingestion, so the volume collector counts their bytes as ingested, and
+/// with the writing worker's `owner` where one writes them (Kafka).
+pub fn ingest_commit_properties(
+    transactions: Vec<deltalake::kernel::Transaction>,
+    owner: Option<&str>,
+) -> CommitProperties {
+    let mut metadata = vec![writer(crate::volume::INGEST)];
+    if let Some(owner) = owner {
+        metadata.push((OWNER_KEY.to_owned(), serde_json::Value::String(owner.to_owned())));
+    }
     CommitProperties::default()
         .with_create_checkpoint(false)
         .with_cleanup_expired_logs(Some(false))
         .with_application_transactions(transactions)
-        .with_metadata(writer(crate::volume::INGEST))
+        .with_metadata(metadata)
 }
+
+/// The commitInfo key naming the worker run that wrote a Kafka commit (its owner,
+/// `{instance}-{process}/{launch}`): who wrote what stays readable in the table's history,
+/// and two runs of one stream at once would show as interleaved owners.
+pub const OWNER_KEY: &str = "lakeplane.owner";
 
 /// Commit properties for maintenance commits: tagged, so the volume collector counts what
 /// they rewrite apart from new data.
 pub fn maintenance_commit_properties() -> CommitProperties {
-    CommitProperties::default().with_metadata(writer(crate::volume::MAINTENANCE))
+    CommitProperties::default().with_metadata([writer(crate::volume::MAINTENANCE)])
 }
 
-fn writer(kind: &str) -> [(String, serde_json::Value); 1] {
-    [(
+fn writer(kind: &str) -> (String, serde_json::Value) {
+    (
         crate::volume::WRITER_KEY.to_owned(),
         serde_json::Value::String(kind.to_owned()),
-    )]
+    )
 }
 
 /// Whether a commit marked with an application transaction landed, and where.

@@ -740,9 +740,10 @@ async fn append(
     let written = table
         .write(batches)
         .with_save_mode(SaveMode::Append)
-        .with_commit_properties(tables::ingest_commit_properties(vec![Transaction::new(
-            app_id, seq,
-        )]))
+        .with_commit_properties(tables::ingest_commit_properties(
+            vec![Transaction::new(app_id, seq)],
+            None,
+        ))
         .await;
     match written {
         Ok(table) => {

@@ -125,7 +125,8 @@ impl KafkaWorkers {
     /// ingest worker's reconciler restarts it with backoff), or until the stream is gone
     /// (`Ok`). Dropping the future anywhere is safe: positions are only ever those committed
     /// with their rows, so a new run resumes exactly.
-    pub async fn run(&self, stream: StreamRecord) -> Result<(), IngestError> {
+    /// Its commits name `owner` (the worker run) in their commitInfo.
+    pub async fn run(&self, stream: StreamRecord, owner: &str) -> Result<(), IngestError> {
         let id = stream.id;
         set_status(&self.statuses, id, |s| {
             s.state = "starting";
@@ -141,6 +142,7 @@ impl KafkaWorkers {
             sealer: self.sealer.clone(),
             statuses: self.statuses.clone(),
             stream,
+            owner: owner.to_owned(),
         };
         let result = attempt.run_once().await;
         if let Err(e) = &result {
@@ -191,6 +193,7 @@ struct Attempt {
     sealer: Option<Sealer>,
     statuses: Statuses,
     stream: StreamRecord,
+    owner: String,
 }
 
 impl Attempt {
@@ -222,8 +225,8 @@ impl Attempt {
             .catalog
             .table_root(&tenant, Zone::Bronze, &dlq_name(&table.spec.name));
         let delta = self.catalog.delta().clone();
-        let main = Side::open(&delta, &root).await?;
-        let dlq = Side::open(&delta, &dlq_root).await?;
+        let main = Side::open(&delta, &root, &self.owner).await?;
+        let dlq = Side::open(&delta, &dlq_root, &self.owner).await?;
         let consumer = self.consumer(source)?;
         let mut worker = Worker {
             stream: self.stream.id,
@@ -279,10 +282,11 @@ struct Side {
     root: String,
     table: DeltaTable,
     schema: EventSchema,
+    owner: String,
 }
 
 impl Side {
-    async fn open(delta: &DeltaSettings, root: &str) -> Result<Self, IngestError> {
+    async fn open(delta: &DeltaSettings, root: &str, owner: &str) -> Result<Self, IngestError> {
         let table = tables::open(delta, root).await?;
         let schema = EventSchema::new(
             table
@@ -295,6 +299,7 @@ impl Side {
             root: root.to_owned(),
             table,
             schema,
+            owner: owner.to_owned(),
         })
     }
 
@@ -315,7 +320,7 @@ impl Side {
         rows: Option<RecordBatch>,
         positions: Vec<Transaction>,
     ) -> Result<i64, IngestError> {
-        let properties = tables::ingest_commit_properties(positions);
+        let properties = tables::ingest_commit_properties(positions, Some(&self.owner));
         let fenced = |e: deltalake::DeltaTableError, root: &str| -> IngestError {
             if matches!(
                 &e,

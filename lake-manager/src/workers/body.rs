@@ -35,7 +35,7 @@ impl Bodies {
         }
     }
 
-    async fn ingest(&self, stream: uuid::Uuid, progress: &Progress) -> Result<(), WorkersError> {
+    async fn ingest(&self, stream: uuid::Uuid, owner: &str, progress: &Progress) -> Result<(), WorkersError> {
         let record = self
             .catalog
             .store()
@@ -43,7 +43,7 @@ impl Bodies {
             .await?
             .ok_or_else(|| WorkersError::Failed(format!("stream {stream} is gone")))?;
         loop {
-            match self.consume(record.clone(), progress).await {
+            match self.consume(record.clone(), owner, progress).await {
                 // A migrating tenant fences its commits: not a failure of the worker (it would
                 // use up its restarts during a long migration), so wait for the tenant.
                 Err(IngestError::Fenced { .. }) => self.wait_until_ready(&record.tenant).await?,
@@ -52,9 +52,14 @@ impl Bodies {
         }
     }
 
-    async fn consume(&self, record: StreamRecord, progress: &Progress) -> Result<(), IngestError> {
+    async fn consume(
+        &self,
+        record: StreamRecord,
+        owner: &str,
+        progress: &Progress,
+    ) -> Result<(), IngestError> {
         let stream = record.id;
-        let consuming = self.kafka.run(record);
+        let consuming = self.kafka.run(record, owner);
         tokio::pin!(consuming);
         let mut report = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
@@ -82,9 +87,9 @@ impl Bodies {
 #[async_trait::async_trait]
 impl Work for Bodies {
     /// To completion for one-shot kinds; until an error (or its stream is gone) for ingest.
-    async fn run(&self, spec: &WorkerSpec, progress: &Progress) -> Result<(), WorkersError> {
+    async fn run(&self, spec: &WorkerSpec, owner: &str, progress: &Progress) -> Result<(), WorkersError> {
         match (spec.kind, &spec.target) {
-            (WorkerKind::Ingest, WorkerTarget::Stream(id)) => self.ingest(*id, progress).await,
+            (WorkerKind::Ingest, WorkerTarget::Stream(id)) => self.ingest(*id, owner, progress).await,
             (WorkerKind::Compact | WorkerKind::Retention, WorkerTarget::Table(_)) => {
                 let run = spec
                     .run

@@ -76,6 +76,30 @@ impl Default for WorkerSettings {
     }
 }
 
+impl WorkerSettings {
+    /// How often the leader confirms it still holds its lock, and how long one confirmation
+    /// may take: at most a quarter of the heartbeat timeout (and no longer than a reconcile
+    /// interval). A leader whose lock is gone therefore steps down, and stops this process's
+    /// workers, within half the heartbeat timeout; another replica restarts those workers only
+    /// once their heartbeats are a whole timeout old.
+    pub fn lease_check(&self) -> Duration {
+        self.reconcile_every
+            .min(self.policy.heartbeat_timeout / 4)
+            .max(Duration::from_millis(100))
+    }
+
+    /// How long a running worker goes on after sending the last heartbeat that got through
+    /// before it stops itself: half a heartbeat interval short of the timeout after which the
+    /// leader may start it elsewhere, so the two never run at once (the half interval covers
+    /// stopping and clocks that differ a little). Not a whole interval: with the shortest
+    /// timeout allowed (two intervals) that would end the worker at its next tick.
+    pub fn give_up_after(&self) -> Duration {
+        self.policy
+            .heartbeat_timeout
+            .saturating_sub(self.heartbeat_every / 2)
+    }
+}
+
 /// Where workers run. The reconciler has already recorded the worker as `pending` when it
 /// calls `start`; the started worker claims that row (`Runner`), so a launch that is lost
 /// shows as a pending worker that the reconciler starts again.
@@ -92,4 +116,56 @@ pub trait Launcher: Send + Sync {
     /// Stops everything this process itself runs (leadership lost, shutdown). Workers that
     /// run elsewhere (Kubernetes) keep running for the next leader.
     async fn stop_local(&self);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(reconcile: u64, heartbeat: u64, timeout: u64) -> WorkerSettings {
+        let mut s = WorkerSettings {
+            reconcile_every: Duration::from_secs(reconcile),
+            heartbeat_every: Duration::from_secs(heartbeat),
+            ..WorkerSettings::default()
+        };
+        s.policy.heartbeat_timeout = Duration::from_secs(timeout);
+        s
+    }
+
+    #[test]
+    fn a_leader_confirms_its_lock_often_enough_to_step_down_within_half_the_timeout() {
+        // Every combination the config accepts (timeout at least twice the heartbeat).
+        for reconcile in 1..=20 {
+            for heartbeat in 1..=10 {
+                for timeout in (2 * heartbeat)..=40 {
+                    let s = settings(reconcile, heartbeat, timeout);
+                    let check = s.lease_check();
+                    // A failed check is seen after one interval plus one timed-out attempt.
+                    assert!(
+                        2 * check <= s.policy.heartbeat_timeout / 2,
+                        "{reconcile}/{heartbeat}/{timeout}: {check:?}"
+                    );
+                    assert!(check <= s.reconcile_every);
+                }
+            }
+        }
+        assert_eq!(settings(5, 3, 10).lease_check(), Duration::from_millis(2_500));
+        assert_eq!(settings(1, 1, 3).lease_check(), Duration::from_millis(750));
+    }
+
+    #[test]
+    fn a_worker_gives_up_before_it_may_be_started_elsewhere_but_after_its_next_tick() {
+        for heartbeat in 1..=10 {
+            for timeout in (2 * heartbeat)..=40 {
+                let s = settings(1, heartbeat, timeout);
+                let give_up = s.give_up_after();
+                assert!(give_up < s.policy.heartbeat_timeout, "{heartbeat}/{timeout}");
+                // The next heartbeat is due one interval after the last one sent; giving up
+                // no later than that would race it.
+                assert!(give_up > s.heartbeat_every, "{heartbeat}/{timeout}");
+            }
+        }
+        assert_eq!(settings(5, 3, 10).give_up_after(), Duration::from_millis(8_500));
+        assert_eq!(settings(1, 1, 2).give_up_after(), Duration::from_millis(1_500));
+    }
 }

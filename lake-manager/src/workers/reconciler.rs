@@ -60,6 +60,45 @@ pub struct Reconciler {
     rebalancing: AtomicBool,
 }
 
+/// A leadership this process holds, watched on a task of its own: the lock is confirmed
+/// every `every`, and a confirmation that fails or takes longer than `every` (a connection
+/// cut or hanging) fires `lost`. The watch owns the lock, so ending it gives the lock up.
+struct Held {
+    lost: tokio_util::sync::CancellationToken,
+    watch: tokio::task::JoinHandle<()>,
+}
+
+impl Held {
+    fn keep(mut lock: Leadership, every: Duration) -> Self {
+        let lost = tokio_util::sync::CancellationToken::new();
+        let fire = lost.clone();
+        let watch = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if !tokio::time::timeout(every, lock.alive()).await.unwrap_or(false) {
+                    tracing::warn!("the leadership lock is lost (its connection failed or hangs)");
+                    fire.cancel();
+                    return;
+                }
+            }
+        });
+        Self { lost, watch }
+    }
+
+    /// Gives the lock up and waits until it is gone (its connection closed or file unlocked).
+    async fn release(mut self) {
+        self.watch.abort();
+        let _ = (&mut self.watch).await;
+    }
+}
+
+impl Drop for Held {
+    /// However the loop ends, the lock does not outlive it.
+    fn drop(&mut self) {
+        self.watch.abort();
+    }
+}
+
 const PAGE: u32 = 1_000;
 
 impl Reconciler {
@@ -133,14 +172,17 @@ impl Reconciler {
     }
 
     async fn run(self: Arc<Self>) {
-        let mut lead: Option<Leadership> = None;
+        let mut lead: Option<Held> = None;
         let mut next_schedule = Instant::now() + self.settings.schedule_every;
         let rebalance = self.rebalance.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut next_rebalance = rebalance.as_ref().map(|(_, every)| Instant::now() + *every);
         loop {
             if self.stopping.load(Ordering::SeqCst) {
-                // Workers first; the lock (its connection) goes with `lead` afterwards.
+                // Workers first; the lock (its connection) goes afterwards.
                 self.launcher.stop_local().await;
+                if let Some(held) = lead.take() {
+                    held.release().await;
+                }
                 return;
             }
             if lead.is_none() {
@@ -150,21 +192,23 @@ impl Reconciler {
                             launcher = self.launcher.name(),
                             "this process leads: it reconciles the workers"
                         );
-                        lead = Some(won);
+                        lead = Some(Held::keep(won, self.settings.lease_check()));
                     }
                     Ok(None) => {}
                     Err(e) => tracing::warn!(error = %tenancy::error_chain(&e), "cannot try for leadership"),
                 }
             }
-            if let Some(held) = lead.as_mut() {
-                // A lock connection that hangs counts as lost: another replica may lead by now.
-                let alive = tokio::time::timeout(self.settings.reconcile_every, held.alive())
-                    .await
-                    .unwrap_or(false);
-                if alive {
-                    if let Err(e) = self.reconcile_once().await {
+            if let Some(held) = &lead {
+                // A reconcile that hangs on a lost database must not keep a deposed leader
+                // acting: losing the lock interrupts it.
+                let lost = held.lost.clone();
+                tokio::select! {
+                    done = self.reconcile_once() => if let Err(e) = done {
                         tracing::warn!(error = %tenancy::error_chain(&e), "reconcile failed; retried next loop");
-                    }
+                    },
+                    _ = lost.cancelled() => {}
+                }
+                if !lost.is_cancelled() {
                     if !self.settings.schedule_every.is_zero()
                         && Instant::now() >= next_schedule
                         && !self.scheduling.swap(true, Ordering::SeqCst)
@@ -226,14 +270,22 @@ impl Reconciler {
                             this.rebalancing.store(false, Ordering::SeqCst);
                         });
                     }
-                } else {
-                    tracing::warn!("leadership lost: stopping this process's workers");
-                    self.launcher.stop_local().await;
-                    lead = None;
-                    self.report.lock().unwrap_or_else(|p| p.into_inner()).leading = false;
                 }
             }
-            let _ = tokio::time::timeout(self.settings.reconcile_every, self.wake.notified()).await;
+            let lost = lead.as_ref().map(|held| held.lost.clone()).unwrap_or_default();
+            tokio::select! {
+                _ = tokio::time::timeout(self.settings.reconcile_every, self.wake.notified()) => {}
+                _ = lost.cancelled(), if lead.is_some() => {}
+            }
+            if lost.is_cancelled()
+                && let Some(held) = lead.take()
+            {
+                tracing::warn!("leadership lost: stopping this process's workers");
+                self.report.lock().unwrap_or_else(|p| p.into_inner()).leading = false;
+                self.launcher.stop_local().await;
+                held.release().await;
+                tracing::warn!("stepped down: this process's workers are stopped");
+            }
         }
     }
 

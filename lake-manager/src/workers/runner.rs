@@ -15,8 +15,9 @@ use super::{WorkerSettings, WorkersError};
 /// A worker's work, by kind (`body::Bodies` in production).
 #[async_trait::async_trait]
 pub trait Work: Send + Sync + 'static {
-    /// Does the work of `spec`, reporting progress as it goes.
-    async fn run(&self, spec: &WorkerSpec, progress: &Progress) -> Result<(), WorkersError>;
+    /// Does the work of `spec` as the run `owner` (which its writes may name), reporting
+    /// progress as it goes.
+    async fn run(&self, spec: &WorkerSpec, owner: &str, progress: &Progress) -> Result<(), WorkersError>;
 }
 
 /// What a worker reports while it runs; the runner sends it with each heartbeat.
@@ -92,6 +93,7 @@ impl Runner {
         let outcome = self
             .body(
                 record.spec.clone(),
+                owner.to_owned(),
                 progress.clone(),
                 stop.clone(),
                 taken_over.clone(),
@@ -139,12 +141,13 @@ impl Runner {
     async fn body(
         &self,
         spec: WorkerSpec,
+        owner: String,
         progress: Progress,
         stop: CancellationToken,
         taken_over: CancellationToken,
     ) -> Result<(), WorkersError> {
         let bodies = self.bodies.clone();
-        let task = tokio::spawn(async move { bodies.run(&spec, &progress).await });
+        let task = tokio::spawn(async move { bodies.run(&spec, &owner, &progress).await });
         let _abort = AbortHandleOnDrop(task.abort_handle());
         let joined = tokio::select! {
             joined = task => joined,
@@ -172,8 +175,8 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// Heartbeats until the worker is taken over (then fires `taken_over`). A store that cannot
-/// be reached for longer than the heartbeat timeout means the reconciler may already have
-/// started the worker elsewhere, so that stops the work too.
+/// be reached stops the work too, before the reconciler may start the worker elsewhere
+/// (`WorkerSettings::give_up_after`).
 async fn heartbeats(
     store: Arc<dyn MetadataStore>,
     id: String,
@@ -189,18 +192,24 @@ async fn heartbeats(
     // failure cap), as a success does for one-shot workers.
     let recovered_after = settings.policy.cap.max(settings.policy.heartbeat_timeout);
     let mut recovered = false;
-    // Stop before the leader can call this worker dead, so two never run at once.
-    let give_up = settings
-        .policy
-        .heartbeat_timeout
-        .saturating_sub(settings.heartbeat_every);
-    let mut last_ok = std::time::Instant::now();
+    // The leader may start this worker elsewhere once its recorded heartbeat is a timeout old.
+    // The deadline runs from when the last heartbeat that got through was *sent* (the time it
+    // records), and is kept by a timer, not checked between ticks: a heartbeat that hangs
+    // must not carry the worker past it.
+    let give_up = settings.give_up_after();
+    let mut deadline = tokio::time::Instant::now() + give_up;
     loop {
-        tick.tick().await;
+        tokio::select! {
+            biased;
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = tick.tick() => {}
+        }
+        let sent = tokio::time::Instant::now();
         let report = progress.take();
         let beat = store.heartbeat(&id, &owner, tenancy::now(), report.as_deref());
-        match tokio::time::timeout(settings.heartbeat_every, beat).await {
-            Ok(Ok(true)) => last_ok = std::time::Instant::now(),
+        let limit = deadline.min(sent + settings.heartbeat_every);
+        match tokio::time::timeout_at(limit, beat).await {
+            Ok(Ok(true)) => deadline = sent + give_up,
             Ok(Ok(false)) => {
                 tracing::warn!(worker = %id, "the worker was taken over or removed; stopping it here");
                 taken_over.cancel();
@@ -211,15 +220,16 @@ async fn heartbeats(
             }
             Err(_) => tracing::warn!(worker = %id, "heartbeat timed out"),
         }
-        if last_ok.elapsed() > give_up {
-            tracing::warn!(worker = %id, "no heartbeat got through in time; stopping the worker");
-            taken_over.cancel();
-            return;
+        if tokio::time::Instant::now() >= deadline {
+            break;
         }
         if !recovered && started.elapsed() >= recovered_after {
-            recovered = matches!(store.mark_recovered(&id, &owner).await, Ok(true));
+            let marked = tokio::time::timeout_at(deadline, store.mark_recovered(&id, &owner)).await;
+            recovered = matches!(marked, Ok(Ok(true)));
         }
     }
+    tracing::warn!(worker = %id, "no heartbeat got through in time; stopping the worker");
+    taken_over.cancel();
 }
 
 /// Aborts a task (the body, the heartbeats) when the runner's future ends or is dropped.

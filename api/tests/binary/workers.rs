@@ -450,8 +450,19 @@ async fn takeover(cwd: &Path, leader_env: &[(&str, String)], replica_env: &[(&st
             "stream {stream}: the old process wrote after the new one began: {runs:?}"
         );
         assert!(runs.len() > old, "stream {stream}: the new owner wrote: {runs:?}");
-        // The new owner's first commit comes after the old leader stepped down.
+        // The old leader's workers wrote nothing after it stepped down, and the new owner's
+        // first commit came after that.
         if let Some(stepped) = stepped_down_at {
+            let last_old = commits
+                .iter()
+                .rfind(|c| c.owner.as_deref().is_some_and(|o| process_part(o) == first_owner))
+                .expect("an old commit");
+            assert!(
+                last_old.timestamp <= stepped.timestamp_millis(),
+                "stream {stream}: version {} by the old leader at {} ms, after it stepped down at {stepped}",
+                last_old.version,
+                last_old.timestamp
+            );
             let first_new = commits
                 .iter()
                 .find(|c| c.owner.as_deref().is_some_and(|o| process_part(o) != first_owner))

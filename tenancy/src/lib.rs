@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod credentials;
+pub mod datatype;
 pub mod disclosure;
 pub mod iam;
 pub mod kind;

@@ -121,6 +121,41 @@ fn raw(columns: Vec<ColumnBody>) -> Vec<RawColumn> {
         .collect()
 }
 
+/// A column as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ColumnView {
+    /// Column name.
+    pub name: String,
+    /// Type, Delta's name for it: one a table can be created with (`long`,
+    /// `decimal(10,2)`, ...), or a type another writer gave the table (`timestamp_ntz`,
+    /// `array<string>`, `map<string,long>`, `struct<x:double,y:double>`).
+    #[serde(rename = "type")]
+    #[schema(example = "decimal(10,2)")]
+    pub column_type: String,
+    /// Whether values may be null.
+    pub nullable: bool,
+}
+
+impl From<&ColumnSpec> for ColumnView {
+    fn from(c: &ColumnSpec) -> Self {
+        Self {
+            name: c.name.clone(),
+            column_type: c.column_type.to_string(),
+            nullable: c.nullable,
+        }
+    }
+}
+
+impl From<&tenancy::datatype::Field> for ColumnView {
+    fn from(f: &tenancy::datatype::Field) -> Self {
+        Self {
+            name: f.name.clone(),
+            column_type: f.data_type.delta_text(),
+            nullable: f.nullable,
+        }
+    }
+}
+
 /// A table as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TableView {
@@ -132,8 +167,8 @@ pub struct TableView {
     pub location: String,
     /// Current Delta version (describe and create only).
     pub version: Option<i64>,
-    /// Columns.
-    pub columns: Vec<ColumnSpec>,
+    /// Columns: as defined (lists) or as the Delta schema has them now (describe and create).
+    pub columns: Vec<ColumnView>,
     /// Partition columns.
     pub partition_by: Vec<String>,
     /// Event-time column, if any.
@@ -233,7 +268,7 @@ fn view(
     tenant: &Tenant,
     t: &TableRecord,
     version: Option<i64>,
-    columns: Option<Vec<ColumnSpec>>,
+    columns: Option<&[tenancy::datatype::Field]>,
 ) -> TableView {
     TableView {
         zone: t.spec.zone,
@@ -242,7 +277,10 @@ fn view(
             .catalog
             .table_root(tenant, t.spec.zone, t.spec.name.as_str()),
         version,
-        columns: columns.unwrap_or_else(|| t.spec.columns.clone()),
+        columns: match columns {
+            Some(fields) => fields.iter().map(ColumnView::from).collect(),
+            None => t.spec.columns.iter().map(ColumnView::from).collect(),
+        },
         partition_by: t.spec.partition_by.clone(),
         event_time_column: t.spec.event_time_column.clone(),
         z_order_by: t.spec.z_order_by.clone(),
@@ -422,7 +460,7 @@ pub async fn get_table(
     } = state.catalog.describe(&tenant, &record).await?;
     let last = state.store.last_finished_run(record.id).await?;
     Ok(Json(TableDetail {
-        table: view(&state, &tenant, &record, Some(version), Some(columns)),
+        table: view(&state, &tenant, &record, Some(version), Some(&columns)),
         num_files,
         size_bytes,
         small_files,

@@ -145,6 +145,45 @@ pub(crate) async fn run_maintenance(app: &TestApp, token: &str, path: &str, body
     }
 }
 
+/// An outside writer (Python `deltalake`, with schema merging) adds columns of types the
+/// plane never creates: nested ones and `timestamp_ntz`. The table stays describable.
+const WIDEN: &str = r#"
+import sys, datetime, decimal, pyarrow as pa
+from deltalake import write_deltalake
+rows = pa.table({
+    "id": pa.array([1, 2], pa.int64()),
+    "at": pa.array([datetime.datetime(2026, 1, 1, 12, 0), None], pa.timestamp("us")),
+    "tags": pa.array([["a", "b"], []], pa.list_(pa.string())),
+    "counts": pa.array([[("x", 1)], None], pa.map_(pa.string(), pa.int32())),
+    "point": pa.array([{"x": 1.0, "y": 2.0}, None], pa.struct([("x", pa.float64()), ("y", pa.float64())])),
+    "price": pa.array([decimal.Decimal("1.25"), None], pa.decimal128(10, 2)),
+})
+write_deltalake(sys.argv[1].removeprefix("file://"), rows, mode="append", schema_mode="merge")
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_an_outside_writer_gave_nested_columns_is_still_described() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    let location = orders_table(&app, &admin, &admin).await;
+    python(WIDEN, &[&location]);
+    let described = app.expect(&admin, Method::GET, ORDERS, None, 200).await;
+    let types: std::collections::BTreeMap<String, Value> = described["columns"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .map(|c| (c["name"].as_str().expect("name").to_owned(), c["type"].clone()))
+        .collect();
+    // Delta's names for the types, nested ones written as `/v1` documents them.
+    assert_eq!(types["at"], "timestamp_ntz", "{described}");
+    assert_eq!(types["tags"], "array<string>");
+    assert_eq!(types["counts"], "map<string,integer>");
+    assert_eq!(types["point"], "struct<x:double,y:double>");
+    assert_eq!(types["price"], "decimal(10,2)");
+    assert_eq!(types["id"], "long");
+    assert_eq!(described["num_rows"], 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_is_created_described_written_and_read_by_an_outside_reader() {
     let app = TestApp::spawn(Backend::Sqlite).await;

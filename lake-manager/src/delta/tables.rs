@@ -91,12 +91,12 @@ pub async fn create(settings: &DeltaSettings, root: &str, spec: &TableSpec) -> R
 }
 
 /// What the Delta snapshot says about a table.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
     /// Current version.
     pub version: i64,
-    /// Columns, from the Delta schema.
-    pub columns: Vec<ColumnSpec>,
+    /// Columns, from the Delta schema (nested types included).
+    pub columns: Vec<tenancy::datatype::Field>,
     /// Partition columns, from the Delta metadata.
     pub partition_by: Vec<String>,
     /// Live data files.

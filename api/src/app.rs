@@ -35,6 +35,8 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let extra = http::guard(extra, server);
     let (sharing, sharing_spec) = crate::routes::sharing::router().split_for_parts();
     spec.merge(sharing_spec);
+    let (unity, unity_spec) = crate::routes::unity::router().split_for_parts();
+    spec.merge(unity_spec);
     let spec = openapi::finish(spec);
     let sharing = http::guard(sharing, server);
     let v1 = http::guard(v1, server)
@@ -42,10 +44,18 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .layer(rate_limit(&state))
         .layer(from_fn_with_state(state.clone(), auth::authenticate))
         .layer(from_fn_with_state(state.clone(), audit::record));
+    // The same authentication, limits and audit as /v1; errors in Unity Catalog's shape.
+    let unity = http::guard(unity, server)
+        .layer(from_fn_with_state(state.clone(), crate::limits::enforce))
+        .layer(rate_limit(&state))
+        .layer(from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(from_fn_with_state(state.clone(), audit::record))
+        .layer(axum::middleware::from_fn(crate::routes::unity::errors::rewrite));
     let router = ops
         .merge(v1)
         .merge(extra)
         .merge(sharing)
+        .merge(unity)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .fallback(not_found)
         .with_state(state.clone());

@@ -278,6 +278,9 @@ pub struct TablesConfig {
     /// Most of them for one tenant; also the most maintenance workers of one tenant the
     /// reconciler keeps running at once in the whole installation (pods, with Kubernetes).
     pub maintenance_concurrency_per_tenant: usize,
+    /// How long the Unity Catalog API serves a table's cached schema before checking its log
+    /// for newer commits, milliseconds: how far behind an outside writer's change it can be.
+    pub metadata_staleness_ms: u64,
 }
 
 impl Default for TablesConfig {
@@ -287,6 +290,7 @@ impl Default for TablesConfig {
             maintenance_lease_secs: 60,
             maintenance_concurrency: 2,
             maintenance_concurrency_per_tenant: 1,
+            metadata_staleness_ms: 2_000,
         }
     }
 }
@@ -1039,6 +1043,12 @@ impl Config {
             return Err(ConfigError::new(
                 "tables.maintenance_lease_secs",
                 "must be between 3 and 3600",
+            ));
+        }
+        if self.tables.metadata_staleness_ms > 60_000 {
+            return Err(ConfigError::new(
+                "tables.metadata_staleness_ms",
+                "must be at most 60000",
             ));
         }
         if let Some((field, problem)) = self.ingest.problem() {

@@ -127,12 +127,17 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
 #[derive(Debug, Clone, Copy)]
 pub struct ForeignErrorBody;
 
-async fn finalize_problems(request: Request, next: Next) -> Response {
-    let request_id = request
+/// The request's id (set or kept by the request-id layer), for error bodies.
+pub fn request_id(request: &Request) -> Option<String> {
+    request
         .headers()
         .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+        .map(str::to_owned)
+}
+
+async fn finalize_problems(request: Request, next: Next) -> Response {
+    let request_id = request_id(&request);
     let mut response = next.run(request).await;
     let status = response.status();
     let mut problem = match response.extensions_mut().remove::<Problem>() {

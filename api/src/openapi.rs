@@ -133,6 +133,7 @@ pub fn finish(mut spec: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     for (path, item) in spec.paths.paths.iter_mut() {
         let authenticated = path.starts_with("/v1/");
         let protocol = path.starts_with("/delta-sharing/");
+        let unity = path.starts_with(crate::routes::unity::BASE);
         let operations = [
             &mut item.get,
             &mut item.put,
@@ -144,6 +145,41 @@ pub fn finish(mut spec: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
             &mut item.trace,
         ];
         for operation in operations.into_iter().flatten() {
+            if unity {
+                // Every error of these routes is Unity Catalog's `{error_code, message,
+                // details}`, the shared layers' included.
+                operation.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+                for (status, description) in [
+                    (
+                        "400",
+                        "A malformed parameter or body (`INVALID_ARGUMENT`, naming it)",
+                    ),
+                    ("401", "No valid bearer token (`UNAUTHENTICATED`)"),
+                    (
+                        "403",
+                        "The caller's role may not read (or write) the zone (`PERMISSION_DENIED`)",
+                    ),
+                    (
+                        "404",
+                        "Not found, or another tenant's (`NOT_FOUND`, never revealed)",
+                    ),
+                    (
+                        "429",
+                        "Rate limit exceeded (`RESOURCE_EXHAUSTED`); see Retry-After",
+                    ),
+                    (
+                        "500",
+                        "Internal error (`INTERNAL`); details are in the server log",
+                    ),
+                    (
+                        "503",
+                        "Timed out, or a dependency is unavailable (`UNAVAILABLE`); retry later",
+                    ),
+                ] {
+                    add_foreign_error(operation, status, description, "UcError");
+                }
+                continue;
+            }
             if authenticated {
                 operation.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
                 add_problem(
@@ -207,8 +243,14 @@ pub fn finish(mut spec: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
 /// Documents a protocol error (`{"errorCode", "message"}`) for `status`, beside any problem
 /// document already documented for it.
 fn add_sharing_error(operation: &mut Operation, status: &str, description: &str) {
+    add_foreign_error(operation, status, description, "SharingError");
+}
+
+/// Documents an error body of another protocol (`schema`, as `application/json`) for
+/// `status`, beside whatever is already documented for it.
+fn add_foreign_error(operation: &mut Operation, status: &str, description: &str, schema: &str) {
     let content = ContentBuilder::new()
-        .schema(Some(Ref::from_schema_name("SharingError")))
+        .schema(Some(Ref::from_schema_name(schema)))
         .build();
     match operation.responses.responses.get_mut(status) {
         Some(RefOr::T(response)) => {

@@ -279,7 +279,10 @@ impl AppState {
             .with_maintenance_limits(
                 config.tables.maintenance_concurrency,
                 config.tables.maintenance_concurrency_per_tenant,
-            ),
+            )
+            .with_metadata_staleness(std::time::Duration::from_millis(
+                config.tables.metadata_staleness_ms,
+            )),
         );
         let ingest_config = &config.ingest;
         let sealer = match &ingest_config.secret_key {

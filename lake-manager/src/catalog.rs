@@ -12,6 +12,7 @@ use tenancy::table::{ColumnSpec, TableSpec};
 use tenancy::tenant::{Tenant, TenantStatus};
 
 use crate::delta::maintain::{self, Plan};
+use crate::delta::metadata::{MetadataCache, TableMetadata};
 use crate::delta::tables::{self, Commit, Snapshot};
 use crate::delta::{DeltaError, DeltaSettings};
 use crate::layout::zone_prefix;
@@ -65,6 +66,11 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// A table's key in the metadata cache: its id and root.
+fn metadata_key(record: &TableRecord, root: &str) -> String {
+    format!("{}@{root}", record.id)
+}
+
 /// How long a queued run waits for a worker before a later request may replace it.
 const QUEUE_TTL: Duration = Duration::from_secs(24 * 3600);
 
@@ -75,6 +81,7 @@ pub struct Catalog {
     owner: String,
     lease: Duration,
     maintenance: crate::slots::Slots,
+    metadata: MetadataCache,
 }
 
 impl Catalog {
@@ -87,7 +94,35 @@ impl Catalog {
             owner,
             lease,
             maintenance: crate::slots::Slots::new(2, 1),
+            metadata: MetadataCache::new(Duration::from_secs(2), 10_000),
         }
+    }
+
+    /// Serves cached table metadata ([`Catalog::table_metadata`]) for up to `staleness`
+    /// before checking the log again.
+    #[must_use]
+    pub fn with_metadata_staleness(mut self, staleness: Duration) -> Self {
+        self.metadata = MetadataCache::new(staleness, 10_000);
+        self
+    }
+
+    /// The table's schema, partition columns and configuration, from a cache kept per Delta
+    /// version (at most the configured staleness behind changes made outside this process).
+    pub async fn table_metadata(
+        &self,
+        tenant: &Tenant,
+        record: &TableRecord,
+    ) -> Result<Arc<TableMetadata>, CatalogError> {
+        let root = self.table_root(tenant, record.spec.zone, record.spec.name.as_str());
+        Ok(self
+            .metadata
+            .get(&self.delta, &metadata_key(record, &root), &root)
+            .await?)
+    }
+
+    /// The metadata cache, for its counts.
+    pub fn metadata_cache(&self) -> &MetadataCache {
+        &self.metadata
     }
 
     /// Caps the maintenance runs this process executes at once: `process` in all, `per_tenant`
@@ -208,7 +243,10 @@ impl Catalog {
         let version = if added.is_empty() {
             None
         } else {
-            Some(tables::add_columns(&self.delta, &root, added).await?)
+            let version = tables::add_columns(&self.delta, &root, added).await;
+            // Whether or not it committed, the cached schema may be behind now.
+            self.metadata.forget(&metadata_key(record, &root));
+            Some(version?)
         };
         let updated = TableRecord {
             spec,

@@ -71,6 +71,17 @@ pub struct AwsCredentials {
     pub locations: Vec<String>,
 }
 
+/// Who asks for credentials, as the STS session's source identity names them.
+pub(crate) fn requester(caller: &crate::auth::Caller) -> Requester {
+    let principal = &caller.principal;
+    Requester {
+        issuer: principal.issuer.clone(),
+        tenant: principal.tenant.as_ref().map(|t| t.to_string()),
+        subject: principal.subject.clone(),
+        token_id: principal.token_id,
+    }
+}
+
 /// Why this installation has no credentials to vend, and what to use instead.
 fn unavailable(config: &Config) -> String {
     let why = if config.storage.kind == StorageKind::Local {
@@ -145,14 +156,7 @@ pub async fn create_credentials(
     };
     let scope = validate(body)?;
     let tenant = load(&state, &tenant_id).await?;
-    let principal = &auth.caller.principal;
-    let requester = Requester {
-        issuer: principal.issuer.clone(),
-        tenant: principal.tenant.as_ref().map(|t| t.to_string()),
-        subject: principal.subject.clone(),
-        token_id: principal.token_id,
-    };
-    let vended = vendor.vend(&tenant, &requester, &scope).await?;
+    let vended = vendor.vend(&tenant, &requester(&auth.caller), &scope).await?;
     // Never the secret key or the session token: the access key id is what CloudTrail shows.
     let target = format!(
         "{} {} {} as {} source-identity {} key {} ({})",

@@ -13,5 +13,6 @@ pub mod streams;
 pub mod tables;
 pub mod tenants;
 pub mod tokens;
+pub mod unity;
 pub mod views;
 pub mod workers;

@@ -22,6 +22,7 @@ mod streams;
 mod tables;
 mod tenants;
 mod tokens;
+mod unity;
 mod volumes;
 mod workers;
 

@@ -5,6 +5,7 @@ pub mod contained;
 pub mod durable;
 mod error;
 pub mod maintain;
+pub mod metadata;
 pub mod schema;
 pub mod tables;
 

@@ -1,0 +1,506 @@
+//! A Unity Catalog REST API (OSS 2.1) under `/api/2.1/unity-catalog`, so engines that speak it
+//! (polars, Python `deltalake`, DuckDB, Spark, Daft) find tables by name and get credentials
+//! scoped to one table. Catalog = tenant, schema = zone, table = table. The same bearer
+//! tokens, rate limits and audit as `/v1`; the caller sees its own tenant's catalog
+//! (platform-admins every one) and the zones its role may read; another tenant's catalog does
+//! not exist. Read-only: tenants, zones and tables are made through `/v1`.
+
+pub mod errors;
+pub mod models;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::Response;
+use futures_util::{StreamExt, TryStreamExt};
+use lake_manager::credentials::CredentialsError;
+use serde::Deserialize;
+use tenancy::audit::Outcome;
+use tenancy::credentials::{CredentialAccess, CredentialScope, MAX_TTL_SECS};
+use tenancy::pagination;
+use tenancy::policy::Action;
+use tenancy::role::{Access, Role, Zone};
+use tenancy::store::{TableRecord, TableStatus};
+use tenancy::tenant::{Tenant, TenantId, TenantStatus};
+use tenancy::validation::Violation;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use self::models::{
+    AwsTempCredentials, CatalogInfo, ListCatalogsResponse, ListSchemasResponse, ListTablesResponse,
+    SchemaInfo, TableInfo, TemporaryCredentials, UcError,
+};
+use crate::audit::{audited, event};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::extract::ApiQuery;
+use crate::state::AppState;
+
+/// Where the API is mounted.
+pub const BASE: &str = "/api/2.1/unity-catalog";
+
+/// Largest page, and the page size when `max_results` is absent or 0: clients that read only
+/// the first page (DuckDB) see up to this many.
+pub const MAX_RESULTS: u32 = 1_000;
+
+/// Tables whose metadata is read at once for a list page.
+const LIST_READS: usize = 8;
+
+/// The routes, documented under the `unity-catalog` tag.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_catalogs))
+        .routes(routes!(get_catalog))
+        .routes(routes!(list_schemas))
+        .routes(routes!(get_schema))
+        .routes(routes!(list_tables))
+        .routes(routes!(get_table))
+        .routes(routes!(temporary_table_credentials))
+}
+
+/// Page size and position of a list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Page size; absent or 0 means the largest page (1,000). Larger values are capped.
+    pub max_results: Option<i64>,
+    /// The `next_page_token` of the previous page.
+    pub page_token: Option<String>,
+}
+
+fn page_size(requested: Option<i64>) -> Result<u32, Violation> {
+    match requested {
+        None | Some(0) => Ok(MAX_RESULTS),
+        Some(n) if n < 0 => Err(Violation::new("max_results", "must be 0 or more")),
+        Some(n) => Ok(u32::try_from(n).unwrap_or(MAX_RESULTS).min(MAX_RESULTS)),
+    }
+}
+
+fn after(token: Option<&str>) -> Result<Option<String>, Violation> {
+    token
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            pagination::decode_cursor(t)
+                .map_err(|_| Violation::new("page_token", "is not a page token this server issued"))
+        })
+        .transpose()
+}
+
+/// The tenant named `name` if the caller may see it: its own, or any for a platform-admin.
+/// Anything else, a tenant being deleted included, does not exist.
+async fn visible(state: &AppState, caller: &Caller, name: &str) -> Result<Tenant, ApiError> {
+    let missing = || ApiError::NotFound(format!("no catalog {name}"));
+    let id = TenantId::parse(name).map_err(|_| missing())?;
+    let principal = &caller.principal;
+    if principal.role != Role::PlatformAdmin && principal.tenant.as_ref() != Some(&id) {
+        return Err(missing());
+    }
+    state
+        .store
+        .get_tenant(&id)
+        .await?
+        .filter(|t| t.status != TenantStatus::Deleting)
+        .ok_or_else(missing)
+}
+
+/// The zone named `name` of a visible tenant, if the caller's role may read it (403 if not).
+fn readable_zone(caller: &Caller, tenant: &Tenant, name: &str) -> Result<Zone, ApiError> {
+    let zone =
+        Zone::parse(name).ok_or_else(|| ApiError::NotFound(format!("no schema {}.{name}", tenant.id)))?;
+    caller.authorize(Action::Zone(&tenant.id, zone, Access::Read))?;
+    Ok(zone)
+}
+
+/// Splits a dotted full name into exactly `parts` names.
+fn split_full_name(full_name: &str, parts: usize) -> Result<Vec<&str>, Violation> {
+    let names: Vec<&str> = full_name.split('.').collect();
+    if names.len() != parts || names.iter().any(|n| n.is_empty()) {
+        let shape = if parts == 2 {
+            "catalog.schema"
+        } else {
+            "catalog.schema.table"
+        };
+        return Err(Violation::new("full_name", format!("must be {shape}")));
+    }
+    Ok(names)
+}
+
+fn location(state: &AppState, tenant: &Tenant, record: &TableRecord) -> String {
+    state
+        .catalog
+        .table_root(tenant, record.spec.zone, record.spec.name.as_str())
+}
+
+/// The catalogs the caller may see, by name.
+#[utoipa::path(get, path = "/api/2.1/unity-catalog/catalogs", tag = "unity-catalog", operation_id = "uc_list_catalogs",
+    params(PageQuery),
+    responses((status = 200, description = "A page of catalogs", body = ListCatalogsResponse),
+        (status = 400, description = "A bad page token or size", body = UcError)))]
+pub async fn list_catalogs(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<Json<ListCatalogsResponse>, ApiError> {
+    let limit = page_size(query.max_results)?;
+    let after = after(query.page_token.as_deref())?;
+    let principal = &caller.principal;
+    let only = match principal.role {
+        Role::PlatformAdmin => None,
+        _ => match principal.tenant.as_ref() {
+            Some(tenant) => Some(tenant),
+            None => return Err(ApiError::Internal("a tenant role without a tenant".into())),
+        },
+    };
+    let rows: Vec<Tenant> = state
+        .store
+        .list_tenants(after.as_deref(), limit + 1, only)
+        .await?
+        .into_iter()
+        .filter(|t| t.status != TenantStatus::Deleting)
+        .collect();
+    let (rows, next_page_token) = pagination::page(rows, limit, |t| t.id.to_string());
+    Ok(Json(ListCatalogsResponse {
+        catalogs: rows.iter().map(CatalogInfo::of).collect(),
+        next_page_token,
+    }))
+}
+
+/// One catalog.
+#[utoipa::path(get, path = "/api/2.1/unity-catalog/catalogs/{name}", tag = "unity-catalog", operation_id = "uc_get_catalog",
+    params(("name" = String, Path, description = "The catalog: a tenant id")),
+    responses((status = 200, description = "The catalog", body = CatalogInfo),
+        (status = 404, description = "No such catalog, or another tenant's", body = UcError)))]
+pub async fn get_catalog(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<CatalogInfo>, ApiError> {
+    let tenant = visible(&state, &caller, &name).await?;
+    Ok(Json(CatalogInfo::of(&tenant)))
+}
+
+/// Which catalog's schemas.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SchemaQuery {
+    /// The catalog (a tenant id).
+    pub catalog_name: String,
+    /// Page size; absent or 0 means the largest page.
+    pub max_results: Option<i64>,
+    /// The `next_page_token` of the previous page.
+    pub page_token: Option<String>,
+}
+
+/// The zones of a catalog that the caller's role may read, by name.
+#[utoipa::path(get, path = "/api/2.1/unity-catalog/schemas", tag = "unity-catalog", operation_id = "uc_list_schemas",
+    params(SchemaQuery),
+    responses((status = 200, description = "A page of schemas", body = ListSchemasResponse),
+        (status = 404, description = "No such catalog, or another tenant's", body = UcError)))]
+pub async fn list_schemas(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<SchemaQuery>,
+) -> Result<Json<ListSchemasResponse>, ApiError> {
+    let limit = page_size(query.max_results)?;
+    let after = after(query.page_token.as_deref())?;
+    let tenant = visible(&state, &caller, &query.catalog_name).await?;
+    let role = caller.principal.role;
+    let mut zones: Vec<Zone> = Zone::ALL
+        .into_iter()
+        .filter(|z| role.zone_access(*z) >= Access::Read)
+        .filter(|z| after.as_deref().is_none_or(|a| z.as_str() > a))
+        .collect();
+    zones.sort_by_key(|z| z.as_str());
+    let (zones, next_page_token) = pagination::page(zones, limit, |z| z.as_str().to_owned());
+    Ok(Json(ListSchemasResponse {
+        schemas: zones.into_iter().map(|z| SchemaInfo::of(&tenant, z)).collect(),
+        next_page_token,
+    }))
+}
+
+/// One schema (`catalog.schema`).
+#[utoipa::path(get, path = "/api/2.1/unity-catalog/schemas/{full_name}", tag = "unity-catalog", operation_id = "uc_get_schema",
+    params(("full_name" = String, Path, description = "`catalog.schema`: a tenant id and a zone")),
+    responses((status = 200, description = "The schema", body = SchemaInfo),
+        (status = 403, description = "The caller's role may not read the zone", body = UcError),
+        (status = 404, description = "No such catalog or schema", body = UcError)))]
+pub async fn get_schema(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(full_name): Path<String>,
+) -> Result<Json<SchemaInfo>, ApiError> {
+    let names = split_full_name(&full_name, 2)?;
+    let tenant = visible(&state, &caller, names[0]).await?;
+    let zone = readable_zone(&caller, &tenant, names[1])?;
+    Ok(Json(SchemaInfo::of(&tenant, zone)))
+}
+
+/// Which schema's tables.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TableQuery {
+    /// The catalog (a tenant id).
+    pub catalog_name: String,
+    /// The schema (a zone).
+    pub schema_name: String,
+    /// Page size; absent or 0 means the largest page.
+    pub max_results: Option<i64>,
+    /// The `next_page_token` of the previous page.
+    pub page_token: Option<String>,
+    /// Leave each table's columns out (no Delta log is read).
+    pub omit_columns: Option<bool>,
+    /// Leave each table's properties out.
+    pub omit_properties: Option<bool>,
+}
+
+/// The tables of a schema, by name, with their columns.
+#[utoipa::path(get, path = "/api/2.1/unity-catalog/tables", tag = "unity-catalog", operation_id = "uc_list_tables",
+    params(TableQuery),
+    responses((status = 200, description = "A page of tables", body = ListTablesResponse),
+        (status = 403, description = "The caller's role may not read the zone", body = UcError),
+        (status = 404, description = "No such catalog or schema", body = UcError)))]
+pub async fn list_tables(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<TableQuery>,
+) -> Result<Json<ListTablesResponse>, ApiError> {
+    let limit = page_size(query.max_results)?;
+    let after = after(query.page_token.as_deref())?;
+    let tenant = visible(&state, &caller, &query.catalog_name).await?;
+    let zone = readable_zone(&caller, &tenant, &query.schema_name)?;
+    let rows = state
+        .store
+        .list_tables(
+            &tenant.id,
+            Some(zone),
+            after.as_deref().map(|name| (zone.as_str(), name)),
+            limit + 1,
+        )
+        .await?;
+    let (rows, next_page_token) = pagination::page(rows, limit, |t| t.spec.name.to_string());
+    let omit_columns = query.omit_columns.unwrap_or(false);
+    let omit_properties = query.omit_properties.unwrap_or(false);
+    let tables: Vec<TableInfo> = futures_util::stream::iter(rows)
+        .map(|record| {
+            let (state, tenant) = (&state, &tenant);
+            async move {
+                let metadata = if omit_columns && omit_properties {
+                    None
+                } else {
+                    Some(state.catalog.table_metadata(tenant, &record).await?)
+                };
+                let mut info = TableInfo::of(
+                    tenant,
+                    &record,
+                    location(state, tenant, &record),
+                    metadata.as_deref(),
+                );
+                if omit_columns {
+                    info.columns.clear();
+                }
+                if omit_properties {
+                    info.properties.clear();
+                }
+                Ok::<_, ApiError>(info)
+            }
+        })
+        .buffered(LIST_READS)
+        .try_collect()
+        .await?;
+    Ok(Json(ListTablesResponse {
+        tables,
+        next_page_token,
+    }))
+}
+
+/// Query parameters some clients add to a table lookup; ignored.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TableLookup {
+    /// The full name again (polars sends it); ignored.
+    pub full_name: Option<String>,
+}
+
+/// One table (`catalog.schema.table`), with the columns of its current Delta schema.
+#[utoipa::path(get, path = "/api/2.1/unity-catalog/tables/{full_name}", tag = "unity-catalog", operation_id = "uc_get_table",
+    params(("full_name" = String, Path, description = "`catalog.schema.table`"), TableLookup),
+    responses((status = 200, description = "The table", body = TableInfo),
+        (status = 403, description = "The caller's role may not read the zone", body = UcError),
+        (status = 404, description = "No such catalog, schema or table", body = UcError)))]
+pub async fn get_table(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(full_name): Path<String>,
+    Query(_lookup): Query<TableLookup>,
+) -> Result<Json<TableInfo>, ApiError> {
+    let names = split_full_name(&full_name, 3)?;
+    let tenant = visible(&state, &caller, names[0]).await?;
+    let zone = readable_zone(&caller, &tenant, names[1])?;
+    let record = state
+        .store
+        .get_table(&tenant.id, zone, names[2])
+        .await?
+        .filter(|t| t.status == TableStatus::Active)
+        .ok_or_else(|| ApiError::NotFound(format!("no table {full_name}")))?;
+    let metadata = state.catalog.table_metadata(&tenant, &record).await?;
+    let info = TableInfo::of(
+        &tenant,
+        &record,
+        location(&state, &tenant, &record),
+        Some(&metadata),
+    );
+    Ok(Json(info))
+}
+
+/// What credentials are asked for: in a JSON body, or (older clients) as query parameters
+/// with an empty body.
+#[derive(Debug, Default, Deserialize, IntoParams, utoipa::ToSchema)]
+#[into_params(parameter_in = Query)]
+pub struct CredentialRequest {
+    /// The table's `table_id`.
+    pub table_id: Option<String>,
+    /// `READ` or `READ_WRITE`.
+    pub operation: Option<String>,
+}
+
+/// Temporary credentials for one table. On S3 with IAM: an STS session narrowed to the
+/// table's location, read or read-write, issued and cached as `POST
+/// /v1/tenants/{tenant}/credentials` issues them (and audited the same way). On local
+/// storage: no cloud credentials, only the location and a nominal expiry. `READ_WRITE` needs
+/// a role that may write the zone.
+#[utoipa::path(post, path = "/api/2.1/unity-catalog/temporary-table-credentials", tag = "unity-catalog",
+    operation_id = "uc_temporary_table_credentials",
+    params(CredentialRequest),
+    request_body(content = Option<CredentialRequest>, description = "`{table_id, operation}`; or empty, with both as query parameters"),
+    responses((status = 200, description = "Credentials", body = TemporaryCredentials),
+        (status = 400, description = "A missing or malformed `table_id` or `operation`", body = UcError),
+        (status = 403, description = "The caller's role may not read (or write) the table's zone", body = UcError),
+        (status = 404, description = "No such table, or another tenant's", body = UcError)))]
+pub async fn temporary_table_credentials(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<CredentialRequest>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let asked: CredentialRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        query
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("the body is not a credential request: {e}")))?
+    };
+    let table_id = asked
+        .table_id
+        .as_deref()
+        .ok_or_else(|| Violation::new("table_id", "is required"))?;
+    let id = uuid::Uuid::parse_str(table_id)
+        .map_err(|_| Violation::new("table_id", "must be a table_id this API returned"))?;
+    let access = match asked.operation.as_deref() {
+        Some("READ") => CredentialAccess::Read,
+        Some("READ_WRITE") => CredentialAccess::Write,
+        _ => return Err(Violation::new("operation", "must be READ or READ_WRITE").into()),
+    };
+    let missing = || ApiError::NotFound(format!("no table {table_id}"));
+    let record = state
+        .store
+        .get_table_by_id(id)
+        .await?
+        .filter(|t| t.status == TableStatus::Active)
+        .ok_or_else(missing)?;
+    let tenant = visible(&state, &caller, record.tenant.as_str())
+        .await
+        .map_err(|_| missing())?;
+    caller.authorize(Action::Zone(&tenant.id, record.spec.zone, access.zone_access()))?;
+    let url = location(&state, &tenant, &record);
+    let full_name = format!("{}.{}.{}", tenant.id, record.spec.zone.as_str(), record.spec.name);
+    let (aws, expiration, target) = match state.credentials.as_ref() {
+        Some(vendor) => {
+            let scope = CredentialScope {
+                zone: record.spec.zone,
+                tables: vec![record.spec.name.to_string()],
+                access,
+                ttl_seconds: u32::try_from(MAX_TTL_SECS).unwrap_or(u32::MAX),
+            };
+            let vended = vendor
+                .vend(&tenant, &super::credentials::requester(&caller), &scope)
+                .await?;
+            // Never the secret key or the session token: the access key id is what CloudTrail
+            // shows.
+            let target = format!(
+                "{full_name} {} as {} source-identity {} key {} ({})",
+                access.as_str(),
+                vended.role_arn,
+                vended.source_identity,
+                vended.credentials.access_key_id,
+                if vended.cached { "cached" } else { "issued" }
+            );
+            let c = vended.credentials;
+            let aws = AwsTempCredentials {
+                access_key_id: c.access_key_id.clone(),
+                secret_access_key: c.secret_access_key.clone(),
+                session_token: c.session_token.clone(),
+            };
+            (Some(aws), c.expiration, target)
+        }
+        None if state.config.storage.kind == lake_manager::storage::StorageKind::Local => {
+            // Local storage needs no credentials: the engine reads the files where they are.
+            let expiration =
+                tenancy::now() + chrono::Duration::seconds(i64::try_from(MAX_TTL_SECS).unwrap_or(3600));
+            (
+                None,
+                expiration,
+                format!("{full_name} {} (local storage: no credentials)", access.as_str()),
+            )
+        }
+        None => {
+            return Err(CredentialsError::NotAvailable(
+                "IAM is disabled on this installation (storage.s3.iam.enabled = false), so no \
+                 credentials can be vended; read the table through Delta Sharing"
+                    .into(),
+            )
+            .into());
+        }
+    };
+    let audit = event(
+        &caller,
+        "credentials.issue",
+        &target,
+        Some(tenant.id.as_str()),
+        Outcome::Success,
+    );
+    // Unaudited credentials are never handed out: a failed write fails the request.
+    state.store.append_audit(&audit).await?;
+    let body = TemporaryCredentials {
+        aws_temp_credentials: aws,
+        expiration_time: expiration.timestamp_millis(),
+        url,
+    };
+    Ok(audited(([(header::CACHE_CONTROL, "no-store")], Json(body))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_sizes_follow_unity_catalog() {
+        assert_eq!(page_size(None).expect("ok"), MAX_RESULTS);
+        assert_eq!(page_size(Some(0)).expect("ok"), MAX_RESULTS);
+        assert_eq!(page_size(Some(7)).expect("ok"), 7);
+        assert_eq!(page_size(Some(50_000)).expect("ok"), MAX_RESULTS);
+        assert_eq!(page_size(Some(-1)).expect_err("negative").field, "max_results");
+    }
+
+    #[test]
+    fn full_names_need_every_part() {
+        assert_eq!(
+            split_full_name("acme.gold.orders", 3).expect("ok"),
+            ["acme", "gold", "orders"]
+        );
+        for bad in ["acme.gold", "acme..orders", "acme.gold.orders.x", ""] {
+            assert_eq!(split_full_name(bad, 3).expect_err(bad).field, "full_name");
+        }
+        assert!(split_full_name("acme.gold", 2).is_ok());
+    }
+}

@@ -1,0 +1,165 @@
+//! A table's metadata (schema, partition columns, configuration) per Delta version, cached so
+//! that a catalog lookup does not reopen the Delta log on every call.
+//!
+//! An entry is served as is for `staleness` after it was last checked. Past that, the next
+//! lookup asks the log for commits after the cached version (one listing; no snapshot is
+//! rebuilt when there is none) and reloads only when the version moved. The plane drops an
+//! entry itself when it changes a table's schema ([`MetadataCache::forget`]); a change made
+//! by an outside writer or another replica therefore shows within `staleness`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use deltalake::DeltaTable;
+use tenancy::datatype::Field;
+
+use super::tables::{self, version_i64};
+use super::{DeltaError, DeltaSettings, schema};
+
+/// What a catalog shows of a table at one Delta version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableMetadata {
+    /// The version read.
+    pub version: i64,
+    /// The schema's fields, nested types included.
+    pub fields: Vec<Field>,
+    /// Partition columns, in order.
+    pub partition_by: Vec<String>,
+    /// The table's configuration (`delta.*` properties and any other writer's).
+    pub configuration: BTreeMap<String, String>,
+}
+
+struct Entry {
+    table: DeltaTable,
+    metadata: Arc<TableMetadata>,
+    checked: Instant,
+}
+
+/// Cached [`TableMetadata`] by table root.
+pub struct MetadataCache {
+    entries: Mutex<HashMap<String, Entry>>,
+    staleness: Duration,
+    max_entries: usize,
+    /// Lookups answered from the cache without touching storage, and lookups that reloaded a
+    /// snapshot (for metrics and tests).
+    hits: std::sync::atomic::AtomicU64,
+    loads: std::sync::atomic::AtomicU64,
+}
+
+impl MetadataCache {
+    /// A cache serving entries up to `staleness` old, holding at most `max_entries` tables.
+    pub fn new(staleness: Duration, max_entries: usize) -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+            staleness,
+            max_entries: max_entries.max(1),
+            hits: Default::default(),
+            loads: Default::default(),
+        }
+    }
+
+    /// How long an entry is served without a check.
+    pub fn staleness(&self) -> Duration {
+        self.staleness
+    }
+
+    /// The metadata of the table at `root`, at most `staleness` behind its log. `key` names
+    /// the table for the cache: its id and root, so a new table of the same name, or a table
+    /// whose tenant moved, is never answered from another's entry.
+    pub async fn get(
+        &self,
+        settings: &DeltaSettings,
+        key: &str,
+        root: &str,
+    ) -> Result<Arc<TableMetadata>, DeltaError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let cached = {
+            let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            entries.get(key).map(|e| {
+                (
+                    e.table.clone(),
+                    e.metadata.clone(),
+                    e.checked.elapsed() < self.staleness,
+                )
+            })
+        };
+        let (table, known) = match cached {
+            Some((_, metadata, true)) => {
+                self.hits.fetch_add(1, Relaxed);
+                return Ok(metadata);
+            }
+            Some((mut table, metadata, false)) => {
+                // Only commits after the cached version are listed and applied.
+                table
+                    .update_incremental(None)
+                    .await
+                    .map_err(|e| DeltaError::delta("refresh", root, e))?;
+                (table, Some(metadata))
+            }
+            None => (tables::open(settings, root).await?, None),
+        };
+        let metadata = match known {
+            Some(m) if m.version == current_version(&table, root)? => m,
+            _ => {
+                self.loads.fetch_add(1, Relaxed);
+                Arc::new(read(&table, root)?)
+            }
+        };
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= self.max_entries && !entries.contains_key(key) {
+            // The entry checked longest ago goes: the tables asked for least lately.
+            if let Some(oldest) = entries
+                .iter()
+                .min_by_key(|(_, e)| e.checked)
+                .map(|(k, _)| k.clone())
+            {
+                entries.remove(&oldest);
+            }
+        }
+        entries.insert(
+            key.to_owned(),
+            Entry {
+                table,
+                metadata: metadata.clone(),
+                checked: Instant::now(),
+            },
+        );
+        Ok(metadata)
+    }
+
+    /// Drops the entry under `key`: the plane changed the table's schema.
+    pub fn forget(&self, key: &str) {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+
+    /// (lookups answered from memory, snapshots read) since start.
+    pub fn counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.hits.load(Relaxed), self.loads.load(Relaxed))
+    }
+}
+
+fn current_version(table: &DeltaTable, root: &str) -> Result<i64, DeltaError> {
+    let state = table
+        .snapshot()
+        .map_err(|e| DeltaError::delta("read snapshot", root, e))?;
+    Ok(version_i64(state.version()))
+}
+
+fn read(table: &DeltaTable, root: &str) -> Result<TableMetadata, DeltaError> {
+    let state = table
+        .snapshot()
+        .map_err(|e| DeltaError::delta("read snapshot", root, e))?;
+    let metadata = state.metadata();
+    Ok(TableMetadata {
+        version: version_i64(state.version()),
+        fields: schema::columns(&state.schema())?,
+        partition_by: metadata.partition_columns().to_vec(),
+        configuration: metadata
+            .configuration()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    })
+}

@@ -39,15 +39,17 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     spec.merge(unity_spec);
     let spec = openapi::finish(spec);
     let sharing = http::guard(sharing, server);
+    // One per-principal limiter for both APIs: a token's budget is shared, not doubled.
+    let limiter = rate_limit(&state);
     let v1 = http::guard(v1, server)
         .layer(from_fn_with_state(state.clone(), crate::limits::enforce))
-        .layer(rate_limit(&state))
+        .layer(limiter.clone())
         .layer(from_fn_with_state(state.clone(), auth::authenticate))
         .layer(from_fn_with_state(state.clone(), audit::record));
     // The same authentication, limits and audit as /v1; errors in Unity Catalog's shape.
     let unity = http::guard(unity, server)
         .layer(from_fn_with_state(state.clone(), crate::limits::enforce))
-        .layer(rate_limit(&state))
+        .layer(limiter)
         .layer(from_fn_with_state(state.clone(), auth::authenticate))
         .layer(from_fn_with_state(state.clone(), audit::record))
         .layer(axum::middleware::from_fn(crate::routes::unity::errors::rewrite));

@@ -74,6 +74,13 @@ pub fn action_name(method: &Method, route: &str) -> String {
         ("DELETE", "/v1/tenants/{tenant}/streams/{stream}") => "stream.delete",
         ("POST", "/v1/tenants/{tenant}/streams/{stream}/events") => "stream.push",
         ("POST", "/v1/tenants/{tenant}/credentials") => "credentials.issue",
+        ("GET", "/api/2.1/unity-catalog/catalogs") => "uc.catalog.list",
+        ("GET", "/api/2.1/unity-catalog/catalogs/{name}") => "uc.catalog.read",
+        ("GET", "/api/2.1/unity-catalog/schemas") => "uc.schema.list",
+        ("GET", "/api/2.1/unity-catalog/schemas/{full_name}") => "uc.schema.read",
+        ("GET", "/api/2.1/unity-catalog/tables") => "uc.table.list",
+        ("GET", "/api/2.1/unity-catalog/tables/{full_name}") => "uc.table.read",
+        ("POST", "/api/2.1/unity-catalog/temporary-table-credentials") => "credentials.issue",
         _ => "",
     };
     if known.is_empty() {

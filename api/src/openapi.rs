@@ -93,6 +93,7 @@ pub fn spec() -> utoipa::openapi::OpenApi {
     let (_, spec) = ops_router()
         .merge(v1_router())
         .merge(crate::routes::sharing::router())
+        .merge(crate::routes::unity::router())
         .split_for_parts();
     finish(spec)
 }

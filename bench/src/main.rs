@@ -137,17 +137,8 @@ async fn call(
 async fn setup(client: &reqwest::Client, server: &Server, source: Value) {
     let tenant = json!({"id": "bench", "display_name": "Bench", "tier": "enterprise",
                         "quotas": {"ingest_events_per_sec": 100_000_000}});
-    call(client, server, reqwest::Method::POST, "/v1/tenants", tenant).await;
-    wait_ready(client, server).await;
     let table = json!({"zone": "bronze", "name": "events", "columns": columns()});
-    call(
-        client,
-        server,
-        reqwest::Method::POST,
-        "/v1/tenants/bench/tables",
-        table,
-    )
-    .await;
+    tenant_with(client, server, tenant, table).await;
     let stream = json!({"name": "events", "table": {"zone": "bronze", "name": "events"}, "source": source});
     call(
         client,
@@ -706,18 +697,8 @@ async fn credentials(endpoint: String) {
         .pool_max_idle_per_host(512)
         .build()
         .expect("client");
-    let tenant = json!({"id": "bench", "display_name": "Bench", "tier": "enterprise"});
-    call(&client, &server, reqwest::Method::POST, "/v1/tenants", tenant).await;
-    wait_ready(&client, &server).await;
     let table = json!({"zone": "gold", "name": "orders", "columns": [{"name": "id", "type": "long"}]});
-    call(
-        &client,
-        &server,
-        reqwest::Method::POST,
-        "/v1/tenants/bench/tables",
-        table,
-    )
-    .await;
+    enterprise_tenant_with(&client, &server, table).await;
     let url = format!("{}/v1/tenants/bench/credentials", server.base);
     let body = json!({"zone": "gold", "tables": ["orders"], "access": "read", "ttl_seconds": 3600});
     // The first call goes to STS and fills the cache; the rest are hits for the next 30 minutes.
@@ -765,6 +746,26 @@ async fn credentials(endpoint: String) {
         "{}",
         vended.row("POST /v1/tenants/{tenant}/credentials (cached)", rate)
     );
+}
+
+/// The enterprise tenant `bench`, ready, with one table.
+async fn enterprise_tenant_with(client: &reqwest::Client, server: &Server, table: Value) {
+    let tenant = json!({"id": "bench", "display_name": "Bench", "tier": "enterprise"});
+    tenant_with(client, server, tenant, table).await;
+}
+
+/// The tenant `bench` as `tenant` describes it, ready, with one table.
+async fn tenant_with(client: &reqwest::Client, server: &Server, tenant: Value, table: Value) {
+    call(client, server, reqwest::Method::POST, "/v1/tenants", tenant).await;
+    wait_ready(client, server).await;
+    call(
+        client,
+        server,
+        reqwest::Method::POST,
+        "/v1/tenants/bench/tables",
+        table,
+    )
+    .await;
 }
 
 async fn wait_ready(client: &reqwest::Client, server: &Server) {
@@ -904,6 +905,61 @@ async fn sharing() {
     drop(server);
 }
 
+/// `lakeplane-bench unity`: `GET /api/2.1/unity-catalog/tables/{full_name}` open loop at
+/// `RATE` (1,000/s) for `SECONDS`, against `GET /v1/tenants/{id}` at the same rate in the same
+/// run (token verification, revocation check, one database read). The table has 20 columns and
+/// 50 commits, so a lookup that reopened the Delta log each time would show.
+async fn unity() {
+    let rate = env_or("RATE", 1000);
+    let seconds = env_or("SECONDS", 15);
+    let server = start_server().await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(512)
+        .build()
+        .expect("client");
+    let columns: Vec<Value> = (0..20)
+        .map(|i| json!({"name": format!("c{i}"), "type": if i % 2 == 0 { "long" } else { "string" }}))
+        .collect();
+    let table = json!({"zone": "bronze", "name": "orders", "columns": columns});
+    enterprise_tenant_with(&client, &server, table).await;
+    let stream =
+        json!({"name": "orders", "table": {"zone": "bronze", "name": "orders"}, "source": {"type": "http"}});
+    call(
+        &client,
+        &server,
+        reqwest::Method::POST,
+        "/v1/tenants/bench/streams",
+        stream,
+    )
+    .await;
+    for i in 0..50 {
+        let event = json!([{"c0": i, "c1": "x"}]);
+        call(
+            &client,
+            &server,
+            reqwest::Method::POST,
+            "/v1/tenants/bench/streams/orders/events",
+            event,
+        )
+        .await;
+    }
+    let drive = |url: String, seconds: u64| {
+        let (client, token) = (&client, &server.token);
+        open_loop::drive(rate, seconds, move |_| client.get(&url).bearer_auth(token))
+    };
+    let table_url = format!("{}/api/2.1/unity-catalog/tables/bench.bronze.orders", server.base);
+    drive(table_url.clone(), 1).await;
+    let read = drive(format!("{}/v1/tenants/bench", server.base), seconds).await;
+    let lookup = drive(table_url, seconds).await;
+    println!("| request | rate | requests | errors | p50 | p99 | max |");
+    println!("|---|---|---|---|---|---|---|");
+    println!("{}", read.row("GET /v1/tenants/{id} (baseline)", rate));
+    println!(
+        "{}",
+        lookup.row("GET /api/2.1/unity-catalog/tables/{full_name}", rate)
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -912,6 +968,7 @@ async fn main() {
         Some("kafka") => kafka(args.get(2).cloned().unwrap_or_else(|| "127.0.0.1:19092".into())).await,
         Some("reconcile") => reconcile().await,
         Some("sharing") => sharing().await,
+        Some("unity") => unity().await,
         Some("credentials") => {
             credentials(
                 args.get(2)
@@ -922,7 +979,7 @@ async fn main() {
         }
         _ => {
             eprintln!(
-                "usage: lakeplane-bench http | kafka [BOOTSTRAP] | reconcile | credentials [S3_ENDPOINT] | sharing"
+                "usage: lakeplane-bench http | kafka [BOOTSTRAP] | reconcile | credentials [S3_ENDPOINT] | sharing | unity"
             );
             std::process::exit(2);
         }

@@ -66,6 +66,9 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Tables whose metadata one process keeps cached (schema and configuration only, no files).
+const METADATA_ENTRIES: usize = 10_000;
+
 /// A table's key in the metadata cache: its id and root.
 fn metadata_key(record: &TableRecord, root: &str) -> String {
     format!("{}@{root}", record.id)
@@ -94,7 +97,7 @@ impl Catalog {
             owner,
             lease,
             maintenance: crate::slots::Slots::new(2, 1),
-            metadata: MetadataCache::new(Duration::from_secs(2), 10_000),
+            metadata: MetadataCache::new(Duration::from_secs(2), METADATA_ENTRIES),
         }
     }
 
@@ -102,7 +105,7 @@ impl Catalog {
     /// before checking the log again.
     #[must_use]
     pub fn with_metadata_staleness(mut self, staleness: Duration) -> Self {
-        self.metadata = MetadataCache::new(staleness, 10_000);
+        self.metadata = MetadataCache::new(staleness, METADATA_ENTRIES);
         self
     }
 

@@ -125,7 +125,7 @@ impl Drop for StsRecorder {
 }
 
 /// An app on moto with IAM on; its STS calls go through `sts` when given.
-async fn iam_app(sts: Option<&str>) -> (TestApp, String) {
+pub(crate) async fn iam_app(sts: Option<&str>) -> (TestApp, String) {
     let moto = moto_endpoint();
     let prefix = fresh_prefix();
     let bucket_prefix = prefix.clone();

@@ -24,6 +24,10 @@ pub fn code_for(status: StatusCode) -> (&'static str, StatusCode) {
         404 => ("NOT_FOUND", status),
         // Creating or deleting catalogs, schemas and tables: not offered on these routes.
         405 => ("UNIMPLEMENTED", status),
+        // The body stopped arriving: sending it again may work.
+        408 => ("UNAVAILABLE", status),
+        // The tenant is not ready (provisioning, migrating): kept 409, a state that passes,
+        // where Unity Catalog's own FAILED_PRECONDITION is a 400 clients would not retry.
         409 => ("FAILED_PRECONDITION", status),
         429 => ("RESOURCE_EXHAUSTED", status),
         501 => ("UNIMPLEMENTED", status),
@@ -113,6 +117,8 @@ mod tests {
             (429, "RESOURCE_EXHAUSTED", 429),
             (501, "UNIMPLEMENTED", 501),
             (503, "UNAVAILABLE", 503),
+            (408, "UNAVAILABLE", 408),
+            (409, "FAILED_PRECONDITION", 409),
             (500, "INTERNAL", 500),
         ] {
             let status = StatusCode::from_u16(ours).expect("status");

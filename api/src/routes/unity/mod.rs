@@ -5,21 +5,16 @@
 //! (platform-admins every one) and the zones its role may read; another tenant's catalog does
 //! not exist. Read-only: tenants, zones and tables are made through `/v1`.
 
+pub mod credentials;
 pub mod errors;
 pub mod models;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::header;
-use axum::response::Response;
-use futures_util::{StreamExt, TryStreamExt};
-use lake_manager::credentials::CredentialsError;
+use axum::extract::{Path, State};
+use futures_util::StreamExt;
 use serde::Deserialize;
-use tenancy::audit::Outcome;
-use tenancy::credentials::{CredentialAccess, CredentialScope, MAX_TTL_SECS};
 use tenancy::pagination;
-use tenancy::policy::Action;
+use tenancy::policy::{Action, Denial};
 use tenancy::role::{Access, Role, Zone};
 use tenancy::store::{TableRecord, TableStatus};
 use tenancy::tenant::{Tenant, TenantId, TenantStatus};
@@ -29,10 +24,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use self::models::{
-    AwsTempCredentials, CatalogInfo, ListCatalogsResponse, ListSchemasResponse, ListTablesResponse,
-    SchemaInfo, TableInfo, TemporaryCredentials, UcError,
+    CatalogInfo, ListCatalogsResponse, ListSchemasResponse, ListTablesResponse, SchemaInfo, TableInfo,
+    UcError,
 };
-use crate::audit::{audited, event};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
@@ -57,7 +51,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_schema))
         .routes(routes!(list_tables))
         .routes(routes!(get_table))
-        .routes(routes!(temporary_table_credentials))
+        .routes(routes!(credentials::temporary_table_credentials))
 }
 
 /// Page size and position of a list.
@@ -91,12 +85,16 @@ fn after(token: Option<&str>) -> Result<Option<String>, Violation> {
 /// The tenant named `name` if the caller may see it: its own, or any for a platform-admin.
 /// Anything else, a tenant being deleted included, does not exist.
 async fn visible(state: &AppState, caller: &Caller, name: &str) -> Result<Tenant, ApiError> {
-    let missing = || ApiError::NotFound(format!("no catalog {name}"));
-    let id = TenantId::parse(name).map_err(|_| missing())?;
     let principal = &caller.principal;
-    if principal.role != Role::PlatformAdmin && principal.tenant.as_ref() != Some(&id) {
-        return Err(missing());
+    let platform = principal.role == Role::PlatformAdmin;
+    // Another tenant's name, or one that names no tenant: hidden, and audited as a refusal
+    // (a probe), the same answer either way.
+    let hidden = || ApiError::Denied(Denial::Hidden);
+    let id = TenantId::parse(name).map_err(|_| hidden())?;
+    if !platform && principal.tenant.as_ref() != Some(&id) {
+        return Err(hidden());
     }
+    let missing = || ApiError::NotFound(format!("no catalog {name}"));
     state
         .store
         .get_tenant(&id)
@@ -153,16 +151,19 @@ pub async fn list_catalogs(
             None => return Err(ApiError::Internal("a tenant role without a tenant".into())),
         },
     };
-    let rows: Vec<Tenant> = state
+    let rows = state
         .store
         .list_tenants(after.as_deref(), limit + 1, only)
-        .await?
-        .into_iter()
-        .filter(|t| t.status != TenantStatus::Deleting)
-        .collect();
+        .await?;
+    // Paged before tenants being deleted are left out, so the token still follows the last
+    // tenant read (a page may come out short; the next one goes on from there).
     let (rows, next_page_token) = pagination::page(rows, limit, |t| t.id.to_string());
     Ok(Json(ListCatalogsResponse {
-        catalogs: rows.iter().map(CatalogInfo::of).collect(),
+        catalogs: rows
+            .iter()
+            .filter(|t| t.status != TenantStatus::Deleting)
+            .map(CatalogInfo::of)
+            .collect(),
         next_page_token,
     }))
 }
@@ -206,10 +207,13 @@ pub async fn list_schemas(
     let limit = page_size(query.max_results)?;
     let after = after(query.page_token.as_deref())?;
     let tenant = visible(&state, &caller, &query.catalog_name).await?;
-    let role = caller.principal.role;
     let mut zones: Vec<Zone> = Zone::ALL
         .into_iter()
-        .filter(|z| role.zone_access(*z) >= Access::Read)
+        .filter(|z| {
+            caller
+                .authorize(Action::Zone(&tenant.id, *z, Access::Read))
+                .is_ok()
+        })
         .filter(|z| after.as_deref().is_none_or(|a| z.as_str() > a))
         .collect();
     zones.sort_by_key(|z| z.as_str());
@@ -249,9 +253,9 @@ pub struct TableQuery {
     pub max_results: Option<i64>,
     /// The `next_page_token` of the previous page.
     pub page_token: Option<String>,
-    /// Leave each table's columns out (no Delta log is read).
+    /// Leave each table's columns out.
     pub omit_columns: Option<bool>,
-    /// Leave each table's properties out.
+    /// Leave each table's properties out; with `omit_columns` too, no Delta log is read.
     pub omit_properties: Option<bool>,
 }
 
@@ -289,7 +293,15 @@ pub async fn list_tables(
                 let metadata = if omit_columns && omit_properties {
                     None
                 } else {
-                    Some(state.catalog.table_metadata(tenant, &record).await?)
+                    // One table whose log cannot be read (being created, or broken) must not
+                    // hide the others: it is listed without columns and the cause is logged.
+                    match state.catalog.table_metadata(tenant, &record).await {
+                        Ok(m) => Some(m),
+                        Err(e) => {
+                            tracing::warn!(table = %record.id, error = %tenancy::error_chain(&e), "table metadata unreadable; listed without columns");
+                            None
+                        }
+                    }
                 };
                 let mut info = TableInfo::of(
                     tenant,
@@ -303,12 +315,12 @@ pub async fn list_tables(
                 if omit_properties {
                     info.properties.clear();
                 }
-                Ok::<_, ApiError>(info)
+                info
             }
         })
         .buffered(LIST_READS)
-        .try_collect()
-        .await?;
+        .collect()
+        .await;
     Ok(Json(ListTablesResponse {
         tables,
         next_page_token,
@@ -333,7 +345,6 @@ pub async fn get_table(
     State(state): State<AppState>,
     caller: Caller,
     Path(full_name): Path<String>,
-    Query(_lookup): Query<TableLookup>,
 ) -> Result<Json<TableInfo>, ApiError> {
     let names = split_full_name(&full_name, 3)?;
     let tenant = visible(&state, &caller, names[0]).await?;
@@ -352,131 +363,6 @@ pub async fn get_table(
         Some(&metadata),
     );
     Ok(Json(info))
-}
-
-/// What credentials are asked for: in a JSON body, or (older clients) as query parameters
-/// with an empty body.
-#[derive(Debug, Default, Deserialize, IntoParams, utoipa::ToSchema)]
-#[into_params(parameter_in = Query)]
-pub struct CredentialRequest {
-    /// The table's `table_id`.
-    pub table_id: Option<String>,
-    /// `READ` or `READ_WRITE`.
-    pub operation: Option<String>,
-}
-
-/// Temporary credentials for one table. On S3 with IAM: an STS session narrowed to the
-/// table's location, read or read-write, issued and cached as `POST
-/// /v1/tenants/{tenant}/credentials` issues them (and audited the same way). On local
-/// storage: no cloud credentials, only the location and a nominal expiry. `READ_WRITE` needs
-/// a role that may write the zone.
-#[utoipa::path(post, path = "/api/2.1/unity-catalog/temporary-table-credentials", tag = "unity-catalog",
-    operation_id = "uc_temporary_table_credentials",
-    params(CredentialRequest),
-    request_body(content = Option<CredentialRequest>, description = "`{table_id, operation}`; or empty, with both as query parameters"),
-    responses((status = 200, description = "Credentials", body = TemporaryCredentials),
-        (status = 400, description = "A missing or malformed `table_id` or `operation`", body = UcError),
-        (status = 403, description = "The caller's role may not read (or write) the table's zone", body = UcError),
-        (status = 404, description = "No such table, or another tenant's", body = UcError)))]
-pub async fn temporary_table_credentials(
-    State(state): State<AppState>,
-    caller: Caller,
-    Query(query): Query<CredentialRequest>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let asked: CredentialRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        query
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("the body is not a credential request: {e}")))?
-    };
-    let table_id = asked
-        .table_id
-        .as_deref()
-        .ok_or_else(|| Violation::new("table_id", "is required"))?;
-    let id = uuid::Uuid::parse_str(table_id)
-        .map_err(|_| Violation::new("table_id", "must be a table_id this API returned"))?;
-    let access = match asked.operation.as_deref() {
-        Some("READ") => CredentialAccess::Read,
-        Some("READ_WRITE") => CredentialAccess::Write,
-        _ => return Err(Violation::new("operation", "must be READ or READ_WRITE").into()),
-    };
-    let missing = || ApiError::NotFound(format!("no table {table_id}"));
-    let record = state
-        .store
-        .get_table_by_id(id)
-        .await?
-        .filter(|t| t.status == TableStatus::Active)
-        .ok_or_else(missing)?;
-    let tenant = visible(&state, &caller, record.tenant.as_str())
-        .await
-        .map_err(|_| missing())?;
-    caller.authorize(Action::Zone(&tenant.id, record.spec.zone, access.zone_access()))?;
-    let url = location(&state, &tenant, &record);
-    let full_name = format!("{}.{}.{}", tenant.id, record.spec.zone.as_str(), record.spec.name);
-    let (aws, expiration, target) = match state.credentials.as_ref() {
-        Some(vendor) => {
-            let scope = CredentialScope {
-                zone: record.spec.zone,
-                tables: vec![record.spec.name.to_string()],
-                access,
-                ttl_seconds: u32::try_from(MAX_TTL_SECS).unwrap_or(u32::MAX),
-            };
-            let vended = vendor
-                .vend(&tenant, &super::credentials::requester(&caller), &scope)
-                .await?;
-            // Never the secret key or the session token: the access key id is what CloudTrail
-            // shows.
-            let target = format!(
-                "{full_name} {} as {} source-identity {} key {} ({})",
-                access.as_str(),
-                vended.role_arn,
-                vended.source_identity,
-                vended.credentials.access_key_id,
-                if vended.cached { "cached" } else { "issued" }
-            );
-            let c = vended.credentials;
-            let aws = AwsTempCredentials {
-                access_key_id: c.access_key_id.clone(),
-                secret_access_key: c.secret_access_key.clone(),
-                session_token: c.session_token.clone(),
-            };
-            (Some(aws), c.expiration, target)
-        }
-        None if state.config.storage.kind == lake_manager::storage::StorageKind::Local => {
-            // Local storage needs no credentials: the engine reads the files where they are.
-            let expiration =
-                tenancy::now() + chrono::Duration::seconds(i64::try_from(MAX_TTL_SECS).unwrap_or(3600));
-            (
-                None,
-                expiration,
-                format!("{full_name} {} (local storage: no credentials)", access.as_str()),
-            )
-        }
-        None => {
-            return Err(CredentialsError::NotAvailable(
-                "IAM is disabled on this installation (storage.s3.iam.enabled = false), so no \
-                 credentials can be vended; read the table through Delta Sharing"
-                    .into(),
-            )
-            .into());
-        }
-    };
-    let audit = event(
-        &caller,
-        "credentials.issue",
-        &target,
-        Some(tenant.id.as_str()),
-        Outcome::Success,
-    );
-    // Unaudited credentials are never handed out: a failed write fails the request.
-    state.store.append_audit(&audit).await?;
-    let body = TemporaryCredentials {
-        aws_temp_credentials: aws,
-        expiration_time: expiration.timestamp_millis(),
-        url,
-    };
-    Ok(audited(([(header::CACHE_CONTROL, "no-store")], Json(body))))
 }
 
 #[cfg(test)]

@@ -64,7 +64,13 @@ fn count_files(dir: &Path) -> std::io::Result<(u64, u64, u64, u64)> {
     };
     for entry in entries {
         let entry = entry?;
-        let meta = entry.metadata()?;
+        // Writers rename temporary files into place and a migration removes old keys while
+        // this walks: a file gone since it was listed is simply not counted.
+        let meta = match entry.metadata() {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
         if meta.is_dir() {
             let (objects, bytes, small, small_bytes) = count_files(&entry.path())?;
             totals = (

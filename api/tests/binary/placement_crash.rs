@@ -627,8 +627,9 @@ async fn placement_survives_sigkills_under_load(lake: Lake) {
     }
     let produced: BTreeSet<i64> = kafka.await.expect("producer").into_iter().collect();
 
-    // Both compactions ended: done, or refused by the fence (the tenant moving under them);
-    // either way the tables below hold every row once.
+    // Both compactions ended: done, refused by the fence (the tenant moving under them), or
+    // beaten by a concurrent commit (a rewrite under this much ingestion can lose the race, and
+    // the run then fails asking for a retry); either way the tables below hold every row once.
     for run in [first_compaction, second_compaction] {
         plane
             .until("the compaction to end", 90, async |p| {
@@ -640,10 +641,10 @@ async fn placement_survives_sigkills_under_load(lake: Lake) {
         let error = r["error"].as_str().unwrap_or_default();
         assert!(
             r["status"] == "succeeded"
-                || ["migrating", "lease", "not ready"]
+                || ["migrating", "lease", "not ready", "concurrent commit"]
                     .iter()
                     .any(|why| error.contains(why)),
-            "a compaction failed for another reason than the fence: {r}"
+            "a compaction failed for another reason than the fence or a lost race: {r}"
         );
         eprintln!("compaction: {} {error}", r["status"]);
     }

@@ -83,7 +83,7 @@ pub(crate) fn requester(caller: &crate::auth::Caller) -> Requester {
 }
 
 /// Why this installation has no credentials to vend, and what to use instead.
-fn unavailable(config: &Config) -> String {
+pub(crate) fn unavailable(config: &Config) -> String {
     let why = if config.storage.kind == StorageKind::Local {
         "this installation keeps its lake on local storage, which has no AWS identity"
     } else {

@@ -67,11 +67,6 @@ impl MetadataCache {
         }
     }
 
-    /// How long an entry is served without a check.
-    pub fn staleness(&self) -> Duration {
-        self.staleness
-    }
-
     /// The metadata of the table at `root`, at most `staleness` behind its log. `key` names
     /// the table for the cache: its id and root, so a new table of the same name, or a table
     /// whose tenant moved, is never answered from another's entry.

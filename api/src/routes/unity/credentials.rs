@@ -148,12 +148,9 @@ pub async fn temporary_table_credentials(
             )
         }
         None => {
-            return Err(CredentialsError::NotAvailable(
-                "IAM is disabled on this installation (storage.s3.iam.enabled = false), so no \
-                 credentials can be vended; read the table through Delta Sharing"
-                    .into(),
-            )
-            .into());
+            return Err(
+                CredentialsError::NotAvailable(crate::routes::credentials::unavailable(&state.config)).into(),
+            );
         }
     };
     let audit = event(

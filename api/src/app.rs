@@ -1,7 +1,8 @@
 //! Assembles the application: documented routes, docs UI, fallback and middleware.
 
 use axum::Router;
-use axum::http::Uri;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
 use utoipa_swagger_ui::SwaggerUi;
 
 use std::sync::Arc;
@@ -64,8 +65,17 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     http::layer(router, &state.config.server, state.metrics.clone())
 }
 
-async fn not_found(uri: Uri) -> ApiError {
-    ApiError::NotFound(format!("no route for {}", uri.path()))
+/// No route: a problem document, or Unity Catalog's error body under its prefix, where clients
+/// parse only that shape.
+async fn not_found(request: Request) -> Response {
+    let path = request.uri().path();
+    let response = ApiError::NotFound(format!("no route for {path}")).into_response();
+    let unity = crate::routes::unity::BASE;
+    if path == unity || path.starts_with(&format!("{unity}/")) {
+        crate::routes::unity::errors::in_unity_shape(response, http::request_id(&request))
+    } else {
+        response
+    }
 }
 
 /// Per-principal rate limiting, from `rate_limit.*`.

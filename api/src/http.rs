@@ -181,3 +181,68 @@ async fn enforce_timeout(limit: Duration, request: Request, next: Next) -> Respo
         Err(_) => ApiError::Timeout(limit).into_response(),
     }
 }
+
+/// Merges repeated slashes in the request path, before routing. A client configured with a base
+/// URL ending in `/` (a Unity Catalog workspace URL, say) joins it to `/api/...` and sends
+/// `//api/...`; no route has an empty segment, so the merged path is the one it meant. The
+/// query is kept as sent.
+pub fn merge_slashes(mut request: Request) -> Request {
+    if let Some(merged) = merged_path(request.uri().path()) {
+        let path_and_query = match request.uri().query() {
+            Some(query) => format!("{merged}?{query}"),
+            None => merged,
+        };
+        let mut parts = request.uri().clone().into_parts();
+        // Built from a valid path with slashes removed: still a valid path and query.
+        if let Ok(pq) = path_and_query.parse() {
+            parts.path_and_query = Some(pq);
+            if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+                *request.uri_mut() = uri;
+            }
+        }
+    }
+    request
+}
+
+/// The path with each run of slashes merged into one, or `None` when it has no such run.
+fn merged_path(path: &str) -> Option<String> {
+    if !path.contains("//") {
+        return None;
+    }
+    let mut merged = String::with_capacity(path.len());
+    for c in path.chars() {
+        if c == '/' && merged.ends_with('/') {
+            continue;
+        }
+        merged.push(c);
+    }
+    Some(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_of_slashes_merge_and_the_query_is_kept() {
+        assert_eq!(merged_path("/v1/tenants"), None);
+        assert_eq!(
+            merged_path("//api/2.1//unity-catalog///tables").as_deref(),
+            Some("/api/2.1/unity-catalog/tables")
+        );
+        let request = Request::builder()
+            .uri("http://h//api/2.1/unity-catalog/tables?page_token=a%2F%2Fb&x=//y")
+            .body(axum::body::Body::empty())
+            .expect("request");
+        let merged = merge_slashes(request);
+        assert_eq!(
+            merged.uri().to_string(),
+            "http://h/api/2.1/unity-catalog/tables?page_token=a%2F%2Fb&x=//y"
+        );
+        let plain = Request::builder()
+            .uri("/v1/tenants?cursor=x")
+            .body(axum::body::Body::empty())
+            .expect("request");
+        assert_eq!(merge_slashes(plain).uri(), "/v1/tenants?cursor=x");
+    }
+}

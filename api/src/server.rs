@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower::Layer;
 
 use crate::config::Config;
 use crate::error::chain;
@@ -72,8 +73,13 @@ pub async fn serve(
         shutdown.await;
         let _ = stopping_tx.send(true);
     };
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(signalled);
+    // Outside the router: the merged path is the one routed.
+    let app = tower::util::MapRequestLayer::new(crate::http::merge_slashes).layer(app);
+    let server = axum::serve(
+        listener,
+        axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(app),
+    )
+    .with_graceful_shutdown(signalled);
     let deadline = async move {
         // Only an actual signal starts the clock; a dropped sender means serving ended first.
         if stopping_rx.wait_for(|stopping| *stopping).await.is_err() {

@@ -351,6 +351,29 @@ async fn bad_requests_and_writes_get_unity_catalog_errors_and_change_nothing() {
         .get_as(&engineer, &format!("{UC}/schemas/acme.platinum"))
         .await;
     uc_error(unknown_zone, 404, "NOT_FOUND").await;
+    // A path the API does not have, under its prefix: Unity Catalog's shape still; elsewhere a
+    // problem document.
+    for path in [
+        format!("{UC}/functions"),
+        format!("{UC}/volumes/acme.gold.v"),
+        UC.to_owned(),
+    ] {
+        let unknown = app.get_as(&engineer, &path).await;
+        let message = uc_error(unknown, 404, "NOT_FOUND").await;
+        assert!(message.contains("no route"), "{path}: {message}");
+    }
+    let elsewhere = app.get_as(&engineer, "/v2/tenants").await;
+    assert_eq!(elsewhere.status(), 404);
+    assert_eq!(
+        elsewhere.headers()[reqwest::header::CONTENT_TYPE],
+        "application/problem+json"
+    );
+    // A base URL ending in `/` doubles the slash: the same answer as the plain path.
+    let doubled = app
+        .get_as(&engineer, &format!("/{UC}/tables/acme.gold.orders"))
+        .await;
+    let doubled = crate::common::expect_status(doubled, "doubled slash", 200).await;
+    assert_eq!(doubled["full_name"], "acme.gold.orders");
 
     // Creating and deleting: refused with a pointer to /v1, and nothing changes.
     for (method, path) in [
@@ -533,7 +556,10 @@ const POLARS: &str = r#"
 import sys, json, polars as pl
 url, token = sys.argv[1], sys.argv[2]
 cat = pl.Catalog(url, bearer_token=token, require_https=False)
+# A workspace URL ending in `/`, as users copy it: polars joins it to `/api/...` as is.
+slashed = pl.Catalog(url + "/", bearer_token=token, require_https=False)
 out = {
+    "slashed": slashed.scan_table("acme", "gold", "orders").select(pl.len()).collect().item(),
     "catalogs": [c.name for c in cat.list_catalogs()],
     "schemas": sorted(n.name for n in cat.list_namespaces("acme")),
     "tables": [t.name for t in cat.list_tables("acme", "gold")],
@@ -583,7 +609,7 @@ async fn polars_and_the_unity_catalog_client_read_through_the_api() {
     assert_eq!(got["catalogs"], json!(["acme"]), "{got}");
     assert_eq!(got["schemas"], json!(["gold", "silver"]));
     assert_eq!(got["tables"], json!(["orders"]));
-    assert_eq!(got["rows"], 30);
+    assert_eq!((&got["rows"], &got["slashed"]), (&json!(30), &json!(30)));
     assert_eq!(got["ids"], json!((0..30).collect::<Vec<i64>>()));
     assert_eq!(got["columns"], json!(["id", "amount", "day"]));
     assert_ne!(got["bronze"], "read", "{got}");
@@ -676,6 +702,32 @@ else:
     print(json.dumps({"error": "every attempt hung", "hangs": hangs}))
 "#;
 
+/// The bytes of the data files (not the log) under an `s3://bucket/prefix/` table, listed by
+/// boto3 with the test's own keys.
+const PARQUET_BYTES: &str = r#"
+import sys, json, boto3
+options = json.loads(sys.argv[2])
+bucket, _, prefix = sys.argv[1].removeprefix("s3://").partition("/")
+client = boto3.client("s3", endpoint_url=options["AWS_ENDPOINT_URL"], region_name=options["AWS_REGION"],
+    aws_access_key_id=options["AWS_ACCESS_KEY_ID"], aws_secret_access_key=options["AWS_SECRET_ACCESS_KEY"])
+pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+print(sum(o["Size"] for p in pages for o in p.get("Contents", []) if o["Key"].endswith(".parquet")))
+"#;
+
+/// Counts the tenant's new commits, then answers today's bytes written from outside the plane.
+async fn outside_bytes_today(app: &TestApp, admin: &str) -> u64 {
+    app.state.workers.collect_volumes().await.expect("collect");
+    let usage = ok(app, admin, "/v1/tenants/acme/usage").await;
+    let today = chrono::Utc::now().date_naive().format("%Y-%m-%d").to_string();
+    usage["volume"]["daily"]
+        .as_array()
+        .expect("daily")
+        .iter()
+        .filter(|d| d["day"] == today)
+        .map(|d| d["outside_bytes"].as_u64().expect("bytes"))
+        .sum()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_s3_engines_read_and_write_with_the_credentials_the_catalog_vends() {
     let (app, _prefix) = crate::credentials::iam_app(None).await;
@@ -727,6 +779,7 @@ write_deltalake(sys.argv[1], pa.table({"id": pa.array(range(40), pa.int64())}), 
     assert_eq!(vended["url"], json!(location));
 
     let before = ok(&app, &admin, "/v1/tenants/acme/tables/bronze/events").await;
+    let outside_before = outside_bytes_today(&app, &admin).await;
     let got: Value = serde_json::from_str(&python_without_aws_keys(
         POLARS_S3,
         &[&app.url(""), &analyst, &engineer, &endpoint],
@@ -742,6 +795,20 @@ write_deltalake(sys.argv[1], pa.table({"id": pa.array(range(40), pa.int64())}), 
     );
     let history = ok(&app, &admin, "/v1/tenants/acme/tables/bronze/events/history").await;
     assert_eq!(history["items"][0]["version"], after["version"], "{history}");
+    // ... and counts what it wrote in the tenant's 30-day volume, as a writer from outside:
+    // exactly the bytes of the data files that boto3 finds in the table, once.
+    let events = after["location"].as_str().expect("location");
+    let written: u64 = python(PARQUET_BYTES, &[events, &options.to_string()])
+        .trim()
+        .parse()
+        .expect("bytes");
+    assert!(written > 0);
+    assert_eq!(outside_bytes_today(&app, &admin).await - outside_before, written);
+    assert_eq!(
+        outside_bytes_today(&app, &admin).await - outside_before,
+        written,
+        "counting again adds nothing"
+    );
     // An analyst may not write bronze: polars is refused its credentials.
     let refused = app
         .send_as(

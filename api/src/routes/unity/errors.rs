@@ -76,7 +76,11 @@ pub fn body_for(problem: &Value, code: &str) -> Value {
 /// bare error statuses from the router (405).
 pub async fn rewrite(request: Request, next: Next) -> Response {
     let request_id = crate::http::request_id(&request);
-    let mut response = next.run(request).await;
+    in_unity_shape(next.run(request).await, request_id)
+}
+
+/// The response, when it is an error, rewritten as Unity Catalog's error body.
+pub fn in_unity_shape(mut response: Response, request_id: Option<String>) -> Response {
     let status = response.status();
     let mut problem = match response.extensions_mut().remove::<Problem>() {
         Some(problem) => problem,

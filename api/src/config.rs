@@ -281,6 +281,9 @@ pub struct TablesConfig {
     /// How long the Unity Catalog API serves a table's cached schema before checking its log
     /// for newer commits, milliseconds: how far behind an outside writer's change it can be.
     pub metadata_staleness_ms: u64,
+    /// How long an erasure waits after its deletes before vacuuming the erased files, seconds,
+    /// so readers that started before the delete finish; shorter than the erasure deadline.
+    pub erasure_window_secs: u64,
 }
 
 impl Default for TablesConfig {
@@ -291,6 +294,7 @@ impl Default for TablesConfig {
             maintenance_concurrency: 2,
             maintenance_concurrency_per_tenant: 1,
             metadata_staleness_ms: 2_000,
+            erasure_window_secs: 7 * 24 * 3600,
         }
     }
 }
@@ -1045,6 +1049,19 @@ impl Config {
                 "must be between 3 and 3600",
             ));
         }
+        // The window must end, and the vacuum and log cleanup run, before the deadline.
+        let deadline_secs = u64::from(tenancy::erasure::DEFAULT_DEADLINE_DAYS) * 24 * 3600;
+        if self.tables.erasure_window_secs >= deadline_secs / 2 {
+            return Err(ConfigError::new(
+                "tables.erasure_window_secs",
+                format!(
+                    "must be less than {} (half the {}-day erasure deadline, leaving the other half \
+                     for the vacuum and log cleanup and their retries)",
+                    deadline_secs / 2,
+                    tenancy::erasure::DEFAULT_DEADLINE_DAYS
+                ),
+            ));
+        }
         if self.tables.metadata_staleness_ms > 60_000 {
             return Err(ConfigError::new(
                 "tables.metadata_staleness_ms",
@@ -1414,6 +1431,21 @@ mod tests {
                 (err.key.as_str(), err.origin.as_deref()),
                 ("server.listen", Some("flag --listen"))
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_erasure_window_reaching_half_the_deadline_is_refused() {
+        figment::Jail::expect_with(|jail| {
+            let config = Config::load(None, &Overrides::default()).expect("defaults");
+            assert_eq!(config.tables.erasure_window_secs, 7 * 24 * 3600);
+            jail.set_env("LAKEPLANE__TABLES__ERASURE_WINDOW_SECS", "1296000");
+            let err = Config::load(None, &Overrides::default()).expect_err("15 days");
+            assert_eq!(err.key, "tables.erasure_window_secs");
+            assert!(err.problem.contains("1296000"), "{}", err.problem);
+            jail.set_env("LAKEPLANE__TABLES__ERASURE_WINDOW_SECS", "1295999");
+            Config::load(None, &Overrides::default()).expect("under 15 days");
             Ok(())
         });
     }

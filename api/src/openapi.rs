@@ -9,7 +9,8 @@ use utoipa_axum::routes;
 
 use crate::problem::{FieldError, PROBLEM_JSON, Problem};
 use crate::routes::{
-    admin, audit, credentials, info, ops, shares, storage, streams, tables, tenants, tokens, workers,
+    admin, audit, credentials, erasures, info, ops, shares, storage, streams, tables, tenants, tokens,
+    workers,
 };
 use crate::state::AppState;
 
@@ -29,6 +30,7 @@ use crate::state::AppState;
         (name = "storage", description = "Zones, lifecycle, usage and provisioning"),
         (name = "workers", description = "The workers the reconciler keeps running"),
         (name = "sharing", description = "Delta Sharing shares and recipients (the protocol itself is served under /delta-sharing)"),
+        (name = "erasures", description = "Data subject erasure (GDPR Art. 17, CCPA) across a tenant's tables"),
         (name = "credentials", description = "Temporary AWS credentials for analysts (S3 with IAM)"),
         (name = "delta-sharing", description = "The Delta Sharing protocol for recipients, authenticated by a recipient's bearer token, and the signed file URLs it hands out on local storage. Errors are `{\"errorCode\", \"message\"}` as the protocol defines them, except those raised before a handler runs (an unknown route, 405, 413, the request timeout), which are problem documents."),
     ),
@@ -86,6 +88,8 @@ pub fn v1_router() -> OpenApiRouter<AppState> {
         .routes(routes!(shares::create_recipient, shares::list_recipients))
         .routes(routes!(shares::revoke_recipient))
         .routes(routes!(credentials::create_credentials))
+        .routes(routes!(erasures::create_erasure, erasures::list_erasures))
+        .routes(routes!(erasures::get_erasure))
 }
 
 /// The finished spec, as served at `/openapi.json` and committed in `openapi/openapi.json`.

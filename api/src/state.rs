@@ -51,6 +51,8 @@ pub struct AppState {
     pub tenants: Arc<Tenants>,
     /// Delta tables and their maintenance.
     pub catalog: Arc<Catalog>,
+    /// Data subject erasures.
+    pub erasures: Arc<lake_manager::erasures::Erasures>,
     /// Temporary AWS credentials; `None` on local storage and on S3 without IAM.
     pub credentials: Option<Arc<CredentialVendor>>,
     /// Streams and ingestion.
@@ -350,6 +352,11 @@ impl AppState {
             .with_id_reuse_after(std::time::Duration::from_secs(config.tenants.id_reuse_after_secs)),
         );
         let workers = Reconciler::new(catalog.clone(), launcher, settings, wake);
+        let erasures = lake_manager::erasures::Erasures::new(
+            catalog.clone(),
+            chrono::Duration::seconds(i64::try_from(config.tables.erasure_window_secs).unwrap_or(i64::MAX)),
+        );
+        workers.schedule_erasures(erasures.clone());
         if config.placement.rebalance_secs > 0 {
             workers.schedule_rebalance(
                 tenants.clone(),
@@ -369,6 +376,7 @@ impl AppState {
             provisioner,
             tenants,
             catalog,
+            erasures,
             credentials,
             metrics: Arc::new(Metrics::new()),
             signer,

@@ -194,6 +194,7 @@ async fn main() {
         z_order_by: vec![],
         description: None,
         target_file_size_bytes: None,
+        subject_columns: vec![],
     }
     .validate()
     .expect("valid spec");

@@ -6,6 +6,7 @@ pub mod cost;
 pub mod credentials;
 pub mod delta;
 pub mod drift;
+pub mod erasures;
 pub mod faults;
 pub mod fence;
 pub mod identity;

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod credentials;
 pub mod datatype;
 pub mod disclosure;
+pub mod erasure;
 pub mod iam;
 pub mod kind;
 pub mod maintenance;

@@ -71,6 +71,8 @@ pub enum Action<'a> {
     ManageShares(&'a TenantId),
     /// Read or write data in a tenant's zone.
     Zone(&'a TenantId, Zone, Access),
+    /// Ask for, dry-run or read a tenant's data subject erasures.
+    EraseSubjects(&'a TenantId),
 }
 
 /// Why a request is refused.
@@ -95,6 +97,7 @@ pub fn authorize(caller: &Principal, action: Action<'_>) -> Result<(), Denial> {
         | Action::ManageStorage(t)
         | Action::IssueToken(t, _)
         | Action::ManageShares(t)
+        | Action::EraseSubjects(t)
         | Action::Zone(t, _, _) => Some(t),
         Action::ReadAudit(t) => t,
         _ => None,
@@ -137,6 +140,15 @@ pub fn authorize(caller: &Principal, action: Action<'_>) -> Result<(), Denial> {
                 Ok(())
             } else {
                 forbid("manage shares")
+            }
+        }
+        // Erasure deletes in every zone, bronze included, and its requests are personal data
+        // requests: the tenant's administrators decide them.
+        Action::EraseSubjects(_) => {
+            if caller.role == Role::TenantAdmin {
+                Ok(())
+            } else {
+                forbid("request or read data subject erasures")
             }
         }
         Action::DeleteTenant(_) => forbid("delete tenants"),
@@ -206,6 +218,7 @@ mod tests {
             Action::IssueToken(&b, Role::Viewer),
             Action::ReadAudit(Some(&b)),
             Action::ManageShares(&b),
+            Action::EraseSubjects(&b),
             Action::Zone(&b, Zone::Gold, Access::Read),
         ];
         for role in Role::TENANT_ROLES {
@@ -272,6 +285,12 @@ mod tests {
                 allowed,
                 "{role}"
             );
+            assert_eq!(
+                authorize(&caller(role, Some("tenant-a")), Action::EraseSubjects(&a)).is_ok(),
+                allowed,
+                "erasures: {role}"
+            );
         }
+        assert!(authorize(&caller(Role::PlatformAdmin, None), Action::EraseSubjects(&a)).is_ok());
     }
 }

@@ -508,6 +508,7 @@ pub fn dlq_spec(table: &TableName, source: &StreamSource) -> TableSpec {
         z_order_by: Vec::new(),
         description: Some(format!("Events refused by streams on {table}")),
         target_file_size_bytes: crate::table::DEFAULT_TARGET_FILE_SIZE,
+        subject_columns: Vec::new(),
     }
 }
 

@@ -29,6 +29,8 @@ pub const MAX_DESCRIPTION_CHARS: usize = 1000;
 pub const MAX_NAME_CHARS: usize = 63;
 /// Largest decimal precision Delta supports.
 pub const MAX_DECIMAL_PRECISION: u8 = 38;
+/// Most columns that may identify a data subject in one table.
+pub const MAX_SUBJECT_COLUMNS: usize = 8;
 /// Table names that collide with catalog schemas and query-engine vocabulary.
 pub const RESERVED_TABLE_NAMES: &[&str] = &["default", "information_schema", "system"];
 
@@ -237,6 +239,17 @@ pub struct ColumnSpec {
     pub nullable: bool,
 }
 
+impl ColumnType {
+    /// Whether values of this type can name a data subject exactly: text and integers. Floats do
+    /// not compare exactly, and dates, timestamps and booleans identify nobody.
+    pub fn can_identify_subject(self) -> bool {
+        matches!(
+            self,
+            Self::String | Self::Long | Self::Integer | Self::Short | Self::Byte
+        )
+    }
+}
+
 /// A column as the API receives it, before validation.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema)]
 pub struct RawColumn {
@@ -270,6 +283,9 @@ pub struct TableRequest {
     pub description: Option<String>,
     /// Target data file size, bytes.
     pub target_file_size_bytes: Option<u64>,
+    /// The columns that identify a data subject (a user id, an email): what an erasure matches.
+    #[serde(default)]
+    pub subject_columns: Vec<String>,
 }
 
 /// A validated table definition.
@@ -292,6 +308,10 @@ pub struct TableSpec {
     pub description: Option<String>,
     /// Target data file size, bytes.
     pub target_file_size_bytes: u64,
+    /// The columns that identify a data subject; empty when the table is not covered by
+    /// erasures. Absent from specs stored before erasures existed.
+    #[serde(default)]
+    pub subject_columns: Vec<String>,
 }
 
 /// Column types by name; `None` when the type did not parse, so references to the column
@@ -442,6 +462,29 @@ fn check_target_file_size(bytes: u64) -> Result<u64, Violation> {
     }
 }
 
+fn check_subject_columns(names: &[String], columns: &ColumnTypes<'_>, violations: &mut Violations) {
+    if names.len() > MAX_SUBJECT_COLUMNS {
+        violations.push(Violation::new(
+            "subject_columns",
+            format!("at most {MAX_SUBJECT_COLUMNS} columns"),
+        ));
+    }
+    check_references(
+        "subject_columns",
+        names,
+        columns,
+        violations,
+        |name, column_type| {
+            column_type.filter(|t| !t.can_identify_subject()).map(|t| {
+                format!(
+                    "{name} is {t}; a subject column must be a string or an integer type, which \
+                 erasure requests match exactly"
+                )
+            })
+        },
+    );
+}
+
 impl TableRequest {
     /// Validates the definition, reporting every problem at once.
     pub fn validate(self) -> Result<TableSpec, Vec<Violation>> {
@@ -471,6 +514,7 @@ impl TableRequest {
         if let Some(event_time) = &self.event_time_column {
             check_event_time(event_time, &types, &mut violations);
         }
+        check_subject_columns(&self.subject_columns, &types, &mut violations);
         let description = self
             .description
             .and_then(|d| check_description(d, &mut violations));
@@ -491,6 +535,7 @@ impl TableRequest {
             z_order_by: self.z_order_by,
             description,
             target_file_size_bytes,
+            subject_columns: self.subject_columns,
         })
     }
 }
@@ -507,6 +552,8 @@ pub struct TableChange {
     pub description: Option<String>,
     /// New target data file size, bytes.
     pub target_file_size_bytes: Option<u64>,
+    /// New subject columns, replacing the old ones; empty leaves the table not covered.
+    pub subject_columns: Option<Vec<String>>,
     /// Accepted only to refuse it clearly: dropping columns is not supported.
     pub drop_columns: Option<Vec<String>>,
     /// Accepted only to refuse it clearly: changing column types is not supported.
@@ -523,6 +570,7 @@ impl TableChange {
             && self.z_order_by.is_none()
             && self.description.is_none()
             && self.target_file_size_bytes.is_none()
+            && self.subject_columns.is_none()
             && !drops
             && self.alter_columns.is_none()
         {
@@ -571,6 +619,9 @@ impl TableChange {
         if let Some(z_order_by) = &self.z_order_by {
             check_z_order_by(z_order_by, &types, &current.partition_by, &mut violations);
         }
+        if let Some(subject_columns) = &self.subject_columns {
+            check_subject_columns(subject_columns, &types, &mut violations);
+        }
         let description = self.description.map(|d| check_description(d, &mut violations));
         let target_file_size_bytes = self
             .target_file_size_bytes
@@ -586,6 +637,9 @@ impl TableChange {
             }
             if let Some(bytes) = target_file_size_bytes {
                 spec.target_file_size_bytes = bytes;
+            }
+            if let Some(subject_columns) = self.subject_columns {
+                spec.subject_columns = subject_columns;
             }
             (spec, added)
         })
@@ -623,6 +677,7 @@ mod tests {
             z_order_by: vec!["user_id".to_owned()],
             description: Some("Click events".to_owned()),
             target_file_size_bytes: None,
+            subject_columns: vec!["user_id".to_owned()],
         }
     }
 
@@ -878,6 +933,7 @@ mod tests {
                 z_order_by: vec![],
                 description: None,
                 target_file_size_bytes: None,
+                subject_columns: vec![],
             }
             .validate()
             .expect("valid");
@@ -1055,6 +1111,7 @@ mod tests {
             z_order_by: strings(&["f", "f"]),
             description: Some("x".repeat(MAX_DESCRIPTION_CHARS + 1)),
             target_file_size_bytes: Some(1),
+            subject_columns: vec![],
         }
         .validate()
         .expect_err("refused");
@@ -1082,6 +1139,67 @@ mod tests {
             add_columns: columns,
             ..TableChange::default()
         }
+    }
+
+    #[test]
+    fn subject_columns_name_text_or_integer_columns() {
+        assert_eq!(spec().subject_columns, strings(&["user_id"]));
+        let mut req = request();
+        req.subject_columns = strings(&["user_id", "id"]);
+        assert_eq!(
+            req.validate().expect("valid").subject_columns,
+            strings(&["user_id", "id"])
+        );
+        for (subjects, field, needle) in [
+            (strings(&["nope"]), "subject_columns[0]", "no column named nope"),
+            (
+                strings(&["user_id", "user_id"]),
+                "subject_columns[1]",
+                "listed twice",
+            ),
+            (strings(&["ts"]), "subject_columns[0]", "ts is timestamp"),
+            (strings(&["score"]), "subject_columns[0]", "string or an integer"),
+            (strings(&["payload"]), "subject_columns[0]", "binary"),
+        ] {
+            let errors = refused(|r| r.subject_columns = subjects.clone());
+            assert_eq!(fields(&errors), [field], "{subjects:?}");
+            assert!(errors[0].message.contains(needle), "{}", errors[0].message);
+        }
+        let too_many = refused(|r| {
+            r.columns = (0..=MAX_SUBJECT_COLUMNS)
+                .map(|i| column(&format!("c{i}"), "long"))
+                .collect();
+            r.partition_by.clear();
+            r.z_order_by.clear();
+            r.event_time_column = None;
+            r.subject_columns = r.columns.iter().map(|c| c.name.clone()).collect();
+        });
+        assert_eq!(fields(&too_many), ["subject_columns"]);
+    }
+
+    #[test]
+    fn subject_columns_change_replaces_and_may_name_added_columns() {
+        let change = |subjects: &[&str], add_columns: Vec<RawColumn>| TableChange {
+            add_columns,
+            subject_columns: Some(strings(subjects)),
+            ..TableChange::default()
+        };
+        let (new, _) = change(&["email"], vec![column("email", "string")])
+            .apply(&spec())
+            .expect("valid");
+        assert_eq!(new.subject_columns, strings(&["email"]));
+        let (cleared, _) = change(&[], vec![]).apply(&spec()).expect("valid");
+        assert!(
+            cleared.subject_columns.is_empty(),
+            "an empty list uncovers the table"
+        );
+        let errors = change_refused(change(&["amount"], vec![]));
+        assert_eq!(fields(&errors), ["subject_columns[0]"]);
+        // Stored specs from before erasures read back uncovered.
+        let mut old = serde_json::to_value(spec()).expect("json");
+        old.as_object_mut().expect("object").remove("subject_columns");
+        let back: TableSpec = serde_json::from_value(old).expect("old spec");
+        assert!(back.subject_columns.is_empty());
     }
 
     #[test]
@@ -1233,6 +1351,7 @@ mod tests {
             z_order_by: Some(strings(&["missing"])),
             description: Some("x".repeat(MAX_DESCRIPTION_CHARS + 1)),
             target_file_size_bytes: Some(0),
+            subject_columns: Some(strings(&["ts"])),
             drop_columns: Some(strings(&["id"])),
             alter_columns: Some(serde_json::json!([])),
         });
@@ -1244,6 +1363,7 @@ mod tests {
                 "add_columns[0].name",
                 "add_columns[1].nullable",
                 "z_order_by[0]",
+                "subject_columns[0]",
                 "description",
                 "target_file_size_bytes",
             ]

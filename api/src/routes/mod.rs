@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod audit;
 pub mod credentials;
+pub mod erasures;
 pub mod files;
 pub mod info;
 pub mod ops;

@@ -882,6 +882,18 @@ fn file_id(path: &str) -> String {
         .collect()
 }
 
+/// Versions before a data subject erasure's delete still hold erased rows until vacuum and
+/// log cleanup remove them: they are not served.
+async fn refuse_erased(state: &AppState, resolved: &Resolved, version: i64) -> Result<(), ProtocolError> {
+    match state.store.erasure_floor(resolved.record.id).await? {
+        Some(floor) if version < floor => Err(ProtocolError::InvalidParameter(format!(
+            "version {version} is before a data subject erasure: the oldest version that may be \
+             read is {floor}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The table's files at the latest version, a version or a timestamp, each with a URL valid
 /// for at most an hour and never beyond the recipient's token. On S3, 503 while the tenant's
 /// storage moves (no URL is signed for the location being left).
@@ -920,7 +932,12 @@ async fn query_table(
     // Hints may be ignored (the protocol allows it): every live file is returned.
     let _ = (&query.predicate_hints, &query.json_predicate_hints);
     let resolved = resolve(&state, &recipient, &share, &schema, &table).await?;
+    // A version before the floor is refused before it is looked for: its log may be gone.
+    if let lake_manager::sharing::At::Version(v) = at {
+        refuse_erased(&state, &resolved, v).await?;
+    }
     let snapshot = lake_manager::sharing::snapshot(state.catalog.delta(), &resolved.root, at, true).await?;
+    refuse_erased(&state, &resolved, snapshot.version).await?;
     let urls = FileUrls::new(&state, &resolved, &recipient.record, &headers)?;
     let mut lines = Vec::with_capacity(snapshot.files.len() + 2);
     lines.push(protocol_line());

@@ -69,6 +69,11 @@ pub struct CreateTable {
     /// Compaction target, 1 MiB to 1 GiB (default 128 MiB).
     #[serde(default, deserialize_with = "crate::extract::integral::opt_u64")]
     pub target_file_size_bytes: Option<u64>,
+    /// Up to 8 string or integer columns that identify a data subject (`user_id`, `email`):
+    /// what erasure requests match. None: the table is not covered by erasures.
+    #[serde(default)]
+    #[schema(max_items = 8)]
+    pub subject_columns: Vec<String>,
 }
 
 /// A change to a table.
@@ -85,6 +90,10 @@ pub struct PatchTable {
     /// New compaction target.
     #[serde(default, deserialize_with = "crate::extract::integral::opt_u64")]
     pub target_file_size_bytes: Option<u64>,
+    /// New subject columns, replacing the old ones; `[]` leaves the table not covered by
+    /// erasures.
+    #[schema(max_items = 8)]
+    pub subject_columns: Option<Vec<String>>,
     /// Refused for now: dropping needs Delta column mapping.
     #[schema(value_type = Option<Vec<String>>)]
     pub drop_columns: Option<Vec<String>>,
@@ -179,6 +188,8 @@ pub struct TableView {
     pub description: Option<String>,
     /// Compaction target, bytes.
     pub target_file_size_bytes: u64,
+    /// Columns that identify a data subject; empty: not covered by erasures.
+    pub subject_columns: Vec<String>,
     /// When created.
     pub created_at: DateTime<Utc>,
     /// When the definition last changed.
@@ -286,6 +297,7 @@ fn view(
         z_order_by: t.spec.z_order_by.clone(),
         description: t.spec.description.clone(),
         target_file_size_bytes: t.spec.target_file_size_bytes,
+        subject_columns: t.spec.subject_columns.clone(),
         created_at: t.created_at,
         updated_at: t.updated_at,
     }
@@ -338,6 +350,7 @@ pub async fn create_table(
         z_order_by: body.z_order_by,
         description: body.description,
         target_file_size_bytes: body.target_file_size_bytes,
+        subject_columns: body.subject_columns,
     };
     // A valid zone is checked for access before anything else is revealed about the request.
     if let Some(zone) = Zone::parse(&request.zone) {
@@ -366,6 +379,9 @@ pub async fn create_table(
 pub struct TableQuery {
     /// Only this zone.
     pub zone: Option<Zone>,
+    /// `false`: only tables without subject columns, which erasures do not reach; `true`: only
+    /// those with.
+    pub covered: Option<bool>,
     /// Page size, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
@@ -420,7 +436,17 @@ pub async fn list_tables(
         cursor = batch
             .last()
             .map(|t| (t.spec.zone.as_str().to_owned(), t.spec.name.to_string()));
-        rows.extend(batch.into_iter().filter(|t| readable.contains(&t.spec.zone)));
+        for t in batch {
+            if !readable.contains(&t.spec.zone) {
+                continue;
+            }
+            if let Some(wanted) = query.covered
+                && covered(&state, tenant_id, &t).await? != wanted
+            {
+                continue;
+            }
+            rows.push(t);
+        }
         if exhausted || rows.len() > limit as usize {
             break;
         }
@@ -435,6 +461,22 @@ pub async fn list_tables(
             .collect(),
         next_cursor,
     }))
+}
+
+/// Whether erasures reach the table: it declares subject columns, or it is the dead-letter
+/// table of one that does (its payloads are matched by the source table's columns).
+async fn covered(state: &AppState, tenant: &TenantId, t: &TableRecord) -> Result<bool, ApiError> {
+    if !t.spec.subject_columns.is_empty() {
+        return Ok(true);
+    }
+    let Some(source) = t.spec.name.as_str().strip_suffix(tenancy::stream::DLQ_SUFFIX) else {
+        return Ok(false);
+    };
+    Ok(state
+        .store
+        .get_table(tenant, t.spec.zone, source)
+        .await?
+        .is_some_and(|s| !s.spec.subject_columns.is_empty()))
 }
 
 /// A table's definition and Delta statistics (from the snapshot), and its last maintenance.
@@ -483,11 +525,28 @@ pub async fn patch_table(
 ) -> Result<Response, ApiError> {
     let (_, zone, name) = path;
     let (tenant, record) = table_at(&state, &auth, &zone, &name, Access::ReadWrite).await?;
+    if body.subject_columns.is_some() {
+        // Which tables erasures reach is the tenant-admins' decision, and it holds still while
+        // an erasure is deleting.
+        auth.caller.authorize(Action::EraseSubjects(&tenant.id))?;
+        let deleting = state
+            .store
+            .unfinished_erasures()
+            .await?
+            .into_iter()
+            .any(|e| e.tenant == tenant.id && e.status == tenancy::erasure::ErasureStatus::Planned);
+        if deleting {
+            return Err(ApiError::Conflict(
+                "an erasure of this tenant is deleting; change subject_columns once it has".to_owned(),
+            ));
+        }
+    }
     let change = TableChange {
         add_columns: raw(body.add_columns),
         z_order_by: body.z_order_by,
         description: body.description,
         target_file_size_bytes: body.target_file_size_bytes,
+        subject_columns: body.subject_columns,
         drop_columns: body.drop_columns,
         alter_columns: body.alter_columns,
     };

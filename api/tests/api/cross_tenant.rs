@@ -64,6 +64,10 @@ pub(crate) fn allowed(method: &str, path: &str) -> Option<&'static [Role]> {
         // Credentials in the silver zone, read: what the caller's role holds itself (on local
         // storage the allowed roles get 422 pointing to Delta Sharing, never 403).
         ("post", "/v1/tenants/{tenant}/credentials") => &[TenantAdmin, Engineer, Scientist, Analyst],
+        // Data subject erasures: tenant-admins only.
+        ("post", "/v1/tenants/{tenant}/erasures")
+        | ("get", "/v1/tenants/{tenant}/erasures")
+        | ("get", "/v1/tenants/{tenant}/erasures/{erasure_id}") => &[TenantAdmin],
         _ => return None,
     })
 }
@@ -113,6 +117,11 @@ pub(crate) fn request_for(method: &str, path: &str) -> (String, Option<Value>) {
         ("post", "/v1/tenants/{tenant}/credentials") => (
             String::new(),
             Some(json!({"zone": "silver", "access": "read", "ttl_seconds": 900})),
+        ),
+        // A dry run: it changes nothing, so every role's pass finds the same tables.
+        ("post", "/v1/tenants/{tenant}/erasures") => (
+            String::new(),
+            Some(json!({"subjects": [{"id": 1}], "reason": "matrix", "dry_run": true})),
         ),
         ("post", "/v1/admin/placement/rebalance") | ("delete", "/v1/tenants/{tenant}") => {
             ("?dry_run=true".into(), None)
@@ -167,6 +176,7 @@ pub(crate) fn concrete(path: &str, tenant: &str, token_id: &str) -> String {
         .replace("{share}", "sales")
         .replace("{recipient_id}", "00000000-0000-7000-8000-000000000000")
         .replace("{run_id}", "00000000-0000-7000-8000-000000000000")
+        .replace("{erasure_id}", "00000000-0000-7000-8000-000000000000")
         .replace("{id}", "ingest-tenant-b-000000000000")
 }
 

@@ -54,6 +54,8 @@ struct Holdings {
     /// The bronze table's id and one of its data files, as a signed URL.
     bronze_id: String,
     file_url: String,
+    /// A settled erasure.
+    erasure_id: String,
 }
 
 const COLUMNS: &str = r#"[{"name": "id", "type": "long"}, {"name": "name", "type": "string"}]"#;
@@ -64,7 +66,13 @@ async fn populate(app: &TestApp, admin: &str, tenant: &str) -> Holdings {
     let base = format!("/v1/tenants/{tenant}");
     let columns: Value = serde_json::from_str(COLUMNS).expect("columns");
     for zone in ["bronze", "silver", "gold"] {
-        let table = json!({"zone": zone, "name": "orders", "columns": columns});
+        // Ids name data subjects in bronze, so the tenant can hold an erasure.
+        let subjects = if zone == "bronze" {
+            json!(["id"])
+        } else {
+            json!([])
+        };
+        let table = json!({"zone": zone, "name": "orders", "columns": columns, "subject_columns": subjects});
         app.expect(admin, Method::POST, &format!("{base}/tables"), Some(table), 201)
             .await;
     }
@@ -141,7 +149,20 @@ async fn populate(app: &TestApp, admin: &str, tenant: &str) -> Holdings {
         )
         .await;
     let (bronze_id, file_url) = first_file(app, &tokens[0], "sales").await;
+    // An erasure of a subject with no rows: a real record, and no file changes.
+    let erasure = app
+        .expect(
+            admin,
+            Method::POST,
+            &format!("{base}/erasures"),
+            Some(json!({"subjects": [{"id": 999}], "reason": "held"})),
+            202,
+        )
+        .await;
+    let erasure_id = erasure["id"].as_str().expect("erasure id").to_owned();
+    wait_for_erasure(app, admin, &format!("{base}/erasures/{erasure_id}")).await;
     Holdings {
+        erasure_id,
         tenant: tenant.to_owned(),
         token_id: issued["token_id"].as_str().expect("token id").to_owned(),
         run_id,
@@ -153,6 +174,22 @@ async fn populate(app: &TestApp, admin: &str, tenant: &str) -> Holdings {
         own_share_token: tokens[1].clone(),
         bronze_id,
         file_url,
+    }
+}
+
+/// Waits until the erasure has done all it does without a vacuum window passing.
+async fn wait_for_erasure(app: &TestApp, token: &str, path: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let erasure = app.expect(token, Method::GET, path, None, 200).await;
+        if erasure["status"] == "awaiting_vacuum" {
+            return;
+        }
+        assert!(
+            erasure["status"] != "failed" && Instant::now() < deadline,
+            "the erasure did not settle: {erasure}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -240,6 +277,7 @@ fn path_of(path: &str, held: &Holdings) -> String {
         .replace("{share}", &own_share(&held.tenant))
         .replace("{recipient_id}", &held.recipient_id)
         .replace("{run_id}", &held.run_id)
+        .replace("{erasure_id}", &held.erasure_id)
         .replace("{id}", &held.worker_id)
 }
 

@@ -5,6 +5,7 @@ mod audit;
 mod credentials;
 mod cross_tenant;
 mod cross_tenant_populated;
+mod erasures;
 mod errors;
 mod fixtures;
 mod helpers;

@@ -112,7 +112,7 @@ async fn share(app: &TestApp, token: &str, tenant: &str, name: &str, tables: Val
 }
 
 /// Adds a recipient and writes its profile into the app's data dir; returns (id, file, token).
-async fn recipient(
+pub(crate) async fn recipient(
     app: &TestApp,
     token: &str,
     tenant: &str,
@@ -157,7 +157,7 @@ async fn orders_shared_with_bob(app: &TestApp, acme: &str) -> (String, String, V
 }
 
 /// Runs a Python script off the async workers: the client calls back into this process.
-async fn py(script: &'static str, args: Vec<String>) -> (bool, String, String) {
+pub(crate) async fn py(script: &'static str, args: Vec<String>) -> (bool, String, String) {
     tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         python_outcome(script, &args)

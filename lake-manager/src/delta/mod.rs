@@ -3,6 +3,7 @@
 
 pub mod contained;
 pub mod durable;
+pub mod erase;
 mod error;
 pub mod maintain;
 pub mod metadata;

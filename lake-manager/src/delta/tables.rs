@@ -167,6 +167,24 @@ fn empty_object() -> serde_json::Value {
     serde_json::Value::Object(serde_json::Map::new())
 }
 
+/// An erasure's delete names the subjects' identifiers in its predicate, which the history
+/// must not show again: the predicate is replaced by the erasure it belongs to.
+fn withheld(
+    info: &std::collections::HashMap<String, serde_json::Value>,
+    mut parameters: serde_json::Value,
+) -> serde_json::Value {
+    if let Some(erasure) = info.get(ERASURE_KEY).and_then(serde_json::Value::as_str)
+        && let Some(object) = parameters.as_object_mut()
+        && object.contains_key("predicate")
+    {
+        object.insert(
+            "predicate".to_owned(),
+            serde_json::Value::String(format!("withheld: the subjects of erasure {erasure}")),
+        );
+    }
+    parameters
+}
+
 /// The latest `limit` commits, newest first, starting below version `before` when given.
 pub async fn history(
     table: &DeltaTable,
@@ -197,10 +215,13 @@ pub async fn history(
             operation: info.operation,
             // Both are objects in the API's schema: a commit without them (a CREATE TABLE has
             // no metrics) shows `{}`, not `null`.
-            operation_parameters: serde_json::to_value(info.operation_parameters.unwrap_or_default())
-                .ok()
-                .filter(serde_json::Value::is_object)
-                .unwrap_or_else(empty_object),
+            operation_parameters: withheld(
+                &info.info,
+                serde_json::to_value(info.operation_parameters.unwrap_or_default())
+                    .ok()
+                    .filter(serde_json::Value::is_object)
+                    .unwrap_or_else(empty_object),
+            ),
             operation_metrics: info
                 .info
                 .get("operationMetrics")
@@ -281,6 +302,24 @@ pub const OWNER_KEY: &str = "lakeplane.owner";
 /// they rewrite apart from new data.
 pub fn maintenance_commit_properties() -> CommitProperties {
     CommitProperties::default().with_metadata([writer(crate::volume::MAINTENANCE)])
+}
+
+/// The commitInfo key naming the erasure a delete belongs to.
+pub const ERASURE_KEY: &str = "lakeplane.erasure";
+
+/// Commit properties for an erasure's delete: tagged as maintenance (what it rewrites is not
+/// new data), with the erasure's id, and marked with its application transaction (`app_id`,
+/// round `seq`), by which a resumed erasure finds the commit.
+pub fn erasure_commit_properties(app_id: &str, seq: i64, erasure: uuid::Uuid) -> CommitProperties {
+    CommitProperties::default()
+        .with_metadata([
+            writer(crate::volume::MAINTENANCE),
+            (
+                ERASURE_KEY.to_owned(),
+                serde_json::Value::String(erasure.to_string()),
+            ),
+        ])
+        .with_application_transaction(deltalake::kernel::Transaction::new(app_id, seq))
 }
 
 fn writer(kind: &str) -> (String, serde_json::Value) {
@@ -372,4 +411,27 @@ pub async fn app_version(
         .await
         .map_err(|e| DeltaError::delta("read positions", root, e))?;
     Ok((table, version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_erasures_predicate_is_withheld_from_history_and_others_are_kept() {
+        let erasure = std::collections::HashMap::from([(ERASURE_KEY.to_owned(), json!("e-1"))]);
+        let shown = withheld(&erasure, json!({"predicate": "email IN ('ann@example.com')"}));
+        assert_eq!(
+            shown,
+            json!({"predicate": "withheld: the subjects of erasure e-1"})
+        );
+        let retention = std::collections::HashMap::new();
+        let kept = json!({"predicate": "ts < '2026-01-01'"});
+        assert_eq!(withheld(&retention, kept.clone()), kept);
+        assert_eq!(
+            withheld(&erasure, json!({"mode": "Full"})),
+            json!({"mode": "Full"})
+        );
+    }
 }

@@ -58,6 +58,9 @@ pub struct Reconciler {
     /// The scheduled rebalance: what runs it and how often (set before `spawn`).
     rebalance: Mutex<Option<(Arc<crate::tenants::Tenants>, Duration)>>,
     rebalancing: AtomicBool,
+    /// Erasures the scheduled pass moves on (set before `spawn`).
+    erasures: Mutex<Option<Arc<crate::erasures::Erasures>>>,
+    erasing: AtomicBool,
 }
 
 /// A leadership this process holds, watched on a task of its own: the lock is confirmed
@@ -127,6 +130,8 @@ impl Reconciler {
             task: Mutex::new(None),
             rebalance: Mutex::new(None),
             rebalancing: AtomicBool::new(false),
+            erasures: Mutex::new(None),
+            erasing: AtomicBool::new(false),
         })
     }
 
@@ -134,6 +139,12 @@ impl Reconciler {
     /// `tenants`, as `POST /v1/admin/placement/rebalance` would. Call before `spawn`.
     pub fn schedule_rebalance(&self, tenants: Arc<crate::tenants::Tenants>, every: Duration) {
         *self.rebalance.lock().unwrap_or_else(|p| p.into_inner()) = Some((tenants, every));
+    }
+
+    /// Has the leader's scheduled pass move unfinished erasures on (those a crash or a
+    /// failure interrupted, and those waiting for their vacuum). Call before `spawn`.
+    pub fn schedule_erasures(&self, erasures: Arc<crate::erasures::Erasures>) {
+        *self.erasures.lock().unwrap_or_else(|p| p.into_inner()) = Some(erasures);
     }
 
     /// Counts volumes, then rebalances as the plane's own actor; returns what started.
@@ -240,6 +251,24 @@ impl Reconciler {
                                 Err(e) => {
                                     tracing::warn!(error = %tenancy::error_chain(&e), "maintenance scheduling failed")
                                 }
+                            }
+                            // Erasures scan, delete and vacuum whole tables: on a task of their
+                            // own, so they never hold up volume counting and maintenance.
+                            let erasures = this.erasures.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                            if let Some(erasures) = erasures
+                                && !this.erasing.swap(true, Ordering::SeqCst)
+                            {
+                                let this = this.clone();
+                                tokio::spawn(async move {
+                                    match erasures.advance_all().await {
+                                        Ok(0) => {}
+                                        Ok(moved) => tracing::info!(erasures = moved, "erasures moved on"),
+                                        Err(e) => {
+                                            tracing::warn!(error = %tenancy::error_chain(&e), "erasure pass failed; the next pass retries")
+                                        }
+                                    }
+                                    this.erasing.store(false, Ordering::SeqCst);
+                                });
                             }
                             this.report
                                 .lock()

@@ -8,6 +8,7 @@
 //! this beats `sqlx::Any` and the compile-time macros here.
 
 mod audit;
+mod erasures;
 mod error;
 mod fence;
 mod postgres;
@@ -35,6 +36,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 pub use audit::AuditStore;
+pub use erasures::{ErasureRecord, ErasureStore};
 pub use error::StoreError;
 pub use fence::FenceStore;
 pub use provisioning::{
@@ -145,6 +147,7 @@ pub trait MetadataStore:
     + VolumeStore
     + FenceStore
     + PushKeyStore
+    + ErasureStore
     + Send
     + Sync
     + 'static

@@ -1,6 +1,7 @@
 //! Repository tests. Every test runs against both backends: a fresh SQLite file and a fresh
 //! PostgreSQL database on the local server.
 
+mod erasures;
 mod instance;
 mod leader;
 mod migrations;

@@ -48,6 +48,7 @@ pub(crate) fn table(zone: &str, name: &str) -> TableRecord {
         z_order_by: vec![],
         description: None,
         target_file_size_bytes: None,
+        subject_columns: vec![],
     }
     .validate()
     .expect("valid");

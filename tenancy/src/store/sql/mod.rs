@@ -11,6 +11,7 @@
 //! the second backend.
 
 mod audit;
+mod erasures;
 mod fence;
 mod metadata;
 mod provisioning;

@@ -182,6 +182,8 @@ impl TenantStore for Store {
             "DELETE FROM tenant_volume_daily WHERE tenant_id = $1",
             "DELETE FROM volume_watermarks WHERE tenant_id = $1",
             "DELETE FROM migration_progress WHERE tenant_id = $1",
+            "DELETE FROM erasures WHERE tenant_id = $1",
+            "DELETE FROM erasure_floors WHERE tenant_id = $1",
         ] {
             sqlx::query(statement).bind(id.as_str()).execute(&mut *tx).await?;
         }

@@ -1,0 +1,279 @@
+//! Data subject erasures of a tenant: ask for one (or dry-run it), list them, read one. The
+//! subjects are answered back only as counts; after the request they are kept only as salted
+//! hashes.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tenancy::audit::Outcome;
+use tenancy::erasure::{DEFAULT_DEADLINE_DAYS, ErasureStatus, ErasureTable};
+use tenancy::pagination;
+use tenancy::role::Zone;
+use tenancy::store::ErasureRecord;
+use tenancy::tenant::{TenantId, TenantStatus};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::tenants::load;
+use super::views::{Page, PageQuery};
+use crate::audit::{audited, event};
+use crate::auth::{Authorized, perm};
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiQuery};
+use crate::state::AppState;
+
+/// An erasure to ask for.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(remote = "Self", deny_unknown_fields)]
+pub struct CreateErasure {
+    /// 1 to 1,000 subjects, each an object of identifiers by subject column:
+    /// `{"user_id": 42, "email": "ann@example.com"}`. A row is the subject's when any of its
+    /// subject columns holds the identifier given for that column. Strings match string
+    /// columns; integers match integer columns, and string columns by their decimal text.
+    #[schema(min_items = 1, max_items = 1000, value_type = Vec<Object>)]
+    pub subjects: Vec<serde_json::Value>,
+    /// Why (kept for the record of processing), up to 1,000 characters.
+    #[schema(min_length = 1, max_length = 1000)]
+    pub reason: Option<String>,
+    /// Count the subjects' rows per table and change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+crate::objects_only!(CreateErasure);
+
+/// One table's part of an erasure.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErasureTableView {
+    /// Zone.
+    pub zone: Zone,
+    /// Table name.
+    pub name: String,
+    /// A stream's dead-letter table, matched by payload.
+    pub dead_letter: bool,
+    /// The version of the erasure's last delete (none: nothing matched).
+    pub delete_version: Option<i64>,
+    /// Rows deleted (absent until the table's delete is done).
+    pub rows_deleted: Option<u64>,
+    /// The version vacuum ran at.
+    pub vacuum_version: Option<i64>,
+    /// The oldest log version kept after the log was cleaned.
+    pub oldest_log_version: Option<i64>,
+}
+
+impl From<&ErasureTable> for ErasureTableView {
+    fn from(t: &ErasureTable) -> Self {
+        Self {
+            zone: t.zone,
+            name: t.name.clone(),
+            dead_letter: t.dead_letter,
+            delete_version: t.delete_version,
+            rows_deleted: t.rows_deleted,
+            vacuum_version: t.vacuum_version,
+            oldest_log_version: t.oldest_log_version,
+        }
+    }
+}
+
+/// An erasure.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErasureView {
+    /// Erasure id.
+    pub id: Uuid,
+    /// `planned`, `deleted`, `awaiting_vacuum`, `vacuumed`, `log_cleaned`, `completed` or
+    /// `failed`.
+    #[schema(value_type = String)]
+    pub status: ErasureStatus,
+    /// Why it was asked for.
+    pub reason: String,
+    /// Who asked.
+    pub requested_by: String,
+    /// How many subjects (the subjects themselves are kept only as salted hashes).
+    pub subjects: usize,
+    /// The covered tables and their progress.
+    pub tables: Vec<ErasureTableView>,
+    /// Tables without subject columns when it was asked (`zone/name`): not reached.
+    pub not_covered: Vec<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// When it must be complete.
+    pub deadline: DateTime<Utc>,
+    /// When asked.
+    pub created_at: DateTime<Utc>,
+    /// Last progress.
+    pub updated_at: DateTime<Utc>,
+    /// When it completed.
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl From<&ErasureRecord> for ErasureView {
+    fn from(e: &ErasureRecord) -> Self {
+        Self {
+            id: e.id,
+            status: e.status,
+            reason: e.reason.clone(),
+            requested_by: e.requested_by.clone(),
+            subjects: e.subject_hashes.len(),
+            tables: e.tables.iter().map(ErasureTableView::from).collect(),
+            not_covered: e.not_covered.clone(),
+            error: e.error.clone(),
+            deadline: e.deadline,
+            created_at: e.created_at,
+            updated_at: e.updated_at,
+            completed_at: e.completed_at,
+        }
+    }
+}
+
+/// One table in a dry run.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MatchingView {
+    /// Zone.
+    pub zone: Zone,
+    /// Table name.
+    pub name: String,
+    /// A stream's dead-letter table, matched by payload.
+    pub dead_letter: bool,
+    /// Rows of the subjects in the table's latest version.
+    pub matching_rows: u64,
+}
+
+/// What an erasure would delete now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DryRunView {
+    /// Always true.
+    pub dry_run: bool,
+    /// How many subjects.
+    pub subjects: usize,
+    /// Each covered table's matching rows.
+    pub tables: Vec<MatchingView>,
+    /// The sum over the tables.
+    pub total_rows: u64,
+    /// Tables without subject columns (`zone/name`): an erasure would not reach them.
+    pub not_covered: Vec<String>,
+}
+
+fn erasures_target(tenant: &TenantId) -> String {
+    format!("/v1/tenants/{tenant}/erasures")
+}
+
+/// Asks for the erasure of data subjects from every covered table of the tenant (202), or
+/// with `dry_run` counts their rows and changes nothing (200). Tenant-admins only.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/erasures", tag = "erasures", request_body = CreateErasure,
+    params(("tenant" = String, Path, description = "Tenant id")),
+    responses((status = 202, description = "Accepted: poll the erasure", body = ErasureView),
+        (status = 200, description = "The dry run's counts", body = DryRunView),
+        (status = 409, description = "The tenant is not ready, or a covered table has deletion vectors or a change data feed", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub async fn create_erasure(
+    State(state): State<AppState>,
+    auth: Authorized<perm::EraseSubjects>,
+    ApiJson(body): ApiJson<CreateErasure>,
+) -> Result<Response, ApiError> {
+    let tenant_id = auth.tenant()?.clone();
+    let tenant = load(&state, &tenant_id).await?;
+    let reach = state.erasures.reach(&tenant_id).await?;
+    let valid = tenancy::erasure::validate(&body.subjects, body.reason.as_deref(), &reach.subject_columns())?;
+    if tenant.status != TenantStatus::Ready {
+        return Err(ApiError::from(lake_manager::catalog::CatalogError::NotReady {
+            tenant: tenant_id.to_string(),
+            status: tenant.status.as_str(),
+        }));
+    }
+    let refused = state.erasures.refusals(&tenant, &reach).await?;
+    if !refused.is_empty() {
+        return Err(ApiError::Conflict(format!(
+            "these covered tables cannot be erased correctly yet; uncover them (PATCH \
+             subject_columns: []) or turn the feature off, then ask again: {}",
+            refused.join("; ")
+        )));
+    }
+    if body.dry_run {
+        let counted = state.erasures.dry_run(&tenant, &reach, &valid.subjects).await?;
+        let view = DryRunView {
+            dry_run: true,
+            subjects: valid.subjects.len(),
+            total_rows: counted.iter().map(|m| m.rows).sum(),
+            tables: counted
+                .iter()
+                .map(|m| MatchingView {
+                    zone: m.table.zone,
+                    name: m.table.name.clone(),
+                    dead_letter: m.table.dead_letter,
+                    matching_rows: m.rows,
+                })
+                .collect(),
+            not_covered: reach.not_covered,
+        };
+        let audit = event(
+            &auth.caller,
+            "erasure.dry_run",
+            &erasures_target(&tenant_id),
+            Some(tenant_id.as_str()),
+            Outcome::Success,
+        );
+        state.store.append_audit(&audit).await?;
+        return Ok(audited(Json(view)));
+    }
+    let id_hint = erasures_target(&tenant_id);
+    let audit = event(
+        &auth.caller,
+        "erasure.create",
+        &id_hint,
+        Some(tenant_id.as_str()),
+        Outcome::Success,
+    );
+    let deadline = tenancy::now() + chrono::Duration::days(i64::from(DEFAULT_DEADLINE_DAYS));
+    let record = state
+        .erasures
+        .request(
+            &tenant,
+            &reach,
+            valid,
+            &auth.caller.principal.subject,
+            deadline,
+            &audit,
+        )
+        .await?;
+    state.erasures.spawn_advance(tenant_id, record.id);
+    Ok(audited((StatusCode::ACCEPTED, Json(ErasureView::from(&record)))))
+}
+
+/// The tenant's erasures, newest first.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/erasures", tag = "erasures",
+    params(("tenant" = String, Path, description = "Tenant id"), PageQuery),
+    responses((status = 200, description = "A page of erasures", body = Page<ErasureView>)))]
+pub async fn list_erasures(
+    State(state): State<AppState>,
+    auth: Authorized<perm::EraseSubjects>,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<Json<Page<ErasureView>>, ApiError> {
+    let limit = pagination::limit(query.limit)?;
+    let before = pagination::decode_uuid_cursor(query.cursor.as_deref())?;
+    let tenant = auth.tenant()?;
+    load(&state, tenant).await?;
+    let rows = state.store.list_erasures(tenant, before, limit + 1).await?;
+    let (rows, next_cursor) = pagination::page(rows, limit, |e| e.id.to_string());
+    Ok(Json(Page {
+        items: rows.iter().map(ErasureView::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// One erasure and each table's progress.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/erasures/{erasure_id}", tag = "erasures",
+    params(("tenant" = String, Path, description = "Tenant id"), ("erasure_id" = Uuid, Path, description = "Erasure id")),
+    responses((status = 200, description = "The erasure", body = ErasureView)))]
+pub async fn get_erasure(
+    State(state): State<AppState>,
+    auth: Authorized<perm::EraseSubjects>,
+    Path((_tenant, erasure)): Path<(String, String)>,
+) -> Result<Json<ErasureView>, ApiError> {
+    let tenant = auth.tenant()?;
+    let not_found = || ApiError::NotFound(format!("no erasure {erasure}"));
+    let id = Uuid::parse_str(&erasure).map_err(|_| not_found())?;
+    let record = state.store.get_erasure(tenant, id).await?.ok_or_else(not_found)?;
+    Ok(Json(ErasureView::from(&record)))
+}

@@ -961,6 +961,7 @@ mod tests {
             r.partition_by.clear();
             r.z_order_by.clear();
             r.event_time_column = None;
+            r.subject_columns.clear();
         });
         assert_eq!(fields(&errors), ["columns"]);
         let many = |n: usize| {
@@ -969,6 +970,7 @@ mod tests {
             req.partition_by.clear();
             req.z_order_by.clear();
             req.event_time_column = None;
+            req.subject_columns.clear();
             req.validate()
         };
         assert_eq!(
@@ -1030,6 +1032,7 @@ mod tests {
             r.partition_by = strings(&["a", "b", "a"]);
             r.z_order_by.clear();
             r.event_time_column = None;
+            r.subject_columns.clear();
         });
         assert_eq!(fields(&errors), ["partition_by[2]", "partition_by"]);
         assert_eq!(

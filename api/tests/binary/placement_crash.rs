@@ -494,13 +494,25 @@ async fn move_through_a_crash(plane: &mut Plane, base: &RwLock<String>, lake: &L
     }
 }
 
-/// Asks for a compaction of `hot`'s events table; returns the run's path.
+/// Asks for a compaction of `hot`'s events table; returns the run's path. The scheduler
+/// (every second here) may have started maintenance on the table first: the answer is then 409
+/// naming that run, which is the run followed instead (a maintenance run is under way during
+/// the move either way).
 async fn compact(plane: &Plane) -> String {
     let path = "/v1/tenants/hot/tables/bronze/events/maintenance";
-    let run = plane
-        .expect(Method::POST, path, Some(json!({"operations": ["compact"]})), 202)
+    let (status, body) = plane
+        .send(Method::POST, path, Some(json!({"operations": ["compact"]})))
         .await;
-    format!("{path}/{}", run["run_id"].as_str().expect("run_id"))
+    let run_id = match status {
+        202 => body["run_id"].as_str().expect("run_id").to_owned(),
+        409 => body["detail"]
+            .as_str()
+            .and_then(|d| d.split_whitespace().find(|w| uuid::Uuid::parse_str(w).is_ok()))
+            .unwrap_or_else(|| panic!("a busy answer names the running run: {body}"))
+            .to_owned(),
+        other => panic!("{path}: {other} {body}"),
+    };
+    format!("{path}/{run_id}")
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

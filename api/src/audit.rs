@@ -63,6 +63,7 @@ pub fn action_name(method: &Method, route: &str) -> String {
         ("POST", "/v1/tenants/{tenant}/erasures") => "erasure.create",
         ("GET", "/v1/tenants/{tenant}/erasures") => "erasure.list",
         ("GET", "/v1/tenants/{tenant}/erasures/{erasure_id}") => "erasure.read",
+        ("GET", "/v1/tenants/{tenant}/erasures/{erasure_id}/receipt") => "erasure.receipt",
         ("GET", "/v1/tenants/{tenant}/tables") => "table.list",
         ("POST", "/v1/tenants/{tenant}/tables") => "table.create",
         ("GET", "/v1/tenants/{tenant}/tables/{zone}/{name}") => "table.read",

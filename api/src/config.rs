@@ -284,6 +284,12 @@ pub struct TablesConfig {
     /// How long an erasure waits after its deletes before vacuuming the erased files, seconds,
     /// so readers that started before the delete finish; shorter than the erasure deadline.
     pub erasure_window_secs: u64,
+    /// How long after its request an erasure starts deleting, seconds, so every ingest buffer
+    /// (of any replica or Kafka worker) has committed or refused the events it accepted
+    /// before the request. Unset: `ingest.idempotency_takeover_secs` plus the Kafka linger,
+    /// which also outlasts a commit already under way on slow storage. At least
+    /// `ingest.ack_timeout_ms` plus `ingest.kafka_linger_ms`.
+    pub erasure_drain_secs: Option<u64>,
 }
 
 impl Default for TablesConfig {
@@ -295,6 +301,7 @@ impl Default for TablesConfig {
             maintenance_concurrency_per_tenant: 1,
             metadata_staleness_ms: 2_000,
             erasure_window_secs: 7 * 24 * 3600,
+            erasure_drain_secs: None,
         }
     }
 }
@@ -982,6 +989,22 @@ impl Config {
         Ok(config)
     }
 
+    /// How long an erasure waits after its request before deleting (see
+    /// `tables.erasure_drain_secs`).
+    pub fn erasure_drain(&self) -> std::time::Duration {
+        let linger = std::time::Duration::from_millis(self.ingest.kafka_linger_ms);
+        match self.tables.erasure_drain_secs {
+            Some(secs) => std::time::Duration::from_secs(secs),
+            None => std::time::Duration::from_secs(self.ingest.idempotency_takeover_secs) + linger,
+        }
+    }
+
+    /// The shortest drain that still outlasts every buffered event: a push still queued at
+    /// its acknowledgement timeout is withdrawn, and a Kafka worker commits within its linger.
+    fn least_erasure_drain(&self) -> std::time::Duration {
+        self.ingest.ack_timeout(&self.server) + std::time::Duration::from_millis(self.ingest.kafka_linger_ms)
+    }
+
     /// Checks values that types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.data_dir.as_os_str().is_empty() {
@@ -1057,6 +1080,28 @@ impl Config {
                 format!(
                     "must be less than {} (half the {}-day erasure deadline, leaving the other half \
                      for the vacuum and log cleanup and their retries)",
+                    deadline_secs / 2,
+                    tenancy::erasure::DEFAULT_DEADLINE_DAYS
+                ),
+            ));
+        }
+        if self.erasure_drain() < self.least_erasure_drain() {
+            return Err(ConfigError::new(
+                "tables.erasure_drain_secs",
+                format!(
+                    "must be at least {} ms: ingest.ack_timeout_ms plus ingest.kafka_linger_ms, \
+                     the longest an accepted event can wait in a buffer",
+                    self.least_erasure_drain().as_millis()
+                ),
+            ));
+        }
+        let drain = self.erasure_drain().as_secs();
+        if drain > 86_400 || self.tables.erasure_window_secs + drain >= deadline_secs / 2 {
+            return Err(ConfigError::new(
+                "tables.erasure_drain_secs",
+                format!(
+                    "must be at most 86400 (a day), and with tables.erasure_window_secs less \
+                     than {} (half the {}-day erasure deadline)",
                     deadline_secs / 2,
                     tenancy::erasure::DEFAULT_DEADLINE_DAYS
                 ),
@@ -1436,6 +1481,38 @@ mod tests {
     }
 
     #[test]
+    fn an_erasure_drain_shorter_than_a_buffered_event_can_wait_is_refused() {
+        figment::Jail::expect_with(|jail| {
+            let config = Config::load(None, &Overrides::default()).expect("defaults");
+            assert_eq!(
+                config.erasure_drain(),
+                std::time::Duration::from_millis(300_000 + 500),
+                "the takeover plus the Kafka linger"
+            );
+            // The acknowledgement timeout defaults to 25 s of the 30 s request timeout.
+            jail.set_env("LAKEPLANE__TABLES__ERASURE_DRAIN_SECS", "25");
+            let err = Config::load(None, &Overrides::default()).expect_err("25 s < 25.5 s");
+            assert_eq!(err.key, "tables.erasure_drain_secs");
+            assert!(err.problem.contains("25500 ms"), "{}", err.problem);
+            jail.set_env("LAKEPLANE__TABLES__ERASURE_DRAIN_SECS", "26");
+            Config::load(None, &Overrides::default()).expect("26 s");
+            jail.set_env("LAKEPLANE__TABLES__ERASURE_DRAIN_SECS", "86401");
+            let err = Config::load(None, &Overrides::default()).expect_err("over a day");
+            assert_eq!(err.key, "tables.erasure_drain_secs");
+            assert!(err.problem.contains("86400"), "{}", err.problem);
+            jail.set_env("LAKEPLANE__TABLES__ERASURE_WINDOW_SECS", "1290000");
+            jail.set_env("LAKEPLANE__TABLES__ERASURE_DRAIN_SECS", "6000");
+            let err = Config::load(None, &Overrides::default()).expect_err("window + drain past 15 days");
+            assert_eq!(err.key, "tables.erasure_drain_secs");
+            jail.set_env("LAKEPLANE__TABLES__ERASURE_WINDOW_SECS", "604800");
+            jail.set_env("LAKEPLANE__INGEST__ACK_TIMEOUT_MS", "400");
+            jail.set_env("LAKEPLANE__TABLES__ERASURE_DRAIN_SECS", "1");
+            Config::load(None, &Overrides::default()).expect("0.9 s fits in 1 s");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn an_erasure_window_reaching_half_the_deadline_is_refused() {
         figment::Jail::expect_with(|jail| {
             let config = Config::load(None, &Overrides::default()).expect("defaults");
@@ -1444,8 +1521,9 @@ mod tests {
             let err = Config::load(None, &Overrides::default()).expect_err("15 days");
             assert_eq!(err.key, "tables.erasure_window_secs");
             assert!(err.problem.contains("1296000"), "{}", err.problem);
-            jail.set_env("LAKEPLANE__TABLES__ERASURE_WINDOW_SECS", "1295999");
-            Config::load(None, &Overrides::default()).expect("under 15 days");
+            // The default drain (300.5 s) must fit beside it.
+            jail.set_env("LAKEPLANE__TABLES__ERASURE_WINDOW_SECS", "1295699");
+            Config::load(None, &Overrides::default()).expect("under 15 days with the drain");
             Ok(())
         });
     }

@@ -90,6 +90,7 @@ pub fn v1_router() -> OpenApiRouter<AppState> {
         .routes(routes!(credentials::create_credentials))
         .routes(routes!(erasures::create_erasure, erasures::list_erasures))
         .routes(routes!(erasures::get_erasure))
+        .routes(routes!(erasures::get_receipt))
 }
 
 /// The finished spec, as served at `/openapi.json` and committed in `openapi/openapi.json`.

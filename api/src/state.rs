@@ -354,7 +354,13 @@ impl AppState {
         let workers = Reconciler::new(catalog.clone(), launcher, settings, wake);
         let erasures = lake_manager::erasures::Erasures::new(
             catalog.clone(),
-            chrono::Duration::seconds(i64::try_from(config.tables.erasure_window_secs).unwrap_or(i64::MAX)),
+            provisioner.clone(),
+            lake_manager::erasures::ErasureSettings {
+                window: chrono::Duration::seconds(
+                    i64::try_from(config.tables.erasure_window_secs).unwrap_or(i64::MAX),
+                ),
+                drain: chrono::Duration::from_std(config.erasure_drain()).unwrap_or(chrono::TimeDelta::MAX),
+            },
         );
         workers.schedule_erasures(erasures.clone());
         if config.placement.rebalance_secs > 0 {

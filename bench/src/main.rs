@@ -19,6 +19,9 @@
 //! in the same run, are `GET /healthz` and `GET /v1/tenants/{id}`. Needs AWS credentials in the environment (moto accepts
 //! any, e.g. `AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing`).
 //!
+//! `lakeplane-bench erasure`: one subject erased from 20 tables of 1,000,000 rows, against
+//! Python `deltalake`'s `DeltaTable.delete` on copies of the same tables (see `erasure.rs`).
+//!
 //! Build: `cargo build --release -p api -p bench --bins`; run `target/release/lakeplane-bench http`.
 //! Env: `CLIENTS` (8), `BATCH` (5000 events), `SECONDS` (10), `EVENTS` (Kafka, 1000000).
 
@@ -32,6 +35,8 @@ use deltalake::parquet::file::properties::WriterProperties;
 use serde_json::{Value, json};
 
 use bench::{open_loop, serve};
+
+mod erasure;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -518,6 +523,7 @@ async fn add_tenants(store: &dyn tenancy::store::MetadataStore, from: usize, to:
             },
             quotas: Quotas::default(),
             volume_30d_bytes: 0,
+            erasure_deadline_days: tenancy::erasure::DEFAULT_DEADLINE_DAYS,
             created_at: now,
             updated_at: now,
         };
@@ -969,6 +975,7 @@ async fn main() {
         Some("reconcile") => reconcile().await,
         Some("sharing") => sharing().await,
         Some("unity") => unity().await,
+        Some("erasure") => erasure::erasure().await,
         Some("credentials") => {
             credentials(
                 args.get(2)
@@ -979,7 +986,7 @@ async fn main() {
         }
         _ => {
             eprintln!(
-                "usage: lakeplane-bench http | kafka [BOOTSTRAP] | reconcile | credentials [S3_ENDPOINT] | sharing | unity"
+                "usage: lakeplane-bench http | kafka [BOOTSTRAP] | reconcile | credentials [S3_ENDPOINT] | sharing | unity | erasure"
             );
             std::process::exit(2);
         }

@@ -19,6 +19,47 @@ use uuid::Uuid;
 use crate::catalog::{Catalog, CatalogError};
 use crate::delta::DeltaError;
 use crate::delta::erase;
+use crate::provision::{ProvisionError, Provisioner};
+use crate::storage::StorageError;
+
+/// A provisioning failure as the catalog's, for the erasure's one error type.
+fn provision(e: ProvisionError) -> CatalogError {
+    match e {
+        ProvisionError::Store(e) => e.into(),
+        ProvisionError::Storage(e) => e.into(),
+        other => CatalogError::Storage(StorageError::Io {
+            operation: "remove a migration's old location",
+            target: other.to_string(),
+            source: std::io::Error::other("refused"),
+        }),
+    }
+}
+
+/// The subject columns (with their types) an erasure matches `table` by: its own, or, for a
+/// dead-letter table, those of its `source` table. Empty: erasures do not reach it. The one
+/// coverage rule, for the erasures and for `?covered=` in table lists.
+pub fn covered_columns(
+    table: &TableRecord,
+    source: Option<&TableRecord>,
+) -> Vec<(String, tenancy::table::ColumnType)> {
+    let declaring = match source {
+        Some(source)
+            if table.spec.name.as_str().strip_suffix(DLQ_SUFFIX) == Some(source.spec.name.as_str()) =>
+        {
+            source
+        }
+        _ => table,
+    };
+    declaring
+        .spec
+        .subject_columns
+        .iter()
+        .filter_map(|name| {
+            let column = declaring.spec.columns.iter().find(|c| &c.name == name)?;
+            Some((name.clone(), column.column_type))
+        })
+        .collect()
+}
 
 /// A covered table: one with subject columns, or the dead-letter table of one.
 #[derive(Debug, Clone)]
@@ -66,25 +107,43 @@ pub struct Matching {
     pub rows: u64,
 }
 
+/// How erasures wait.
+#[derive(Debug, Clone, Copy)]
+pub struct ErasureSettings {
+    /// How long after the deletes the vacuum waits, so readers in flight finish.
+    pub window: chrono::Duration,
+    /// How long after the request the deletes wait, so that every ingest buffer (of any
+    /// replica or worker) holding events accepted before the request has committed them, or
+    /// refused them, first: no row of a subject is committed after the erasure's delete.
+    pub drain: chrono::Duration,
+}
+
 /// Erasures of every tenant.
 pub struct Erasures {
     catalog: Arc<Catalog>,
+    /// Removes the old locations of migrations in their grace period.
+    provisioner: Arc<Provisioner>,
     /// Erasures this process is moving now: one task each.
     running: Mutex<HashSet<Uuid>>,
-    /// How long after the deletes the vacuum waits (readers in flight finish).
-    window: chrono::Duration,
+    settings: ErasureSettings,
 }
 
 const PAGE: u32 = 500;
 
 impl Erasures {
-    /// Erasures over the catalog's store and tables, vacuuming `window` after their deletes.
-    pub fn new(catalog: Arc<Catalog>, window: chrono::Duration) -> Arc<Self> {
+    /// Erasures over the catalog's store and tables.
+    pub fn new(catalog: Arc<Catalog>, provisioner: Arc<Provisioner>, settings: ErasureSettings) -> Arc<Self> {
         Arc::new(Self {
             catalog,
+            provisioner,
             running: Mutex::new(HashSet::new()),
-            window,
+            settings,
         })
+    }
+
+    /// When an erasure asked for at `requested` starts deleting.
+    pub fn deletes_after(&self, requested: DateTime<Utc>) -> DateTime<Utc> {
+        requested + self.settings.drain
     }
 
     /// The tables an erasure of `tenant` reaches, and those it does not.
@@ -113,16 +172,6 @@ impl Erasures {
                 break;
             }
         }
-        let columns_of = |t: &TableRecord| -> Vec<(String, tenancy::table::ColumnType)> {
-            t.spec
-                .subject_columns
-                .iter()
-                .filter_map(|name| {
-                    let column = t.spec.columns.iter().find(|c| &c.name == name)?;
-                    Some((name.clone(), column.column_type))
-                })
-                .collect()
-        };
         let mut reach = Reach::default();
         for t in &all {
             let name = t.spec.name.as_str();
@@ -130,10 +179,8 @@ impl Erasures {
                 all.iter()
                     .find(|s| s.spec.zone == t.spec.zone && s.spec.name.as_str() == base)
             });
-            let (columns, dead_letter) = match source {
-                Some(source) => (columns_of(source), true),
-                None => (columns_of(t), false),
-            };
+            let columns = covered_columns(t, source);
+            let dead_letter = source.is_some();
             if columns.is_empty() {
                 reach
                     .not_covered
@@ -255,6 +302,7 @@ impl Erasures {
             pending_subjects: Some(valid.subjects),
             tables: reach.covered.iter().map(Self::entry).collect(),
             not_covered: reach.not_covered.clone(),
+            old_locations: Vec::new(),
             error: None,
             deadline,
             created_at: now,
@@ -265,10 +313,13 @@ impl Erasures {
         Ok(record)
     }
 
-    /// Moves the erasure on in the background, unless this process is already moving it.
+    /// Moves the erasure on in the background once its ingest buffers have drained, unless
+    /// this process is already moving it.
     pub fn spawn_advance(self: &Arc<Self>, tenant: TenantId, id: Uuid) {
         let this = self.clone();
+        let wait = self.settings.drain.to_std().unwrap_or_default();
         tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
             if let Err(e) = this.advance(&tenant, id).await {
                 tracing::warn!(erasure = %id, error = %tenancy::error_chain(&e), "erasure stopped; the next pass resumes it");
             }
@@ -313,6 +364,10 @@ impl Erasures {
             return Ok(false);
         }
         let mut moved = false;
+        // Events accepted before the request may still sit in a buffer: delete after them.
+        if seen.status == ErasureStatus::Planned && tenancy::now() < self.deletes_after(seen.created_at) {
+            return Ok(false);
+        }
         if seen.status == ErasureStatus::Planned {
             let subjects = seen.pending_subjects.clone().unwrap_or_default();
             let reach = self.reach(tenant_id).await?;
@@ -347,6 +402,7 @@ impl Erasures {
                         }
                     }
                 };
+                crate::faults::point("erasure.delete");
                 match outcome {
                     Ok(done) => {
                         // Readers are refused the versions before the delete before the delete
@@ -400,10 +456,10 @@ impl Erasures {
         }
         // Readers that started before the deletes get the window to finish.
         // Progress writes move `updated_at`: once a table is vacuumed the window has passed.
-        let window_passed = tenancy::now() >= seen.updated_at + self.window
+        let window_passed = tenancy::now() >= seen.updated_at + self.settings.window
             || seen.tables.iter().any(|t| t.vacuum_version.is_some());
         if seen.status == ErasureStatus::AwaitingVacuum && window_passed {
-            let window = self.window;
+            let window = self.settings.window;
             let vacuumed = self
                 .each_table(
                     &tenant,
@@ -411,7 +467,11 @@ impl Erasures {
                     ErasureStatus::Vacuumed,
                     |t| t.vacuum_version.is_some(),
                     |t, v| t.vacuum_version = Some(v),
-                    |_, root| async move { erase::vacuum(self.catalog.delta(), &root, window).await },
+                    |_, root| async move {
+                        let version = erase::vacuum(self.catalog.delta(), &root, window).await?;
+                        crate::faults::point("erasure.vacuum");
+                        Ok(version)
+                    },
                 )
                 .await?;
             let Some(next) = vacuumed else {
@@ -430,6 +490,7 @@ impl Erasures {
                     |t, v| t.oldest_log_version = Some(v),
                     |entry, root| async move {
                         let oldest = erase::clean_log(self.catalog.delta(), &root).await?;
+                        crate::faults::point("erasure.log");
                         // Recorded only once no commit up to the delete is left in the log.
                         match entry.delete_version {
                             Some(deleted) if oldest <= deleted => Err(DeltaError::Conflict(format!(
@@ -447,6 +508,33 @@ impl Erasures {
             seen = next;
         }
         if seen.status == ErasureStatus::LogCleaned {
+            // A migration in its grace period keeps a copy of every table from before the
+            // deletes at the old location: it goes rather than waiting for the grace period to
+            // end, once readers of the old location have had the erasure's window since the
+            // switch (as readers of old versions had it since the deletes). The locations are
+            // recorded first, so a crash after the removal still reports it.
+            if let Some((migration, locations)) =
+                self.provisioner.in_grace(tenant_id).await.map_err(provision)?
+            {
+                let switched = self.provisioner.switched_at(&migration);
+                if switched.is_some_and(|at| tenancy::now() < at + self.settings.window) {
+                    return Ok(moved);
+                }
+                if !locations.iter().all(|l| seen.old_locations.contains(l)) {
+                    let mut next = seen.clone();
+                    next.old_locations
+                        .extend(locations.into_iter().filter(|l| !seen.old_locations.contains(l)));
+                    next.updated_at = tenancy::now();
+                    if !store.update_erasure(&next, &seen).await? {
+                        return Ok(moved);
+                    }
+                    moved = true;
+                    seen = next;
+                }
+                self.provisioner.clean_up(&migration).await.map_err(provision)?;
+                crate::faults::point("erasure.old_keys");
+                tracing::info!(erasure = %id, tenant = %tenant_id, "removed the old location of a migration in its grace period");
+            }
             let mut next = seen.clone();
             next.status = ErasureStatus::Completed;
             next.updated_at = tenancy::now();

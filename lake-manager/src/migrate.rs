@@ -327,26 +327,72 @@ impl Provisioner {
         for migration in self.store().migrations().await? {
             let due = migration.phase == MigrationPhase::Cleanup
                 && migration.cleanup_after.is_some_and(|t| t <= now);
-            if !due {
-                continue;
+            if due {
+                self.clean_up(&migration).await?;
+                cleaned += 1;
             }
-            let id = &migration.tenant;
-            let old = Tenant {
-                placement: migration.from.clone(),
-                ..self.stub(id)
-            };
-            if bucket_name(&self.settings().bucket_prefix, id, &migration.from)
-                == bucket_name(&self.settings().bucket_prefix, id, &migration.to)
-            {
-                return Err(refused(format!(
-                    "{id}: old and new locations are the same bucket"
-                )));
-            }
-            self.purge_storage(&old).await?;
-            self.store().finish_migration(id).await?;
-            cleaned += 1;
         }
         Ok(cleaned)
+    }
+
+    /// The tenant's migration in its grace period, if any, with the old locations it still
+    /// keeps.
+    pub async fn in_grace(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<(MigrationRecord, Vec<String>)>, ProvisionError> {
+        let migration = self
+            .store()
+            .migrations()
+            .await?
+            .into_iter()
+            .find(|m| &m.tenant == tenant && m.phase == MigrationPhase::Cleanup);
+        Ok(migration.map(|m| {
+            let old = self.old_location(&m);
+            let locations = self.storage_locations(&old);
+            (m, locations)
+        }))
+    }
+
+    /// When a migration in its grace period switched the tenant to its new placement.
+    pub fn switched_at(&self, migration: &MigrationRecord) -> Option<chrono::DateTime<chrono::Utc>> {
+        let grace = chrono::Duration::from_std(self.settings().migration_grace).unwrap_or_default();
+        migration.cleanup_after.map(|after| after - grace)
+    }
+
+    /// Deletes a migration's old location now, whether or not its grace period has passed
+    /// (an erasure needs the copies of erased rows gone), and finishes the migration.
+    pub async fn clean_up(&self, migration: &MigrationRecord) -> Result<(), ProvisionError> {
+        let id = &migration.tenant;
+        if bucket_name(&self.settings().bucket_prefix, id, &migration.from)
+            == bucket_name(&self.settings().bucket_prefix, id, &migration.to)
+        {
+            return Err(refused(format!(
+                "{id}: old and new locations are the same bucket"
+            )));
+        }
+        // Another process may have finished this migration meanwhile (and a new one started,
+        // whose destination could be this old location): act only on the one still recorded.
+        let current = self
+            .store()
+            .migrations()
+            .await?
+            .into_iter()
+            .find(|m| &m.tenant == id);
+        if current.as_ref() != Some(migration) {
+            return Ok(());
+        }
+        self.purge_storage(&self.old_location(migration)).await?;
+        self.store().finish_migration(id).await?;
+        Ok(())
+    }
+
+    /// The tenant as it was placed before the migration, for purging that location.
+    fn old_location(&self, migration: &MigrationRecord) -> Tenant {
+        Tenant {
+            placement: migration.from.clone(),
+            ..self.stub(&migration.tenant)
+        }
     }
 
     /// Removes old locations whose grace period has passed, every `every`. (The copy itself
@@ -381,6 +427,7 @@ impl Provisioner {
             },
             quotas: tenancy::tenant::Quotas::default(),
             volume_30d_bytes: 0,
+            erasure_deadline_days: tenancy::erasure::DEFAULT_DEADLINE_DAYS,
             created_at: now,
             updated_at: now,
         }

@@ -405,18 +405,31 @@ impl Provisioner {
                 if let Some(iam) = &self.iam {
                     iam.delete_role(&self.role_of(tenant)).await?;
                 }
-                Ok((objects, vec![self.storage.bucket_uri(&bucket)]))
+                Ok((objects, self.storage_locations(tenant)))
             }
             PlacementKind::Shared => {
                 let mut objects = 0;
-                let mut locations = Vec::new();
                 for zone in Zone::ALL {
-                    let prefix = zone_prefix(zone, &tenant.id);
-                    objects += self.storage.delete_prefix(&bucket, &prefix).await?;
-                    locations.push(format!("{}/{prefix}", self.storage.bucket_uri(&bucket)));
+                    objects += self
+                        .storage
+                        .delete_prefix(&bucket, &zone_prefix(zone, &tenant.id))
+                        .await?;
                 }
-                Ok((objects, locations))
+                Ok((objects, self.storage_locations(tenant)))
             }
+        }
+    }
+
+    /// Where a tenant's placement keeps its objects: its dedicated bucket, or its zones'
+    /// prefixes in the shared shard.
+    pub fn storage_locations(&self, tenant: &Tenant) -> Vec<String> {
+        let bucket = self.storage.bucket_uri(&self.bucket_of(tenant));
+        match tenant.placement.kind {
+            PlacementKind::Dedicated => vec![bucket],
+            PlacementKind::Shared => Zone::ALL
+                .into_iter()
+                .map(|zone| format!("{bucket}/{}", zone_prefix(zone, &tenant.id)))
+                .collect(),
         }
     }
 }

@@ -26,6 +26,8 @@ pub struct NewTenant {
     pub isolation: Isolation,
     /// Its quotas.
     pub quotas: Quotas,
+    /// Days within which an erasure must complete.
+    pub erasure_deadline_days: u32,
 }
 
 /// What a rebalance planned and, unless it was a dry run, started.
@@ -118,6 +120,7 @@ impl Tenants {
             placement,
             quotas: new.quotas,
             volume_30d_bytes: 0,
+            erasure_deadline_days: new.erasure_deadline_days,
             created_at: now,
             updated_at: now,
         };

@@ -55,6 +55,7 @@ async fn main() {
             },
             quotas: Quotas::default(),
             volume_30d_bytes: volume,
+            erasure_deadline_days: tenancy::erasure::DEFAULT_DEADLINE_DAYS,
             created_at: now,
             updated_at: now,
         };

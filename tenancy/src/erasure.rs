@@ -26,6 +26,33 @@ pub const MAX_IDENTIFIER_CHARS: usize = 256;
 pub const MAX_REASON_CHARS: usize = 1000;
 /// The deadline when the tenant sets none: GDPR's one month.
 pub const DEFAULT_DEADLINE_DAYS: u32 = 30;
+/// The longest deadline a tenant may set: CCPA's 45 days with its 45-day extension.
+pub const MAX_DEADLINE_DAYS: u32 = 90;
+
+/// Checks a tenant's erasure deadline against the range, the drain before the deletes and the
+/// vacuum window: both must pass within half the deadline, leaving the other half for the
+/// deletes, the vacuum, the log cleanup and their retries.
+pub fn check_deadline_days(days: u32, window_secs: u64, drain_secs: u64) -> Result<u32, Violation> {
+    let field = "erasure_deadline_days";
+    if !(1..=MAX_DEADLINE_DAYS).contains(&days) {
+        return Err(Violation::new(
+            field,
+            format!("must be 1 to {MAX_DEADLINE_DAYS} days"),
+        ));
+    }
+    let deadline_secs = u64::from(days) * 24 * 3600;
+    if window_secs.saturating_add(drain_secs) >= deadline_secs / 2 {
+        return Err(Violation::new(
+            field,
+            format!(
+                "must be more than twice the erasure window of {window_secs} s \
+                 (tables.erasure_window_secs) plus the drain of {drain_secs} s \
+                 (tables.erasure_drain_secs), so the vacuum and the log cleanup finish in time"
+            ),
+        ));
+    }
+    Ok(days)
+}
 
 /// One identifying value.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -366,6 +393,36 @@ pub struct ErasureTable {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_deadline_leaves_room_after_the_drain_and_the_window() {
+        let week = 7 * 24 * 3600;
+        assert_eq!(check_deadline_days(30, week, 300), Ok(30));
+        assert_eq!(
+            check_deadline_days(15, week, 0),
+            Ok(15),
+            "the window ends before day 7.5"
+        );
+        let drained = check_deadline_days(15, week, 12 * 3600).expect_err("7.5 days of 15");
+        assert!(
+            drained.message.contains("tables.erasure_drain_secs"),
+            "{}",
+            drained.message
+        );
+        let short = check_deadline_days(14, week, 0).expect_err("the window takes half of 14 days");
+        assert_eq!(short.field, "erasure_deadline_days");
+        assert!(
+            short.message.contains("tables.erasure_window_secs"),
+            "{}",
+            short.message
+        );
+        assert!(check_deadline_days(0, 1, 1).is_err());
+        assert!(check_deadline_days(MAX_DEADLINE_DAYS + 1, 1, 1).is_err());
+        assert_eq!(
+            check_deadline_days(MAX_DEADLINE_DAYS, 1, 1),
+            Ok(MAX_DEADLINE_DAYS)
+        );
+    }
 
     fn columns() -> Vec<SubjectColumn> {
         vec![

@@ -8,6 +8,7 @@ pub mod credentials;
 pub mod datatype;
 pub mod disclosure;
 pub mod erasure;
+pub mod erasure_receipt;
 pub mod iam;
 pub mod kind;
 pub mod maintenance;

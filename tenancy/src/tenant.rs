@@ -233,6 +233,8 @@ pub struct Tenant {
     pub quotas: Quotas,
     /// Stored bytes written over the last 30 days; ranks tenants for placement.
     pub volume_30d_bytes: u64,
+    /// Days within which an erasure of its data subjects must complete.
+    pub erasure_deadline_days: u32,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.

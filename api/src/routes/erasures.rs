@@ -9,7 +9,7 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenancy::audit::Outcome;
-use tenancy::erasure::{DEFAULT_DEADLINE_DAYS, ErasureStatus, ErasureTable};
+use tenancy::erasure::{ErasureStatus, ErasureTable};
 use tenancy::pagination;
 use tenancy::role::Zone;
 use tenancy::store::ErasureRecord;
@@ -97,8 +97,14 @@ pub struct ErasureView {
     pub tables: Vec<ErasureTableView>,
     /// Tables without subject columns when it was asked (`zone/name`): not reached.
     pub not_covered: Vec<String>,
+    /// Old locations of a placement migration in its grace period, removed ahead of time
+    /// because they still held the subjects' rows.
+    pub old_locations_removed: Vec<String>,
     /// Why it failed.
     pub error: Option<String>,
+    /// When the deletes start: events accepted by ingest buffers before the request are
+    /// committed (or refused) by then, so none of the subjects' rows lands after the delete.
+    pub deletes_after: DateTime<Utc>,
     /// When it must be complete.
     pub deadline: DateTime<Utc>,
     /// When asked.
@@ -109,8 +115,8 @@ pub struct ErasureView {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-impl From<&ErasureRecord> for ErasureView {
-    fn from(e: &ErasureRecord) -> Self {
+impl ErasureView {
+    fn new(state: &AppState, e: &ErasureRecord) -> Self {
         Self {
             id: e.id,
             status: e.status,
@@ -119,7 +125,9 @@ impl From<&ErasureRecord> for ErasureView {
             subjects: e.subject_hashes.len(),
             tables: e.tables.iter().map(ErasureTableView::from).collect(),
             not_covered: e.not_covered.clone(),
+            old_locations_removed: e.old_locations.clone(),
             error: e.error.clone(),
+            deletes_after: state.erasures.deletes_after(e.created_at),
             deadline: e.deadline,
             created_at: e.created_at,
             updated_at: e.updated_at,
@@ -166,7 +174,7 @@ fn erasures_target(tenant: &TenantId) -> String {
     params(("tenant" = String, Path, description = "Tenant id")),
     responses((status = 202, description = "Accepted: poll the erasure", body = ErasureView),
         (status = 200, description = "The dry run's counts", body = DryRunView),
-        (status = 409, description = "The tenant is not ready, or a covered table has deletion vectors or a change data feed", body = crate::problem::Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "The tenant is not ready, a covered table has deletion vectors or a change data feed, or the tenant's erasure deadline is shorter than the configured drain and window allow", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub async fn create_erasure(
     State(state): State<AppState>,
     auth: Authorized<perm::EraseSubjects>,
@@ -188,6 +196,19 @@ pub async fn create_erasure(
             "these covered tables cannot be erased correctly yet; uncover them (PATCH \
              subject_columns: []) or turn the feature off, then ask again: {}",
             refused.join("; ")
+        )));
+    }
+    // A window or drain raised since the tenant chose its deadline could outlast it: refused
+    // (the dry run too, so it does not promise what the request then refuses), not missed.
+    if let Err(v) = tenancy::erasure::check_deadline_days(
+        tenant.erasure_deadline_days,
+        state.config.tables.erasure_window_secs,
+        state.config.erasure_drain().as_secs(),
+    ) {
+        return Err(ApiError::Conflict(format!(
+            "the tenant's erasure deadline of {} days cannot be met: {} {}; PATCH the tenant's \
+             erasure_deadline_days",
+            tenant.erasure_deadline_days, v.field, v.message
         )));
     }
     if body.dry_run {
@@ -217,15 +238,14 @@ pub async fn create_erasure(
         state.store.append_audit(&audit).await?;
         return Ok(audited(Json(view)));
     }
-    let id_hint = erasures_target(&tenant_id);
     let audit = event(
         &auth.caller,
         "erasure.create",
-        &id_hint,
+        &erasures_target(&tenant_id),
         Some(tenant_id.as_str()),
         Outcome::Success,
     );
-    let deadline = tenancy::now() + chrono::Duration::days(i64::from(DEFAULT_DEADLINE_DAYS));
+    let deadline = tenancy::now() + chrono::Duration::days(i64::from(tenant.erasure_deadline_days));
     let record = state
         .erasures
         .request(
@@ -238,7 +258,10 @@ pub async fn create_erasure(
         )
         .await?;
     state.erasures.spawn_advance(tenant_id, record.id);
-    Ok(audited((StatusCode::ACCEPTED, Json(ErasureView::from(&record)))))
+    Ok(audited((
+        StatusCode::ACCEPTED,
+        Json(ErasureView::new(&state, &record)),
+    )))
 }
 
 /// The tenant's erasures, newest first.
@@ -257,7 +280,7 @@ pub async fn list_erasures(
     let rows = state.store.list_erasures(tenant, before, limit + 1).await?;
     let (rows, next_cursor) = pagination::page(rows, limit, |e| e.id.to_string());
     Ok(Json(Page {
-        items: rows.iter().map(ErasureView::from).collect(),
+        items: rows.iter().map(|e| ErasureView::new(&state, e)).collect(),
         next_cursor,
     }))
 }
@@ -275,5 +298,57 @@ pub async fn get_erasure(
     let not_found = || ApiError::NotFound(format!("no erasure {erasure}"));
     let id = Uuid::parse_str(&erasure).map_err(|_| not_found())?;
     let record = state.store.get_erasure(tenant, id).await?.ok_or_else(not_found)?;
-    Ok(Json(ErasureView::from(&record)))
+    Ok(Json(ErasureView::new(&state, &record)))
+}
+
+/// A completed erasure's signed receipt.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReceiptView {
+    /// The receipt as a compact JWS (EdDSA over Ed25519, header `typ`
+    /// `lakeplane-erasure-receipt+jwt`): verify it with the key of `kid` in
+    /// `/.well-known/jwks.json`.
+    pub receipt: String,
+    /// The signing key's id.
+    pub kid: String,
+    /// What the receipt states (its payload, decoded for reading; trust the signed one).
+    #[schema(value_type = Object)]
+    pub claims: tenancy::erasure_receipt::Receipt,
+}
+
+/// The signed receipt of a completed erasure: its tables, versions and row counts, with the
+/// subjects only as salted hashes. 409 until the erasure completes.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/erasures/{erasure_id}/receipt", tag = "erasures",
+    params(("tenant" = String, Path, description = "Tenant id"), ("erasure_id" = Uuid, Path, description = "Erasure id")),
+    responses((status = 200, description = "The signed receipt", body = ReceiptView),
+        (status = 409, description = "The erasure has not completed", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub async fn get_receipt(
+    State(state): State<AppState>,
+    auth: Authorized<perm::EraseSubjects>,
+    Path((_tenant, erasure)): Path<(String, String)>,
+) -> Result<Json<ReceiptView>, ApiError> {
+    let tenant = auth.tenant()?;
+    let not_found = || ApiError::NotFound(format!("no erasure {erasure}"));
+    let id = Uuid::parse_str(&erasure).map_err(|_| not_found())?;
+    let record = state.store.get_erasure(tenant, id).await?.ok_or_else(not_found)?;
+    let claims = tenancy::erasure_receipt::receipt(&record, &state.config.auth.issuer, tenancy::now())
+        .map_err(|status| {
+            ApiError::Conflict(match status {
+                ErasureStatus::Failed => {
+                    format!("erasure {id} failed; a receipt states only a completed erasure")
+                }
+                _ => format!(
+                    "erasure {id} is {}; its receipt is issued once it completes",
+                    status.as_str()
+                ),
+            })
+        })?;
+    let receipt = state
+        .signer
+        .sign_document(tenancy::erasure_receipt::RECEIPT_TYPE, &claims)
+        .map_err(|e| ApiError::Internal(format!("signing the receipt: {e}")))?;
+    Ok(Json(ReceiptView {
+        receipt,
+        kid: state.signer.kid().to_owned(),
+        claims,
+    }))
 }

@@ -463,20 +463,17 @@ pub async fn list_tables(
     }))
 }
 
-/// Whether erasures reach the table: it declares subject columns, or it is the dead-letter
-/// table of one that does (its payloads are matched by the source table's columns).
+/// Whether erasures reach the table (`lake_manager::erasures::covered_columns`).
 async fn covered(state: &AppState, tenant: &TenantId, t: &TableRecord) -> Result<bool, ApiError> {
-    if !t.spec.subject_columns.is_empty() {
-        return Ok(true);
-    }
-    let Some(source) = t.spec.name.as_str().strip_suffix(tenancy::stream::DLQ_SUFFIX) else {
-        return Ok(false);
+    let source = match t.spec.name.as_str().strip_suffix(tenancy::stream::DLQ_SUFFIX) {
+        Some(source) => state
+            .store
+            .get_table(tenant, t.spec.zone, source)
+            .await?
+            .filter(|s| s.status == tenancy::store::TableStatus::Active),
+        None => None,
     };
-    Ok(state
-        .store
-        .get_table(tenant, t.spec.zone, source)
-        .await?
-        .is_some_and(|s| !s.spec.subject_columns.is_empty()))
+    Ok(!lake_manager::erasures::covered_columns(t, source.as_ref()).is_empty())
 }
 
 /// A table's definition and Delta statistics (from the snapshot), and its last maintenance.

@@ -40,6 +40,10 @@ pub struct CreateTenant {
     pub isolation: Option<Isolation>,
     /// Quotas; omitted ones take the platform defaults.
     pub quotas: Option<QuotasPatch>,
+    /// Days within which an erasure of its data subjects must complete (GDPR: a month, CCPA:
+    /// 45 days), 1 to 90 and more than twice `tables.erasure_window_secs`; default 30.
+    #[schema(minimum = 1, maximum = 90)]
+    pub erasure_deadline_days: Option<u32>,
 }
 
 /// Changes to a tenant; omitted fields stay as they are.
@@ -59,6 +63,10 @@ pub struct UpdateTenant {
     pub isolation: Option<Isolation>,
     /// Quotas (platform-admin only).
     pub quotas: Option<QuotasPatch>,
+    /// Days within which an erasure of its data subjects must complete (GDPR: a month, CCPA:
+    /// 45 days), 1 to 90 and more than twice `tables.erasure_window_secs`; default 30.
+    #[schema(minimum = 1, maximum = 90)]
+    pub erasure_deadline_days: Option<u32>,
 }
 
 /// `?dry_run=`.
@@ -107,6 +115,14 @@ pub async fn create_tenant(
     if let Err(errors) = quotas.validate() {
         errors.into_iter().for_each(|v| violations.push(v));
     }
+    let erasure_deadline_days = violations
+        .check(tenancy::erasure::check_deadline_days(
+            body.erasure_deadline_days
+                .unwrap_or(tenancy::erasure::DEFAULT_DEADLINE_DAYS),
+            state.config.tables.erasure_window_secs,
+            state.config.erasure_drain().as_secs(),
+        ))
+        .unwrap_or(tenancy::erasure::DEFAULT_DEADLINE_DAYS);
     let (id, display_name) = violations.finish(|| (id, display_name))?;
     let (Some(id), Some(display_name)) = (id, display_name) else {
         return Err(ApiError::Internal("validated fields missing".to_owned()));
@@ -117,6 +133,7 @@ pub async fn create_tenant(
         tier: body.tier,
         isolation: body.isolation.unwrap_or_default(),
         quotas,
+        erasure_deadline_days,
     };
     let tenant = state.tenants.create(new, &auth.caller.actor()).await?;
     let location = HeaderValue::from_str(&format!("/v1/tenants/{}", tenant.id))
@@ -179,7 +196,7 @@ pub async fn get_tenant(
     Ok(Json(view))
 }
 
-/// Changes a tenant. Tenant-admins may change only the display name.
+/// Changes a tenant. Tenant-admins may change only the display name and the erasure deadline.
 #[utoipa::path(patch, path = "/v1/tenants/{tenant}", tag = "tenants", request_body = UpdateTenant,
     params(("tenant" = String, Path, description = "Tenant id")),
     responses((status = 200, description = "The changed tenant", body = TenantView),
@@ -208,6 +225,15 @@ pub async fn update_tenant(
         if let Err(errors) = tenant.quotas.validate() {
             errors.into_iter().for_each(|v| violations.push(v));
         }
+    }
+    if let Some(days) = body.erasure_deadline_days
+        && let Some(days) = violations.check(tenancy::erasure::check_deadline_days(
+            days,
+            state.config.tables.erasure_window_secs,
+            state.config.erasure_drain().as_secs(),
+        ))
+    {
+        tenant.erasure_deadline_days = days;
     }
     violations.finish(|| ())?;
     tenant.tier = body.tier.unwrap_or(tenant.tier);

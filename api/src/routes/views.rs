@@ -101,6 +101,8 @@ pub struct TenantView {
     pub zones: ZonesView,
     /// Its limits.
     pub quotas: Quotas,
+    /// Days within which an erasure of its data subjects must complete.
+    pub erasure_deadline_days: u32,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -195,6 +197,7 @@ impl TenantView {
                 gold: zone(Zone::Gold),
             },
             quotas: t.quotas,
+            erasure_deadline_days: t.erasure_deadline_days,
             created_at: t.created_at,
             updated_at: t.updated_at,
             migration: None,

@@ -118,6 +118,7 @@ async fn outsiders_cannot_write_into_a_tenants_audit_log() {
             display_name: id.into(),
             tier: tenancy::tenant::Tier::Standard,
             isolation: tenancy::tenant::Isolation::Auto,
+            erasure_deadline_days: tenancy::erasure::DEFAULT_DEADLINE_DAYS,
             quotas: tenancy::tenant::Quotas::default(),
         };
         app.state.tenants.create(new, &system).await.expect("tenant");

@@ -67,7 +67,8 @@ pub(crate) fn allowed(method: &str, path: &str) -> Option<&'static [Role]> {
         // Data subject erasures: tenant-admins only.
         ("post", "/v1/tenants/{tenant}/erasures")
         | ("get", "/v1/tenants/{tenant}/erasures")
-        | ("get", "/v1/tenants/{tenant}/erasures/{erasure_id}") => &[TenantAdmin],
+        | ("get", "/v1/tenants/{tenant}/erasures/{erasure_id}")
+        | ("get", "/v1/tenants/{tenant}/erasures/{erasure_id}/receipt") => &[TenantAdmin],
         _ => return None,
     })
 }

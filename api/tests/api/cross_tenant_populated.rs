@@ -35,6 +35,9 @@ fn success(method: &str, path: &str) -> u16 {
         | ("delete", "/v1/tenants/{tenant}/shares/{share}/recipients/{recipient_id}") => 204,
         // On local storage the contract answers 422 and points to Delta Sharing.
         ("post", "/v1/tenants/{tenant}/credentials") => 422,
+        // The held erasure waits for its vacuum window (nothing scheduled moves it): its
+        // receipt is not issued yet.
+        ("get", "/v1/tenants/{tenant}/erasures/{erasure_id}/receipt") => 409,
         _ => 200,
     }
 }
@@ -308,6 +311,9 @@ async fn populated_matrix(backend: Backend) {
             // and its finished worker stays listed.
             c.workers.schedule_secs = 0;
             c.workers.keep_finished_secs = 86_400;
+            // Erasures delete two seconds after the request (pushes answer within 0.8 s).
+            c.ingest.ack_timeout_ms = Some(800);
+            c.tables.erasure_drain_secs = Some(2);
         },
         Default::default(),
     )

@@ -75,6 +75,75 @@ print(json.dumps({"files": files, "subject_rows": subject_rows, "log_files_with_
                   "versions_with_subject": held}))
 "#;
 
+/// Verifies a receipt (`argv[1]`) with the `cryptography` package against the JWKS
+/// (`argv[2]`), then looks for the salted hashes of user id `argv[3]` and email `argv[4]`.
+/// Prints the header's `typ`, the claims and which hashes were found, or the error's name.
+const VERIFY_RECEIPT: &str = r#"
+import sys, json, base64, hashlib
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+def b64(part):
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+header, payload, signature = sys.argv[1].split(".")
+head = json.loads(b64(header))
+key = next(k for k in json.loads(sys.argv[2])["keys"] if k["kid"] == head["kid"])
+assert head["alg"] == "EdDSA" and key["crv"] == "Ed25519"
+try:
+    Ed25519PublicKey.from_public_bytes(b64(key["x"])).verify(b64(signature), f"{header}.{payload}".encode())
+except Exception as e:
+    print(json.dumps({"error": type(e).__name__}))
+    sys.exit(0)
+claims = json.loads(b64(payload))
+salt = claims["salt"].encode()
+def digest(column, kind, value):
+    return hashlib.sha256(salt + b"\0" + column.encode() + b"\0" + kind.encode() + value.encode()).hexdigest()
+hashes = [h for subject in claims["subject_hashes"] for h in subject]
+found = [digest("user_id", "i", sys.argv[3]) in hashes, digest("email", "s", sys.argv[4]) in hashes]
+print(json.dumps({"typ": head.get("typ"), "claims": claims, "hashes_found": found}))
+"#;
+
+/// The receipt with one row count in its payload raised by one, signature kept.
+fn tamper(jws: &str) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let parts: Vec<&str> = jws.split('.').collect();
+    let mut claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).expect("b64")).expect("json");
+    let rows = claims["rows_deleted"].as_u64().expect("rows");
+    claims["rows_deleted"] = json!(rows + 1);
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("json"));
+    format!("{}.{payload}.{}", parts[0], parts[2])
+}
+
+/// Erasures that move in seconds: a one-second window before the vacuum, the leader's pass
+/// every second, deletes five seconds after the request (pushes linger 1.5 s and answer
+/// within 4 s, Kafka lingers 0.5 s), and a migration's old keys kept for an hour.
+fn fast_erasures(c: &mut api::config::Config) {
+    c.tables.erasure_window_secs = 1;
+    c.workers.schedule_secs = 1;
+    c.ingest.linger_ms = 1500;
+    c.ingest.ack_timeout_ms = Some(4000);
+    c.tables.erasure_drain_secs = Some(5);
+    c.storage.migration_grace_secs = 3600;
+}
+
+/// Polls `/metrics` until some pushed bytes wait for their group commit (10 s at most).
+async fn wait_until_buffered(app: &TestApp) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = app.get("/metrics").await.text().await.expect("metrics");
+        let buffered = text
+            .lines()
+            .find_map(|l| l.strip_prefix("lakeplane_ingest_buffered_bytes "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        if buffered > 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "nothing was ever buffered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 const APPEND_PROFILES: &str = r#"
 import sys, json, pyarrow as pa
 from deltalake import write_deltalake
@@ -101,6 +170,25 @@ async fn location(app: &TestApp, token: &str, zone: &str, name: &str) -> String 
 fn rows(location: &str, columns: &str) -> Vec<Value> {
     let out: Value = serde_json::from_str(&python(ROWS, &[location, columns])).expect("json");
     out.as_array().expect("rows").clone()
+}
+
+/// Each table of a report as `(zone/name, count)`, the count read from field `count`.
+fn per_table(tables: &Value, count: &str) -> Vec<(String, u64)> {
+    tables
+        .as_array()
+        .expect("tables")
+        .iter()
+        .map(|t| {
+            (
+                format!(
+                    "{}/{}",
+                    t["zone"].as_str().expect("zone"),
+                    t["name"].as_str().expect("name")
+                ),
+                t[count].as_u64().expect("count"),
+            )
+        })
+        .collect()
 }
 
 /// Whether a row (as `[id, user_id, email]` or `[user_id, email, plan]`) is Ann's.
@@ -193,20 +281,45 @@ async fn lake(app: &TestApp, admin: &str) {
 }
 
 async fn erasure_deletes_the_subject_everywhere_and_nothing_else(backend: Backend) {
-    // A one-second window before the vacuum, and the leader's pass every second moving
-    // erasures on.
-    let app = TestApp::spawn_with(
-        backend,
-        |c| {
-            c.tables.erasure_window_secs = 1;
-            c.workers.schedule_secs = 1;
-        },
-        Default::default(),
-    )
-    .await;
+    // Erasures that move in seconds (see `fast_erasures`).
+    let app = TestApp::spawn_with(backend, fast_erasures, Default::default()).await;
     let platform = app.token(Role::PlatformAdmin, None).await;
     lake(&app, &platform).await;
     let admin = app.token(Role::TenantAdmin, Some("acme")).await;
+
+    // acme moves to a dedicated bucket; the shared shard keeps its old keys (a copy of every
+    // table, Ann included) for the grace period.
+    let old_bronze = location(&app, &admin, "bronze", "events").await;
+    let old_silver = location(&app, &admin, "silver", "profiles").await;
+    app.expect(
+        &platform,
+        Method::PATCH,
+        "/v1/tenants/acme",
+        Some(json!({"isolation": "dedicated"})),
+        200,
+    )
+    .await;
+    let moved = app.wait_for_status(&platform, "acme", "ready").await;
+    assert_eq!(moved["placement"]["kind"], "dedicated");
+    let in_grace = app
+        .expect(&platform, Method::GET, "/v1/tenants/acme", None, 200)
+        .await;
+    assert_eq!(in_grace["migration"]["phase"], "cleanup", "{in_grace}");
+    for old in [&old_bronze, &old_silver] {
+        let held = rows(old, "user_id,email");
+        assert!(held.iter().any(is_ann), "the old keys hold Ann: {old}");
+    }
+    // The tenant's own deadline: 20 days.
+    let changed = app
+        .expect(
+            &admin,
+            Method::PATCH,
+            "/v1/tenants/acme",
+            Some(json!({"erasure_deadline_days": 20})),
+            200,
+        )
+        .await;
+    assert_eq!(changed["erasure_deadline_days"], 20);
 
     // Coverage: the tables an erasure does not reach are listed.
     let uncovered = app
@@ -280,21 +393,7 @@ async fn erasure_deletes_the_subject_everywhere_and_nothing_else(backend: Backen
             200,
         )
         .await;
-    let counts: Vec<(String, u64)> = dry["tables"]
-        .as_array()
-        .expect("tables")
-        .iter()
-        .map(|t| {
-            (
-                format!(
-                    "{}/{}",
-                    t["zone"].as_str().expect("zone"),
-                    t["name"].as_str().expect("name")
-                ),
-                t["matching_rows"].as_u64().expect("rows"),
-            )
-        })
-        .collect();
+    let counts = per_table(&dry["tables"], "matching_rows");
     assert_eq!(
         counts,
         [
@@ -314,20 +413,69 @@ async fn erasure_deletes_the_subject_everywhere_and_nothing_else(backend: Backen
             .is_empty()
     );
 
-    let accepted = app
-        .expect(
-            &admin,
-            Method::POST,
-            ERASURES,
-            Some(json!({"subjects": subjects, "reason": "ticket 1"})),
-            202,
-        )
-        .await;
+    // Three more events of Ann's wait in the table's buffer (it lingers 1.5 s) when the erasure
+    // is asked for: they must not land after the delete.
+    let buffered: String = (0..3)
+        .map(|i| format!("{{\"id\": {}, \"user_id\": 42, \"email\": \"{ANN}\"}}\n", 900 + i))
+        .collect();
+    let ((pushed, pushed_at), (accepted, accepted_at)) = tokio::join!(
+        async {
+            let answer = push(
+                &app,
+                &admin,
+                "/v1/tenants/acme/streams/clicks/events",
+                "application/x-ndjson",
+                buffered.into_bytes(),
+            )
+            .await;
+            (answer.status(), Instant::now())
+        },
+        async {
+            wait_until_buffered(&app).await;
+            let accepted = app
+                .expect(
+                    &admin,
+                    Method::POST,
+                    ERASURES,
+                    Some(json!({"subjects": subjects, "reason": "ticket 1"})),
+                    202,
+                )
+                .await;
+            (accepted, Instant::now())
+        }
+    );
+    assert_eq!(pushed, 200, "the buffered push was acknowledged");
+    assert!(
+        pushed_at > accepted_at,
+        "the push was answered after the erasure was accepted"
+    );
     let id = accepted["id"].as_str().expect("id").to_owned();
+    // Its commit has landed, and the deletes are still waiting for the drain.
+    let waiting = app
+        .expect(&admin, Method::GET, &format!("{ERASURES}/{id}"), None, 200)
+        .await;
+    assert_eq!(waiting["status"], "planned", "{waiting}");
     let deadline =
         chrono::DateTime::parse_from_rfc3339(accepted["deadline"].as_str().expect("deadline")).expect("time");
-    let days = (deadline.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_hours();
-    assert!((719..=720).contains(&days), "30 days: {days} h");
+    let hours = (deadline.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_hours();
+    assert!((479..=480).contains(&hours), "the tenant's 20 days: {hours} h");
+    let created = chrono::DateTime::parse_from_rfc3339(accepted["created_at"].as_str().expect("created"))
+        .expect("time");
+    let deletes_after =
+        chrono::DateTime::parse_from_rfc3339(accepted["deletes_after"].as_str().expect("after"))
+            .expect("time");
+    assert_eq!((deletes_after - created).num_seconds(), 5, "{accepted}");
+    // No receipt before it completes.
+    let early = problem(
+        app.send_as(&admin, Method::GET, &format!("{ERASURES}/{id}/receipt"), None)
+            .await,
+        409,
+    )
+    .await;
+    assert!(
+        early["detail"].as_str().is_some_and(|d| d.contains("completes")),
+        "{early}"
+    );
     // While the deletes' commits are in the log, the history shows them without the
     // identifiers their predicates hold.
     let deleted_at = wait_past(&app, &admin, &id, "planned").await;
@@ -362,13 +510,18 @@ async fn erasure_deletes_the_subject_everywhere_and_nothing_else(backend: Backen
             )
         })
         .collect();
+    // What the dry run counted, and the three buffered events.
+    let expected: Vec<(String, u64)> = counts
+        .iter()
+        .map(|(t, n)| (t.clone(), if t == "bronze/events" { n + 3 } else { *n }))
+        .collect();
     assert_eq!(
         deleted,
-        counts
+        expected
             .iter()
             .map(|(t, n)| (t.clone(), *n, true))
             .collect::<Vec<_>>(),
-        "the deletes removed what the dry run counted: {done}"
+        "the deletes removed what the dry run counted and the buffer held: {done}"
     );
     assert_eq!(done["subjects"], 1);
     for t in done["tables"].as_array().expect("tables") {
@@ -394,6 +547,68 @@ async fn erasure_deletes_the_subject_everywhere_and_nothing_else(backend: Backen
         assert_eq!(scanned["log_files_with_email"], json!([]), "{root}: {scanned}");
         assert_eq!(scanned["versions_with_subject"], json!([]), "{root}: {scanned}");
     }
+
+    // The migration's old keys, still in their grace period, went with the erasure.
+    let removed: Vec<&str> = done["old_locations_removed"]
+        .as_array()
+        .expect("old locations")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        removed.len(),
+        3,
+        "the three zone prefixes in the shared shard: {done}"
+    );
+    for old in [&old_bronze, &old_silver] {
+        let path = old.strip_prefix("file://").unwrap_or(old);
+        assert!(!std::path::Path::new(path).exists(), "{old} is gone");
+        assert!(removed.iter().any(|r| old.starts_with(r)), "{old} in {removed:?}");
+    }
+    let after = app
+        .expect(&platform, Method::GET, "/v1/tenants/acme", None, 200)
+        .await;
+    assert!(
+        after.get("migration").is_none(),
+        "the migration finished: {after}"
+    );
+
+    // The signed receipt: verified from outside against the JWKS, counting what was deleted,
+    // holding Ann only as salted hashes.
+    let receipt = app
+        .expect(
+            &admin,
+            Method::GET,
+            &format!("{ERASURES}/{id}/receipt"),
+            None,
+            200,
+        )
+        .await;
+    let jwks = app
+        .expect(&admin, Method::GET, "/.well-known/jwks.json", None, 200)
+        .await;
+    let jws = receipt["receipt"].as_str().expect("jws");
+    let verified: Value =
+        serde_json::from_str(&python(VERIFY_RECEIPT, &[jws, &jwks.to_string(), "42", ANN])).expect("json");
+    assert_eq!(verified["typ"], "lakeplane-erasure-receipt+jwt", "{verified}");
+    assert_eq!(verified["hashes_found"], json!([true, true]), "{verified}");
+    assert!(!jws.contains(ANN) && !verified.to_string().contains(ANN));
+    let claims = &verified["claims"];
+    assert_eq!(claims["erasure_id"], json!(id));
+    assert_eq!(claims["tenant"], "acme");
+    let receipted = per_table(&claims["tables"], "rows_deleted");
+    assert_eq!(receipted, expected, "{claims}");
+    assert_eq!(claims["old_locations_removed"], done["old_locations_removed"]);
+    // Signed by the token key, yet never taken for a token.
+    problem(app.send_as(jws, Method::GET, ERASURES, None).await, 401).await;
+    // A tampered receipt does not verify.
+    let tampered = tamper(jws);
+    let refused: Value = serde_json::from_str(&python(
+        VERIFY_RECEIPT,
+        &[&tampered, &jwks.to_string(), "42", ANN],
+    ))
+    .expect("json");
+    assert_eq!(refused["error"], "InvalidSignature", "{refused}");
 
     // From outside: Ann is gone from every table's latest version, everyone else's rows are
     // exactly as they were.
@@ -500,7 +715,15 @@ async fn wait_for(app: &TestApp, token: &str, id: &str, status: &str) -> Value {
 /// 404 for an erasure that exists; bad requests name the field and store nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn erasures_are_refused_to_other_roles_and_tenants_and_bad_input_changes_nothing() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        |c| {
+            c.ingest.ack_timeout_ms = Some(800);
+            c.tables.erasure_drain_secs = Some(2);
+        },
+        Default::default(),
+    )
+    .await;
     let platform = app.token(Role::PlatformAdmin, None).await;
     lake(&app, &platform).await;
     app.ready_tenant(&platform, "beta").await;
@@ -523,6 +746,7 @@ async fn erasures_are_refused_to_other_roles_and_tenants_and_bad_input_changes_n
         for (method, path, body) in [
             (Method::GET, ERASURES.to_owned(), None),
             (Method::GET, format!("{ERASURES}/{id}"), None),
+            (Method::GET, format!("{ERASURES}/{id}/receipt"), None),
             (
                 Method::POST,
                 ERASURES.to_owned(),
@@ -533,7 +757,11 @@ async fn erasures_are_refused_to_other_roles_and_tenants_and_bad_input_changes_n
         }
     }
     let beta = app.token(Role::TenantAdmin, Some("beta")).await;
-    for path in [ERASURES.to_owned(), format!("{ERASURES}/{id}")] {
+    for path in [
+        ERASURES.to_owned(),
+        format!("{ERASURES}/{id}"),
+        format!("{ERASURES}/{id}/receipt"),
+    ] {
         problem(app.send_as(&beta, Method::GET, &path, None).await, 404).await;
     }
     // beta's own list does not hold acme's erasure.
@@ -634,6 +862,53 @@ DeltaTable(sys.argv[1].removeprefix("file://")).alter.set_table_properties({"del
         200,
     )
     .await;
+
+    // The tenant's erasure deadline: 1 to 90 days, and more than twice the 7-day window.
+    for days in [0, 91, 14] {
+        let refused = problem(
+            app.send_as(
+                &admin,
+                Method::PATCH,
+                "/v1/tenants/acme",
+                Some(json!({"erasure_deadline_days": days})),
+            )
+            .await,
+            422,
+        )
+        .await;
+        assert_eq!(
+            refused["errors"][0]["field"], "erasure_deadline_days",
+            "{days}: {refused}"
+        );
+    }
+    let refused = problem(
+        app.send_as(
+            &platform,
+            Method::POST,
+            "/v1/tenants",
+            Some(json!({"id": "gamma", "display_name": "Gamma", "tier": "standard",
+                        "erasure_deadline_days": 10})),
+        )
+        .await,
+        422,
+    )
+    .await;
+    assert!(
+        refused["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("erasure_window_secs")),
+        "{refused}"
+    );
+    problem(
+        app.send_as(&platform, Method::GET, "/v1/tenants/gamma", None)
+            .await,
+        404,
+    )
+    .await;
+    let kept = app
+        .expect(&admin, Method::GET, "/v1/tenants/acme", None, 200)
+        .await;
+    assert_eq!(kept["erasure_deadline_days"], 30, "nothing changed: {kept}");
 
     // Subject columns are checked where they are declared.
     let bad_column = problem(

@@ -5,6 +5,7 @@ mod config_errors;
 mod credentials;
 mod database;
 mod durability;
+mod erasure_crash;
 mod helm;
 mod helpers;
 mod ingest_crash;

@@ -22,6 +22,7 @@ pub async fn add_tenant(store: &Arc<dyn MetadataStore>, id: &str, placement: Pla
         placement,
         quotas: Quotas::default(),
         volume_30d_bytes: 0,
+        erasure_deadline_days: tenancy::erasure::DEFAULT_DEADLINE_DAYS,
         created_at: now,
         updated_at: now,
     };

@@ -32,6 +32,9 @@ pub struct ErasureRecord {
     pub tables: Vec<ErasureTable>,
     /// Tables without subject columns when it was asked (`zone/name`): not reached.
     pub not_covered: Vec<String>,
+    /// Old locations of a placement migration in its grace period that the erasure removed
+    /// ahead of time, since they still held the subjects' rows.
+    pub old_locations: Vec<String>,
     /// Why it failed.
     pub error: Option<String>,
     /// When it must be complete.

@@ -131,6 +131,15 @@ impl Verifier {
             .iss
             .ok_or_else(|| AuthError::Claim("iss is required".to_owned()))?;
         if iss == self.settings.issuer {
+            // Documents the same key signs (erasure receipts) carry their own `typ`: never a
+            // token, whatever claims they hold.
+            if header
+                .typ
+                .as_deref()
+                .is_some_and(|t| !t.eq_ignore_ascii_case("JWT"))
+            {
+                return Err(AuthError::Malformed);
+            }
             return self.verify_own(token, header.kid.as_deref());
         }
         let (issuer, cache) = self
@@ -277,4 +286,38 @@ fn map_external(
         issuer.issuer.clone(),
         exp,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::role::Role;
+
+    #[tokio::test]
+    async fn a_signed_document_of_another_type_is_never_a_token() {
+        let dir = tempfile::tempdir().expect("dir");
+        let key = Arc::new(SigningKey::load(None, None, dir.path()).expect("key"));
+        let settings = TokenSettings::default();
+        let verifier = Verifier::new(key.clone(), settings.clone(), &[]);
+        // Every claim a token needs, valid for an hour.
+        let now = Utc::now();
+        let claims = Claims::new(
+            "ann",
+            Role::PlatformAdmin,
+            None,
+            Uuid::now_v7(),
+            now,
+            now + chrono::Duration::hours(1),
+            &settings,
+        );
+        let token = key.sign(&claims).expect("sign");
+        verifier.verify(&token).await.expect("a token verifies");
+        let document = key
+            .sign_document("lakeplane-erasure-receipt+jwt", &claims)
+            .expect("sign");
+        assert!(
+            matches!(verifier.verify(&document).await, Err(AuthError::Malformed)),
+            "the same claims under a receipt's type are refused"
+        );
+    }
 }

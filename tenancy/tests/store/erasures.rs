@@ -33,6 +33,7 @@ fn erasure(reason: &str) -> ErasureRecord {
             oldest_log_version: None,
         }],
         not_covered: vec!["gold/revenue".into()],
+        old_locations: vec![],
         error: None,
         deadline: now + chrono::Duration::days(30),
         created_at: now,
@@ -96,8 +97,14 @@ async fn erasures_round_trip_page_and_move_forward_once(backend: Backend) {
     let mut done = deleted.clone();
     done.status = ErasureStatus::Completed;
     done.completed_at = Some(tenancy::now());
+    done.old_locations = vec!["s3://lakeplane-acme/bronze/".into()];
     done.updated_at = tenancy::now();
     assert!(store.update_erasure(&done, &deleted).await.expect("update"));
+    assert_eq!(
+        store.get_erasure(&id, first.id).await.expect("get"),
+        Some(done.clone()),
+        "the old locations removed are kept with the rest"
+    );
     assert_eq!(
         store.unfinished_erasures().await.expect("unfinished"),
         vec![second.clone()],

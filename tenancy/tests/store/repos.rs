@@ -32,6 +32,7 @@ fn tenant(raw: &str, shard: Option<u32>) -> Tenant {
         },
         quotas: Quotas::default(),
         volume_30d_bytes: 0,
+        erasure_deadline_days: tenancy::erasure::DEFAULT_DEADLINE_DAYS,
         created_at: now,
         updated_at: now,
     }

@@ -29,6 +29,7 @@ pub(crate) fn tenant() -> Tenant {
         },
         quotas: Quotas::default(),
         volume_30d_bytes: 0,
+        erasure_deadline_days: tenancy::erasure::DEFAULT_DEADLINE_DAYS,
         created_at: now,
         updated_at: now,
     }

@@ -27,6 +27,7 @@ fn erasure(row: &DbRow) -> Result<ErasureRecord, StoreError> {
         },
         tables: json_column(row, "tables")?,
         not_covered: json_column(row, "not_covered")?,
+        old_locations: json_column(row, "old_locations")?,
         error: row.try_get("error")?,
         deadline: time(row, "deadline")?,
         created_at: time(row, "created_at")?,
@@ -45,8 +46,9 @@ impl ErasureStore for Store {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO erasures (id, tenant_id, status, reason, requested_by, salt, subject_hashes, \
-             pending_subjects, tables, not_covered, error, deadline, created_at, updated_at, completed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, NULL)",
+             pending_subjects, tables, not_covered, error, deadline, created_at, updated_at, completed_at, \
+             old_locations) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, NULL, $15)",
         )
         .bind(uid(e.id))
         .bind(e.tenant.as_str())
@@ -62,6 +64,7 @@ impl ErasureStore for Store {
         .bind(ts(e.deadline))
         .bind(ts(e.created_at))
         .bind(ts(e.updated_at))
+        .bind(to_json(&e.old_locations)?)
         .execute(&mut *tx)
         .await?;
         insert_audit(&mut tx, audit).await?;
@@ -117,8 +120,8 @@ impl ErasureStore for Store {
     async fn update_erasure(&self, e: &ErasureRecord, seen: &ErasureRecord) -> Result<bool, StoreError> {
         let updated = sqlx::query(
             "UPDATE erasures SET status = $1, pending_subjects = $2, tables = $3, error = $4, \
-             updated_at = $5, completed_at = $6 \
-             WHERE id = $7 AND status = $8 AND updated_at = $9",
+             updated_at = $5, completed_at = $6, old_locations = $7 \
+             WHERE id = $8 AND status = $9 AND updated_at = $10",
         )
         .bind(e.status.as_str())
         .bind(pending(e)?)
@@ -126,6 +129,7 @@ impl ErasureStore for Store {
         .bind(&e.error)
         .bind(ts(e.updated_at))
         .bind(e.completed_at.map(ts))
+        .bind(to_json(&e.old_locations)?)
         .bind(uid(e.id))
         .bind(seen.status.as_str())
         .bind(ts(seen.updated_at))

@@ -164,6 +164,13 @@ pub struct DryRunView {
     pub not_covered: Vec<String>,
 }
 
+/// The tenant's erasure named by the raw path segment; 404 for a malformed or unknown id alike.
+async fn load_erasure(state: &AppState, tenant: &TenantId, raw: &str) -> Result<ErasureRecord, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no erasure {raw}"));
+    let id = Uuid::parse_str(raw).map_err(|_| not_found())?;
+    state.store.get_erasure(tenant, id).await?.ok_or_else(not_found)
+}
+
 fn erasures_target(tenant: &TenantId) -> String {
     format!("/v1/tenants/{tenant}/erasures")
 }
@@ -295,9 +302,7 @@ pub async fn get_erasure(
     Path((_tenant, erasure)): Path<(String, String)>,
 ) -> Result<Json<ErasureView>, ApiError> {
     let tenant = auth.tenant()?;
-    let not_found = || ApiError::NotFound(format!("no erasure {erasure}"));
-    let id = Uuid::parse_str(&erasure).map_err(|_| not_found())?;
-    let record = state.store.get_erasure(tenant, id).await?.ok_or_else(not_found)?;
+    let record = load_erasure(&state, tenant, &erasure).await?;
     Ok(Json(ErasureView::new(&state, &record)))
 }
 
@@ -327,17 +332,19 @@ pub async fn get_receipt(
     Path((_tenant, erasure)): Path<(String, String)>,
 ) -> Result<Json<ReceiptView>, ApiError> {
     let tenant = auth.tenant()?;
-    let not_found = || ApiError::NotFound(format!("no erasure {erasure}"));
-    let id = Uuid::parse_str(&erasure).map_err(|_| not_found())?;
-    let record = state.store.get_erasure(tenant, id).await?.ok_or_else(not_found)?;
+    let record = load_erasure(&state, tenant, &erasure).await?;
     let claims = tenancy::erasure_receipt::receipt(&record, &state.config.auth.issuer, tenancy::now())
         .map_err(|status| {
             ApiError::Conflict(match status {
                 ErasureStatus::Failed => {
-                    format!("erasure {id} failed; a receipt states only a completed erasure")
+                    format!(
+                        "erasure {} failed; a receipt states only a completed erasure",
+                        record.id
+                    )
                 }
                 _ => format!(
-                    "erasure {id} is {}; its receipt is issued once it completes",
+                    "erasure {} is {}; its receipt is issued once it completes",
+                    record.id,
                     status.as_str()
                 ),
             })

@@ -176,6 +176,20 @@ async fn location(app: &TestApp, token: &str, zone: &str, name: &str) -> String 
     table["location"].as_str().expect("location").to_owned()
 }
 
+/// The latest version of silver/profiles, as the plane reports it.
+async fn profiles_version(app: &TestApp, token: &str) -> i64 {
+    app.expect(
+        token,
+        Method::GET,
+        "/v1/tenants/acme/tables/silver/profiles",
+        None,
+        200,
+    )
+    .await["version"]
+        .as_i64()
+        .expect("version")
+}
+
 fn rows(location: &str, columns: &str) -> Vec<Value> {
     let out: Value = serde_json::from_str(&python(ROWS, &[location, columns])).expect("json");
     out.as_array().expect("rows").clone()
@@ -389,17 +403,7 @@ async fn erasure_deletes_the_subject_everywhere_and_nothing_else(backend: Backen
     .await;
     let (_, profile, _) = crate::sharing::recipient(&app, &admin, "acme", "people", "bob").await;
     let shared = format!("{profile}#people.silver.profiles");
-    let old_version = app
-        .expect(
-            &admin,
-            Method::GET,
-            "/v1/tenants/acme/tables/silver/profiles",
-            None,
-            200,
-        )
-        .await["version"]
-        .as_i64()
-        .expect("version");
+    let old_version = profiles_version(&app, &admin).await;
     let read_old = || crate::sharing::py(SHARED_AT, vec![shared.clone(), old_version.to_string()]);
     let (ok, before_erasure, err) = read_old().await;
     assert!(ok, "{err}");
@@ -648,17 +652,7 @@ async fn erasure_deletes_the_subject_everywhere_and_nothing_else(backend: Backen
         refused["error"].as_str().is_some_and(|e| e.contains("erasure")),
         "{refused}"
     );
-    let latest = app
-        .expect(
-            &admin,
-            Method::GET,
-            "/v1/tenants/acme/tables/silver/profiles",
-            None,
-            200,
-        )
-        .await["version"]
-        .as_i64()
-        .expect("version");
+    let latest = profiles_version(&app, &admin).await;
     let (ok, now, err) = crate::sharing::py(SHARED_AT, vec![shared.clone(), latest.to_string()]).await;
     assert!(ok, "{err}");
     assert_eq!(

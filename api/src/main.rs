@@ -4,6 +4,12 @@ use api::cli::{Cli, Command};
 use api::config::Config;
 use clap::Parser;
 
+// Ingestion decodes and encodes on every worker thread at once; glibc malloc's arena locks
+// showed in its profile (README, Measurements).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit status for configuration errors, distinct from runtime failures (1).
 const EXIT_CONFIG: u8 = 2;
 

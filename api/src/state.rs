@@ -23,10 +23,12 @@ use lake_manager::workers::kube::KubeLauncher;
 use lake_manager::workers::{Launcher, Reconciler, Runner};
 use tenancy::share::{UrlSigner, new_url_secret};
 use tenancy::store::{self, Instance, MetadataStore, StoreError};
+use tenancy::tenant::{Tenant, TenantId};
 use tenancy::token::{KeyError, RevocationList, SigningKey, Verifier, load_or_generate_private};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::routes::views::MigrationView;
 
 /// Everything handlers share. Cheap to clone.
 #[derive(Clone)]
@@ -67,6 +69,8 @@ pub struct AppState {
     pub url_signer: Arc<UrlSigner>,
     /// Per-tenant request rate limits.
     pub tenant_limits: Arc<crate::limits::TenantLimits>,
+    /// Tenants as `GET /v1/tenants/{tenant}` read them, for [`TENANT_CACHE_TTL`].
+    pub tenant_cache: Arc<TenantCache>,
     /// Requests no one answers for, counted until their roll-up rows are written.
     pub audit_rollup: Arc<crate::rollup::AuditRollup>,
     /// This installation's identity.
@@ -74,6 +78,17 @@ pub struct AppState {
     /// When this process started serving.
     pub started_at: DateTime<Utc>,
 }
+
+/// A tenant's row and its migration, as its read route answers them.
+pub type TenantCache = tenancy::expiring::ExpiringMap<TenantId, Arc<(Tenant, Option<MigrationView>)>>;
+
+/// How long a tenant read stays in [`AppState::tenant_cache`]. Changes through this process's
+/// tenant routes drop the entry at once; changes made elsewhere (another replica, a
+/// provisioning or migration step in the background) show within this.
+pub const TENANT_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Distinct tenants cached.
+const TENANT_CACHE_CAPACITY: usize = 10_000;
 
 /// What a process builds the state for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -390,6 +405,7 @@ impl AppState {
             verifier,
             revocations,
             tenant_limits: Arc::new(crate::limits::TenantLimits::new(&config_rate)),
+            tenant_cache: Arc::new(TenantCache::new(TENANT_CACHE_CAPACITY)),
             audit_rollup: Arc::new(crate::rollup::AuditRollup::new(
                 std::time::Duration::from_secs(config_audit.rollup_window_secs),
                 config_audit.rollup_max_rows,

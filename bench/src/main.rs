@@ -16,11 +16,15 @@
 //! S3 with IAM against the moto server (default `http://127.0.0.1:5055`, `scripts/moto-server`),
 //! and `POST /v1/tenants/{tenant}/credentials` is driven open-loop at `RATE` (1000) per second
 //! for `SECONDS` (15) after the first call filled the cache; the baselines, at the same rate
-//! in the same run, are `GET /healthz` and `GET /v1/tenants/{id}`. Needs AWS credentials in the environment (moto accepts
+//! in the same run, are `GET /healthz` and `GET /v1/tenants/{id}`; on SQLite, then on a fresh
+//! PostgreSQL database (`LAKEPLANE_TEST_POSTGRES_URL`). Needs AWS credentials in the environment (moto accepts
 //! any, e.g. `AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing`).
 //!
 //! `lakeplane-bench erasure`: one subject erased from 20 tables of 1,000,000 rows, against
 //! Python `deltalake`'s `DeltaTable.delete` on copies of the same tables (see `erasure.rs`).
+//!
+//! `lakeplane-bench floor`: the authenticated API floor, closed loop, against a bare axum
+//! handler in the same run (see `floor.rs`).
 //!
 //! Build: `cargo build --release -p api -p bench --bins`; run `target/release/lakeplane-bench http`.
 //! Env: `CLIENTS` (8), `BATCH` (5000 events), `SECONDS` (10), `EVENTS` (Kafka, 1000000).
@@ -35,8 +39,11 @@ use deltalake::parquet::file::properties::WriterProperties;
 use serde_json::{Value, json};
 
 use bench::{open_loop, serve};
+use tenancy::store::Backend;
+use tenancy::store::testing::TestDatabase;
 
 mod erasure;
+mod floor;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -103,13 +110,13 @@ async fn start_server() -> Server {
 /// The release server on a temporary data dir, rate limits out of the way, plus `extra` env.
 async fn start_server_with(extra: &[(&str, &str)]) -> Server {
     let dir = tempfile::tempdir().expect("temp dir");
-    let bin = std::env::current_exe().expect("exe").with_file_name("lakeplane");
-    let token = serve::token(&bin, dir.path(), "bench");
+    let bin = serve::lakeplane_bin();
     let mut env = vec![
         ("LAKEPLANE__RATE_LIMIT__PER_SECOND", "100000"),
         ("LAKEPLANE__RATE_LIMIT__BURST", "100000"),
     ];
     env.extend_from_slice(extra);
+    let token = serve::token_with(&bin, dir.path(), "bench", &env);
     let (child, base) = serve::serve(&bin, dir.path(), &env).await;
     Server {
         child,
@@ -682,14 +689,31 @@ async fn reconcile() {
     }
 }
 
+/// `lakeplane-bench credentials`, on SQLite (the embedded default), then on PostgreSQL (a fresh
+/// database, dropped after).
 async fn credentials(endpoint: String) {
+    println!("| metadata | request | rate | requests | errors | p50 | p99 | max |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let database = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(TestDatabase::new(Backend::Postgres).await),
+        };
+        credentials_on(&endpoint, backend, database.as_ref().map(|d| d.url.expose())).await;
+        if let Some(database) = database {
+            database.drop_database().await;
+        }
+    }
+}
+
+async fn credentials_on(endpoint: &str, backend: Backend, database: Option<&str>) {
     let rate = env_or("RATE", 1000);
     let seconds = env_or("SECONDS", 15);
     let prefix = format!("lpb{}", &uuid::Uuid::now_v7().simple().to_string()[21..]);
-    let server = start_server_with(&[
+    let mut env = vec![
         ("LAKEPLANE__STORAGE__KIND", "s3"),
         ("LAKEPLANE__STORAGE__S3__REGION", "eu-west-1"),
-        ("LAKEPLANE__STORAGE__S3__ENDPOINT", endpoint.as_str()),
+        ("LAKEPLANE__STORAGE__S3__ENDPOINT", endpoint),
         ("LAKEPLANE__STORAGE__S3__PATH_STYLE", "true"),
         ("LAKEPLANE__STORAGE__S3__BUCKET_PREFIX", prefix.as_str()),
         ("LAKEPLANE__STORAGE__S3__IAM__ENABLED", "true"),
@@ -697,8 +721,11 @@ async fn credentials(endpoint: String) {
             "LAKEPLANE__STORAGE__S3__IAM__BROKER_PRINCIPAL",
             "arn:aws:iam::123456789012:user/broker",
         ),
-    ])
-    .await;
+    ];
+    if let Some(url) = database {
+        env.push(("LAKEPLANE__DATABASE__URL", url));
+    }
+    let server = start_server_with(&env).await;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(512)
         .build()
@@ -744,12 +771,11 @@ async fn credentials(endpoint: String) {
         first["access_key_id"], last["access_key_id"],
         "every request in between was a cache hit"
     );
-    println!("| request | rate | requests | errors | p50 | p99 | max |");
-    println!("|---|---|---|---|---|---|---|");
-    println!("{}", health.row("GET /healthz (baseline)", rate));
-    println!("{}", read.row("GET /v1/tenants/{id} (baseline)", rate));
+    let name = backend.as_str();
+    println!("| {name} {}", health.row("GET /healthz (baseline)", rate));
+    println!("| {name} {}", read.row("GET /v1/tenants/{id} (baseline)", rate));
     println!(
-        "{}",
+        "| {name} {}",
         vended.row("POST /v1/tenants/{tenant}/credentials (cached)", rate)
     );
 }
@@ -976,6 +1002,8 @@ async fn main() {
         Some("sharing") => sharing().await,
         Some("unity") => unity().await,
         Some("erasure") => erasure::erasure().await,
+        Some("floor") => floor::floor().await,
+        Some("bare-axum") => floor::bare_axum().await,
         Some("credentials") => {
             credentials(
                 args.get(2)
@@ -986,7 +1014,7 @@ async fn main() {
         }
         _ => {
             eprintln!(
-                "usage: lakeplane-bench http | kafka [BOOTSTRAP] | reconcile | credentials [S3_ENDPOINT] | sharing | unity | erasure"
+                "usage: lakeplane-bench http | kafka [BOOTSTRAP] | reconcile | credentials [S3_ENDPOINT] | sharing | unity | erasure | floor"
             );
             std::process::exit(2);
         }

@@ -28,6 +28,14 @@ impl Report {
     }
 }
 
+/// The `q` quantile (0 to 1) of sorted latencies; zero when there are none.
+pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    sorted
+        .get(((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or_default()
+}
+
 /// Sends `rate × seconds` requests, the i-th built by `request(i)` and sent at its slot
 /// whether or not earlier ones were answered; a non-2xx answer counts as an error.
 pub async fn drive(rate: u64, seconds: u64, request: impl Fn(usize) -> reqwest::RequestBuilder) -> Report {
@@ -53,12 +61,7 @@ pub async fn drive(rate: u64, seconds: u64, request: impl Fn(usize) -> reqwest::
         }
     }
     latencies.sort_unstable();
-    let at = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
+    let at = |q: f64| quantile(&latencies, q);
     Report {
         sent: total,
         errors,

@@ -1,14 +1,30 @@
 //! A platform-admin token from the CLI, and `lakeplane serve` on a free port of a temporary
 //! data dir.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+/// The server binary: `LAKEPLANE_BIN`, or `lakeplane` next to this executable (so a build
+/// with other features, such as `--no-default-features` for the system allocator, can be
+/// measured from a copy).
+pub fn lakeplane_bin() -> PathBuf {
+    match std::env::var_os("LAKEPLANE_BIN") {
+        Some(bin) => PathBuf::from(bin),
+        None => std::env::current_exe().expect("exe").with_file_name("lakeplane"),
+    }
+}
+
 /// A platform-admin token for `subject`, minted by the binary's CLI on `dir`.
 pub fn token(bin: &Path, dir: &Path, subject: &str) -> String {
+    token_with(bin, dir, subject, &[])
+}
+
+/// [`token`] with extra environment (the database the server will use).
+pub fn token_with(bin: &Path, dir: &Path, subject: &str, env: &[(&str, &str)]) -> String {
     let output = std::process::Command::new(bin)
+        .envs(env.iter().copied())
         .arg("--data-dir")
         .arg(dir)
         .args([

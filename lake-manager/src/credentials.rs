@@ -13,7 +13,9 @@ use chrono::{DateTime, Utc};
 use tenancy::credentials::{
     AssumeRoleRequest, CacheKey, CredentialScope, Requester, assume_role_request, locations, role_arn,
 };
+use tenancy::expiring::ExpiringMap;
 use tenancy::kind::{Class, Classify, ErrorKind, TENANT_NOT_READY};
+use tenancy::role::Zone;
 use tenancy::store::{StoreError, TableStatus};
 use tenancy::tenant::{Tenant, TenantId, TenantStatus};
 
@@ -325,7 +327,18 @@ pub struct CredentialVendor {
     provisioner: Arc<Provisioner>,
     account: tokio::sync::OnceCell<CallerAccount>,
     cache: CredentialCache,
+    /// Tables recently found active, so an issuance answered from the cache reads nothing.
+    active_tables: ExpiringMap<(TenantId, Zone, String), ()>,
 }
+
+/// How long a table found active is trusted by vending. A table deleted meanwhile gets at
+/// most this much longer than it would otherwise; credentials vended just before its deletion
+/// reach it for their whole lifetime anyway (15 minutes at least), so this adds nothing a
+/// reader could not already have.
+pub const ACTIVE_TABLE_TTL: Duration = Duration::from_secs(1);
+
+/// Distinct tables remembered as active.
+const ACTIVE_TABLES_CAPACITY: usize = 10_000;
 
 impl CredentialVendor {
     /// A vendor over STS, for the provisioner's tenants; the cache holds at most `max_entries`
@@ -342,6 +355,7 @@ impl CredentialVendor {
             provisioner,
             account: tokio::sync::OnceCell::new(),
             cache: CredentialCache::new(max_entries, sts_calls_per_minute),
+            active_tables: ExpiringMap::new(ACTIVE_TABLES_CAPACITY),
         }
     }
 
@@ -365,13 +379,8 @@ impl CredentialVendor {
                 status: tenant.status.as_str(),
             });
         }
-        let store = self.provisioner.store();
         for (index, table) in scope.tables.iter().enumerate() {
-            let exists = store
-                .get_table(&tenant.id, scope.zone, table)
-                .await?
-                .is_some_and(|t| t.status == TableStatus::Active);
-            if !exists {
+            if !self.table_active(&tenant.id, scope.zone, table).await? {
                 return Err(CredentialsError::Field {
                     field: format!("tables[{index}]"),
                     message: format!(
@@ -417,6 +426,34 @@ impl CredentialVendor {
             locations: locations(&bucket_uri, &tenant.id, scope),
             cached,
         })
+    }
+}
+
+impl CredentialVendor {
+    /// Whether the tenant has the table and it is active: from memory if it was within
+    /// [`ACTIVE_TABLE_TTL`], else from the store. Absence is never remembered, so a table
+    /// created a moment ago is found at once.
+    async fn table_active(
+        &self,
+        tenant: &TenantId,
+        zone: Zone,
+        table: &str,
+    ) -> Result<bool, CredentialsError> {
+        let key = (tenant.clone(), zone, table.to_owned());
+        let now = Instant::now();
+        if self.active_tables.get(&key, now).is_some() {
+            return Ok(true);
+        }
+        let active = self
+            .provisioner
+            .store()
+            .get_table(tenant, zone, table)
+            .await?
+            .is_some_and(|t| t.status == TableStatus::Active);
+        if active {
+            self.active_tables.insert(key, (), now + ACTIVE_TABLE_TTL, now);
+        }
+        Ok(active)
     }
 }
 

@@ -9,6 +9,7 @@ pub mod datatype;
 pub mod disclosure;
 pub mod erasure;
 pub mod erasure_receipt;
+pub mod expiring;
 pub mod iam;
 pub mod kind;
 pub mod maintenance;

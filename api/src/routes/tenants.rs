@@ -1,5 +1,8 @@
 //! Tenants: create, list, read, change and delete.
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -18,7 +21,7 @@ use crate::audit::audited;
 use crate::auth::{Authorized, perm};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
-use crate::state::AppState;
+use crate::state::{AppState, TENANT_CACHE_TTL};
 
 /// A new tenant.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -190,9 +193,23 @@ pub async fn get_tenant(
     State(state): State<AppState>,
     auth: Authorized<perm::ReadTenant>,
 ) -> Result<Json<TenantView>, ApiError> {
-    let tenant = load(&state, auth.tenant()?).await?;
-    let mut view = TenantView::new(&state, &tenant, &auth.caller);
-    view.migration = super::views::MigrationView::of(&state, &tenant.id).await?;
+    let id = auth.tenant()?;
+    let now = Instant::now();
+    let entry = match state.tenant_cache.get(id, now) {
+        Some(entry) => entry,
+        None => {
+            let tenant = load(&state, id).await?;
+            let migration = super::views::MigrationView::of(&state, &tenant.id).await?;
+            let entry = Arc::new((tenant, migration));
+            state
+                .tenant_cache
+                .insert(id.clone(), entry.clone(), now + TENANT_CACHE_TTL, now);
+            entry
+        }
+    };
+    let (tenant, migration) = &*entry;
+    let mut view = TenantView::new(&state, tenant, &auth.caller);
+    view.migration = migration.clone();
     Ok(Json(view))
 }
 
@@ -240,11 +257,9 @@ pub async fn update_tenant(
     tenant.isolation = body.isolation.unwrap_or(tenant.isolation);
     // A new tier or isolation places the tenant again; moving stored data starts a migration.
     let replace = change.tier || change.isolation;
-    let tenant = state
-        .tenants
-        .update(tenant, replace, &auth.caller.actor())
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no tenant {id}")))?;
+    let updated = state.tenants.update(tenant, replace, &auth.caller.actor()).await;
+    state.tenant_cache.remove(id);
+    let tenant = updated?.ok_or_else(|| ApiError::NotFound(format!("no tenant {id}")))?;
     Ok(audited(Json(TenantView::new(&state, &tenant, &auth.caller))))
 }
 
@@ -276,11 +291,9 @@ pub async fn delete_tenant(
         let preview = state.tenants.deletion_preview(&tenant, &actor).await?;
         return Ok(audited(Json(report("dry_run", preview))));
     }
-    let deletion = state
-        .tenants
-        .delete(&tenant, &actor)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no tenant {id}")))?;
+    let deleted = state.tenants.delete(&tenant, &actor).await;
+    state.tenant_cache.remove(id);
+    let deletion = deleted?.ok_or_else(|| ApiError::NotFound(format!("no tenant {id}")))?;
     Ok(audited((StatusCode::ACCEPTED, Json(report("deleted", deletion)))))
 }
 

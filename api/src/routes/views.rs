@@ -115,7 +115,7 @@ pub struct TenantView {
 /// A placement migration as it goes: `draining` (waiting for the tenant's commits under way to
 /// end), `copying` (objects copied and verified of those listed), then `cleanup` (switched; the
 /// old keys are deleted after the grace period).
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct MigrationView {
     /// `draining`, `copying` or `cleanup`.
     pub phase: &'static str,

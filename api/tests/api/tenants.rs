@@ -586,3 +586,72 @@ async fn revoked_tokens_spend_their_tenants_budget() {
     );
     app.shutdown().await;
 }
+
+/// Tenant reads are cached for `TENANT_CACHE_TTL`: a change through this process shows at
+/// once, one made by another replica within the TTL.
+async fn a_cached_tenant_read_shows_changes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    let acme = json!({"id": "acme", "display_name": "Acme", "tier": "standard"});
+    assert_eq!(create(&app, &admin, acme).await.status(), 201);
+    let name = |app: &TestApp, admin: &str| {
+        let (app, admin) = (app.url("/v1/tenants/acme"), admin.to_owned());
+        let client = reqwest::Client::new();
+        async move {
+            let body: Value = client
+                .get(app)
+                .bearer_auth(admin)
+                .send()
+                .await
+                .expect("get")
+                .json()
+                .await
+                .expect("json");
+            body["display_name"].as_str().unwrap_or_default().to_owned()
+        }
+    };
+    assert_eq!(name(&app, &admin).await, "Acme", "read, and now cached");
+    let rename = |to: &str| json!({"display_name": to});
+    let patched = app
+        .send_as(
+            &admin,
+            Method::PATCH,
+            "/v1/tenants/acme",
+            Some(rename("Acme Two")),
+        )
+        .await;
+    assert_eq!(patched.status(), 200);
+    assert_eq!(
+        name(&app, &admin).await,
+        "Acme Two",
+        "this process's change shows at once"
+    );
+
+    let replica = app.replica(|_| {}).await;
+    let other_admin = replica.token(Role::PlatformAdmin, None).await;
+    assert_eq!(name(&app, &admin).await, "Acme Two", "cached again");
+    let changed_at = std::time::Instant::now();
+    let patched = replica
+        .send_as(
+            &other_admin,
+            Method::PATCH,
+            "/v1/tenants/acme",
+            Some(rename("Acme Three")),
+        )
+        .await;
+    assert_eq!(patched.status(), 200);
+    let bound = api::state::TENANT_CACHE_TTL + std::time::Duration::from_millis(500);
+    loop {
+        if name(&app, &admin).await == "Acme Three" {
+            break;
+        }
+        assert!(
+            changed_at.elapsed() < bound,
+            "another replica's change must show within the cache TTL"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    replica.shutdown().await;
+    app.shutdown().await;
+}
+both_backends!(a_cached_tenant_read_shows_changes);

@@ -14,6 +14,7 @@ use deltalake::arrow::json::ReaderBuilder;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::fused;
 use super::validate::check_event;
 use tenancy::stream::{
     DLQ_ERROR, DLQ_PAYLOAD, DLQ_POSITION, INGESTED_AT, KAFKA_OFFSET, KAFKA_PARTITION, KAFKA_TIMESTAMP,
@@ -189,9 +190,54 @@ fn timestamp_column(field: &Field, values: Vec<Option<i64>>) -> ArrayRef {
 }
 
 /// Decodes events against the schema. Every event either lands in `rows` or in `rejected`.
-/// Each event is type-checked first (strictly, unlike arrow-json), then the good ones are
-/// decoded in one pass; an event arrow-json still refuses is found by decoding one at a time.
+/// Tables of plain columns are checked and decoded in one parse (`fused`); for the others,
+/// each event is type-checked first (strictly, unlike arrow-json), then the good ones are
+/// decoded by arrow-json in one pass, and an event it still refuses is found by decoding one
+/// at a time.
 pub fn decode(
+    schema: &EventSchema,
+    events: &[(usize, &[u8])],
+    ingested_at_us: i64,
+    metadata: Metadata<'_>,
+) -> Result<Decoded, String> {
+    if !fused::supports(&schema.user) {
+        return decode_checked(schema, events, ingested_at_us, metadata);
+    }
+    let raws: Vec<&[u8]> = events.iter().map(|(_, raw)| *raw).collect();
+    let fused = fused::decode(&schema.user, &raws)?;
+    let rejected = fused
+        .refused
+        .into_iter()
+        .map(|(index, field, message)| {
+            let (line, raw) = events[index];
+            (
+                EventError { line, field, message },
+                String::from_utf8_lossy(raw).into_owned(),
+            )
+        })
+        .collect();
+    let positions: Vec<KafkaPosition> = match metadata {
+        Metadata::Kafka(p) => fused.accepted.iter().map(|i| p[*i]).collect(),
+        Metadata::Http => Vec::new(),
+    };
+    let metadata = match metadata {
+        Metadata::Kafka(_) => Metadata::Kafka(&positions),
+        Metadata::Http => Metadata::Http,
+    };
+    let accepted = fused.batch.as_ref().map_or(0, RecordBatch::num_rows);
+    let rows = match fused.batch {
+        Some(batch) => Some(with_metadata(schema, &batch, ingested_at_us, &metadata)?),
+        None => None,
+    };
+    Ok(Decoded {
+        rows,
+        accepted,
+        rejected,
+    })
+}
+
+/// [`decode`] for tables with columns the one-pass decoder does not take.
+fn decode_checked(
     schema: &EventSchema,
     events: &[(usize, &[u8])],
     ingested_at_us: i64,

@@ -1,14 +1,19 @@
 //! Strict per-event type checks in one streaming pass over the JSON (no allocation per value).
 //!
 //! arrow-json alone is lenient: it parses `1.9` into an integer column as 1 and `"42"` as 42.
-//! Every event goes through this check before decoding, so a value is written only when its
-//! JSON type is the column's, and a bad event is reported with its field.
+//! Every event goes through this check, so a value is written only when its JSON type is the
+//! column's, and a bad event is reported with its field. The same pass can hand over the
+//! values it checked ([`check_into`]), which is how flat tables are decoded without a second
+//! parse (`fused`).
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
 
 use deltalake::arrow::datatypes::{DataType, Schema};
+use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use tenancy::stream::is_metadata_column;
 
 /// What a column accepts, in JSON terms.
@@ -43,13 +48,48 @@ fn integer_fits(data_type: &DataType, v: i128) -> bool {
 
 type Problem = RefCell<Option<(String, String)>>;
 
+/// One checked value, as the JSON held it. Strings borrow from the event unless they had
+/// escapes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell<'de> {
+    /// The key was not in the event.
+    Absent,
+    /// `null`.
+    Null,
+    /// An integer that fits `i64`.
+    Int(i64),
+    /// An integer above `i64::MAX`.
+    UInt(u64),
+    /// A double column's number, parsed from its text with correct rounding.
+    Float(f64),
+    /// `true` or `false`.
+    Bool(bool),
+    /// A string.
+    Str(Cow<'de, str>),
+}
+
+/// Where [`check_into`] puts each column's value, by the column's index.
+pub type Cells<'de> = RefCell<Vec<Cell<'de>>>;
+
 /// Checks one event; `None` when it fits the schema.
 pub fn check_event(schema: &Schema, raw: &[u8]) -> Option<(String, String)> {
+    check_into(schema, raw, None)
+}
+
+/// [`check_event`], also leaving each column's value in `cells` (which must hold one cell per
+/// field of `schema`, all [`Cell::Absent`]) when given. Nested columns are only checked.
+/// When the event has a problem, `cells` holds whatever was read before it.
+pub fn check_into<'de>(
+    schema: &Schema,
+    raw: &'de [u8],
+    cells: Option<&Cells<'de>>,
+) -> Option<(String, String)> {
     let problem: Problem = RefCell::new(None);
     let mut deserializer = serde_json::Deserializer::from_slice(raw);
     let outcome = EventSeed {
         schema,
         problem: &problem,
+        cells,
     }
     .deserialize(&mut deserializer)
     .and_then(|()| deserializer.end());
@@ -67,19 +107,20 @@ fn stop<E: de::Error>(problem: &Problem, field: &str, message: String) -> E {
     E::custom("stopped")
 }
 
-struct EventSeed<'a> {
+struct EventSeed<'a, 'de> {
     schema: &'a Schema,
     problem: &'a Problem,
+    cells: Option<&'a Cells<'de>>,
 }
 
-impl<'de> DeserializeSeed<'de> for EventSeed<'_> {
+impl<'de> DeserializeSeed<'de> for EventSeed<'_, 'de> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for EventSeed<'_> {
+impl<'de> Visitor<'de> for EventSeed<'_, 'de> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -122,6 +163,7 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
                 data_type: field.data_type(),
                 nullable: field.is_nullable(),
                 problem: self.problem,
+                slot: self.cells.map(|cells| (cells, index)),
             })?;
         }
         for (index, field) in fields.iter().enumerate() {
@@ -193,14 +235,61 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
     }
 }
 
-struct ValueSeed<'a> {
+struct ValueSeed<'a, 'de> {
     name: &'a str,
     data_type: &'a DataType,
     nullable: bool,
     problem: &'a Problem,
+    slot: Option<(&'a Cells<'de>, usize)>,
 }
 
-impl ValueSeed<'_> {
+impl<'de> ValueSeed<'_, 'de> {
+    /// Keeps a value that passed, when the caller wants values.
+    fn put<E>(&self, cell: Cell<'de>) -> Result<(), E> {
+        if let Some((cells, index)) = self.slot
+            && let Some(slot) = cells.borrow_mut().get_mut(index)
+        {
+            *slot = cell;
+        }
+        Ok(())
+    }
+
+    /// A double column's value from its JSON text.
+    fn double<E: de::Error>(self, text: &str) -> Result<(), E> {
+        match text.as_bytes().first() {
+            Some(b'n') => self.visit_unit(),
+            Some(b't' | b'f') => Err(self.wrong(text)),
+            Some(b'[') => Err(self.wrong("an array")),
+            Some(b'{') => Err(self.wrong("an object")),
+            Some(b'"') => {
+                let v: String = serde_json::from_str(text).map_err(E::custom)?;
+                Err(self.wrong(&format!("{v:?}")))
+            }
+            _ => match text.parse::<f64>() {
+                Ok(v) if v.is_finite() => self.put(Cell::Float(v)),
+                _ => Err(stop(
+                    self.problem,
+                    self.name,
+                    format!("must be a number a double can hold, got {text}"),
+                )),
+            },
+        }
+    }
+
+    fn string<E: de::Error>(self, v: Cow<'de, str>) -> Result<(), E> {
+        match self.data_type {
+            DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Binary
+            | DataType::LargeBinary
+            | DataType::Date32
+            | DataType::Timestamp(_, _)
+            | DataType::Decimal128(_, _) => self.put(Cell::Str(v)),
+            _ if self.nested() => Ok(()),
+            _ => Err(self.wrong(&format!("{v:?}"))),
+        }
+    }
+
     fn wrong<E: de::Error>(&self, got: &str) -> E {
         let want = expected(self.data_type).unwrap_or("another type");
         stop(self.problem, self.name, format!("must be {want}, got {got}"))
@@ -212,14 +301,20 @@ impl ValueSeed<'_> {
     }
 }
 
-impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_, 'de> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        if *self.data_type == DataType::Float64 {
+            // From the number's text, correctly rounded as arrow-json reads it: serde_json's
+            // own float parsing is best-effort without its `float_roundtrip` feature.
+            let raw = <&'de RawValue>::deserialize(deserializer)?;
+            return self.double(raw.get());
+        }
         deserializer.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for ValueSeed<'_> {
+impl<'de> Visitor<'de> for ValueSeed<'_, 'de> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -228,7 +323,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
 
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
         if self.nullable {
-            Ok(())
+            self.put(Cell::Null)
         } else {
             Err(stop(
                 self.problem,
@@ -240,14 +335,16 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
 
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
         match self.data_type {
-            DataType::Boolean => Ok(()),
+            DataType::Boolean => self.put(Cell::Bool(v)),
             _ if self.nested() => Ok(()),
             _ => Err(self.wrong(&v.to_string())),
         }
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        if integer_fits(self.data_type, i128::from(v)) || self.nested() {
+        if integer_fits(self.data_type, i128::from(v)) {
+            self.put(Cell::Int(v))
+        } else if self.nested() {
             Ok(())
         } else {
             Err(self.wrong(&v.to_string()))
@@ -255,7 +352,9 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        if integer_fits(self.data_type, i128::from(v)) || self.nested() {
+        if integer_fits(self.data_type, i128::from(v)) {
+            self.put(i64::try_from(v).map_or(Cell::UInt(v), Cell::Int))
+        } else if self.nested() {
             Ok(())
         } else {
             Err(self.wrong(&v.to_string()))
@@ -267,24 +366,19 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
             DataType::Float32
             | DataType::Float64
             | DataType::Decimal128(_, _)
-            | DataType::Timestamp(_, _) => Ok(()),
+            | DataType::Timestamp(_, _) => self.put(Cell::Float(v)),
             _ if self.nested() => Ok(()),
             _ => Err(self.wrong(&v.to_string())),
         }
     }
 
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<(), E> {
+        self.string(Cow::Borrowed(v))
+    }
+
     fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        match self.data_type {
-            DataType::Utf8
-            | DataType::LargeUtf8
-            | DataType::Binary
-            | DataType::LargeBinary
-            | DataType::Date32
-            | DataType::Timestamp(_, _)
-            | DataType::Decimal128(_, _) => Ok(()),
-            _ if self.nested() => Ok(()),
-            _ => Err(self.wrong(&format!("{v:?}"))),
-        }
+        // Only reached for strings with escapes; others come borrowed.
+        self.string(Cow::Owned(v.to_owned()))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
@@ -352,5 +446,30 @@ mod tests {
         assert_eq!(check("[1]").as_deref(), Some(""));
         let (_, message) = check_event(&schema, br#"{"id": 1.9}"#).expect("problem");
         assert_eq!(message, "must be an integer, got 1.9");
+        // A double column is read from the number's text.
+        assert_eq!(
+            check(r#"{"id": 1, "price": 1e400}"#).as_deref(),
+            Some("price"),
+            "out of range"
+        );
+        assert_eq!(check(r#"{"id": 1, "price": -0.0, "name": null}"#), None);
+        for (bad, got) in [
+            ("true", "true"),
+            (r#""2.5""#, r#""2.5""#),
+            ("[1]", "an array"),
+            (r#"{"a": 1}"#, "an object"),
+        ] {
+            let raw = format!(r#"{{"id": 1, "price": {bad}}}"#);
+            let (field, message) = check_event(&schema, raw.as_bytes()).expect("problem");
+            assert_eq!(
+                (field.as_str(), message),
+                ("price", format!("must be a number, got {got}"))
+            );
+        }
+        assert_eq!(
+            check(r#"{"id": 1, "price": 1.}"#).as_deref(),
+            Some(""),
+            "malformed JSON is still refused"
+        );
     }
 }

@@ -75,18 +75,31 @@ pub enum StoreError {
     /// Any other database error: a bug or a schema mismatch.
     #[error("metadata query failed")]
     Query(#[source] sqlx::Error),
+
+    /// The error of a transaction shared by several callers (a group commit), each of which
+    /// gets it.
+    #[error(transparent)]
+    Shared(std::sync::Arc<StoreError>),
+
+    /// A group commit's writer stopped without saying whether the item was written.
+    #[error("the metadata write was lost: its writer stopped")]
+    Lost,
 }
 
 impl StoreError {
     /// True when the failure is the database being away, not the request or the data.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_) | StoreError::Connect { .. })
+        match self {
+            StoreError::Shared(e) => e.is_unavailable(),
+            e => matches!(e, StoreError::Unavailable(_) | StoreError::Connect { .. }),
+        }
     }
 }
 
 impl Classify for StoreError {
     fn class(&self) -> Class {
         match self {
+            StoreError::Shared(e) => e.class(),
             StoreError::Conflict(_) => ErrorKind::Conflict.class(),
             StoreError::Quota(_) => ErrorKind::Quota.class(),
             StoreError::Reserved(_) => ErrorKind::Conflict.coded("id-reserved"),

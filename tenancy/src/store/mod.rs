@@ -11,6 +11,7 @@ mod audit;
 mod erasures;
 mod error;
 mod fence;
+mod group_commit;
 mod postgres;
 mod provisioning;
 mod push_keys;

@@ -4,6 +4,7 @@ mod claims;
 mod jwks;
 mod keys;
 mod revocation;
+pub mod verified;
 mod verify;
 
 use serde::{Deserialize, Serialize};

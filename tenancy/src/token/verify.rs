@@ -1,6 +1,7 @@
 //! Turning a bearer token into a [`Principal`], or a precise reason it is refused.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -10,6 +11,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::verified::{VerifiedTokens, token_hash};
 use super::{Claims, JwksCache, OidcIssuer, SigningKey, TokenSettings};
 use crate::policy::Principal;
 use crate::role::Role;
@@ -97,7 +99,11 @@ pub struct Verifier {
     own: Arc<SigningKey>,
     settings: TokenSettings,
     external: Vec<(OidcIssuer, JwksCache)>,
+    verified: VerifiedTokens,
 }
+
+/// Distinct tokens whose verification is remembered (see [`super::verified`]).
+const VERIFIED_CAPACITY: usize = 10_000;
 
 #[derive(Deserialize)]
 struct Peek {
@@ -112,12 +118,24 @@ impl Verifier {
             own,
             settings,
             external,
+            verified: VerifiedTokens::new(VERIFIED_CAPACITY),
         }
     }
 
     /// Checks signature, algorithm, issuer, audience and times, then maps the claims.
-    /// Revocation is checked by the caller, which owns the revocation list.
+    /// Revocation is checked by the caller, which owns the revocation list. A token verified
+    /// in the last minute and not expired is answered from memory.
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let key = token_hash(token);
+        if let Some(principal) = self.verified.get(&key, Instant::now()) {
+            return Ok(principal);
+        }
+        let principal = self.verify_uncached(token).await?;
+        self.verified.insert(key, &principal, Instant::now(), Utc::now());
+        Ok(principal)
+    }
+
+    async fn verify_uncached(&self, token: &str) -> Result<Principal, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
         // Which issuer decides which key and algorithm; the signature check below still
         // pins `iss`, so a lie here only selects a key that then fails to verify.
@@ -318,6 +336,51 @@ mod tests {
         assert!(
             matches!(verifier.verify(&document).await, Err(AuthError::Malformed)),
             "the same claims under a receipt's type are refused"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cached_token_does_not_vouch_for_a_tampered_copy() {
+        let dir = tempfile::tempdir().expect("dir");
+        let key = Arc::new(SigningKey::load(None, None, dir.path()).expect("key"));
+        let settings = TokenSettings::default();
+        let verifier = Verifier::new(key.clone(), settings.clone(), &[]);
+        let now = Utc::now();
+        let acme = TenantId::parse("acme").expect("id");
+        let claims = |role| {
+            Claims::new(
+                "ann",
+                role,
+                Some(&acme),
+                Uuid::now_v7(),
+                now,
+                now + chrono::Duration::hours(1),
+                &settings,
+            )
+        };
+        let token = key.sign(&claims(Role::Analyst)).expect("sign");
+        for _ in 0..2 {
+            let principal = verifier
+                .verify(&token)
+                .await
+                .expect("verifies, then from the cache");
+            assert_eq!(principal.role, Role::Analyst);
+        }
+        // The payload of a more powerful token under the cached token's signature.
+        let stronger = key.sign(&claims(Role::TenantAdmin)).expect("sign");
+        let mut parts: Vec<&str> = token.split('.').collect();
+        parts[1] = stronger.split('.').nth(1).expect("payload");
+        assert_eq!(
+            verifier.verify(&parts.join(".")).await,
+            Err(AuthError::BadSignature)
+        );
+        let mut flipped = token.clone().into_bytes();
+        let last = flipped.len() - 2;
+        flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
+        let flipped = String::from_utf8(flipped).expect("ascii");
+        assert!(
+            verifier.verify(&flipped).await.is_err(),
+            "a changed signature byte is verified, and refused"
         );
     }
 }

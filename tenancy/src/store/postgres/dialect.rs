@@ -37,13 +37,3 @@ pub(super) fn uuid(row: &DbRow, column: &str) -> Result<Uuid, StoreError> {
 pub(super) fn opt_uuid(row: &DbRow, column: &str) -> Result<Option<Uuid>, StoreError> {
     Ok(row.try_get(column)?)
 }
-
-/// Row-level locking lets PostgreSQL take concurrent audit appends as they come, so an
-/// append's turn is always now (SQLite queues them in-process).
-pub(super) struct AuditTurn;
-
-impl Store {
-    pub(super) async fn audit_turn(&self) -> AuditTurn {
-        AuditTurn
-    }
-}

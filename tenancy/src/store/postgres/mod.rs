@@ -25,6 +25,8 @@ pub(super) static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
 /// Metadata in a PostgreSQL database.
 pub(super) struct PgStore {
     pool: PgPool,
+    /// Audit appends, committed in groups (see `sql::audit_queue`).
+    audit_queue: super::group_commit::GroupCommit<crate::audit::AuditEvent>,
 }
 
 impl PgStore {
@@ -50,7 +52,10 @@ impl PgStore {
             .connect_with(options)
             .await
             .map_err(connect_error)?;
-        Ok(Self { pool })
+        Ok(Self {
+            audit_queue: sql::audit_queue(pool.clone()),
+            pool,
+        })
     }
 }
 

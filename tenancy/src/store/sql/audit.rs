@@ -1,11 +1,16 @@
 //! The append-only audit log.
 
 use async_trait::async_trait;
-use sqlx::{Row, Transaction};
+use sqlx::{Pool, Row, Transaction};
 
 use super::{Db, DbRow, Store, corrupt, opt_uuid, time, ts, uid, uuid};
 use crate::audit::{AuditEvent, AuditFilter, Outcome, cap_target};
+use crate::store::group_commit::{GroupCommit, batch_writer};
 use crate::store::{AuditStore, StoreError};
+
+/// Events per shared transaction: enough for a burst of thousands of audited requests a
+/// second, small enough that one transaction stays short.
+const AUDIT_BATCH: usize = 256;
 use crate::tenant::TenantId;
 
 fn audit_event(row: &DbRow) -> Result<AuditEvent, StoreError> {
@@ -56,14 +61,31 @@ pub(super) async fn insert_audit(tx: &mut Transaction<'_, Db>, e: &AuditEvent) -
     Ok(())
 }
 
+/// The queue of [`AuditStore::append_audit`]: concurrent appends share one transaction (one
+/// commit, one flush), and each returns once its event is durable. On SQLite it also keeps the
+/// appends of this process from competing for the single write lock in SQLite's busy handler,
+/// which sleeps in steps of up to 100 ms.
+pub(crate) fn audit_queue(pool: Pool<Db>) -> GroupCommit<AuditEvent> {
+    GroupCommit::new(
+        AUDIT_BATCH,
+        batch_writer(move |events: Vec<AuditEvent>| {
+            let pool = pool.clone();
+            async move {
+                let mut tx = pool.begin().await?;
+                for event in &events {
+                    insert_audit(&mut tx, event).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+        }),
+    )
+}
+
 #[async_trait]
 impl AuditStore for Store {
     async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        let _turn = self.audit_turn().await;
-        let mut tx = self.pool.begin().await?;
-        insert_audit(&mut tx, event).await?;
-        tx.commit().await?;
-        Ok(())
+        self.audit_queue.submit(event.clone()).await
     }
 
     async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {

@@ -5,7 +5,7 @@
 //! mappings for both databases. The SQL itself is portable: `$n` placeholders, which SQLite
 //! also accepts, `ON CONFLICT ... DO UPDATE`, and BIGINT / C-collated TEXT columns on both
 //! (migration 0010). What differs lives in the dialect: how a timestamp and a UUID are stored
-//! ([`ts`], [`uid`], [`time`], [`opt_time`], [`uuid`]), and how audit appends queue.
+//! ([`ts`], [`uid`], [`time`], [`opt_time`], [`uuid`]).
 //!
 //! A new store method goes in the file of its entity here, once; nothing else is needed for
 //! the second backend.
@@ -29,6 +29,7 @@ use sqlx::{Row, Transaction};
 use super::dialect::{BACKEND, Db, DbRow, Store, opt_time, opt_uuid, time, ts, uid, uuid};
 use crate::store::StoreError;
 use crate::tenant::TenantId;
+pub(super) use audit::audit_queue;
 use audit::insert_audit;
 
 fn corrupt(column: &str, value: &str) -> StoreError {

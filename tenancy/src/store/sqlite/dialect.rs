@@ -48,12 +48,3 @@ pub(super) fn opt_uuid(row: &DbRow, column: &str) -> Result<Option<Uuid>, StoreE
     text.map(|t| Uuid::parse_str(&t).map_err(|_| StoreError::Corrupt(format!("{column} = {t:?}"))))
         .transpose()
 }
-
-impl Store {
-    /// Audit appends of this process queue here rather than in SQLite's busy handler, which
-    /// sleeps in steps of up to 100 ms when two connections want the single write lock: one
-    /// audited read per request (credential vending) would otherwise wait tens of ms at p99.
-    pub(super) async fn audit_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.audit_writer.lock().await
-    }
-}

@@ -29,8 +29,8 @@ pub(super) static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
 /// Metadata in one SQLite file (or in memory, for throwaway runs).
 pub(super) struct SqliteStore {
     pool: SqlitePool,
-    /// Audit appends of this process queue here (see `dialect::Store::audit_turn`).
-    audit_writer: tokio::sync::Mutex<()>,
+    /// Audit appends, committed in groups (see `sql::audit_queue`).
+    audit_queue: super::group_commit::GroupCommit<crate::audit::AuditEvent>,
     /// The database file; `None` for in-memory databases.
     file: Option<PathBuf>,
 }
@@ -89,8 +89,8 @@ impl SqliteStore {
             }
         };
         Ok(Self {
+            audit_queue: sql::audit_queue(pool.clone()),
             pool,
-            audit_writer: tokio::sync::Mutex::new(()),
             file,
         })
     }

@@ -1,0 +1,120 @@
+//! A bounded in-memory map whose entries lapse at a time given when they are inserted: the
+//! short-lived caches of the request path (verified tokens, tenant rows, table lookups).
+//!
+//! Bounded without tracking recency: when full, lapsed entries are dropped, and if it is still
+//! full it starts over. More distinct live keys than the capacity then cost what no cache
+//! costs (a miss each), never memory.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
+
+/// Values by key, each until its own deadline, at most `capacity` of them.
+pub struct ExpiringMap<K, V> {
+    entries: Mutex<HashMap<K, (V, Instant)>>,
+    capacity: usize,
+}
+
+impl<K: Eq + Hash, V: Clone> ExpiringMap<K, V> {
+    /// An empty map of at most `capacity` entries (0 keeps nothing).
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    /// The value under `key`, unless it lapsed by `now`.
+    pub fn get<Q>(&self, key: &Q, now: Instant) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries
+            .get(key)
+            .filter(|(_, until)| now < *until)
+            .map(|(value, _)| value.clone())
+    }
+
+    /// Keeps `value` under `key` until `until`; `now` is the clock `until` is on.
+    pub fn insert(&self, key: K, value: V, until: Instant, now: Instant) {
+        if self.capacity == 0 || until <= now {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= self.capacity && !entries.contains_key(&key) {
+            entries.retain(|_, (_, until)| now < *until);
+            if entries.len() >= self.capacity {
+                entries.clear();
+            }
+        }
+        entries.insert(key, (value, until));
+    }
+
+    /// Drops the entry under `key`: what it held changed.
+    pub fn remove<Q>(&self, key: &Q)
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+    }
+
+    /// Entries held, lapsed or not.
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn an_entry_lives_until_its_deadline_and_can_be_removed() {
+        let map = ExpiringMap::new(4);
+        let now = Instant::now();
+        let at = |secs| now + Duration::from_secs(secs);
+        map.insert("a", 1, at(10), now);
+        map.insert("b", 2, at(10), now);
+        map.insert("lapsed", 3, now, now);
+        assert_eq!(map.get("a", at(9)), Some(1));
+        assert_eq!(map.get("a", at(10)), None);
+        assert_eq!(map.get("lapsed", now), None, "an entry already due is not kept");
+        map.remove("b");
+        assert_eq!(map.get("b", now), None);
+        let off = ExpiringMap::new(0);
+        off.insert("a", 1, at(10), now);
+        assert_eq!(off.get("a", now), None);
+    }
+
+    proptest! {
+        /// Whatever is inserted, the map never exceeds its capacity, and the entry just
+        /// inserted is always there.
+        #[test]
+        fn stays_bounded_and_keeps_the_newest(capacity in 1usize..8, keys in prop::collection::vec((0u8..32, 0u64..20), 1..200)) {
+            let map = ExpiringMap::new(capacity);
+            let now = Instant::now();
+            for (step, (key, life)) in keys.into_iter().enumerate() {
+                let at = now + Duration::from_secs(step as u64);
+                map.insert(key, step, at + Duration::from_secs(life + 1), at);
+                prop_assert!(map.len() <= capacity);
+                prop_assert_eq!(map.get(&key, at), Some(step));
+            }
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! Group commit: appends from concurrent callers share one transaction, and each caller is
+//! answered only once the transaction that holds its item committed.
+//!
+//! There is no background task. A caller queues its item and waits for the writer's turn;
+//! whoever gets the turn writes everything queued (up to a batch limit) while the others
+//! queue behind it, so under load a commit carries every item that arrived during the
+//! previous one. The write itself runs on a spawned task that owns the turn: a caller that
+//! goes away (its request cancelled) cannot drop other callers' items half-written.
+//!
+//! A transaction that fails because the database is away fails all its items. One that fails
+//! for anything else (a value the database refuses) is split: each item is written on its own,
+//! so a bad item fails alone.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::oneshot;
+
+use super::StoreError;
+
+type Outcome = Result<(), Arc<StoreError>>;
+
+/// Writes one batch, all or nothing.
+pub(crate) type WriteBatch<T> =
+    Arc<dyn Fn(Vec<T>) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>> + Send + Sync>;
+
+/// A [`WriteBatch`] from an async function of the batch.
+pub(crate) fn batch_writer<T, W, F>(write: W) -> WriteBatch<T>
+where
+    W: Fn(Vec<T>) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<(), StoreError>> + Send + 'static,
+{
+    Arc::new(move |items| {
+        Box::pin(write(items)) as Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>
+    })
+}
+
+/// A queue of items written in shared transactions.
+pub(crate) struct GroupCommit<T> {
+    queue: Mutex<Vec<(T, oneshot::Sender<Outcome>)>>,
+    turn: Arc<tokio::sync::Mutex<()>>,
+    max_batch: usize,
+    write: WriteBatch<T>,
+}
+
+impl<T: Clone + Send + 'static> GroupCommit<T> {
+    /// A queue whose transactions hold at most `max_batch` items (at least 1), each written by
+    /// `write` with the batch in arrival order.
+    pub(crate) fn new(max_batch: usize, write: WriteBatch<T>) -> Self {
+        Self {
+            queue: Mutex::new(Vec::new()),
+            turn: Arc::new(tokio::sync::Mutex::new(())),
+            max_batch: max_batch.max(1),
+            write,
+        }
+    }
+
+    /// Queues `item` and returns once the transaction holding it committed, or with that
+    /// transaction's error (shared by every item in it).
+    pub(crate) async fn submit(&self, item: T) -> Result<(), StoreError> {
+        let (answer, mut answered) = oneshot::channel();
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((item, answer));
+        loop {
+            // Waits for the batch being written, if any: the item may be in it.
+            let turn = self.turn.clone().lock_owned().await;
+            match answered.try_recv() {
+                Ok(outcome) => return outcome.map_err(StoreError::Shared),
+                // The task holding the item died without answering (a panic): the outcome is
+                // unknown, which for an append is a failure.
+                Err(oneshot::error::TryRecvError::Closed) => return Err(StoreError::Lost),
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+            // The front of the queue: this caller's item, or items ahead of it beyond the
+            // batch limit, in which case the next turn takes it.
+            let batch: Vec<_> = {
+                let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                let take = queue.len().min(self.max_batch);
+                queue.drain(..take).collect()
+            };
+            if batch.is_empty() {
+                // Only if the item left the queue unanswered, which the above rules out.
+                return Err(StoreError::Lost);
+            }
+            let write = self.write.clone();
+            tokio::spawn(async move {
+                let (items, answers): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                let outcome = write(items.clone()).await;
+                match outcome {
+                    // One item the database refuses (not: the database is away) must not fail
+                    // the others that happened to share its transaction: each on its own.
+                    Err(e) if items.len() > 1 && !e.is_unavailable() => {
+                        for (item, answer) in items.into_iter().zip(answers) {
+                            let _ = answer.send(write(vec![item]).await.map_err(Arc::new));
+                        }
+                    }
+                    outcome => {
+                        let outcome = outcome.map_err(Arc::new);
+                        for answer in answers {
+                            // A caller that went away no longer listens; its item is written
+                            // anyway.
+                            let _ = answer.send(outcome.clone());
+                        }
+                    }
+                }
+                drop(turn);
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    const POISON: u32 = 13;
+
+    /// Every batch written, in order.
+    type Batches = Arc<Mutex<Vec<Vec<u32>>>>;
+
+    /// Records every batch written; fails batches while `fail` is set; each write takes
+    /// `delay`, the time in which later items queue up.
+    fn recorder(delay: Duration, fail: Arc<AtomicBool>) -> (Batches, WriteBatch<u32>) {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let seen = batches.clone();
+        let write = batch_writer(move |items: Vec<u32>| {
+            let seen = seen.clone();
+            let fail = fail.clone();
+            async move {
+                tokio::time::sleep(delay).await;
+                if fail.load(Ordering::SeqCst) {
+                    return Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut));
+                }
+                // A value the database refuses, whatever else is in the transaction.
+                if items.contains(&POISON) {
+                    return Err(StoreError::Busy("refused".to_owned()));
+                }
+                seen.lock().expect("lock").push(items);
+                Ok(())
+            }
+        });
+        (batches, write)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_items_share_transactions_and_each_is_written_once() {
+        let (batches, write) = recorder(Duration::from_millis(5), Arc::new(AtomicBool::new(false)));
+        let queue = Arc::new(GroupCommit::new(16, write));
+        let tasks: Vec<_> = (100..300u32)
+            .map(|i| {
+                let queue = queue.clone();
+                tokio::spawn(async move { queue.submit(i).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("join").expect("written");
+        }
+        let batches = batches.lock().expect("lock").clone();
+        let mut written: Vec<u32> = batches.iter().flatten().copied().collect();
+        written.sort_unstable();
+        assert_eq!(written, (100..300).collect::<Vec<_>>(), "every item exactly once");
+        assert!(
+            batches.iter().all(|b| b.len() <= 16),
+            "batch limit held: {batches:?}"
+        );
+        assert!(
+            batches.len() < 200 / 2,
+            "items waiting behind a commit share the next one: {} transactions for 200 items",
+            batches.len()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_transaction_fails_its_items_and_not_later_ones() {
+        let fail = Arc::new(AtomicBool::new(true));
+        let (batches, write) = recorder(Duration::from_millis(1), fail.clone());
+        let queue = GroupCommit::new(16, write);
+        let error = queue.submit(1).await.expect_err("the write failed");
+        assert!(
+            error.is_unavailable(),
+            "the batch's error, classified as it was: {error:?}"
+        );
+        fail.store(false, Ordering::SeqCst);
+        queue.submit(2).await.expect("written");
+        assert_eq!(
+            *batches.lock().expect("lock"),
+            vec![vec![2]],
+            "the failed item was not written later"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_item_the_database_refuses_fails_alone() {
+        let (batches, write) = recorder(Duration::from_millis(5), Arc::new(AtomicBool::new(false)));
+        let queue = Arc::new(GroupCommit::new(64, write));
+        let tasks: Vec<_> = (0..40u32)
+            .map(|i| {
+                let queue = queue.clone();
+                tokio::spawn(async move { (i, queue.submit(i).await) })
+            })
+            .collect();
+        for task in tasks {
+            let (i, outcome) = task.await.expect("join");
+            match outcome {
+                Err(StoreError::Shared(e)) if i == POISON => assert!(matches!(*e, StoreError::Busy(_))),
+                Ok(()) if i != POISON => {}
+                other => panic!("item {i}: {other:?}"),
+            }
+        }
+        let mut written: Vec<u32> = batches.lock().expect("lock").iter().flatten().copied().collect();
+        written.sort_unstable();
+        let expected: Vec<u32> = (0..40).filter(|i| *i != POISON).collect();
+        assert_eq!(written, expected);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_caller_cancelled_mid_write_does_not_lose_the_batch() {
+        let (batches, write) = recorder(Duration::from_millis(50), Arc::new(AtomicBool::new(false)));
+        let queue = Arc::new(GroupCommit::new(16, write));
+        // The first caller takes the turn and is dropped while its batch is being written.
+        let first = tokio::time::timeout(Duration::from_millis(10), queue.submit(1)).await;
+        assert!(first.is_err(), "still writing when cancelled");
+        // Items queued meanwhile are written by the next turn, after the first batch.
+        queue.submit(2).await.expect("written");
+        assert_eq!(*batches.lock().expect("lock"), vec![vec![1], vec![2]]);
+    }
+}

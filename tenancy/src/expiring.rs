@@ -7,12 +7,16 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{PoisonError, RwLock};
 use std::time::Instant;
+
+/// Entries with their deadlines, and how many removals there were.
+type Entries<K, V> = (HashMap<K, (V, Instant)>, u64);
 
 /// Values by key, each until its own deadline, at most `capacity` of them.
 pub struct ExpiringMap<K, V> {
-    entries: Mutex<HashMap<K, (V, Instant)>>,
+    /// See [`ExpiringMap::insert_since`] for the removal count.
+    entries: RwLock<Entries<K, V>>,
     capacity: usize,
 }
 
@@ -20,7 +24,7 @@ impl<K: Eq + Hash, V: Clone> ExpiringMap<K, V> {
     /// An empty map of at most `capacity` entries (0 keeps nothing).
     pub fn new(capacity: usize) -> Self {
         Self {
-            entries: Mutex::new(HashMap::new()),
+            entries: RwLock::new((HashMap::new(), 0)),
             capacity,
         }
     }
@@ -31,8 +35,9 @@ impl<K: Eq + Hash, V: Clone> ExpiringMap<K, V> {
         K: std::borrow::Borrow<Q>,
         Q: Eq + Hash + ?Sized,
     {
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
         entries
+            .0
             .get(key)
             .filter(|(_, until)| now < *until)
             .map(|(value, _)| value.clone())
@@ -40,10 +45,26 @@ impl<K: Eq + Hash, V: Clone> ExpiringMap<K, V> {
 
     /// Keeps `value` under `key` until `until`; `now` is the clock `until` is on.
     pub fn insert(&self, key: K, value: V, until: Instant, now: Instant) {
+        self.insert_since(None, key, value, until, now);
+    }
+
+    /// A count that [`ExpiringMap::remove`] advances: read it before loading a value, and
+    /// insert with [`ExpiringMap::insert_since`], so a value read before a change is not kept
+    /// after the change removed its entry.
+    pub fn generation(&self) -> u64 {
+        self.entries.read().unwrap_or_else(PoisonError::into_inner).1
+    }
+
+    /// [`ExpiringMap::insert`], unless `generation` is given and an entry was removed since.
+    pub fn insert_since(&self, generation: Option<u64>, key: K, value: V, until: Instant, now: Instant) {
         if self.capacity == 0 || until <= now {
             return;
         }
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        let (entries, removals) = &mut *guard;
+        if generation.is_some_and(|g| g != *removals) {
+            return;
+        }
         if entries.len() >= self.capacity && !entries.contains_key(&key) {
             entries.retain(|_, (_, until)| now < *until);
             if entries.len() >= self.capacity {
@@ -59,15 +80,18 @@ impl<K: Eq + Hash, V: Clone> ExpiringMap<K, V> {
         K: std::borrow::Borrow<Q>,
         Q: Eq + Hash + ?Sized,
     {
-        self.entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(key);
+        let mut guard = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        guard.0.remove(key);
+        guard.1 += 1;
     }
 
     /// Entries held, lapsed or not.
     pub fn len(&self) -> usize {
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.entries
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .len()
     }
 
     /// Whether nothing is held.
@@ -97,6 +121,13 @@ mod tests {
         assert_eq!(map.get("lapsed", now), None, "an entry already due is not kept");
         map.remove("b");
         assert_eq!(map.get("b", now), None);
+        // A value read before a removal is not kept after it.
+        let before = map.generation();
+        map.remove("c");
+        map.insert_since(Some(before), "c", 9, at(10), now);
+        assert_eq!(map.get("c", now), None);
+        map.insert_since(Some(map.generation()), "c", 9, at(10), now);
+        assert_eq!(map.get("c", now), Some(9));
         let off = ExpiringMap::new(0);
         off.insert("a", 1, at(10), now);
         assert_eq!(off.get("a", now), None);

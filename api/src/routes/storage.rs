@@ -464,6 +464,7 @@ pub async fn retry_provisioning(
         .store
         .set_tenant_status(&id, TenantStatus::Provisioning, None)
         .await?;
+    state.tenant_cache.remove(&id);
     let provisioner = state.provisioner.clone();
     tokio::spawn(async move {
         if let Err(e) = provisioner.provision(&id).await {

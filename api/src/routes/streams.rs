@@ -390,6 +390,9 @@ fn format_of(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
     }
 }
 
+/// The most a push body's buffer is sized to before its bytes arrive.
+const PRESIZE_MAX: usize = 1 << 20;
+
 /// Reads the body (gzip or identity) into at most `limit` bytes of events, taking room for it
 /// in `room` as bytes arrive and as they inflate. A body that sends nothing for `stall` is
 /// given up (408): a client cannot hold a request open by going quiet.
@@ -419,9 +422,9 @@ async fn body_bytes(
             });
         }
     };
-    // Sized once from Content-Length (capped at the limit) rather than grown by doubling,
-    // which copied a 1 MiB body about twice over. Reserved pages that a short body never
-    // fills are never touched, so a false length costs address space, not memory.
+    // Sized from Content-Length rather than grown by doubling, which copied a typical 1 MiB
+    // body about twice over; at most 1 MiB up front, since the length is the client's word
+    // and the buffer budget (`room`) counts bytes as they arrive.
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -429,7 +432,7 @@ async fn body_bytes(
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(0);
     let mut body = request.into_body();
-    let mut raw = Vec::with_capacity(declared.min(limit));
+    let mut raw = Vec::with_capacity(declared.min(limit).min(PRESIZE_MAX));
     loop {
         let frame = tokio::time::timeout(stall, body.frame())
             .await

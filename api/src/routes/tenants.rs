@@ -198,12 +198,19 @@ pub async fn get_tenant(
     let entry = match state.tenant_cache.get(id, now) {
         Some(entry) => entry,
         None => {
+            // A PATCH or DELETE that lands while this reads must not see its change undone
+            // by this read's older row.
+            let generation = state.tenant_cache.generation();
             let tenant = load(&state, id).await?;
             let migration = super::views::MigrationView::of(&state, &tenant.id).await?;
             let entry = Arc::new((tenant, migration));
-            state
-                .tenant_cache
-                .insert(id.clone(), entry.clone(), now + TENANT_CACHE_TTL, now);
+            state.tenant_cache.insert_since(
+                Some(generation),
+                id.clone(),
+                entry.clone(),
+                now + TENANT_CACHE_TTL,
+                now,
+            );
             entry
         }
     };

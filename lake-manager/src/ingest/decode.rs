@@ -200,7 +200,8 @@ pub fn decode(
     ingested_at_us: i64,
     metadata: Metadata<'_>,
 ) -> Result<Decoded, String> {
-    if !fused::supports(&schema.user) {
+    let bytes = events.iter().map(|(_, raw)| raw.len()).sum();
+    if !fused::supports(&schema.user, bytes) {
         return decode_checked(schema, events, ingested_at_us, metadata);
     }
     let raws: Vec<&[u8]> = events.iter().map(|(_, raw)| *raw).collect();

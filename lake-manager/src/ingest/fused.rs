@@ -17,21 +17,25 @@ use deltalake::arrow::datatypes::{DataType, SchemaRef};
 
 use super::validate::{Cell, Cells, check_into};
 
-/// Whether every column of `schema` is a type this path decodes.
-pub fn supports(schema: &SchemaRef) -> bool {
-    schema.fields().iter().all(|f| {
-        matches!(
-            f.data_type(),
-            DataType::Utf8
-                | DataType::LargeUtf8
-                | DataType::Boolean
-                | DataType::Int8
-                | DataType::Int16
-                | DataType::Int32
-                | DataType::Int64
-                | DataType::Float64
-        )
-    })
+/// Whether every column of `schema` is a type this path decodes, for events of `bytes` in all.
+/// A `Utf8` column holds at most 2 GiB (32-bit offsets): larger requests (possible only with
+/// `ingest.max_body_bytes` raised that far) take the other path, which reports that as an error
+/// rather than overflowing.
+pub fn supports(schema: &SchemaRef, bytes: usize) -> bool {
+    bytes <= i32::MAX as usize
+        && schema.fields().iter().all(|f| {
+            matches!(
+                f.data_type(),
+                DataType::Utf8
+                    | DataType::LargeUtf8
+                    | DataType::Boolean
+                    | DataType::Int8
+                    | DataType::Int16
+                    | DataType::Int32
+                    | DataType::Int64
+                    | DataType::Float64
+            )
+        })
 }
 
 enum Builder {
@@ -129,7 +133,14 @@ pub struct Fused {
 /// Checks and decodes `events` against `schema`, which [`supports`] must accept.
 pub fn decode(schema: &SchemaRef, events: &[&[u8]]) -> Result<Fused, String> {
     let fields = schema.fields();
-    let text_bytes = events.iter().map(|e| e.len()).sum::<usize>();
+    // What the text columns hold together is at most the events' bytes: shared among them
+    // as a first guess, so the builders rarely grow and never reserve the body many times.
+    let text_columns = fields
+        .iter()
+        .filter(|f| matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8))
+        .count()
+        .max(1);
+    let text_bytes = events.iter().map(|e| e.len()).sum::<usize>() / text_columns;
     let mut builders = fields
         .iter()
         .map(|f| Builder::new(f.data_type(), events.len(), text_bytes))
@@ -198,16 +209,17 @@ mod tests {
 
     #[test]
     fn plain_columns_only() {
-        assert!(supports(&schema()));
+        assert!(supports(&schema(), 1 << 20));
+        assert!(!supports(&schema(), 1 << 31), "beyond 32-bit string offsets");
         let with_time = Arc::new(Schema::new(vec![Field::new(
             "at",
             DataType::Timestamp(deltalake::arrow::datatypes::TimeUnit::Microsecond, None),
             true,
         )]));
-        assert!(!supports(&with_time));
+        assert!(!supports(&with_time, 1));
         let float32 = Arc::new(Schema::new(vec![Field::new("f", DataType::Float32, true)]));
         assert!(
-            !supports(&float32),
+            !supports(&float32, 1),
             "arrow-json parses f32 from the text: not repeated here"
         );
     }

@@ -267,27 +267,42 @@ impl<'de> ValueSeed<'_, 'de> {
             }
             _ => match text.parse::<f64>() {
                 Ok(v) if v.is_finite() => self.put(Cell::Float(v)),
-                _ => Err(stop(
-                    self.problem,
-                    self.name,
-                    format!("must be a number a double can hold, got {text}"),
-                )),
+                _ => {
+                    // The text comes from the request: echoed bounded, as in dead letters.
+                    let shown: String = text.chars().take(40).collect();
+                    let more = if shown.len() < text.len() { "..." } else { "" };
+                    Err(stop(
+                        self.problem,
+                        self.name,
+                        format!("must be a number a double can hold, got {shown}{more}"),
+                    ))
+                }
             },
         }
     }
 
-    fn string<E: de::Error>(self, v: Cow<'de, str>) -> Result<(), E> {
-        match self.data_type {
+    /// Whether a JSON string is a value of this column (nested columns: arrow-json decides).
+    fn takes_strings(&self) -> bool {
+        matches!(
+            self.data_type,
             DataType::Utf8
-            | DataType::LargeUtf8
-            | DataType::Binary
-            | DataType::LargeBinary
-            | DataType::Date32
-            | DataType::Timestamp(_, _)
-            | DataType::Decimal128(_, _) => self.put(Cell::Str(v)),
-            _ if self.nested() => Ok(()),
-            _ => Err(self.wrong(&format!("{v:?}"))),
+                | DataType::LargeUtf8
+                | DataType::Binary
+                | DataType::LargeBinary
+                | DataType::Date32
+                | DataType::Timestamp(_, _)
+                | DataType::Decimal128(_, _)
+        ) || self.nested()
+    }
+
+    fn string<E: de::Error>(self, v: Cow<'de, str>) -> Result<(), E> {
+        if !self.takes_strings() {
+            return Err(self.wrong(&format!("{v:?}")));
         }
+        if self.nested() {
+            return Ok(());
+        }
+        self.put(Cell::Str(v))
     }
 
     fn wrong<E: de::Error>(&self, got: &str) -> E {
@@ -377,7 +392,15 @@ impl<'de> Visitor<'de> for ValueSeed<'_, 'de> {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        // Only reached for strings with escapes; others come borrowed.
+        // Only reached for strings with escapes; others come borrowed. Copied only when the
+        // caller keeps values.
+        if self.slot.is_none() {
+            return if self.takes_strings() {
+                Ok(())
+            } else {
+                Err(self.wrong(&format!("{v:?}")))
+            };
+        }
         self.string(Cow::Owned(v.to_owned()))
     }
 

@@ -96,6 +96,22 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// True when the database refused the written values themselves (a constraint, a value it
+    /// cannot store), so the same write without them could succeed.
+    pub fn refuses_the_data(&self) -> bool {
+        match self {
+            StoreError::Shared(e) => e.refuses_the_data(),
+            StoreError::Query(sqlx::Error::Database(db)) => {
+                // Unique, foreign-key, not-null and check violations; PostgreSQL's class 22
+                // (data exceptions: a NUL byte in text, a value out of range).
+                db.kind() != sqlx::error::ErrorKind::Other || db.code().is_some_and(|c| c.starts_with("22"))
+            }
+            _ => false,
+        }
+    }
+}
+
 impl Classify for StoreError {
     fn class(&self) -> Class {
         match self {

@@ -1,15 +1,18 @@
 //! Group commit: appends from concurrent callers share one transaction, and each caller is
 //! answered only once the transaction that holds its item committed.
 //!
-//! There is no background task. A caller queues its item and waits for the writer's turn;
-//! whoever gets the turn writes everything queued (up to a batch limit) while the others
-//! queue behind it, so under load a commit carries every item that arrived during the
-//! previous one. The write itself runs on a spawned task that owns the turn: a caller that
-//! goes away (its request cancelled) cannot drop other callers' items half-written.
+//! No writer runs while nothing is queued. A caller queues its item and waits for the turn;
+//! whoever gets the turn starts the write of everything queued (up to a batch limit) while the
+//! others queue behind it, so under load a commit carries every item that arrived during the
+//! previous one. The write runs on a task of its own that holds the turn until it answered:
+//! a caller that goes away (its request cancelled) cannot drop other callers' items
+//! half-written.
 //!
-//! A transaction that fails because the database is away fails all its items. One that fails
-//! for anything else (a value the database refuses) is split: each item is written on its own,
-//! so a bad item fails alone.
+//! The queue is bounded ([`QUEUE_BATCHES`] batches): beyond, an append is refused at once as
+//! the database being unavailable, rather than waiting behind a backlog. A transaction that
+//! fails because the database is away fails its items and everything queued behind them (they
+//! would wait only to fail the same way). One the database refuses for its data (a constraint,
+//! a value it cannot store) is split, each item written on its own, so a bad item fails alone.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,9 +24,15 @@ use super::StoreError;
 
 type Outcome = Result<(), Arc<StoreError>>;
 
+/// Items waiting for a turn, each with where its outcome goes.
+type Queue<T> = Arc<Mutex<Vec<(T, oneshot::Sender<Outcome>)>>>;
+
 /// Writes one batch, all or nothing.
 pub(crate) type WriteBatch<T> =
     Arc<dyn Fn(Vec<T>) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>> + Send + Sync>;
+
+/// How many batches may wait, beyond the one being written.
+pub(crate) const QUEUE_BATCHES: usize = 8;
 
 /// A [`WriteBatch`] from an async function of the batch.
 pub(crate) fn batch_writer<T, W, F>(write: W) -> WriteBatch<T>
@@ -38,32 +47,43 @@ where
 
 /// A queue of items written in shared transactions.
 pub(crate) struct GroupCommit<T> {
-    queue: Mutex<Vec<(T, oneshot::Sender<Outcome>)>>,
+    queue: Queue<T>,
     turn: Arc<tokio::sync::Mutex<()>>,
     max_batch: usize,
     write: WriteBatch<T>,
+    /// Whether a failed batch is retried item by item.
+    split: fn(&StoreError) -> bool,
 }
 
 impl<T: Clone + Send + 'static> GroupCommit<T> {
     /// A queue whose transactions hold at most `max_batch` items (at least 1), each written by
-    /// `write` with the batch in arrival order.
-    pub(crate) fn new(max_batch: usize, write: WriteBatch<T>) -> Self {
+    /// `write` with the batch in arrival order; a batch failing with an error `split` accepts
+    /// is written again item by item.
+    pub(crate) fn new(max_batch: usize, write: WriteBatch<T>, split: fn(&StoreError) -> bool) -> Self {
         Self {
-            queue: Mutex::new(Vec::new()),
+            queue: Arc::new(Mutex::new(Vec::new())),
             turn: Arc::new(tokio::sync::Mutex::new(())),
             max_batch: max_batch.max(1),
             write,
+            split,
         }
+    }
+
+    fn queue_handle(&self) -> Queue<T> {
+        self.queue.clone()
     }
 
     /// Queues `item` and returns once the transaction holding it committed, or with that
     /// transaction's error (shared by every item in it).
     pub(crate) async fn submit(&self, item: T) -> Result<(), StoreError> {
         let (answer, mut answered) = oneshot::channel();
-        self.queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((item, answer));
+        {
+            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            if queue.len() >= self.max_batch * QUEUE_BATCHES {
+                return Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut));
+            }
+            queue.push((item, answer));
+        }
         loop {
             // Waits for the batch being written, if any: the item may be in it.
             let turn = self.turn.clone().lock_owned().await;
@@ -86,18 +106,28 @@ impl<T: Clone + Send + 'static> GroupCommit<T> {
                 return Err(StoreError::Lost);
             }
             let write = self.write.clone();
+            let queue = self.queue_handle();
+            let split = self.split;
             tokio::spawn(async move {
-                let (items, answers): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                let (items, mut answers): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
                 let outcome = write(items.clone()).await;
                 match outcome {
-                    // One item the database refuses (not: the database is away) must not fail
-                    // the others that happened to share its transaction: each on its own.
-                    Err(e) if items.len() > 1 && !e.is_unavailable() => {
+                    // One item the database refuses must not fail the others that happened to
+                    // share its transaction: each on its own.
+                    Err(e) if items.len() > 1 && split(&e) => {
                         for (item, answer) in items.into_iter().zip(answers) {
                             let _ = answer.send(write(vec![item]).await.map_err(Arc::new));
                         }
                     }
                     outcome => {
+                        let away = outcome.as_ref().is_err_and(StoreError::is_unavailable);
+                        if away {
+                            // Those queued behind would wait a whole timeout each to learn the
+                            // same.
+                            let behind =
+                                std::mem::take(&mut *queue.lock().unwrap_or_else(PoisonError::into_inner));
+                            answers.extend(behind.into_iter().map(|(_, answer)| answer));
+                        }
                         let outcome = outcome.map_err(Arc::new);
                         for answer in answers {
                             // A caller that went away no longer listens; its item is written
@@ -120,6 +150,11 @@ mod tests {
     use super::*;
 
     const POISON: u32 = 13;
+
+    /// The test's stand-in for a value the database refuses.
+    fn poisoned(e: &StoreError) -> bool {
+        matches!(e, StoreError::Busy(_))
+    }
 
     /// Every batch written, in order.
     type Batches = Arc<Mutex<Vec<Vec<u32>>>>;
@@ -151,7 +186,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_items_share_transactions_and_each_is_written_once() {
         let (batches, write) = recorder(Duration::from_millis(5), Arc::new(AtomicBool::new(false)));
-        let queue = Arc::new(GroupCommit::new(16, write));
+        let queue = Arc::new(GroupCommit::new(16, write, poisoned));
         let tasks: Vec<_> = (100..300u32)
             .map(|i| {
                 let queue = queue.clone();
@@ -180,7 +215,7 @@ mod tests {
     async fn a_failed_transaction_fails_its_items_and_not_later_ones() {
         let fail = Arc::new(AtomicBool::new(true));
         let (batches, write) = recorder(Duration::from_millis(1), fail.clone());
-        let queue = GroupCommit::new(16, write);
+        let queue = GroupCommit::new(16, write, poisoned);
         let error = queue.submit(1).await.expect_err("the write failed");
         assert!(
             error.is_unavailable(),
@@ -198,7 +233,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_item_the_database_refuses_fails_alone() {
         let (batches, write) = recorder(Duration::from_millis(5), Arc::new(AtomicBool::new(false)));
-        let queue = Arc::new(GroupCommit::new(64, write));
+        let queue = Arc::new(GroupCommit::new(64, write, poisoned));
         let tasks: Vec<_> = (0..40u32)
             .map(|i| {
                 let queue = queue.clone();
@@ -220,9 +255,57 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_refuses_at_once_and_an_outage_fails_those_behind() {
+        let fail = Arc::new(AtomicBool::new(true));
+        let (batches, write) = recorder(Duration::from_millis(300), fail.clone());
+        let queue = Arc::new(GroupCommit::new(1, write, poisoned));
+        let spawn = |i: u32| {
+            let queue = queue.clone();
+            tokio::spawn(async move { queue.submit(i).await })
+        };
+        let queued = |n: usize| {
+            let queue = queue.clone();
+            async move {
+                let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                while queue.queue.lock().expect("lock").len() != n || queue.turn.try_lock().is_ok() {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "never {n} queued behind a write"
+                    );
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+        };
+        let mut waiting = vec![spawn(0)];
+        queued(0).await;
+        waiting.extend((1..=QUEUE_BATCHES as u32).map(spawn));
+        // One being written, QUEUE_BATCHES queued: the next is refused without waiting.
+        queued(QUEUE_BATCHES).await;
+        let started = std::time::Instant::now();
+        let refused = queue.submit(99).await.expect_err("full");
+        assert!(
+            refused.is_unavailable() && started.elapsed() < Duration::from_millis(100),
+            "{refused:?}"
+        );
+        // The first batch fails as the database being away: everyone behind it learns so with
+        // it, not one write timeout after another.
+        let started = std::time::Instant::now();
+        for task in waiting {
+            let error = task.await.expect("join").expect_err("database away");
+            assert!(error.is_unavailable(), "{error:?}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(600),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(batches.lock().expect("lock").is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_caller_cancelled_mid_write_does_not_lose_the_batch() {
         let (batches, write) = recorder(Duration::from_millis(50), Arc::new(AtomicBool::new(false)));
-        let queue = Arc::new(GroupCommit::new(16, write));
+        let queue = Arc::new(GroupCommit::new(16, write, poisoned));
         // The first caller takes the turn and is dropped while its batch is being written.
         let first = tokio::time::timeout(Duration::from_millis(10), queue.submit(1)).await;
         assert!(first.is_err(), "still writing when cancelled");

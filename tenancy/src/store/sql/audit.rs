@@ -7,11 +7,11 @@ use super::{Db, DbRow, Store, corrupt, opt_uuid, time, ts, uid, uuid};
 use crate::audit::{AuditEvent, AuditFilter, Outcome, cap_target};
 use crate::store::group_commit::{GroupCommit, batch_writer};
 use crate::store::{AuditStore, StoreError};
+use crate::tenant::TenantId;
 
 /// Events per shared transaction: enough for a burst of thousands of audited requests a
 /// second, small enough that one transaction stays short.
 const AUDIT_BATCH: usize = 256;
-use crate::tenant::TenantId;
 
 fn audit_event(row: &DbRow) -> Result<AuditEvent, StoreError> {
     let outcome: String = row.try_get("outcome")?;
@@ -79,6 +79,7 @@ pub(crate) fn audit_queue(pool: Pool<Db>) -> GroupCommit<AuditEvent> {
                 Ok(())
             }
         }),
+        StoreError::refuses_the_data,
     )
 }
 

@@ -186,7 +186,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_items_share_transactions_and_each_is_written_once() {
         let (batches, write) = recorder(Duration::from_millis(5), Arc::new(AtomicBool::new(false)));
-        let queue = Arc::new(GroupCommit::new(16, write, poisoned));
+        let queue = Arc::new(GroupCommit::new(32, write, poisoned));
         let tasks: Vec<_> = (100..300u32)
             .map(|i| {
                 let queue = queue.clone();
@@ -201,7 +201,7 @@ mod tests {
         written.sort_unstable();
         assert_eq!(written, (100..300).collect::<Vec<_>>(), "every item exactly once");
         assert!(
-            batches.iter().all(|b| b.len() <= 16),
+            batches.iter().all(|b| b.len() <= 32),
             "batch limit held: {batches:?}"
         );
         assert!(

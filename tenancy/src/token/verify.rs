@@ -123,15 +123,19 @@ impl Verifier {
     }
 
     /// Checks signature, algorithm, issuer, audience and times, then maps the claims.
-    /// Revocation is checked by the caller, which owns the revocation list. A token verified
-    /// in the last minute and not expired is answered from memory.
+    /// Revocation is checked by the caller, which owns the revocation list. One of the plane's
+    /// own tokens verified in the last minute and not expired is answered from memory. Tokens
+    /// of OIDC issuers are verified every time: their keys stop being trusted when they are
+    /// older than the issuer's `max_key_staleness_secs`, which a cached answer would outlive.
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         let key = token_hash(token);
         if let Some(principal) = self.verified.get(&key, Instant::now()) {
             return Ok(principal);
         }
         let principal = self.verify_uncached(token).await?;
-        self.verified.insert(key, &principal, Instant::now(), Utc::now());
+        if principal.issuer == self.settings.issuer {
+            self.verified.insert(key, &principal, Instant::now(), Utc::now());
+        }
         Ok(principal)
     }
 

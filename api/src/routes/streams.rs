@@ -318,19 +318,25 @@ pub async fn get_stream(
         let id = tenancy::worker::WorkerSpec::ingest(stream.tenant.clone(), stream.id).id();
         if let Some(worker) = state.store.get_worker(&id).await? {
             use tenancy::worker::WorkerState;
+            let progress = worker
+                .progress
+                .as_deref()
+                .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok());
             shown.status = match worker.state {
                 WorkerState::Pending => "starting",
-                WorkerState::Running => "running",
+                // Claimed is not consuming: until the worker reports its consumer's state
+                // (after its positions are assigned), it is starting.
+                WorkerState::Running => progress
+                    .as_ref()
+                    .and_then(|p| p["state"].as_str())
+                    .filter(|reported| ["running", "failed"].contains(reported))
+                    .unwrap_or("starting"),
                 WorkerState::Succeeded => "stopped",
                 WorkerState::Failed => "failed",
             }
             .to_owned();
             shown.last_error = worker.last_error;
-            shown.lag = worker
-                .progress
-                .as_deref()
-                .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
-                .and_then(|p| serde_json::from_value(p["lag"].clone()).ok());
+            shown.lag = progress.and_then(|p| serde_json::from_value(p["lag"].clone()).ok());
         }
     }
     let platform = auth.caller.principal.role == tenancy::role::Role::PlatformAdmin;

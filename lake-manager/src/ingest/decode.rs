@@ -201,10 +201,7 @@ pub fn decode(
     metadata: Metadata<'_>,
 ) -> Result<Decoded, String> {
     let bytes = events.iter().map(|(_, raw)| raw.len()).sum();
-    // Kafka flushes keep the two passes for now: with the one-pass path, the Kafka test
-    // `latest_starts_after_existing_records_and_a_restart_skips_nothing_new` lost every row of
-    // the restarted worker (twice); the cause is not found yet (README, What is missing).
-    if matches!(metadata, Metadata::Kafka(_)) || !fused::supports(&schema.user, bytes) {
+    if !fused::supports(&schema.user, bytes) {
         return decode_checked(schema, events, ingested_at_us, metadata);
     }
     let raws: Vec<&[u8]> = events.iter().map(|(_, raw)| *raw).collect();

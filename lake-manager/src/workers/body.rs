@@ -66,8 +66,10 @@ impl Bodies {
             tokio::select! {
                 ended = &mut consuming => return ended,
                 _ = report.tick() => {
+                    // The consumer's own state goes with the lag: a claimed row alone does not
+                    // say whether the positions are assigned yet.
                     let status = self.kafka.status(stream);
-                    progress.set(serde_json::json!({ "lag": status.lag }));
+                    progress.set(serde_json::json!({ "state": status.state, "lag": status.lag }));
                 }
             }
         }

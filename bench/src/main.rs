@@ -26,6 +26,9 @@
 //! `lakeplane-bench floor`: the authenticated API floor, closed loop, against a bare axum
 //! handler in the same run (see `floor.rs`).
 //!
+//! `lakeplane-bench reconcile`: the reconcile loop at 1,000 to 10,000 tenants, on SQLite and
+//! PostgreSQL (see `reconcile.rs`).
+//!
 //! Build: `cargo build --release -p api -p bench --bins`; run `target/release/lakeplane-bench http`.
 //! Env: `CLIENTS` (8), `BATCH` (5000 events), `SECONDS` (10), `EVENTS` (Kafka, 1000000).
 
@@ -47,7 +50,9 @@ use tenancy::store::Backend;
 use tenancy::store::testing::TestDatabase;
 
 mod erasure;
+mod fixture;
 mod floor;
+mod reconcile;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -510,189 +515,6 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// Adds tenants `from..to`, each with one Kafka stream and three tables, as database rows.
-async fn add_tenants(store: &dyn tenancy::store::MetadataStore, from: usize, to: usize) {
-    use tenancy::audit::{AuditEvent, Outcome};
-    use tenancy::placement::{Placement, PlacementKind};
-    use tenancy::store::{StreamRecord, TableRecord, TableStatus};
-    use tenancy::tenant::{Isolation, Quotas, Tenant, TenantId, TenantStatus, Tier};
-    let audit = || AuditEvent::system("bench", "bench", None, Outcome::Success);
-    for i in from..to {
-        let now = tenancy::now();
-        let id = TenantId::parse(&format!("t{i:05}")).expect("id");
-        let tenant = Tenant {
-            id: id.clone(),
-            display_name: "Bench".into(),
-            tier: Tier::Standard,
-            isolation: Isolation::Auto,
-            status: TenantStatus::Ready,
-            status_reason: None,
-            placement: Placement {
-                kind: PlacementKind::Shared,
-                shard: Some(u32::try_from(i / 500).unwrap_or(0)),
-                reason: "bench".into(),
-            },
-            quotas: Quotas::default(),
-            volume_30d_bytes: 0,
-            erasure_deadline_days: tenancy::erasure::DEFAULT_DEADLINE_DAYS,
-            created_at: now,
-            updated_at: now,
-        };
-        store.insert_tenant(&tenant, &audit()).await.expect("tenant");
-        let mut first_table = None;
-        for name in ["events", "orders", "users"] {
-            let spec: tenancy::table::TableRequest = serde_json::from_value(json!({
-                "zone": "bronze", "name": name, "columns": [{"name": "id", "type": "long"}]
-            }))
-            .expect("shape");
-            let record = TableRecord {
-                id: uuid::Uuid::now_v7(),
-                tenant: id.clone(),
-                spec: spec.validate().expect("valid"),
-                location: format!("file:///bench/{i}/{name}"),
-                status: TableStatus::Active,
-                created_at: now,
-                updated_at: now,
-            };
-            store.insert_table(&record, 100, &audit()).await.expect("table");
-            first_table.get_or_insert(record.id);
-        }
-        let stream: tenancy::stream::StreamRequest = serde_json::from_value(json!({
-            "name": "events", "table": {"zone": "bronze", "name": "events"},
-            "source": {"type": "kafka", "bootstrap_servers": "broker:9092", "topic": format!("t{i}")}
-        }))
-        .expect("shape");
-        let spec = stream.validate().expect("valid");
-        let record = StreamRecord {
-            id: uuid::Uuid::now_v7(),
-            tenant: id,
-            name: spec.name,
-            table_id: first_table.expect("table"),
-            table_name: "events".into(),
-            source: spec.source,
-            on_error: spec.on_error,
-            created_at: now,
-        };
-        store.insert_stream(&record, 20, &audit()).await.expect("stream");
-    }
-}
-
-/// One reconcile computation as the leader's loop does it: read what exists and the recorded
-/// workers from the database, compute the desired set, diff. Returns (desired, steps).
-async fn reconcile_once(store: &dyn tenancy::store::MetadataStore) -> (usize, usize) {
-    use lake_manager::workers::reconciler::{observe, read_inputs, read_workers};
-    use tenancy::worker::{RestartPolicy, desired, diff};
-    let want = desired(&read_inputs(store).await.expect("inputs"));
-    let observed: std::collections::BTreeMap<String, tenancy::worker::Observed> = read_workers(store)
-        .await
-        .expect("workers")
-        .iter()
-        .map(|w| (w.spec.id(), observe(w)))
-        .collect();
-    // Heartbeats are written once at setup, so staleness is switched off: the diff still
-    // walks every worker, as a leader in step does.
-    let policy = RestartPolicy {
-        heartbeat_timeout: std::time::Duration::from_secs(86_400),
-        ..RestartPolicy::default()
-    };
-    let steps = diff(&want, &observed, &policy, chrono::Utc::now());
-    (want.len(), steps.len())
-}
-
-/// Queues a compaction on every table without one (the worst case: every table is due), and
-/// records every desired worker as running with a fresh heartbeat, as a leader in step would
-/// find them.
-async fn all_due_and_running(store: &dyn tenancy::store::MetadataStore) {
-    use tenancy::store::{MaintenanceRun, WorkerRecord};
-    use tenancy::worker::WorkerState;
-    let busy: std::collections::BTreeSet<uuid::Uuid> = store
-        .unfinished_runs()
-        .await
-        .expect("runs")
-        .into_iter()
-        .map(|r| r.table_id)
-        .collect();
-    for table in store.all_active_tables().await.expect("tables") {
-        if busy.contains(&table.id) {
-            continue;
-        }
-        let now = tenancy::now();
-        let run = MaintenanceRun {
-            id: uuid::Uuid::now_v7(),
-            table_id: table.id,
-            tenant: table.tenant.clone(),
-            zone: table.spec.zone,
-            table_name: table.spec.name.to_string(),
-            operations: vec![tenancy::maintenance::Operation::Compact],
-            options: Default::default(),
-            status: tenancy::maintenance::RunStatus::Queued,
-            metrics: None,
-            error: None,
-            requested_by: "scheduler".into(),
-            lease_owner: String::new(),
-            lease_expires_at: now + chrono::Duration::days(1),
-            created_at: now,
-            finished_at: None,
-        };
-        let audit =
-            tenancy::audit::AuditEvent::system("bench", "bench", None, tenancy::audit::Outcome::Success);
-        store.start_run(&run, &audit).await.expect("queue");
-    }
-    let inputs = lake_manager::workers::reconciler::read_inputs(store)
-        .await
-        .expect("inputs");
-    for spec in tenancy::worker::desired(&inputs).into_values() {
-        if store.get_worker(&spec.id()).await.expect("worker").is_some() {
-            continue;
-        }
-        let now = tenancy::now();
-        let record = WorkerRecord {
-            state: WorkerState::Running,
-            last_heartbeat: Some(now),
-            owner: Some("bench".into()),
-            ..WorkerRecord::pending(spec, now)
-        };
-        store.put_worker(&record).await.expect("worker");
-    }
-}
-
-async fn reconcile() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = tenancy::store::DatabaseUrl::parse(&format!("sqlite://{}/bench.db", dir.path().display()))
-        .expect("url");
-    let store = tenancy::store::connect(&url, &Default::default())
-        .await
-        .expect("store");
-    store.migrate().await.expect("migrate");
-    println!(
-        "| tenants | workers | reconcile (read inputs and workers + desired + diff), median of 5 | process RSS after (growth during the loops) |"
-    );
-    println!("|---|---|---|---|");
-    let mut have = 0;
-    for tenants in [1_000usize, 5_000, 10_000] {
-        add_tenants(store.as_ref(), have, tenants).await;
-        have = tenants;
-        all_due_and_running(store.as_ref()).await;
-        let rss_before = rss_kib();
-        let mut times = Vec::new();
-        let mut workers = 0;
-        for _ in 0..5 {
-            let started = Instant::now();
-            let (want, steps) = reconcile_once(store.as_ref()).await;
-            times.push(started.elapsed());
-            workers = want;
-            assert_eq!(steps, 0, "in step: nothing to do");
-        }
-        times.sort_unstable();
-        let growth = rss_kib().saturating_sub(rss_before);
-        println!(
-            "| {tenants} | {workers} | {:.0} ms | {} MiB (+{growth} KiB) |",
-            times[2].as_secs_f64() * 1e3,
-            rss_kib() / 1024
-        );
-    }
-}
-
 /// `lakeplane-bench credentials`, on SQLite (the embedded default), then on PostgreSQL (a fresh
 /// database, dropped after).
 async fn credentials(endpoint: String) {
@@ -1002,7 +824,7 @@ async fn main() {
     match args.get(1).map(String::as_str) {
         Some("http") => http().await,
         Some("kafka") => kafka(args.get(2).cloned().unwrap_or_else(|| "127.0.0.1:19092".into())).await,
-        Some("reconcile") => reconcile().await,
+        Some("reconcile") => reconcile::reconcile().await,
         Some("sharing") => sharing().await,
         Some("unity") => unity().await,
         Some("erasure") => erasure::erasure().await,

@@ -112,26 +112,69 @@ impl WorkerSpec {
     /// processes and restarts, unique per (kind, tenant, target), and a valid Kubernetes name
     /// (tenant ids are DNS labels of at most 40 characters).
     pub fn id(&self) -> String {
+        // The reconciler computes this for every desired worker on every loop: the hash is
+        // fed and the hex written without intermediate strings (same bytes as before).
         let mut hash = Sha256::new();
         hash.update(self.kind.as_str());
         hash.update([0]);
         hash.update(self.tenant.as_str());
         hash.update([0]);
+        let mut buffer = Uuid::encode_buffer();
         match &self.target {
-            WorkerTarget::Stream(id) => hash.update(format!("stream:{id}")),
-            WorkerTarget::Table(id) => hash.update(format!("table:{id}")),
+            WorkerTarget::Stream(id) => {
+                hash.update("stream:");
+                hash.update(id.hyphenated().encode_lower(&mut buffer).as_bytes());
+            }
+            WorkerTarget::Table(id) => {
+                hash.update("table:");
+                hash.update(id.hyphenated().encode_lower(&mut buffer).as_bytes());
+            }
             WorkerTarget::Tenant => hash.update("tenant"),
         }
         let digest = hash.finalize();
-        let short: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-        format!("{}-{}-{short}", self.kind.as_str(), self.tenant)
+        let (kind, tenant) = (self.kind.as_str(), self.tenant.as_str());
+        let mut id = String::with_capacity(kind.len() + tenant.len() + 14);
+        id.push_str(kind);
+        id.push('-');
+        id.push_str(tenant);
+        id.push('-');
+        push_hex(&mut id, &digest[..6]);
+        id
     }
 
     /// A fingerprint of everything that, when changed, makes a failed worker eligible again.
     pub fn fingerprint(&self) -> String {
-        let text = serde_json::to_string(self).unwrap_or_default();
-        let digest = Sha256::digest(text.as_bytes());
-        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+        // The JSON is hashed as it is written, never collected into a string; a spec always
+        // serialises (its maps have string keys), so the hash is of the whole text.
+        let mut hash = HashWriter(Sha256::new());
+        let _ = serde_json::to_writer(&mut hash, self);
+        let digest = hash.0.finalize();
+        let mut out = String::with_capacity(16);
+        push_hex(&mut out, &digest[..8]);
+        out
+    }
+}
+
+/// Appends `bytes` as lowercase hex.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+}
+
+/// Feeds whatever is written into a SHA-256.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -680,6 +723,57 @@ mod tests {
             vec![Step::Start(acme[0].clone()), Step::Start(acme[1].clone())]
         );
         assert_eq!(held, 3);
+    }
+
+    /// The id and fingerprint as first written (formatted strings), to pin the faster ones
+    /// to the same output: ids are stored and name Kubernetes objects.
+    fn reference_id(spec: &WorkerSpec) -> String {
+        let mut hash = Sha256::new();
+        hash.update(spec.kind.as_str());
+        hash.update([0]);
+        hash.update(spec.tenant.as_str());
+        hash.update([0]);
+        match &spec.target {
+            WorkerTarget::Stream(id) => hash.update(format!("stream:{id}")),
+            WorkerTarget::Table(id) => hash.update(format!("table:{id}")),
+            WorkerTarget::Tenant => hash.update("tenant"),
+        }
+        let digest = hash.finalize();
+        let short: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        format!("{}-{}-{short}", spec.kind.as_str(), spec.tenant)
+    }
+
+    fn reference_fingerprint(spec: &WorkerSpec) -> String {
+        let text = serde_json::to_string(spec).unwrap_or_default();
+        let digest = Sha256::digest(text.as_bytes());
+        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ids_and_fingerprints_are_those_first_written(
+            kind in 0usize..5,
+            tenant_id in "[a-z][a-z0-9-]{1,20}[a-z0-9]",
+            target in 0u8..3,
+            n in proptest::num::u128::ANY,
+            operations in proptest::collection::vec(0usize..3, 0..4),
+            run in proptest::option::of(proptest::num::u128::ANY),
+        ) {
+            let ops = [Operation::Compact, Operation::Vacuum, Operation::Retention];
+            let spec = WorkerSpec {
+                kind: WorkerKind::ALL[kind],
+                tenant: TenantId::from_trusted(tenant_id),
+                target: match target {
+                    0 => WorkerTarget::Stream(uuid(n)),
+                    1 => WorkerTarget::Table(uuid(n)),
+                    _ => WorkerTarget::Tenant,
+                },
+                operations: operations.into_iter().map(|i| ops[i]).collect(),
+                run: run.map(uuid),
+            };
+            proptest::prop_assert_eq!(spec.id(), reference_id(&spec));
+            proptest::prop_assert_eq!(spec.fingerprint(), reference_fingerprint(&spec));
+        }
     }
 
     proptest::proptest! {

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use tenancy::audit::{AuditEvent, Outcome};
 use tenancy::maintenance::{DuePolicy, Operation, RunOptions, due};
-use tenancy::store::{Leadership, MetadataStore, StoreError, TableStatus, WorkerRecord};
-use tenancy::stream::StreamSource;
+use tenancy::store::{Leadership, MetadataStore, StoreError, TableStatus, WorkerRecord, WorkerSummary};
 use tenancy::tenant::TenantStatus;
 use tenancy::worker::{
-    DesiredInputs, DueRun, Observed, Step, WorkerKind, WorkerSpec, WorkerState, WorkerTarget, desired, diff,
+    DesiredInputs, Observed, RestartPolicy, Step, WorkerKind, WorkerSpec, WorkerState, WorkerTarget, desired,
+    diff,
 };
 
 use super::{Launcher, WorkerSettings, WorkersError};
@@ -102,7 +102,9 @@ impl Drop for Held {
     }
 }
 
-const PAGE: u32 = 1_000;
+/// Workers read per query. Summaries are about a hundred bytes, so a page of 5,000 costs
+/// little memory and 40,000 workers take 8 round trips.
+const PAGE: u32 = 5_000;
 
 impl Reconciler {
     /// A reconciler launching through `launcher`; `wake` is shared with whatever changes the
@@ -332,8 +334,8 @@ impl Reconciler {
         }
     }
 
-    /// Every recorded worker.
-    pub async fn recorded(&self) -> Result<Vec<WorkerRecord>, StoreError> {
+    /// Every recorded worker, as the loop reads it.
+    pub async fn recorded(&self) -> Result<Vec<WorkerSummary>, StoreError> {
         read_workers(self.store.as_ref()).await
     }
 
@@ -341,54 +343,48 @@ impl Reconciler {
     pub async fn reconcile_once(&self) -> Result<Vec<Step>, WorkersError> {
         let started = Instant::now();
         let now = tenancy::now();
-        // Workers first: one that succeeds after this read has removed its input before the
-        // inputs are read, so it is neither restarted nor seen as still wanted.
-        let rows: BTreeMap<String, WorkerRecord> = self
-            .recorded()
-            .await?
-            .into_iter()
-            .map(|w| (w.spec.id(), w))
-            .collect();
-        let want = desired(&read_inputs(self.store.as_ref()).await?);
-        let observed: BTreeMap<String, Observed> =
-            rows.iter().map(|(id, w)| (id.clone(), observe(w))).collect();
-        let active = rows
-            .iter()
-            .filter(|(_, w)| {
-                w.spec.kind.maintenance() && matches!(w.state, WorkerState::Running | WorkerState::Pending)
-            })
-            .map(|(id, w)| (id.as_str(), &w.spec.tenant));
-        let (steps, held) = tenancy::worker::cap_maintenance(
-            diff(&want, &observed, &self.settings.policy, now),
-            active,
+        let Plan {
+            want,
+            rows,
+            steps,
+            held,
+        } = plan(
+            self.store.as_ref(),
+            &self.settings.policy,
             self.settings.maintenance_per_tenant,
-        );
+            now,
+        )
+        .await?;
         if held > 0 {
             tracing::debug!(held, "maintenance runs held queued by the per-tenant cap");
         }
         for step in &steps {
             let done = match step {
                 Step::Start(spec) => self.launch(spec, None).await,
-                Step::Restart(spec) => {
-                    let id = spec.id();
-                    match self.launcher.stop(&id).await {
-                        Ok(()) => self.launch(spec, rows.get(&id)).await,
-                        Err(e) => Err(e),
-                    }
-                }
+                Step::Restart(spec) => self.restart(spec).await,
                 Step::Stop(id) => self.stop_unwanted(id).await,
             };
             if let Err(e) = done {
                 tracing::warn!(error = %tenancy::error_chain(&e), "reconcile step failed; retried next loop");
             }
         }
-        let wanted: BTreeSet<String> = want.keys().cloned().collect();
+        let wanted: BTreeSet<String> = want.into_keys().collect();
         self.forget_finished(&rows, &wanted, now).await?;
         if let Err(e) = self.launcher.remove_orphans(&wanted).await {
             tracing::warn!(error = %tenancy::error_chain(&e), "cannot remove orphaned workers");
         }
         self.record_report(started.elapsed()).await?;
         Ok(steps)
+    }
+
+    /// Stops a worker and launches it again with its history: the loop read only summaries,
+    /// so the full record (restarts, last error, progress) is read now, for this one worker.
+    async fn restart(&self, spec: &WorkerSpec) -> Result<(), WorkersError> {
+        let id = spec.id();
+        self.launcher.stop(&id).await?;
+        // Gone since the loop's read (deleted by an admin or another loop): it starts afresh.
+        let before = self.store.get_worker(&id).await?;
+        self.launch(spec, before.as_ref()).await
     }
 
     async fn stop_unwanted(&self, id: &str) -> Result<(), WorkersError> {
@@ -442,15 +438,15 @@ impl Reconciler {
     /// `keep_finished`.
     async fn forget_finished(
         &self,
-        rows: &BTreeMap<String, WorkerRecord>,
+        rows: &[WorkerSummary],
         wanted: &BTreeSet<String>,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), StoreError> {
         let keep = chrono::Duration::from_std(self.settings.keep_finished).unwrap_or(chrono::Duration::MAX);
-        for (id, row) in rows {
+        for row in rows {
             let finished = matches!(row.state, WorkerState::Succeeded | WorkerState::Failed);
-            if finished && !wanted.contains(id) && now.signed_duration_since(row.updated_at) > keep {
-                self.store.delete_worker(id).await?;
+            if finished && !wanted.contains(&row.id) && now.signed_duration_since(row.updated_at) > keep {
+                self.store.delete_worker(&row.id).await?;
             }
         }
         Ok(())
@@ -461,8 +457,8 @@ impl Reconciler {
         let mut by_kind_state = BTreeMap::new();
         let mut restarts = BTreeMap::new();
         for row in &rows {
-            *by_kind_state.entry((row.spec.kind, row.state)).or_insert(0) += 1;
-            *restarts.entry(row.spec.kind).or_insert(0) += u64::from(row.restarts);
+            *by_kind_state.entry((row.kind, row.state)).or_insert(0) += 1;
+            *restarts.entry(row.kind).or_insert(0) += u64::from(row.restarts);
         }
         let mut migrations = BTreeMap::new();
         let mut migration_objects = (0, 0);
@@ -578,39 +574,72 @@ impl Reconciler {
     }
 }
 
+/// What one loop decides, before any step is carried out.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The workers the data needs, by id.
+    pub want: BTreeMap<String, WorkerSpec>,
+    /// The recorded workers, by id.
+    pub rows: Vec<WorkerSummary>,
+    /// The steps, after the per-tenant maintenance cap.
+    pub steps: Vec<Step>,
+    /// Maintenance starts held back by the cap.
+    pub held: usize,
+}
+
+/// Reads the recorded workers and the inputs, computes the desired set and diffs: everything a
+/// loop does before its steps (the steps need the launcher). `lakeplane-bench reconcile`
+/// times this.
+pub async fn plan(
+    store: &dyn MetadataStore,
+    policy: &RestartPolicy,
+    maintenance_per_tenant: usize,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Plan, StoreError> {
+    // Workers first: one that succeeds after this read has removed its input before the
+    // inputs are read, so it is neither restarted nor seen as still wanted.
+    let rows = read_workers(store).await?;
+    let want = desired(&read_inputs(store).await?);
+    let observed: BTreeMap<String, Observed> = rows.iter().map(|w| (w.id.clone(), observe(w))).collect();
+    let active = rows
+        .iter()
+        .filter(|w| w.kind.maintenance() && matches!(w.state, WorkerState::Running | WorkerState::Pending))
+        .map(|w| (w.id.as_str(), &w.tenant));
+    let (steps, held) = tenancy::worker::cap_maintenance(
+        diff(&want, &observed, policy, now),
+        active,
+        maintenance_per_tenant,
+    );
+    Ok(Plan {
+        want,
+        rows,
+        steps,
+        held,
+    })
+}
+
 /// Reads what exists into the desired-set inputs: Kafka streams, unfinished maintenance runs,
-/// migrating tenants and tables waiting for their purge.
+/// migrating tenants and tables waiting for their purge. Each as ids and the few columns the
+/// desired set needs, never whole records.
 pub async fn read_inputs(store: &dyn MetadataStore) -> Result<DesiredInputs, StoreError> {
-    let kafka_streams = store
-        .all_streams()
-        .await?
-        .into_iter()
-        .filter(|s| matches!(s.source, StreamSource::Kafka(_)))
-        .map(|s| (s.tenant, s.id))
-        .collect();
+    let kafka_streams = store.kafka_streams().await?;
     let migrating = store.tenants_with_status(TenantStatus::Migrating).await?;
     // A migrating tenant's keys are being copied: no maintenance or purge writes there until
     // it is ready (a running one is stopped; its run resumes after the switch).
     let moving: BTreeSet<&tenancy::tenant::TenantId> = migrating.iter().collect();
     let due = store
-        .unfinished_runs()
+        .due_runs()
         .await?
         .into_iter()
         // A purge holds the lease with an empty run of its own; it is the purge worker.
         .filter(|r| !r.operations.is_empty() && !moving.contains(&r.tenant))
-        .map(|r| DueRun {
-            tenant: r.tenant,
-            table: r.table_id,
-            run: r.id,
-            operations: r.operations,
-        })
         .collect();
     let purging = store
-        .tables_deleting()
+        .deleting_tables()
         .await?
         .into_iter()
-        .filter(|t| !moving.contains(&t.tenant))
-        .map(|t| (t.tenant, WorkerTarget::Table(t.id)))
+        .filter(|(tenant, _)| !moving.contains(tenant))
+        .map(|(tenant, id)| (tenant, WorkerTarget::Table(id)))
         .collect();
     Ok(DesiredInputs {
         kafka_streams,
@@ -620,12 +649,12 @@ pub async fn read_inputs(store: &dyn MetadataStore) -> Result<DesiredInputs, Sto
     })
 }
 
-/// Every recorded worker, read page by page.
-pub async fn read_workers(store: &dyn MetadataStore) -> Result<Vec<WorkerRecord>, StoreError> {
-    let mut all = Vec::new();
+/// Every recorded worker's summary, read page by page.
+pub async fn read_workers(store: &dyn MetadataStore) -> Result<Vec<WorkerSummary>, StoreError> {
+    let mut all: Vec<WorkerSummary> = Vec::new();
     loop {
-        let after = all.last().map(|w: &WorkerRecord| w.spec.id());
-        let page = store.list_workers(None, None, after.as_deref(), PAGE).await?;
+        let after = all.last().map(|w| w.id.clone());
+        let page = store.worker_summaries(after.as_deref(), PAGE).await?;
         let full = page.len() == PAGE as usize;
         all.extend(page);
         if !full {
@@ -636,10 +665,10 @@ pub async fn read_workers(store: &dyn MetadataStore) -> Result<Vec<WorkerRecord>
 
 /// The launcher-independent view of a recorded worker: a pending one counts from when it was
 /// asked to start, so a lost launch is noticed.
-pub fn observe(w: &WorkerRecord) -> Observed {
+pub fn observe(w: &WorkerSummary) -> Observed {
     Observed {
         state: w.state,
-        fingerprint: w.spec.fingerprint(),
+        fingerprint: w.fingerprint.clone(),
         failures: w.failures,
         failed_at: w.failed_at,
         heartbeat: if w.state == WorkerState::Pending {

@@ -54,7 +54,7 @@ pub use tenants::{PlacementSnapshot, TenantStore};
 pub use tokens::{Revocation, TokenRecord, TokenStore};
 pub use url::DatabaseUrl;
 pub use volumes::VolumeStore;
-pub use workers::{WorkerRecord, WorkerStore};
+pub use workers::{WorkerRecord, WorkerStore, WorkerSummary};
 
 /// Which database engine holds the metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

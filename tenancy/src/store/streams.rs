@@ -53,6 +53,9 @@ pub trait StreamStore: Send + Sync {
     ) -> Result<Vec<StreamRecord>, StoreError>;
     /// Every stream of every tenant (for starting the Kafka workers).
     async fn all_streams(&self) -> Result<Vec<StreamRecord>, StoreError>;
+    /// Every Kafka stream as (tenant, stream id), ordered by tenant and name: the reconciler's
+    /// ingest input. The source type is picked out in SQL, so no source is decoded.
+    async fn kafka_streams(&self) -> Result<Vec<(TenantId, Uuid)>, StoreError>;
     /// How many streams write the table (a table with streams cannot be deleted).
     async fn streams_on_table(&self, table_id: Uuid) -> Result<u32, StoreError>;
     /// Deletes a stream with its audit event; false when it was already gone.

@@ -157,8 +157,23 @@ pub trait TableStore: Send + Sync {
         &self,
         table_id: Uuid,
     ) -> Result<Vec<(crate::maintenance::Operation, DateTime<Utc>)>, StoreError>;
+    /// When each operation last succeeded, for every table with a succeeded run: what
+    /// [`TableStore::last_success`] answers per table, in one read for the scheduler's pass.
+    async fn last_successes(
+        &self,
+    ) -> Result<
+        std::collections::BTreeMap<Uuid, Vec<(crate::maintenance::Operation, DateTime<Utc>)>>,
+        StoreError,
+    >;
     /// Every queued or running run (the reconciler's maintenance input).
     async fn unfinished_runs(&self) -> Result<Vec<MaintenanceRun>, StoreError>;
+    /// Every queued or running run with only what the desired set needs (tenant, table, run,
+    /// operations), ordered by run id like [`TableStore::unfinished_runs`]: the reconciler's
+    /// read on every loop.
+    async fn due_runs(&self) -> Result<Vec<crate::worker::DueRun>, StoreError>;
+    /// Tables waiting for their purge as (tenant, table id), in the order of
+    /// [`TableStore::tables_deleting`].
+    async fn deleting_tables(&self) -> Result<Vec<(TenantId, Uuid)>, StoreError>;
     /// Makes `owner` the run's executor until `until`: a queued run, or a running one whose
     /// lease expired before `now` (its executor died). False when another executor holds it or
     /// it ended.

@@ -49,6 +49,52 @@ impl WorkerRecord {
     }
 }
 
+/// A worker's row as the reconciler reads it on every loop: what the diff, the per-tenant
+/// maintenance cap and the loop's report need, without the spec's JSON, the last error, the
+/// owner or the progress. At tens of thousands of workers those made most of each loop's
+/// time and memory; a worker that gets a step is read in full by id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerSummary {
+    /// The deterministic id (`WorkerSpec::id` of its spec).
+    pub id: String,
+    /// What it does.
+    pub kind: crate::worker::WorkerKind,
+    /// Whose data.
+    pub tenant: TenantId,
+    /// The fingerprint of the spec it runs (or last ran) with, as recorded with it.
+    pub fingerprint: String,
+    /// The observed state.
+    pub state: crate::worker::WorkerState,
+    /// Restarts so far.
+    pub restarts: u32,
+    /// Consecutive failures.
+    pub failures: u32,
+    /// When it last failed.
+    pub failed_at: Option<DateTime<Utc>>,
+    /// Its last heartbeat.
+    pub last_heartbeat: Option<DateTime<Utc>>,
+    /// When the row last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl WorkerSummary {
+    /// The summary of a full record: what [`WorkerStore::worker_summaries`] reads of its row.
+    pub fn of(w: &WorkerRecord) -> Self {
+        Self {
+            id: w.spec.id(),
+            kind: w.spec.kind,
+            tenant: w.spec.tenant.clone(),
+            fingerprint: w.spec.fingerprint(),
+            state: w.state,
+            restarts: w.restarts,
+            failures: w.failures,
+            failed_at: w.failed_at,
+            last_heartbeat: w.last_heartbeat,
+            updated_at: w.updated_at,
+        }
+    }
+}
+
 /// Workers' observed state.
 #[async_trait]
 pub trait WorkerStore: Send + Sync {
@@ -64,6 +110,12 @@ pub trait WorkerStore: Send + Sync {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<WorkerRecord>, StoreError>;
+    /// Every worker's [`WorkerSummary`] by id, after the `after` id: the reconciler's read.
+    async fn worker_summaries(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<WorkerSummary>, StoreError>;
     /// Makes `owner` the process running a `pending` worker and marks it `running`; false when
     /// the worker is gone, not pending, or claimed by another process.
     async fn claim_worker(&self, id: &str, owner: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;

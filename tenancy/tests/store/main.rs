@@ -6,6 +6,7 @@ mod instance;
 mod leader;
 mod migrations;
 mod push_keys;
+mod reconcile_reads;
 mod repos;
 mod shares;
 mod streams;

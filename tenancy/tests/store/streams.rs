@@ -6,7 +6,7 @@ use tenancy::stream::{StreamRequest, StreamSource};
 
 use crate::tables::{audit, table, tenant};
 
-fn stream(name: &str, table_id: uuid::Uuid, source: serde_json::Value) -> StreamRecord {
+pub(crate) fn stream(name: &str, table_id: uuid::Uuid, source: serde_json::Value) -> StreamRecord {
     let spec: StreamRequest = serde_json::from_value(serde_json::json!({
         "name": name, "table": {"zone": "bronze", "name": "events"}, "source": source, "on_error": "dlq",
     }))

@@ -83,7 +83,7 @@ pub(crate) async fn acme_with_table(
     table
 }
 
-fn run(table: &TableRecord, lease_secs: i64) -> MaintenanceRun {
+pub(crate) fn run(table: &TableRecord, lease_secs: i64) -> MaintenanceRun {
     let now = tenancy::now();
     MaintenanceRun {
         id: uuid::Uuid::now_v7(),

@@ -12,6 +12,12 @@ pub(super) const BACKEND: crate::store::Backend = crate::store::Backend::Postgre
 pub(super) type DbRow = sqlx::postgres::PgRow;
 pub(super) use super::PgStore as Store;
 
+/// The SQL expression reading the text of `field` from the JSON object in `column` (stored as
+/// TEXT on both backends). Both arguments are identifiers from the code, never input.
+pub(super) fn json_text(column: &str, field: &str) -> String {
+    format!("(CAST({column} AS JSONB) ->> '{field}')")
+}
+
 /// A timestamp as bound to a query.
 pub(super) fn ts(at: DateTime<Utc>) -> DateTime<Utc> {
     at

@@ -26,7 +26,7 @@ mod workers;
 
 use sqlx::{Row, Transaction};
 
-use super::dialect::{BACKEND, Db, DbRow, Store, opt_time, opt_uuid, time, ts, uid, uuid};
+use super::dialect::{BACKEND, Db, DbRow, Store, json_text, opt_time, opt_uuid, time, ts, uid, uuid};
 use crate::store::StoreError;
 use crate::tenant::TenantId;
 pub(super) use audit::audit_queue;
@@ -53,6 +53,14 @@ async fn lock_tenant(tx: &mut Transaction<'_, Db>, tenant: &TenantId) -> Result<
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// A row's `tenant_id` and `id` columns: the reconciler's inputs read as ids.
+fn tenant_and_id(row: &DbRow) -> Result<(TenantId, uuid::Uuid), StoreError> {
+    Ok((
+        TenantId::from_trusted(row.try_get::<String, _>("tenant_id")?),
+        uuid(row, "id")?,
+    ))
 }
 
 fn json_column<T: serde::de::DeserializeOwned>(row: &DbRow, column: &str) -> Result<T, StoreError> {

@@ -5,8 +5,8 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::{
-    DbRow, Store, corrupt, insert_audit, is_unique_violation, json_column, lock_tenant, time, to_json, ts,
-    uid, uuid,
+    DbRow, Store, corrupt, insert_audit, is_unique_violation, json_column, json_text, lock_tenant,
+    tenant_and_id, time, to_json, ts, uid, uuid,
 };
 use crate::audit::AuditEvent;
 use crate::store::{StoreError, StreamRecord, StreamStore};
@@ -121,6 +121,16 @@ impl StreamStore for Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(stream).collect()
+    }
+
+    async fn kafka_streams(&self) -> Result<Vec<(TenantId, Uuid)>, StoreError> {
+        // The source is serde's internally tagged `StreamSource`: its `type` field names the kind.
+        let sql = format!(
+            "SELECT tenant_id, id FROM streams WHERE {} = 'kafka' ORDER BY tenant_id, name",
+            json_text("source", "type")
+        );
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter().map(tenant_and_id).collect()
     }
 
     async fn streams_on_table(&self, table_id: Uuid) -> Result<u32, StoreError> {

@@ -1,19 +1,22 @@
 //! Tables and their maintenance runs.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 use uuid::Uuid;
 
 use super::{
-    DbRow, Store, corrupt, insert_audit, is_unique_violation, json_column, lock_tenant, opt_time, time,
-    to_json, ts, uid, uuid,
+    DbRow, Store, corrupt, insert_audit, is_unique_violation, json_column, lock_tenant, opt_time,
+    tenant_and_id, time, to_json, ts, uid, uuid,
 };
 use crate::audit::AuditEvent;
 use crate::maintenance::{Operation, RunMetrics, RunOptions, RunStatus};
 use crate::role::Zone;
 use crate::store::{MaintenanceRun, StoreError, TableRecord, TableStatus, TableStore};
 use crate::tenant::TenantId;
+use crate::worker::DueRun;
 
 fn table(row: &DbRow) -> Result<TableRecord, StoreError> {
     let status: String = row.try_get("status")?;
@@ -59,6 +62,17 @@ fn run(row: &DbRow) -> Result<MaintenanceRun, StoreError> {
         created_at: time(row, "created_at")?,
         finished_at: opt_time(row, "finished_at")?,
     })
+}
+
+/// Folds one succeeded run into `latest`: each of its operations last succeeded at `at`
+/// unless a later success is already noted.
+fn note_success(latest: &mut Vec<(Operation, DateTime<Utc>)>, operations: Vec<Operation>, at: DateTime<Utc>) {
+    for op in operations {
+        match latest.iter_mut().find(|(o, _)| *o == op) {
+            Some(entry) => entry.1 = entry.1.max(at),
+            None => latest.push((op, at)),
+        }
+    }
 }
 
 #[async_trait]
@@ -374,14 +388,55 @@ impl TableStore for Store {
         for row in &rows {
             let r = run(row)?;
             let Some(at) = r.finished_at else { continue };
-            for op in r.operations {
-                match latest.iter_mut().find(|(o, _)| *o == op) {
-                    Some(entry) => entry.1 = at,
-                    None => latest.push((op, at)),
-                }
-            }
+            note_success(&mut latest, r.operations, at);
         }
         Ok(latest)
+    }
+
+    async fn last_successes(&self) -> Result<BTreeMap<Uuid, Vec<(Operation, DateTime<Utc>)>>, StoreError> {
+        // One row per table and distinct list of operations: a table's history of runs folds
+        // into a handful of rows however long it is.
+        let rows = sqlx::query(
+            "SELECT table_id, operations, MAX(finished_at) AS finished_at FROM maintenance_runs \
+             WHERE status = 'succeeded' AND finished_at IS NOT NULL GROUP BY table_id, operations",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut latest: BTreeMap<Uuid, Vec<(Operation, DateTime<Utc>)>> = BTreeMap::new();
+        for row in &rows {
+            let operations: Vec<Operation> = json_column(row, "operations")?;
+            let at = time(row, "finished_at")?;
+            note_success(latest.entry(uuid(row, "table_id")?).or_default(), operations, at);
+        }
+        Ok(latest)
+    }
+
+    async fn due_runs(&self) -> Result<Vec<DueRun>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, table_id, tenant_id, operations FROM maintenance_runs \
+             WHERE status IN ('queued', 'running') ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(DueRun {
+                    tenant: TenantId::from_trusted(row.try_get::<String, _>("tenant_id")?),
+                    table: uuid(row, "table_id")?,
+                    run: uuid(row, "id")?,
+                    operations: json_column(row, "operations")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn deleting_tables(&self) -> Result<Vec<(TenantId, Uuid)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant_id, id FROM lake_tables WHERE status = 'deleting' ORDER BY updated_at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(tenant_and_id).collect()
     }
 
     async fn unfinished_runs(&self) -> Result<Vec<MaintenanceRun>, StoreError> {

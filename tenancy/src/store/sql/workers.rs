@@ -5,23 +5,21 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::{DbRow, Store, corrupt, json_column, opt_time, time, to_json, ts, u32_column};
-use crate::store::{StoreError, WorkerRecord, WorkerStore};
+use crate::store::{StoreError, WorkerRecord, WorkerStore, WorkerSummary};
 use crate::tenant::TenantId;
 use crate::worker::{StoredSpec, WorkerKind, WorkerSpec, WorkerState};
 
 fn worker(row: &DbRow) -> Result<WorkerRecord, StoreError> {
-    let kind: String = row.try_get("kind")?;
-    let state: String = row.try_get("state")?;
     let stored: StoredSpec = json_column(row, "spec")?;
     Ok(WorkerRecord {
         spec: WorkerSpec {
-            kind: WorkerKind::parse(&kind).ok_or_else(|| corrupt("kind", &kind))?,
+            kind: kind_column(row)?,
             tenant: TenantId::from_trusted(row.try_get::<String, _>("tenant_id")?),
             target: stored.target,
             operations: stored.operations,
             run: stored.run,
         },
-        state: WorkerState::parse(&state).ok_or_else(|| corrupt("state", &state))?,
+        state: state_column(row)?,
         restarts: u32_column(row, "restarts")?,
         failures: u32_column(row, "failures")?,
         last_error: row.try_get("last_error")?,
@@ -29,6 +27,33 @@ fn worker(row: &DbRow) -> Result<WorkerRecord, StoreError> {
         last_heartbeat: opt_time(row, "last_heartbeat")?,
         owner: row.try_get("owner")?,
         progress: row.try_get("progress")?,
+        updated_at: time(row, "updated_at")?,
+    })
+}
+
+// Kind and state are read borrowed from the row: the reconciler reads them for every worker
+// on every loop.
+fn kind_column(row: &DbRow) -> Result<WorkerKind, StoreError> {
+    let kind: &str = row.try_get("kind")?;
+    WorkerKind::parse(kind).ok_or_else(|| corrupt("kind", kind))
+}
+
+fn state_column(row: &DbRow) -> Result<WorkerState, StoreError> {
+    let state: &str = row.try_get("state")?;
+    WorkerState::parse(state).ok_or_else(|| corrupt("state", state))
+}
+
+fn summary(row: &DbRow) -> Result<WorkerSummary, StoreError> {
+    Ok(WorkerSummary {
+        id: row.try_get("id")?,
+        kind: kind_column(row)?,
+        tenant: TenantId::from_trusted(row.try_get::<String, _>("tenant_id")?),
+        fingerprint: row.try_get("fingerprint")?,
+        state: state_column(row)?,
+        restarts: u32_column(row, "restarts")?,
+        failures: u32_column(row, "failures")?,
+        failed_at: opt_time(row, "failed_at")?,
+        last_heartbeat: opt_time(row, "last_heartbeat")?,
         updated_at: time(row, "updated_at")?,
     })
 }
@@ -97,6 +122,22 @@ impl WorkerStore for Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(worker).collect()
+    }
+
+    async fn worker_summaries(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<WorkerSummary>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, kind, fingerprint, state, restarts, failures, failed_at, last_heartbeat, \
+             updated_at FROM workers WHERE (CAST($1 AS TEXT) IS NULL OR id > $1) ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(summary).collect()
     }
 
     async fn claim_worker(&self, id: &str, owner: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {

@@ -14,6 +14,12 @@ pub(super) const BACKEND: crate::store::Backend = crate::store::Backend::Sqlite;
 pub(super) type DbRow = sqlx::sqlite::SqliteRow;
 pub(super) use super::SqliteStore as Store;
 
+/// The SQL expression reading the text of `field` from the JSON object in `column` (stored as
+/// TEXT on both backends). Both arguments are identifiers from the code, never input.
+pub(super) fn json_text(column: &str, field: &str) -> String {
+    format!("json_extract({column}, '$.{field}')")
+}
+
 /// A timestamp as bound to a query.
 pub(super) fn ts(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()

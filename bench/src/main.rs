@@ -29,6 +29,10 @@
 //! `lakeplane-bench reconcile`: the reconcile loop at 1,000 to 10,000 tenants, on SQLite and
 //! PostgreSQL (see `reconcile.rs`).
 //!
+//! `lakeplane-bench scheduler`: a maintenance scheduling pass over 30,000 tables, the first
+//! (every snapshot read) against the next with 1 % of the tables changed, on SQLite and
+//! PostgreSQL (see `scheduler.rs`).
+//!
 //! Build: `cargo build --release -p api -p bench --bins`; run `target/release/lakeplane-bench http`.
 //! Env: `CLIENTS` (8), `BATCH` (5000 events), `SECONDS` (10), `EVENTS` (Kafka, 1000000).
 
@@ -53,6 +57,7 @@ mod erasure;
 mod fixture;
 mod floor;
 mod reconcile;
+mod scheduler;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -825,6 +830,7 @@ async fn main() {
         Some("http") => http().await,
         Some("kafka") => kafka(args.get(2).cloned().unwrap_or_else(|| "127.0.0.1:19092".into())).await,
         Some("reconcile") => reconcile::reconcile().await,
+        Some("scheduler") => scheduler::scheduler().await,
         Some("sharing") => sharing().await,
         Some("unity") => unity().await,
         Some("erasure") => erasure::erasure().await,
@@ -840,7 +846,7 @@ async fn main() {
         }
         _ => {
             eprintln!(
-                "usage: lakeplane-bench http | kafka [BOOTSTRAP] | reconcile | credentials [S3_ENDPOINT] | sharing | unity | erasure | floor"
+                "usage: lakeplane-bench http | kafka [BOOTSTRAP] | reconcile | scheduler | credentials [S3_ENDPOINT] | sharing | unity | erasure | floor"
             );
             std::process::exit(2);
         }

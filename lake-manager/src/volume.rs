@@ -140,9 +140,20 @@ async fn count_table(
     root: &str,
     from: Option<i64>,
 ) -> Result<Option<(i64, u64, Vec<(NaiveDate, Written)>)>, crate::delta::DeltaError> {
-    let table = crate::delta::tables::open(settings, root).await?;
-    let Some(latest) = table.version() else {
-        return Ok(None);
+    use crate::delta::tables;
+    let log = tables::log_store(settings, root)?;
+    // One listing of the log after the watermark tells the latest version; the snapshot is
+    // loaded only for a table never counted, or whose watermark's commit left the log.
+    let listed = match from {
+        Some(v) => tables::latest_version(&log, root, v).await.ok(),
+        None => None,
+    };
+    let latest = match listed {
+        Some(latest) => u64::try_from(latest).unwrap_or(0),
+        None => match tables::open(settings, root).await?.version() {
+            Some(latest) => latest,
+            None => return Ok(None),
+        },
     };
     // Watermarks are stored signed; a negative one never is.
     let first = from.map_or(0, |v| u64::try_from(v).map_or(0, |v| v + 1));
@@ -154,8 +165,7 @@ async fn count_table(
     let mut counts = Vec::new();
     let mut commits = 0;
     for version in first..=last {
-        let entry = table
-            .log_store()
+        let entry = log
             .read_commit_entry(version)
             .await
             .map_err(|e| crate::delta::DeltaError::delta("read a commit", root, e))?;

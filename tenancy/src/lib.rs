@@ -12,6 +12,7 @@ pub mod erasure_receipt;
 pub mod expiring;
 pub mod iam;
 pub mod kind;
+pub mod last_read;
 pub mod maintenance;
 pub mod pagination;
 pub mod placement;

@@ -4,6 +4,7 @@
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::StructField;
 use deltalake::kernel::transaction::CommitProperties;
+use deltalake::logstore::LogStoreRef;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder};
 use futures_util::TryStreamExt;
@@ -47,6 +48,30 @@ pub async fn open(settings: &DeltaSettings, root: &str) -> Result<DeltaTable, De
         .load()
         .await
         .map_err(|e| DeltaError::delta("open", root, e))
+}
+
+/// The log of the table at `root`, without reading it: no listing, no snapshot.
+pub fn log_store(settings: &DeltaSettings, root: &str) -> Result<LogStoreRef, DeltaError> {
+    let url = table_url(root)?;
+    DeltaTableBuilder::from_url(url)
+        .map_err(|e| DeltaError::delta("open", root, e))?
+        .with_storage_options(settings.storage_options.clone())
+        .build_storage()
+        .map_err(|e| DeltaError::delta("open", root, e))
+}
+
+/// The table's latest version, from one listing of its log after version `since` (which must
+/// still be in the log): no commit is read and no snapshot built. An error when the log no
+/// longer holds `since` (cleaned up after a checkpoint, or the table is gone); callers then
+/// read the table in full.
+pub async fn latest_version(log: &LogStoreRef, root: &str, since: i64) -> Result<i64, DeltaError> {
+    // Versions read from a log are never negative; listing from 0 would answer safely anyway.
+    let since = u64::try_from(since).unwrap_or(0);
+    let latest = log
+        .get_latest_version(since)
+        .await
+        .map_err(|e| DeltaError::delta("check for commits", root, e))?;
+    Ok(version_i64(latest))
 }
 
 /// Creates the Delta table for `spec` at `root` and returns its version (0). An existing

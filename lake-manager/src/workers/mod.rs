@@ -9,6 +9,7 @@ pub mod in_process;
 pub mod kube;
 pub mod reconciler;
 pub mod runner;
+pub mod scheduler;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

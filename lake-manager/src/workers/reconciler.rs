@@ -10,9 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tenancy::audit::{AuditEvent, Outcome};
-use tenancy::maintenance::{DuePolicy, Operation, RunOptions, due};
-use tenancy::store::{Leadership, MetadataStore, StoreError, TableStatus, WorkerRecord, WorkerSummary};
+use tenancy::maintenance::DuePolicy;
+use tenancy::store::{Leadership, MetadataStore, StoreError, WorkerRecord, WorkerSummary};
 use tenancy::tenant::TenantStatus;
 use tenancy::worker::{
     DesiredInputs, Observed, RestartPolicy, Step, WorkerKind, WorkerSpec, WorkerState, WorkerTarget, desired,
@@ -61,6 +60,8 @@ pub struct Reconciler {
     /// Erasures the scheduled pass moves on (set before `spawn`).
     erasures: Mutex<Option<Arc<crate::erasures::Erasures>>>,
     erasing: AtomicBool,
+    /// What the scheduler read of each table's snapshot on its last pass.
+    last_reads: Mutex<tenancy::last_read::LastReads>,
 }
 
 /// A leadership this process holds, watched on a task of its own: the lock is confirmed
@@ -134,6 +135,7 @@ impl Reconciler {
             rebalancing: AtomicBool::new(false),
             erasures: Mutex::new(None),
             erasing: AtomicBool::new(false),
+            last_reads: Mutex::new(Default::default()),
         })
     }
 
@@ -495,82 +497,22 @@ impl Reconciler {
 
     /// Queues a maintenance run on every table of a ready tenant with something due and no
     /// unfinished run; returns how many were queued. Table statistics come from each table's
-    /// Delta snapshot, so this runs on its own, slower schedule.
+    /// Delta snapshot, read again only when its log moved since the last pass (see
+    /// [`super::scheduler`]), so this runs on its own, slower schedule.
     pub async fn schedule_due(&self) -> Result<usize, WorkersError> {
-        let busy: BTreeSet<uuid::Uuid> = self
-            .store
-            .unfinished_runs()
-            .await?
-            .into_iter()
-            .map(|r| r.table_id)
-            .collect();
-        let mut queued = 0;
-        for record in self.store.all_active_tables().await? {
-            if busy.contains(&record.id) || record.status != TableStatus::Active {
-                continue;
-            }
-            let Some(tenant) = self.store.get_tenant(&record.tenant).await? else {
-                continue;
-            };
-            if tenant.status != TenantStatus::Ready {
-                continue;
-            }
-            let snapshot = match self.catalog.describe(&tenant, &record).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(table = %record.location, error = %tenancy::error_chain(&e), "cannot read table statistics");
-                    continue;
-                }
-            };
-            let last = self.store.last_success(record.id).await?;
-            let at = |op: Operation| last.iter().find(|(o, _)| *o == op).map(|(_, t)| *t);
-            let stats = tenancy::maintenance::TableStats {
-                version: snapshot.version,
-                num_files: snapshot.num_files,
-                small_files: snapshot.small_files,
-                last_checkpoint_version: None,
-                has_event_time: record.spec.event_time_column.is_some(),
-                has_z_order: !record.spec.z_order_by.is_empty(),
-                last_compact_at: at(Operation::Compact).max(at(Operation::Zorder)),
-                last_vacuum_at: at(Operation::Vacuum),
-                last_retention_at: at(Operation::Retention),
-            };
-            let operations = due(&stats, &self.due_policy, tenancy::now());
-            if operations.is_empty() {
-                continue;
-            }
-            let target = format!(
-                "/v1/tenants/{}/tables/{}/{}/maintenance",
-                tenant.id,
-                record.spec.zone.as_str(),
-                record.spec.name
-            );
-            let audit = AuditEvent::system(
-                "table.maintenance.schedule",
-                &target,
-                Some(tenant.id.as_str()),
-                Outcome::Success,
-            );
-            match self
-                .catalog
-                .queue_run(
-                    &tenant,
-                    &record,
-                    operations,
-                    RunOptions::default(),
-                    "scheduler",
-                    &audit,
-                )
-                .await
-            {
-                Ok(_) => queued += 1,
-                Err(crate::catalog::CatalogError::Store(StoreError::Busy(_))) => {}
-                Err(e) => {
-                    tracing::warn!(table = %record.location, error = %tenancy::error_chain(&e), "cannot queue maintenance")
-                }
-            }
-        }
-        Ok(queued)
+        // Taken out for the pass (passes never overlap: `scheduling` guards them). A pass that
+        // fails part-way loses what it read, so the next one reads every table again.
+        let mut last = std::mem::take(&mut *self.last_reads.lock().unwrap_or_else(|p| p.into_inner()));
+        let pass = super::scheduler::pass(&self.catalog, &self.due_policy, &mut last).await?;
+        *self.last_reads.lock().unwrap_or_else(|p| p.into_inner()) = last;
+        tracing::debug!(
+            tables = pass.tables,
+            snapshots_read = pass.snapshots_read,
+            unchanged = pass.unchanged,
+            unreadable = pass.unreadable,
+            "maintenance scheduling pass"
+        );
+        Ok(pass.queued)
     }
 }
 

@@ -30,8 +30,9 @@ use lake_manager::workers::scheduler;
 use serde_json::json;
 use tenancy::audit::{AuditEvent, Outcome};
 use tenancy::last_read::LastReads;
-use tenancy::maintenance::{DuePolicy, Operation, RunStatus};
-use tenancy::store::{Backend, MaintenanceRun, MetadataStore, TableRecord, TableStatus};
+use tenancy::maintenance::{DuePolicy, Operation};
+use tenancy::store::testing::record_success;
+use tenancy::store::{Backend, MetadataStore, TableRecord, TableStatus};
 use tenancy::tenant::Tenant;
 
 use crate::env_or;
@@ -224,36 +225,12 @@ async fn fixture(catalog: &Catalog, lake: &std::path::Path, count: usize) -> Vec
                 .insert_table(record, u32::MAX, &audit())
                 .await
                 .expect("table");
-            vacuumed_an_hour_ago(store.as_ref(), record).await;
+            // The daily vacuum ran an hour ago.
+            let at = tenancy::now() - chrono::Duration::hours(1);
+            record_success(store.as_ref(), record, &[Operation::Vacuum], at).await;
         })
         .buffer_unordered(CONCURRENCY)
         .collect::<Vec<_>>()
         .await;
     records
-}
-
-/// Records a vacuum of the table that succeeded an hour ago.
-async fn vacuumed_an_hour_ago(store: &dyn MetadataStore, record: &TableRecord) {
-    let now = tenancy::now();
-    let mut run = MaintenanceRun {
-        id: uuid::Uuid::now_v7(),
-        table_id: record.id,
-        tenant: record.tenant.clone(),
-        zone: record.spec.zone,
-        table_name: record.spec.name.to_string(),
-        operations: vec![Operation::Vacuum],
-        options: Default::default(),
-        status: RunStatus::Running,
-        metrics: None,
-        error: None,
-        requested_by: "scheduler".into(),
-        lease_owner: "bench".into(),
-        lease_expires_at: now + chrono::Duration::minutes(10),
-        created_at: now,
-        finished_at: None,
-    };
-    store.start_run(&run, &audit()).await.expect("run");
-    run.status = RunStatus::Succeeded;
-    run.finished_at = Some(now - chrono::Duration::hours(1));
-    assert!(store.update_run(&run).await.expect("finish"));
 }

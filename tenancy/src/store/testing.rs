@@ -84,6 +84,47 @@ impl TestDatabase {
     }
 }
 
+/// Records a maintenance run of `operations` on the table that succeeded at `finished_at`,
+/// through the store's own calls (start, then finish), as an executor would have left it.
+pub async fn record_success(
+    store: &dyn super::MetadataStore,
+    table: &super::TableRecord,
+    operations: &[crate::maintenance::Operation],
+    finished_at: chrono::DateTime<chrono::Utc>,
+) {
+    let now = crate::now();
+    let mut run = super::MaintenanceRun {
+        id: uuid::Uuid::now_v7(),
+        table_id: table.id,
+        tenant: table.tenant.clone(),
+        zone: table.spec.zone,
+        table_name: table.spec.name.to_string(),
+        operations: operations.to_vec(),
+        options: Default::default(),
+        status: crate::maintenance::RunStatus::Running,
+        metrics: None,
+        error: None,
+        requested_by: "test".into(),
+        lease_owner: "test".into(),
+        lease_expires_at: now + chrono::Duration::minutes(10),
+        created_at: now,
+        finished_at: None,
+    };
+    let audit = crate::audit::AuditEvent::system(
+        "table.maintenance.start",
+        "test",
+        Some(table.tenant.as_str()),
+        crate::audit::Outcome::Success,
+    );
+    store.start_run(&run, &audit).await.expect("start a run");
+    run.status = crate::maintenance::RunStatus::Succeeded;
+    run.finished_at = Some(finished_at);
+    assert!(
+        store.update_run(&run).await.expect("finish a run"),
+        "the run ends"
+    );
+}
+
 /// Applies the backend's migrations up to and including `version` only, as an installation
 /// of an older release would have left the database (for upgrade tests).
 pub async fn migrate_up_to(url: &DatabaseUrl, version: i64) -> Result<(), sqlx::Error> {

@@ -21,15 +21,8 @@ async fn succeeded(
     operations: &[Operation],
     secs_ago: i64,
 ) {
-    let mut done = run(on, 3600);
-    done.operations = operations.to_vec();
-    store
-        .start_run(&done, &audit("table.maintenance.start"))
-        .await
-        .expect("start");
-    done.status = RunStatus::Succeeded;
-    done.finished_at = Some(tenancy::now() - chrono::Duration::seconds(secs_ago));
-    assert!(store.update_run(&done).await.expect("finish"));
+    let at = tenancy::now() - chrono::Duration::seconds(secs_ago);
+    tenancy::store::testing::record_success(store, on, operations, at).await;
 }
 
 async fn fixture(store: &dyn MetadataStore) -> Vec<tenancy::store::TableRecord> {

@@ -167,14 +167,36 @@ async fn start_plane(
             .json(&body)
             .send()
     };
-    let created = post("/v1/tenants", json!({"id": "bench", "display_name": "Bench"}))
-        .await
-        .expect("create tenant");
+    let created = post(
+        "/v1/tenants",
+        json!({"id": "bench", "display_name": "Bench", "tier": "standard"}),
+    )
+    .await
+    .expect("create tenant");
     assert!(
         created.status().is_success(),
-        "create tenant: {}",
-        created.status()
+        "create tenant: {} {}",
+        created.status(),
+        created.text().await.unwrap_or_default()
     );
+    // Provisioning finishes in the background: the tenant must be ready before it is read.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let tenant: Value = client
+            .get(format!("{base}/v1/tenants/bench"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .expect("read tenant")
+            .json()
+            .await
+            .expect("tenant JSON");
+        if tenant["status"] == "ready" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the tenant never became ready: {tenant}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let issued = post(
         "/v1/tenants/bench/tokens",
         json!({"subject": "floor", "role": "tenant-admin", "ttl_seconds": 3600}),

@@ -4,8 +4,8 @@ use api::cli::{Cli, Command};
 use api::config::Config;
 use clap::Parser;
 
-// Ingestion decodes and encodes on every worker thread at once; glibc malloc's arena locks
-// showed in its profile (README, Measurements).
+// Opt-in: measured against glibc's malloc for ingestion, with no gain beyond noise and more
+// idle memory (README, Measurements).
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -11,7 +11,7 @@
 //!
 //! on SQLite (the embedded default) and on PostgreSQL (a fresh database, dropped after). One
 //! token and one tenant: the plane's caches (verified token, tenant read) hit, as they do for
-//! a client that reuses its token. Both binaries use mimalloc.
+//! a client that reuses its token. Both binaries use the system allocator (the server's default).
 
 use std::time::{Duration, Instant};
 

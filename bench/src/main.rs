@@ -47,9 +47,6 @@ use serde_json::{Value, json};
 
 use bench::{open_loop, serve};
 
-// The allocator of the server, so the bare baseline (`bare-axum`) runs on the same one.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tenancy::store::Backend;
 use tenancy::store::testing::TestDatabase;
 

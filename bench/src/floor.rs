@@ -194,7 +194,10 @@ async fn start_plane(
         if tenant["status"] == "ready" {
             break;
         }
-        assert!(Instant::now() < deadline, "the tenant never became ready: {tenant}");
+        assert!(
+            Instant::now() < deadline,
+            "the tenant never became ready: {tenant}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let issued = post(

@@ -1,6 +1,7 @@
 //! Delta Lake tables through the `deltalake` crate: creating them, reading their state from
 //! the Delta snapshot, schema evolution, appends, and maintenance.
 
+pub mod append;
 pub mod contained;
 pub mod durable;
 pub mod erase;

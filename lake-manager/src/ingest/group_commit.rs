@@ -4,13 +4,12 @@
 //! not fit is refused at once rather than queued without bound.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::Transaction;
-use deltalake::protocol::SaveMode;
 use tenancy::store::{MetadataStore, StoreError};
 use tenancy::tenant::TenantStatus;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
@@ -19,6 +18,7 @@ use uuid::Uuid;
 use super::IngestError;
 use super::decode::EventSchema;
 use super::idempotency::{Recorded, Ticket};
+use crate::delta::append::Staged;
 use crate::delta::tables::{self, version_i64};
 use crate::delta::{DeltaError, DeltaSettings};
 
@@ -237,19 +237,33 @@ impl GroupCommitter {
             budget: Arc::new(Semaphore::new(permits(self.settings.table_buffer_bytes) as usize)),
             schemas: schemas.clone(),
         });
-        let task = WriterTask {
+        let floors = Arc::new(Mutex::new((
+            table.version().map(version_i64),
+            dlq.version().map(version_i64),
+        )));
+        let templates = Arc::new(Mutex::new((Some(table.clone()), Some(dlq.clone()))));
+        let gatherer = WriterTask {
             store: self.store.clone(),
             app_id: self.app_id.clone(),
             seq: self.seq.clone(),
             settings: self.settings.clone(),
+            target: target.clone(),
+            floors: floors.clone(),
+            templates: templates.clone(),
+        };
+        let committer = Committer {
+            store: self.store.clone(),
+            app_id: self.app_id.clone(),
+            fsync: self.settings.fsync,
             delta: self.delta.clone(),
             target: target.clone(),
-            floors: (table.version().map(version_i64), dlq.version().map(version_i64)),
             table: Some(table),
             dlq: Some(dlq),
+            floors,
+            templates,
             schemas,
         };
-        tokio::spawn(task.run(rx));
+        tokio::spawn(gatherer.run(rx, committer));
         writers.insert(target.table_id, writer.clone());
         Ok(writer)
     }
@@ -342,51 +356,119 @@ impl GroupCommitter {
     }
 }
 
+/// The latest versions known of the table and of the dead-letter table, shared by both halves
+/// of a writer: a commit's mark lies above them even while the tables are not loaded (after a
+/// failure).
+type Floors = Arc<Mutex<(Option<i64>, Option<i64>)>>;
+
+/// The table and the dead-letter table as the committer last had them: what the gatherer
+/// encodes ahead for (their schema and partitioning, checked again at commit).
+type Templates = Arc<Mutex<(Option<DeltaTable>, Option<DeltaTable>)>>;
+
+fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A group being gathered: its requests, and their rows staged (encoded as they come).
+struct Gathering {
+    group: Vec<Pending>,
+    rows: Staged,
+    dead: Staged,
+    bytes: usize,
+}
+
+impl Gathering {
+    async fn add(&mut self, pending: Pending) {
+        if let Some(rows) = &pending.rows {
+            self.rows.push(rows.clone()).await;
+        }
+        if let Some(dead) = &pending.dlq {
+            self.dead.push(dead.clone()).await;
+        }
+        self.bytes += pending.bytes;
+        self.group.push(pending);
+    }
+}
+
+/// A group ready to commit: its requests, taken and marked, and their staged rows.
+struct Ready {
+    group: Vec<Pending>,
+    rows: Staged,
+    dead: Staged,
+    seq: i64,
+}
+
+/// The gathering half of a table's writer. A table's writer runs as two tasks so that a
+/// group's Parquet encoding overlaps the previous group's commit: this one gathers requests
+/// into groups and encodes their rows as they arrive ([`Staged`]); the [`Committer`] commits
+/// the groups in order. At most one ready group waits between them, so under load one group
+/// is gathered and encoded while the one before it commits.
 struct WriterTask {
     store: Arc<dyn MetadataStore>,
     /// Marks this process's commits in the table's log (see `append`).
     app_id: String,
     seq: Arc<std::sync::atomic::AtomicI64>,
     settings: GroupCommitSettings,
-    delta: DeltaSettings,
     target: Target,
-    table: Option<DeltaTable>,
-    dlq: Option<DeltaTable>,
-    /// The latest versions this writer knew of the table and the dead-letter table: a
-    /// commit's mark lies above them even while the tables are not loaded (after a failure).
-    floors: (Option<i64>, Option<i64>),
-    schemas: Arc<RwLock<Schemas>>,
+    floors: Floors,
+    templates: Templates,
 }
 
 impl WriterTask {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Pending>) {
+    async fn run(self, mut rx: mpsc::UnboundedReceiver<Pending>, committer: Committer) {
+        let (ready_tx, ready_rx) = mpsc::channel::<Ready>(1);
+        let committing = tokio::spawn(committer.run(ready_rx));
         loop {
             let first = match tokio::time::timeout(self.settings.idle_close, rx.recv()).await {
                 Ok(Some(pending)) => pending,
                 Ok(None) | Err(_) => break,
             };
             // The linger counts from when the first request arrived, not from when the previous
-            // commit let this loop look: requests that waited out a commit go in the next one.
+            // group let this loop look: requests that waited go in the next group.
             let deadline = first.queued_at + self.settings.linger;
-            let mut bytes = first.bytes;
-            let mut group = vec![first];
-            while bytes < self.settings.flush_bytes {
+            let mut gathering = {
+                let templates = locked(&self.templates);
+                Gathering {
+                    group: Vec::new(),
+                    rows: Staged::new(templates.0.as_ref()),
+                    dead: Staged::new(templates.1.as_ref()),
+                    bytes: 0,
+                }
+            };
+            gathering.add(first).await;
+            while gathering.bytes < self.settings.flush_bytes {
                 // Biased to the queue: whatever already waits joins this group before the
                 // deadline can end it (otherwise a passed deadline would cut groups short).
                 tokio::select! {
                     biased;
                     next = rx.recv() => match next {
-                        Some(pending) => {
-                            bytes += pending.bytes;
-                            group.push(pending);
-                        }
+                        Some(pending) => gathering.add(pending).await,
                         None => break,
                     },
                     () = tokio::time::sleep_until(deadline) => break,
                 }
             }
-            self.flush(group).await;
+            let Some(ready) = self.prepare(gathering).await else {
+                continue;
+            };
+            // Waits while the committer still has a group waiting: this group is encoded, and
+            // requests arriving meanwhile queue for the next one.
+            if let Err(mpsc::error::SendError(ready)) = ready_tx.send(ready).await {
+                // The committer is gone (it panicked): nothing of this group was committed.
+                release(&self.store, &self.target, &keyed_attempts(&ready.group)).await;
+                for pending in ready.group {
+                    pending.ticket.finish();
+                    let _ = pending.reply.send(Err(Failure::not_committed(
+                        "the table writer stopped; send again",
+                    )));
+                }
+                break;
+            }
         }
+        // Requests are refused only once the last group's commit ended, so that a new writer
+        // for this table never commits alongside this one.
+        drop(ready_tx);
+        let _ = committing.await;
         // Requests that raced with the idle stop are refused (never silently dropped): the
         // channel closes here and their senders see the writer stopped.
         rx.close();
@@ -398,69 +480,48 @@ impl WriterTask {
         }
     }
 
-    async fn flush(&mut self, group: Vec<Pending>) {
-        // Requests whose handlers gave up before this point are never committed; their keys
-        // are freed for the retry.
+    /// Takes the group's requests for the commit and marks their keys. Requests whose
+    /// handlers gave up before this point are never committed, and their keys are freed for
+    /// the retry; when any request leaves the group, what was encoded (it is in the open files)
+    /// is abandoned and the rows of those that stay are committed from scratch.
+    async fn prepare(&self, gathering: Gathering) -> Option<Ready> {
+        let Gathering {
+            group, rows, dead, ..
+        } = gathering;
+        let gathered = group.len();
         let (group, withdrawn): (Vec<Pending>, Vec<Pending>) =
             group.into_iter().partition(|p| p.ticket.take());
-        let freed = keyed_attempts(&withdrawn);
-        self.release(&freed).await;
+        release(&self.store, &self.target, &keyed_attempts(&withdrawn)).await;
         drop(withdrawn);
         if group.is_empty() {
-            return;
+            return None;
         }
         // One mark for both tables: each table keeps its own application transactions.
         let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        let group = match self.mark(group, seq).await {
-            Some(group) if !group.is_empty() => group,
-            _ => return,
+        let group = self.mark(group, seq).await.filter(|group| !group.is_empty())?;
+        let (rows, dead) = if group.len() == gathered {
+            (rows, dead)
+        } else {
+            drop((rows.into_batches(), dead.into_batches()));
+            (
+                Staged::kept(group.iter().filter_map(|p| p.rows.clone()).collect()),
+                Staged::kept(group.iter().filter_map(|p| p.dlq.clone()).collect()),
+            )
         };
-        let rows: Vec<RecordBatch> = group.iter().filter_map(|p| p.rows.clone()).collect();
-        let dead: Vec<RecordBatch> = group.iter().filter_map(|p| p.dlq.clone()).collect();
-        let events: usize = rows.iter().map(RecordBatch::num_rows).sum();
-        let started = std::time::Instant::now();
-        let result = self.commit(rows, dead, seq).await;
-        self.settle_keys(&group, &result).await;
-        match &result {
-            Ok(committed) => tracing::debug!(
-                table = %self.target.root, requests = group.len(), events,
-                version = ?committed.version, elapsed_ms = started.elapsed().as_millis() as u64,
-                "group commit"
-            ),
-            Err(e) => {
-                tracing::warn!(table = %self.target.root, requests = group.len(), error = %e.message, outcome_unknown = e.unknown, "group commit failed; no request of the group is acknowledged")
-            }
-        }
-        for pending in group {
-            let answer = match &result {
-                Ok(c) => Ok(Committed {
-                    version: pending.rows.as_ref().and(c.version),
-                    dlq_version: pending.dlq.as_ref().and(c.dlq_version),
-                }),
-                Err(e) => Err(e.clone()),
-            };
-            pending.ticket.finish();
-            let _ = pending.reply.send(answer);
-        }
+        Some(Ready {
+            group,
+            rows,
+            dead,
+            seq,
+        })
     }
 
     /// Records the group's mark on its keyed requests before the commit starts, so a retry
     /// after a crash reads from the table whether the commit landed. Requests whose key a
     /// retry took over meanwhile leave the group unanswered-for (their retry owns the key);
     /// when the store cannot record the marks, the whole group is refused uncommitted.
-    async fn mark(&mut self, group: Vec<Pending>, seq: i64) -> Option<Vec<Pending>> {
-        let floor = self
-            .table
-            .as_ref()
-            .and_then(DeltaTable::version)
-            .map(version_i64)
-            .or(self.floors.0);
-        let dlq_floor = self
-            .dlq
-            .as_ref()
-            .and_then(DeltaTable::version)
-            .map(version_i64)
-            .or(self.floors.1);
+    async fn mark(&self, group: Vec<Pending>, seq: i64) -> Option<Vec<Pending>> {
+        let (floor, dlq_floor) = *locked(&self.floors);
         let marks: Vec<(Uuid, String)> = group
             .iter()
             .filter_map(|p| p.keyed.as_ref())
@@ -499,14 +560,74 @@ impl WriterTask {
                     tenancy::error_chain(&e)
                 );
                 tracing::warn!(table = %self.target.root, error = %message, "group refused before its commit");
-                let freed = keyed_attempts(&group);
-                self.release(&freed).await;
+                release(&self.store, &self.target, &keyed_attempts(&group)).await;
                 for pending in group {
                     pending.ticket.finish();
                     let _ = pending.reply.send(Err(Failure::not_committed(message.clone())));
                 }
                 None
             }
+        }
+    }
+}
+
+/// The committing half of a table's writer: commits ready groups in order and answers their
+/// requests.
+struct Committer {
+    store: Arc<dyn MetadataStore>,
+    app_id: String,
+    fsync: bool,
+    delta: DeltaSettings,
+    target: Target,
+    table: Option<DeltaTable>,
+    dlq: Option<DeltaTable>,
+    floors: Floors,
+    templates: Templates,
+    schemas: Arc<RwLock<Schemas>>,
+}
+
+impl Committer {
+    async fn run(mut self, mut ready: mpsc::Receiver<Ready>) {
+        while let Some(Ready {
+            group,
+            rows,
+            dead,
+            seq,
+        }) = ready.recv().await
+        {
+            self.finish(group, rows, dead, seq).await;
+        }
+    }
+
+    async fn finish(&mut self, group: Vec<Pending>, rows: Staged, dead: Staged, seq: i64) {
+        let events: usize = group
+            .iter()
+            .filter_map(|p| p.rows.as_ref())
+            .map(RecordBatch::num_rows)
+            .sum();
+        let started = std::time::Instant::now();
+        let result = self.commit(rows, dead, seq).await;
+        self.settle_keys(&group, &result).await;
+        match &result {
+            Ok(committed) => tracing::debug!(
+                table = %self.target.root, requests = group.len(), events,
+                version = ?committed.version, elapsed_ms = started.elapsed().as_millis() as u64,
+                "group commit"
+            ),
+            Err(e) => {
+                tracing::warn!(table = %self.target.root, requests = group.len(), error = %e.message, outcome_unknown = e.unknown, "group commit failed; no request of the group is acknowledged")
+            }
+        }
+        for pending in group {
+            let answer = match &result {
+                Ok(c) => Ok(Committed {
+                    version: pending.rows.as_ref().and(c.version),
+                    dlq_version: pending.dlq.as_ref().and(c.dlq_version),
+                }),
+                Err(e) => Err(e.clone()),
+            };
+            pending.ticket.finish();
+            let _ = pending.reply.send(answer);
         }
     }
 
@@ -535,28 +656,14 @@ impl WriterTask {
                     tracing::warn!(table = %self.target.root, error = %tenancy::error_chain(&e), "cannot record the outcome of keyed pushes; retries will read it from the table");
                 }
             }
-            Err(failure) if !failure.unknown => self.release(&keyed_attempts(group)).await,
+            Err(failure) if !failure.unknown => {
+                release(&self.store, &self.target, &keyed_attempts(group)).await;
+            }
             Err(_) => {}
         }
     }
 
-    /// Frees keys of attempts that surely did not commit; a failure leaves them marked or
-    /// unmarked as they are, which a retry resolves the same way.
-    async fn release(&self, attempts: &[Uuid]) {
-        if attempts.is_empty() {
-            return;
-        }
-        if let Err(e) = self.store.release_push_keys(attempts).await {
-            tracing::warn!(table = %self.target.root, error = %tenancy::error_chain(&e), "cannot free idempotency keys; retries will resolve them");
-        }
-    }
-
-    async fn commit(
-        &mut self,
-        rows: Vec<RecordBatch>,
-        dead: Vec<RecordBatch>,
-        seq: i64,
-    ) -> Result<Committed, Failure> {
+    async fn commit(&mut self, rows: Staged, dead: Staged, seq: i64) -> Result<Committed, Failure> {
         // A migration that started while these requests waited must not see a commit at the old
         // location: the group is refused (nothing acknowledged) and the callers send again. The
         // intent holds a migration that starts from now on back until this commit ended.
@@ -570,8 +677,8 @@ impl WriterTask {
 
     async fn commit_fenced(
         &mut self,
-        rows: Vec<RecordBatch>,
-        dead: Vec<RecordBatch>,
+        rows: Staged,
+        dead: Staged,
         tenant: Result<Option<tenancy::tenant::Tenant>, StoreError>,
         intent: &crate::fence::Intent,
         seq: i64,
@@ -608,7 +715,8 @@ impl WriterTask {
             let root = self.target.dlq_root.clone();
             let version = match append(&self.delta, &mut self.dlq, &root, dead, &self.app_id, seq).await {
                 Ok(version) => {
-                    self.floors.1 = Some(version);
+                    locked(&self.floors).1 = Some(version);
+                    locked(&self.templates).1.clone_from(&self.dlq);
                     version
                 }
                 Err(e) => {
@@ -634,7 +742,8 @@ impl WriterTask {
             let root = self.target.root.clone();
             match append(&self.delta, &mut self.table, &root, rows, &self.app_id, seq).await {
                 Ok(version) => {
-                    self.floors.0 = Some(version);
+                    locked(&self.floors).0 = Some(version);
+                    locked(&self.templates).0.clone_from(&self.table);
                     self.make_durable(&root, version).await?;
                     Some(version)
                 }
@@ -651,7 +760,7 @@ impl WriterTask {
     /// `ingest.fsync` is off). A commit that landed but cannot be flushed is not acknowledged:
     /// readers may see it, so the client learns its outcome is unknown.
     async fn make_durable(&self, root: &str, version: i64) -> Result<(), Failure> {
-        if !self.settings.fsync {
+        if !self.fsync {
             return Ok(());
         }
         crate::delta::durable::sync_commit(root, version)
@@ -666,29 +775,48 @@ impl WriterTask {
     }
 
     /// After a failed commit the table may have changed (a new column, a concurrent metadata
-    /// commit): reload both tables and the schemas callers decode against.
+    /// commit): reload both tables, the schemas callers decode against and the tables the
+    /// gatherer encodes ahead for (until then it only keeps rows).
     fn refresh_schemas_later(&mut self) {
         let (delta, target, schemas) = (self.delta.clone(), self.target.clone(), self.schemas.clone());
+        let templates = self.templates.clone();
         self.table = None;
         self.dlq = None;
+        *locked(&templates) = (None, None);
         tokio::spawn(async move {
             let loaded = async {
                 let table = tables::open(&delta, &target.root).await?;
                 let dlq = tables::open(&delta, &target.dlq_root).await?;
-                Ok::<_, DeltaError>(Schemas {
+                let fresh = Schemas {
                     table: event_schema(&table)?,
                     dlq: event_schema(&dlq)?,
-                })
+                };
+                Ok::<_, DeltaError>((fresh, table, dlq))
             }
             .await;
-            match (loaded, schemas.write()) {
-                (Ok(fresh), Ok(mut current)) => *current = fresh,
-                (Err(e), _) => {
+            match loaded {
+                Ok((fresh, table, dlq)) => {
+                    *locked(&templates) = (Some(table), Some(dlq));
+                    if let Ok(mut current) = schemas.write() {
+                        *current = fresh;
+                    }
+                }
+                Err(e) => {
                     tracing::warn!(table = %target.root, error = %tenancy::error_chain(&e), "cannot reload the table schema")
                 }
-                (_, Err(_)) => {}
             }
         });
+    }
+}
+
+/// Frees keys of attempts that surely did not commit; a failure leaves them marked or
+/// unmarked as they are, which a retry resolves the same way.
+async fn release(store: &Arc<dyn MetadataStore>, target: &Target, attempts: &[Uuid]) {
+    if attempts.is_empty() {
+        return;
+    }
+    if let Err(e) = store.release_push_keys(attempts).await {
+        tracing::warn!(table = %target.root, error = %tenancy::error_chain(&e), "cannot free idempotency keys; retries will resolve them");
     }
 }
 
@@ -721,14 +849,14 @@ fn failure_of(error: &DeltaError) -> Failure {
     }
 }
 
-/// Appends one group's batches, marked with the writer's application transaction
+/// Commits one group's staged batches, marked with the writer's application transaction
 /// (`app_id`, `seq`). When deltalake reports an error, the mark says whether the commit landed
 /// anyway (a post-commit failure, a lost response): then the group is acknowledged.
 async fn append(
     delta: &DeltaSettings,
     slot: &mut Option<DeltaTable>,
     root: &str,
-    batches: Vec<RecordBatch>,
+    staged: Staged,
     app_id: &str,
     seq: i64,
 ) -> Result<i64, DeltaError> {
@@ -737,13 +865,11 @@ async fn append(
         None => tables::open(delta, root).await?,
     };
     let floor = table.version().map(version_i64);
-    let written = table
-        .write(batches)
-        .with_save_mode(SaveMode::Append)
-        .with_commit_properties(tables::ingest_commit_properties(
-            vec![Transaction::new(app_id, seq)],
-            None,
-        ))
+    let written = staged
+        .commit(
+            table,
+            tables::ingest_commit_properties(vec![Transaction::new(app_id, seq)], None),
+        )
         .await;
     match written {
         Ok(table) => {

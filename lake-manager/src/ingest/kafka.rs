@@ -338,10 +338,7 @@ impl Side {
         match rows {
             Some(rows) => {
                 let table = self.table.clone();
-                let written = table
-                    .write(vec![rows])
-                    .with_save_mode(SaveMode::Append)
-                    .with_commit_properties(properties)
+                let written = crate::delta::append::append(table, vec![rows], properties)
                     .await
                     .map_err(|e| fenced(e, &self.root))?;
                 self.table = written;

@@ -68,9 +68,10 @@ pub fn direct(shape: Shape<'_>) -> bool {
     ]
     .iter()
     .all(|key| !shape.schema_string.contains(key));
-    let configuration_plain = shape.configuration.iter().all(|(key, value)| {
-        !key.starts_with("delta.constraints.")
-            && !(key == "delta.columnMapping.mode" && !value.eq_ignore_ascii_case("none"))
+    let configuration_plain = !shape.configuration.iter().any(|(key, value)| {
+        let constraint = key.starts_with("delta.constraints.");
+        let mapped = key == "delta.columnMapping.mode" && !value.eq_ignore_ascii_case("none");
+        constraint || mapped
     });
     features_inert && schema_plain && configuration_plain
 }

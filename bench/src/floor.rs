@@ -180,26 +180,7 @@ async fn start_plane(
         created.text().await.unwrap_or_default()
     );
     // Provisioning finishes in the background: the tenant must be ready before it is read.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let tenant: Value = client
-            .get(format!("{base}/v1/tenants/bench"))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .expect("read tenant")
-            .json()
-            .await
-            .expect("tenant JSON");
-        if tenant["status"] == "ready" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the tenant never became ready: {tenant}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::wait_ready_at(&client, &base, &admin).await;
     let issued = post(
         "/v1/tenants/bench/tokens",
         json!({"subject": "floor", "role": "tenant-admin", "ttl_seconds": 3600}),

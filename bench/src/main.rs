@@ -629,10 +629,15 @@ async fn tenant_with(client: &reqwest::Client, server: &Server, tenant: Value, t
 }
 
 async fn wait_ready(client: &reqwest::Client, server: &Server) {
+    wait_ready_at(client, &server.base, &server.token).await;
+}
+
+/// Polls the `bench` tenant at `base` until it is ready (10 s at most).
+async fn wait_ready_at(client: &reqwest::Client, base: &str, token: &str) {
     for _ in 0..200 {
         let t = client
-            .get(format!("{}/v1/tenants/bench", server.base))
-            .bearer_auth(&server.token)
+            .get(format!("{base}/v1/tenants/bench"))
+            .bearer_auth(token)
             .send()
             .await
             .expect("get");

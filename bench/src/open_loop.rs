@@ -65,19 +65,16 @@ pub async fn drive(rate: u64, seconds: u64, request: impl Fn(usize) -> reqwest::
             (scheduled.elapsed(), ok)
         }));
     }
-    // The channel closed, so the pacer has returned; a panic there leaves its slots unsent,
-    // and those count as errors.
-    let pacer_panicked = pacer.join().is_err();
-    let mut errors = total.saturating_sub(tasks.len());
+    // The channel closed, so the pacer has returned; slots it did not send (had it panicked)
+    // count as errors.
+    let _ = pacer.join();
+    let mut errors = total - tasks.len();
     let mut latencies = Vec::with_capacity(total);
     for task in tasks {
         match task.await {
             Ok((latency, true)) => latencies.push(latency),
             _ => errors += 1,
         }
-    }
-    if pacer_panicked {
-        errors = errors.max(1);
     }
     latencies.sort_unstable();
     let at = |q: f64| quantile(&latencies, q);

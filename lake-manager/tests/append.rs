@@ -47,6 +47,15 @@ async fn table(dir: &tempfile::TempDir) -> (String, DeltaTable) {
     (root, created)
 }
 
+/// The table with a CHECK constraint that ids are positive.
+async fn positive_ids(table: DeltaTable) -> DeltaTable {
+    table
+        .add_constraint()
+        .with_constraint("positive", "id > 0")
+        .await
+        .expect("constraint")
+}
+
 /// Every row of the table, as (id, region) sorted, read through DataFusion's scan.
 async fn rows(root: &str) -> Vec<(i64, String)> {
     let table = tables::open(&DeltaSettings::local(), root).await.expect("open");
@@ -112,11 +121,7 @@ async fn rows_encoded_ahead_land_once_in_their_partitions() {
 async fn a_check_constraint_is_enforced_on_appends() {
     let dir = tempfile::tempdir().expect("dir");
     let (root, table) = table(&dir).await;
-    let table = table
-        .add_constraint()
-        .with_constraint("positive", "id > 0")
-        .await
-        .expect("constraint");
+    let table = positive_ids(table).await;
     let version = table.version();
     let refused = append(
         table.clone(),
@@ -150,11 +155,7 @@ async fn a_constraint_added_after_staging_still_refuses_the_staged_rows() {
     // Staged (and encoded) while the table had no constraint.
     let mut staged = Staged::new(Some(&table));
     staged.push(batch(&[1, -3], "eu")).await;
-    let constrained = table
-        .add_constraint()
-        .with_constraint("positive", "id > 0")
-        .await
-        .expect("constraint");
+    let constrained = positive_ids(table).await;
     let version = constrained.version();
     let result = staged.commit(constrained, CommitProperties::default()).await;
     assert!(result.is_err(), "rows encoded before the constraint bypassed it");

@@ -135,14 +135,14 @@ impl Staged {
     }
 
     /// Adds a batch, encoding it now if this stage encodes. A batch that cannot be encoded
-    /// ends encoding for the stage (what was written is abandoned): the commit then appends
-    /// every batch from scratch and reports that error where it belongs.
+    /// ends encoding for the stage (the writer is dropped, which aborts its uploads): the
+    /// commit then appends every batch from scratch and reports that error where it belongs.
     pub async fn push(&mut self, batch: RecordBatch) {
         if let Some((writer, _)) = self.encoded.as_mut()
             && let Err(e) = writer.write(batch.clone()).await
         {
             tracing::debug!(error = %e, "encoding ahead stopped; the commit appends from scratch");
-            self.abandon();
+            self.encoded = None;
         }
         self.batches.push(batch);
     }
@@ -152,42 +152,27 @@ impl Staged {
         self.batches.is_empty()
     }
 
-    /// The batches, for appending from scratch; what was encoded is abandoned.
-    pub fn into_batches(mut self) -> Vec<RecordBatch> {
-        self.abandon();
-        std::mem::take(&mut self.batches)
-    }
-
-    fn abandon(&mut self) {
-        if let Some((mut writer, _)) = self.encoded.take() {
-            // Aborts uploads in progress; files already closed stay unreferenced (vacuum).
-            writer.reset();
-        }
-    }
-
     /// Commits the staged batches to `table` with `properties`: the encoded files when the
     /// table's layout is still the one they were encoded for, the batches from scratch
     /// otherwise.
     pub async fn commit(
-        mut self,
+        self,
         table: DeltaTable,
         properties: CommitProperties,
     ) -> Result<DeltaTable, DeltaTableError> {
         let current = direct_layout(&table)?;
-        match self.encoded.take() {
-            Some((writer, layout)) if current.as_ref() == Some(&layout) => {
-                let mut table = table;
-                let mut writer = writer.with_commit_properties(properties);
-                writer.flush_and_commit(&mut table).await?;
-                Ok(table)
-            }
-            encoded => {
-                if let Some((mut writer, _)) = encoded {
-                    writer.reset();
-                }
-                append(table, std::mem::take(&mut self.batches), properties).await
-            }
+        let Staged { batches, encoded } = self;
+        if let Some((writer, layout)) = encoded
+            && current.as_ref() == Some(&layout)
+        {
+            let mut table = table;
+            let mut writer = writer.with_commit_properties(properties);
+            writer.flush_and_commit(&mut table).await?;
+            return Ok(table);
         }
+        // What was encoded for another layout was dropped above, which aborts its uploads;
+        // files it closed stay unreferenced (vacuum removes them).
+        append(table, batches, properties).await
     }
 }
 

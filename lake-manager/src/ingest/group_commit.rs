@@ -502,7 +502,8 @@ impl WriterTask {
         let (rows, dead) = if group.len() == gathered {
             (rows, dead)
         } else {
-            drop((rows.into_batches(), dead.into_batches()));
+            // Dropping the stages aborts their uploads.
+            drop((rows, dead));
             (
                 Staged::kept(group.iter().filter_map(|p| p.rows.clone()).collect()),
                 Staged::kept(group.iter().filter_map(|p| p.dlq.clone()).collect()),

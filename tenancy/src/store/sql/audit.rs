@@ -38,26 +38,38 @@ fn audit_event(row: &DbRow) -> Result<AuditEvent, StoreError> {
 /// Appends an audit event inside the caller's transaction, so the change and its record
 /// commit or vanish together.
 pub(super) async fn insert_audit(tx: &mut Transaction<'_, Db>, e: &AuditEvent) -> Result<(), StoreError> {
-    sqlx::query(
+    insert_audit_rows(&mut **tx, std::slice::from_ref(e)).await
+}
+
+/// Inserts `events` (at least one) as one multi-row INSERT. Run on the pool, outside a
+/// transaction, the statement is its own transaction: the batch commits whole, in one round
+/// trip to the database rather than three (begin, insert, commit), and the caller waiting for
+/// its event (a credential issuance, say) waits for one.
+async fn insert_audit_rows<'c, E>(executor: E, events: &[AuditEvent]) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'c, Database = Db>,
+{
+    let mut insert = sqlx::QueryBuilder::<Db>::new(
         "INSERT INTO audit_events (id, at, actor, role, tenant_id, action, target, outcome, request_id, source, \
-         token_id, issuer, occurrences) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-    )
-    .bind(uid(e.id))
-    .bind(ts(e.at))
-    .bind(&e.actor)
-    .bind(&e.role)
-    .bind(&e.tenant)
-    .bind(&e.action)
-    // Capped here, where every event passes, whichever code built it.
-    .bind(cap_target(&e.target))
-    .bind(e.outcome.as_str())
-    .bind(&e.request_id)
-    .bind(&e.source)
-    .bind(e.token_id.map(uid))
-    .bind(&e.issuer)
-    .bind(i64::try_from(e.occurrences).unwrap_or(i64::MAX))
-    .execute(&mut **tx)
-    .await?;
+         token_id, issuer, occurrences) ",
+    );
+    insert.push_values(events, |mut row, e| {
+        row.push_bind(uid(e.id))
+            .push_bind(ts(e.at))
+            .push_bind(e.actor.as_str())
+            .push_bind(e.role.as_deref())
+            .push_bind(e.tenant.as_deref())
+            .push_bind(e.action.as_str())
+            // Capped here, where every event passes, whichever code built it.
+            .push_bind(cap_target(&e.target))
+            .push_bind(e.outcome.as_str())
+            .push_bind(e.request_id.as_deref())
+            .push_bind(e.source.as_deref())
+            .push_bind(e.token_id.map(uid))
+            .push_bind(e.issuer.as_deref())
+            .push_bind(i64::try_from(e.occurrences).unwrap_or(i64::MAX));
+    });
+    insert.build().execute(executor).await?;
     Ok(())
 }
 
@@ -70,39 +82,10 @@ pub(crate) fn audit_queue(pool: Pool<Db>) -> GroupCommit<AuditEvent> {
         AUDIT_BATCH,
         batch_writer(move |events: Vec<AuditEvent>| {
             let pool = pool.clone();
-            async move { insert_audit_batch(&pool, &events).await }
+            async move { insert_audit_rows(&pool, &events).await }
         }),
         StoreError::refuses_the_data,
     )
-}
-
-/// Writes a batch as one multi-row INSERT run on its own. A statement outside a transaction
-/// is its own transaction, so the batch commits whole, in one round trip to the database
-/// rather than three (begin, insert, commit): the caller waiting for its event (a credential
-/// issuance, say) waits for one.
-async fn insert_audit_batch(pool: &Pool<Db>, events: &[AuditEvent]) -> Result<(), StoreError> {
-    let mut insert = sqlx::QueryBuilder::<Db>::new(
-        "INSERT INTO audit_events (id, at, actor, role, tenant_id, action, target, outcome, request_id, source, \
-         token_id, issuer, occurrences) ",
-    );
-    insert.push_values(events, |mut row, e| {
-        row.push_bind(uid(e.id))
-            .push_bind(ts(e.at))
-            .push_bind(e.actor.as_str())
-            .push_bind(e.role.as_deref())
-            .push_bind(e.tenant.as_deref())
-            .push_bind(e.action.as_str())
-            // Capped here as in `insert_audit`: every event passes one of the two.
-            .push_bind(cap_target(&e.target))
-            .push_bind(e.outcome.as_str())
-            .push_bind(e.request_id.as_deref())
-            .push_bind(e.source.as_deref())
-            .push_bind(e.token_id.map(uid))
-            .push_bind(e.issuer.as_deref())
-            .push_bind(i64::try_from(e.occurrences).unwrap_or(i64::MAX));
-    });
-    insert.build().execute(pool).await?;
-    Ok(())
 }
 
 #[async_trait]

@@ -11,6 +11,7 @@ mod repos;
 mod shares;
 mod streams;
 mod tables;
+mod wal;
 mod workers;
 
 use tenancy::store::Backend;

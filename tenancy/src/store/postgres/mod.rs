@@ -109,6 +109,11 @@ impl PgStore {
         outcome
     }
 
+    /// Closes the pool's connections.
+    pub(crate) async fn close_connections(&self) {
+        self.pool.close().await;
+    }
+
     /// The applied migration versions.
     pub(crate) async fn applied(&self) -> Result<Vec<i64>, StoreError> {
         let mut conn = self.pool.acquire().await?;

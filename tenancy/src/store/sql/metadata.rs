@@ -53,7 +53,7 @@ impl MetadataStore for Store {
     }
 
     async fn close(&self) {
-        self.pool.close().await;
+        self.close_connections().await;
     }
 
     async fn try_lead(&self) -> Result<Option<Leadership>, StoreError> {

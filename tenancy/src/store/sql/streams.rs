@@ -129,8 +129,7 @@ impl StreamStore for Store {
             "SELECT tenant_id, id FROM streams WHERE {} = 'kafka' ORDER BY tenant_id, name",
             json_text("source", "type")
         );
-        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
-        rows.iter().map(tenant_and_id).collect()
+        super::collect_rows(sqlx::query(&sql).fetch(&self.pool), tenant_and_id).await
     }
 
     async fn streams_on_table(&self, table_id: Uuid) -> Result<u32, StoreError> {

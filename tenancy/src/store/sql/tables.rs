@@ -416,18 +416,16 @@ impl TableStore for Store {
             "SELECT id, table_id, tenant_id, operations FROM maintenance_runs \
              WHERE status IN ('queued', 'running') ORDER BY id",
         )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(DueRun {
-                    tenant: TenantId::from_trusted(row.try_get::<String, _>("tenant_id")?),
-                    table: uuid(row, "table_id")?,
-                    run: uuid(row, "id")?,
-                    operations: json_column(row, "operations")?,
-                })
+        .fetch(&self.pool);
+        super::collect_rows(rows, |row| {
+            Ok(DueRun {
+                tenant: TenantId::from_trusted(row.try_get::<String, _>("tenant_id")?),
+                table: uuid(row, "table_id")?,
+                run: uuid(row, "id")?,
+                operations: json_column(row, "operations")?,
             })
-            .collect()
+        })
+        .await
     }
 
     async fn deleting_tables(&self) -> Result<Vec<(TenantId, Uuid)>, StoreError> {

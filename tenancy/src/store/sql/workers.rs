@@ -135,9 +135,8 @@ impl WorkerStore for Store {
         )
         .bind(after)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(summary).collect()
+        .fetch(&self.pool);
+        super::collect_rows(rows, summary).await
     }
 
     async fn claim_worker(&self, id: &str, owner: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+mod checkpoint;
 mod dialect;
 // The queries, one source for both backends, compiled here against this backend's dialect.
 // Loading the same files in both backends is the point: rustc checks them once per database.
@@ -33,6 +34,8 @@ pub(super) struct SqliteStore {
     audit_queue: super::group_commit::GroupCommit<crate::audit::AuditEvent>,
     /// The database file; `None` for in-memory databases.
     file: Option<PathBuf>,
+    /// Checkpoints the file's WAL; `None` in memory.
+    checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 impl SqliteStore {
@@ -47,6 +50,9 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(settings.acquire_timeout)
+            // Checkpoints run on a task of their own (`checkpoint`), not inside a commit; the
+            // automatic one stays as a backstop far above what that task lets the WAL reach.
+            .pragma("wal_autocheckpoint", checkpoint::BACKSTOP_PAGES.to_string())
             .log_statements(tracing::log::LevelFilter::Trace);
         let file = options.get_filename();
         let in_memory = file.as_os_str().is_empty() || file.to_string_lossy().contains(":memory:");
@@ -90,6 +96,9 @@ impl SqliteStore {
         };
         Ok(Self {
             audit_queue: sql::audit_queue(pool.clone()),
+            checkpointer: file
+                .is_some()
+                .then(|| checkpoint::Checkpointer::start(options.clone(), pool.clone())),
             pool,
             file,
         })
@@ -177,6 +186,15 @@ impl SqliteStore {
     pub(crate) async fn applied(&self) -> Result<Vec<i64>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         applied_versions(&mut conn).await
+    }
+
+    /// Closes the checkpointer's connection, then the pool's: the last to close checkpoints
+    /// the WAL into the file and removes it, as SQLite does on a clean close.
+    pub(crate) async fn close_connections(&self) {
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.stop().await;
+        }
+        self.pool.close().await;
     }
 
     /// Takes the reconciler leadership with this backend's lock, if no other process holds it.

@@ -11,7 +11,7 @@
 //! of these, so that a WAL this task cannot keep rewinding (a writer always mid-commit when a
 //! checkpoint ends, or the task stopped) is still bounded.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqlitePool};
@@ -38,7 +38,8 @@ pub(super) struct Checkpointer {
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        if let Some(task) = self.task.get_mut().ok().and_then(Option::take) {
+        let task = self.task.get_mut().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(task) = task {
             task.abort();
         }
     }
@@ -61,11 +62,7 @@ impl Checkpointer {
     /// WAL as it does on a clean close.
     pub(super) async fn stop(&self) {
         let _ = self.stop.send(true);
-        let task = self
-            .task
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
+        let task = self.task.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(task) = task {
             let _ = task.await;
         }

@@ -33,9 +33,9 @@ fn sizes() -> Vec<usize> {
 
 pub async fn reconcile() {
     println!(
-        "| metadata | tenants | desired workers | one loop (plan: read workers and inputs, desired, diff), median of 5 | process RSS after the loops (growth during them) |"
+        "| metadata | tenants | desired workers | one loop (plan: read workers and inputs, desired, diff), median of 5 | of which: read workers / read inputs / desired and diff, median of 5 | process RSS after the loops (growth during them) |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     for backend in [Backend::Sqlite, Backend::Postgres] {
         let (store, database) = fresh_store(backend).await;
         let mut have = 0;
@@ -55,8 +55,18 @@ pub async fn reconcile() {
             }
             times.sort_unstable();
             let rss = rss_kib();
+            let mut phases: [Vec<f64>; 3] = Default::default();
+            for _ in 0..env_loops() {
+                for (all, took) in phases.iter_mut().zip(phases_once(store.as_ref()).await) {
+                    all.push(took.as_secs_f64() * 1e3);
+                }
+            }
+            let [workers_ms, inputs_ms, compute_ms] = phases.map(|mut p| {
+                p.sort_unstable_by(f64::total_cmp);
+                p[2]
+            });
             println!(
-                "| {} | {tenants} | {workers} | {:.0} ms | {} MiB (+{:.1} MiB) |",
+                "| {} | {tenants} | {workers} | {:.0} ms | {workers_ms:.0} / {inputs_ms:.0} / {compute_ms:.0} ms | {} MiB (+{:.1} MiB) |",
                 backend.as_str(),
                 times[2].as_secs_f64() * 1e3,
                 rss / 1024,
@@ -83,6 +93,40 @@ async fn reconcile_once(store: &dyn MetadataStore) -> (usize, usize) {
         .await
         .expect("plan");
     (plan.want.len(), plan.steps.len())
+}
+
+/// How many times the phases are timed: `PHASE_LOOPS`, default 5 (more, to profile them).
+fn env_loops() -> usize {
+    std::env::var("PHASE_LOOPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+        .max(5)
+}
+
+/// The same loop in its three phases, each timed: reading the recorded workers' summaries,
+/// reading the inputs, and the pure part (desired set, observed view, diff, cap). Run after
+/// the RSS reading, so the figure above stays the whole loop's.
+async fn phases_once(store: &dyn MetadataStore) -> [std::time::Duration; 3] {
+    use lake_manager::workers::reconciler::{observe, read_inputs, read_workers};
+    let started = Instant::now();
+    let rows = read_workers(store).await.expect("workers");
+    let read_workers_took = started.elapsed();
+    let started = Instant::now();
+    let inputs = read_inputs(store).await.expect("inputs");
+    let read_inputs_took = started.elapsed();
+    let started = Instant::now();
+    let want = tenancy::worker::desired(&inputs);
+    let observed: std::collections::BTreeMap<String, tenancy::worker::Observed> =
+        rows.iter().map(|w| (w.id.clone(), observe(w))).collect();
+    let policy = tenancy::worker::RestartPolicy {
+        heartbeat_timeout: std::time::Duration::from_secs(86_400),
+        ..tenancy::worker::RestartPolicy::default()
+    };
+    let steps = tenancy::worker::diff(&want, &observed, &policy, chrono::Utc::now());
+    let (steps, _) = tenancy::worker::cap_maintenance(steps, std::iter::empty(), usize::MAX);
+    assert!(steps.is_empty(), "in step: nothing to do");
+    [read_workers_took, read_inputs_took, started.elapsed()]
 }
 
 /// Adds tenants `from..to`, each with one Kafka stream and three tables, as database rows.

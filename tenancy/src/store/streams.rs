@@ -53,7 +53,7 @@ pub trait StreamStore: Send + Sync {
     ) -> Result<Vec<StreamRecord>, StoreError>;
     /// Every stream of every tenant (for starting the Kafka workers).
     async fn all_streams(&self) -> Result<Vec<StreamRecord>, StoreError>;
-    /// Every Kafka stream as (tenant, stream id), ordered by tenant and name: the reconciler's
+    /// Every Kafka stream as (tenant, stream id), ordered by stream id: the reconciler's
     /// ingest input. The source type is picked out in SQL, so no source is decoded.
     async fn kafka_streams(&self) -> Result<Vec<(TenantId, Uuid)>, StoreError>;
     /// How many streams write the table (a table with streams cannot be deleted).

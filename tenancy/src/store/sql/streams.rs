@@ -5,8 +5,8 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::{
-    DbRow, Store, corrupt, insert_audit, is_unique_violation, json_column, json_text, lock_tenant,
-    tenant_and_id, time, to_json, ts, uid, uuid,
+    DbRow, Store, corrupt, fetch_paged, insert_audit, is_unique_violation, json_column, json_text,
+    lock_tenant, time, to_json, ts, uid, uuid,
 };
 use crate::audit::AuditEvent;
 use crate::store::{StoreError, StreamRecord, StreamStore};
@@ -125,11 +125,14 @@ impl StreamStore for Store {
 
     async fn kafka_streams(&self) -> Result<Vec<(TenantId, Uuid)>, StoreError> {
         // The source is serde's internally tagged `StreamSource`: its `type` field names the kind.
-        let sql = format!(
-            "SELECT tenant_id, id FROM streams WHERE {} = 'kafka' ORDER BY tenant_id, name",
-            json_text("source", "type")
-        );
-        super::collect_rows(sqlx::query(&sql).fetch(&self.pool), tenant_and_id).await
+        let kafka = format!("{} = 'kafka'", json_text("source", "type"));
+        Ok(
+            fetch_paged::<(Uuid, String)>(&self.pool, &["id", "tenant_id"], "streams", &kafka, |s| s.0)
+                .await?
+                .into_iter()
+                .map(|(id, tenant)| (TenantId::from_trusted(tenant), id))
+                .collect(),
+        )
     }
 
     async fn streams_on_table(&self, table_id: Uuid) -> Result<u32, StoreError> {

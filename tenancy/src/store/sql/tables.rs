@@ -8,8 +8,8 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::{
-    DbRow, Store, corrupt, insert_audit, is_unique_violation, json_column, lock_tenant, opt_time,
-    tenant_and_id, time, to_json, ts, uid, uuid,
+    DbRow, Store, corrupt, fetch_paged, insert_audit, is_unique_violation, json_column, lock_tenant,
+    opt_time, tenant_and_id, time, to_json, ts, uid, uuid,
 };
 use crate::audit::AuditEvent;
 use crate::maintenance::{Operation, RunMetrics, RunOptions, RunStatus};
@@ -412,20 +412,26 @@ impl TableStore for Store {
     }
 
     async fn due_runs(&self) -> Result<Vec<DueRun>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, table_id, tenant_id, operations FROM maintenance_runs \
-             WHERE status IN ('queued', 'running') ORDER BY id",
+        // Every unfinished run: at 10,000 tenants, tens of thousands.
+        fetch_paged::<(Uuid, Uuid, String, String)>(
+            &self.pool,
+            &["id", "table_id", "tenant_id", "operations"],
+            "maintenance_runs",
+            "status IN ('queued', 'running')",
+            |run| run.0,
         )
-        .fetch(&self.pool);
-        super::collect_rows(rows, |row| {
+        .await?
+        .into_iter()
+        .map(|(run, table, tenant, operations)| {
             Ok(DueRun {
-                tenant: TenantId::from_trusted(row.try_get::<String, _>("tenant_id")?),
-                table: uuid(row, "table_id")?,
-                run: uuid(row, "id")?,
-                operations: json_column(row, "operations")?,
+                tenant: TenantId::from_trusted(tenant),
+                table,
+                run,
+                operations: serde_json::from_str(&operations)
+                    .map_err(|_| corrupt("operations", &operations))?,
             })
         })
-        .await
+        .collect()
     }
 
     async fn deleting_tables(&self) -> Result<Vec<(TenantId, Uuid)>, StoreError> {

@@ -4,7 +4,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{DbRow, Store, corrupt, json_column, opt_time, time, to_json, ts, u32_column};
+use super::{
+    Bind, DbRow, Many, ManyTime, Store, corrupt, fetch_many, json_column, many_time, opt_time, time, to_json,
+    ts, u32_column,
+};
 use crate::store::{StoreError, WorkerRecord, WorkerStore, WorkerSummary};
 use crate::tenant::TenantId;
 use crate::worker::{StoredSpec, WorkerKind, WorkerSpec, WorkerState};
@@ -43,18 +46,53 @@ fn state_column(row: &DbRow) -> Result<WorkerState, StoreError> {
     WorkerState::parse(state).ok_or_else(|| corrupt("state", state))
 }
 
-fn summary(row: &DbRow) -> Result<WorkerSummary, StoreError> {
+/// The columns of a [`WorkerSummary`], in the order of [`SummaryRow`].
+const SUMMARY_COLUMNS: [&str; 10] = [
+    "id",
+    "tenant_id",
+    "kind",
+    "fingerprint",
+    "state",
+    "restarts",
+    "failures",
+    "failed_at",
+    "last_heartbeat",
+    "updated_at",
+];
+
+/// One worker summary as read: id, tenant, kind, fingerprint, state, restarts, failures, and
+/// the three timestamps.
+type SummaryRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    Option<ManyTime>,
+    Option<ManyTime>,
+    ManyTime,
+);
+
+fn summary(row: SummaryRow) -> Result<WorkerSummary, StoreError> {
+    let (id, tenant, kind, fingerprint, state, restarts, failures, failed_at, last_heartbeat, updated_at) =
+        row;
+    let count =
+        |value: i64, column: &str| u32::try_from(value).map_err(|_| corrupt(column, &value.to_string()));
     Ok(WorkerSummary {
-        id: row.try_get("id")?,
-        kind: kind_column(row)?,
-        tenant: TenantId::from_trusted(row.try_get::<String, _>("tenant_id")?),
-        fingerprint: row.try_get("fingerprint")?,
-        state: state_column(row)?,
-        restarts: u32_column(row, "restarts")?,
-        failures: u32_column(row, "failures")?,
-        failed_at: opt_time(row, "failed_at")?,
-        last_heartbeat: opt_time(row, "last_heartbeat")?,
-        updated_at: time(row, "updated_at")?,
+        kind: WorkerKind::parse(&kind).ok_or_else(|| corrupt("kind", &kind))?,
+        tenant: TenantId::from_trusted(tenant),
+        fingerprint,
+        state: WorkerState::parse(&state).ok_or_else(|| corrupt("state", &state))?,
+        restarts: count(restarts, "restarts")?,
+        failures: count(failures, "failures")?,
+        failed_at: failed_at.map(|v| many_time(v, "failed_at")).transpose()?,
+        last_heartbeat: last_heartbeat
+            .map(|v| many_time(v, "last_heartbeat"))
+            .transpose()?,
+        updated_at: many_time(updated_at, "updated_at")?,
+        id,
     })
 }
 
@@ -129,14 +167,18 @@ impl WorkerStore for Store {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<WorkerSummary>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, tenant_id, kind, fingerprint, state, restarts, failures, failed_at, last_heartbeat, \
-             updated_at FROM workers WHERE (CAST($1 AS TEXT) IS NULL OR id > $1) ORDER BY id LIMIT $2",
-        )
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch(&self.pool);
-        super::collect_rows(rows, summary).await
+        let many = Many {
+            columns: &SUMMARY_COLUMNS,
+            from: "FROM workers WHERE (CAST($1 AS TEXT) IS NULL OR id > $1)",
+            order: "id",
+            limit: Some("$2"),
+            binds: &[Bind::Text(after.map(str::to_owned)), Bind::Int(i64::from(limit))],
+        };
+        fetch_many::<SummaryRow>(&self.pool, &many)
+            .await?
+            .into_iter()
+            .map(summary)
+            .collect()
     }
 
     async fn claim_worker(&self, id: &str, owner: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {

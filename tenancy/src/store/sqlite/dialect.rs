@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use uuid::Uuid;
 
+use super::sql::{Bind, Many};
 use crate::store::StoreError;
 
 pub(super) type Db = sqlx::Sqlite;
@@ -18,6 +19,56 @@ pub(super) use super::SqliteStore as Store;
 /// TEXT on both backends). Both arguments are identifiers from the code, never input.
 pub(super) fn json_text(column: &str, field: &str) -> String {
     format!("json_extract({column}, '$.{field}')")
+}
+
+/// The rows of a large read (see [`Many`]), each decoded as a `T` (a tuple of its columns).
+///
+/// Here the rows are aggregated into one JSON text, one array per row, and parsed in one pass:
+/// sqlx runs each SQLite connection on a thread of its own and hands every row over a channel,
+/// and waking the reading task for each row cost more than reading it (229 of a 440 ms
+/// reconcile loop went to 40,000 worker summaries; README, Measurements: the reconcile loop).
+pub(super) async fn fetch_many<T: ManyRow>(
+    pool: &sqlx::Pool<Db>,
+    many: &Many<'_>,
+) -> Result<Vec<T>, StoreError> {
+    // The aggregate orders its rows itself: SQLite may flatten the subquery and drop its order.
+    let sql = format!(
+        "SELECT json_group_array(json_array({}) ORDER BY {}) AS r FROM ({}) AS m",
+        many.columns.join(", "),
+        many.order,
+        many.select()
+    );
+    let mut query = sqlx::query(&sql);
+    for bind in many.binds {
+        query = match bind {
+            Bind::Text(v) => query.bind(v.clone()),
+            Bind::Id(v) => query.bind(v.map(uid)),
+            Bind::Int(v) => query.bind(*v),
+        };
+    }
+    let text: String = query.fetch_one(pool).await?.try_get("r")?;
+    serde_json::from_str(&text)
+        .map_err(|e| StoreError::Corrupt(format!("rows of {} read as JSON do not decode: {e}", many.from)))
+}
+
+/// Rows per page of a paged large read. Small, because here a page is one JSON text built and
+/// copied on a pooled connection's own thread, and glibc keeps what a thread frees for that
+/// thread: pages of a couple of hundred kilobytes keep every connection's share small. Every
+/// row at once (30,000 due runs: 3 MB of text, more while SQLite builds it) grew the reconcile
+/// loop's memory by 85 MiB.
+pub(super) const MANY_PAGE_ROWS: i64 = 1_000;
+
+/// What a row of [`fetch_many`] decodes into: here, from its JSON array.
+pub(super) trait ManyRow: serde::de::DeserializeOwned + Send {}
+impl<T: serde::de::DeserializeOwned + Send> ManyRow for T {}
+
+/// A timestamp column as a row of [`fetch_many`] holds it: microseconds since the epoch, as
+/// stored.
+pub(super) type ManyTime = i64;
+
+/// A [`ManyTime`] as a timestamp.
+pub(super) fn many_time(value: ManyTime, column: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(value).ok_or_else(|| StoreError::Corrupt(format!("{column} = {value}")))
 }
 
 /// A timestamp as bound to a query.

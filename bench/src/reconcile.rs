@@ -10,7 +10,8 @@
 //! during them.
 //!
 //! Env: `TENANTS`, comma-separated sizes (default `1000,5000,10000`); a debug build runs it
-//! with small ones, e.g. `TENANTS=20,50`.
+//! with small ones, e.g. `TENANTS=20,50`. `PHASE_LOOPS` (default 5): how many times the three
+//! phases are timed apart, more to profile them.
 
 use std::time::Instant;
 
@@ -81,18 +82,21 @@ pub async fn reconcile() {
 /// One loop's computation as the leader does it (`reconciler::plan`). Returns (desired,
 /// steps).
 async fn reconcile_once(store: &dyn MetadataStore) -> (usize, usize) {
-    use tenancy::worker::RestartPolicy;
-    // Heartbeats are written once at setup, so staleness is switched off: the diff still
-    // walks every worker, as a leader in step does.
-    let policy = RestartPolicy {
-        heartbeat_timeout: std::time::Duration::from_secs(86_400),
-        ..RestartPolicy::default()
-    };
     // No per-tenant cap: every run is already running, so the cap holds nothing back anyway.
-    let plan = lake_manager::workers::reconciler::plan(store, &policy, usize::MAX, chrono::Utc::now())
-        .await
-        .expect("plan");
+    let plan =
+        lake_manager::workers::reconciler::plan(store, &in_step_policy(), usize::MAX, chrono::Utc::now())
+            .await
+            .expect("plan");
     (plan.want.len(), plan.steps.len())
+}
+
+/// The restart policy of the bench's loops. Heartbeats are written once at setup, so staleness
+/// is switched off: the diff still walks every worker, as a leader in step does.
+fn in_step_policy() -> tenancy::worker::RestartPolicy {
+    tenancy::worker::RestartPolicy {
+        heartbeat_timeout: std::time::Duration::from_secs(86_400),
+        ..tenancy::worker::RestartPolicy::default()
+    }
 }
 
 /// How many times the phases are timed: `PHASE_LOOPS`, default 5 (more, to profile them).
@@ -105,10 +109,10 @@ fn env_loops() -> usize {
 }
 
 /// The same loop in its three phases, each timed: reading the recorded workers' summaries,
-/// reading the inputs, and the pure part (desired set, observed view, diff, cap). Run after
-/// the RSS reading, so the figure above stays the whole loop's.
+/// reading the inputs, and the pure part (`reconciler::decide`: desired set, diff, cap). Run
+/// after the RSS reading, so the figure above stays the whole loop's.
 async fn phases_once(store: &dyn MetadataStore) -> [std::time::Duration; 3] {
-    use lake_manager::workers::reconciler::{observe, read_inputs, read_workers};
+    use lake_manager::workers::reconciler::{decide, read_inputs, read_workers};
     let started = Instant::now();
     let rows = read_workers(store).await.expect("workers");
     let read_workers_took = started.elapsed();
@@ -116,16 +120,8 @@ async fn phases_once(store: &dyn MetadataStore) -> [std::time::Duration; 3] {
     let inputs = read_inputs(store).await.expect("inputs");
     let read_inputs_took = started.elapsed();
     let started = Instant::now();
-    let want = tenancy::worker::desired(&inputs);
-    let observed: std::collections::BTreeMap<String, tenancy::worker::Observed> =
-        rows.iter().map(|w| (w.id.clone(), observe(w))).collect();
-    let policy = tenancy::worker::RestartPolicy {
-        heartbeat_timeout: std::time::Duration::from_secs(86_400),
-        ..tenancy::worker::RestartPolicy::default()
-    };
-    let steps = tenancy::worker::diff(&want, &observed, &policy, chrono::Utc::now());
-    let (steps, _) = tenancy::worker::cap_maintenance(steps, std::iter::empty(), usize::MAX);
-    assert!(steps.is_empty(), "in step: nothing to do");
+    let plan = decide(rows, &inputs, &in_step_policy(), usize::MAX, chrono::Utc::now());
+    assert!(plan.steps.is_empty(), "in step: nothing to do");
     [read_workers_took, read_inputs_took, started.elapsed()]
 }
 

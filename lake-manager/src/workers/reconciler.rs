@@ -541,7 +541,20 @@ pub async fn plan(
     // Workers first: one that succeeds after this read has removed its input before the
     // inputs are read, so it is neither restarted nor seen as still wanted.
     let rows = read_workers(store).await?;
-    let want = desired(&read_inputs(store).await?);
+    let inputs = read_inputs(store).await?;
+    Ok(decide(rows, &inputs, policy, maintenance_per_tenant, now))
+}
+
+/// The pure part of [`plan`]: the desired set from `inputs`, diffed against the recorded
+/// `rows`, capped per tenant.
+pub fn decide(
+    rows: Vec<WorkerSummary>,
+    inputs: &DesiredInputs,
+    policy: &RestartPolicy,
+    maintenance_per_tenant: usize,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Plan {
+    let want = desired(inputs);
     let observed: BTreeMap<String, Observed> = rows.iter().map(|w| (w.id.clone(), observe(w))).collect();
     let active = rows
         .iter()
@@ -552,12 +565,12 @@ pub async fn plan(
         active,
         maintenance_per_tenant,
     );
-    Ok(Plan {
+    Plan {
         want,
         rows,
         steps,
         held,
-    })
+    }
 }
 
 /// Reads what exists into the desired-set inputs: Kafka streams, unfinished maintenance runs,

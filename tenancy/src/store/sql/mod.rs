@@ -40,7 +40,11 @@ fn corrupt(column: &str, value: &str) -> StoreError {
 }
 
 fn u32_column(row: &DbRow, column: &str) -> Result<u32, StoreError> {
-    let value: i64 = row.try_get(column)?;
+    u32_value(row.try_get(column)?, column)
+}
+
+/// A count stored as BIGINT, read back as the `u32` it was written from.
+fn u32_value(value: i64, column: &str) -> Result<u32, StoreError> {
     u32::try_from(value).map_err(|_| corrupt(column, &value.to_string()))
 }
 
@@ -56,7 +60,7 @@ async fn lock_tenant(tx: &mut Transaction<'_, Db>, tenant: &TenantId) -> Result<
 
 /// A large read the reconciler makes on every loop (tens of thousands of rows at 10,000
 /// tenants), described in pieces so that each dialect's `fetch_many` chooses how its rows cross
-/// the driver: `SELECT columns FROM ... ORDER BY order [LIMIT limit]`.
+/// the driver: `SELECT columns FROM ... ORDER BY order LIMIT limit`.
 pub(super) struct Many<'a> {
     /// The columns, in the order of the tuple each row decodes into.
     pub columns: &'a [&'a str],
@@ -64,8 +68,8 @@ pub(super) struct Many<'a> {
     pub from: &'a str,
     /// `ORDER BY` this: columns among [`Self::columns`].
     pub order: &'a str,
-    /// `LIMIT` this (a placeholder), if any.
-    pub limit: Option<&'a str>,
+    /// `LIMIT` this (a placeholder).
+    pub limit: &'a str,
     /// The placeholders' values, `$1` first.
     pub binds: &'a [Bind],
 }
@@ -82,12 +86,12 @@ pub(super) enum Bind {
 impl Many<'_> {
     /// The plain SELECT.
     pub(super) fn select(&self) -> String {
-        let limit = self.limit.map(|l| format!(" LIMIT {l}")).unwrap_or_default();
         format!(
-            "SELECT {} {} ORDER BY {}{limit}",
+            "SELECT {} {} ORDER BY {} LIMIT {}",
             self.columns.join(", "),
             self.from,
-            self.order
+            self.order,
+            self.limit
         )
     }
 }
@@ -109,7 +113,7 @@ async fn fetch_paged<T: ManyRow>(
             columns,
             from: &from,
             order: "id",
-            limit: Some("$2"),
+            limit: "$2",
             binds: &[Bind::Id(all.last().map(key)), Bind::Int(MANY_PAGE_ROWS)],
         };
         let page = fetch_many::<T>(pool, &many).await?;

@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use super::{
     Bind, DbRow, Many, ManyTime, Store, corrupt, fetch_many, json_column, many_time, opt_time, time, to_json,
-    ts, u32_column,
+    ts, u32_column, u32_value,
 };
 use crate::store::{StoreError, WorkerRecord, WorkerStore, WorkerSummary};
 use crate::tenant::TenantId;
@@ -37,12 +37,18 @@ fn worker(row: &DbRow) -> Result<WorkerRecord, StoreError> {
 // Kind and state are read borrowed from the row: the reconciler reads them for every worker
 // on every loop.
 fn kind_column(row: &DbRow) -> Result<WorkerKind, StoreError> {
-    let kind: &str = row.try_get("kind")?;
+    kind_value(row.try_get("kind")?)
+}
+
+fn kind_value(kind: &str) -> Result<WorkerKind, StoreError> {
     WorkerKind::parse(kind).ok_or_else(|| corrupt("kind", kind))
 }
 
 fn state_column(row: &DbRow) -> Result<WorkerState, StoreError> {
-    let state: &str = row.try_get("state")?;
+    state_value(row.try_get("state")?)
+}
+
+fn state_value(state: &str) -> Result<WorkerState, StoreError> {
     WorkerState::parse(state).ok_or_else(|| corrupt("state", state))
 }
 
@@ -78,15 +84,13 @@ type SummaryRow = (
 fn summary(row: SummaryRow) -> Result<WorkerSummary, StoreError> {
     let (id, tenant, kind, fingerprint, state, restarts, failures, failed_at, last_heartbeat, updated_at) =
         row;
-    let count =
-        |value: i64, column: &str| u32::try_from(value).map_err(|_| corrupt(column, &value.to_string()));
     Ok(WorkerSummary {
-        kind: WorkerKind::parse(&kind).ok_or_else(|| corrupt("kind", &kind))?,
+        kind: kind_value(&kind)?,
         tenant: TenantId::from_trusted(tenant),
         fingerprint,
-        state: WorkerState::parse(&state).ok_or_else(|| corrupt("state", &state))?,
-        restarts: count(restarts, "restarts")?,
-        failures: count(failures, "failures")?,
+        state: state_value(&state)?,
+        restarts: u32_value(restarts, "restarts")?,
+        failures: u32_value(failures, "failures")?,
         failed_at: failed_at.map(|v| many_time(v, "failed_at")).transpose()?,
         last_heartbeat: last_heartbeat
             .map(|v| many_time(v, "last_heartbeat"))
@@ -171,7 +175,7 @@ impl WorkerStore for Store {
             columns: &SUMMARY_COLUMNS,
             from: "FROM workers WHERE (CAST($1 AS TEXT) IS NULL OR id > $1)",
             order: "id",
-            limit: Some("$2"),
+            limit: "$2",
             binds: &[Bind::Text(after.map(str::to_owned)), Bind::Int(i64::from(limit))],
         };
         fetch_many::<SummaryRow>(&self.pool, &many)

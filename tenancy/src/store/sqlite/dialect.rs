@@ -82,17 +82,12 @@ pub(super) fn uid(id: Uuid) -> String {
 }
 
 pub(super) fn time(row: &DbRow, column: &str) -> Result<DateTime<Utc>, StoreError> {
-    let value: i64 = row.try_get(column)?;
-    DateTime::from_timestamp_micros(value).ok_or_else(|| StoreError::Corrupt(format!("{column} = {value}")))
+    many_time(row.try_get(column)?, column)
 }
 
 pub(super) fn opt_time(row: &DbRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
     let value: Option<i64> = row.try_get(column)?;
-    value
-        .map(|v| {
-            DateTime::from_timestamp_micros(v).ok_or_else(|| StoreError::Corrupt(format!("{column} = {v}")))
-        })
-        .transpose()
+    value.map(|v| many_time(v, column)).transpose()
 }
 
 pub(super) fn uuid(row: &DbRow, column: &str) -> Result<Uuid, StoreError> {

@@ -7,6 +7,8 @@
 //! open-loop and reports p99 there. Baseline: the bare loop this machine can do, arrow-json
 //! decode plus an in-memory snappy Parquet write of the same events on one core.
 //!
+//! `lakeplane-bench bare`: the bare loop alone, for `SECONDS` (5): its events and rate.
+//!
 //! `lakeplane-bench kafka BOOTSTRAP`: produces events to a new topic on the broker, creates a
 //! Kafka stream, and times until every event is in the table; events/s per core of server CPU.
 //!
@@ -180,8 +182,15 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
         .unwrap_or_default()
 }
 
-/// The physical limit: arrow-json decode and snappy Parquet into memory, one core.
+/// The physical limit: arrow-json decode and snappy Parquet into memory, one core; events/s.
 fn bare_loop(batch: u64, seconds: f64) -> f64 {
+    let (events, elapsed) = bare_loop_counted(batch, seconds);
+    events as f64 / elapsed
+}
+
+/// [`bare_loop`]'s events and seconds (`lakeplane-bench bare` prints them, so that a profiler
+/// such as callgrind can count instructions per event of the baseline).
+fn bare_loop_counted(batch: u64, seconds: f64) -> (u64, f64) {
     let schema = Arc::new(deltalake::arrow::datatypes::Schema::new(vec![
         deltalake::arrow::datatypes::Field::new("id", deltalake::arrow::datatypes::DataType::Int64, false),
         deltalake::arrow::datatypes::Field::new("user", deltalake::arrow::datatypes::DataType::Utf8, true),
@@ -217,7 +226,7 @@ fn bare_loop(batch: u64, seconds: f64) -> f64 {
         events += batch;
         i += 1;
     }
-    events as f64 / started.elapsed().as_secs_f64()
+    (events, started.elapsed().as_secs_f64())
 }
 
 /// What a Python user would do instead: `pyarrow.json` plus `deltalake.write_deltalake`, one
@@ -830,6 +839,13 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("http") => http().await,
+        Some("bare") => {
+            let (events, elapsed) = bare_loop_counted(env_or("BATCH", 5000), env_or("SECONDS", 5) as f64);
+            println!(
+                "bare loop: {events} events in {elapsed:.3} s, {:.0} events/s",
+                events as f64 / elapsed
+            );
+        }
         Some("kafka") => kafka(args.get(2).cloned().unwrap_or_else(|| "127.0.0.1:19092".into())).await,
         Some("reconcile") => reconcile::reconcile().await,
         Some("scheduler") => scheduler::scheduler().await,

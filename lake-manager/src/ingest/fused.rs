@@ -1,6 +1,7 @@
 //! Decoding with the type check, in one parse, for tables whose columns are all plain
-//! (strings, booleans, integers, doubles): each event is checked by the strict validator,
-//! which hands over the values it read, and those go straight into Arrow builders. Other
+//! (strings, booleans, integers, doubles): each event is read by the single-scan reader
+//! (`flat_scan`), or, when it declines, checked by the strict validator; either hands over the
+//! values it read, and those go straight into Arrow builders. Other
 //! tables (timestamps, decimals, dates, binary, nested columns) are decoded by arrow-json after
 //! the check, whose parsing of those types this does not repeat.
 //!
@@ -15,6 +16,7 @@ use deltalake::arrow::array::{
 };
 use deltalake::arrow::datatypes::{DataType, SchemaRef};
 
+use super::flat_scan;
 use super::validate::{Cell, Cells, check_into};
 
 /// Whether every column of `schema` is a type this path decodes, for events of `bytes` in all.
@@ -147,13 +149,21 @@ pub fn decode(schema: &SchemaRef, events: &[&[u8]]) -> Result<Fused, String> {
         .collect::<Option<Vec<_>>>()
         .ok_or_else(|| "a column type the one-pass decoder does not take".to_owned())?;
     let cells: Cells<'_> = std::cell::RefCell::new(vec![Cell::Absent; fields.len()]);
+    let columns = flat_scan::Columns::new(schema);
     let mut accepted = Vec::with_capacity(events.len());
     let mut refused = Vec::new();
     for (index, raw) in events.iter().enumerate() {
         cells.borrow_mut().fill(Cell::Absent);
-        if let Some((field, message)) = check_into(schema, raw, Some(&cells)) {
-            refused.push((index, field, message));
-            continue;
+        // The single-scan reader first; what it declines, the strict check reads or refuses.
+        let read = columns
+            .as_ref()
+            .is_some_and(|columns| flat_scan::read(columns, raw, &mut cells.borrow_mut()));
+        if !read {
+            cells.borrow_mut().fill(Cell::Absent);
+            if let Some((field, message)) = check_into(schema, raw, Some(&cells)) {
+                refused.push((index, field, message));
+                continue;
+            }
         }
         for (builder, cell) in builders.iter_mut().zip(cells.borrow().iter()) {
             builder.append(cell)?;
@@ -174,14 +184,15 @@ pub fn decode(schema: &SchemaRef, events: &[&[u8]]) -> Result<Fused, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use deltalake::arrow::datatypes::{Field, Schema};
     use deltalake::arrow::json::ReaderBuilder;
     use proptest::prelude::*;
 
     use super::*;
 
-    fn schema() -> SchemaRef {
+    /// A table of every plain column type (also `flat_scan`'s tests').
+    pub(crate) fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, false),
             Field::new("small", DataType::Int8, true),

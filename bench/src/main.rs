@@ -864,7 +864,7 @@ async fn main() {
         }
         _ => {
             eprintln!(
-                "usage: lakeplane-bench http | kafka [BOOTSTRAP] | reconcile | scheduler | credentials [S3_ENDPOINT] | sharing | unity | erasure | floor"
+                "usage: lakeplane-bench http | bare | kafka [BOOTSTRAP] | reconcile | scheduler | credentials [S3_ENDPOINT] | sharing | unity | erasure | floor"
             );
             std::process::exit(2);
         }

@@ -29,11 +29,12 @@ enum Kind {
 }
 
 /// The columns of a table as the reader matches keys against them; `None` from [`Columns::new`]
-/// for tables it does not read (a column type besides the plain ones, or over 128 columns).
+/// for tables it does not read: a column type besides the plain ones, over 128 columns, a name
+/// JSON would have to escape, or two columns of one name (which tables never have; the strict
+/// check would take the first, and this reader must not differ).
 pub struct Columns<'s> {
     names: Vec<&'s [u8]>,
     kinds: Vec<Kind>,
-    nullable: Vec<bool>,
     /// The non-nullable columns, one bit each.
     required: u128,
 }
@@ -50,6 +51,10 @@ impl<'s> Columns<'s> {
             .iter()
             .any(|f| f.name().bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\'))
         {
+            return None;
+        }
+        let mut unique = std::collections::HashSet::with_capacity(fields.len());
+        if !fields.iter().all(|f| unique.insert(f.name().as_str())) {
             return None;
         }
         let mut required = 0u128;
@@ -72,7 +77,6 @@ impl<'s> Columns<'s> {
         Some(Self {
             names: fields.iter().map(|f| f.name().as_bytes()).collect(),
             kinds,
-            nullable: fields.iter().map(|f| f.is_nullable()).collect(),
             required,
         })
     }
@@ -123,7 +127,8 @@ fn read_object<'de>(columns: &Columns<'_>, raw: &'de str, cells: &mut [Cell<'de>
             at.whitespace();
             at.expect(b':')?;
             at.whitespace();
-            *cells.get_mut(index)? = at.value(columns.kinds[index], columns.nullable[index])?;
+            let nullable = columns.required & bit == 0;
+            *cells.get_mut(index)? = at.value(*columns.kinds.get(index)?, nullable)?;
             at.whitespace();
             if at.eat(b'}') {
                 break;
@@ -277,6 +282,7 @@ fn parse_int(text: &str) -> Option<i64> {
 mod tests {
     use std::cell::RefCell;
 
+    use deltalake::arrow::datatypes::Field;
     use proptest::prelude::*;
 
     use super::*;
@@ -338,6 +344,14 @@ mod tests {
             assert_eq!(fast(&schema, raw.as_bytes()), None, "{raw}");
             assert!(strict(&schema, raw.as_bytes()).is_err(), "{raw}");
         }
+        let twice = Schema::new(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("a", DataType::Int64, true),
+        ]);
+        assert!(
+            Columns::new(&twice).is_none(),
+            "two columns of one name: the strict check's"
+        );
         let not_utf8 = b"{\"id\": 1, \"name\": \"\xff\"}";
         assert_eq!(fast(&schema, not_utf8), None);
         assert!(strict(&schema, not_utf8).is_err());

@@ -104,11 +104,7 @@ pub fn read<'de>(columns: &Columns<'_>, raw: &'de [u8], cells: &mut [Cell<'de>])
 }
 
 fn read_object<'de>(columns: &Columns<'_>, raw: &'de str, cells: &mut [Cell<'de>]) -> Option<()> {
-    let mut at = Cursor {
-        text: raw,
-        bytes: raw.as_bytes(),
-        pos: 0,
-    };
+    let mut at = Cursor { text: raw, pos: 0 };
     at.whitespace();
     at.expect(b'{')?;
     at.whitespace();
@@ -143,13 +139,16 @@ fn read_object<'de>(columns: &Columns<'_>, raw: &'de str, cells: &mut [Cell<'de>
 
 struct Cursor<'de> {
     text: &'de str,
-    bytes: &'de [u8],
     pos: usize,
 }
 
 impl<'de> Cursor<'de> {
+    fn bytes(&self) -> &'de [u8] {
+        self.text.as_bytes()
+    }
+
     fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.pos).copied()
+        self.bytes().get(self.pos).copied()
     }
 
     fn whitespace(&mut self) {
@@ -172,7 +171,7 @@ impl<'de> Cursor<'de> {
 
     fn literal(&mut self, text: &[u8]) -> Option<()> {
         let end = self.pos.checked_add(text.len())?;
-        (self.bytes.get(self.pos..end)? == text).then(|| self.pos = end)
+        (self.bytes().get(self.pos..end)? == text).then(|| self.pos = end)
     }
 
     /// A string without escapes, as its text between the quotes; `None` for any other. With
@@ -180,7 +179,7 @@ impl<'de> Cursor<'de> {
     /// raw); keys skip that check, since only a key equal to a column name is taken.
     fn plain_string(&mut self, checked: bool) -> Option<&'de str> {
         self.expect(b'"')?;
-        let rest = self.bytes.get(self.pos..)?;
+        let rest = self.bytes().get(self.pos..)?;
         let len = memchr::memchr2(b'"', b'\\', rest)?;
         let bytes = rest.get(..len)?;
         // Folded without a short cut, so that the compiler checks many bytes at once.

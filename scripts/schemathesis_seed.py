@@ -4,8 +4,8 @@ Usage: schemathesis_seed.py BASE_URL PLATFORM_TOKEN TENANT ROLE
 
 Creates TENANT through the API with a table in every zone (each named `<zone>_orders`), an
 HTTP stream `clicks` with pushed events, a share `sales` of the gold and bronze tables with a
-recipient, a maintenance run, and a table, stream and share named `doomed` for the delete
-operations, so that generated calls naming them reach the handlers instead of 404s.
+recipient, a maintenance run, a silver-to-gold pipeline `rollup`, and a table, stream, share
+and pipeline named `doomed` for the delete operations, so that generated calls naming them reach the handlers instead of 404s.
 Prints one bearer token: a ROLE token of the tenant (`tenant-admin` or `engineer`), or for
 ROLE `recipient` the share recipient's profile token.
 """
@@ -63,6 +63,15 @@ def main() -> None:
     recipient = call(
         "POST", f"/v1/tenants/{tenant}/shares/sales/recipients", json={"name": "bob", "ttl_seconds": 3600}, expect=201
     )
+    for name, target in (("rollup", "rollup"), ("doomed", "doomed_rollup")):
+        pipeline = {
+            "name": name,
+            "source": {"zone": "silver", "table": "silver_orders"},
+            "target": {"zone": "gold", "table": target},
+            "aggregate": {"group_by": ["name"], "measures": [{"name": "orders", "expr": "count(*)"}]},
+            "trigger": {"type": "manual"},
+        }
+        call("POST", f"/v1/tenants/{tenant}/pipelines", json=pipeline, expect=201)
     run = {"operations": ["compact"]}
     call("POST", f"/v1/tenants/{tenant}/tables/silver/silver_orders/maintenance", json=run, expect=202)
     if role == "recipient":

@@ -111,6 +111,8 @@ pub struct IngestConfig {
     pub max_body_bytes: usize,
     /// A table's buffer is committed once it holds this many bytes.
     pub flush_bytes: usize,
+    /// ...or once it holds this many and the table's previous commit has ended.
+    pub min_flush_bytes: usize,
     /// ...or this long after its first request, milliseconds.
     pub linger_ms: u64,
     /// Most bytes buffered per table; beyond it pushes get 429.
@@ -201,6 +203,9 @@ impl IngestConfig {
         if self.flush_bytes == 0 {
             return Some(("flush_bytes", "must be at least 1".into()));
         }
+        if self.min_flush_bytes > self.flush_bytes {
+            return Some(("min_flush_bytes", "must be at most flush_bytes".into()));
+        }
         if !(1..=60_000).contains(&self.linger_ms) || !(1..=60_000).contains(&self.kafka_linger_ms) {
             return Some(("linger_ms", "lingers must be 1 to 60000 ms".into()));
         }
@@ -242,6 +247,7 @@ impl Default for IngestConfig {
         Self {
             max_body_bytes: 16 * 1024 * 1024,
             flush_bytes: defaults.flush_bytes,
+            min_flush_bytes: defaults.min_flush_bytes,
             linger_ms: defaults.linger.as_millis() as u64,
             table_buffer_bytes: defaults.table_buffer_bytes,
             total_buffer_bytes: defaults.total_buffer_bytes,
@@ -521,6 +527,9 @@ pub struct WorkersConfig {
     /// How often the leader checks every table for maintenance that is due, seconds; 0 turns
     /// the scheduler off.
     pub schedule_secs: u64,
+    /// How often the leader runs pipeline runs that wait and those their triggers make due,
+    /// seconds; 0 turns triggers off (requested runs still run at once).
+    pub pipeline_poll_secs: u64,
     /// Finished workers no longer needed stay listed this long, seconds.
     pub keep_finished_secs: u64,
     /// The Kubernetes launcher's settings.
@@ -540,6 +549,7 @@ impl Default for WorkersConfig {
             backoff_cap_secs: settings.policy.cap.as_secs(),
             max_failures: settings.policy.max_failures,
             schedule_secs: settings.schedule_every.as_secs(),
+            pipeline_poll_secs: settings.pipeline_every.as_secs(),
             keep_finished_secs: settings.keep_finished.as_secs(),
             kubernetes: KubernetesConfig::default(),
         }
@@ -580,6 +590,12 @@ impl WorkersConfig {
         if self.schedule_secs > 30 * 86_400 {
             return Some(("schedule_secs", "must be at most 30 days (0 turns it off)".into()));
         }
+        if self.pipeline_poll_secs > 3600 {
+            return Some((
+                "pipeline_poll_secs",
+                "must be at most 3600 (0 turns triggers off)".into(),
+            ));
+        }
         if let Some((field, problem)) = self.kubernetes.problem() {
             return Some((field, problem));
         }
@@ -600,6 +616,7 @@ impl WorkersConfig {
             heartbeat_every: Duration::from_secs(self.heartbeat_secs),
             reconcile_every: Duration::from_secs(self.reconcile_secs),
             schedule_every: Duration::from_secs(self.schedule_secs),
+            pipeline_every: Duration::from_secs(self.pipeline_poll_secs),
             keep_finished: Duration::from_secs(self.keep_finished_secs),
             // Set from `tables.maintenance_concurrency_per_tenant` where the app is assembled.
             maintenance_per_tenant: lake_manager::workers::WorkerSettings::default().maintenance_per_tenant,
@@ -1508,6 +1525,21 @@ mod tests {
             jail.set_env("LAKEPLANE__INGEST__ACK_TIMEOUT_MS", "400");
             jail.set_env("LAKEPLANE__TABLES__ERASURE_DRAIN_SECS", "1");
             Config::load(None, &Overrides::default()).expect("0.9 s fits in 1 s");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_early_flush_size_above_the_flush_size_is_refused() {
+        figment::Jail::expect_with(|jail| {
+            let config = Config::load(None, &Overrides::default()).expect("defaults");
+            assert!(config.ingest.min_flush_bytes <= config.ingest.flush_bytes);
+            jail.set_env("LAKEPLANE__INGEST__FLUSH_BYTES", "1048576");
+            jail.set_env("LAKEPLANE__INGEST__MIN_FLUSH_BYTES", "1048577");
+            let err = Config::load(None, &Overrides::default()).expect_err("above flush_bytes");
+            assert_eq!(err.key, "ingest.min_flush_bytes");
+            jail.set_env("LAKEPLANE__INGEST__MIN_FLUSH_BYTES", "0");
+            Config::load(None, &Overrides::default()).expect("0: commit whenever the committer is idle");
             Ok(())
         });
     }

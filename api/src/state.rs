@@ -55,6 +55,8 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     /// Data subject erasures.
     pub erasures: Arc<lake_manager::erasures::Erasures>,
+    /// Pipelines: making them, asking for runs.
+    pub pipelines: lake_manager::pipelines::Pipelines,
     /// Temporary AWS credentials; `None` on local storage and on S3 without IAM.
     pub credentials: Option<Arc<CredentialVendor>>,
     /// Streams and ingestion.
@@ -312,6 +314,7 @@ impl AppState {
             catalog.clone(),
             GroupCommitSettings {
                 flush_bytes: ingest_config.flush_bytes,
+                min_flush_bytes: ingest_config.min_flush_bytes,
                 linger: std::time::Duration::from_millis(ingest_config.linger_ms),
                 table_buffer_bytes: ingest_config.table_buffer_bytes,
                 total_buffer_bytes: ingest_config.total_buffer_bytes,
@@ -378,6 +381,8 @@ impl AppState {
             },
         );
         workers.schedule_erasures(erasures.clone());
+        let pipelines = lake_manager::pipelines::Pipelines::new(catalog.clone());
+        workers.schedule_pipelines(pipelines.clone());
         if config.placement.rebalance_secs > 0 {
             workers.schedule_rebalance(
                 tenants.clone(),
@@ -396,6 +401,7 @@ impl AppState {
             storage,
             provisioner,
             tenants,
+            pipelines,
             catalog,
             erasures,
             credentials,

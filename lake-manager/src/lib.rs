@@ -14,6 +14,7 @@ pub mod ingest;
 pub mod layout;
 pub mod lifecycle;
 pub mod migrate;
+pub mod pipelines;
 pub mod provision;
 pub mod sharing;
 pub mod slots;

@@ -15,6 +15,7 @@ pub mod kind;
 pub mod last_read;
 pub mod maintenance;
 pub mod pagination;
+pub mod pipeline;
 pub mod placement;
 pub mod policy;
 pub mod rate;

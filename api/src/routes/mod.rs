@@ -7,6 +7,7 @@ pub mod erasures;
 pub mod files;
 pub mod info;
 pub mod ops;
+pub mod pipelines;
 pub mod shares;
 pub mod sharing;
 pub mod storage;

@@ -69,6 +69,18 @@ pub(crate) fn allowed(method: &str, path: &str) -> Option<&'static [Role]> {
         | ("get", "/v1/tenants/{tenant}/erasures")
         | ("get", "/v1/tenants/{tenant}/erasures/{erasure_id}")
         | ("get", "/v1/tenants/{tenant}/erasures/{erasure_id}/receipt") => &[TenantAdmin],
+        // Pipelines here go from silver to gold: managed by whoever writes gold and reads
+        // silver, read by whoever reads both (viewers read gold only).
+        ("post", "/v1/tenants/{tenant}/pipelines")
+        | ("patch", "/v1/tenants/{tenant}/pipelines/{pipeline}")
+        | ("delete", "/v1/tenants/{tenant}/pipelines/{pipeline}")
+        | ("post", "/v1/tenants/{tenant}/pipelines/{pipeline}/runs") => &[TenantAdmin, Engineer],
+        ("get", "/v1/tenants/{tenant}/pipelines") => &[TenantAdmin, Engineer, Scientist, Analyst, Viewer],
+        ("get", "/v1/tenants/{tenant}/pipelines/{pipeline}")
+        | ("get", "/v1/tenants/{tenant}/pipelines/{pipeline}/runs")
+        | ("get", "/v1/tenants/{tenant}/pipelines/{pipeline}/runs/{pipeline_run_id}") => {
+            &[TenantAdmin, Engineer, Scientist, Analyst]
+        }
         _ => return None,
     })
 }
@@ -124,6 +136,19 @@ pub(crate) fn request_for(method: &str, path: &str) -> (String, Option<Value>) {
             String::new(),
             Some(json!({"subjects": [{"id": 1}], "reason": "matrix", "dry_run": true})),
         ),
+        ("post", "/v1/tenants/{tenant}/pipelines") => (
+            String::new(),
+            Some(json!({
+                "name": "matrix",
+                "source": {"zone": "silver", "table": "orders"},
+                "target": {"zone": "gold", "table": "matrix"},
+                "trigger": {"type": "manual"}
+            })),
+        ),
+        ("patch", "/v1/tenants/{tenant}/pipelines/{pipeline}") => {
+            (String::new(), Some(json!({"paused": true})))
+        }
+        ("post", "/v1/tenants/{tenant}/pipelines/{pipeline}/runs") => (String::new(), Some(json!({}))),
         ("post", "/v1/admin/placement/rebalance") | ("delete", "/v1/tenants/{tenant}") => {
             ("?dry_run=true".into(), None)
         }
@@ -178,6 +203,8 @@ pub(crate) fn concrete(path: &str, tenant: &str, token_id: &str) -> String {
         .replace("{recipient_id}", "00000000-0000-7000-8000-000000000000")
         .replace("{run_id}", "00000000-0000-7000-8000-000000000000")
         .replace("{erasure_id}", "00000000-0000-7000-8000-000000000000")
+        .replace("{pipeline}", "rollup")
+        .replace("{pipeline_run_id}", "00000000-0000-7000-8000-000000000000")
         .replace("{id}", "ingest-tenant-b-000000000000")
 }
 

@@ -1,6 +1,7 @@
 //! The cross-tenant matrix against a populated tenant B, on both backends: tenant B holds
 //! tables in every zone, an HTTP stream with committed events, two shares with recipients, a
-//! finished maintenance run and its worker, and a token. Every `/v1` operation of the served
+//! finished maintenance run and its worker, a token, and a silver-to-gold pipeline with a
+//! finished run. Every `/v1` operation of the served
 //! spec is called by every role of tenant A on B's real resources (404 each time) and on its
 //! own (the contract's exact success status when the role table allows it, 403 when it does
 //! not). Then every Delta Sharing operation is called by A's recipient naming B's share (404),
@@ -26,13 +27,16 @@ fn success(method: &str, path: &str) -> u16 {
         | ("post", "/v1/tenants/{tenant}/tables")
         | ("post", "/v1/tenants/{tenant}/streams")
         | ("post", "/v1/tenants/{tenant}/shares")
-        | ("post", "/v1/tenants/{tenant}/shares/{share}/recipients") => 201,
+        | ("post", "/v1/tenants/{tenant}/shares/{share}/recipients")
+        | ("post", "/v1/tenants/{tenant}/pipelines") => 201,
         ("post", "/v1/tenants/{tenant}/tables/{zone}/{name}/maintenance")
-        | ("delete", "/v1/tenants/{tenant}/tables/{zone}/{name}") => 202,
+        | ("delete", "/v1/tenants/{tenant}/tables/{zone}/{name}")
+        | ("post", "/v1/tenants/{tenant}/pipelines/{pipeline}/runs") => 202,
         ("delete", "/v1/tenants/{tenant}/tokens/{token_id}")
         | ("delete", "/v1/tenants/{tenant}/streams/{stream}")
         | ("delete", "/v1/tenants/{tenant}/shares/{share}")
-        | ("delete", "/v1/tenants/{tenant}/shares/{share}/recipients/{recipient_id}") => 204,
+        | ("delete", "/v1/tenants/{tenant}/shares/{share}/recipients/{recipient_id}")
+        | ("delete", "/v1/tenants/{tenant}/pipelines/{pipeline}") => 204,
         // On local storage the contract answers 422 and points to Delta Sharing.
         ("post", "/v1/tenants/{tenant}/credentials") => 422,
         // The held erasure waits for its vacuum window (nothing scheduled moves it): its
@@ -59,6 +63,8 @@ struct Holdings {
     file_url: String,
     /// A settled erasure.
     erasure_id: String,
+    /// A finished run of the silver-to-gold pipeline `rollup`.
+    pipeline_run_id: String,
 }
 
 const COLUMNS: &str = r#"[{"name": "id", "type": "long"}, {"name": "name", "type": "string"}]"#;
@@ -164,7 +170,40 @@ async fn populate(app: &TestApp, admin: &str, tenant: &str) -> Holdings {
         .await;
     let erasure_id = erasure["id"].as_str().expect("erasure id").to_owned();
     wait_for_erasure(app, admin, &format!("{base}/erasures/{erasure_id}")).await;
+    let pipeline = json!({
+        "name": "rollup",
+        "source": {"zone": "silver", "table": "orders"},
+        "target": {"zone": "gold", "table": "rollup"},
+        "aggregate": {"group_by": ["name"], "measures": [{"name": "orders", "expr": "count(*)"}]},
+        "trigger": {"type": "manual"}
+    });
+    app.expect(
+        admin,
+        Method::POST,
+        &format!("{base}/pipelines"),
+        Some(pipeline),
+        201,
+    )
+    .await;
+    let run = app
+        .expect(
+            admin,
+            Method::POST,
+            &format!("{base}/pipelines/rollup/runs"),
+            Some(json!({})),
+            202,
+        )
+        .await;
+    let pipeline_run_id = run["run_id"].as_str().expect("run id").to_owned();
+    // The run ends before B's rows are taken as the reference.
+    wait_for_run(
+        app,
+        admin,
+        &format!("{base}/pipelines/rollup/runs/{pipeline_run_id}"),
+    )
+    .await;
     Holdings {
+        pipeline_run_id,
         erasure_id,
         tenant: tenant.to_owned(),
         token_id: issued["token_id"].as_str().expect("token id").to_owned(),
@@ -281,6 +320,8 @@ fn path_of(path: &str, held: &Holdings) -> String {
         .replace("{recipient_id}", &held.recipient_id)
         .replace("{run_id}", &held.run_id)
         .replace("{erasure_id}", &held.erasure_id)
+        .replace("{pipeline}", "rollup")
+        .replace("{pipeline_run_id}", &held.pipeline_run_id)
         .replace("{id}", &held.worker_id)
 }
 
@@ -339,7 +380,9 @@ async fn populated_matrix(backend: Backend) {
             "maintenance_runs",
             "workers",
             "api_tokens",
-            "audit_events"
+            "audit_events",
+            "pipelines",
+            "pipeline_runs"
         ]
         .iter()
         .all(|t| rows_before.get(*t).is_some_and(|rows| !rows.is_empty())),

@@ -163,7 +163,8 @@ table = pa.table({"user_id": pa.array([r[0] for r in rows], pa.string()),
 write_deltalake(sys.argv[1].removeprefix("file://"), table, mode="append")
 "#;
 
-async fn location(app: &TestApp, token: &str, zone: &str, name: &str) -> String {
+/// The `location` of tenant acme's table, as the plane reports it.
+pub(crate) async fn location(app: &TestApp, token: &str, zone: &str, name: &str) -> String {
     let table = app
         .expect(
             token,

@@ -16,6 +16,7 @@ mod oidc;
 mod openapi;
 mod ops;
 mod outage;
+mod pipelines;
 mod sharing;
 mod storage;
 mod storage_outage;

@@ -388,6 +388,47 @@ async fn concurrent_requests_share_commits_and_every_acknowledged_event_is_there
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_past_the_early_flush_size_commits_without_waiting_for_the_linger() {
+    // A 10 s linger and an 8 MiB flush size: only the early flush (the committer is idle and
+    // the group holds at least `min_flush_bytes`) answers the first push within seconds.
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        |c| {
+            c.ingest.linger_ms = 10_000;
+            c.ingest.min_flush_bytes = 2048;
+        },
+        Default::default(),
+    )
+    .await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    clicks(&app, &admin, "reject").await;
+    let big = ndjson(0..60);
+    assert!(big.len() > 2048, "{}", big.len());
+    let started = std::time::Instant::now();
+    let answer = push(&app, &admin, EVENTS, "application/x-ndjson", big).await;
+    assert_eq!(answer.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered after {:?}, not at the linger",
+        started.elapsed()
+    );
+    // A push under the early flush size still waits for the linger (or for company).
+    let small = ndjson(100..110);
+    assert!(small.len() < 2048, "{}", small.len());
+    let started = std::time::Instant::now();
+    let answer = push(&app, &admin, EVENTS, "application/x-ndjson", small).await;
+    assert_eq!(answer.status(), 200);
+    assert!(
+        started.elapsed() >= Duration::from_secs(9),
+        "a small group waits out its linger: {:?}",
+        started.elapsed()
+    );
+    let (_, ids) = read(&location(&app, &admin, "events").await);
+    assert_eq!(ids, (0..60).chain(100..110).collect::<Vec<_>>());
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_buffers_and_used_up_quotas_answer_429_with_retry_after() {
     let app = TestApp::spawn_with(
         Backend::Sqlite,

@@ -27,6 +27,11 @@ use crate::delta::{DeltaError, DeltaSettings};
 pub struct GroupCommitSettings {
     /// Flush once this many bytes are buffered for a table.
     pub flush_bytes: usize,
+    /// Flush a group of at least this many bytes as soon as the table's committer is idle,
+    /// without waiting for `flush_bytes` or the linger. Under load the committer is busy and
+    /// groups grow to `flush_bytes`; at moderate rates they commit early, so the wait for a
+    /// group to fill does not add to every request's latency. At most `flush_bytes`.
+    pub min_flush_bytes: usize,
     /// Flush at the latest this long after the first buffered request.
     pub linger: Duration,
     /// Most bytes buffered (waiting or committing) per table.
@@ -44,6 +49,7 @@ impl Default for GroupCommitSettings {
     fn default() -> Self {
         Self {
             flush_bytes: 8 * 1024 * 1024,
+            min_flush_bytes: 2 * 1024 * 1024,
             linger: Duration::from_millis(200),
             table_buffer_bytes: 64 * 1024 * 1024,
             total_buffer_bytes: 256 * 1024 * 1024,
@@ -242,7 +248,9 @@ impl GroupCommitter {
             dlq.version().map(version_i64),
         )));
         let templates = Arc::new(Mutex::new((Some(table.clone()), Some(dlq.clone()))));
+        let pipeline = Arc::new(Pipeline::default());
         let gatherer = WriterTask {
+            pipeline: pipeline.clone(),
             store: self.store.clone(),
             app_id: self.app_id.clone(),
             seq: self.seq.clone(),
@@ -252,6 +260,7 @@ impl GroupCommitter {
             templates: templates.clone(),
         };
         let committer = Committer {
+            pipeline,
             store: self.store.clone(),
             app_id: self.app_id.clone(),
             fsync: self.settings.fsync,
@@ -369,6 +378,22 @@ fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The groups between a table's gatherer and its committer: handed over and not yet committed.
+/// The gatherer ends a group early (at `min_flush_bytes`) only when this is zero.
+#[derive(Default)]
+struct Pipeline {
+    groups: std::sync::atomic::AtomicUsize,
+    /// Signalled after each commit. A stored permit may wake the gatherer needlessly; it
+    /// checks again.
+    committed: tokio::sync::Notify,
+}
+
+impl Pipeline {
+    fn idle(&self) -> bool {
+        self.groups.load(std::sync::atomic::Ordering::Acquire) == 0
+    }
+}
+
 /// A group being gathered: its requests, and their rows staged (encoded as they come).
 struct Gathering {
     group: Vec<Pending>,
@@ -404,6 +429,7 @@ struct Ready {
 /// the groups in order. At most one ready group waits between them, so under load one group
 /// is gathered and encoded while the one before it commits.
 struct WriterTask {
+    pipeline: Arc<Pipeline>,
     store: Arc<dyn MetadataStore>,
     /// Marks this process's commits in the table's log (see `append`).
     app_id: String,
@@ -437,14 +463,20 @@ impl WriterTask {
             };
             gathering.add(first).await;
             while gathering.bytes < self.settings.flush_bytes {
+                let early = gathering.bytes >= self.settings.min_flush_bytes;
+                if early && self.pipeline.idle() {
+                    break;
+                }
                 // Biased to the queue: whatever already waits joins this group before the
-                // deadline can end it (otherwise a passed deadline would cut groups short).
+                // deadline (or the committer's end) can end it (otherwise a passed deadline
+                // would cut groups short).
                 tokio::select! {
                     biased;
                     next = rx.recv() => match next {
                         Some(pending) => gathering.add(pending).await,
                         None => break,
                     },
+                    () = self.pipeline.committed.notified(), if early => {}
                     () = tokio::time::sleep_until(deadline) => break,
                 }
             }
@@ -453,6 +485,9 @@ impl WriterTask {
             };
             // Waits while the committer still has a group waiting: this group is encoded, and
             // requests arriving meanwhile queue for the next one.
+            self.pipeline
+                .groups
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             if let Err(mpsc::error::SendError(ready)) = ready_tx.send(ready).await {
                 // The committer is gone (it panicked): nothing of this group was committed.
                 release(&self.store, &self.target, &keyed_attempts(&ready.group)).await;
@@ -575,6 +610,7 @@ impl WriterTask {
 /// The committing half of a table's writer: commits ready groups in order and answers their
 /// requests.
 struct Committer {
+    pipeline: Arc<Pipeline>,
     store: Arc<dyn MetadataStore>,
     app_id: String,
     fsync: bool,
@@ -597,6 +633,10 @@ impl Committer {
         }) = ready.recv().await
         {
             self.finish(group, rows, dead, seq).await;
+            self.pipeline
+                .groups
+                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            self.pipeline.committed.notify_one();
         }
     }
 

@@ -57,6 +57,9 @@ pub struct WorkerSettings {
     /// How often the leader checks every table for maintenance that is due; zero turns the
     /// scheduler off.
     pub schedule_every: Duration,
+    /// How often the leader runs what pipelines have waiting and what their triggers make
+    /// due; zero turns pipeline triggers off (requested runs still run).
+    pub pipeline_every: Duration,
     /// Finished workers that are no longer wanted leave the listing after this long.
     pub keep_finished: Duration,
     /// Most maintenance workers (compact, retention) of one tenant running at once, whatever
@@ -71,6 +74,7 @@ impl Default for WorkerSettings {
             heartbeat_every: Duration::from_secs(3),
             reconcile_every: Duration::from_secs(5),
             schedule_every: Duration::from_secs(3600),
+            pipeline_every: Duration::from_secs(10),
             keep_finished: Duration::from_secs(86_400),
             maintenance_per_tenant: 1,
         }

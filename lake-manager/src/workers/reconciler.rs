@@ -60,6 +60,8 @@ pub struct Reconciler {
     /// Erasures the scheduled pass moves on (set before `spawn`).
     erasures: Mutex<Option<Arc<crate::erasures::Erasures>>>,
     erasing: AtomicBool,
+    pipelines: Mutex<Option<crate::pipelines::Pipelines>>,
+    piping: AtomicBool,
     /// What the scheduler read of each table's snapshot on its last pass.
     last_reads: Mutex<tenancy::last_read::LastReads>,
 }
@@ -135,6 +137,8 @@ impl Reconciler {
             rebalancing: AtomicBool::new(false),
             erasures: Mutex::new(None),
             erasing: AtomicBool::new(false),
+            pipelines: Mutex::new(None),
+            piping: AtomicBool::new(false),
             last_reads: Mutex::new(Default::default()),
         })
     }
@@ -149,6 +153,12 @@ impl Reconciler {
     /// failure interrupted, and those waiting for their vacuum). Call before `spawn`.
     pub fn schedule_erasures(&self, erasures: Arc<crate::erasures::Erasures>) {
         *self.erasures.lock().unwrap_or_else(|p| p.into_inner()) = Some(erasures);
+    }
+
+    /// Has the leader's scheduled pass run what pipelines have waiting and what their
+    /// triggers make due. Call before `spawn`.
+    pub fn schedule_pipelines(&self, pipelines: crate::pipelines::Pipelines) {
+        *self.pipelines.lock().unwrap_or_else(|p| p.into_inner()) = Some(pipelines);
     }
 
     /// Counts volumes, then rebalances as the plane's own actor; returns what started.
@@ -189,6 +199,7 @@ impl Reconciler {
     async fn run(self: Arc<Self>) {
         let mut lead: Option<Held> = None;
         let mut next_schedule = Instant::now() + self.settings.schedule_every;
+        let mut next_pipelines = Instant::now();
         let rebalance = self.rebalance.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut next_rebalance = rebalance.as_ref().map(|(_, every)| Instant::now() + *every);
         loop {
@@ -224,6 +235,27 @@ impl Reconciler {
                     _ = lost.cancelled() => {}
                 }
                 if !lost.is_cancelled() {
+                    // Pipelines: what waits and what is due, on a task of its own (runs read
+                    // and write whole batches), one pass at a time.
+                    let pipelines = self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    if let Some(pipelines) = pipelines
+                        && !self.settings.pipeline_every.is_zero()
+                        && Instant::now() >= next_pipelines
+                        && !self.piping.swap(true, Ordering::SeqCst)
+                    {
+                        next_pipelines = Instant::now() + self.settings.pipeline_every;
+                        let this = self.clone();
+                        tokio::spawn(async move {
+                            match pipelines.run_due().await {
+                                Ok(0) => {}
+                                Ok(ran) => tracing::info!(runs = ran, "pipeline runs done"),
+                                Err(e) => {
+                                    tracing::warn!(error = %tenancy::error_chain(&e), "pipeline pass failed; the next pass retries")
+                                }
+                            }
+                            this.piping.store(false, Ordering::SeqCst);
+                        });
+                    }
                     if !self.settings.schedule_every.is_zero()
                         && Instant::now() >= next_schedule
                         && !self.scheduling.swap(true, Ordering::SeqCst)

@@ -12,6 +12,7 @@ mod erasures;
 mod error;
 mod fence;
 mod group_commit;
+mod pipelines;
 mod postgres;
 mod provisioning;
 mod push_keys;
@@ -40,6 +41,7 @@ pub use audit::AuditStore;
 pub use erasures::{ErasureRecord, ErasureStore};
 pub use error::StoreError;
 pub use fence::FenceStore;
+pub use pipelines::{PipelineRecord, PipelineRunRecord, PipelineStore};
 pub use provisioning::{
     BucketRecord, MigrationPhase, MigrationProgress, MigrationRecord, ProvisioningStore, ShardBudget,
     ShardPolicies,
@@ -149,6 +151,7 @@ pub trait MetadataStore:
     + FenceStore
     + PushKeyStore
     + ErasureStore
+    + PipelineStore
     + Send
     + Sync
     + 'static

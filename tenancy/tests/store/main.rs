@@ -5,6 +5,7 @@ mod erasures;
 mod instance;
 mod leader;
 mod migrations;
+mod pipelines;
 mod push_keys;
 mod reconcile_reads;
 mod repos;

@@ -14,6 +14,7 @@ mod audit;
 mod erasures;
 mod fence;
 mod metadata;
+mod pipelines;
 mod provisioning;
 mod push_keys;
 mod shares;

@@ -189,6 +189,8 @@ impl TenantStore for Store {
             "DELETE FROM migration_progress WHERE tenant_id = $1",
             "DELETE FROM erasures WHERE tenant_id = $1",
             "DELETE FROM erasure_floors WHERE tenant_id = $1",
+            "DELETE FROM pipeline_runs WHERE tenant_id = $1",
+            "DELETE FROM pipelines WHERE tenant_id = $1",
         ] {
             sqlx::query(statement).bind(id.as_str()).execute(&mut *tx).await?;
         }

@@ -1,0 +1,244 @@
+//! Pipelines and runs on both backends: round trip, names unique per tenant and counted
+//! against the cap, pages by name, changes written only over what was read, a second run
+//! request while one waits returns the waiting run, runs newest first, and removal with the
+//! pipeline and with the tenant.
+
+use tenancy::both_backends;
+use tenancy::pipeline::{PipelineRequest, PipelineState, RunStatus};
+use tenancy::store::{Backend, PipelineRecord, PipelineRunRecord, StoreError};
+
+use crate::tables::{audit, tenant};
+
+fn pipeline(name: &str) -> PipelineRecord {
+    let spec: PipelineRequest = serde_json::from_value(serde_json::json!({
+        "name": name,
+        "source": {"zone": "bronze", "table": "clicks"},
+        "target": {"zone": "silver", "table": name.replace('-', "_")},
+        "expectations": [{"name": "positive", "expr": "amount >= 0", "on_violation": "quarantine"}],
+        "trigger": {"type": "interval", "seconds": 60}
+    }))
+    .expect("shape");
+    let now = tenancy::now();
+    PipelineRecord {
+        id: uuid::Uuid::now_v7(),
+        tenant: tenant().id,
+        name: tenancy::pipeline::PipelineName::parse(name).expect("name"),
+        spec: spec.validate().expect("valid"),
+        source_table_id: uuid::Uuid::now_v7(),
+        target_table_id: uuid::Uuid::now_v7(),
+        state: PipelineState::Active,
+        failure: None,
+        created_by: "alice".into(),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+async fn pipelines_round_trip_stay_unique_and_go_with_their_tenant(backend: Backend) {
+    let (store, _db) = crate::migrated(backend).await;
+    store
+        .insert_tenant(&tenant(), &audit("tenant.create"))
+        .await
+        .expect("tenant");
+    let id = tenant().id;
+    let first = pipeline("clean-clicks");
+    let second = pipeline("bots");
+    for p in [&first, &second] {
+        store
+            .insert_pipeline(p, 2, &audit("pipeline.create"))
+            .await
+            .expect("insert");
+    }
+    assert_eq!(
+        store.get_pipeline(&id, "clean-clicks").await.expect("get"),
+        Some(first.clone()),
+        "round trip"
+    );
+    assert_eq!(
+        store.get_pipeline_by_id(second.id).await.expect("get"),
+        Some(second.clone())
+    );
+    let other = tenancy::tenant::TenantId::parse("other").expect("id");
+    assert_eq!(
+        store.get_pipeline(&other, "clean-clicks").await.expect("get"),
+        None
+    );
+
+    let again = pipeline("clean-clicks");
+    assert!(matches!(
+        store.insert_pipeline(&again, 10, &audit("pipeline.create")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store
+            .insert_pipeline(&pipeline("third"), 2, &audit("pipeline.create"))
+            .await,
+        Err(StoreError::Quota(_))
+    ));
+    assert_eq!(
+        store.list_pipelines(&id, None, 1).await.expect("page"),
+        vec![second.clone()],
+        "by name"
+    );
+    assert_eq!(
+        store.list_pipelines(&id, Some("bots"), 10).await.expect("page"),
+        vec![first.clone()]
+    );
+
+    // Changes land only over the version read.
+    let mut paused = first.clone();
+    paused.state = PipelineState::Paused;
+    paused.updated_at = first.updated_at + chrono::Duration::seconds(1);
+    assert!(
+        store
+            .update_pipeline(&paused, &first, Some(&audit("pipeline.update")))
+            .await
+            .expect("update")
+    );
+    let mut failed = first.clone();
+    failed.state = PipelineState::Failed;
+    failed.failure = Some("stale".into());
+    failed.updated_at = first.updated_at + chrono::Duration::seconds(2);
+    assert!(
+        !store
+            .update_pipeline(&failed, &first, None)
+            .await
+            .expect("update"),
+        "written over a state that moved"
+    );
+    assert_eq!(
+        store.get_pipeline(&id, "clean-clicks").await.expect("get"),
+        Some(paused.clone())
+    );
+
+    assert_eq!(
+        store.active_pipelines().await.expect("active"),
+        vec![second.clone()],
+        "a paused pipeline is not scheduled"
+    );
+
+    // Runs: a second request while one waits is the same run.
+    let at = tenancy::now();
+    let run = PipelineRunRecord::queued(&paused, false, "alice", at);
+    assert_eq!(
+        store
+            .queue_pipeline_run(&run, Some(&audit("pipeline.run")))
+            .await
+            .expect("queue"),
+        Some(run.id)
+    );
+    let twice = PipelineRunRecord::queued(&paused, false, "bob", at);
+    assert_eq!(
+        store.queue_pipeline_run(&twice, None).await.expect("queue"),
+        Some(run.id),
+        "the waiting run answers"
+    );
+    let refresh = PipelineRunRecord::queued(&paused, true, "bob", at);
+    assert_eq!(
+        store.queue_pipeline_run(&refresh, None).await.expect("queue"),
+        Some(refresh.id),
+        "a full refresh is another request"
+    );
+    assert_eq!(
+        store.unfinished_pipeline_runs().await.expect("unfinished"),
+        vec![run.clone(), refresh.clone()]
+    );
+    let mut running = run.clone();
+    running.status = RunStatus::Running;
+    running.started_at = Some(tenancy::now());
+    assert!(
+        store
+            .update_pipeline_run(&running, RunStatus::Queued)
+            .await
+            .expect("take")
+    );
+    assert!(
+        !store
+            .update_pipeline_run(&running, RunStatus::Queued)
+            .await
+            .expect("take"),
+        "taken once"
+    );
+    let mut done = running.clone();
+    done.status = RunStatus::Succeeded;
+    done.source_from = Some(1);
+    done.source_to = Some(4);
+    done.rows_in = 1_000;
+    done.rows_written = 990;
+    done.rows_quarantined = 10;
+    done.expectations.insert("positive".into(), 10);
+    done.target_version = Some(2);
+    done.finished_at = Some(tenancy::now());
+    assert!(
+        store
+            .update_pipeline_run(&done, RunStatus::Running)
+            .await
+            .expect("finish")
+    );
+    assert_eq!(
+        store.get_pipeline_run(paused.id, run.id).await.expect("get"),
+        Some(done.clone())
+    );
+    assert_eq!(
+        store.get_pipeline_run(second.id, run.id).await.expect("get"),
+        None,
+        "runs answer under their own pipeline only"
+    );
+    let next = PipelineRunRecord::queued(&paused, false, "alice", tenancy::now());
+    assert_eq!(
+        store.queue_pipeline_run(&next, None).await.expect("queue"),
+        Some(next.id),
+        "a new run once the last one left the queue"
+    );
+    assert_eq!(
+        store.list_pipeline_runs(paused.id, None, 2).await.expect("page"),
+        vec![next.clone(), refresh.clone()],
+        "newest first"
+    );
+    assert_eq!(
+        store
+            .list_pipeline_runs(paused.id, Some(refresh.id), 10)
+            .await
+            .expect("page"),
+        vec![done.clone()]
+    );
+
+    assert!(
+        store
+            .delete_pipeline(paused.id, &audit("pipeline.delete"))
+            .await
+            .expect("delete")
+    );
+    assert!(
+        !store
+            .delete_pipeline(paused.id, &audit("pipeline.delete"))
+            .await
+            .expect("delete")
+    );
+    assert_eq!(
+        store.get_pipeline_run(paused.id, done.id).await.expect("get"),
+        None
+    );
+    assert_eq!(
+        store
+            .queue_pipeline_run(&PipelineRunRecord::queued(&paused, false, "a", at), None)
+            .await
+            .expect("queue"),
+        None,
+        "no runs for a deleted pipeline"
+    );
+
+    let now = tenancy::now();
+    store
+        .delete_tenant(&id, now, now, &audit("tenant.purge"))
+        .await
+        .expect("purge");
+    assert!(
+        store
+            .list_pipelines(&id, None, 10)
+            .await
+            .expect("page")
+            .is_empty()
+    );
+}
+both_backends!(pipelines_round_trip_stay_unique_and_go_with_their_tenant);

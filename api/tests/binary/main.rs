@@ -11,6 +11,7 @@ mod helpers;
 mod ingest_crash;
 mod lifecycle;
 mod migrate;
+mod pipeline_crash;
 mod placement_crash;
 mod s3;
 mod saga_crash;

@@ -124,8 +124,7 @@ impl Split {
         let mut violated_names = StringBuilder::new();
         let mut kept_versions = Vec::new();
         let mut failing: Option<Failed> = None;
-        for row in 0..rows {
-            let version = versions[row];
+        for (row, &version) in versions.iter().enumerate() {
             let counted = after(version, layout.counted_after);
             let mut dropped = false;
             let mut quarantined = false;

@@ -485,6 +485,7 @@ pub async fn execute(
         // Even with no rows the commit records the mark, so the quarantine's progress
         // follows the target's.
         write(table, root, split.quarantine.clone(), mode, props()).await?;
+        crate::faults::point("pipeline.quarantine");
     }
     if !full_refresh && done.is_some_and(|d| d >= latest) {
         return Ok(outcome);
@@ -537,6 +538,7 @@ pub async fn execute(
             write(target, &roots.target, target_rows, mode, props()).await?
         }
     };
+    crate::faults::point("pipeline.target");
     outcome.target_version = Some(version);
     Ok(outcome)
 }

@@ -1,0 +1,319 @@
+//! Pipelines through real crashes. With `LAKEPLANE_FAULT_KILL_AT` the server SIGKILLs itself
+//! right after a run's quarantine commit (before the target's) and right after the target's
+//! commit (before the run is recorded); then, with no fault, the server is also killed from
+//! outside at moments of its own choosing while clients push and a continuous pipeline runs.
+//! Started again on the same data, the next runs resume from the tables' own `txn` marks.
+//! Judged from outside with Python `deltalake`: every pushed id is in silver or in the
+//! quarantine table, exactly once, and nowhere else.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{Server, call, cli_token, lakeplane, signal};
+
+/// The pipeline pass every second, short lingers.
+const FAST: [(&str, &str); 2] = [
+    ("LAKEPLANE__WORKERS__PIPELINE_POLL_SECS", "1"),
+    ("LAKEPLANE__INGEST__LINGER_MS", "50"),
+];
+
+/// The ids of the table at `argv[1]`, in storage order.
+const IDS: &str = r#"
+import sys, json
+from deltalake import DeltaTable
+t = DeltaTable(sys.argv[1].removeprefix("file://"))
+print(json.dumps(t.to_pyarrow_table(columns=["id"]).column("id").to_pylist()))
+"#;
+
+fn ids(location: &str) -> Vec<i64> {
+    serde_json::from_str(&crate::common::python(IDS, &[location])).expect("ids")
+}
+
+async fn start(cwd: &std::path::Path, kill_at: Option<&str>) -> Server {
+    let mut command = lakeplane(cwd);
+    command.envs(FAST);
+    if let Some(point) = kill_at {
+        command.env("LAKEPLANE_FAULT_KILL_AT", point);
+    }
+    Server::start(command).await
+}
+
+async fn expect(
+    server: &Server,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    status: u16,
+) -> Value {
+    let response = call(server, token, method.clone(), path, body).await;
+    crate::common::expect_status(response, &format!("{method} {path}"), status).await
+}
+
+/// A tenant with a bronze table fed by an HTTP stream and a pipeline `clean` to silver that
+/// quarantines ids divisible by ten; returns the bronze, silver and quarantine locations.
+async fn setup(server: &Server, admin: &str, trigger: Value) -> [String; 3] {
+    let tenant = json!({"id": "acme", "display_name": "Acme", "tier": "standard"});
+    expect(server, admin, Method::POST, "/v1/tenants", Some(tenant), 201).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while expect(server, admin, Method::GET, "/v1/tenants/acme", None, 200).await["status"] != "ready" {
+        assert!(Instant::now() < deadline, "acme never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let table = json!({"zone": "bronze", "name": "clicks", "columns": [
+        {"name": "id", "type": "long", "nullable": false}, {"name": "note", "type": "string"}]});
+    let bronze = expect(
+        server,
+        admin,
+        Method::POST,
+        "/v1/tenants/acme/tables",
+        Some(table),
+        201,
+    )
+    .await;
+    let stream =
+        json!({"name": "clicks", "table": {"zone": "bronze", "name": "clicks"}, "source": {"type": "http"}});
+    expect(
+        server,
+        admin,
+        Method::POST,
+        "/v1/tenants/acme/streams",
+        Some(stream),
+        201,
+    )
+    .await;
+    let pipeline = json!({
+        "name": "clean",
+        "source": {"zone": "bronze", "table": "clicks"},
+        "target": {"zone": "silver", "table": "clicks"},
+        "select": [{"name": "id", "expr": "id"}, {"name": "note", "expr": "upper(note)"}],
+        "expectations": [{"name": "not_tens", "expr": "id % 10 <> 0", "on_violation": "quarantine"}],
+        "trigger": trigger
+    });
+    expect(
+        server,
+        admin,
+        Method::POST,
+        "/v1/tenants/acme/pipelines",
+        Some(pipeline),
+        201,
+    )
+    .await;
+    let location = |t: Value| t["location"].as_str().expect("location").to_owned();
+    let silver = expect(
+        server,
+        admin,
+        Method::GET,
+        "/v1/tenants/acme/tables/silver/clicks",
+        None,
+        200,
+    )
+    .await;
+    let quarantine = expect(
+        server,
+        admin,
+        Method::GET,
+        "/v1/tenants/acme/tables/silver/clicks__quarantine",
+        None,
+        200,
+    )
+    .await;
+    [location(bronze), location(silver), location(quarantine)]
+}
+
+async fn push(server: &Server, token: &str, ids: std::ops::Range<i64>) -> reqwest::Result<reqwest::Response> {
+    let body: String = ids
+        .map(|i| format!("{{\"id\": {i}, \"note\": \"n{i}\"}}\n"))
+        .collect();
+    server
+        .client
+        .post(format!("{}/v1/tenants/acme/streams/clicks/events", server.base))
+        .bearer_auth(token)
+        .header("content-type", "application/x-ndjson")
+        .timeout(Duration::from_secs(10))
+        .body(body)
+        .send()
+        .await
+}
+
+/// Every bronze id is in silver (or, for tens, in quarantine) exactly once.
+fn assert_exactly_once(locations: &[String; 3], context: &str) {
+    let bronze: BTreeSet<i64> = ids(&locations[0]).into_iter().collect();
+    for (location, tens, name) in [
+        (&locations[1], false, "silver"),
+        (&locations[2], true, "quarantine"),
+    ] {
+        let stored = ids(location);
+        let unique: BTreeSet<i64> = stored.iter().copied().collect();
+        assert_eq!(unique.len(), stored.len(), "{context}: an id twice in {name}");
+        let expected: BTreeSet<i64> = bronze.iter().copied().filter(|i| (i % 10 == 0) == tens).collect();
+        assert_eq!(
+            unique
+                .symmetric_difference(&expected)
+                .take(10)
+                .collect::<Vec<_>>(),
+            Vec::<&i64>::new(),
+            "{context}: {name} holds exactly its share of bronze ({} ids)",
+            expected.len()
+        );
+    }
+}
+
+async fn wait_for_exit(server: &mut Server, what: &str) {
+    let status = tokio::time::timeout(Duration::from_secs(60), server.child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("the server did not kill itself at {what}"))
+        .expect("wait");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(9), "killed by SIGKILL at {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_between_or_after_its_commits_resumes_exactly_once() {
+    for point in ["pipeline.quarantine", "pipeline.target"] {
+        let cwd = tempfile::tempdir().expect("cwd");
+        let admin = cli_token(cwd.path(), &FAST, &["--role", "platform-admin"]).await;
+        let mut doomed = start(cwd.path(), Some(point)).await;
+        let locations = setup(&doomed, &admin, json!({"type": "manual"})).await;
+        let pushed = push(&doomed, &admin, 0..200).await.expect("push");
+        assert_eq!(pushed.status(), 200);
+        let run = expect(
+            &doomed,
+            &admin,
+            Method::POST,
+            "/v1/tenants/acme/pipelines/clean/runs",
+            Some(json!({})),
+            202,
+        )
+        .await;
+        wait_for_exit(&mut doomed, point).await;
+        drop(doomed);
+        // The quarantine commit landed before either kill; the target's only before the second.
+        assert_eq!(
+            ids(&locations[2]).len(),
+            20,
+            "{point}: the quarantine commit landed"
+        );
+        assert_eq!(
+            ids(&locations[1]).len(),
+            if point == "pipeline.target" { 180 } else { 0 },
+            "{point}: the target's commit landed only if the kill came after it"
+        );
+
+        let server = start(cwd.path(), None).await;
+        let killed = expect(
+            &server,
+            &admin,
+            Method::GET,
+            &format!(
+                "/v1/tenants/acme/pipelines/clean/runs/{}",
+                run["run_id"].as_str().expect("run id")
+            ),
+            None,
+            200,
+        )
+        .await;
+        assert_eq!(
+            killed["status"], "running",
+            "the killed run was never recorded as ended"
+        );
+        let pushed = push(&server, &admin, 200..300).await.expect("push");
+        assert_eq!(pushed.status(), 200);
+        let again = expect(
+            &server,
+            &admin,
+            Method::POST,
+            "/v1/tenants/acme/pipelines/clean/runs",
+            Some(json!({})),
+            202,
+        )
+        .await;
+        let path = format!(
+            "/v1/tenants/acme/pipelines/clean/runs/{}",
+            again["run_id"].as_str().expect("run id")
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let done = loop {
+            let run = expect(&server, &admin, Method::GET, &path, None, 200).await;
+            if run["status"] == "succeeded" {
+                break run;
+            }
+            assert!(
+                run["status"] != "failed" && Instant::now() < deadline,
+                "{point}: the resumed run did not succeed: {run}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let bronze = expect(
+            &server,
+            &admin,
+            Method::GET,
+            "/v1/tenants/acme/tables/bronze/clicks",
+            None,
+            200,
+        )
+        .await;
+        assert_eq!(
+            done["source_versions"]["to"], bronze["version"],
+            "{point}: {done}"
+        );
+        assert_exactly_once(&locations, point);
+        assert_eq!(
+            ids(&locations[1]).len() + ids(&locations[2]).len(),
+            300,
+            "{point}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_continuous_pipeline_lands_every_pushed_event_once_across_sigkills() {
+    let cwd = tempfile::tempdir().expect("cwd");
+    let admin = cli_token(cwd.path(), &FAST, &["--role", "platform-admin"]).await;
+    let mut server = start(cwd.path(), None).await;
+    let locations = setup(&server, &admin, json!({"type": "continuous"})).await;
+    let mut acked: BTreeSet<i64> = BTreeSet::new();
+    let mut next = 0i64;
+    for round in 0..3 {
+        // Pushes for a while, with runs landing every second, then a SIGKILL mid-stream.
+        let until = Instant::now() + Duration::from_millis(2_500 + 400 * round);
+        while Instant::now() < until {
+            if let Ok(r) = push(&server, &admin, next..next + 40).await
+                && r.status() == 200
+            {
+                acked.extend(next..next + 40);
+            }
+            next += 40;
+        }
+        signal(server.pid(), "KILL");
+        let _ = server.child.wait().await;
+        drop(server);
+        server = start(cwd.path(), None).await;
+    }
+    // Quiet now: the continuous trigger catches up with everything acknowledged.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let landed = ids(&locations[1]).len() + ids(&locations[2]).len();
+        let bronze = ids(&locations[0]).len();
+        if landed >= bronze && bronze >= acked.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pipeline never caught up: {landed} of {bronze} bronze rows"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let bronze: BTreeSet<i64> = ids(&locations[0]).into_iter().collect();
+    assert!(acked.is_subset(&bronze), "every acknowledged push is in bronze");
+    assert!(
+        acked.len() > 200,
+        "the clients were acknowledged: {}",
+        acked.len()
+    );
+    assert_exactly_once(&locations, "after three SIGKILLs");
+    drop(server);
+}

@@ -28,6 +28,10 @@
 //! `lakeplane-bench floor`: the authenticated API floor, closed loop, against a bare axum
 //! handler in the same run (see `floor.rs`).
 //!
+//! `lakeplane-bench pipeline`: a silver pipeline's run over `ROWS` (2,000,000) pushed events,
+//! against Python `datafusion` doing the same transformation on the same files (see
+//! `pipeline.rs`).
+//!
 //! `lakeplane-bench reconcile`: the reconcile loop at 1,000 to 10,000 tenants, on SQLite and
 //! PostgreSQL (see `reconcile.rs`).
 //!
@@ -55,6 +59,7 @@ use tenancy::store::testing::TestDatabase;
 mod erasure;
 mod fixture;
 mod floor;
+mod pipeline;
 mod reconcile;
 mod scheduler;
 
@@ -853,6 +858,7 @@ async fn main() {
         Some("unity") => unity().await,
         Some("erasure") => erasure::erasure().await,
         Some("floor") => floor::floor().await,
+        Some("pipeline") => pipeline::pipeline().await,
         Some("bare-axum") => floor::bare_axum().await,
         Some("credentials") => {
             credentials(
@@ -864,7 +870,7 @@ async fn main() {
         }
         _ => {
             eprintln!(
-                "usage: lakeplane-bench http | bare | kafka [BOOTSTRAP] | reconcile | scheduler | credentials [S3_ENDPOINT] | sharing | unity | erasure | floor"
+                "usage: lakeplane-bench http | bare | kafka [BOOTSTRAP] | reconcile | scheduler | credentials [S3_ENDPOINT] | sharing | unity | erasure | floor | pipeline"
             );
             std::process::exit(2);
         }

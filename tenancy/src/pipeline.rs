@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::role::Zone;
-use crate::table::{MAX_NAME_CHARS, TableName, validate_column_name};
+use crate::table::{ColumnSpec, MAX_NAME_CHARS, TableName, validate_column_name};
 use crate::validation::{Violation, Violations};
 
 /// The suffix of a target's quarantine table: `{target}__quarantine`.
@@ -260,6 +260,10 @@ pub struct PipelineSpec {
     pub aggregate: Option<Aggregate>,
     /// When it runs.
     pub trigger: Trigger,
+    /// The output columns planned when the pipeline was made (filled in by the engine): each
+    /// run must still make them, of these types.
+    #[serde(default)]
+    pub output: Vec<ColumnSpec>,
 }
 
 impl PipelineSpec {
@@ -513,6 +517,7 @@ impl PipelineRequest {
             dedup: self.dedup,
             aggregate: self.aggregate,
             trigger: self.trigger,
+            output: Vec::new(),
         })
     }
 }

@@ -594,6 +594,40 @@ print(json.dumps({
 }))
 "#;
 
+/// Deletes bronze rows of the unknown country, as an outside writer would.
+const DELETE: &str = r#"
+import sys
+from deltalake import DeltaTable
+DeltaTable(sys.argv[1].removeprefix("file://")).delete("country = 'xx'")
+"#;
+
+/// Compacts a table of tenant acme and waits for the run to succeed.
+async fn compact(app: &TestApp, token: &str, zone: &str, name: &str) {
+    let path = format!("{BASE}/tables/{zone}/{name}/maintenance");
+    let queued = app
+        .expect(
+            token,
+            Method::POST,
+            &path,
+            Some(json!({"operations": ["compact"]})),
+            202,
+        )
+        .await;
+    let run = format!("{path}/{}", queued["run_id"].as_str().expect("run id"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let state = app.expect(token, Method::GET, &run, None, 200).await;
+        if state["status"] == "succeeded" {
+            return;
+        }
+        assert!(
+            state["status"] != "failed" && std::time::Instant::now() < deadline,
+            "compaction did not succeed: {state}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silver_and_gold_match_an_outside_recomputation_run_after_run() {
     let app = TestApp::spawn(Backend::Sqlite).await;
@@ -659,6 +693,21 @@ async fn silver_and_gold_match_an_outside_recomputation_run_after_run() {
             "{}",
             pushed.text().await.unwrap_or_default()
         );
+        if round == 1 {
+            // A compaction before the run rewrites this round's new file into one with the
+            // older rows: the run reads the new file at the version that added it.
+            compact(&app, &admin, "bronze", "clicks").await;
+            let bronze = app
+                .expect(
+                    &admin,
+                    Method::GET,
+                    &format!("{BASE}/tables/bronze/clicks"),
+                    None,
+                    200,
+                )
+                .await;
+            assert_eq!(bronze["num_files"], 1, "both rounds' files compacted: {bronze}");
+        }
         let silver_run = run(&app, &admin, "clean-clicks", false).await;
         assert_eq!(silver_run["status"], "succeeded", "{silver_run}");
         let versions = &silver_run["source_versions"];
@@ -713,6 +762,20 @@ async fn silver_and_gold_match_an_outside_recomputation_run_after_run() {
     assert!(idle["target_version"].is_null(), "{idle}");
     assert_eq!(idle["rows"]["in"], 0);
 
+    // An outside writer deletes rows from bronze: the delete rewrites the files it touches,
+    // and the rows it keeps are not new. Silver keeps what it read (appended history).
+    let before: Value = serde_json::from_str(&crate::helpers::python(RECOMPUTE, &args)).expect("json");
+    crate::helpers::python(DELETE, &[&locations[0]]);
+    let after_delete = run(&app, &admin, "clean-clicks", false).await;
+    assert_eq!(after_delete["status"], "succeeded", "{after_delete}");
+    assert_eq!(after_delete["rows"]["in"], 0, "{after_delete}");
+    let after: Value = serde_json::from_str(&crate::helpers::python(RECOMPUTE, &args)).expect("json");
+    assert_eq!(
+        after["silver"], before["silver"],
+        "no row read again after the delete"
+    );
+    assert_eq!(after["quarantine"], before["quarantine"]);
+
     // A row breaking a `fail` expectation: nothing is committed, the pipeline is failed with
     // the row in its reason.
     let before = app
@@ -726,15 +789,23 @@ async fn silver_and_gold_match_an_outside_recomputation_run_after_run() {
         .await["version"]
         .clone();
     let huge = b"{\"user_id\": \"7\", \"amount\": 99999999, \"country\": \"de\", \"at\": \"2026-12-02T00:00:00Z\"}\n".to_vec();
-    let pushed = crate::streams::push(
-        &app,
-        &admin,
-        &format!("{BASE}/streams/clicks/events"),
-        "application/x-ndjson",
-        huge,
-    )
-    .await;
-    assert_eq!(pushed.status(), 200);
+    // The stream's writer meets the outside delete's commit once (503, send again).
+    let mut status = 0;
+    for _ in 0..3 {
+        let pushed = crate::streams::push(
+            &app,
+            &admin,
+            &format!("{BASE}/streams/clicks/events"),
+            "application/x-ndjson",
+            huge.clone(),
+        )
+        .await;
+        status = pushed.status().as_u16();
+        if status == 200 {
+            break;
+        }
+    }
+    assert_eq!(status, 200);
     let failed = run(&app, &admin, "clean-clicks", false).await;
     assert_eq!(failed["status"], "failed", "{failed}");
     let error = failed["error"].as_str().unwrap_or_default();

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafusion::common::DFSchema;
+use deltalake::datafusion::common::tree_node::TreeNode;
 use deltalake::datafusion::dataframe::DataFrame;
 use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::logical_expr::ExprSchemable;
@@ -38,6 +39,36 @@ pub(crate) fn message(error: &DataFusionError) -> String {
 
 fn violation(field: String, expr: &str, error: &DataFusionError) -> Violation {
     Violation::new(field, format!("{expr}: {}", message(error)))
+}
+
+/// Parses one expression over `over`'s columns. Subqueries are refused: an expression reads
+/// the row it is given, not tables (a subquery could also reach table functions such as
+/// `generate_series` and run unbounded inside the server).
+fn parse(over: &DataFrame, field: String, expr: &str, violations: &mut Vec<Violation>) -> Option<Expr> {
+    match over.parse_sql_expr(expr) {
+        Ok(parsed) => {
+            let subquery = parsed
+                .exists(|e| {
+                    Ok(matches!(
+                        e,
+                        Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_)
+                    ))
+                })
+                .unwrap_or(true);
+            if subquery {
+                violations.push(Violation::new(
+                    field,
+                    format!("{expr}: subqueries are not allowed; an expression reads the row's columns"),
+                ));
+                return None;
+            }
+            Some(parsed)
+        }
+        Err(e) => {
+            violations.push(violation(field, expr, &e));
+            None
+        }
+    }
 }
 
 /// The table column type an output's Arrow type is stored as, or why it cannot be.
@@ -120,12 +151,9 @@ pub(crate) fn select_exprs(
         Some(items) => items
             .iter()
             .enumerate()
-            .filter_map(|(i, item)| match source.parse_sql_expr(&item.expr) {
-                Ok(expr) => Some(expr.alias(&item.name)),
-                Err(e) => {
-                    violations.push(violation(format!("select[{i}].expr"), &item.expr, &e));
-                    None
-                }
+            .filter_map(|(i, item)| {
+                parse(source, format!("select[{i}].expr"), &item.expr, violations)
+                    .map(|e| e.alias(&item.name))
             })
             .collect(),
     }
@@ -143,7 +171,7 @@ pub(crate) fn expectation_exprs(
         .enumerate()
         .filter_map(|(i, expectation)| {
             let field = format!("expectations[{i}].expr");
-            match rows.parse_sql_expr(&expectation.expr) {
+            match parse(rows, field.clone(), &expectation.expr, violations).ok_or(()) {
                 Ok(expr) => match expr.get_type(schema) {
                     Ok(DataType::Boolean) => Some(expr),
                     Ok(DataType::Null) => Some(expr),
@@ -162,10 +190,7 @@ pub(crate) fn expectation_exprs(
                         None
                     }
                 },
-                Err(e) => {
-                    violations.push(violation(field, &expectation.expr, &e));
-                    None
-                }
+                Err(()) => None,
             }
         })
         .collect()
@@ -222,12 +247,14 @@ pub(crate) fn aggregate(
         .measures
         .iter()
         .enumerate()
-        .filter_map(|(i, m)| match rows.parse_sql_expr(&m.expr) {
-            Ok(expr) => Some(expr.alias(&m.name)),
-            Err(e) => {
-                violations.push(violation(format!("aggregate.measures[{i}].expr"), &m.expr, &e));
-                None
-            }
+        .filter_map(|(i, m)| {
+            parse(
+                &rows,
+                format!("aggregate.measures[{i}].expr"),
+                &m.expr,
+                violations,
+            )
+            .map(|e| e.alias(&m.name))
         })
         .collect();
     if !violations.is_empty() {
@@ -514,6 +541,24 @@ mod tests {
             errors[3].message
         );
         assert!(errors.iter().all(|e| !e.message.contains("backtrace")));
+    }
+
+    #[tokio::test]
+    async fn subqueries_are_refused_where_an_expression_goes() {
+        let errors = plan(
+            &silver(
+                json!([
+                    {"name": "a", "expr": "(SELECT count(*) FROM generate_series(1, 1000000000))"},
+                    {"name": "b", "expr": "amount"}
+                ]),
+                json!([{"name": "e", "expr": "EXISTS (SELECT 1)", "on_violation": "warn"}]),
+            ),
+            source(),
+        )
+        .await
+        .expect_err("refused");
+        assert_eq!(fields(&errors), ["select[0].expr"], "{errors:#?}");
+        assert!(errors[0].message.contains("subqueries"), "{}", errors[0].message);
     }
 
     #[tokio::test]

@@ -208,8 +208,9 @@ impl Split {
 /// source version, then its position in the run. Larger is later.
 type Rank = (Option<Vec<u8>>, i64, usize);
 
-/// Keeps one row per key: the first or the latest by `order` (a column index), then by
-/// source version, then by position. Rows keep their relative order.
+/// Keeps one row per key: the first or the latest by `order` (a column index; a null orders
+/// first), then by source version, then by position. Rows keep their relative order. A row
+/// with a null key is kept whatever: NULL equals nothing, as in the table-scope MERGE.
 pub fn dedup(
     batches: &[RecordBatch],
     versions: &[Vec<i64>],
@@ -231,6 +232,7 @@ pub fn dedup(
         .transpose()?;
     // key bytes -> (rank, batch, row)
     let mut chosen: HashMap<Vec<u8>, (Rank, usize, usize)> = HashMap::new();
+    let mut keep_rows: Vec<Vec<bool>> = batches.iter().map(|b| vec![false; b.num_rows()]).collect();
     let mut position = 0usize;
     for (b, batch) in batches.iter().enumerate() {
         let key_columns: Vec<ArrayRef> = keys.iter().map(|k| batch.column(*k).clone()).collect();
@@ -240,6 +242,13 @@ pub fn dedup(
             _ => None,
         };
         for row in 0..batch.num_rows() {
+            if key_columns.iter().any(|c| c.is_null(row)) {
+                if let Some(slot) = keep_rows.get_mut(b).and_then(|rows| rows.get_mut(row)) {
+                    *slot = true;
+                }
+                position += 1;
+                continue;
+            }
             let rank: Rank = (
                 order_rows.as_ref().map(|r| r.row(row).as_ref().to_vec()),
                 versions.get(b).and_then(|v| v.get(row)).copied().unwrap_or(0),
@@ -259,7 +268,6 @@ pub fn dedup(
             }
         }
     }
-    let mut keep_rows: Vec<Vec<bool>> = batches.iter().map(|b| vec![false; b.num_rows()]).collect();
     for (_, b, row) in chosen.values() {
         if let Some(slot) = keep_rows.get_mut(*b).and_then(|rows| rows.get_mut(*row)) {
             *slot = true;
@@ -493,10 +501,10 @@ mod tests {
     }
 
     #[test]
-    fn dedup_on_two_keys_with_nulls_treats_null_as_a_value() {
-        let batches = [keyed(&["x", "x", "y"], &[None, None, Some(1)])];
-        let versions = [vec![1, 1, 1]];
+    fn rows_with_a_null_key_are_all_kept() {
+        let batches = [keyed(&["x", "x", "y", "y"], &[None, None, Some(1), Some(1)])];
+        let versions = [vec![1, 1, 1, 1]];
         let kept = dedup(&batches, &versions, &[0, 1], None, Keep::First).expect("dedup");
-        assert_eq!(column(&kept, 2), [0, 2]);
+        assert_eq!(column(&kept, 2), [0, 1, 2], "both null-keyed rows stay, y once");
     }
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use deltalake::DeltaTable;
 use deltalake::arrow::array::{Array, ArrayRef, RecordBatch, StringArray, new_null_array};
-use deltalake::arrow::compute::cast;
+use deltalake::arrow::compute::{CastOptions, cast, cast_with_options};
 use deltalake::arrow::datatypes::{DataType, SchemaRef};
 use deltalake::datafusion::dataframe::DataFrame;
 use deltalake::datafusion::datasource::TableProvider;
@@ -92,9 +92,29 @@ pub enum RunError {
     Engine(String),
 }
 
+/// Whether an engine error may pass on a retry: storage and I/O failures, a lost task, memory
+/// pressure. Others (a value that does not cast, a plan that no longer holds) come back on
+/// every run of the same data, so they fail the pipeline instead of being retried forever.
+fn transient(e: &DataFusionError) -> bool {
+    match e {
+        DataFusionError::ObjectStore(_)
+        | DataFusionError::IoError(_)
+        | DataFusionError::External(_)
+        | DataFusionError::ExecutionJoin(_)
+        | DataFusionError::ResourcesExhausted(_) => true,
+        DataFusionError::Context(_, inner) => transient(inner),
+        DataFusionError::Shared(inner) => transient(inner),
+        _ => false,
+    }
+}
+
 impl From<DataFusionError> for RunError {
     fn from(e: DataFusionError) -> Self {
-        RunError::Engine(message(&e))
+        if transient(&e) {
+            RunError::Engine(message(&e))
+        } else {
+            RunError::Failed(format!("computing the run failed: {}", message(&e)))
+        }
     }
 }
 
@@ -104,11 +124,27 @@ impl From<deltalake::arrow::error::ArrowError> for RunError {
     }
 }
 
-/// The data-change files a commit added (their paths as the log writes them).
+/// The data-change files a commit added (their paths as the log writes them), or none when the
+/// commit also removes data: a DELETE, UPDATE, MERGE or overwrite writes the rows it keeps
+/// into new files marked as data changes, and those rows are not new. (Rows a MERGE inserts
+/// are therefore not read either: pipelines read appended history.)
 pub fn data_change_adds(commit: &str) -> Vec<String> {
-    commit
+    let actions: Vec<serde_json::Value> = commit
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .collect();
+    let rewrites = actions.iter().any(|action| {
+        action.get("remove").is_some_and(|r| {
+            r.get("dataChange")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(true)
+        })
+    });
+    if rewrites {
+        return Vec::new();
+    }
+    actions
+        .into_iter()
         .filter_map(|action| {
             let add = action.get("add")?;
             let data_change = add
@@ -126,12 +162,25 @@ pub fn data_change_adds(commit: &str) -> Vec<String> {
         .collect()
 }
 
-/// A file's name: the last path segment, percent-decoded. Delta data files have unique names
-/// (a UUID in each), so the name identifies a file whether a path is relative, encoded or a
-/// full URL.
-fn file_name(path: &str) -> String {
-    let last = path.rsplit('/').next().unwrap_or(path);
-    percent_decode(last)
+/// A file's key: its path relative to the table root, percent-decoded, whether it is written
+/// relative (the log) or as a full URL (the scan's file column, the snapshot's file list).
+fn file_key(path: &str, root: &str) -> String {
+    // Local paths come as `file:///…` or as bare paths, depending on who wrote them.
+    let plain = |text: &str| {
+        let decoded = percent_decode(text);
+        match decoded.strip_prefix("file://") {
+            Some(rest) => rest.to_owned(),
+            None => decoded,
+        }
+    };
+    let decoded = plain(path);
+    let root = plain(root);
+    let root = root.trim_end_matches('/');
+    decoded
+        .strip_prefix(root)
+        .unwrap_or(&decoded)
+        .trim_start_matches('/')
+        .to_owned()
 }
 
 fn percent_decode(text: &str) -> String {
@@ -153,16 +202,17 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Reads the data-change files of versions `after + 1 ..= latest`, by file name.
+/// Reads the data-change files of versions `after + 1 ..= latest`, by key.
 async fn new_files(
     table: &DeltaTable,
     root: &str,
-    after: Option<i64>,
+    after: i64,
     latest: i64,
 ) -> Result<HashMap<String, (String, i64)>, RunError> {
     let store = table.log_store();
     let mut files = HashMap::new();
-    for version in after.map_or(0, |a| a + 1)..=latest {
+    let table_root = table.table_url().to_string();
+    for version in after + 1..=latest {
         let Ok(at) = u64::try_from(version) else { continue };
         let entry = store
             .read_commit_entry(at)
@@ -172,11 +222,11 @@ async fn new_files(
             return Err(RunError::Failed(format!(
                 "the source's log entry for version {version} is gone (log retention), so the \
                  rows added since version {} cannot be read one by one; ask for a full refresh",
-                after.map_or(0, |a| a + 1)
+                after + 1
             )));
         };
         for path in data_change_adds(&String::from_utf8_lossy(&bytes)) {
-            files.insert(file_name(&path), (path, version));
+            files.insert(file_key(&path, &table_root), (path, version));
         }
     }
     Ok(files)
@@ -196,7 +246,16 @@ fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, RunEr
         .iter()
         .map(|field| match batch.column_by_name(field.name()) {
             Some(column) if column.data_type() == field.data_type() => Ok(column.clone()),
-            Some(column) => cast(column, field.data_type()).map_err(RunError::from),
+            // Unsafe casts: a value that does not fit fails the run rather than turning null.
+            Some(column) => cast_with_options(
+                column,
+                field.data_type(),
+                &CastOptions {
+                    safe: false,
+                    ..CastOptions::default()
+                },
+            )
+            .map_err(|e| RunError::Failed(format!("column {}: {e}", field.name()))),
             None => Ok(new_null_array(field.data_type(), batch.num_rows())),
         })
         .collect::<Result<_, _>>()?;
@@ -211,8 +270,13 @@ fn arrow_schema(table: &DeltaTable, root: &str) -> Result<SchemaRef, DeltaError>
         .arrow_schema())
 }
 
+/// The run's commit: its mark, tagged as the pipeline's, and no checkpoint or log cleanup
+/// inside the commit (deltalake reports a failed post-commit step as a failed commit although
+/// the version is written); `checkpoint_if_due` runs after it.
 fn properties(app: &str, source_version: i64) -> CommitProperties {
     CommitProperties::default()
+        .with_create_checkpoint(false)
+        .with_cleanup_expired_logs(Some(false))
         .with_application_transaction(Transaction::new(app, source_version))
         .with_metadata([(
             crate::volume::WRITER_KEY.to_owned(),
@@ -243,6 +307,7 @@ async fn write(
         .with_commit_properties(props)
         .await
         .map_err(|e| DeltaError::delta("pipeline write", root, e))?;
+    tables::checkpoint_if_due(&written).await;
     Ok(written.version().map_or(0, version_i64))
 }
 
@@ -258,6 +323,17 @@ async fn merge(
     props: CommitProperties,
 ) -> Result<i64, RunError> {
     let schema = arrow_schema(&table, root)?;
+    // The names go into SQL text: only plain column names (the table's own could have been
+    // written by an outside writer).
+    for name in keys
+        .iter()
+        .map(String::as_str)
+        .chain(order_by)
+        .chain(schema.fields().iter().map(|f| f.name().as_str()))
+    {
+        tenancy::table::validate_column_name(name)
+            .map_err(|why| RunError::Failed(format!("column {name:?} cannot be merged on: {why}")))?;
+    }
     let batches = batches
         .iter()
         .map(|b| conform(b, &schema))
@@ -301,24 +377,29 @@ async fn merge(
     let (merged, _metrics) = builder
         .await
         .map_err(|e| DeltaError::delta("pipeline merge", root, e))?;
+    tables::checkpoint_if_due(&merged).await;
     Ok(merged.version().map_or(0, version_i64))
 }
 
-/// The source scan: every active file of version `latest`, or only `files` (by their log
-/// paths), with each row's file in [`FILE_COLUMN`].
-async fn scan(
+/// One scan of the source at `version`: every active file, or only `files` (log paths), with
+/// each row's file in [`FILE_COLUMN`].
+async fn scan_at(
     ctx: &SessionContext,
     source: &DeltaTable,
-    latest: i64,
+    version: i64,
     files: Option<Vec<String>>,
 ) -> Result<DataFrame, RunError> {
-    source
-        .update_datafusion_session(&ctx.state())
-        .map_err(|e| RunError::Engine(e.to_string()))?;
-    let mut builder = source
-        .table_provider()
-        .with_table_version(u64::try_from(latest).unwrap_or(0))
-        .with_file_column(FILE_COLUMN);
+    let latest = source.version().map_or(0, version_i64);
+    // `table_provider()` scans the loaded snapshot whatever version is asked; an older
+    // version needs a builder that loads its own.
+    let builder = if version == latest {
+        source.table_provider()
+    } else {
+        deltalake::delta_datafusion::TableProviderBuilder::default()
+            .with_log_store(source.log_store())
+            .with_table_version(u64::try_from(version).unwrap_or(0))
+    };
+    let mut builder = builder.with_file_column(FILE_COLUMN);
     // An empty selection plans a scan without the file column (deltalake 1.1), so no new
     // file is the whole table read for no rows: same columns, nothing read.
     let nothing = files.as_ref().is_some_and(Vec::is_empty);
@@ -330,11 +411,51 @@ async fn scan(
     Ok(if nothing { scan.limit(0, Some(0))? } else { scan })
 }
 
+/// The source rows to read: every active row at `latest` (`files` is `None`), or the rows of
+/// `files`. A file maintenance rewrote since it was added (a compaction) is no longer in the
+/// latest snapshot but still on storage until a vacuum: it is read at the version that added
+/// it, and the scans are joined by column name (a column added since reads as null).
+async fn scan(
+    ctx: &SessionContext,
+    source: &DeltaTable,
+    latest: i64,
+    files: Option<&HashMap<String, (String, i64)>>,
+) -> Result<DataFrame, RunError> {
+    source
+        .update_datafusion_session(&ctx.state())
+        .map_err(|e| RunError::Engine(e.to_string()))?;
+    let Some(files) = files else {
+        return scan_at(ctx, source, latest, None).await;
+    };
+    let root = source.table_url().to_string();
+    let active: std::collections::HashSet<String> = source
+        .get_file_uris()
+        .map_err(|e| RunError::Engine(e.to_string()))?
+        .map(|uri| file_key(&uri, &root))
+        .collect();
+    let mut gone: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    let mut live = Vec::new();
+    for (key, (path, version)) in files {
+        if active.contains(key) {
+            live.push(path.clone());
+        } else {
+            gone.entry(*version).or_default().push(path.clone());
+        }
+    }
+    let mut input = scan_at(ctx, source, latest, Some(live)).await?;
+    for (version, paths) in gone {
+        let older = scan_at(ctx, source, version, Some(paths)).await?;
+        input = input.union_by_name(older)?;
+    }
+    Ok(input)
+}
+
 /// The versions of each row's file, from the file column: files this run found in the log
 /// have their version, others (older, active at `latest`) the `older` version.
 fn row_versions(
     batch: &RecordBatch,
     files: &HashMap<String, (String, i64)>,
+    root: &str,
     older: i64,
 ) -> Result<Vec<i64>, RunError> {
     let column = batch
@@ -351,7 +472,7 @@ fn row_versions(
             let path = names.value(i);
             *cache
                 .entry(path)
-                .or_insert_with(|| files.get(&file_name(path)).map_or(older, |(_, v)| *v))
+                .or_insert_with(|| files.get(&file_key(path, root)).map_or(older, |(_, v)| *v))
         })
         .collect())
 }
@@ -387,26 +508,32 @@ pub async fn execute(
             ..Outcome::default()
         });
     }
-    // The lower mark: what one of the tables still lacks.
-    let floor = if full_refresh {
-        None
+    // Where the log is read from. With both marks, from the lower: only the files added
+    // since are read. With one (a first run killed between its two commits, or a table
+    // replaced), from that one: the other table needs every row, so the snapshot is read
+    // whole, and the log only tells which files are new to the marked table. With none (a
+    // first run, a full refresh), not at all: the latest snapshot is read whole and every row
+    // is new, so no history is needed (log cleanup or an erasure may have removed it) and no
+    // file that maintenance rewrote.
+    let marks = if full_refresh {
+        (None, None)
     } else {
-        match (done, quarantined_up_to) {
-            (Some(d), Some(q)) => Some(d.min(q)),
-            _ => None,
-        }
+        (done, quarantined_up_to)
     };
-    let files = new_files(&source, &roots.source, floor, latest).await?;
+    let log_from = match marks {
+        (Some(d), Some(q)) => Some(d.min(q)),
+        (Some(mark), None) | (None, Some(mark)) => Some(mark),
+        (None, None) => None,
+    };
+    let files = match log_from {
+        Some(from) => new_files(&source, &roots.source, from, latest).await?,
+        None => HashMap::new(),
+    };
     let aggregate = spec.aggregate.is_some();
-    let incremental = !full_refresh && !aggregate;
+    let incremental = marks.0.is_some() && marks.1.is_some() && !aggregate;
     let ctx = single_partition();
-    let input = scan(
-        &ctx,
-        &source,
-        latest,
-        incremental.then(|| files.values().map(|(p, _)| p.clone()).collect()),
-    )
-    .await?;
+    let input = scan(&ctx, &source, latest, incremental.then_some(&files)).await?;
+    let source_root = source.table_url().to_string();
 
     // Plan on the real scan: the schema may have gained columns since the pipeline was made
     // (new nullable columns change nothing); a select that no longer plans fails the pipeline.
@@ -427,6 +554,9 @@ pub async fn execute(
             .as_arrow()
             .project(&(0..outputs).collect::<Vec<_>>())?,
     );
+    if !aggregate {
+        same_output(spec, &output_schema)?;
+    }
     let mut columns: Vec<Expr> = rows
         .schema()
         .fields()
@@ -448,14 +578,15 @@ pub async fn execute(
         target_after: if aggregate { None } else { counted_after },
         quarantine_after: if full_refresh { None } else { quarantined_up_to },
     };
-    // Files not found in the log range are older than the floor: never new to either table.
-    let older = floor.unwrap_or(-1);
+    // Files not found in the log range are older than where it was read from: not new to a
+    // marked table. Without a mark every row is new (the layout's floors are `None` too).
+    let older = log_from.unwrap_or(latest);
     let mut split = Split::default();
     let mut stream = computed.execute_stream().await?;
     let keep: Vec<usize> = (0..outputs + spec.expectations.len()).collect();
     while let Some(batch) = stream.next().await {
         let batch = batch?;
-        let versions = row_versions(&batch, &files, older)?;
+        let versions = row_versions(&batch, &files, &source_root, older)?;
         let laid_out = batch.project(&keep)?;
         if let Err(failed) = split.add(&layout, &laid_out, &versions)? {
             return Err(RunError::Failed(failed.to_string()));
@@ -463,7 +594,7 @@ pub async fn execute(
     }
 
     let mut outcome = Outcome {
-        source_from: Some(floor.map_or(0, |f| f + 1)),
+        source_from: Some(log_from.map_or(0, |f| f + 1)),
         source_to: Some(latest),
         rows_in: split.rows_in,
         rows_written: 0,
@@ -500,6 +631,7 @@ pub async fn execute(
         let Some(grouped) = plan::aggregate(spec, rows, &mut violations) else {
             return Err(RunError::Failed(schema_break(&violations)));
         };
+        same_output(spec, &Arc::new(grouped.schema().as_arrow().clone()))?;
         grouped.collect().await?
     } else if let Some(d) = &spec.dedup {
         let index = |name: &str| {
@@ -543,6 +675,39 @@ pub async fn execute(
     Ok(outcome)
 }
 
+/// The run's output must still be what the pipeline was planned to make: every planned column,
+/// of its planned type. A source column that was dropped (with no select, the output follows
+/// the source) or changed type fails the pipeline instead of filling the target with nulls.
+/// Columns the source gained are extra outputs, left out of a target that lacks them.
+fn same_output(spec: &PipelineSpec, output: &SchemaRef) -> Result<(), RunError> {
+    for planned in &spec.output {
+        match output.field_with_name(&planned.name) {
+            Err(_) => {
+                return Err(RunError::Failed(format!(
+                    "the source's schema no longer supports the pipeline: its output has no column {} any more",
+                    planned.name
+                )));
+            }
+            Ok(field) => match plan::column_type(field.data_type()) {
+                Ok(t) if t == planned.column_type => {}
+                Ok(t) => {
+                    return Err(RunError::Failed(format!(
+                        "the source's schema no longer supports the pipeline: column {} is now {t}, planned as {}",
+                        planned.name, planned.column_type
+                    )));
+                }
+                Err(why) => {
+                    return Err(RunError::Failed(format!(
+                        "the source's schema no longer supports the pipeline: column {}: {why}",
+                        planned.name
+                    )));
+                }
+            },
+        }
+    }
+    Ok(())
+}
+
 fn schema_break(violations: &[tenancy::validation::Violation]) -> String {
     format!(
         "the source's schema no longer supports the pipeline: {}",
@@ -565,7 +730,6 @@ mod tests {
             r#"{"add":{"path":"a.parquet","dataChange":true}}"#,
             r#"{"add":{"path":"country=DE/b%20c.parquet","dataChange":true}}"#,
             r#"{"add":{"path":"compacted.parquet","dataChange":false}}"#,
-            r#"{"remove":{"path":"old.parquet","dataChange":true}}"#,
             "not json",
             r#"{"txn":{"appId":"x","version":3}}"#,
         ]
@@ -577,13 +741,46 @@ mod tests {
     }
 
     #[test]
-    fn files_are_known_by_their_decoded_name() {
-        assert_eq!(file_name("country=DE/b%20c.parquet"), "b c.parquet");
+    fn files_are_known_by_their_decoded_path_under_the_root() {
+        let root = "file:///lake/t/";
         assert_eq!(
-            file_name("file:///lake/t/country=DE/b%20c.parquet"),
-            "b c.parquet"
+            file_key("country=DE/b%20c.parquet", root),
+            "country=DE/b c.parquet"
         );
-        assert_eq!(file_name("plain.parquet"), "plain.parquet");
-        assert_eq!(file_name("bad%zz.parquet"), "bad%zz.parquet");
+        assert_eq!(
+            file_key("file:///lake/t/country=DE/b%20c.parquet", root),
+            "country=DE/b c.parquet"
+        );
+        // Two partitions may hold files of one name (Spark's part-00000-<job>): still apart.
+        assert_ne!(
+            file_key("country=DE/part-0.parquet", root),
+            file_key("country=FR/part-0.parquet", root)
+        );
+        assert_eq!(file_key("plain.parquet", root), "plain.parquet");
+        assert_eq!(
+            file_key("/lake/t/x.parquet", root),
+            "x.parquet",
+            "a bare local path"
+        );
+        assert_eq!(file_key("bad%zz.parquet", root), "bad%zz.parquet");
+    }
+
+    #[test]
+    fn commits_that_remove_data_add_nothing_new() {
+        let delete = [
+            r#"{"remove":{"path":"a.parquet","dataChange":true}}"#,
+            r#"{"add":{"path":"a2.parquet","dataChange":true}}"#,
+        ]
+        .join("\n");
+        assert!(
+            data_change_adds(&delete).is_empty(),
+            "a delete's rewritten rows are not new"
+        );
+        let compaction = [
+            r#"{"remove":{"path":"a.parquet","dataChange":false}}"#,
+            r#"{"add":{"path":"big.parquet","dataChange":false}}"#,
+        ]
+        .join("\n");
+        assert!(data_change_adds(&compaction).is_empty());
     }
 }

@@ -11,7 +11,7 @@ use tenancy::pipeline::{PipelineSpec, PipelineState, RunStatus, Trigger};
 use tenancy::role::Zone;
 use tenancy::store::{PipelineRecord, PipelineRunRecord, StoreError, TableRecord, TableStatus};
 use tenancy::table::{ColumnSpec, RawColumn, TableRequest};
-use tenancy::tenant::Tenant;
+use tenancy::tenant::{Tenant, TenantStatus};
 use tenancy::validation::Violation;
 
 use super::plan::{self, Planned};
@@ -21,6 +21,10 @@ use crate::delta::{DeltaError, tables};
 
 /// The most pipelines a tenant may have.
 pub const MAX_PIPELINES_PER_TENANT: u32 = 100;
+
+/// Runs computing at once in this process, whatever asked for them: each holds a batch of
+/// rows in memory and a core busy, and requests must not pile them up without bound.
+static RUNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 /// Why a pipeline operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -98,9 +102,30 @@ impl Pipelines {
         Ok((source, planned))
     }
 
-    /// The target (or quarantine) table: the existing one when it can take the planned
-    /// columns, else a new one made from them.
-    async fn ensure_table(
+    /// The existing target (or quarantine) table, when it can take the planned columns; `None`
+    /// when there is none (it will be made).
+    async fn existing_table(
+        &self,
+        tenant: &Tenant,
+        field: &str,
+        zone: Zone,
+        name: &str,
+        columns: &[ColumnSpec],
+    ) -> Result<Option<TableRecord>, PipelineError> {
+        let Some(existing) = self.active_table(tenant, zone, name).await? else {
+            return Ok(None);
+        };
+        plan::check_target(columns, &existing.spec.columns).map_err(|why| {
+            invalid(
+                field,
+                format!("{}.{name} cannot take the output: {why}", zone.as_str()),
+            )
+        })?;
+        Ok(Some(existing))
+    }
+
+    /// Makes a target (or quarantine) table from the planned columns.
+    async fn make_table(
         &self,
         tenant: &Tenant,
         field: &str,
@@ -109,15 +134,6 @@ impl Pipelines {
         columns: &[ColumnSpec],
         audit: &AuditEvent,
     ) -> Result<TableRecord, PipelineError> {
-        if let Some(existing) = self.active_table(tenant, zone, name).await? {
-            plan::check_target(columns, &existing.spec.columns).map_err(|why| {
-                invalid(
-                    field,
-                    format!("{}.{name} cannot take the output: {why}", zone.as_str()),
-                )
-            })?;
-            return Ok(existing);
-        }
         // The quarantine's `_violations` is the plane's own column, outside the names tables
         // may choose (like a stream's `_ingested_at`): added after the user's are validated.
         let (own, user): (Vec<&ColumnSpec>, Vec<&ColumnSpec>) = columns
@@ -181,28 +197,77 @@ impl Pipelines {
         {
             return Err(StoreError::Conflict(format!("pipeline {}", spec.name)).into());
         }
+        // Everything that can refuse the pipeline is checked before any table is made.
+        let mine = store
+            .list_pipelines(&tenant.id, None, MAX_PIPELINES_PER_TENANT + 1)
+            .await?;
+        if mine.len() >= MAX_PIPELINES_PER_TENANT as usize {
+            return Err(StoreError::Quota(format!(
+                "tenant {} has {} pipelines, the most a tenant may have",
+                tenant.id,
+                mine.len()
+            ))
+            .into());
+        }
+        // Two pipelines writing one table would undo each other (an aggregate replaces it).
+        let writes = |p: &PipelineRecord, zone: Zone, name: &str| {
+            p.spec.target.zone == zone
+                && (p.spec.target.table.as_str() == name
+                    || (p.spec.quarantines() && p.spec.quarantine_table().as_str() == name))
+        };
+        let quarantine = spec.quarantine_table();
+        for name in std::iter::once(spec.target.table.as_str())
+            .chain(spec.quarantines().then_some(quarantine.as_str()))
+        {
+            if let Some(other) = mine.iter().find(|p| writes(p, spec.target.zone, name)) {
+                return Err(invalid(
+                    "target.table",
+                    format!(
+                        "pipeline {} writes {}.{name} already",
+                        other.name,
+                        spec.target.zone.as_str()
+                    ),
+                ));
+            }
+        }
         let (source, planned) = self.plan(tenant, &spec).await?;
-        let target = self
-            .ensure_table(
+        let zone = spec.target.zone;
+        let existing_target = self
+            .existing_table(
                 tenant,
                 "target.table",
-                spec.target.zone,
+                zone,
                 spec.target.table.as_str(),
                 &planned.columns,
-                audit,
             )
             .await?;
-        if let Some(columns) = &planned.quarantine {
-            self.ensure_table(
-                tenant,
-                "target.table",
-                spec.target.zone,
-                spec.quarantine_table().as_str(),
-                columns,
-                audit,
-            )
-            .await?;
+        let existing_quarantine = match &planned.quarantine {
+            Some(columns) => Some(
+                self.existing_table(tenant, "target.table", zone, quarantine.as_str(), columns)
+                    .await?,
+            ),
+            None => None,
+        };
+        let target = match existing_target {
+            Some(table) => table,
+            None => {
+                self.make_table(
+                    tenant,
+                    "target.table",
+                    zone,
+                    spec.target.table.as_str(),
+                    &planned.columns,
+                    audit,
+                )
+                .await?
+            }
+        };
+        if let (Some(None), Some(columns)) = (existing_quarantine, &planned.quarantine) {
+            self.make_table(tenant, "target.table", zone, quarantine.as_str(), columns, audit)
+                .await?;
         }
+        let mut spec = spec;
+        spec.output = planned.columns.clone();
         let now = tenancy::now();
         let record = PipelineRecord {
             id: uuid::Uuid::now_v7(),
@@ -233,20 +298,41 @@ impl Pipelines {
         });
     }
 
-    /// Takes a queued run, runs it, and records what it did. A run that is no longer queued
-    /// (another executor took it) is left alone. A run that breaks on the pipeline itself
-    /// (`fail` expectation, a select the source no longer supports) also marks the pipeline
-    /// failed; one that breaks on storage leaves it active for the next run.
+    /// Takes a queued run, runs it, and records what it did; waits for this pipeline's run in
+    /// progress first. See [`Self::try_execute`].
     pub async fn execute(&self, pipeline_id: uuid::Uuid, run_id: uuid::Uuid) -> Result<(), StoreError> {
-        let store = self.catalog.store();
-        let lock = {
-            let mut running = self
-                .running
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            running.entry(pipeline_id).or_default().clone()
-        };
+        let lock = self.lock_of(pipeline_id);
         let _one_at_a_time = lock.lock().await;
+        self.execute_locked(pipeline_id, run_id).await
+    }
+
+    /// As [`Self::execute`], but leaves the run queued when this pipeline has a run in progress
+    /// here (the leader's pass does not wait behind one long run). `false`: left queued.
+    pub async fn try_execute(&self, pipeline_id: uuid::Uuid, run_id: uuid::Uuid) -> Result<bool, StoreError> {
+        let lock = self.lock_of(pipeline_id);
+        let Ok(_one_at_a_time) = lock.try_lock() else {
+            return Ok(false);
+        };
+        self.execute_locked(pipeline_id, run_id).await?;
+        Ok(true)
+    }
+
+    fn lock_of(&self, pipeline_id: uuid::Uuid) -> Arc<tokio::sync::Mutex<()>> {
+        let mut running = self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Locks of pipelines with no run in progress go, so the map holds only live ones.
+        running.retain(|_, lock| Arc::strong_count(lock) > 1);
+        running.entry(pipeline_id).or_default().clone()
+    }
+
+    /// A queued run, run. A run that breaks on the pipeline itself (`fail` expectation, a
+    /// select or output the source no longer supports, a table replaced) also marks the
+    /// pipeline failed; one that breaks on storage or the tenant's state leaves it active for
+    /// the next run.
+    async fn execute_locked(&self, pipeline_id: uuid::Uuid, run_id: uuid::Uuid) -> Result<(), StoreError> {
+        let store = self.catalog.store();
         let Some(queued) = store.get_pipeline_run(pipeline_id, run_id).await? else {
             return Ok(());
         };
@@ -262,41 +348,10 @@ impl Pipelines {
         if !store.update_pipeline_run(&run, RunStatus::Queued).await? {
             return Ok(());
         }
-        let result = match store.get_tenant(&pipeline.tenant).await? {
-            Some(tenant) => {
-                let roots = Roots {
-                    source: self.catalog.table_root(
-                        &tenant,
-                        pipeline.spec.source.zone,
-                        pipeline.spec.source.table.as_str(),
-                    ),
-                    target: self.catalog.table_root(
-                        &tenant,
-                        pipeline.spec.target.zone,
-                        pipeline.spec.target.table.as_str(),
-                    ),
-                    quarantine: pipeline.spec.quarantines().then(|| {
-                        self.catalog.table_root(
-                            &tenant,
-                            pipeline.spec.target.zone,
-                            pipeline.spec.quarantine_table().as_str(),
-                        )
-                    }),
-                };
-                // On a task of its own, so a panic in the engine fails the run instead of
-                // leaving it `running`.
-                let (delta, spec, id, full) = (
-                    self.catalog.delta().clone(),
-                    pipeline.spec.clone(),
-                    pipeline.id,
-                    run.full_refresh,
-                );
-                match tokio::spawn(async move { run::execute(&delta, &spec, id, &roots, full).await }).await {
-                    Ok(result) => result,
-                    Err(e) => Err(RunError::Engine(format!("the run stopped: {e}"))),
-                }
-            }
-            None => Err(RunError::Failed(format!("tenant {} is gone", pipeline.tenant))),
+        // From here the run is `running`: whatever happens, it is recorded as ended.
+        let result = {
+            let _slot = RUNS.acquire().await;
+            self.run_once(&pipeline, run.full_refresh).await
         };
         let finished = tenancy::now();
         let mut done = run.clone();
@@ -316,32 +371,118 @@ impl Pipelines {
             Err(e) => {
                 done.status = RunStatus::Failed;
                 done.error = Some(e.to_string());
-                tracing::warn!(pipeline = %pipeline.id, run = %run.id, error = %e, "pipeline run failed");
+                match e {
+                    // The reason may hold row values (a `fail` expectation's rows): it is on the
+                    // run and the pipeline, not in the log.
+                    RunError::Failed(_) => {
+                        tracing::warn!(pipeline = %pipeline.id, run = %run.id, "pipeline run failed; the pipeline is failed, the reason is on the run")
+                    }
+                    other => {
+                        tracing::warn!(pipeline = %pipeline.id, run = %run.id, error = %other, "pipeline run failed; the next run retries")
+                    }
+                }
             }
         }
-        store.update_pipeline_run(&done, RunStatus::Running).await?;
-        if result.is_ok()
-            && let Some(seen) = store.get_pipeline_by_id(pipeline.id).await?
-            && seen.state == PipelineState::Failed
-        {
-            // A retry that went through: the pipeline is healthy again.
-            let mut healthy = seen.clone();
-            healthy.state = PipelineState::Active;
-            healthy.failure = None;
-            healthy.updated_at = finished.max(seen.updated_at + chrono::Duration::microseconds(1));
-            store.update_pipeline(&healthy, &seen, None).await?;
-        }
-        if let Err(RunError::Failed(reason)) = &result {
-            // Read again: a PATCH may have changed it while the run ran.
-            if let Some(seen) = store.get_pipeline_by_id(pipeline.id).await? {
-                let mut failed = seen.clone();
-                failed.state = PipelineState::Failed;
-                failed.failure = Some(reason.clone());
-                failed.updated_at = finished.max(seen.updated_at + chrono::Duration::microseconds(1));
-                store.update_pipeline(&failed, &seen, None).await?;
+        // The run's end is recorded even through a brief store outage.
+        let mut attempt = 0;
+        loop {
+            match store.update_pipeline_run(&done, RunStatus::Running).await {
+                Ok(_) => break,
+                Err(e) if attempt < 5 => {
+                    attempt += 1;
+                    tracing::warn!(run = %run.id, error = %tenancy::error_chain(&e), "cannot record the run's end yet; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+                }
+                Err(e) => return Err(e),
             }
+        }
+        let Some(seen) = store.get_pipeline_by_id(pipeline.id).await? else {
+            return Ok(());
+        };
+        // Read again: a PATCH may have changed it while the run ran (a pause stays a pause).
+        let state = match &result {
+            Ok(_) if seen.state == PipelineState::Failed => Some((PipelineState::Active, None)),
+            Err(RunError::Failed(reason)) if seen.state != PipelineState::Paused => {
+                Some((PipelineState::Failed, Some(reason.clone())))
+            }
+            _ => None,
+        };
+        if let Some((state, failure)) = state {
+            let mut changed = seen.clone();
+            changed.state = state;
+            changed.failure = failure;
+            changed.updated_at = finished.max(seen.updated_at + chrono::Duration::microseconds(1));
+            store.update_pipeline(&changed, &seen, None).await?;
         }
         Ok(())
+    }
+
+    /// The run itself: the tables checked, then [`run::execute`] on a task of its own, so a
+    /// panic in the engine fails the run instead of leaving it `running`.
+    async fn run_once(
+        &self,
+        pipeline: &PipelineRecord,
+        full_refresh: bool,
+    ) -> Result<run::Outcome, RunError> {
+        let store = self.catalog.store();
+        let unavailable =
+            |e: StoreError| RunError::Engine(format!("the metadata store: {}", tenancy::error_chain(&e)));
+        let Some(tenant) = store.get_tenant(&pipeline.tenant).await.map_err(unavailable)? else {
+            return Err(RunError::Failed(format!("tenant {} is gone", pipeline.tenant)));
+        };
+        if tenant.status != TenantStatus::Ready {
+            return Err(RunError::Engine(format!(
+                "tenant {} is {}; pipelines run when it is ready",
+                tenant.id,
+                tenant.status.as_str()
+            )));
+        }
+        // The pipeline is bound to the tables it was made with: a table deleted (and perhaps
+        // made again under the name) is another table, whose versions mean something else.
+        let spec = &pipeline.spec;
+        for (what, zone, name, id) in [
+            (
+                "source",
+                spec.source.zone,
+                spec.source.table.as_str(),
+                pipeline.source_table_id,
+            ),
+            (
+                "target",
+                spec.target.zone,
+                spec.target.table.as_str(),
+                pipeline.target_table_id,
+            ),
+        ] {
+            let table = store
+                .get_table(&tenant.id, zone, name)
+                .await
+                .map_err(unavailable)?;
+            if !table.is_some_and(|t| t.id == id && t.status == TableStatus::Active) {
+                return Err(RunError::Failed(format!(
+                    "the {what} table {}.{name} is not the one the pipeline was made with any more \
+                     (deleted, or made again); make the pipeline again",
+                    zone.as_str()
+                )));
+            }
+        }
+        let roots = Roots {
+            source: self
+                .catalog
+                .table_root(&tenant, spec.source.zone, spec.source.table.as_str()),
+            target: self
+                .catalog
+                .table_root(&tenant, spec.target.zone, spec.target.table.as_str()),
+            quarantine: spec.quarantines().then(|| {
+                self.catalog
+                    .table_root(&tenant, spec.target.zone, spec.quarantine_table().as_str())
+            }),
+        };
+        let (delta, spec, id) = (self.catalog.delta().clone(), spec.clone(), pipeline.id);
+        match tokio::spawn(async move { run::execute(&delta, &spec, id, &roots, full_refresh).await }).await {
+            Ok(result) => result,
+            Err(e) => Err(RunError::Engine(format!("the run stopped: {e}"))),
+        }
     }
 
     /// The scheduled pass (the leader's): runs what waits, and queues and runs a run of each
@@ -353,12 +494,23 @@ impl Pipelines {
         let mut ran = 0;
         for waiting in store.unfinished_pipeline_runs().await? {
             if waiting.status == RunStatus::Queued {
-                self.execute(waiting.pipeline_id, waiting.id).await?;
-                ran += 1;
+                match self.try_execute(waiting.pipeline_id, waiting.id).await {
+                    Ok(true) => ran += 1,
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(run = %waiting.id, error = %tenancy::error_chain(&e), "pipeline run not recorded; the next pass looks again")
+                    }
+                }
             }
         }
         let now = tenancy::now();
         for pipeline in store.active_pipelines().await? {
+            let Ok(Some(tenant)) = store.get_tenant(&pipeline.tenant).await else {
+                continue;
+            };
+            if tenant.status != TenantStatus::Ready {
+                continue;
+            }
             let every = match pipeline.spec.trigger {
                 Trigger::Manual => continue,
                 Trigger::Continuous => None,
@@ -375,8 +527,13 @@ impl Pipelines {
             }
             let run = PipelineRunRecord::queued(&pipeline, false, "trigger", now);
             if let Some(id) = store.queue_pipeline_run(&run, None).await? {
-                self.execute(pipeline.id, id).await?;
-                ran += 1;
+                match self.try_execute(pipeline.id, id).await {
+                    Ok(true) => ran += 1,
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(run = %id, error = %tenancy::error_chain(&e), "pipeline run not recorded; the next pass looks again")
+                    }
+                }
             }
         }
         Ok(ran)

@@ -246,6 +246,14 @@ impl Reconciler {
                         next_pipelines = Instant::now() + self.settings.pipeline_every;
                         let this = self.clone();
                         tokio::spawn(async move {
+                            // Cleared however the pass ends, a panic included.
+                            struct Done(Arc<Reconciler>);
+                            impl Drop for Done {
+                                fn drop(&mut self) {
+                                    self.0.piping.store(false, Ordering::SeqCst);
+                                }
+                            }
+                            let _done = Done(this);
                             match pipelines.run_due().await {
                                 Ok(0) => {}
                                 Ok(ran) => tracing::info!(runs = ran, "pipeline runs done"),
@@ -253,7 +261,6 @@ impl Reconciler {
                                     tracing::warn!(error = %tenancy::error_chain(&e), "pipeline pass failed; the next pass retries")
                                 }
                             }
-                            this.piping.store(false, Ordering::SeqCst);
                         });
                     }
                     if !self.settings.schedule_every.is_zero()

@@ -3,7 +3,8 @@
 //! commit (before the run is recorded); then, with no fault, the server is also killed from
 //! outside at moments of its own choosing while clients push and a continuous pipeline runs.
 //! Started again on the same data, the next runs resume from the tables' own `txn` marks.
-//! Judged from outside with Python `deltalake`: every pushed id is in silver or in the
+//! The same across SIGKILLs with bronze fed by a Kafka stream (the tansu broker). Judged from
+//! outside with Python `deltalake`: every pushed or produced id is in silver or in the
 //! quarantine table, exactly once, and nowhere else.
 
 use std::collections::BTreeSet;
@@ -56,6 +57,11 @@ async fn expect(
 /// A tenant with a bronze table fed by an HTTP stream and a pipeline `clean` to silver that
 /// quarantines ids divisible by ten; returns the bronze, silver and quarantine locations.
 async fn setup(server: &Server, admin: &str, trigger: Value) -> [String; 3] {
+    setup_with(server, admin, trigger, json!({"type": "http"})).await
+}
+
+/// [`setup`] with the stream's source.
+async fn setup_with(server: &Server, admin: &str, trigger: Value, source: Value) -> [String; 3] {
     let tenant = json!({"id": "acme", "display_name": "Acme", "tier": "standard"});
     expect(server, admin, Method::POST, "/v1/tenants", Some(tenant), 201).await;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -74,8 +80,7 @@ async fn setup(server: &Server, admin: &str, trigger: Value) -> [String; 3] {
         201,
     )
     .await;
-    let stream =
-        json!({"name": "clicks", "table": {"zone": "bronze", "name": "clicks"}, "source": {"type": "http"}});
+    let stream = json!({"name": "clicks", "table": {"zone": "bronze", "name": "clicks"}, "source": source});
     expect(
         server,
         admin,
@@ -315,5 +320,74 @@ async fn a_continuous_pipeline_lands_every_pushed_event_once_across_sigkills() {
         acked.len()
     );
     assert_exactly_once(&locations, "after three SIGKILLs");
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_kafka_to_bronze_to_silver_chain_lands_every_record_once_across_sigkills() {
+    let bootstrap = std::env::var("LAKEPLANE_TEST_KAFKA")
+        .expect("LAKEPLANE_TEST_KAFKA must name the tansu broker (scripts/test starts it)");
+    let cwd = tempfile::tempdir().expect("cwd");
+    let admin = cli_token(cwd.path(), &FAST, &["--role", "platform-admin"]).await;
+    let kafka_env = [
+        ("LAKEPLANE__INGEST__KAFKA_LINGER_MS", "100"),
+        ("LAKEPLANE__WORKERS__RECONCILE_SECS", "1"),
+    ];
+    let start_kafka = |cwd: &std::path::Path| {
+        let mut command = lakeplane(cwd);
+        command.envs(FAST).envs(kafka_env);
+        Server::start(command)
+    };
+    let mut server = start_kafka(cwd.path()).await;
+    let topic = crate::common::topic(&bootstrap, 2).await;
+    let source =
+        json!({"type": "kafka", "bootstrap_servers": bootstrap, "topic": topic, "start": "earliest"});
+    let locations = setup_with(&server, &admin, json!({"type": "continuous"}), source).await;
+    let payload = |i: i64| format!("{{\"id\": {i}, \"note\": \"n{i}\"}}");
+    let waves = 3i64;
+    let per_wave = 1_500i64;
+    for wave in 0..waves {
+        crate::common::produce_ids(
+            &bootstrap,
+            &topic,
+            2,
+            wave * per_wave..(wave + 1) * per_wave,
+            payload,
+        )
+        .await;
+        // Killed once the chain is under way: some of the wave is in bronze.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while ids(&locations[0]).len() as i64 <= wave * per_wave {
+            assert!(Instant::now() < deadline, "wave {wave} never reached bronze");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        signal(server.pid(), "KILL");
+        let _ = server.child.wait().await;
+        drop(server);
+        server = start_kafka(cwd.path()).await;
+    }
+    let total = (waves * per_wave) as usize;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let bronze = ids(&locations[0]).len();
+        let landed = ids(&locations[1]).len() + ids(&locations[2]).len();
+        if bronze >= total && landed >= bronze {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the chain never caught up: {bronze} of {total} records in bronze, {landed} in silver and quarantine"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let bronze = ids(&locations[0]);
+    let unique: BTreeSet<i64> = bronze.iter().copied().collect();
+    assert_eq!(unique.len(), bronze.len(), "a record twice in bronze");
+    assert_eq!(
+        unique,
+        (0..waves * per_wave).collect::<BTreeSet<i64>>(),
+        "every record in bronze"
+    );
+    assert_exactly_once(&locations, "Kafka, after three SIGKILLs");
     drop(server);
 }

@@ -381,7 +381,11 @@ impl AppState {
             },
         );
         workers.schedule_erasures(erasures.clone());
-        let pipelines = lake_manager::pipelines::Pipelines::new(catalog.clone());
+        let worker_settings = config.workers.settings();
+        let pipelines = lake_manager::pipelines::Pipelines::new(catalog.clone()).with_lease(
+            worker_settings.policy.heartbeat_timeout,
+            worker_settings.heartbeat_every,
+        );
         workers.schedule_pipelines(pipelines.clone());
         if config.placement.rebalance_secs > 0 {
             workers.schedule_rebalance(

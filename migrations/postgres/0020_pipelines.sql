@@ -36,7 +36,10 @@ CREATE TABLE pipeline_runs (
     error            TEXT,
     created_at       TIMESTAMPTZ NOT NULL,
     started_at       TIMESTAMPTZ,
-    finished_at      TIMESTAMPTZ
+    finished_at      TIMESTAMPTZ,
+    -- While running: renewed by the process that runs it; a run whose lease lapsed lost its
+    -- process (a crash) and is recorded as failed by the leader's pass.
+    lease_expires_at TIMESTAMPTZ
 );
 CREATE INDEX pipeline_runs_by_pipeline ON pipeline_runs (pipeline_id, id);
 CREATE INDEX pipeline_runs_unfinished ON pipeline_runs (status) WHERE status IN ('queued', 'running');

@@ -15,10 +15,12 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Server, call, cli_token, lakeplane, signal};
 
-/// The pipeline pass every second, short lingers.
-const FAST: [(&str, &str); 2] = [
+/// The pipeline pass every second, short lingers, run leases of 3 s renewed every second.
+const FAST: [(&str, &str); 4] = [
     ("LAKEPLANE__WORKERS__PIPELINE_POLL_SECS", "1"),
     ("LAKEPLANE__INGEST__LINGER_MS", "50"),
+    ("LAKEPLANE__WORKERS__HEARTBEAT_SECS", "1"),
+    ("LAKEPLANE__WORKERS__HEARTBEAT_TIMEOUT_SECS", "3"),
 ];
 
 /// The ids of the table at `argv[1]`, in storage order.
@@ -209,22 +211,30 @@ async fn a_run_killed_between_or_after_its_commits_resumes_exactly_once() {
         );
 
         let server = start(cwd.path(), None).await;
-        let killed = expect(
-            &server,
-            &admin,
-            Method::GET,
-            &format!(
-                "/v1/tenants/acme/pipelines/clean/runs/{}",
-                run["run_id"].as_str().expect("run id")
-            ),
-            None,
-            200,
-        )
-        .await;
-        assert_eq!(
-            killed["status"], "running",
-            "the killed run was never recorded as ended"
+        // Its lease lapses (3 s here) and the leader's pass records it as failed.
+        let killed_path = format!(
+            "/v1/tenants/acme/pipelines/clean/runs/{}",
+            run["run_id"].as_str().expect("run id")
         );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let lost = expect(&server, &admin, Method::GET, &killed_path, None, 200).await;
+            if lost["status"] == "failed" {
+                assert!(
+                    lost["error"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("lease lapsed"),
+                    "{lost}"
+                );
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the killed run was never reaped: {lost}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         let pushed = push(&server, &admin, 200..300).await.expect("push");
         assert_eq!(pushed.status(), 200);
         let again = expect(

@@ -54,6 +54,10 @@ pub struct Pipelines {
     /// One run at a time per pipeline in this process (the `txn` conflict check of Delta
     /// refuses a second writer of the same pipeline from elsewhere).
     running: Arc<std::sync::Mutex<HashMap<uuid::Uuid, Arc<tokio::sync::Mutex<()>>>>>,
+    /// A running run's lease, renewed every `renew_every` by the process running it; one whose
+    /// lease lapsed lost its process, and the leader's pass records it as failed.
+    lease: std::time::Duration,
+    renew_every: std::time::Duration,
 }
 
 impl Pipelines {
@@ -62,7 +66,21 @@ impl Pipelines {
         Self {
             catalog,
             running: Arc::default(),
+            lease: std::time::Duration::from_secs(10),
+            renew_every: std::time::Duration::from_secs(3),
         }
+    }
+
+    /// Run leases of `lease`, renewed every `renew_every` (the workers' heartbeat timeout and
+    /// interval).
+    pub fn with_lease(mut self, lease: std::time::Duration, renew_every: std::time::Duration) -> Self {
+        self.lease = lease;
+        self.renew_every = renew_every;
+        self
+    }
+
+    fn lease_until(&self) -> chrono::DateTime<chrono::Utc> {
+        tenancy::now() + chrono::Duration::from_std(self.lease).unwrap_or(chrono::TimeDelta::MAX)
     }
 
     async fn active_table(
@@ -345,17 +363,31 @@ impl Pipelines {
         let mut run = queued.clone();
         run.status = RunStatus::Running;
         run.started_at = Some(tenancy::now());
+        run.lease_expires_at = Some(self.lease_until());
         if !store.update_pipeline_run(&run, RunStatus::Queued).await? {
             return Ok(());
         }
-        // From here the run is `running`: whatever happens, it is recorded as ended.
+        // From here the run is `running`: whatever happens, it is recorded as ended, and its
+        // lease is renewed while it computes.
+        let renew = async {
+            loop {
+                tokio::time::sleep(self.renew_every).await;
+                if let Err(e) = store.renew_pipeline_run(run.id, self.lease_until()).await {
+                    tracing::warn!(run = %run.id, error = %tenancy::error_chain(&e), "cannot renew the run's lease");
+                }
+            }
+        };
         let result = {
             let _slot = RUNS.acquire().await;
-            self.run_once(&pipeline, run.full_refresh).await
+            tokio::select! {
+                result = self.run_once(&pipeline, run.full_refresh) => result,
+                () = renew => Err(RunError::Engine("the lease renewal stopped".to_owned())),
+            }
         };
         let finished = tenancy::now();
         let mut done = run.clone();
         done.finished_at = Some(finished);
+        done.lease_expires_at = None;
         match &result {
             Ok(outcome) => {
                 done.status = RunStatus::Succeeded;
@@ -493,6 +525,27 @@ impl Pipelines {
         let store = self.catalog.store();
         let mut ran = 0;
         for waiting in store.unfinished_pipeline_runs().await? {
+            if waiting.status == RunStatus::Running
+                && waiting
+                    .lease_expires_at
+                    .is_some_and(|lease| lease < tenancy::now())
+            {
+                // Its process stopped (a crash) before recording the end. What it committed is
+                // in the tables with its marks, and the next run resumes from them.
+                let mut lost = waiting.clone();
+                lost.status = RunStatus::Failed;
+                lost.finished_at = Some(tenancy::now());
+                lost.lease_expires_at = None;
+                lost.error = Some(
+                    "the process running it stopped before it ended (its lease lapsed); the next run \
+                     resumes from the tables' marks"
+                        .to_owned(),
+                );
+                if let Err(e) = store.update_pipeline_run(&lost, RunStatus::Running).await {
+                    tracing::warn!(run = %waiting.id, error = %tenancy::error_chain(&e), "cannot record a lost run; the next pass tries again");
+                }
+                continue;
+            }
             if waiting.status == RunStatus::Queued {
                 match self.try_execute(waiting.pipeline_id, waiting.id).await {
                     Ok(true) => ran += 1,

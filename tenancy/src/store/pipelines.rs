@@ -77,6 +77,8 @@ pub struct PipelineRunRecord {
     pub started_at: Option<DateTime<Utc>>,
     /// When it ended.
     pub finished_at: Option<DateTime<Utc>>,
+    /// While running: until when its process has promised to renew it.
+    pub lease_expires_at: Option<DateTime<Utc>>,
 }
 
 impl PipelineRunRecord {
@@ -106,6 +108,7 @@ impl PipelineRunRecord {
             created_at: at,
             started_at: None,
             finished_at: None,
+            lease_expires_at: None,
         }
     }
 }
@@ -167,6 +170,8 @@ pub trait PipelineStore: Send + Sync {
     /// Writes a run's progress if its status is still `seen`; false when it moved meanwhile.
     async fn update_pipeline_run(&self, run: &PipelineRunRecord, seen: RunStatus)
     -> Result<bool, StoreError>;
+    /// Extends a running run's lease; false when it is no longer running (or is gone).
+    async fn renew_pipeline_run(&self, id: Uuid, until: DateTime<Utc>) -> Result<bool, StoreError>;
     /// Every active pipeline of every tenant, by id: what the scheduler looks at.
     async fn active_pipelines(&self) -> Result<Vec<PipelineRecord>, StoreError>;
     /// Every run not finished, oldest first: the workers' work.

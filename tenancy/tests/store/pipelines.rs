@@ -146,12 +146,28 @@ async fn pipelines_round_trip_stay_unique_and_go_with_their_tenant(backend: Back
     let mut running = run.clone();
     running.status = RunStatus::Running;
     running.started_at = Some(tenancy::now());
+    running.lease_expires_at = Some(tenancy::now() + chrono::Duration::seconds(10));
     assert!(
         store
             .update_pipeline_run(&running, RunStatus::Queued)
             .await
             .expect("take")
     );
+    let later = tenancy::now() + chrono::Duration::seconds(20);
+    assert!(store.renew_pipeline_run(run.id, later).await.expect("renew"));
+    assert_eq!(
+        store
+            .get_pipeline_run(paused.id, run.id)
+            .await
+            .expect("get")
+            .and_then(|r| r.lease_expires_at),
+        Some(later)
+    );
+    assert!(
+        !store.renew_pipeline_run(refresh.id, later).await.expect("renew"),
+        "a queued run has no lease to renew"
+    );
+    running.lease_expires_at = Some(later);
     assert!(
         !store
             .update_pipeline_run(&running, RunStatus::Queued)

@@ -60,6 +60,7 @@ fn run(row: &DbRow) -> Result<PipelineRunRecord, StoreError> {
         created_at: time(row, "created_at")?,
         started_at: opt_time(row, "started_at")?,
         finished_at: opt_time(row, "finished_at")?,
+        lease_expires_at: opt_time(row, "lease_expires_at")?,
     })
 }
 
@@ -236,8 +237,8 @@ impl PipelineStore for Store {
         sqlx::query(
             "INSERT INTO pipeline_runs (id, tenant_id, pipeline_id, status, full_refresh, requested_by, \
              source_from, source_to, rows_in, rows_written, rows_dropped, rows_quarantined, expectations, \
-             target_version, error, created_at, started_at, finished_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+             target_version, error, created_at, started_at, finished_at, lease_expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
         )
         .bind(uid(r.id))
         .bind(r.tenant.as_str())
@@ -257,6 +258,7 @@ impl PipelineStore for Store {
         .bind(ts(r.created_at))
         .bind(r.started_at.map(ts))
         .bind(r.finished_at.map(ts))
+        .bind(r.lease_expires_at.map(ts))
         .execute(&mut *tx)
         .await?;
         if let Some(audit) = audit {
@@ -309,8 +311,8 @@ impl PipelineStore for Store {
         let updated = sqlx::query(
             "UPDATE pipeline_runs SET status = $1, source_from = $2, source_to = $3, rows_in = $4, \
              rows_written = $5, rows_dropped = $6, rows_quarantined = $7, expectations = $8, \
-             target_version = $9, error = $10, started_at = $11, finished_at = $12 \
-             WHERE id = $13 AND status = $14",
+             target_version = $9, error = $10, started_at = $11, finished_at = $12, \
+             lease_expires_at = $13 WHERE id = $14 AND status = $15",
         )
         .bind(r.status.as_str())
         .bind(r.source_from)
@@ -324,11 +326,27 @@ impl PipelineStore for Store {
         .bind(&r.error)
         .bind(r.started_at.map(ts))
         .bind(r.finished_at.map(ts))
+        .bind(r.lease_expires_at.map(ts))
         .bind(uid(r.id))
         .bind(seen.as_str())
         .execute(&self.pool)
         .await?;
         Ok(updated.rows_affected() == 1)
+    }
+
+    async fn renew_pipeline_run(
+        &self,
+        id: Uuid,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        let renewed = sqlx::query(
+            "UPDATE pipeline_runs SET lease_expires_at = $1 WHERE id = $2 AND status = 'running'",
+        )
+        .bind(ts(until))
+        .bind(uid(id))
+        .execute(&self.pool)
+        .await?;
+        Ok(renewed.rows_affected() == 1)
     }
 
     async fn active_pipelines(&self) -> Result<Vec<PipelineRecord>, StoreError> {

@@ -7,9 +7,7 @@
 //! expression, and sees no tables), so an expression cannot smuggle in a second clause or read
 //! another table.
 
-use std::sync::Arc;
-
-use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use deltalake::arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit};
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafusion::common::DFSchema;
 use deltalake::datafusion::common::tree_node::TreeNode;
@@ -107,24 +105,6 @@ pub fn column_type(data_type: &DataType) -> Result<ColumnType, String> {
 
 fn is_utc(tz: &str) -> bool {
     matches!(tz, "UTC" | "+00:00" | "Z" | "Etc/UTC")
-}
-
-/// The Arrow type a table column is stored as (what the target's writer expects).
-pub fn arrow_type(column_type: ColumnType) -> DataType {
-    match column_type {
-        ColumnType::String => DataType::Utf8,
-        ColumnType::Long => DataType::Int64,
-        ColumnType::Integer => DataType::Int32,
-        ColumnType::Short => DataType::Int16,
-        ColumnType::Byte => DataType::Int8,
-        ColumnType::Double => DataType::Float64,
-        ColumnType::Float => DataType::Float32,
-        ColumnType::Boolean => DataType::Boolean,
-        ColumnType::Binary => DataType::Binary,
-        ColumnType::Date => DataType::Date32,
-        ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-        ColumnType::Decimal { precision, scale } => DataType::Decimal128(precision, scale as i8),
-    }
 }
 
 /// A DataFrame over no rows of `schema`.
@@ -377,16 +357,6 @@ pub async fn plan(spec: &PipelineSpec, source: SchemaRef) -> Result<Planned, Vec
     })
 }
 
-/// The Arrow schema of table columns.
-pub fn arrow_schema(columns: &[ColumnSpec]) -> SchemaRef {
-    Arc::new(Schema::new(
-        columns
-            .iter()
-            .map(|c| Field::new(&c.name, arrow_type(c.column_type), c.nullable))
-            .collect::<Vec<_>>(),
-    ))
-}
-
 /// Why an existing target (or quarantine) table cannot take the planned output: a column it
 /// lacks, or one of another type. Extra nullable target columns are fine (left null).
 pub fn check_target(planned: &[ColumnSpec], existing: &[ColumnSpec]) -> Result<(), String> {
@@ -423,6 +393,9 @@ pub fn check_target(planned: &[ColumnSpec], existing: &[ColumnSpec]) -> Result<(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use deltalake::arrow::datatypes::Field;
     use serde_json::json;
     use tenancy::pipeline::PipelineRequest;
 
@@ -688,6 +661,24 @@ mod tests {
         existing[1].nullable = false;
         assert!(check_target(&planned, &existing).is_err_and(|e| e.contains("may be null")));
         assert!(check_target(&planned, &existing[..1]).is_err_and(|e| e.contains("no column name")));
+    }
+
+    /// The Arrow type a table column is stored as (what the target's writer expects).
+    fn arrow_type(column_type: ColumnType) -> DataType {
+        match column_type {
+            ColumnType::String => DataType::Utf8,
+            ColumnType::Long => DataType::Int64,
+            ColumnType::Integer => DataType::Int32,
+            ColumnType::Short => DataType::Int16,
+            ColumnType::Byte => DataType::Int8,
+            ColumnType::Double => DataType::Float64,
+            ColumnType::Float => DataType::Float32,
+            ColumnType::Boolean => DataType::Boolean,
+            ColumnType::Binary => DataType::Binary,
+            ColumnType::Date => DataType::Date32,
+            ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            ColumnType::Decimal { precision, scale } => DataType::Decimal128(precision, scale as i8),
+        }
     }
 
     #[test]

@@ -262,7 +262,8 @@ fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, RunEr
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
-fn arrow_schema(table: &DeltaTable, root: &str) -> Result<SchemaRef, DeltaError> {
+/// A Delta table's current Arrow schema.
+pub(crate) fn arrow_schema(table: &DeltaTable, root: &str) -> Result<SchemaRef, DeltaError> {
     Ok(table
         .snapshot()
         .map_err(|e| DeltaError::delta("read schema", root, e))?

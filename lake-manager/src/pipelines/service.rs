@@ -111,11 +111,7 @@ impl Pipelines {
             .catalog
             .table_root(tenant, source.spec.zone, source.spec.name.as_str());
         let table = tables::open(self.catalog.delta(), &root).await?;
-        let schema = table
-            .snapshot()
-            .map_err(|e| DeltaError::delta("read schema", &root, e))?
-            .snapshot()
-            .arrow_schema();
+        let schema = run::arrow_schema(&table, &root)?;
         let planned = plan::plan(spec, schema).await.map_err(PipelineError::Invalid)?;
         Ok((source, planned))
     }
@@ -208,17 +204,15 @@ impl Pipelines {
         audit: &AuditEvent,
     ) -> Result<PipelineRecord, PipelineError> {
         let store = self.catalog.store();
-        if store
-            .get_pipeline(&tenant.id, spec.name.as_str())
-            .await?
-            .is_some()
-        {
-            return Err(StoreError::Conflict(format!("pipeline {}", spec.name)).into());
-        }
-        // Everything that can refuse the pipeline is checked before any table is made.
+        // Everything that can refuse the pipeline is checked before any table is made. The
+        // tenant's pipelines, all of them (at most the cap), answer the name, the cap and the
+        // tables taken.
         let mine = store
             .list_pipelines(&tenant.id, None, MAX_PIPELINES_PER_TENANT + 1)
             .await?;
+        if mine.iter().any(|p| p.name == spec.name) {
+            return Err(StoreError::Conflict(format!("pipeline {}", spec.name)).into());
+        }
         if mine.len() >= MAX_PIPELINES_PER_TENANT as usize {
             return Err(StoreError::Quota(format!(
                 "tenant {} has {} pipelines, the most a tenant may have",
@@ -558,24 +552,24 @@ impl Pipelines {
         }
         let now = tenancy::now();
         for pipeline in store.active_pipelines().await? {
+            let every = match pipeline.spec.trigger {
+                Trigger::Manual => continue,
+                Trigger::Continuous => None,
+                Trigger::Interval { seconds } => Some(chrono::Duration::seconds(i64::from(seconds))),
+            };
             let Ok(Some(tenant)) = store.get_tenant(&pipeline.tenant).await else {
                 continue;
             };
             if tenant.status != TenantStatus::Ready {
                 continue;
             }
-            let every = match pipeline.spec.trigger {
-                Trigger::Manual => continue,
-                Trigger::Continuous => None,
-                Trigger::Interval { seconds } => Some(chrono::Duration::seconds(i64::from(seconds))),
-            };
             let last = store.list_pipeline_runs(pipeline.id, None, 1).await?.pop();
             if let (Some(every), Some(last)) = (every, &last)
                 && last.created_at + every > now
             {
                 continue;
             }
-            if !self.source_moved(&pipeline, last.as_ref()).await {
+            if !self.source_moved(&tenant, &pipeline, last.as_ref()).await {
                 continue;
             }
             let run = PipelineRunRecord::queued(&pipeline, false, "trigger", now);
@@ -594,18 +588,20 @@ impl Pipelines {
 
     /// Whether the source has a version the last run did not read (or whether that cannot be
     /// told: then a run finds out).
-    async fn source_moved(&self, pipeline: &PipelineRecord, last: Option<&PipelineRunRecord>) -> bool {
+    async fn source_moved(
+        &self,
+        tenant: &Tenant,
+        pipeline: &PipelineRecord,
+        last: Option<&PipelineRunRecord>,
+    ) -> bool {
         let Some(read) = last
             .filter(|r| r.status == RunStatus::Succeeded)
             .and_then(|r| r.source_to)
         else {
             return true;
         };
-        let Ok(Some(tenant)) = self.catalog.store().get_tenant(&pipeline.tenant).await else {
-            return true;
-        };
         let root = self.catalog.table_root(
-            &tenant,
+            tenant,
             pipeline.spec.source.zone,
             pipeline.spec.source.table.as_str(),
         );

@@ -704,6 +704,7 @@ impl KubernetesConfig {
                 "retention" => &mut settings.resources.retention,
                 "migrate" => &mut settings.resources.migrate,
                 "purge" => &mut settings.resources.purge,
+                "pipeline" => &mut settings.resources.pipeline,
                 _ => continue, // refused by validation
             };
             *slot = Resources::new(&r.cpu_request, &r.memory_request, &r.cpu_limit, &r.memory_limit);
@@ -763,7 +764,9 @@ impl KubernetesConfig {
             if tenancy::worker::WorkerKind::parse(kind).is_none() {
                 return Some((
                     "kubernetes.resources",
-                    format!("{kind:?} is not a worker kind (ingest, compact, retention, migrate, purge)"),
+                    format!(
+                        "{kind:?} is not a worker kind (ingest, compact, retention, migrate, purge, pipeline)"
+                    ),
                 ));
             }
         }

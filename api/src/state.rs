@@ -340,10 +340,14 @@ impl AppState {
         ingest.sweep_keys_every(std::time::Duration::from_secs(600));
         let mut settings = config.workers.settings();
         settings.maintenance_per_tenant = config.tables.maintenance_concurrency_per_tenant;
+        // A run's lease lives as long as a worker's heartbeat, renewed as often.
+        let pipelines = lake_manager::pipelines::Pipelines::new(catalog.clone())
+            .with_lease(settings.policy.heartbeat_timeout, settings.heartbeat_every);
         let bodies = Arc::new(Bodies::new(
             catalog.clone(),
             provisioner.clone(),
             ingest.kafka().clone(),
+            pipelines.clone(),
         ));
         let runner = Runner::new(store.clone(), bodies, settings.clone());
         let (launcher, in_process): (Arc<dyn Launcher>, Option<Arc<InProcess>>) =
@@ -381,11 +385,6 @@ impl AppState {
             },
         );
         workers.schedule_erasures(erasures.clone());
-        let worker_settings = config.workers.settings();
-        let pipelines = lake_manager::pipelines::Pipelines::new(catalog.clone()).with_lease(
-            worker_settings.policy.heartbeat_timeout,
-            worker_settings.heartbeat_every,
-        );
         workers.schedule_pipelines(pipelines.clone());
         if config.placement.rebalance_secs > 0 {
             workers.schedule_rebalance(

@@ -47,6 +47,11 @@ fn spec(kind: WorkerKind, tenant: &str) -> WorkerSpec {
         ),
         WorkerKind::Migrate => (WorkerTarget::Tenant, vec![], None),
         WorkerKind::Purge => (WorkerTarget::Table(Uuid::from_u128(4)), vec![], None),
+        WorkerKind::Pipeline => (
+            WorkerTarget::Pipeline(Uuid::from_u128(5)),
+            vec![],
+            Some(Uuid::from_u128(50)),
+        ),
     };
     WorkerSpec {
         kind,
@@ -303,6 +308,7 @@ fn default_resources_per_kind() {
             ["250m", "512Mi", "1", "2Gi"],
             ["250m", "256Mi", "1", "1Gi"],
             ["100m", "128Mi", "500m", "512Mi"],
+            ["500m", "1Gi", "2", "4Gi"],
         ]
     );
 }

@@ -28,16 +28,19 @@ pub enum WorkerKind {
     Migrate,
     /// Erases one deleted table or tenant; one-shot.
     Purge,
+    /// Executes one run of one pipeline (bronze to silver, silver to gold); one-shot.
+    Pipeline,
 }
 
 impl WorkerKind {
     /// Every kind, in a stable order.
-    pub const ALL: [WorkerKind; 5] = [
+    pub const ALL: [WorkerKind; 6] = [
         Self::Ingest,
         Self::Compact,
         Self::Retention,
         Self::Migrate,
         Self::Purge,
+        Self::Pipeline,
     ];
 
     /// The lowercase name used in ids, labels and the API.
@@ -48,6 +51,7 @@ impl WorkerKind {
             Self::Retention => "retention",
             Self::Migrate => "migrate",
             Self::Purge => "purge",
+            Self::Pipeline => "pipeline",
         }
     }
 
@@ -78,6 +82,8 @@ pub enum WorkerTarget {
     Table(Uuid),
     /// The tenant as a whole.
     Tenant,
+    /// A pipeline, by id.
+    Pipeline(Uuid),
 }
 
 /// A worker's specification: the same spec always gives the same id.
@@ -91,8 +97,9 @@ pub struct WorkerSpec {
     pub target: WorkerTarget,
     /// Maintenance operations (compact and retention workers), in execution order.
     pub operations: Vec<Operation>,
-    /// The maintenance run it executes (compact and retention workers). Not part of the id: a
-    /// new run on the same table is the same worker with a new spec, so it runs again.
+    /// The run it executes (compact, retention and pipeline workers). Not part of the id: a
+    /// new run on the same table (or pipeline) is the same worker with a new spec, so it runs
+    /// again.
     pub run: Option<Uuid>,
 }
 
@@ -130,6 +137,10 @@ impl WorkerSpec {
                 hash.update(id.hyphenated().encode_lower(&mut buffer).as_bytes());
             }
             WorkerTarget::Tenant => hash.update("tenant"),
+            WorkerTarget::Pipeline(id) => {
+                hash.update("pipeline:");
+                hash.update(id.hyphenated().encode_lower(&mut buffer).as_bytes());
+            }
         }
         let digest = hash.finalize();
         let (kind, tenant) = (self.kind.as_str(), self.tenant.as_str());
@@ -240,6 +251,9 @@ pub struct DesiredInputs {
     pub migrating: Vec<TenantId>,
     /// Tables and tenants waiting for their purge: (tenant, target).
     pub purging: Vec<(TenantId, WorkerTarget)>,
+    /// Unfinished pipeline runs (queued, or running when a crash interrupted them), oldest
+    /// first: (tenant, pipeline id, run id).
+    pub pipeline_runs: Vec<(TenantId, Uuid, Uuid)>,
 }
 
 /// The workers the data needs now, by id.
@@ -283,6 +297,22 @@ pub fn desired(inputs: &DesiredInputs) -> BTreeMap<String, WorkerSpec> {
             target: target.clone(),
             operations: Vec::new(),
             run: None,
+        });
+    }
+    // One worker per pipeline, on its oldest unfinished run: runs of one pipeline read what
+    // the previous one wrote, so they go one after the other; the next starts once this one
+    // has ended (the same worker with a new spec).
+    let mut seen = BTreeSet::new();
+    for (tenant, pipeline, run) in &inputs.pipeline_runs {
+        if !seen.insert(*pipeline) {
+            continue;
+        }
+        add(WorkerSpec {
+            kind: WorkerKind::Pipeline,
+            tenant: tenant.clone(),
+            target: WorkerTarget::Pipeline(*pipeline),
+            operations: Vec::new(),
+            run: Some(*run),
         });
     }
     out
@@ -502,6 +532,12 @@ mod tests {
             ],
             migrating: vec![tenant("globex")],
             purging: vec![(tenant("initech"), WorkerTarget::Table(uuid(3)))],
+            // Two runs of one pipeline (the older one first) and one of another.
+            pipeline_runs: vec![
+                (tenant("acme"), uuid(5), uuid(50)),
+                (tenant("acme"), uuid(5), uuid(51)),
+                (tenant("acme"), uuid(6), uuid(52)),
+            ],
         }
     }
 
@@ -511,7 +547,7 @@ mod tests {
         let b = desired(&inputs());
         assert_eq!(a, b, "the same inputs give the same ids");
         let kinds: Vec<WorkerKind> = a.values().map(|s| s.kind).collect();
-        assert_eq!(a.len(), 5, "{a:#?}");
+        assert_eq!(a.len(), 7, "{a:#?}");
         for kind in WorkerKind::ALL {
             assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
         }
@@ -541,6 +577,20 @@ mod tests {
             .find(|s| s.kind == WorkerKind::Compact)
             .expect("compact");
         assert_eq!(compact.operations, [Operation::Compact, Operation::Checkpoint]);
+        // One worker per pipeline, on its oldest run; the other pipeline has its own.
+        let mut runs: Vec<(WorkerTarget, Option<Uuid>)> = a
+            .values()
+            .filter(|s| s.kind == WorkerKind::Pipeline)
+            .map(|s| (s.target.clone(), s.run))
+            .collect();
+        runs.sort();
+        assert_eq!(
+            runs,
+            [
+                (WorkerTarget::Pipeline(uuid(5)), Some(uuid(50))),
+                (WorkerTarget::Pipeline(uuid(6)), Some(uuid(52)))
+            ]
+        );
     }
 
     fn observed(state: WorkerState, spec: &WorkerSpec, failures: u32, at: DateTime<Utc>) -> Observed {
@@ -558,7 +608,7 @@ mod tests {
         let want = desired(&inputs());
         let now = Utc::now();
         let steps = diff(&want, &BTreeMap::new(), &RestartPolicy::default(), now);
-        assert_eq!(steps.len(), 5);
+        assert_eq!(steps.len(), 7);
         assert!(steps.iter().all(|s| matches!(s, Step::Start(_))));
         let mut seen: BTreeMap<String, Observed> = want
             .iter()
@@ -737,6 +787,7 @@ mod tests {
             WorkerTarget::Stream(id) => hash.update(format!("stream:{id}")),
             WorkerTarget::Table(id) => hash.update(format!("table:{id}")),
             WorkerTarget::Tenant => hash.update("tenant"),
+            WorkerTarget::Pipeline(id) => hash.update(format!("pipeline:{id}")),
         }
         let digest = hash.finalize();
         let short: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
@@ -752,9 +803,9 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn ids_and_fingerprints_are_those_first_written(
-            kind in 0usize..5,
+            kind in 0usize..6,
             tenant_id in "[a-z][a-z0-9-]{1,20}[a-z0-9]",
-            target in 0u8..3,
+            target in 0u8..4,
             n in proptest::num::u128::ANY,
             operations in proptest::collection::vec(0usize..3, 0..4),
             run in proptest::option::of(proptest::num::u128::ANY),
@@ -766,6 +817,7 @@ mod tests {
                 target: match target {
                     0 => WorkerTarget::Stream(uuid(n)),
                     1 => WorkerTarget::Table(uuid(n)),
+                    2 => WorkerTarget::Pipeline(uuid(n)),
                     _ => WorkerTarget::Tenant,
                 },
                 operations: operations.into_iter().map(|i| ops[i]).collect(),

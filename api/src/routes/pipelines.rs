@@ -449,7 +449,9 @@ pub async fn create_run(
         .request_run(&record, body.full_refresh, &auth.caller.principal.subject, &audit)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no pipeline {name}")))?;
-    state.pipelines.spawn_run(record.id, run_id);
+    // The run is a `pipeline` worker: the reconciler starts it now rather than at its next
+    // loop.
+    state.workers.wake();
     Ok(audited((StatusCode::ACCEPTED, Json(RunQueued { run_id }))))
 }
 

@@ -32,7 +32,7 @@ pub struct WorkerView {
     pub kind: String,
     /// The tenant.
     pub tenant: String,
-    /// What it works on: `{type: "stream" | "table", id}` or `{type: "tenant"}`.
+    /// What it works on: `{type: "stream" | "table" | "pipeline", id}` or `{type: "tenant"}`.
     #[schema(value_type = Object)]
     pub target: WorkerTarget,
     /// Compact and retention workers: the maintenance run they execute, and its operations.
@@ -52,7 +52,7 @@ pub struct WorkerView {
     /// When it last failed.
     pub failed_at: Option<DateTime<Utc>>,
     /// What it last reported: `{lag: {partition: records}}` for ingest, the run's metrics
-    /// for maintenance.
+    /// for maintenance, the run's status and row counts for a pipeline.
     #[schema(value_type = Option<Object>)]
     pub progress: Option<serde_json::Value>,
     /// The process running it (platform-admins only).
@@ -207,8 +207,12 @@ pub async fn list_workers(
         .kind
         .as_deref()
         .map(|k| {
-            WorkerKind::parse(k)
-                .ok_or_else(|| Violation::new("kind", "must be ingest, compact, retention, migrate or purge"))
+            WorkerKind::parse(k).ok_or_else(|| {
+                Violation::new(
+                    "kind",
+                    "must be ingest, compact, retention, migrate, purge or pipeline",
+                )
+            })
         })
         .transpose()?;
     Ok(Json(

@@ -601,13 +601,13 @@ async fn ingestion_stops_while_s3_is_down_and_resumes_exactly_once_without_a_res
 }
 
 /// A small tmpfs mounted for one test, unmounted when dropped.
-struct SmallDisk {
+pub(crate) struct SmallDisk {
     dir: tempfile::TempDir,
 }
 
 impl SmallDisk {
     /// Mounts `size` of tmpfs, or says why the kernel refused (not root, no CAP_SYS_ADMIN).
-    fn mount(size: &str) -> Result<Self, String> {
+    pub(crate) fn mount(size: &str) -> Result<Self, String> {
         let dir = tempfile::tempdir().expect("mount point");
         let output = std::process::Command::new("mount")
             .args([
@@ -626,7 +626,20 @@ impl SmallDisk {
         Ok(Self { dir })
     }
 
-    fn path(&self) -> &std::path::Path {
+    /// [`Self::mount`], or `None` after saying why the test is skipped (no root here).
+    pub(crate) fn mount_or_skip(size: &str) -> Option<Self> {
+        match Self::mount(size) {
+            Ok(disk) => Some(disk),
+            Err(why) => {
+                eprintln!(
+                    "SKIPPED: the kernel refused to mount a small tmpfs ({why}); this test needs root or CAP_SYS_ADMIN"
+                );
+                None
+            }
+        }
+    }
+
+    pub(crate) fn path(&self) -> &std::path::Path {
         self.dir.path()
     }
 }
@@ -641,7 +654,7 @@ impl Drop for SmallDisk {
 }
 
 /// Fills the filesystem at `dir` to the last byte with one file, and returns its path.
-fn fill(dir: &std::path::Path) -> std::path::PathBuf {
+pub(crate) fn fill(dir: &std::path::Path) -> std::path::PathBuf {
     use std::io::Write;
     let path = dir.join("filler");
     let mut file = std::fs::File::create(&path).expect("filler");
@@ -662,14 +675,8 @@ fn fill(dir: &std::path::Path) -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_pushes_unacknowledged_and_freeing_space_resumes_ingestion() {
-    let disk = match SmallDisk::mount("32m") {
-        Ok(disk) => disk,
-        Err(why) => {
-            eprintln!(
-                "SKIPPED: the kernel refused to mount a small tmpfs ({why}); this test needs root or CAP_SYS_ADMIN"
-            );
-            return;
-        }
+    let Some(disk) = SmallDisk::mount_or_skip("32m") else {
+        return;
     };
     let lake = disk.path().join("lake");
     let app = TestApp::spawn_with(

@@ -2,7 +2,8 @@
 //! right after a run's quarantine commit (before the target's) and right after the target's
 //! commit (before the run is recorded); then, with no fault, the server is also killed from
 //! outside at moments of its own choosing while clients push and a continuous pipeline runs.
-//! Started again on the same data, the next runs resume from the tables' own `txn` marks.
+//! Started again on the same data, the killed run's `pipeline` worker is started again and
+//! resumes the run from the tables' own `txn` marks.
 //! The same across SIGKILLs with bronze fed by a Kafka stream (the tansu broker). Judged from
 //! outside with Python `deltalake`: every pushed or produced id is in silver or in the
 //! quarantine table, exactly once, and nowhere else.
@@ -211,30 +212,62 @@ async fn a_run_killed_between_or_after_its_commits_resumes_exactly_once() {
         );
 
         let server = start(cwd.path(), None).await;
-        // Its lease lapses (3 s here) and the leader's pass records it as failed.
+        // The killed run's lease lapses (3 s here), and its `pipeline` worker, whose
+        // heartbeat stopped with the process, is started again: it resumes the same run from
+        // the tables' marks, which ends it with everything read once.
         let killed_path = format!(
             "/v1/tenants/acme/pipelines/clean/runs/{}",
             run["run_id"].as_str().expect("run id")
         );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let lost = expect(&server, &admin, Method::GET, &killed_path, None, 200).await;
-            if lost["status"] == "failed" {
-                assert!(
-                    lost["error"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .contains("lease lapsed"),
-                    "{lost}"
-                );
-                break;
+        let bronze_then = expect(
+            &server,
+            &admin,
+            Method::GET,
+            "/v1/tenants/acme/tables/bronze/clicks",
+            None,
+            200,
+        )
+        .await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let resumed = loop {
+            let resumed = expect(&server, &admin, Method::GET, &killed_path, None, 200).await;
+            if resumed["status"] == "succeeded" {
+                break resumed;
             }
             assert!(
-                Instant::now() < deadline,
-                "the killed run was never reaped: {lost}"
+                resumed["status"] != "failed" && Instant::now() < deadline,
+                "{point}: the killed run was not resumed: {resumed}"
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        };
+        assert_eq!(
+            resumed["source_versions"]["to"], bronze_then["version"],
+            "{point}: {resumed}"
+        );
+        assert_exactly_once(&locations, &format!("{point}, resumed"));
+        assert_eq!(
+            ids(&locations[1]).len() + ids(&locations[2]).len(),
+            200,
+            "{point}"
+        );
+        // The worker that resumed it is the pipeline's, started again after the crash.
+        let workers = expect(
+            &server,
+            &admin,
+            Method::GET,
+            "/v1/admin/workers?kind=pipeline",
+            None,
+            200,
+        )
+        .await;
+        let worker = workers["items"]
+            .as_array()
+            .and_then(|items| items.iter().find(|w| w["run_id"] == run["run_id"]))
+            .unwrap_or_else(|| panic!("{point}: no pipeline worker ran the killed run: {workers}"));
+        assert!(
+            worker["restarts"].as_u64().unwrap_or_default() >= 1,
+            "{point}: restarted after the crash: {worker}"
+        );
         let pushed = push(&server, &admin, 200..300).await.expect("push");
         assert_eq!(pushed.status(), 200);
         let again = expect(

@@ -7,4 +7,4 @@ pub mod rows;
 pub mod run;
 pub mod service;
 
-pub use service::{PipelineError, Pipelines};
+pub use service::{Executed, PipelineError, Pipelines};

@@ -47,6 +47,23 @@ fn invalid(field: &str, message: impl Into<String>) -> PipelineError {
     PipelineError::Invalid(vec![Violation::new(field, message)])
 }
 
+/// How [`Pipelines::execute`] ended a run.
+#[derive(Debug)]
+pub enum Executed {
+    /// Committed (or found nothing new); the record as it ended.
+    Succeeded(Box<PipelineRunRecord>),
+    /// Failed on the pipeline itself (a `fail` expectation, a select the source no longer
+    /// supports, a table replaced): the run and the pipeline are failed with the reason, and
+    /// the pipeline waits for someone to act.
+    Failed,
+    /// Not run to its end for a reason that may pass (storage, the engine, the tenant not
+    /// ready, another process holding it): the run is queued again, for a retry after a
+    /// backoff.
+    Retry(String),
+    /// The run or its pipeline is gone, or the run had already ended: nothing to do.
+    Gone,
+}
+
 /// The pipeline service.
 #[derive(Clone)]
 pub struct Pipelines {
@@ -54,8 +71,9 @@ pub struct Pipelines {
     /// One run at a time per pipeline in this process (the `txn` conflict check of Delta
     /// refuses a second writer of the same pipeline from elsewhere).
     running: Arc<std::sync::Mutex<HashMap<uuid::Uuid, Arc<tokio::sync::Mutex<()>>>>>,
-    /// A running run's lease, renewed every `renew_every` by the process running it; one whose
-    /// lease lapsed lost its process, and the leader's pass records it as failed.
+    /// A running run's lease, renewed every `renew_every` by the process running it. While it
+    /// is live, a placement migration of the tenant waits (the fence), and no other process
+    /// takes the run; once it lapsed (its process died), the run's restarted worker resumes it.
     lease: std::time::Duration,
     renew_every: std::time::Duration,
 }
@@ -300,69 +318,53 @@ impl Pipelines {
         Ok(record)
     }
 
-    /// Runs a queued run now, in this process, in the background.
-    pub fn spawn_run(&self, pipeline: uuid::Uuid, run: uuid::Uuid) {
-        let this = self.clone();
-        tokio::spawn(async move {
-            if let Err(e) = this.execute(pipeline, run).await {
-                tracing::warn!(%pipeline, %run, error = %tenancy::error_chain(&e), "pipeline run could not be recorded");
-            }
-        });
-    }
-
-    /// Takes a queued run, runs it, and records what it did; waits for this pipeline's run in
-    /// progress first. See [`Self::try_execute`].
-    pub async fn execute(&self, pipeline_id: uuid::Uuid, run_id: uuid::Uuid) -> Result<(), StoreError> {
+    /// Executes run `run_id` of `pipeline_id` to its end: the `pipeline` worker's work. It takes
+    /// the run when it is queued, or when it is `running` under a lease that lapsed (the process
+    /// that ran it died: the run resumes from the tables' marks, so nothing is lost or written
+    /// twice). A run that is not there any more (its pipeline deleted) or already ended is no
+    /// work. See [`Executed`] for how a run that does not succeed ends.
+    pub async fn execute(&self, pipeline_id: uuid::Uuid, run_id: uuid::Uuid) -> Result<Executed, StoreError> {
         let lock = self.lock_of(pipeline_id);
         let _one_at_a_time = lock.lock().await;
-        self.execute_locked(pipeline_id, run_id).await
-    }
-
-    /// As [`Self::execute`], but leaves the run queued when this pipeline has a run in progress
-    /// here (the leader's pass does not wait behind one long run). `false`: left queued.
-    pub async fn try_execute(&self, pipeline_id: uuid::Uuid, run_id: uuid::Uuid) -> Result<bool, StoreError> {
-        let lock = self.lock_of(pipeline_id);
-        let Ok(_one_at_a_time) = lock.try_lock() else {
-            return Ok(false);
-        };
-        self.execute_locked(pipeline_id, run_id).await?;
-        Ok(true)
-    }
-
-    fn lock_of(&self, pipeline_id: uuid::Uuid) -> Arc<tokio::sync::Mutex<()>> {
-        let mut running = self
-            .running
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Locks of pipelines with no run in progress go, so the map holds only live ones.
-        running.retain(|_, lock| Arc::strong_count(lock) > 1);
-        running.entry(pipeline_id).or_default().clone()
-    }
-
-    /// A queued run, run. A run that breaks on the pipeline itself (`fail` expectation, a
-    /// select or output the source no longer supports, a table replaced) also marks the
-    /// pipeline failed; one that breaks on storage or the tenant's state leaves it active for
-    /// the next run.
-    async fn execute_locked(&self, pipeline_id: uuid::Uuid, run_id: uuid::Uuid) -> Result<(), StoreError> {
+        // The compute slot before the run's lease: a run waiting for a slot must not hold a
+        // lease it cannot renew yet.
+        let _slot = RUNS.acquire().await;
         let store = self.catalog.store();
-        let Some(queued) = store.get_pipeline_run(pipeline_id, run_id).await? else {
-            return Ok(());
-        };
-        if queued.status != RunStatus::Queued {
-            return Ok(());
-        }
         let Some(pipeline) = store.get_pipeline_by_id(pipeline_id).await? else {
-            return Ok(());
+            return Ok(Executed::Gone);
         };
-        let mut run = queued.clone();
+        let Some(mut run) = self.take(pipeline_id, run_id).await? else {
+            return Ok(Executed::Gone);
+        };
+        let taken_from = run.status;
+        // The fence of placement migrations: the tenant must be ready when the run takes its
+        // lease, and from then on the live lease holds a migration's copy back until the run
+        // ends (`live_writes` counts it). The intent covers the moment in between.
+        let (tenant, intent) = crate::fence::Intent::begin(store, &pipeline.tenant, "pipeline").await?;
+        match tenant {
+            Some(t) if t.status == TenantStatus::Ready => {}
+            Some(t) => {
+                return Ok(Executed::Retry(format!(
+                    "tenant {} is {}; pipelines run when it is ready",
+                    t.id,
+                    t.status.as_str()
+                )));
+            }
+            None => return Ok(Executed::Gone),
+        }
         run.status = RunStatus::Running;
         run.started_at = Some(tenancy::now());
         run.lease_expires_at = Some(self.lease_until());
-        if !store.update_pipeline_run(&run, RunStatus::Queued).await? {
-            return Ok(());
+        let taken = store.update_pipeline_run(&run, taken_from).await?;
+        intent.end().await;
+        if !taken {
+            // Another process took it (or it ended) since it was read: that one runs it.
+            return Ok(Executed::Retry(format!(
+                "pipeline run {run_id} was taken by another process"
+            )));
         }
-        // From here the run is `running`: whatever happens, it is recorded as ended, and its
-        // lease is renewed while it computes.
+        // From here the run is `running`: whatever happens, it is recorded as ended (or given
+        // back to the queue), and its lease is renewed while it computes.
         let renew = async {
             loop {
                 tokio::time::sleep(self.renew_every).await;
@@ -371,20 +373,18 @@ impl Pipelines {
                 }
             }
         };
-        let result = {
-            let _slot = RUNS.acquire().await;
-            tokio::select! {
-                result = self.run_once(&pipeline, run.full_refresh) => result,
-                () = renew => Err(RunError::Engine("the lease renewal stopped".to_owned())),
-            }
+        let result = tokio::select! {
+            result = self.run_once(&pipeline, run.full_refresh) => result,
+            () = renew => Err(RunError::Engine("the lease renewal stopped".to_owned())),
         };
         let finished = tenancy::now();
         let mut done = run.clone();
-        done.finished_at = Some(finished);
         done.lease_expires_at = None;
-        match &result {
+        let executed = match &result {
             Ok(outcome) => {
                 done.status = RunStatus::Succeeded;
+                done.finished_at = Some(finished);
+                done.error = None;
                 done.source_from = outcome.source_from;
                 done.source_to = outcome.source_to;
                 done.rows_in = outcome.rows_in;
@@ -393,22 +393,37 @@ impl Pipelines {
                 done.rows_quarantined = outcome.rows_quarantined;
                 done.expectations = outcome.expectations.clone();
                 done.target_version = outcome.target_version;
+                Executed::Succeeded(Box::new(done.clone()))
             }
-            Err(e) => {
+            Err(RunError::Failed(reason)) => {
+                // The reason may hold row values (a `fail` expectation's rows): it is on the run
+                // and the pipeline, not in the log nor on the worker.
+                tracing::warn!(pipeline = %pipeline.id, run = %run.id, "pipeline run failed; the pipeline is failed, the reason is on the run");
                 done.status = RunStatus::Failed;
-                done.error = Some(e.to_string());
-                match e {
-                    // The reason may hold row values (a `fail` expectation's rows): it is on the
-                    // run and the pipeline, not in the log.
-                    RunError::Failed(_) => {
-                        tracing::warn!(pipeline = %pipeline.id, run = %run.id, "pipeline run failed; the pipeline is failed, the reason is on the run")
-                    }
-                    other => {
-                        tracing::warn!(pipeline = %pipeline.id, run = %run.id, error = %other, "pipeline run failed; the next run retries")
-                    }
-                }
+                done.finished_at = Some(finished);
+                done.error = Some(reason.clone());
+                Executed::Failed
             }
-        }
+            Err(other) => {
+                // Storage or the engine failed part-way: what was committed carries the marks,
+                // so the run goes back to the queue and its worker retries it after a backoff.
+                // The cause chain names the plane's buckets, paths and hosts: it goes to the log
+                // and the worker record (operators), the tenant's run gets its class.
+                let why = tenancy::error_chain(other);
+                tracing::warn!(pipeline = %pipeline.id, run = %run.id, error = %why, "pipeline run interrupted; it is queued again");
+                let class = match other {
+                    RunError::Delta(_) => "reading or writing the tables",
+                    _ => "computing the run",
+                };
+                done.status = RunStatus::Queued;
+                done.started_at = None;
+                done.error = Some(format!(
+                    "an attempt failed while {class} and is retried after a backoff; the cause is in \
+                     the server log and the pipeline worker's record"
+                ));
+                Executed::Retry(why)
+            }
+        };
         // The run's end is recorded even through a brief store outage.
         let mut attempt = 0;
         loop {
@@ -423,7 +438,7 @@ impl Pipelines {
             }
         }
         let Some(seen) = store.get_pipeline_by_id(pipeline.id).await? else {
-            return Ok(());
+            return Ok(executed);
         };
         // Read again: a PATCH may have changed it while the run ran (a pause stays a pause).
         let state = match &result {
@@ -440,7 +455,48 @@ impl Pipelines {
             changed.updated_at = finished.max(seen.updated_at + chrono::Duration::microseconds(1));
             store.update_pipeline(&changed, &seen, None).await?;
         }
-        Ok(())
+        Ok(executed)
+    }
+
+    /// The run, when this process may take it: queued, or running under a lease that lapsed.
+    /// A run running under a live lease is waited for (its process is stopping: the worker
+    /// was started here because that one stopped heartbeating) until the lease lapses or the
+    /// run ends. `None`: gone or ended.
+    async fn take(
+        &self,
+        pipeline_id: uuid::Uuid,
+        run_id: uuid::Uuid,
+    ) -> Result<Option<PipelineRunRecord>, StoreError> {
+        let store = self.catalog.store();
+        loop {
+            let Some(run) = store.get_pipeline_run(pipeline_id, run_id).await? else {
+                return Ok(None);
+            };
+            match run.status {
+                RunStatus::Queued => return Ok(Some(run)),
+                RunStatus::Succeeded | RunStatus::Failed => return Ok(None),
+                RunStatus::Running => {
+                    let now = tenancy::now();
+                    match run.lease_expires_at {
+                        Some(until) if until > now => {
+                            let wait = (until - now).to_std().unwrap_or_default();
+                            tokio::time::sleep(wait.min(self.renew_every)).await;
+                        }
+                        _ => return Ok(Some(run)),
+                    }
+                }
+            }
+        }
+    }
+
+    fn lock_of(&self, pipeline_id: uuid::Uuid) -> Arc<tokio::sync::Mutex<()>> {
+        let mut running = self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Locks of pipelines with no run in progress go, so the map holds only live ones.
+        running.retain(|_, lock| Arc::strong_count(lock) > 1);
+        running.entry(pipeline_id).or_default().clone()
     }
 
     /// The run itself: the tables checked, then [`run::execute`] on a task of its own, so a
@@ -511,45 +567,14 @@ impl Pipelines {
         }
     }
 
-    /// The scheduled pass (the leader's): runs what waits, and queues and runs a run of each
-    /// active pipeline whose trigger is due and whose source has a version it has not read.
-    /// `interval` is due `seconds` after its last run was asked for; `continuous` at every
-    /// pass. Returns how many runs it ran.
-    pub async fn run_due(&self) -> Result<usize, StoreError> {
+    /// The scheduled pass (the leader's): queues a run of each active pipeline whose trigger
+    /// is due and whose source has a version it has not read; the reconciler then starts a
+    /// `pipeline` worker for it. `interval` is due `seconds` after its last run was asked for;
+    /// `continuous` at every pass. A run already waiting takes the request. Returns how many
+    /// pipelines have a run waiting because of this pass.
+    pub async fn trigger_due(&self) -> Result<usize, StoreError> {
         let store = self.catalog.store();
-        let mut ran = 0;
-        for waiting in store.unfinished_pipeline_runs().await? {
-            if waiting.status == RunStatus::Running
-                && waiting
-                    .lease_expires_at
-                    .is_some_and(|lease| lease < tenancy::now())
-            {
-                // Its process stopped (a crash) before recording the end. What it committed is
-                // in the tables with its marks, and the next run resumes from them.
-                let mut lost = waiting.clone();
-                lost.status = RunStatus::Failed;
-                lost.finished_at = Some(tenancy::now());
-                lost.lease_expires_at = None;
-                lost.error = Some(
-                    "the process running it stopped before it ended (its lease lapsed); the next run \
-                     resumes from the tables' marks"
-                        .to_owned(),
-                );
-                if let Err(e) = store.update_pipeline_run(&lost, RunStatus::Running).await {
-                    tracing::warn!(run = %waiting.id, error = %tenancy::error_chain(&e), "cannot record a lost run; the next pass tries again");
-                }
-                continue;
-            }
-            if waiting.status == RunStatus::Queued {
-                match self.try_execute(waiting.pipeline_id, waiting.id).await {
-                    Ok(true) => ran += 1,
-                    Ok(false) => {}
-                    Err(e) => {
-                        tracing::warn!(run = %waiting.id, error = %tenancy::error_chain(&e), "pipeline run not recorded; the next pass looks again")
-                    }
-                }
-            }
-        }
+        let mut queued = 0;
         let now = tenancy::now();
         for pipeline in store.active_pipelines().await? {
             let every = match pipeline.spec.trigger {
@@ -573,17 +598,11 @@ impl Pipelines {
                 continue;
             }
             let run = PipelineRunRecord::queued(&pipeline, false, "trigger", now);
-            if let Some(id) = store.queue_pipeline_run(&run, None).await? {
-                match self.try_execute(pipeline.id, id).await {
-                    Ok(true) => ran += 1,
-                    Ok(false) => {}
-                    Err(e) => {
-                        tracing::warn!(run = %id, error = %tenancy::error_chain(&e), "pipeline run not recorded; the next pass looks again")
-                    }
-                }
+            if store.queue_pipeline_run(&run, None).await?.is_some() {
+                queued += 1;
             }
         }
-        Ok(ran)
+        Ok(queued)
     }
 
     /// Whether the source has a version the last run did not read (or whether that cannot be

@@ -18,6 +18,7 @@ pub struct Bodies {
     catalog: Arc<Catalog>,
     provisioner: Arc<Provisioner>,
     kafka: Arc<KafkaWorkers>,
+    pipelines: crate::pipelines::Pipelines,
 }
 
 fn failed(e: impl std::error::Error) -> WorkersError {
@@ -25,13 +26,57 @@ fn failed(e: impl std::error::Error) -> WorkersError {
 }
 
 impl Bodies {
-    /// The bodies over the catalog (maintenance, purges), the provisioner (migrations) and
-    /// the Kafka consumers (ingest).
-    pub fn new(catalog: Arc<Catalog>, provisioner: Arc<Provisioner>, kafka: Arc<KafkaWorkers>) -> Self {
+    /// The bodies over the catalog (maintenance, purges), the provisioner (migrations), the
+    /// Kafka consumers (ingest) and the pipelines (their runs).
+    pub fn new(
+        catalog: Arc<Catalog>,
+        provisioner: Arc<Provisioner>,
+        kafka: Arc<KafkaWorkers>,
+        pipelines: crate::pipelines::Pipelines,
+    ) -> Self {
         Self {
             catalog,
             provisioner,
             kafka,
+            pipelines,
+        }
+    }
+
+    /// One pipeline run, to its end. A run that must be retried (storage, the tenant not
+    /// ready) fails the worker, so the reconciler starts it again after its backoff; a run
+    /// that failed on the pipeline itself fails it too, without the reason (it may hold row
+    /// values; it is on the run, where the tenant reads it).
+    async fn pipeline(
+        &self,
+        spec: &WorkerSpec,
+        pipeline: uuid::Uuid,
+        progress: &Progress,
+    ) -> Result<(), WorkersError> {
+        let run = spec
+            .run
+            .ok_or_else(|| WorkersError::Failed("the worker names no pipeline run".into()))?;
+        progress.set(serde_json::json!({ "pipeline": pipeline, "run": run, "status": "running" }));
+        match self.pipelines.execute(pipeline, run).await? {
+            crate::pipelines::Executed::Succeeded(done) => {
+                progress.set(serde_json::json!({
+                    "pipeline": pipeline,
+                    "run": run,
+                    "status": "succeeded",
+                    "rows_in": done.rows_in,
+                    "rows_written": done.rows_written,
+                    "rows_dropped": done.rows_dropped,
+                    "rows_quarantined": done.rows_quarantined,
+                    "target_version": done.target_version,
+                }));
+                Ok(())
+            }
+            crate::pipelines::Executed::Gone => Ok(()),
+            crate::pipelines::Executed::Failed => Err(WorkersError::Failed(format!(
+                "pipeline run {run} failed; the pipeline is failed and the reason is on the run"
+            ))),
+            crate::pipelines::Executed::Retry(why) => Err(WorkersError::Failed(format!(
+                "pipeline run {run} is queued again: {why}"
+            ))),
         }
     }
 
@@ -129,6 +174,7 @@ impl Work for Bodies {
             (WorkerKind::Purge, WorkerTarget::Table(id)) => {
                 self.catalog.purge_table(*id).await.map_err(failed)
             }
+            (WorkerKind::Pipeline, WorkerTarget::Pipeline(id)) => self.pipeline(spec, *id, progress).await,
             (kind, target) => Err(WorkersError::Failed(format!(
                 "a {kind} worker cannot work on {target:?}"
             ))),

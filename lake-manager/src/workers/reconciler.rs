@@ -155,8 +155,8 @@ impl Reconciler {
         *self.erasures.lock().unwrap_or_else(|p| p.into_inner()) = Some(erasures);
     }
 
-    /// Has the leader's scheduled pass run what pipelines have waiting and what their
-    /// triggers make due. Call before `spawn`.
+    /// Has the leader's scheduled pass queue the runs that pipelines' triggers make due.
+    /// Call before `spawn`.
     pub fn schedule_pipelines(&self, pipelines: crate::pipelines::Pipelines) {
         *self.pipelines.lock().unwrap_or_else(|p| p.into_inner()) = Some(pipelines);
     }
@@ -235,8 +235,9 @@ impl Reconciler {
                     _ = lost.cancelled() => {}
                 }
                 if !lost.is_cancelled() {
-                    // Pipelines: what waits and what is due, on a task of its own (runs read
-                    // and write whole batches), one pass at a time.
+                    // Pipeline triggers: what is due is queued, on a task of its own (it reads
+                    // each triggered pipeline's source log), one pass at a time; the runs are
+                    // `pipeline` workers of the next loop.
                     let pipelines = self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).clone();
                     if let Some(pipelines) = pipelines
                         && !self.settings.pipeline_every.is_zero()
@@ -253,12 +254,15 @@ impl Reconciler {
                                     self.0.piping.store(false, Ordering::SeqCst);
                                 }
                             }
-                            let _done = Done(this);
-                            match pipelines.run_due().await {
+                            let done = Done(this);
+                            match pipelines.trigger_due().await {
                                 Ok(0) => {}
-                                Ok(ran) => tracing::info!(runs = ran, "pipeline runs done"),
+                                Ok(queued) => {
+                                    tracing::debug!(pipelines = queued, "pipeline runs waiting for triggers");
+                                    done.0.wake();
+                                }
                                 Err(e) => {
-                                    tracing::warn!(error = %tenancy::error_chain(&e), "pipeline pass failed; the next pass retries")
+                                    tracing::warn!(error = %tenancy::error_chain(&e), "pipeline trigger pass failed; the next pass retries")
                                 }
                             }
                         });
@@ -613,7 +617,7 @@ pub fn decide(
 }
 
 /// Reads what exists into the desired-set inputs: Kafka streams, unfinished maintenance runs,
-/// migrating tenants and tables waiting for their purge. Each as ids and the few columns the
+/// migrating tenants, tables waiting for their purge and unfinished pipeline runs. Each as ids and the few columns the
 /// desired set needs, never whole records.
 pub async fn read_inputs(store: &dyn MetadataStore) -> Result<DesiredInputs, StoreError> {
     let kafka_streams = store.kafka_streams().await?;
@@ -635,11 +639,19 @@ pub async fn read_inputs(store: &dyn MetadataStore) -> Result<DesiredInputs, Sto
         .filter(|(tenant, _)| !moving.contains(tenant))
         .map(|(tenant, id)| (tenant, WorkerTarget::Table(id)))
         .collect();
+    // Pipeline runs write their tenant's tables: held back during a migration too.
+    let pipeline_runs = store
+        .unfinished_pipeline_runs()
+        .await?
+        .into_iter()
+        .filter(|(tenant, _, _)| !moving.contains(tenant))
+        .collect();
     Ok(DesiredInputs {
         kafka_streams,
         due,
         migrating,
         purging,
+        pipeline_runs,
     })
 }
 

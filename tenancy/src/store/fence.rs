@@ -29,6 +29,6 @@ pub trait FenceStore: Send + Sync {
     async fn end_write(&self, id: Uuid) -> Result<(), StoreError>;
 
     /// The tenant's commits under way at `now`: intents that have not expired, and
-    /// maintenance runs holding a live table lease (they commit while they hold it).
+    /// maintenance and pipeline runs holding a live lease (they commit while they hold it).
     async fn live_writes(&self, tenant: &TenantId, now: DateTime<Utc>) -> Result<u64, StoreError>;
 }

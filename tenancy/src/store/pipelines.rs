@@ -174,6 +174,7 @@ pub trait PipelineStore: Send + Sync {
     async fn renew_pipeline_run(&self, id: Uuid, until: DateTime<Utc>) -> Result<bool, StoreError>;
     /// Every active pipeline of every tenant, by id: what the scheduler looks at.
     async fn active_pipelines(&self) -> Result<Vec<PipelineRecord>, StoreError>;
-    /// Every run not finished, oldest first: the workers' work.
-    async fn unfinished_pipeline_runs(&self) -> Result<Vec<PipelineRunRecord>, StoreError>;
+    /// Every run not finished (queued, or running), oldest first, as (tenant, pipeline, run):
+    /// the pipeline workers' work, read by the reconciler on every loop.
+    async fn unfinished_pipeline_runs(&self) -> Result<Vec<(TenantId, Uuid, Uuid)>, StoreError>;
 }

@@ -1,7 +1,8 @@
 //! Pipelines and runs on both backends: round trip, names unique per tenant and counted
 //! against the cap, pages by name, changes written only over what was read, a second run
-//! request while one waits returns the waiting run, runs newest first, and removal with the
-//! pipeline and with the tenant.
+//! request while one waits returns the waiting run, runs newest first, a running run counted
+//! by the migration fence while its lease is live, and removal with the pipeline and with the
+//! tenant.
 
 use tenancy::both_backends;
 use tenancy::pipeline::{PipelineRequest, PipelineState, RunStatus};
@@ -141,7 +142,10 @@ async fn pipelines_round_trip_stay_unique_and_go_with_their_tenant(backend: Back
     );
     assert_eq!(
         store.unfinished_pipeline_runs().await.expect("unfinished"),
-        vec![run.clone(), refresh.clone()]
+        vec![
+            (run.tenant.clone(), run.pipeline_id, run.id),
+            (refresh.tenant.clone(), refresh.pipeline_id, refresh.id)
+        ]
     );
     let mut running = run.clone();
     running.status = RunStatus::Running;
@@ -175,6 +179,21 @@ async fn pipelines_round_trip_stay_unique_and_go_with_their_tenant(backend: Back
             .expect("take"),
         "taken once"
     );
+    // The migration fence counts a running run while its lease is live, and not after.
+    let tenant_id = tenant().id;
+    assert_eq!(
+        store.live_writes(&tenant_id, tenancy::now()).await.expect("live"),
+        1,
+        "a running run holds a migration back"
+    );
+    assert_eq!(
+        store
+            .live_writes(&tenant_id, later + chrono::Duration::seconds(1))
+            .await
+            .expect("live"),
+        0,
+        "a lapsed lease does not"
+    );
     let mut done = running.clone();
     done.status = RunStatus::Succeeded;
     done.source_from = Some(1);
@@ -194,6 +213,11 @@ async fn pipelines_round_trip_stay_unique_and_go_with_their_tenant(backend: Back
     assert_eq!(
         store.get_pipeline_run(paused.id, run.id).await.expect("get"),
         Some(done.clone())
+    );
+    assert_eq!(
+        store.live_writes(&tenant_id, tenancy::now()).await.expect("live"),
+        0,
+        "an ended run holds nothing back"
     );
     assert_eq!(
         store.get_pipeline_run(second.id, run.id).await.expect("get"),

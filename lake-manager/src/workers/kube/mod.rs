@@ -84,6 +84,8 @@ pub struct KindResources {
     pub migrate: Resources,
     /// Purge workers.
     pub purge: Resources,
+    /// Pipeline runs.
+    pub pipeline: Resources,
 }
 
 impl Default for KindResources {
@@ -95,6 +97,8 @@ impl Default for KindResources {
             retention: Resources::new("250m", "512Mi", "1", "2Gi"),
             migrate: Resources::new("250m", "256Mi", "1", "1Gi"),
             purge: Resources::new("100m", "128Mi", "500m", "512Mi"),
+            // A run holds the batch it read (the source's new files) and its output in memory.
+            pipeline: Resources::new("500m", "1Gi", "2", "4Gi"),
         }
     }
 }
@@ -152,6 +156,7 @@ impl KubeSettings {
             WorkerKind::Retention => &r.retention,
             WorkerKind::Migrate => &r.migrate,
             WorkerKind::Purge => &r.purge,
+            WorkerKind::Pipeline => &r.pipeline,
         }
     }
 }

@@ -68,6 +68,8 @@ impl FenceStore for Store {
         let count: i64 = sqlx::query_scalar(
             "SELECT (SELECT COUNT(*) FROM write_intents WHERE tenant_id = $1 AND expires_at > $2) \
              + (SELECT COUNT(*) FROM maintenance_runs WHERE tenant_id = $1 AND status = 'running' \
+             AND lease_expires_at > $2) \
+             + (SELECT COUNT(*) FROM pipeline_runs WHERE tenant_id = $1 AND status = 'running' \
              AND lease_expires_at > $2)",
         )
         .bind(tenant_id.as_str())

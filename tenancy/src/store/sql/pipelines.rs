@@ -356,11 +356,21 @@ impl PipelineStore for Store {
         rows.iter().map(pipeline).collect()
     }
 
-    async fn unfinished_pipeline_runs(&self) -> Result<Vec<PipelineRunRecord>, StoreError> {
-        let rows =
-            sqlx::query("SELECT * FROM pipeline_runs WHERE status IN ('queued', 'running') ORDER BY id")
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter().map(run).collect()
+    async fn unfinished_pipeline_runs(&self) -> Result<Vec<(TenantId, Uuid, Uuid)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant_id, pipeline_id, id FROM pipeline_runs WHERE status IN ('queued', 'running') \
+             ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    TenantId::from_trusted(row.try_get::<String, _>("tenant_id")?),
+                    uuid(row, "pipeline_id")?,
+                    uuid(row, "id")?,
+                ))
+            })
+            .collect()
     }
 }

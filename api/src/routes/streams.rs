@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use lake_manager::ingest::admission::{BodyRoom, InflateError, gunzip};
 use lake_manager::ingest::decode::BodyFormat;
+use lake_manager::ingest::files::FileFormat;
 use lake_manager::ingest::idempotency;
 use lake_manager::ingest::streams::{PushOutcome, PushRequest};
 use serde::{Deserialize, Serialize};
@@ -390,8 +391,15 @@ fn format_of(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
     match essence.as_str() {
         "application/x-ndjson" | "application/jsonl" | "application/jsonlines" => Ok(BodyFormat::Ndjson),
         "application/json" => Ok(BodyFormat::JsonArray),
+        "application/vnd.apache.parquet" | "application/x-parquet" => {
+            Ok(BodyFormat::File(FileFormat::Parquet))
+        }
+        "application/avro" | "application/vnd.apache.avro" | "avro/binary" => {
+            Ok(BodyFormat::File(FileFormat::Avro))
+        }
         _ => Err(ApiError::UnsupportedMediaType {
-            expected: "application/x-ndjson or application/json (an array)",
+            expected: "application/x-ndjson, application/json (an array), application/vnd.apache.parquet \
+                       or application/avro (an object-container file)",
         }),
     }
 }
@@ -480,7 +488,9 @@ async fn body_bytes(
 }
 
 /// Pushes events: NDJSON (`application/x-ndjson`) or a JSON array (`application/json`),
-/// optionally gzip. Answered after the Delta commit that holds them; one commit carries many
+/// optionally gzip; or one Parquet file (`application/vnd.apache.parquet`) or Avro
+/// object-container file (`application/avro`), refused whole (422 naming the column) when it
+/// does not fit the table. Answered after the Delta commit that holds them; one commit carries many
 /// requests. 422 lists up to 10 bad events (`reject`); with `dlq` they go to the dead-letter
 /// table. 429 with `Retry-After` when buffers, the tenant's share of them or its events/s
 /// quota are full; 408 when the body stops arriving; 503 while the tenant migrates.
@@ -492,8 +502,9 @@ async fn body_bytes(
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/streams/{stream}/events", tag = "streams",
     params(("tenant" = String, Path, description = "Tenant id"), ("stream" = String, Path, description = "Stream"), PushQuery,
         ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters naming this request; its retries send the same key. Remembered for `ingest.idempotency_window_secs` (24 h).")),
-    request_body(description = "Events: one JSON object per line (NDJSON), or a JSON array of objects",
-        content((String = "application/x-ndjson"), (Vec<std::collections::HashMap<String, serde_json::Value>> = "application/json"))),
+    request_body(description = "Events: one JSON object per line (NDJSON), or a JSON array of objects; or one file, decoded whole: Parquet, or an Avro object-container file",
+        content((String = "application/x-ndjson"), (Vec<std::collections::HashMap<String, serde_json::Value>> = "application/json"),
+            (FileBody = "application/vnd.apache.parquet"), (FileBody = "application/avro"))),
     responses((status = 200, description = "Committed (or, with `Idempotent-Replayed: true`, committed by an earlier attempt with the same key)", body = PushOutcome,
             headers(("Idempotent-Replayed" = String, description = "`true` when the outcome is an earlier attempt's"))),
         (status = 408, description = "The body sent nothing for `ingest.body_stall_ms`", body = crate::problem::Problem, content_type = "application/problem+json"),
@@ -523,6 +534,14 @@ pub async fn push_events(
         ),
     };
     let format = format_of(&headers)?;
+    if matches!(format, BodyFormat::File(_)) && on_error == Some(OnError::Dlq) {
+        // A file is refused whole or written whole: asking for dead letters would be ignored.
+        return Err(tenancy::validation::Violation::new(
+            "on_error",
+            "dlq does not apply to a file, which is written or refused whole; leave it out",
+        )
+        .into());
+    }
     let (tenant, stream) = stream_at(&state, &auth, &name, Access::ReadWrite).await?;
     if !matches!(stream.source, StreamSource::Http) {
         return Err(ApiError::Conflict(format!(
@@ -556,6 +575,22 @@ pub async fn push_events(
     }
     Ok(response)
 }
+
+/// A pushed file, sent as the body's bytes (for the spec only).
+pub struct FileBody;
+
+impl utoipa::PartialSchema for FileBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .description(Some("The file's bytes"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for FileBody {}
 
 /// Set on a push answered with an earlier attempt's outcome under the same key.
 const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";

@@ -18,6 +18,7 @@ mod ops;
 mod outage;
 mod pipeline_workers;
 mod pipelines;
+mod push_files;
 mod sharing;
 mod storage;
 mod storage_outage;

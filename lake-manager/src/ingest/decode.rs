@@ -39,6 +39,8 @@ pub enum BodyFormat {
     Ndjson,
     /// One JSON array of objects.
     JsonArray,
+    /// A file, decoded whole (`super::files`).
+    File(super::files::FileFormat),
 }
 
 /// Per-row source positions of Kafka records.
@@ -77,6 +79,11 @@ impl EventSchema {
     /// The table's full schema (what batches are written with).
     pub fn table(&self) -> &SchemaRef {
         &self.table
+    }
+
+    /// The columns callers send (the table's, without the metadata columns).
+    pub fn user(&self) -> &SchemaRef {
+        &self.user
     }
 }
 
@@ -122,6 +129,11 @@ pub fn split_events(body: &[u8], format: BodyFormat) -> Result<Vec<(usize, &[u8]
                 .map(|(i, raw)| (i + 1, raw.get().as_bytes()))
                 .collect())
         }
+        BodyFormat::File(_) => Err(EventError {
+            line: 0,
+            field: String::new(),
+            message: "a file holds rows, not JSON events".to_owned(),
+        }),
     }
 }
 
@@ -154,7 +166,7 @@ pub enum Metadata<'a> {
     Kafka(&'a [KafkaPosition]),
 }
 
-fn with_metadata(
+pub(super) fn with_metadata(
     schema: &EventSchema,
     user: &RecordBatch,
     ingested_at_us: i64,

@@ -204,6 +204,11 @@ impl GroupCommitter {
         }
     }
 
+    /// The most one table buffers: no single request may hold more.
+    pub fn table_buffer_bytes(&self) -> usize {
+        self.settings.table_buffer_bytes
+    }
+
     /// Bytes buffered right now over all tables.
     pub fn buffered_bytes(&self) -> usize {
         permits(self.settings.total_buffer_bytes) as usize - self.total.available_permits()

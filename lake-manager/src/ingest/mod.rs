@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod decode;
+pub mod files;
 pub mod flat_scan;
 pub mod fused;
 pub mod group_commit;

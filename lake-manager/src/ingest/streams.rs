@@ -21,6 +21,7 @@ use uuid::Uuid;
 use super::IngestError;
 use super::admission::{Admission, BodyRoom, PushLimits};
 use super::decode::{self, BodyFormat, EventError, Metadata};
+use super::files::{self, FileError, FileFormat};
 use super::group_commit::{GroupCommitSettings, GroupCommitter, Keyed, Target};
 use super::idempotency::{self, Attempts, Recorded, Resolution, Ticket};
 use super::kafka::{KafkaSettings, KafkaWorkers, WorkerStatus};
@@ -647,6 +648,80 @@ impl Ingest {
         }))
     }
 
+    /// One attempt of a file push: the file decoded whole and conformed to the table (off the
+    /// async workers), then committed like events. A file that does not fit is refused whole
+    /// (422 naming the column, and the row for a value); `on_error` does not apply, since a
+    /// file's rows have no text to dead-letter. The table's buffer is reserved for the decoded
+    /// rows, which may be larger than the compressed file, and decoding stops past it.
+    #[allow(clippy::too_many_arguments)]
+    async fn push_file(
+        &self,
+        tenant: &Tenant,
+        writer: &super::group_commit::TableWriter,
+        body: Vec<u8>,
+        file: FileFormat,
+        ticket: &Arc<Ticket>,
+        attempt: Option<Uuid>,
+        deadline: tokio::time::Instant,
+    ) -> Result<PushOutcome, IngestError> {
+        let schemas = writer.schemas();
+        let table_schema = schemas.table.clone();
+        let now_us = tenancy::now().timestamp_micros();
+        let limit = self.committer.table_buffer_bytes();
+        let rows = self
+            .blocking(move || files::decode(&table_schema, body, file, now_us, limit))
+            .await?
+            .map_err(|e| match e {
+                FileError::Unreadable(why) => IngestError::Body(why),
+                FileError::Empty => IngestError::Body("the file holds no rows".into()),
+                FileError::TooLarge { bytes, limit } => IngestError::TooLarge { bytes, limit },
+                FileError::Misfit { field, row, message } => IngestError::Invalid {
+                    errors: vec![EventError {
+                        line: row.unwrap_or(0),
+                        field,
+                        message,
+                    }],
+                    total: 1,
+                },
+            })?;
+        let count = rows.num_rows();
+        self.take_quota(tenant, count)?;
+        let bytes = rows.get_array_memory_size();
+        let reservation = self.committer.reserve(writer, bytes)?;
+        let keyed = attempt.map(|attempt| Keyed {
+            attempt,
+            recorded: Recorded {
+                accepted: count,
+                rejected: 0,
+                errors: Vec::new(),
+                version: None,
+                dlq_version: None,
+                floor: None,
+                dlq_floor: None,
+            },
+        });
+        let committed = self
+            .committer
+            .submit(
+                writer,
+                reservation,
+                bytes,
+                Some(rows),
+                None,
+                ticket.clone(),
+                keyed,
+                deadline,
+            )
+            .await?;
+        Ok(PushOutcome {
+            accepted: count,
+            rejected: 0,
+            version: committed.version,
+            dlq_version: committed.dlq_version,
+            errors: Vec::new(),
+        })
+    }
+
     /// One attempt of a push: validates the events and waits for the commit.
     async fn push_once(
         &self,
@@ -667,6 +742,11 @@ impl Ingest {
         let tenant = &self.through_fence(tenant).await?;
         let target = self.target(tenant, stream).await?;
         let writer = self.committer.writer(&target).await?;
+        if let BodyFormat::File(file) = format {
+            return self
+                .push_file(tenant, &writer, body, file, ticket, attempt, deadline)
+                .await;
+        }
         let bytes = body.len();
         let reservation = self.committer.reserve(&writer, bytes)?;
         let schemas = writer.schemas();

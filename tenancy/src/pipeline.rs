@@ -196,6 +196,11 @@ pub struct Aggregate {
     pub group_by: Vec<String>,
     /// The aggregate columns.
     pub measures: Vec<Measure>,
+    /// Partition columns for the target table the pipeline makes, among `group_by` (an
+    /// existing target must be partitioned by exactly these). A run then recomputes only the
+    /// partitions its new source rows fall in and replaces just those.
+    #[serde(default)]
+    pub partition_by: Vec<String>,
 }
 
 /// When a pipeline runs.
@@ -491,6 +496,20 @@ impl PipelineRequest {
                     &mut violations,
                 );
             }
+            let mut partitions = BTreeSet::new();
+            for (i, name) in aggregate.partition_by.iter().enumerate() {
+                if !aggregate.group_by.contains(name) {
+                    violations.push(Violation::new(
+                        format!("aggregate.partition_by[{i}]"),
+                        format!("{name} is not in group_by: a group must fall in one partition"),
+                    ));
+                } else if !partitions.insert(name.as_str()) {
+                    violations.push(Violation::new(
+                        format!("aggregate.partition_by[{i}]"),
+                        format!("{name} is named twice"),
+                    ));
+                }
+            }
         }
 
         if let Trigger::Interval { seconds } = self.trigger
@@ -774,6 +793,33 @@ mod tests {
         });
         let errors = request(body).validate().expect_err("day twice");
         assert_eq!(fields(&errors), ["aggregate.measures[0].name"]);
+    }
+
+    #[test]
+    fn aggregate_partitions_are_among_the_groups_once() {
+        let body = json!({
+            "name": "revenue",
+            "source": {"zone": "silver", "table": "clicks"},
+            "target": {"zone": "gold", "table": "revenue"},
+            "aggregate": {"group_by": ["day", "country"], "partition_by": ["country", "amount", "country"],
+                "measures": [{"name": "total", "expr": "sum(amount)"}]},
+            "trigger": {"type": "manual"}
+        });
+        let errors = request(body).validate().expect_err("bad partitions");
+        assert_eq!(
+            fields(&errors),
+            ["aggregate.partition_by[1]", "aggregate.partition_by[2]"]
+        );
+        let fine = json!({
+            "name": "revenue",
+            "source": {"zone": "silver", "table": "clicks"},
+            "target": {"zone": "gold", "table": "revenue"},
+            "aggregate": {"group_by": ["day", "country"], "partition_by": ["country"],
+                "measures": [{"name": "total", "expr": "sum(amount)"}]},
+            "trigger": {"type": "manual"}
+        });
+        let spec = request(fine).validate().expect("valid");
+        assert_eq!(spec.aggregate.expect("aggregate").partition_by, ["country"]);
     }
 
     #[test]

@@ -287,6 +287,37 @@ impl TestApp {
         self.wait_for_status(admin, id, "ready").await;
     }
 
+    /// Makes bronze table `table` of `tenant` with `columns` (the API's column objects) and the
+    /// HTTP stream `stream` into it, as `token`.
+    pub async fn bronze_with_http_stream(
+        &self,
+        token: &str,
+        tenant: &str,
+        table: &str,
+        columns: serde_json::Value,
+        stream: &str,
+    ) {
+        let body = serde_json::json!({"zone": "bronze", "name": table, "columns": columns});
+        self.expect(
+            token,
+            reqwest::Method::POST,
+            &format!("/v1/tenants/{tenant}/tables"),
+            Some(body),
+            201,
+        )
+        .await;
+        let body = serde_json::json!({"name": stream, "table": {"zone": "bronze", "name": table},
+            "source": {"type": "http"}});
+        self.expect(
+            token,
+            reqwest::Method::POST,
+            &format!("/v1/tenants/{tenant}/streams"),
+            Some(body),
+            201,
+        )
+        .await;
+    }
+
     /// Polls a tenant until it reaches `status` (10 s at most) and returns it.
     pub async fn wait_for_status(&self, token: &str, tenant: &str, status: &str) -> serde_json::Value {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);

@@ -16,6 +16,7 @@ mod oidc;
 mod openapi;
 mod ops;
 mod outage;
+mod pipeline_partitions;
 mod pipeline_workers;
 mod pipelines;
 mod push_files;

@@ -33,13 +33,9 @@ print(json.dumps(sorted(t.to_pyarrow_table(columns=["id"]).column("id").to_pylis
 async fn tenant_with_pipeline(app: &TestApp, admin: &str, tenant: &str, n: i64) {
     app.ready_tenant(admin, tenant).await;
     let base = format!("/v1/tenants/{tenant}");
-    let table = json!({"zone": "bronze", "name": "events", "columns": [
-        {"name": "id", "type": "long", "nullable": false}, {"name": "client", "type": "long"}]});
-    app.expect(admin, Method::POST, &format!("{base}/tables"), Some(table), 201)
-        .await;
-    let stream =
-        json!({"name": "clicks", "table": {"zone": "bronze", "name": "events"}, "source": {"type": "http"}});
-    app.expect(admin, Method::POST, &format!("{base}/streams"), Some(stream), 201)
+    let columns = json!([
+        {"name": "id", "type": "long", "nullable": false}, {"name": "client", "type": "long"}]);
+    app.bronze_with_http_stream(admin, tenant, "events", columns, "clicks")
         .await;
     let body: String = (0..n)
         .map(|i| format!("{{\"id\": {i}, \"client\": {}}}\n", i % 7))

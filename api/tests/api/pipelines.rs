@@ -483,7 +483,7 @@ async fn readers_see_only_pipelines_between_zones_they_read() {
 }
 
 /// Posts a run of `pipeline` and waits until it has ended; returns it.
-async fn run(app: &TestApp, token: &str, pipeline: &str, full_refresh: bool) -> Value {
+pub(crate) async fn run(app: &TestApp, token: &str, pipeline: &str, full_refresh: bool) -> Value {
     let runs = format!("{BASE}/pipelines/{pipeline}/runs");
     let queued = app
         .expect(

@@ -111,28 +111,12 @@ async fn parquet_and_avro_files_land_as_written_and_a_file_that_does_not_fit_is_
     let app = TestApp::spawn_with(Backend::Sqlite, |c| c.ingest.linger_ms = 20, axum::Router::new()).await;
     let admin = app.token(Role::PlatformAdmin, None).await;
     app.ready_tenant(&admin, "acme").await;
-    let columns = json!({"zone": "bronze", "name": "orders", "columns": [
+    let columns = json!([
         {"name": "id", "type": "long", "nullable": false}, {"name": "customer", "type": "string"},
         {"name": "amount", "type": "double"}, {"name": "paid", "type": "boolean"},
-        {"name": "at", "type": "timestamp"}]});
-    app.expect(
-        &admin,
-        Method::POST,
-        "/v1/tenants/acme/tables",
-        Some(columns),
-        201,
-    )
-    .await;
-    let stream =
-        json!({"name": "orders", "table": {"zone": "bronze", "name": "orders"}, "source": {"type": "http"}});
-    app.expect(
-        &admin,
-        Method::POST,
-        "/v1/tenants/acme/streams",
-        Some(stream),
-        201,
-    )
-    .await;
+        {"name": "at", "type": "timestamp"}]);
+    app.bronze_with_http_stream(&admin, "acme", "orders", columns, "orders")
+        .await;
     let engineer = app.token(Role::Engineer, Some("acme")).await;
 
     let parquet = written(&format!("{ROWS}{WRITE_PARQUET}"), &["0", "1000"]);

@@ -2,6 +2,7 @@
 //! planned and run with DataFusion. The definition and its validation live in
 //! `tenancy::pipeline`; this module adds what needs the engine.
 
+pub mod partitions;
 pub mod plan;
 pub mod rows;
 pub mod run;

@@ -31,6 +31,7 @@ use futures_util::StreamExt;
 use tenancy::pipeline::{DedupScope, Keep, PipelineSpec};
 use uuid::Uuid;
 
+use super::partitions;
 use super::plan::{self, message};
 use super::rows::{Layout, Split, dedup};
 use crate::delta::tables::{self, version_i64};
@@ -124,25 +125,33 @@ impl From<deltalake::arrow::error::ArrowError> for RunError {
     }
 }
 
+/// Whether a commit removes data (a `remove` with `dataChange`: a DELETE, UPDATE, MERGE or
+/// overwrite), as opposed to rewriting it (a compaction) or only adding.
+pub fn removes_data(commit: &str) -> bool {
+    commit
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .any(|action| {
+            action.get("remove").is_some_and(|r| {
+                r.get("dataChange")
+                    .and_then(serde_json::Value::as_bool)
+                    .unwrap_or(true)
+            })
+        })
+}
+
 /// The data-change files a commit added (their paths as the log writes them), or none when the
 /// commit also removes data: a DELETE, UPDATE, MERGE or overwrite writes the rows it keeps
 /// into new files marked as data changes, and those rows are not new. (Rows a MERGE inserts
 /// are therefore not read either: pipelines read appended history.)
 pub fn data_change_adds(commit: &str) -> Vec<String> {
+    if removes_data(commit) {
+        return Vec::new();
+    }
     let actions: Vec<serde_json::Value> = commit
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .collect();
-    let rewrites = actions.iter().any(|action| {
-        action.get("remove").is_some_and(|r| {
-            r.get("dataChange")
-                .and_then(serde_json::Value::as_bool)
-                .unwrap_or(true)
-        })
-    });
-    if rewrites {
-        return Vec::new();
-    }
     actions
         .into_iter()
         .filter_map(|action| {
@@ -208,9 +217,10 @@ async fn new_files(
     root: &str,
     after: i64,
     latest: i64,
-) -> Result<HashMap<String, (String, i64)>, RunError> {
+) -> Result<(HashMap<String, (String, i64)>, bool), RunError> {
     let store = table.log_store();
     let mut files = HashMap::new();
+    let mut removed = false;
     let table_root = table.table_url().to_string();
     for version in after + 1..=latest {
         let Ok(at) = u64::try_from(version) else { continue };
@@ -225,11 +235,13 @@ async fn new_files(
                 after + 1
             )));
         };
-        for path in data_change_adds(&String::from_utf8_lossy(&bytes)) {
+        let commit = String::from_utf8_lossy(&bytes);
+        removed |= removes_data(&commit);
+        for path in data_change_adds(&commit) {
             files.insert(file_key(&path, &table_root), (path, version));
         }
     }
-    Ok(files)
+    Ok((files, removed))
 }
 
 fn single_partition() -> SessionContext {
@@ -286,11 +298,14 @@ fn properties(app: &str, source_version: i64) -> CommitProperties {
 }
 
 /// Writes batches in one commit marked with the pipeline's `txn`; returns the new version.
+/// With `replace`, an overwrite replaces only the rows matching it (whole partitions: Delta's
+/// `replaceWhere`).
 async fn write(
     table: DeltaTable,
     root: &str,
     batches: Vec<RecordBatch>,
     mode: SaveMode,
+    replace: Option<Expr>,
     props: CommitProperties,
 ) -> Result<i64, RunError> {
     let schema = arrow_schema(&table, root)?;
@@ -302,9 +317,11 @@ async fn write(
         // No rows still commits: the commit carries the run's mark (and an overwrite empties).
         batches.push(RecordBatch::new_empty(schema.clone()));
     }
-    let written = table
-        .write(batches)
-        .with_save_mode(mode)
+    let mut write = table.write(batches).with_save_mode(mode);
+    if let Some(predicate) = replace {
+        write = write.with_replace_where(predicate);
+    }
+    let written = write
         .with_commit_properties(props)
         .await
         .map_err(|e| DeltaError::delta("pipeline write", root, e))?;
@@ -526,9 +543,11 @@ pub async fn execute(
         (Some(mark), None) | (None, Some(mark)) => Some(mark),
         (None, None) => None,
     };
-    let files = match log_from {
+    // Whether the source removed data since the marks (a DELETE, UPDATE, MERGE): an
+    // aggregate then recomputes every group, since rows left groups the new rows do not name.
+    let (files, removed) = match log_from {
         Some(from) => new_files(&source, &roots.source, from, latest).await?,
-        None => HashMap::new(),
+        None => (HashMap::new(), false),
     };
     let aggregate = spec.aggregate.is_some();
     let incremental = marks.0.is_some() && marks.1.is_some() && !aggregate;
@@ -616,7 +635,7 @@ pub async fn execute(
         };
         // Even with no rows the commit records the mark, so the quarantine's progress
         // follows the target's.
-        write(table, root, split.quarantine.clone(), mode, props()).await?;
+        write(table, root, split.quarantine.clone(), mode, None, props()).await?;
         crate::faults::point("pipeline.quarantine");
     }
     if !full_refresh && done.is_some_and(|d| d >= latest) {
@@ -662,13 +681,63 @@ pub async fn execute(
             )
             .await?
         }
+        _ if aggregate && !full_refresh && !removed && done.is_some() => {
+            let partitions = target
+                .snapshot()
+                .map_or_else(|_| Vec::new(), |s| s.metadata().partition_columns().to_vec());
+            let schema = arrow_schema(&target, &roots.target)?;
+            let group_by = spec.aggregate.as_ref().map_or(&[][..], |a| a.group_by.as_slice());
+            let new_rows = split
+                .target
+                .iter()
+                .zip(&split.target_versions)
+                .map(|(batch, versions)| (batch, versions.as_slice()));
+            match partitions::Touched::find(&partitions, group_by, &schema, new_rows, done)? {
+                Some(touched) => {
+                    let conformed = target_rows
+                        .iter()
+                        .map(|b| conform(b, &schema))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let rows = touched.keep(&conformed)?;
+                    outcome.rows_written = rows.iter().map(|b| b.num_rows() as u64).sum();
+                    // Nothing new reached the target: the commit carries only the mark.
+                    match touched.predicate() {
+                        Some(predicate) => {
+                            write(
+                                target,
+                                &roots.target,
+                                rows,
+                                SaveMode::Overwrite,
+                                Some(predicate),
+                                props(),
+                            )
+                            .await?
+                        }
+                        None => {
+                            write(target, &roots.target, Vec::new(), SaveMode::Append, None, props()).await?
+                        }
+                    }
+                }
+                None => {
+                    write(
+                        target,
+                        &roots.target,
+                        target_rows,
+                        SaveMode::Overwrite,
+                        None,
+                        props(),
+                    )
+                    .await?
+                }
+            }
+        }
         _ => {
             let mode = if full_refresh || aggregate {
                 SaveMode::Overwrite
             } else {
                 SaveMode::Append
             };
-            write(target, &roots.target, target_rows, mode, props()).await?
+            write(target, &roots.target, target_rows, mode, None, props()).await?
         }
     };
     crate::faults::point("pipeline.target");

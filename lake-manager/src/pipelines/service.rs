@@ -156,14 +156,15 @@ impl Pipelines {
         Ok(Some(existing))
     }
 
-    /// Makes a target (or quarantine) table from the planned columns.
+    /// Makes a target (or quarantine) table from the planned columns; a refusal names
+    /// `target.table` (or `aggregate.partition_by` for a partition column).
     async fn make_table(
         &self,
         tenant: &Tenant,
-        field: &str,
         zone: Zone,
         name: &str,
         columns: &[ColumnSpec],
+        partition_by: &[String],
         audit: &AuditEvent,
     ) -> Result<TableRecord, PipelineError> {
         // The quarantine's `_violations` is the plane's own column, outside the names tables
@@ -182,7 +183,7 @@ impl Pipelines {
                     nullable: Some(c.nullable),
                 })
                 .collect(),
-            partition_by: Vec::new(),
+            partition_by: partition_by.to_vec(),
             event_time_column: None,
             z_order_by: Vec::new(),
             description: Some("made by a pipeline".to_owned()),
@@ -194,6 +195,12 @@ impl Pipelines {
                 violations
                     .into_iter()
                     .map(|v| {
+                        // A partition column the table refuses (a float) is the aggregate's.
+                        let field = if v.field.starts_with("partition_by") {
+                            "aggregate.partition_by"
+                        } else {
+                            "target.table"
+                        };
                         Violation::new(
                             field,
                             format!("the output as a table: {}: {}", v.field, v.message),
@@ -278,22 +285,41 @@ impl Pipelines {
             ),
             None => None,
         };
+        let partition_by = spec
+            .aggregate
+            .as_ref()
+            .map(|a| a.partition_by.clone())
+            .unwrap_or_default();
         let target = match existing_target {
-            Some(table) => table,
+            Some(table) => {
+                if !partition_by.is_empty() && table.spec.partition_by != partition_by {
+                    return Err(invalid(
+                        "aggregate.partition_by",
+                        format!(
+                            "{}.{} is partitioned by [{}]; the pipeline asks for [{}]",
+                            zone.as_str(),
+                            spec.target.table,
+                            table.spec.partition_by.join(", "),
+                            partition_by.join(", ")
+                        ),
+                    ));
+                }
+                table
+            }
             None => {
                 self.make_table(
                     tenant,
-                    "target.table",
                     zone,
                     spec.target.table.as_str(),
                     &planned.columns,
+                    &partition_by,
                     audit,
                 )
                 .await?
             }
         };
         if let (Some(None), Some(columns)) = (existing_quarantine, &planned.quarantine) {
-            self.make_table(tenant, "target.table", zone, quarantine.as_str(), columns, audit)
+            self.make_table(tenant, zone, quarantine.as_str(), columns, &[], audit)
                 .await?;
         }
         let mut spec = spec;

@@ -527,9 +527,12 @@ pub struct WorkersConfig {
     /// How often the leader checks every table for maintenance that is due, seconds; 0 turns
     /// the scheduler off.
     pub schedule_secs: u64,
-    /// How often the leader runs pipeline runs that wait and those their triggers make due,
-    /// seconds; 0 turns triggers off (requested runs still run at once).
+    /// How often the leader queues the pipeline runs that triggers make due, seconds; 0 turns
+    /// triggers off (requested runs still start at once, as workers).
     pub pipeline_poll_secs: u64,
+    /// Longest a pipeline run may compute, seconds; past it the run fails, and so does its
+    /// pipeline (a run over the same data would take as long again).
+    pub pipeline_run_timeout_secs: u64,
     /// Finished workers no longer needed stay listed this long, seconds.
     pub keep_finished_secs: u64,
     /// The Kubernetes launcher's settings.
@@ -550,6 +553,7 @@ impl Default for WorkersConfig {
             max_failures: settings.policy.max_failures,
             schedule_secs: settings.schedule_every.as_secs(),
             pipeline_poll_secs: settings.pipeline_every.as_secs(),
+            pipeline_run_timeout_secs: settings.pipeline_run_limit.as_secs(),
             keep_finished_secs: settings.keep_finished.as_secs(),
             kubernetes: KubernetesConfig::default(),
         }
@@ -596,6 +600,9 @@ impl WorkersConfig {
                 "must be at most 3600 (0 turns triggers off)".into(),
             ));
         }
+        if !(1..=86_400).contains(&self.pipeline_run_timeout_secs) {
+            return Some(("pipeline_run_timeout_secs", "must be 1 to 86400".into()));
+        }
         if let Some((field, problem)) = self.kubernetes.problem() {
             return Some((field, problem));
         }
@@ -617,6 +624,7 @@ impl WorkersConfig {
             reconcile_every: Duration::from_secs(self.reconcile_secs),
             schedule_every: Duration::from_secs(self.schedule_secs),
             pipeline_every: Duration::from_secs(self.pipeline_poll_secs),
+            pipeline_run_limit: Duration::from_secs(self.pipeline_run_timeout_secs),
             keep_finished: Duration::from_secs(self.keep_finished_secs),
             // Set from `tables.maintenance_concurrency_per_tenant` where the app is assembled.
             maintenance_per_tenant: lake_manager::workers::WorkerSettings::default().maintenance_per_tenant,

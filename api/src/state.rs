@@ -342,7 +342,8 @@ impl AppState {
         settings.maintenance_per_tenant = config.tables.maintenance_concurrency_per_tenant;
         // A run's lease lives as long as a worker's heartbeat, renewed as often.
         let pipelines = lake_manager::pipelines::Pipelines::new(catalog.clone())
-            .with_lease(settings.policy.heartbeat_timeout, settings.heartbeat_every);
+            .with_lease(settings.policy.heartbeat_timeout, settings.heartbeat_every)
+            .with_run_limit(settings.pipeline_run_limit);
         let bodies = Arc::new(Bodies::new(
             catalog.clone(),
             provisioner.clone(),

@@ -28,14 +28,15 @@ use crate::state::AppState;
 pub struct WorkerView {
     /// Deterministic id: `{kind}-{tenant}-{hash of the target}`.
     pub id: String,
-    /// `ingest`, `compact`, `retention`, `migrate` or `purge`.
+    /// `ingest`, `compact`, `retention`, `migrate`, `purge` or `pipeline`.
     pub kind: String,
     /// The tenant.
     pub tenant: String,
     /// What it works on: `{type: "stream" | "table" | "pipeline", id}` or `{type: "tenant"}`.
     #[schema(value_type = Object)]
     pub target: WorkerTarget,
-    /// Compact and retention workers: the maintenance run they execute, and its operations.
+    /// Compact and retention workers: the maintenance run they execute (with its
+    /// operations); pipeline workers: the pipeline run.
     pub run_id: Option<uuid::Uuid>,
     /// Compact and retention workers: the operations.
     pub operations: Vec<String>,
@@ -117,7 +118,8 @@ pub struct AdminWorkerQuery {
     pub tenant: Option<String>,
     /// Only workers in this state: `pending`, `running`, `succeeded`, `failed`.
     pub state: Option<String>,
-    /// Only workers of this kind: `ingest`, `compact`, `retention`, `migrate`, `purge`.
+    /// Only workers of this kind: `ingest`, `compact`, `retention`, `migrate`, `purge`,
+    /// `pipeline`.
     pub kind: Option<String>,
     /// Page size, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]

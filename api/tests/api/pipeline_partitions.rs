@@ -1,6 +1,7 @@
 //! A gold aggregate partitioned by one of its groups: each run recomputes only the partitions
-//! its new silver rows fall in and replaces just those (Delta `replaceWhere`), and after a
-//! DELETE on silver by an outside writer the next run recomputes every partition. Judged from
+//! its new silver rows fall in and replaces just those (Delta `replaceWhere`); after a
+//! compaction of silver, and after a DELETE on silver by an outside writer, the next run
+//! recomputes every partition. Judged from
 //! outside: polars recomputes gold from the silver table read by Python `deltalake` after every
 //! run, and the gold table's files show which partitions were rewritten.
 
@@ -185,6 +186,32 @@ async fn a_partitioned_gold_aggregate_rewrites_only_the_partitions_new_rows_touc
         "DE was rewritten"
     );
 
+    // Round 2b: new IT rows reach silver, then silver is compacted before the gold run: the
+    // new rows now sit in the compacted file, so the run cannot tell them apart and replaces
+    // every partition (a run that took them for old ones would leave IT stale).
+    push(&app, &admin, &[("IT", "c", 4)]).await;
+    let silver_run = run(&app, &admin, "clean", false).await;
+    assert_eq!(silver_run["status"], "succeeded", "{silver_run}");
+    let compacted = crate::tables::run_maintenance(
+        &app,
+        &admin,
+        "/v1/tenants/acme/tables/silver/sales",
+        json!({"operations": ["compact"]}),
+    )
+    .await;
+    assert_eq!(compacted["status"], "succeeded", "{compacted}");
+    let after_compaction = run(&app, &admin, "by-country", false).await;
+    assert_eq!(after_compaction["status"], "succeeded", "{after_compaction}");
+    let compacted_gold = outside(&silver, &gold);
+    assert_eq!(
+        compacted_gold["written"], compacted_gold["expected"],
+        "after a compaction: {compacted_gold}"
+    );
+    assert_eq!(
+        after_compaction["rows"]["written"], 6,
+        "every group: {after_compaction}"
+    );
+
     // Round 3: an outside DELETE of FR's silver rows, and new IT rows. The source removed
     // data, so the run recomputes every partition: FR's groups are gone.
     python(DELETE, &[&silver, "FR"]);
@@ -201,6 +228,6 @@ async fn a_partitioned_gold_aggregate_rewrites_only_the_partitions_new_rows_touc
             .is_some_and(|rows| rows.iter().all(|r| r["country"] != "FR")),
         "{after_third}"
     );
-    assert_eq!(third["rows"]["written"], 5, "every group, recomputed: {third}");
+    assert_eq!(third["rows"]["written"], 6, "every group, recomputed: {third}");
     app.shutdown().await;
 }

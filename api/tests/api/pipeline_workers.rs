@@ -255,17 +255,36 @@ async fn a_migration_waits_for_a_running_pipeline_run_which_then_resumes_at_the_
         .expect("pipeline");
     // A process took the run and froze between its commits: the run is `running` under the
     // lease that process renews (here the test renews it, while the process is "alive").
-    let mut run = PipelineRunRecord::queued(&pipeline, false, "frozen", tenancy::now());
+    // Recorded `running` under a live lease (a worker the reconciler starts meanwhile waits
+    // for it), which the frozen process then holds: taken as of that lease's end.
+    let now = tenancy::now();
+    let mut run = PipelineRunRecord::queued(&pipeline, false, "frozen", now);
     run.status = RunStatus::Running;
-    run.started_at = Some(tenancy::now());
-    run.lease_expires_at = Some(tenancy::now() + chrono::Duration::seconds(3));
+    run.lease_expires_at = Some(now + chrono::Duration::seconds(3));
     assert_eq!(
         store.queue_pipeline_run(&run, None).await.expect("run"),
         Some(run.id)
     );
+    let at_lapse = now + chrono::Duration::seconds(3);
+    assert!(
+        store
+            .take_pipeline_run(
+                run.id,
+                "frozen",
+                at_lapse + chrono::Duration::seconds(3),
+                at_lapse
+            )
+            .await
+            .expect("take")
+    );
     let renew = |store: std::sync::Arc<dyn tenancy::store::MetadataStore>, id: uuid::Uuid| async move {
         let until = tenancy::now() + chrono::Duration::seconds(3);
-        assert!(store.renew_pipeline_run(id, until).await.expect("renew"));
+        assert!(
+            store
+                .renew_pipeline_run(id, "frozen", until)
+                .await
+                .expect("renew")
+        );
     };
 
     app.expect(
@@ -357,6 +376,118 @@ async fn a_migration_waits_for_a_running_pipeline_run_which_then_resumes_at_the_
     assert!(
         worker["state"] == "succeeded" || worker["state"] == "running",
         "{worker}"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_past_its_time_limit_is_stopped_and_fails_its_pipeline_until_resumed() {
+    // S3 frozen with SIGSTOP (moto, the S3 stand-in): the run's reads hang, and the 2 s limit
+    // stops it.
+    let moto = crate::common::PrivateMoto::start().await;
+    let endpoint = moto.endpoint.clone();
+    let prefix = crate::helpers::fresh_prefix();
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        move |c| {
+            crate::helpers::on_moto(c, &endpoint, &prefix);
+            c.ingest.linger_ms = 20;
+            c.workers.pipeline_run_timeout_secs = 2;
+            crate::kafka::fast_workers(c);
+        },
+        axum::Router::new(),
+    )
+    .await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    tenant_with_pipeline(&app, &admin, "acme", 100).await;
+    let path = "/v1/tenants/acme/pipelines/clean";
+
+    moto.freeze();
+    let queued = app
+        .expect(
+            &admin,
+            Method::POST,
+            &format!("{path}/runs"),
+            Some(json!({})),
+            202,
+        )
+        .await;
+    let run_path = format!("{path}/runs/{}", queued["run_id"].as_str().expect("run id"));
+    let stopped = run_until(&app, &admin, &run_path, "the run was not stopped", |r| {
+        r["status"] == "failed"
+    })
+    .await;
+    let started = stopped["started_at"]
+        .as_str()
+        .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok());
+    let finished = stopped["finished_at"]
+        .as_str()
+        .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok());
+    let took = finished.zip(started).map(|(f, s)| (f - s).num_milliseconds());
+    assert!(
+        took.is_some_and(|ms| (2_000..10_000).contains(&ms)),
+        "stopped at its 2 s limit: {stopped}"
+    );
+    assert!(
+        stopped["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("pipeline_run_timeout_secs")),
+        "{stopped}"
+    );
+    let pipeline = app.expect(&admin, Method::GET, path, None, 200).await;
+    assert_eq!(pipeline["state"], "failed", "{pipeline}");
+
+    // S3 answers again; a resume and a run then land every row once.
+    moto.thaw();
+    app.expect(&admin, Method::PATCH, path, Some(json!({"paused": false})), 200)
+        .await;
+    let done = {
+        let queued = app
+            .expect(
+                &admin,
+                Method::POST,
+                &format!("{path}/runs"),
+                Some(json!({})),
+                202,
+            )
+            .await;
+        let run_path = format!("{path}/runs/{}", queued["run_id"].as_str().expect("run id"));
+        run_until(
+            &app,
+            &admin,
+            &run_path,
+            "the run after the thaw did not end",
+            |r| r["status"] == "succeeded" || r["status"] == "failed",
+        )
+        .await
+    };
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["rows"]["written"], 100, "{done}");
+    let silver = app
+        .expect(
+            &admin,
+            Method::GET,
+            "/v1/tenants/acme/tables/silver/events",
+            None,
+            200,
+        )
+        .await;
+    // Nothing the stopped run computed was committed after it stopped: one commit of 100 rows
+    // on top of the table's creation.
+    let history = app
+        .expect(
+            &admin,
+            Method::GET,
+            "/v1/tenants/acme/tables/silver/events/history",
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(silver["num_rows"], 100, "{silver}");
+    assert_eq!(
+        history["items"].as_array().map(Vec::len),
+        Some(2),
+        "the creation and the run's one commit: {history}"
     );
     app.shutdown().await;
 }

@@ -174,6 +174,18 @@ fn fit(field: &Field, column: &ArrayRef) -> Result<ArrayRef, FileError> {
     let out = if from == to {
         column.clone()
     } else if widens(from, to) {
+        // A finer unit goes into a coarser one only when nothing is cut off: nanoseconds that
+        // are whole microseconds, milliseconds-since-epoch dates that are whole days.
+        if let Some(row) = inexact(column, to) {
+            return Err(misfit(
+                field.name(),
+                Some(row + 1),
+                format!(
+                    "has a value {} cannot hold exactly (it would be cut to the column's unit)",
+                    type_name(to)
+                ),
+            ));
+        }
         // Strict: a value the widening cannot carry (an unsigned value past `long`, a
         // timestamp past the microsecond range) fails instead of turning null.
         let options = CastOptions {
@@ -209,6 +221,30 @@ fn fit(field: &Field, column: &ArrayRef) -> Result<ArrayRef, FileError> {
         ));
     }
     Ok(out)
+}
+
+/// The first row whose value a cast to `to` would cut (a finer time unit into a coarser one).
+fn inexact(column: &ArrayRef, to: &DataType) -> Option<usize> {
+    use deltalake::arrow::array::{Date64Array, TimestampNanosecondArray};
+    use deltalake::arrow::datatypes::TimeUnit;
+    fn first(values: impl Iterator<Item = Option<i64>>, unit: i64) -> Option<usize> {
+        values
+            .enumerate()
+            .find_map(|(i, v)| v.is_some_and(|v| v % unit != 0).then_some(i))
+    }
+    match (column.data_type(), to) {
+        (DataType::Timestamp(TimeUnit::Nanosecond, _), DataType::Timestamp(TimeUnit::Microsecond, _)) => {
+            column
+                .as_any()
+                .downcast_ref::<TimestampNanosecondArray>()
+                .and_then(|a| first(&mut a.iter(), 1_000))
+        }
+        (DataType::Date64, DataType::Date32) => column
+            .as_any()
+            .downcast_ref::<Date64Array>()
+            .and_then(|a| first(a.iter(), 86_400_000)),
+        _ => None,
+    }
 }
 
 /// Whether `from` converts to `to` without any value changing (checked strictly on the way).
@@ -400,6 +436,21 @@ mod tests {
                 "id",
                 None,
                 "does not fit",
+            ),
+            (
+                batch(vec![
+                    ("id", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef),
+                    (
+                        "at",
+                        Arc::new(
+                            deltalake::arrow::array::TimestampNanosecondArray::from(vec![2_000, 3_001])
+                                .with_timezone("UTC"),
+                        ),
+                    ),
+                ]),
+                "at",
+                Some(2),
+                "cannot hold exactly",
             ),
         ];
         for (file, field, row, words) in cases {

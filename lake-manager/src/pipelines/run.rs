@@ -128,6 +128,16 @@ impl From<deltalake::arrow::error::ArrowError> for RunError {
 /// Whether a commit removes data (a `remove` with `dataChange`: a DELETE, UPDATE, MERGE or
 /// overwrite), as opposed to rewriting it (a compaction) or only adding.
 pub fn removes_data(commit: &str) -> bool {
+    removes(commit, true)
+}
+
+/// Whether a commit rewrites files without changing data (a compaction, a z-order): a
+/// `remove` with `dataChange: false`.
+pub fn rewrites_files(commit: &str) -> bool {
+    removes(commit, false)
+}
+
+fn removes(commit: &str, data_change: bool) -> bool {
     commit
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
@@ -136,6 +146,7 @@ pub fn removes_data(commit: &str) -> bool {
                 r.get("dataChange")
                     .and_then(serde_json::Value::as_bool)
                     .unwrap_or(true)
+                    == data_change
             })
         })
 }
@@ -212,15 +223,9 @@ fn percent_decode(text: &str) -> String {
 }
 
 /// Reads the data-change files of versions `after + 1 ..= latest`, by key.
-async fn new_files(
-    table: &DeltaTable,
-    root: &str,
-    after: i64,
-    latest: i64,
-) -> Result<(HashMap<String, (String, i64)>, bool), RunError> {
+async fn new_files(table: &DeltaTable, root: &str, after: i64, latest: i64) -> Result<LogRange, RunError> {
     let store = table.log_store();
-    let mut files = HashMap::new();
-    let mut removed = false;
+    let mut range = LogRange::default();
     let table_root = table.table_url().to_string();
     for version in after + 1..=latest {
         let Ok(at) = u64::try_from(version) else { continue };
@@ -236,12 +241,25 @@ async fn new_files(
             )));
         };
         let commit = String::from_utf8_lossy(&bytes);
-        removed |= removes_data(&commit);
+        range.removed |= removes_data(&commit);
+        range.rewritten |= rewrites_files(&commit);
         for path in data_change_adds(&commit) {
-            files.insert(file_key(&path, &table_root), (path, version));
+            range.files.insert(file_key(&path, &table_root), (path, version));
         }
     }
-    Ok((files, removed))
+    Ok(range)
+}
+
+/// What a range of the source's log holds.
+#[derive(Debug, Default)]
+struct LogRange {
+    /// The data files added, by key: (path, the version that added it).
+    files: HashMap<String, (String, i64)>,
+    /// Whether a commit removed data (a DELETE, UPDATE, MERGE).
+    removed: bool,
+    /// Whether a commit rewrote files (a compaction): a row of the latest snapshot may then sit
+    /// in a file the range did not add although the row is new.
+    rewritten: bool,
 }
 
 fn single_partition() -> SessionContext {
@@ -543,12 +561,15 @@ pub async fn execute(
         (Some(mark), None) | (None, Some(mark)) => Some(mark),
         (None, None) => None,
     };
-    // Whether the source removed data since the marks (a DELETE, UPDATE, MERGE): an
-    // aggregate then recomputes every group, since rows left groups the new rows do not name.
-    let (files, removed) = match log_from {
+    let range = match log_from {
         Some(from) => new_files(&source, &roots.source, from, latest).await?,
-        None => (HashMap::new(), false),
+        None => LogRange::default(),
     };
+    // A partitioned aggregate replaces only the partitions of new rows when it can tell them
+    // all: not after the source removed data (rows left groups that new rows do not name) nor
+    // after a compaction (a new row may sit in a rewritten file, dated as old).
+    let scoped = !range.removed && !range.rewritten;
+    let files = range.files;
     let aggregate = spec.aggregate.is_some();
     let incremental = marks.0.is_some() && marks.1.is_some() && !aggregate;
     let ctx = single_partition();
@@ -681,7 +702,7 @@ pub async fn execute(
             )
             .await?
         }
-        _ if aggregate && !full_refresh && !removed && done.is_some() => {
+        _ if aggregate && !full_refresh && scoped && done.is_some() => {
             let partitions = target
                 .snapshot()
                 .map_or_else(|_| Vec::new(), |s| s.metadata().partition_columns().to_vec());
@@ -852,5 +873,10 @@ mod tests {
         ]
         .join("\n");
         assert!(data_change_adds(&compaction).is_empty());
+        // What a partitioned aggregate checks before it replaces partitions only.
+        assert!(removes_data(&delete) && !rewrites_files(&delete));
+        assert!(rewrites_files(&compaction) && !removes_data(&compaction));
+        let append = r#"{"add":{"path":"b.parquet","dataChange":true}}"#;
+        assert!(!removes_data(append) && !rewrites_files(append));
     }
 }

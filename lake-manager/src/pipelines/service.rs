@@ -47,6 +47,18 @@ fn invalid(field: &str, message: impl Into<String>) -> PipelineError {
     PipelineError::Invalid(vec![Violation::new(field, message)])
 }
 
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Finished runs kept per pipeline; older ones are deleted as new ones end.
+pub const RUNS_KEPT: u32 = 1_000;
+
 /// How [`Pipelines::execute`] ended a run.
 #[derive(Debug)]
 pub enum Executed {
@@ -76,6 +88,8 @@ pub struct Pipelines {
     /// takes the run; once it lapsed (its process died), the run's restarted worker resumes it.
     lease: std::time::Duration,
     renew_every: std::time::Duration,
+    /// Longest a run may compute.
+    run_limit: std::time::Duration,
 }
 
 impl Pipelines {
@@ -86,6 +100,7 @@ impl Pipelines {
             running: Arc::default(),
             lease: std::time::Duration::from_secs(10),
             renew_every: std::time::Duration::from_secs(3),
+            run_limit: std::time::Duration::from_secs(3600),
         }
     }
 
@@ -94,6 +109,12 @@ impl Pipelines {
     pub fn with_lease(mut self, lease: std::time::Duration, renew_every: std::time::Duration) -> Self {
         self.lease = lease;
         self.renew_every = renew_every;
+        self
+    }
+
+    /// Runs that compute longer than `limit` fail, and so does their pipeline.
+    pub fn with_run_limit(mut self, limit: std::time::Duration) -> Self {
+        self.run_limit = limit;
         self
     }
 
@@ -362,7 +383,8 @@ impl Pipelines {
         let Some(mut run) = self.take(pipeline_id, run_id).await? else {
             return Ok(Executed::Gone);
         };
-        let taken_from = run.status;
+        // This attempt's name on the lease: only it renews the lease and records the end.
+        let owner = format!("run-{}", uuid::Uuid::now_v7());
         // The fence of placement migrations: the tenant must be ready when the run takes its
         // lease, and from then on the live lease holds a migration's copy back until the run
         // ends (`live_writes` counts it). The intent covers the moment in between.
@@ -378,10 +400,13 @@ impl Pipelines {
             }
             None => return Ok(Executed::Gone),
         }
+        let now = tenancy::now();
         run.status = RunStatus::Running;
-        run.started_at = Some(tenancy::now());
+        run.started_at = Some(now);
         run.lease_expires_at = Some(self.lease_until());
-        let taken = store.update_pipeline_run(&run, taken_from).await?;
+        let taken = store
+            .take_pipeline_run(run.id, &owner, self.lease_until(), now)
+            .await?;
         intent.end().await;
         if !taken {
             // Another process took it (or it ended) since it was read: that one runs it.
@@ -391,17 +416,32 @@ impl Pipelines {
         }
         // From here the run is `running`: whatever happens, it is recorded as ended (or given
         // back to the queue), and its lease is renewed while it computes.
+        // A renewal that finds the lease gone (another attempt took the run over) stops this
+        // one: the other runs it now.
         let renew = async {
             loop {
                 tokio::time::sleep(self.renew_every).await;
-                if let Err(e) = store.renew_pipeline_run(run.id, self.lease_until()).await {
-                    tracing::warn!(run = %run.id, error = %tenancy::error_chain(&e), "cannot renew the run's lease");
+                match store.renew_pipeline_run(run.id, &owner, self.lease_until()).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => {
+                        tracing::warn!(run = %run.id, error = %tenancy::error_chain(&e), "cannot renew the run's lease");
+                    }
                 }
             }
         };
+        let limit = self.run_limit;
         let result = tokio::select! {
-            result = self.run_once(&pipeline, run.full_refresh) => result,
-            () = renew => Err(RunError::Engine("the lease renewal stopped".to_owned())),
+            result = tokio::time::timeout(limit, self.run_once(&pipeline, run.full_refresh)) => {
+                // The same data would take as long again: the pipeline waits for someone to
+                // act rather than retry it forever.
+                result.unwrap_or_else(|_| Err(RunError::Failed(format!(
+                    "the run computed for longer than {} s (workers.pipeline_run_timeout_secs) and was \
+                     stopped; nothing it had not committed was kept",
+                    limit.as_secs()
+                ))))
+            }
+            () = renew => Err(RunError::Engine("the run's lease was taken over by another attempt".to_owned())),
         };
         let finished = tenancy::now();
         let mut done = run.clone();
@@ -450,17 +490,31 @@ impl Pipelines {
                 Executed::Retry(why)
             }
         };
-        // The run's end is recorded even through a brief store outage.
+        // The run's end is recorded even through a brief store outage, and only while this
+        // attempt holds the lease: one that lost it leaves the run to the attempt that took it.
         let mut attempt = 0;
         loop {
-            match store.update_pipeline_run(&done, RunStatus::Running).await {
-                Ok(_) => break,
+            match store.end_pipeline_run(&done, &owner).await {
+                Ok(true) => break,
+                Ok(false) => {
+                    tracing::warn!(run = %run.id, "the run was taken over by another attempt; its end is not recorded here");
+                    return Ok(Executed::Retry(format!(
+                        "pipeline run {run_id} was taken over by another attempt"
+                    )));
+                }
                 Err(e) if attempt < 5 => {
                     attempt += 1;
                     tracing::warn!(run = %run.id, error = %tenancy::error_chain(&e), "cannot record the run's end yet; retrying");
                     tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
                 }
                 Err(e) => return Err(e),
+            }
+        }
+        match store.prune_pipeline_runs(pipeline.id, RUNS_KEPT).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::debug!(pipeline = %pipeline.id, pruned, "old pipeline runs deleted"),
+            Err(e) => {
+                tracing::warn!(pipeline = %pipeline.id, error = %tenancy::error_chain(&e), "cannot delete old pipeline runs; the next run tries again")
             }
         }
         let Some(seen) = store.get_pipeline_by_id(pipeline.id).await? else {
@@ -587,7 +641,11 @@ impl Pipelines {
             }),
         };
         let (delta, spec, id) = (self.catalog.delta().clone(), spec.clone(), pipeline.id);
-        match tokio::spawn(async move { run::execute(&delta, &spec, id, &roots, full_refresh).await }).await {
+        let task = tokio::spawn(async move { run::execute(&delta, &spec, id, &roots, full_refresh).await });
+        // Stopping the run (the worker stopped, the time limit) must stop the task too: a
+        // detached task would go on committing after its lease stopped being renewed.
+        let _abort = AbortOnDrop(task.abort_handle());
+        match task.await {
             Ok(result) => result,
             Err(e) => Err(RunError::Engine(format!("the run stopped: {e}"))),
         }

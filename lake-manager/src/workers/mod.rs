@@ -60,6 +60,8 @@ pub struct WorkerSettings {
     /// How often the leader runs what pipelines have waiting and what their triggers make
     /// due; zero turns pipeline triggers off (requested runs still run).
     pub pipeline_every: Duration,
+    /// Longest a pipeline run may compute before it fails.
+    pub pipeline_run_limit: Duration,
     /// Finished workers that are no longer wanted leave the listing after this long.
     pub keep_finished: Duration,
     /// Most maintenance workers (compact, retention) of one tenant running at once, whatever
@@ -75,6 +77,7 @@ impl Default for WorkerSettings {
             reconcile_every: Duration::from_secs(5),
             schedule_every: Duration::from_secs(3600),
             pipeline_every: Duration::from_secs(10),
+            pipeline_run_limit: Duration::from_secs(3600),
             keep_finished: Duration::from_secs(86_400),
             maintenance_per_tenant: 1,
         }

@@ -167,13 +167,32 @@ pub trait PipelineStore: Send + Sync {
         before: Option<Uuid>,
         limit: u32,
     ) -> Result<Vec<PipelineRunRecord>, StoreError>;
-    /// Writes a run's progress if its status is still `seen`; false when it moved meanwhile.
-    async fn update_pipeline_run(&self, run: &PipelineRunRecord, seen: RunStatus)
-    -> Result<bool, StoreError>;
-    /// Extends a running run's lease; false when it is no longer running (or is gone).
-    async fn renew_pipeline_run(&self, id: Uuid, until: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Takes a run for `owner`: `running` under a lease until `until`, started at `now`, when
+    /// it is queued or running under a lease that lapsed by `now`. False: another attempt holds
+    /// it, or it ended (or is gone).
+    async fn take_pipeline_run(
+        &self,
+        id: Uuid,
+        owner: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Extends `owner`'s lease of a running run; false when `owner` no longer holds it (another
+    /// attempt took the run, it ended, or it is gone).
+    async fn renew_pipeline_run(
+        &self,
+        id: Uuid,
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Records the end (or the return to the queue) of a run `owner` holds: the record's
+    /// status, counts, error and times, the lease cleared. False when `owner` no longer holds it.
+    async fn end_pipeline_run(&self, run: &PipelineRunRecord, owner: &str) -> Result<bool, StoreError>;
     /// Every active pipeline of every tenant, by id: what the scheduler looks at.
     async fn active_pipelines(&self) -> Result<Vec<PipelineRecord>, StoreError>;
+    /// Deletes the pipeline's finished runs beyond its newest `keep` runs; returns how many.
+    /// Unfinished runs are never deleted.
+    async fn prune_pipeline_runs(&self, pipeline: Uuid, keep: u32) -> Result<u64, StoreError>;
     /// Every run not finished (queued, or running), oldest first, as (tenant, pipeline, run):
     /// the pipeline workers' work, read by the reconciler on every loop.
     async fn unfinished_pipeline_runs(&self) -> Result<Vec<(TenantId, Uuid, Uuid)>, StoreError>;

@@ -147,18 +147,31 @@ async fn pipelines_round_trip_stay_unique_and_go_with_their_tenant(backend: Back
             (refresh.tenant.clone(), refresh.pipeline_id, refresh.id)
         ]
     );
+    let started = tenancy::now();
     let mut running = run.clone();
     running.status = RunStatus::Running;
-    running.started_at = Some(tenancy::now());
-    running.lease_expires_at = Some(tenancy::now() + chrono::Duration::seconds(10));
+    running.started_at = Some(started);
+    running.lease_expires_at = Some(started + chrono::Duration::seconds(10));
     assert!(
         store
-            .update_pipeline_run(&running, RunStatus::Queued)
+            .take_pipeline_run(run.id, "first", started + chrono::Duration::seconds(10), started)
             .await
             .expect("take")
     );
     let later = tenancy::now() + chrono::Duration::seconds(20);
-    assert!(store.renew_pipeline_run(run.id, later).await.expect("renew"));
+    assert!(
+        store
+            .renew_pipeline_run(run.id, "first", later)
+            .await
+            .expect("renew")
+    );
+    assert!(
+        !store
+            .renew_pipeline_run(run.id, "second", later)
+            .await
+            .expect("renew"),
+        "only the holder renews"
+    );
     assert_eq!(
         store
             .get_pipeline_run(paused.id, run.id)
@@ -168,16 +181,19 @@ async fn pipelines_round_trip_stay_unique_and_go_with_their_tenant(backend: Back
         Some(later)
     );
     assert!(
-        !store.renew_pipeline_run(refresh.id, later).await.expect("renew"),
+        !store
+            .renew_pipeline_run(refresh.id, "first", later)
+            .await
+            .expect("renew"),
         "a queued run has no lease to renew"
     );
     running.lease_expires_at = Some(later);
     assert!(
         !store
-            .update_pipeline_run(&running, RunStatus::Queued)
+            .take_pipeline_run(run.id, "second", later, tenancy::now())
             .await
             .expect("take"),
-        "taken once"
+        "not taken while the lease is live"
     );
     // The migration fence counts a running run while its lease is live, and not after.
     let tenant_id = tenant().id;
@@ -204,12 +220,29 @@ async fn pipelines_round_trip_stay_unique_and_go_with_their_tenant(backend: Back
     done.expectations.insert("positive".into(), 10);
     done.target_version = Some(2);
     done.finished_at = Some(tenancy::now());
+    done.lease_expires_at = None;
+    assert!(
+        !store.end_pipeline_run(&done, "second").await.expect("finish"),
+        "only the holder records the end"
+    );
+    // Once the lease lapsed, another attempt takes the run over, and the first one can no
+    // longer renew it nor record its end.
+    let lapsed = later + chrono::Duration::seconds(1);
     assert!(
         store
-            .update_pipeline_run(&done, RunStatus::Running)
+            .take_pipeline_run(run.id, "second", lapsed + chrono::Duration::seconds(10), lapsed)
             .await
-            .expect("finish")
+            .expect("take over")
     );
+    assert!(
+        !store
+            .renew_pipeline_run(run.id, "first", lapsed)
+            .await
+            .expect("renew")
+    );
+    assert!(!store.end_pipeline_run(&done, "first").await.expect("finish"));
+    done.started_at = Some(lapsed);
+    assert!(store.end_pipeline_run(&done, "second").await.expect("finish"));
     assert_eq!(
         store.get_pipeline_run(paused.id, run.id).await.expect("get"),
         Some(done.clone())
@@ -282,3 +315,82 @@ async fn pipelines_round_trip_stay_unique_and_go_with_their_tenant(backend: Back
     );
 }
 both_backends!(pipelines_round_trip_stay_unique_and_go_with_their_tenant);
+
+/// Takes a queued run and records `done` as its end, as a run's attempt does.
+async fn end(store: &dyn tenancy::store::MetadataStore, done: &PipelineRunRecord) {
+    let now = tenancy::now();
+    let until = now + chrono::Duration::seconds(10);
+    assert!(
+        store
+            .take_pipeline_run(done.id, "w", until, now)
+            .await
+            .expect("take")
+    );
+    assert!(store.end_pipeline_run(done, "w").await.expect("end"));
+}
+
+/// Old finished runs go, the newest `keep` runs and every unfinished run stay, and another
+/// pipeline's runs are untouched.
+async fn old_finished_runs_are_pruned(backend: Backend) {
+    let (store, _db) = crate::migrated(backend).await;
+    store
+        .insert_tenant(&tenant(), &audit("tenant.create"))
+        .await
+        .expect("tenant");
+    let (mine, other) = (pipeline("clean-clicks"), pipeline("bots"));
+    for p in [&mine, &other] {
+        store
+            .insert_pipeline(p, 10, &audit("pipeline.create"))
+            .await
+            .expect("insert");
+    }
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let at = tenancy::now();
+        let run = PipelineRunRecord::queued(&mine, i == 1, "bob", at);
+        store.queue_pipeline_run(&run, None).await.expect("queue");
+        // The second run stays queued (unfinished, and old); the others end.
+        if i != 1 {
+            let mut done = run.clone();
+            done.status = if i % 2 == 0 {
+                RunStatus::Succeeded
+            } else {
+                RunStatus::Failed
+            };
+            done.finished_at = Some(at);
+            end(store.as_ref(), &done).await;
+        }
+        ids.push(run.id);
+    }
+    let theirs = PipelineRunRecord::queued(&other, false, "bob", tenancy::now());
+    store.queue_pipeline_run(&theirs, None).await.expect("queue");
+    let mut finished = theirs.clone();
+    finished.status = RunStatus::Succeeded;
+    end(store.as_ref(), &finished).await;
+
+    assert_eq!(store.prune_pipeline_runs(mine.id, 3).await.expect("prune"), 2);
+    let left: Vec<uuid::Uuid> = store
+        .list_pipeline_runs(mine.id, None, 100)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    // Newest first: the three newest, then the old unfinished one.
+    assert_eq!(left, [ids[5], ids[4], ids[3], ids[1]]);
+    assert_eq!(
+        store.prune_pipeline_runs(mine.id, 3).await.expect("prune"),
+        0,
+        "idempotent"
+    );
+    assert_eq!(
+        store
+            .list_pipeline_runs(other.id, None, 10)
+            .await
+            .expect("list")
+            .len(),
+        1,
+        "another pipeline's runs stay"
+    );
+}
+both_backends!(old_finished_runs_are_pruned);

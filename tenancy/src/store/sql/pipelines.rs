@@ -307,12 +307,52 @@ impl PipelineStore for Store {
         rows.iter().map(run).collect()
     }
 
-    async fn update_pipeline_run(&self, r: &PipelineRunRecord, seen: RunStatus) -> Result<bool, StoreError> {
-        let updated = sqlx::query(
+    async fn take_pipeline_run(
+        &self,
+        id: Uuid,
+        owner: &str,
+        until: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        let taken = sqlx::query(
+            "UPDATE pipeline_runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
+             started_at = $3 WHERE id = $4 AND (status = 'queued' OR (status = 'running' AND \
+             (lease_expires_at IS NULL OR lease_expires_at <= $3)))",
+        )
+        .bind(owner)
+        .bind(ts(until))
+        .bind(ts(now))
+        .bind(uid(id))
+        .execute(&self.pool)
+        .await?;
+        Ok(taken.rows_affected() == 1)
+    }
+
+    async fn renew_pipeline_run(
+        &self,
+        id: Uuid,
+        owner: &str,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        let renewed = sqlx::query(
+            "UPDATE pipeline_runs SET lease_expires_at = $1 WHERE id = $2 AND status = 'running' \
+             AND lease_owner = $3",
+        )
+        .bind(ts(until))
+        .bind(uid(id))
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(renewed.rows_affected() == 1)
+    }
+
+    async fn end_pipeline_run(&self, r: &PipelineRunRecord, owner: &str) -> Result<bool, StoreError> {
+        let ended = sqlx::query(
             "UPDATE pipeline_runs SET status = $1, source_from = $2, source_to = $3, rows_in = $4, \
              rows_written = $5, rows_dropped = $6, rows_quarantined = $7, expectations = $8, \
              target_version = $9, error = $10, started_at = $11, finished_at = $12, \
-             lease_expires_at = $13 WHERE id = $14 AND status = $15",
+             lease_expires_at = NULL, lease_owner = NULL WHERE id = $13 AND status = 'running' \
+             AND lease_owner = $14",
         )
         .bind(r.status.as_str())
         .bind(r.source_from)
@@ -326,27 +366,11 @@ impl PipelineStore for Store {
         .bind(&r.error)
         .bind(r.started_at.map(ts))
         .bind(r.finished_at.map(ts))
-        .bind(r.lease_expires_at.map(ts))
         .bind(uid(r.id))
-        .bind(seen.as_str())
+        .bind(owner)
         .execute(&self.pool)
         .await?;
-        Ok(updated.rows_affected() == 1)
-    }
-
-    async fn renew_pipeline_run(
-        &self,
-        id: Uuid,
-        until: chrono::DateTime<chrono::Utc>,
-    ) -> Result<bool, StoreError> {
-        let renewed = sqlx::query(
-            "UPDATE pipeline_runs SET lease_expires_at = $1 WHERE id = $2 AND status = 'running'",
-        )
-        .bind(ts(until))
-        .bind(uid(id))
-        .execute(&self.pool)
-        .await?;
-        Ok(renewed.rows_affected() == 1)
+        Ok(ended.rows_affected() == 1)
     }
 
     async fn active_pipelines(&self) -> Result<Vec<PipelineRecord>, StoreError> {
@@ -354,6 +378,18 @@ impl PipelineStore for Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(pipeline).collect()
+    }
+
+    async fn prune_pipeline_runs(&self, pipeline: Uuid, keep: u32) -> Result<u64, StoreError> {
+        let pruned = sqlx::query(
+            "DELETE FROM pipeline_runs WHERE pipeline_id = $1 AND status IN ('succeeded', 'failed') \
+             AND id NOT IN (SELECT id FROM pipeline_runs WHERE pipeline_id = $1 ORDER BY id DESC LIMIT $2)",
+        )
+        .bind(uid(pipeline))
+        .bind(i64::from(keep))
+        .execute(&self.pool)
+        .await?;
+        Ok(pruned.rows_affected())
     }
 
     async fn unfinished_pipeline_runs(&self) -> Result<Vec<(TenantId, Uuid, Uuid)>, StoreError> {

@@ -318,9 +318,10 @@ impl TestApp {
         .await;
     }
 
-    /// Polls a tenant until it reaches `status` (10 s at most) and returns it.
+    /// Polls a tenant until it reaches `status` (30 s at most: a migration's drain and copy on
+    /// a loaded two-core machine took longer than 15 s once) and returns it.
     pub async fn wait_for_status(&self, token: &str, tenant: &str, status: &str) -> serde_json::Value {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
             let body: serde_json::Value = self
                 .get_as(token, &format!("/v1/tenants/{tenant}"))

@@ -403,20 +403,8 @@ async fn a_run_past_its_time_limit_is_stopped_and_fails_its_pipeline_until_resum
     let path = "/v1/tenants/acme/pipelines/clean";
 
     moto.freeze();
-    let queued = app
-        .expect(
-            &admin,
-            Method::POST,
-            &format!("{path}/runs"),
-            Some(json!({})),
-            202,
-        )
-        .await;
-    let run_path = format!("{path}/runs/{}", queued["run_id"].as_str().expect("run id"));
-    let stopped = run_until(&app, &admin, &run_path, "the run was not stopped", |r| {
-        r["status"] == "failed"
-    })
-    .await;
+    let stopped = crate::pipelines::run(&app, &admin, "clean", false).await;
+    assert_eq!(stopped["status"], "failed", "the run was not stopped: {stopped}");
     let started = stopped["started_at"]
         .as_str()
         .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok());
@@ -441,26 +429,7 @@ async fn a_run_past_its_time_limit_is_stopped_and_fails_its_pipeline_until_resum
     moto.thaw();
     app.expect(&admin, Method::PATCH, path, Some(json!({"paused": false})), 200)
         .await;
-    let done = {
-        let queued = app
-            .expect(
-                &admin,
-                Method::POST,
-                &format!("{path}/runs"),
-                Some(json!({})),
-                202,
-            )
-            .await;
-        let run_path = format!("{path}/runs/{}", queued["run_id"].as_str().expect("run id"));
-        run_until(
-            &app,
-            &admin,
-            &run_path,
-            "the run after the thaw did not end",
-            |r| r["status"] == "succeeded" || r["status"] == "failed",
-        )
-        .await
-    };
+    let done = crate::pipelines::run(&app, &admin, "clean", false).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["rows"]["written"], 100, "{done}");
     let silver = app

@@ -72,6 +72,21 @@ pub struct Recorded {
     pub dlq_floor: Option<i64>,
 }
 
+impl Recorded {
+    /// What a push knows before its commit: its counts and bad events, no versions yet.
+    pub fn before_commit(accepted: usize, rejected: usize, errors: Vec<EventError>) -> Self {
+        Self {
+            accepted,
+            rejected,
+            errors,
+            version: None,
+            dlq_version: None,
+            floor: None,
+            dlq_floor: None,
+        }
+    }
+}
+
 /// What a retry does with a key it found held.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Resolution {

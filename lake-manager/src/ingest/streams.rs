@@ -690,15 +690,7 @@ impl Ingest {
         let reservation = self.committer.reserve(writer, bytes)?;
         let keyed = attempt.map(|attempt| Keyed {
             attempt,
-            recorded: Recorded {
-                accepted: count,
-                rejected: 0,
-                errors: Vec::new(),
-                version: None,
-                dlq_version: None,
-                floor: None,
-                dlq_floor: None,
-            },
+            recorded: Recorded::before_commit(count, 0, Vec::new()),
         });
         let committed = self
             .committer
@@ -793,15 +785,7 @@ impl Ingest {
         };
         let keyed = attempt.map(|attempt| Keyed {
             attempt,
-            recorded: Recorded {
-                accepted: decoded.accepted,
-                rejected: total_rejected,
-                errors: listed.clone(),
-                version: None,
-                dlq_version: None,
-                floor: None,
-                dlq_floor: None,
-            },
+            recorded: Recorded::before_commit(decoded.accepted, total_rejected, listed.clone()),
         });
         let committed = self
             .committer

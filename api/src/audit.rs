@@ -200,6 +200,7 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         token_id: principal.token_id,
         issuer: Some(principal.issuer.clone()),
         occurrences: 1,
+        details: None,
     };
     if let Err(e) = state.store.append_audit(&event).await {
         tracing::error!(error = %chain(&e), action = %event.action, "could not write audit event");

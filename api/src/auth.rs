@@ -250,6 +250,8 @@ pub mod perm {
         AdminWorkers => |_t| Some(Action::AdminWorkers);
         /// Manage the route's tenant's shares; each table's zone is checked once it is known.
         ManageShares => |t| t.map(Action::ManageShares);
+        /// Read or change the route's tenant's grants.
+        ManageGrants => |t| t.map(Action::ManageGrants);
         /// Ask for or read the route's tenant's data subject erasures.
         EraseSubjects => |t| t.map(Action::EraseSubjects);
         /// Any role of the route's tenant; the zone's access is checked once the zone is known.

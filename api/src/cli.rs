@@ -98,6 +98,9 @@ pub struct TokenArgs {
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 86_400)]
     pub ttl: u64,
+    /// Groups the token carries, for grants to `group:NAME`; repeat or separate with commas.
+    #[arg(long = "groups", value_delimiter = ',')]
+    pub groups: Vec<String>,
 }
 
 impl Cli {

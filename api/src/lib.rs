@@ -1,6 +1,7 @@
 //! The Lakeplane REST control plane: config, HTTP stack, routes, OpenAPI and the binary's
 //! commands.
 
+pub mod access;
 pub mod app;
 pub mod audit;
 pub mod auth;

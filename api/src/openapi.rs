@@ -9,8 +9,8 @@ use utoipa_axum::routes;
 
 use crate::problem::{FieldError, PROBLEM_JSON, Problem};
 use crate::routes::{
-    admin, audit, credentials, erasures, info, ops, pipelines, shares, storage, streams, tables, tenants,
-    tokens, workers,
+    admin, audit, credentials, erasures, grants, info, ops, pipelines, shares, storage, streams, tables,
+    tenants, tokens, workers,
 };
 use crate::state::AppState;
 
@@ -31,6 +31,7 @@ use crate::state::AppState;
         (name = "workers", description = "The workers the reconciler keeps running"),
         (name = "sharing", description = "Delta Sharing shares and recipients (the protocol itself is served under /delta-sharing)"),
         (name = "erasures", description = "Data subject erasure (GDPR Art. 17, CCPA) across a tenant's tables"),
+        (name = "grants", description = "Table grants: USE CATALOG, USE SCHEMA, SELECT and MODIFY on the tenant, a zone or a table, for users, groups and roles; the role stays the ceiling"),
         (name = "pipelines", description = "Incremental bronze-to-silver and silver-to-gold transformations: expectations, deduplication, aggregates"),
         (name = "credentials", description = "Temporary AWS credentials for analysts (S3 with IAM)"),
         (name = "delta-sharing", description = "The Delta Sharing protocol for recipients, authenticated by a recipient's bearer token, and the signed file URLs it hands out on local storage. Errors are `{\"errorCode\", \"message\"}` as the protocol defines them, except those raised before a handler runs (an unknown route, 405, 413, the request timeout), which are problem documents."),
@@ -92,6 +93,10 @@ pub fn v1_router() -> OpenApiRouter<AppState> {
         .routes(routes!(erasures::create_erasure, erasures::list_erasures))
         .routes(routes!(erasures::get_erasure))
         .routes(routes!(erasures::get_receipt))
+        .routes(routes!(grants::get_tenant_grants, grants::patch_tenant_grants))
+        .routes(routes!(grants::get_zone_grants, grants::patch_zone_grants))
+        .routes(routes!(grants::get_table_grants, grants::patch_table_grants))
+        .routes(routes!(grants::effective_grants))
         .routes(routes!(pipelines::create_pipeline, pipelines::list_pipelines))
         .routes(routes!(
             pipelines::get_pipeline,

@@ -47,6 +47,8 @@ pub struct AppState {
     pub verifier: Arc<Verifier>,
     /// Revoked token ids.
     pub revocations: Arc<RevocationList>,
+    /// Tenants' table grants, cached.
+    pub grants: Arc<lake_manager::grants::Grants>,
     /// Storage provisioning.
     pub provisioner: Arc<Provisioner>,
     /// Tenant workflows: create, change placement, rebalance.
@@ -229,6 +231,7 @@ impl AppState {
             ttl,
             std::time::Duration::from_secs(config.auth.leeway_secs),
         ));
+        let grants = Arc::new(lake_manager::grants::Grants::new(store.clone()));
         let s3 = &config.storage.s3;
         let (iam, iam_settings) = if s3.iam.enabled {
             let endpoint = s3
@@ -414,6 +417,7 @@ impl AppState {
             url_signer,
             verifier,
             revocations,
+            grants,
             tenant_limits: Arc::new(crate::limits::TenantLimits::new(&config_rate)),
             tenant_cache: Arc::new(TenantCache::new(TENANT_CACHE_CAPACITY)),
             audit_rollup: Arc::new(crate::rollup::AuditRollup::new(

@@ -45,6 +45,10 @@ pub async fn create(config: &Config, args: &TokenArgs) -> Result<String, TokenCl
     if args.subject.trim().is_empty() || args.subject.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(invalid("--subject: must be non-empty, without whitespace".into()));
     }
+    if let Err((index, message)) = tenancy::grants::check_groups(&args.groups) {
+        let which = index.map_or_else(String::new, |i| format!(" ({})", args.groups[i]));
+        return Err(invalid(format!("--groups{which}: {message}")));
+    }
     let max = config.auth.max_token_ttl_secs;
     if !(MIN_TTL_SECS..=max).contains(&args.ttl) {
         return Err(invalid(format!("--ttl: must be {MIN_TTL_SECS} to {max} seconds")));
@@ -74,8 +78,9 @@ pub async fn create(config: &Config, args: &TokenArgs) -> Result<String, TokenCl
             issued_at,
             expires_at: issued_at + chrono::Duration::seconds(i64::try_from(args.ttl).unwrap_or(i64::MAX)),
             revoked_at: None,
+            groups: args.groups.clone(),
         };
-        let claims = Claims::new(
+        let mut claims = Claims::new(
             &record.subject,
             role,
             tenant.as_ref(),
@@ -84,6 +89,7 @@ pub async fn create(config: &Config, args: &TokenArgs) -> Result<String, TokenCl
             record.expires_at,
             &config.auth.token_settings(),
         );
+        claims.groups.clone_from(&record.groups);
         let token = key.sign(&claims)?;
         let audit = AuditEvent {
             id: Uuid::now_v7(),
@@ -100,6 +106,7 @@ pub async fn create(config: &Config, args: &TokenArgs) -> Result<String, TokenCl
             token_id: None,
             issuer: None,
             occurrences: 1,
+            details: None,
         };
         store.insert_token(&record, None, &audit).await?;
         Ok(token)

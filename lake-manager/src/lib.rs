@@ -9,6 +9,7 @@ pub mod drift;
 pub mod erasures;
 pub mod faults;
 pub mod fence;
+pub mod grants;
 pub mod identity;
 pub mod ingest;
 pub mod layout;

@@ -76,6 +76,8 @@ pub struct AuditEvent {
     /// How many requests the row stands for: 1, except for the rolled-up rows of requests
     /// no one answers for (see [`crate::rollup`]).
     pub occurrences: u64,
+    /// What changed, for changes whose target alone does not say (grants: before and after).
+    pub details: Option<serde_json::Value>,
 }
 
 /// The most bytes of a target an audit row keeps: paths come from the network, and a 64 KiB
@@ -129,6 +131,7 @@ impl Actor {
             token_id: self.token_id,
             issuer: self.issuer.clone(),
             occurrences: 1,
+            details: None,
         }
     }
 }
@@ -150,6 +153,7 @@ impl AuditEvent {
             token_id: None,
             issuer: None,
             occurrences: 1,
+            details: None,
         }
     }
 }

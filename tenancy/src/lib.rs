@@ -10,6 +10,7 @@ pub mod disclosure;
 pub mod erasure;
 pub mod erasure_receipt;
 pub mod expiring;
+pub mod grants;
 pub mod iam;
 pub mod kind;
 pub mod last_read;

@@ -46,6 +46,18 @@ pub fn limit(requested: Option<u32>) -> Result<u32, Violation> {
     }
 }
 
+/// Decodes a cursor over tables, keyed `{zone}/{name}`, into its zone and name.
+pub fn decode_table_cursor(cursor: Option<&str>) -> Result<Option<(String, String)>, Violation> {
+    let Some(cursor) = cursor else {
+        return Ok(None);
+    };
+    let key = decode_cursor(cursor)?;
+    let (zone, name) = key
+        .split_once('/')
+        .ok_or_else(|| Violation::new("cursor", "not a cursor this API issued"))?;
+    Ok(Some((zone.to_owned(), name.to_owned())))
+}
+
 /// Splits a fetch of `limit + 1` rows into a page and the cursor for the next one.
 pub fn page<T>(mut rows: Vec<T>, limit: u32, key: impl Fn(&T) -> String) -> (Vec<T>, Option<String>) {
     let limit = limit as usize;

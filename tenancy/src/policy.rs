@@ -22,6 +22,19 @@ pub struct Principal {
     pub issuer: String,
     /// When the token expires.
     pub expires_at: DateTime<Utc>,
+    /// The token's groups (grants to `group:NAME` reach it).
+    pub groups: Vec<String>,
+}
+
+impl Principal {
+    /// The caller as grants see it.
+    pub fn identity(&self) -> crate::grants::Identity<'_> {
+        crate::grants::Identity {
+            subject: &self.subject,
+            role: self.role,
+            groups: &self.groups,
+        }
+    }
 }
 
 /// What a tenant PATCH touches; tenant-admins may change only the display name.
@@ -73,6 +86,8 @@ pub enum Action<'a> {
     Zone(&'a TenantId, Zone, Access),
     /// Ask for, dry-run or read a tenant's data subject erasures.
     EraseSubjects(&'a TenantId),
+    /// Read or change a tenant's table grants, for any principal.
+    ManageGrants(&'a TenantId),
 }
 
 /// Why a request is refused.
@@ -98,6 +113,7 @@ pub fn authorize(caller: &Principal, action: Action<'_>) -> Result<(), Denial> {
         | Action::IssueToken(t, _)
         | Action::ManageShares(t)
         | Action::EraseSubjects(t)
+        | Action::ManageGrants(t)
         | Action::Zone(t, _, _) => Some(t),
         Action::ReadAudit(t) => t,
         _ => None,
@@ -149,6 +165,14 @@ pub fn authorize(caller: &Principal, action: Action<'_>) -> Result<(), Denial> {
                 Ok(())
             } else {
                 forbid("request or read data subject erasures")
+            }
+        }
+        // Grants decide who reads what: the tenant's administrators set them.
+        Action::ManageGrants(_) => {
+            if caller.role == Role::TenantAdmin {
+                Ok(())
+            } else {
+                forbid("read or change the tenant's grants")
             }
         }
         Action::DeleteTenant(_) => forbid("delete tenants"),
@@ -204,6 +228,7 @@ mod tests {
             token_id: None,
             issuer: "lakeplane".into(),
             expires_at: Utc::now(),
+            groups: Vec::new(),
         }
     }
 
@@ -219,6 +244,7 @@ mod tests {
             Action::ReadAudit(Some(&b)),
             Action::ManageShares(&b),
             Action::EraseSubjects(&b),
+            Action::ManageGrants(&b),
             Action::Zone(&b, Zone::Gold, Access::Read),
         ];
         for role in Role::TENANT_ROLES {

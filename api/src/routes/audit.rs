@@ -69,6 +69,10 @@ pub struct AuditView {
     /// no one answers for (no valid token, no route, over a rate limit) from one network,
     /// with one action, in one window; its `at` is the first of them and `target` an example.
     pub occurrences: u64,
+    /// What changed, where the target alone does not say: a grant change's `before` and
+    /// `after`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 impl From<AuditEvent> for AuditView {
@@ -87,6 +91,7 @@ impl From<AuditEvent> for AuditView {
             token_id: e.token_id,
             issuer: e.issuer,
             occurrences: e.occurrences,
+            details: e.details,
         }
     }
 }

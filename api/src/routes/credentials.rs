@@ -154,7 +154,9 @@ pub async fn create_credentials(
     let Some(vendor) = state.credentials.as_ref() else {
         return Err(CredentialsError::NotAvailable(unavailable(&state.config)).into());
     };
-    let scope = validate(body)?;
+    let mut scope = validate(body)?;
+    let grants = auth.caller.grants(&state, &tenant_id).await?;
+    auth.caller.scope_credentials(&grants, &mut scope)?;
     let tenant = load(&state, &tenant_id).await?;
     let vended = vendor.vend(&tenant, &requester(&auth.caller), &scope).await?;
     // Never the secret key or the session token: the access key id is what CloudTrail shows.

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod credentials;
 pub mod erasures;
 pub mod files;
+pub mod grants;
 pub mod info;
 pub mod ops;
 pub mod pipelines;

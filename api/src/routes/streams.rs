@@ -16,6 +16,7 @@ use lake_manager::ingest::idempotency;
 use lake_manager::ingest::streams::{PushOutcome, PushRequest};
 use serde::{Deserialize, Serialize};
 use tenancy::audit::Outcome;
+use tenancy::grants::Privilege;
 use tenancy::pagination;
 use tenancy::policy::Action;
 use tenancy::role::{Access, Zone};
@@ -211,6 +212,12 @@ async fn stream_at(
         .get_stream(tenant_id, name)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no stream {name}")))?;
+    // Writing through a stream (pushing, deleting it) writes its table: MODIFY on it.
+    if access == Access::ReadWrite {
+        let grants = auth.caller.grants(state, tenant_id).await?;
+        auth.caller
+            .require_table(&grants, Zone::Bronze, &stream.table_name, Privilege::Modify)?;
+    }
     Ok((tenant, stream))
 }
 
@@ -244,6 +251,10 @@ pub async fn create_stream(
         on_error: body.on_error,
     };
     let spec = request.validate()?;
+    // A stream writes its table: MODIFY on it, held directly or through bronze or the tenant.
+    let grants = auth.caller.grants(&state, &tenant_id).await?;
+    auth.caller
+        .use_table(&grants, Zone::Bronze, spec.table.as_str(), Privilege::Modify)?;
     let tenant = load(&state, &tenant_id).await?;
     let audit = event(
         &auth.caller,

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use lake_manager::delta::tables::{Commit, Snapshot};
 use serde::{Deserialize, Serialize};
 use tenancy::audit::Outcome;
+use tenancy::grants::Privilege;
 use tenancy::maintenance::{Operation, RunMetrics, RunOptions, RunStatus, parse_operations};
 use tenancy::pagination;
 use tenancy::policy::Action;
@@ -320,6 +321,16 @@ async fn table_at(
     let not_found = || ApiError::NotFound(format!("no table {zone}/{name}"));
     let zone = Zone::parse(zone).ok_or_else(not_found)?;
     auth.caller.authorize(Action::Zone(tenant_id, zone, access))?;
+    // Grants before the lookup: a table the caller may not see answers as a missing one.
+    let grants = auth.caller.grants(state, tenant_id).await?;
+    let privilege = if access == Access::ReadWrite {
+        Privilege::Modify
+    } else {
+        Privilege::Select
+    };
+    if access == Access::ReadWrite || !auth.caller.sees_table(&grants, zone, name) {
+        auth.caller.use_table(&grants, zone, name, privilege)?;
+    }
     let tenant = load(state, tenant_id).await?;
     let record = state
         .store
@@ -356,6 +367,8 @@ pub async fn create_table(
     if let Some(zone) = Zone::parse(&request.zone) {
         auth.caller
             .authorize(Action::Zone(&tenant_id, zone, Access::ReadWrite))?;
+        let grants = auth.caller.grants(&state, &tenant_id).await?;
+        auth.caller.use_zone(&grants, zone, Privilege::Modify)?;
     }
     let spec = request.validate()?;
     let tenant = load(&state, &tenant_id).await?;
@@ -400,21 +413,13 @@ pub async fn list_tables(
 ) -> Result<Json<Page<TableView>>, ApiError> {
     let tenant_id = auth.tenant()?;
     let limit = pagination::limit(query.limit)?;
-    let after = match query.cursor.as_deref() {
-        Some(cursor) => {
-            let key = pagination::decode_cursor(cursor)?;
-            let (zone, name) = key
-                .split_once('/')
-                .ok_or_else(|| Violation::new("cursor", "not a cursor this API issued"))?;
-            Some((zone.to_owned(), name.to_owned()))
-        }
-        None => None,
-    };
+    let after = pagination::decode_table_cursor(query.cursor.as_deref())?;
     if let Some(zone) = query.zone {
         auth.caller
             .authorize(Action::Zone(tenant_id, zone, Access::Read))?;
     }
     let tenant = load(&state, tenant_id).await?;
+    let grants = auth.caller.grants(&state, tenant_id).await?;
     let readable: Vec<Zone> = Zone::ALL
         .into_iter()
         .filter(|z| auth.caller.principal.role.zone_access(*z) >= Access::Read)
@@ -437,7 +442,9 @@ pub async fn list_tables(
             .last()
             .map(|t| (t.spec.zone.as_str().to_owned(), t.spec.name.to_string()));
         for t in batch {
-            if !readable.contains(&t.spec.zone) {
+            if !readable.contains(&t.spec.zone)
+                || !auth.caller.sees_table(&grants, t.spec.zone, t.spec.name.as_str())
+            {
                 continue;
             }
             if let Some(wanted) = query.covered

@@ -40,6 +40,11 @@ pub struct CreateToken {
     #[schema(minimum = 60, maximum = 2_592_000)]
     #[serde(deserialize_with = "crate::extract::integral::u64")]
     pub ttl_seconds: u64,
+    /// Groups the token carries, for grants to `group:NAME`: at most 64 names of 1 to 256
+    /// characters.
+    #[serde(default)]
+    #[schema(max_items = 64)]
+    pub groups: Vec<String>,
 }
 
 /// A freshly issued token. The token itself is shown only here, once.
@@ -70,6 +75,8 @@ pub struct TokenView {
     pub expires_at: DateTime<Utc>,
     /// When it was revoked.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The groups it carries.
+    pub groups: Vec<String>,
     /// `active`, `revoked` or `expired`.
     pub status: &'static str,
 }
@@ -91,6 +98,7 @@ impl From<&TokenRecord> for TokenView {
             issued_at: t.issued_at,
             expires_at: t.expires_at,
             revoked_at: t.revoked_at,
+            groups: t.groups.clone(),
             status,
         }
     }
@@ -132,6 +140,10 @@ pub async fn create_token(
             format!("must be {MIN_TTL_SECS} to {max}"),
         ));
     }
+    if let Err((index, message)) = tenancy::grants::check_groups(&body.groups) {
+        let field = index.map_or_else(|| "groups".to_owned(), |i| format!("groups[{i}]"));
+        violations.push(Violation::new(field, message));
+    }
     let subject = violations.finish(|| subject)?.unwrap_or_default();
     if state.store.get_tenant(&tenant).await?.is_none() {
         return Err(ApiError::NotFound(format!("no tenant {tenant}")));
@@ -147,9 +159,10 @@ pub async fn create_token(
         issued_at,
         expires_at: issued_at + ttl,
         revoked_at: None,
+        groups: body.groups,
     };
     let settings = state.config.auth.token_settings();
-    let claims = Claims::new(
+    let mut claims = Claims::new(
         &record.subject,
         record.role,
         Some(&tenant),
@@ -158,6 +171,7 @@ pub async fn create_token(
         record.expires_at,
         &settings,
     );
+    claims.groups.clone_from(&record.groups);
     let token = state
         .signer
         .sign(&claims)

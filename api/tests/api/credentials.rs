@@ -546,3 +546,71 @@ async fn without_an_aws_identity_the_answer_is_422_pointing_to_delta_sharing() {
     local.shutdown().await;
     no_iam.shutdown().await;
 }
+
+/// Grants narrow credentials: Bob, an analyst with `SELECT` on `gold.orders` only, asks for the
+/// whole gold zone and gets a session policy for that one table's prefix (the STS call is
+/// checked, because moto does not enforce session policies); naming `gold.customers` is a
+/// 404, and another analyst without grants gets 403 for the zone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zone_wide_request_is_narrowed_to_the_granted_tables() {
+    let recorder = StsRecorder::start(&moto_endpoint()).await;
+    let (app, prefix) = iam_app(Some(&recorder.endpoint)).await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    tenant_with_tables(&app, &admin, "acme", "standard").await;
+    let acme_admin = app.token(Role::TenantAdmin, Some("acme")).await;
+    let change = |securable: &'static str, changes: Value| {
+        let (app, token) = (&app, acme_admin.clone());
+        async move {
+            let path = format!("/v1/tenants/acme/grants/{securable}");
+            app.expect(
+                &token,
+                Method::PATCH,
+                &path,
+                Some(json!({ "changes": changes })),
+                200,
+            )
+            .await
+        }
+    };
+    change(
+        "zones/gold",
+        json!([{"principal": "role:analyst", "remove": ["SELECT"]}]),
+    )
+    .await;
+    change(
+        "tables/gold/orders",
+        json!([{"principal": "user:bob", "add": ["SELECT"]}]),
+    )
+    .await;
+    let hour = chrono::Duration::hours(1);
+    let bob = app.token_for("bob", Role::Analyst, Some("acme"), hour).await;
+
+    let zone_wide = json!({"zone": "gold", "access": "read", "ttl_seconds": 900});
+    let got = vended(&app, &bob, "acme", zone_wide.clone()).await;
+    let bucket = format!("{prefix}-shared-0000");
+    assert_eq!(
+        got["locations"],
+        json!([format!("s3://{bucket}/gold/acme/orders/")])
+    );
+    let calls = recorder.assumed();
+    assert_eq!(calls.len(), 1);
+    let policy: Value = serde_json::from_str(&calls[0]["Policy"]).expect("policy json");
+    assert_eq!(
+        policy["Statement"],
+        json!([
+            {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [format!("arn:aws:s3:::{bucket}")],
+             "Condition": {"StringLike": {"s3:prefix": ["gold/acme/orders/*"]}}},
+            {"Effect": "Allow", "Action": ["s3:GetObject"],
+             "Resource": [format!("arn:aws:s3:::{bucket}/gold/acme/orders/*")]}
+        ])
+    );
+    assert_eq!(
+        ask(&app, &bob, "acme", read_gold(&["customers"], 900))
+            .await
+            .status(),
+        404
+    );
+    let carol = app.token_for("carol", Role::Analyst, Some("acme"), hour).await;
+    assert_eq!(ask(&app, &carol, "acme", zone_wide).await.status(), 403);
+    assert_eq!(recorder.assumed().len(), 1, "refusals call no STS");
+}

@@ -81,6 +81,13 @@ pub(crate) fn allowed(method: &str, path: &str) -> Option<&'static [Role]> {
         | ("get", "/v1/tenants/{tenant}/pipelines/{pipeline}/runs/{pipeline_run_id}") => {
             &[TenantAdmin, Engineer, Scientist, Analyst]
         }
+        // Grants: read and changed by tenant-admins; every role may ask what it can do itself.
+        ("get" | "patch", "/v1/tenants/{tenant}/grants/tenant")
+        | ("get" | "patch", "/v1/tenants/{tenant}/grants/zones/{zone}")
+        | ("get" | "patch", "/v1/tenants/{tenant}/grants/tables/{zone}/{name}") => &[TenantAdmin],
+        ("get", "/v1/tenants/{tenant}/effective-grants") => {
+            &[TenantAdmin, Engineer, Scientist, Analyst, Viewer]
+        }
         _ => return None,
     })
 }
@@ -149,6 +156,11 @@ pub(crate) fn request_for(method: &str, path: &str) -> (String, Option<Value>) {
             (String::new(), Some(json!({"paused": true})))
         }
         ("post", "/v1/tenants/{tenant}/pipelines/{pipeline}/runs") => (String::new(), Some(json!({}))),
+        // A grant to a group no token here carries: it changes no one's access in the matrix.
+        ("patch", p) if p.starts_with("/v1/tenants/{tenant}/grants/") => (
+            String::new(),
+            Some(json!({"changes": [{"principal": "group:matrix", "add": ["SELECT"]}]})),
+        ),
         ("post", "/v1/admin/placement/rebalance") | ("delete", "/v1/tenants/{tenant}") => {
             ("?dry_run=true".into(), None)
         }

@@ -194,6 +194,19 @@ impl TestApp {
         tenant: Option<&str>,
         ttl: chrono::Duration,
     ) -> String {
+        self.token_with_groups(subject, role, tenant, &[], ttl).await
+    }
+
+    /// A token that also carries `groups`.
+    pub async fn token_with_groups(
+        &self,
+        subject: &str,
+        role: Role,
+        tenant: Option<&str>,
+        groups: &[&str],
+        ttl: chrono::Duration,
+    ) -> String {
+        let groups: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
         let tenant = tenant.map(|t| TenantId::parse(t).expect("valid tenant id"));
         let issued_at = tenancy::now();
         let record = TokenRecord {
@@ -205,9 +218,10 @@ impl TestApp {
             issued_at,
             expires_at: issued_at + ttl,
             revoked_at: None,
+            groups: groups.clone(),
         };
         let settings = self.state.config.auth.token_settings();
-        let claims = Claims::new(
+        let mut claims = Claims::new(
             subject,
             role,
             tenant.as_ref(),
@@ -216,6 +230,7 @@ impl TestApp {
             record.expires_at,
             &settings,
         );
+        claims.groups = groups;
         let token = self.state.signer.sign(&claims).expect("sign");
         let audit = AuditEvent {
             id: uuid::Uuid::now_v7(),
@@ -231,6 +246,7 @@ impl TestApp {
             token_id: None,
             issuer: None,
             occurrences: 1,
+            details: None,
         };
         self.state
             .store

@@ -8,6 +8,7 @@ mod cross_tenant_populated;
 mod erasures;
 mod errors;
 mod fixtures;
+mod grants;
 mod helpers;
 mod info;
 mod kafka;

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tenancy::audit::AuditEvent;
+use tenancy::grants::{Identity, Privilege, TenantGrants};
 use tenancy::pipeline::{PipelineSpec, PipelineState, RunStatus, Trigger};
+use tenancy::policy::Principal;
 use tenancy::role::Zone;
 use tenancy::store::{PipelineRecord, PipelineRunRecord, StoreError, TableRecord, TableStatus};
 use tenancy::table::{ColumnSpec, RawColumn, TableRequest};
@@ -246,7 +248,7 @@ impl Pipelines {
         &self,
         tenant: &Tenant,
         spec: PipelineSpec,
-        created_by: &str,
+        owner: &Principal,
         audit: &AuditEvent,
     ) -> Result<PipelineRecord, PipelineError> {
         let store = self.catalog.store();
@@ -355,7 +357,9 @@ impl Pipelines {
             target_table_id: target.id,
             state: PipelineState::Active,
             failure: None,
-            created_by: created_by.to_owned(),
+            created_by: owner.subject.clone(),
+            owner_role: owner.role,
+            owner_groups: owner.groups.clone(),
             created_at: now,
             updated_at: now,
         };
@@ -363,6 +367,35 @@ impl Pipelines {
             .insert_pipeline(&record, MAX_PIPELINES_PER_TENANT, audit)
             .await?;
         Ok(record)
+    }
+
+    /// Checks, from the store and not a cache, that the pipeline's owner still holds `SELECT`
+    /// on the source and `MODIFY` on the target, within the role it had when it made the
+    /// pipeline. A lost grant fails the run and the pipeline, naming what is missing.
+    async fn owner_may_run(&self, pipeline: &PipelineRecord) -> Result<(), RunError> {
+        let grants = self
+            .catalog
+            .store()
+            .list_grants(&pipeline.tenant)
+            .await
+            .map_err(|e| RunError::Engine(format!("reading the owner's grants: {e}")))?;
+        let grants = TenantGrants::new(grants);
+        let owner = Identity {
+            subject: &pipeline.created_by,
+            role: pipeline.owner_role,
+            groups: &pipeline.owner_groups,
+        };
+        let (source, target) = (&pipeline.spec.source, &pipeline.spec.target);
+        grants
+            .check_table(&owner, source.zone, source.table.as_str(), Privilege::Select)
+            .and_then(|()| grants.check_table(&owner, target.zone, target.table.as_str(), Privilege::Modify))
+            .map_err(|missing| {
+                RunError::Failed(format!(
+                    "the pipeline runs with the grants of its owner {} ({}), who no longer may: {missing}; \
+                     grant it again and retry, or make the pipeline again as someone who may",
+                    pipeline.created_by, pipeline.owner_role
+                ))
+            })
     }
 
     /// Executes run `run_id` of `pipeline_id` to its end: the `pipeline` worker's work. It takes
@@ -432,7 +465,10 @@ impl Pipelines {
         };
         let limit = self.run_limit;
         let result = tokio::select! {
-            result = tokio::time::timeout(limit, self.run_once(&pipeline, run.full_refresh)) => {
+            result = tokio::time::timeout(limit, async {
+                self.owner_may_run(&pipeline).await?;
+                self.run_once(&pipeline, run.full_refresh).await
+            }) => {
                 // The same data would take as long again: the pipeline waits for someone to
                 // act rather than retry it forever.
                 result.unwrap_or_else(|_| Err(RunError::Failed(format!(

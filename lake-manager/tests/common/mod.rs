@@ -40,6 +40,7 @@ pub async fn add_tenant(store: &Arc<dyn MetadataStore>, id: &str, placement: Pla
         token_id: None,
         issuer: None,
         occurrences: 1,
+        details: None,
     };
     store.insert_tenant(&tenant, &audit).await.expect("insert tenant");
     tenant

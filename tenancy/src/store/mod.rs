@@ -11,6 +11,7 @@ mod audit;
 mod erasures;
 mod error;
 mod fence;
+pub mod grants;
 mod group_commit;
 mod pipelines;
 mod postgres;
@@ -41,6 +42,7 @@ pub use audit::AuditStore;
 pub use erasures::{ErasureRecord, ErasureStore};
 pub use error::StoreError;
 pub use fence::FenceStore;
+pub use grants::GrantStore;
 pub use pipelines::{PipelineRecord, PipelineRunRecord, PipelineStore};
 pub use provisioning::{
     BucketRecord, MigrationPhase, MigrationProgress, MigrationRecord, ProvisioningStore, ShardBudget,
@@ -152,6 +154,7 @@ pub trait MetadataStore:
     + PushKeyStore
     + ErasureStore
     + PipelineStore
+    + GrantStore
     + Send
     + Sync
     + 'static

@@ -30,8 +30,12 @@ pub struct PipelineRecord {
     pub state: PipelineState,
     /// Why it failed (the first violating rows of a `fail` expectation, a broken select).
     pub failure: Option<String>,
-    /// Who made it (a token's subject).
+    /// Who made it (a token's subject); runs use this owner's grants.
     pub created_by: String,
+    /// The owner's role when it made the pipeline: the ceiling of its grants at each run.
+    pub owner_role: crate::role::Role,
+    /// The owner's groups when it made the pipeline.
+    pub owner_groups: Vec<String>,
     /// When made.
     pub created_at: DateTime<Utc>,
     /// Last change of state, trigger or failure.

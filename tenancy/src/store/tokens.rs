@@ -29,6 +29,8 @@ pub struct TokenRecord {
     pub expires_at: DateTime<Utc>,
     /// When it was revoked, if it was.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The groups it carries.
+    pub groups: Vec<String>,
 }
 
 /// A revoked token, as the revocation list keeps it.

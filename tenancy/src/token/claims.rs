@@ -27,6 +27,9 @@ pub struct Claims {
     pub iss: String,
     /// Audience.
     pub aud: String,
+    /// Groups the subject belongs to, for grants to `group:NAME`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 impl Claims {
@@ -49,6 +52,7 @@ impl Claims {
             jti: id.to_string(),
             iss: settings.issuer.clone(),
             aud: settings.audience.clone(),
+            groups: Vec::new(),
         }
     }
 }

@@ -32,6 +32,9 @@ pub struct OidcIssuer {
     /// Claim naming the role.
     #[serde(default = "default_role_claim")]
     pub role_claim: String,
+    /// Claim holding the subject's groups (an array of strings), for grants to `group:NAME`.
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
     /// Maps the IdP's role values to Lakeplane roles; when empty, values must be role names.
     #[serde(default)]
     pub role_map: BTreeMap<String, Role>,
@@ -78,6 +81,9 @@ fn default_tenant_claim() -> String {
 }
 fn default_role_claim() -> String {
     "role".to_owned()
+}
+fn default_groups_claim() -> String {
+    "groups".to_owned()
 }
 fn default_algorithms() -> Vec<Algorithm> {
     vec![Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA]

@@ -77,6 +77,7 @@ mod tests {
             token_id: None,
             issuer: "lakeplane".to_owned(),
             expires_at,
+            groups: Vec::new(),
         }
     }
 

@@ -234,6 +234,7 @@ impl Verifier {
             Some(token_id),
             claims.iss,
             claims.exp,
+            claims.groups,
         )
     }
 }
@@ -245,9 +246,22 @@ fn principal(
     token_id: Option<Uuid>,
     issuer: String,
     exp: i64,
+    groups: Vec<String>,
 ) -> Result<Principal, AuthError> {
     if subject.trim().is_empty() {
         return Err(AuthError::Claim("sub must not be empty".to_owned()));
+    }
+    if groups.len() > crate::grants::MAX_GROUPS {
+        return Err(AuthError::Claim(format!(
+            "groups holds {} names; at most {} are accepted",
+            groups.len(),
+            crate::grants::MAX_GROUPS
+        )));
+    }
+    if groups.iter().any(|g| !crate::grants::valid_name(g)) {
+        return Err(AuthError::Claim(
+            "groups must be names of 1 to 256 characters, without control characters".to_owned(),
+        ));
     }
     let tenant = match (role, tenant) {
         (Role::PlatformAdmin, None) => None,
@@ -273,6 +287,7 @@ fn principal(
         token_id,
         issuer,
         expires_at,
+        groups,
     })
 }
 
@@ -300,6 +315,23 @@ fn map_external(
     let tenant = issuer
         .tenant_of(text(&issuer.tenant_claim).as_deref())
         .map_err(AuthError::Claim)?;
+    // A missing claim is no groups; a claim of another shape is refused, not ignored.
+    let groups = match claims.get(&issuer.groups_claim) {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(serde_json::Value::Array(values)) => values
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                AuthError::Claim(format!("{} must be an array of strings", issuer.groups_claim))
+            })?,
+        Some(_) => {
+            return Err(AuthError::Claim(format!(
+                "{} must be an array of strings",
+                issuer.groups_claim
+            )));
+        }
+    };
     principal(
         subject,
         role,
@@ -307,6 +339,7 @@ fn map_external(
         token_id,
         issuer.issuer.clone(),
         exp,
+        groups,
     )
 }
 

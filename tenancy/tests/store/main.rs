@@ -2,6 +2,7 @@
 //! PostgreSQL database on the local server.
 
 mod erasures;
+mod grants;
 mod instance;
 mod leader;
 mod migrations;

@@ -318,3 +318,72 @@ async fn upgrade_from_0004_keeps_rows_and_aligns_columns(backend: Backend) {
     db.drop_database().await;
 }
 both_backends!(upgrade_from_0004_keeps_rows_and_aligns_columns);
+
+/// A database of the release before grants (schema 0022) with tenants in it upgrades to
+/// grants that reproduce the role table exactly: every role reads and writes the zones it did,
+/// and nothing more.
+async fn upgrade_to_grants_keeps_every_roles_access(backend: Backend) {
+    use std::collections::BTreeSet;
+
+    use tenancy::grants::{Identity, Privilege, TenantGrants, role_defaults};
+    use tenancy::role::{Access, Role, Zone};
+    use tenancy::tenant::TenantId;
+
+    let db = TestDatabase::new(backend).await;
+    store::testing::migrate_up_to(&db.url, 22)
+        .await
+        .expect("migrate to 0022");
+    let at = match backend {
+        Backend::Sqlite => "1767225600000000",
+        Backend::Postgres => "'2026-01-01T00:00:00Z'",
+    };
+    let insert = format!(
+        "INSERT INTO tenants (id, display_name, tier, isolation, status, placement_kind, placement_shard, \
+         placement_reason, quota_max_tables, quota_max_streams, quota_max_storage_gb, \
+         quota_ingest_events_per_sec, volume_30d_bytes, created_at, updated_at, status_reason, \
+         erasure_deadline_days) VALUES \
+         ('acme', 'Acme', 'standard', 'auto', 'ready', 'shared', 0, 'fill', 10, 5, 100, 1000, 0, {at}, {at}, NULL, 30), \
+         ('beta', 'Beta', 'enterprise', 'auto', 'ready', 'dedicated', NULL, 'tier', 10, 5, 100, 1000, 0, {at}, {at}, NULL, 30)"
+    );
+    crate::raw_execute(&db, &insert)
+        .await
+        .expect("tenants of the old schema");
+    let store = store::connect(&db.url, &PoolSettings::default())
+        .await
+        .expect("connect");
+    let report = store.migrate().await.expect("upgrade");
+    assert!(report.applied.contains(&23), "{report:?}");
+
+    let expected: BTreeSet<_> = role_defaults().into_iter().collect();
+    for id in ["acme", "beta"] {
+        let grants = store
+            .list_grants(&TenantId::parse(id).expect("id"))
+            .await
+            .expect("grants");
+        assert_eq!(grants.iter().cloned().collect::<BTreeSet<_>>(), expected, "{id}");
+        let grants = TenantGrants::new(grants);
+        for role in Role::TENANT_ROLES {
+            let who = Identity {
+                subject: "someone",
+                role,
+                groups: &[],
+            };
+            for zone in Zone::ALL {
+                let access = role.zone_access(zone);
+                assert_eq!(
+                    grants.sees_table(&who, zone, "any"),
+                    access >= Access::Read,
+                    "{id}: {role} reads {zone:?}"
+                );
+                assert_eq!(
+                    grants.check_table(&who, zone, "any", Privilege::Modify).is_ok(),
+                    access == Access::ReadWrite,
+                    "{id}: {role} writes {zone:?}"
+                );
+            }
+        }
+    }
+    store.close().await;
+    db.drop_database().await;
+}
+both_backends!(upgrade_to_grants_keeps_every_roles_access);

@@ -30,6 +30,8 @@ fn pipeline(name: &str) -> PipelineRecord {
         state: PipelineState::Active,
         failure: None,
         created_by: "alice".into(),
+        owner_role: tenancy::role::Role::Engineer,
+        owner_groups: vec!["data".into()],
         created_at: now,
         updated_at: now,
     }

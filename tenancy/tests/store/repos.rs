@@ -57,6 +57,7 @@ fn event(action: &str, tenant: Option<&str>) -> AuditEvent {
         token_id: Some(Uuid::now_v7()),
         issuer: Some("https://issuer.example".into()),
         occurrences: 1,
+        details: None,
     }
 }
 
@@ -71,6 +72,7 @@ fn token(tenant: &str, expires_in: Duration) -> TokenRecord {
         issued_at: now,
         expires_at: now + expires_in,
         revoked_at: None,
+        groups: vec!["finance".into()],
     }
 }
 
@@ -243,6 +245,7 @@ async fn audit_filters_paginates_and_is_append_only(backend: Backend) {
     let old = AuditEvent {
         at: base.at - Duration::days(2),
         occurrences: 7,
+        details: None,
         ..base
     };
     store.append_audit(&old).await.expect("append");
@@ -753,6 +756,7 @@ async fn the_revocation_list_reloads_incrementally(backend: Backend) {
         let t = TokenRecord {
             tenant: None,
             revoked_at: Some(long_ago),
+            groups: Vec::new(),
             ..token("acme", Duration::hours(1))
         };
         store

@@ -106,6 +106,11 @@ pub async fn temporary_table_credentials(
         Err(e) => return Err(e),
     };
     caller.authorize(Action::Zone(&tenant.id, record.spec.zone, access.zone_access()))?;
+    // As Unity Catalog answers: a table the caller may not use is PERMISSION_DENIED here.
+    let grants = caller.grants(&state, &tenant.id).await?;
+    for p in crate::access::credential_privileges(access) {
+        caller.require_table(&grants, record.spec.zone, record.spec.name.as_str(), *p)?;
+    }
     let url = location(&state, &tenant, &record);
     let full_name = format!("{}.{}.{}", tenant.id, record.spec.zone.as_str(), record.spec.name);
     let (aws, expiration, target) = match state.credentials.as_ref() {

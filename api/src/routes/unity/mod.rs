@@ -8,11 +8,15 @@
 pub mod credentials;
 pub mod errors;
 pub mod models;
+pub mod permissions;
+
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use futures_util::StreamExt;
 use serde::Deserialize;
+use tenancy::grants::{Privilege, TenantGrants};
 use tenancy::pagination;
 use tenancy::policy::{Action, Denial};
 use tenancy::role::{Access, Role, Zone};
@@ -52,6 +56,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_tables))
         .routes(routes!(get_table))
         .routes(routes!(credentials::temporary_table_credentials))
+        .routes(routes!(
+            permissions::get_permissions,
+            permissions::update_permissions
+        ))
 }
 
 /// Page size and position of a list.
@@ -103,11 +111,30 @@ async fn visible(state: &AppState, caller: &Caller, name: &str) -> Result<Tenant
         .ok_or_else(missing)
 }
 
-/// The zone named `name` of a visible tenant, if the caller's role may read it (403 if not).
-fn readable_zone(caller: &Caller, tenant: &Tenant, name: &str) -> Result<Zone, ApiError> {
+/// A visible tenant's grants, if the caller holds `USE CATALOG` on it (PERMISSION_DENIED if
+/// not, as Unity Catalog answers).
+async fn usable(state: &AppState, caller: &Caller, tenant: &Tenant) -> Result<Arc<TenantGrants>, ApiError> {
+    let grants = caller.grants(state, &tenant.id).await?;
+    if !grants.sees_tenant(&caller.identity()) {
+        return Err(ApiError::Denied(Denial::Forbidden(
+            "USE CATALOG on the tenant is not granted".to_owned(),
+        )));
+    }
+    Ok(grants)
+}
+
+/// The zone named `name` of a visible tenant, if the caller's role may read it and it holds
+/// `USE SCHEMA` there (403 if not).
+fn readable_zone(
+    caller: &Caller,
+    grants: &TenantGrants,
+    tenant: &Tenant,
+    name: &str,
+) -> Result<Zone, ApiError> {
     let zone =
         Zone::parse(name).ok_or_else(|| ApiError::NotFound(format!("no schema {}.{name}", tenant.id)))?;
     caller.authorize(Action::Zone(&tenant.id, zone, Access::Read))?;
+    caller.use_zone(grants, zone, Privilege::UseSchema)?;
     Ok(zone)
 }
 
@@ -158,12 +185,19 @@ pub async fn list_catalogs(
     // Paged before tenants being deleted are left out, so the token still follows the last
     // tenant read (a page may come out short; the next one goes on from there).
     let (rows, next_page_token) = pagination::page(rows, limit, |t| t.id.to_string());
+    let mut catalogs = Vec::new();
+    for t in rows.iter().filter(|t| t.status != TenantStatus::Deleting) {
+        // Without USE CATALOG the tenant's own catalog is not listed.
+        if caller
+            .grants(&state, &t.id)
+            .await?
+            .sees_tenant(&caller.identity())
+        {
+            catalogs.push(CatalogInfo::of(t));
+        }
+    }
     Ok(Json(ListCatalogsResponse {
-        catalogs: rows
-            .iter()
-            .filter(|t| t.status != TenantStatus::Deleting)
-            .map(CatalogInfo::of)
-            .collect(),
+        catalogs,
         next_page_token,
     }))
 }
@@ -179,6 +213,7 @@ pub async fn get_catalog(
     Path(name): Path<String>,
 ) -> Result<Json<CatalogInfo>, ApiError> {
     let tenant = visible(&state, &caller, &name).await?;
+    usable(&state, &caller, &tenant).await?;
     Ok(Json(CatalogInfo::of(&tenant)))
 }
 
@@ -207,12 +242,14 @@ pub async fn list_schemas(
     let limit = page_size(query.max_results)?;
     let after = after(query.page_token.as_deref())?;
     let tenant = visible(&state, &caller, &query.catalog_name).await?;
+    let grants = usable(&state, &caller, &tenant).await?;
     let mut zones: Vec<Zone> = Zone::ALL
         .into_iter()
         .filter(|z| {
             caller
                 .authorize(Action::Zone(&tenant.id, *z, Access::Read))
                 .is_ok()
+                && caller.use_zone(&grants, *z, Privilege::UseSchema).is_ok()
         })
         .filter(|z| after.as_deref().is_none_or(|a| z.as_str() > a))
         .collect();
@@ -237,7 +274,8 @@ pub async fn get_schema(
 ) -> Result<Json<SchemaInfo>, ApiError> {
     let names = split_full_name(&full_name, 2)?;
     let tenant = visible(&state, &caller, names[0]).await?;
-    let zone = readable_zone(&caller, &tenant, names[1])?;
+    let grants = usable(&state, &caller, &tenant).await?;
+    let zone = readable_zone(&caller, &grants, &tenant, names[1])?;
     Ok(Json(SchemaInfo::of(&tenant, zone)))
 }
 
@@ -273,7 +311,8 @@ pub async fn list_tables(
     let limit = page_size(query.max_results)?;
     let after = after(query.page_token.as_deref())?;
     let tenant = visible(&state, &caller, &query.catalog_name).await?;
-    let zone = readable_zone(&caller, &tenant, &query.schema_name)?;
+    let grants = usable(&state, &caller, &tenant).await?;
+    let zone = readable_zone(&caller, &grants, &tenant, &query.schema_name)?;
     let rows = state
         .store
         .list_tables(
@@ -283,7 +322,13 @@ pub async fn list_tables(
             limit + 1,
         )
         .await?;
+    // Paged before tables the caller may not see are left out, so the token follows the last
+    // table read (a page may come out short; the next goes on from there).
     let (rows, next_page_token) = pagination::page(rows, limit, |t| t.spec.name.to_string());
+    let rows: Vec<TableRecord> = rows
+        .into_iter()
+        .filter(|t| caller.sees_table(&grants, zone, t.spec.name.as_str()))
+        .collect();
     let omit_columns = query.omit_columns.unwrap_or(false);
     let omit_properties = query.omit_properties.unwrap_or(false);
     let tables: Vec<TableInfo> = futures_util::stream::iter(rows)
@@ -348,7 +393,15 @@ pub async fn get_table(
 ) -> Result<Json<TableInfo>, ApiError> {
     let names = split_full_name(&full_name, 3)?;
     let tenant = visible(&state, &caller, names[0]).await?;
-    let zone = readable_zone(&caller, &tenant, names[1])?;
+    let grants = usable(&state, &caller, &tenant).await?;
+    let zone = readable_zone(&caller, &grants, &tenant, names[1])?;
+    // Before the lookup, so a denial says nothing of whether the table exists.
+    if !caller.sees_table(&grants, zone, names[2]) {
+        return Err(ApiError::Denied(Denial::Forbidden(format!(
+            "neither SELECT nor MODIFY on table {} is granted",
+            &full_name
+        ))));
+    }
     let record = state
         .store
         .get_table(&tenant.id, zone, names[2])

@@ -32,6 +32,10 @@ fn audit_event(row: &DbRow) -> Result<AuditEvent, StoreError> {
             let n: i64 = row.try_get("occurrences")?;
             u64::try_from(n).map_err(|_| corrupt("occurrences", &n.to_string()))?
         },
+        details: row
+            .try_get::<Option<String>, _>("details")?
+            .map(|d| serde_json::from_str(&d).map_err(|_| corrupt("details", &d)))
+            .transpose()?,
     })
 }
 
@@ -51,7 +55,7 @@ where
 {
     let mut insert = sqlx::QueryBuilder::<Db>::new(
         "INSERT INTO audit_events (id, at, actor, role, tenant_id, action, target, outcome, request_id, source, \
-         token_id, issuer, occurrences) ",
+         token_id, issuer, occurrences, details) ",
     );
     insert.push_values(events, |mut row, e| {
         row.push_bind(uid(e.id))
@@ -67,7 +71,8 @@ where
             .push_bind(e.source.as_deref())
             .push_bind(e.token_id.map(uid))
             .push_bind(e.issuer.as_deref())
-            .push_bind(i64::try_from(e.occurrences).unwrap_or(i64::MAX));
+            .push_bind(i64::try_from(e.occurrences).unwrap_or(i64::MAX))
+            .push_bind(e.details.as_ref().map(serde_json::Value::to_string));
     });
     insert.build().execute(executor).await?;
     Ok(())

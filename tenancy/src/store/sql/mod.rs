@@ -13,6 +13,7 @@
 mod audit;
 mod erasures;
 mod fence;
+mod grants;
 mod metadata;
 mod pipelines;
 mod provisioning;

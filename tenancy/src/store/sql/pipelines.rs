@@ -25,6 +25,11 @@ fn pipeline(row: &DbRow) -> Result<PipelineRecord, StoreError> {
         state: PipelineState::parse(&state).ok_or_else(|| corrupt("state", &state))?,
         failure: row.try_get("failure")?,
         created_by: row.try_get("created_by")?,
+        owner_role: {
+            let role: String = row.try_get("owner_role")?;
+            crate::role::Role::parse(&role).ok_or_else(|| super::corrupt("owner_role", &role))?
+        },
+        owner_groups: json_column(row, "owner_groups")?,
         created_at: time(row, "created_at")?,
         updated_at: time(row, "updated_at")?,
     })
@@ -95,8 +100,8 @@ impl PipelineStore for Store {
         }
         let inserted = sqlx::query(
             "INSERT INTO pipelines (id, tenant_id, name, spec, source_table_id, target_table_id, state, \
-             failure, created_by, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             failure, created_by, created_at, updated_at, owner_role, owner_groups) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(uid(p.id))
         .bind(p.tenant.as_str())
@@ -109,6 +114,8 @@ impl PipelineStore for Store {
         .bind(&p.created_by)
         .bind(ts(p.created_at))
         .bind(ts(p.updated_at))
+        .bind(p.owner_role.as_str())
+        .bind(to_json(&p.owner_groups)?)
         .execute(&mut *tx)
         .await;
         match inserted {

@@ -240,6 +240,17 @@ impl TableStore for Store {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
+        // Its grants go with it: a table made again under the name starts with none of its own.
+        let revoked = sqlx::query(
+            "DELETE FROM grants WHERE EXISTS (SELECT 1 FROM lake_tables t WHERE t.id = $1 \
+             AND grants.tenant_id = t.tenant_id AND grants.securable = 'tables/' || t.zone || '/' || t.name)",
+        )
+        .bind(uid(id))
+        .execute(&mut *tx)
+        .await?;
+        if revoked.rows_affected() > 0 {
+            super::grants::bump_version(&mut tx).await?;
+        }
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(true)

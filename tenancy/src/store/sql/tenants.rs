@@ -97,6 +97,7 @@ impl TenantStore for Store {
                 )));
             }
         }
+        super::grants::insert_defaults(&mut tx, &t.id, t.created_at).await?;
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
@@ -191,6 +192,7 @@ impl TenantStore for Store {
             "DELETE FROM erasure_floors WHERE tenant_id = $1",
             "DELETE FROM pipeline_runs WHERE tenant_id = $1",
             "DELETE FROM pipelines WHERE tenant_id = $1",
+            "DELETE FROM grants WHERE tenant_id = $1",
         ] {
             sqlx::query(statement).bind(id.as_str()).execute(&mut *tx).await?;
         }

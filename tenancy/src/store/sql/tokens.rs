@@ -24,6 +24,7 @@ fn token(row: &DbRow) -> Result<TokenRecord, StoreError> {
         issued_at: time(row, "issued_at")?,
         expires_at: time(row, "expires_at")?,
         revoked_at: opt_time(row, "revoked_at")?,
+        groups: super::json_column(row, "groups")?,
     })
 }
 
@@ -54,8 +55,8 @@ impl TokenStore for Store {
             }
         }
         sqlx::query(
-            "INSERT INTO api_tokens (id, tenant_id, subject, role, issued_by, issued_at, expires_at, revoked_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO api_tokens (id, tenant_id, subject, role, issued_by, issued_at, expires_at, revoked_at, groups) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(uid(t.id))
         .bind(t.tenant.as_ref().map(TenantId::as_str))
@@ -65,6 +66,7 @@ impl TokenStore for Store {
         .bind(ts(t.issued_at))
         .bind(ts(t.expires_at))
         .bind(t.revoked_at.map(ts))
+        .bind(super::to_json(&t.groups)?)
         .execute(&mut *tx)
         .await?;
         insert_audit(&mut tx, audit).await?;

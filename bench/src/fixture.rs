@@ -37,6 +37,7 @@ pub fn ready_tenant(id: &str, shard: u32) -> Tenant {
         quotas: Quotas::default(),
         volume_30d_bytes: 0,
         erasure_deadline_days: tenancy::erasure::DEFAULT_DEADLINE_DAYS,
+        credential_max_ttl_secs: tenancy::credentials::TENANT_MAX_TTL_DEFAULT,
         created_at: now,
         updated_at: now,
     }

@@ -28,6 +28,8 @@ pub struct NewTenant {
     pub quotas: Quotas,
     /// Days within which an erasure must complete.
     pub erasure_deadline_days: u32,
+    /// The longest lifetime of credentials vended for it, seconds.
+    pub credential_max_ttl_secs: u32,
 }
 
 /// What a rebalance planned and, unless it was a dry run, started.
@@ -121,6 +123,7 @@ impl Tenants {
             quotas: new.quotas,
             volume_30d_bytes: 0,
             erasure_deadline_days: new.erasure_deadline_days,
+            credential_max_ttl_secs: new.credential_max_ttl_secs,
             created_at: now,
             updated_at: now,
         };

@@ -54,3 +54,5 @@ ALTER TABLE pipelines ADD COLUMN owner_groups TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE api_tokens ADD COLUMN groups TEXT NOT NULL DEFAULT '[]';
 -- What changed, for changes whose target alone does not say (a grant change's before and after).
 ALTER TABLE audit_events ADD COLUMN details TEXT;
+-- A tenant's own cap on the lifetime of credentials vended for it (STS sessions), seconds.
+ALTER TABLE tenants ADD COLUMN credential_max_ttl_secs BIGINT NOT NULL DEFAULT 3600;

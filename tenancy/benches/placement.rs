@@ -56,6 +56,7 @@ async fn main() {
             quotas: Quotas::default(),
             volume_30d_bytes: volume,
             erasure_deadline_days: tenancy::erasure::DEFAULT_DEADLINE_DAYS,
+            credential_max_ttl_secs: tenancy::credentials::TENANT_MAX_TTL_DEFAULT,
             created_at: now,
             updated_at: now,
         };

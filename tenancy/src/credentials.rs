@@ -15,6 +15,21 @@ use crate::validation::Violation;
 pub const MIN_TTL_SECS: u64 = 900;
 /// Longest lifetime: the data roles' default maximum session duration, seconds.
 pub const MAX_TTL_SECS: u64 = 3600;
+/// A tenant's own cap on the credentials vended for it, by default: the longest lifetime.
+pub const TENANT_MAX_TTL_DEFAULT: u32 = 3600;
+
+/// Checks a tenant's cap on credential lifetimes: 900 s (the shortest STS session) to 3600 s.
+pub fn check_tenant_max_ttl(secs: u32) -> Result<u32, Violation> {
+    if (MIN_TTL_SECS..=MAX_TTL_SECS).contains(&u64::from(secs)) {
+        Ok(secs)
+    } else {
+        Err(Violation::new(
+            "credential_max_ttl_secs",
+            format!("must be {MIN_TTL_SECS} to {MAX_TTL_SECS}"),
+        ))
+    }
+}
+
 /// AWS's limit on the plain text of a session policy, characters.
 pub const MAX_SESSION_POLICY_CHARS: usize = 2048;
 /// The session tag that scopes a shard's ABAC role to one tenant.

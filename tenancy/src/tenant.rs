@@ -235,6 +235,9 @@ pub struct Tenant {
     pub volume_30d_bytes: u64,
     /// Days within which an erasure of its data subjects must complete.
     pub erasure_deadline_days: u32,
+    /// The longest lifetime of credentials vended for it (STS sessions), seconds: a tenant
+    /// that revokes grants may want what was already handed out to die sooner.
+    pub credential_max_ttl_secs: u32,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.

@@ -158,6 +158,17 @@ pub async fn create_credentials(
     let grants = auth.caller.grants(&state, &tenant_id).await?;
     auth.caller.scope_credentials(&grants, &mut scope)?;
     let tenant = load(&state, &tenant_id).await?;
+    // The tenant's own cap, which its admins may set below the platform's.
+    if scope.ttl_seconds > tenant.credential_max_ttl_secs {
+        return Err(Violation::new(
+            "ttl_seconds",
+            format!(
+                "tenant {tenant_id} allows credentials of at most {} s (its credential_max_ttl_secs)",
+                tenant.credential_max_ttl_secs
+            ),
+        )
+        .into());
+    }
     let vended = vendor.vend(&tenant, &requester(&auth.caller), &scope).await?;
     // Never the secret key or the session token: the access key id is what CloudTrail shows.
     let target = format!(

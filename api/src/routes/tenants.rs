@@ -47,6 +47,10 @@ pub struct CreateTenant {
     /// 45 days), 1 to 90 and more than twice `tables.erasure_window_secs`; default 30.
     #[schema(minimum = 1, maximum = 90)]
     pub erasure_deadline_days: Option<u32>,
+    /// The longest lifetime of credentials vended for the tenant, seconds, 900 to 3600
+    /// (default 3600). Tenant-admins may set it.
+    #[schema(minimum = 900, maximum = 3600)]
+    pub credential_max_ttl_secs: Option<u32>,
 }
 
 /// Changes to a tenant; omitted fields stay as they are.
@@ -70,6 +74,10 @@ pub struct UpdateTenant {
     /// 45 days), 1 to 90 and more than twice `tables.erasure_window_secs`; default 30.
     #[schema(minimum = 1, maximum = 90)]
     pub erasure_deadline_days: Option<u32>,
+    /// The longest lifetime of credentials vended for the tenant, seconds, 900 to 3600
+    /// (default 3600). Tenant-admins may set it.
+    #[schema(minimum = 900, maximum = 3600)]
+    pub credential_max_ttl_secs: Option<u32>,
 }
 
 /// `?dry_run=`.
@@ -126,6 +134,12 @@ pub async fn create_tenant(
             state.config.erasure_drain().as_secs(),
         ))
         .unwrap_or(tenancy::erasure::DEFAULT_DEADLINE_DAYS);
+    let credential_max_ttl_secs = violations
+        .check(tenancy::credentials::check_tenant_max_ttl(
+            body.credential_max_ttl_secs
+                .unwrap_or(tenancy::credentials::TENANT_MAX_TTL_DEFAULT),
+        ))
+        .unwrap_or(tenancy::credentials::TENANT_MAX_TTL_DEFAULT);
     let (id, display_name) = violations.finish(|| (id, display_name))?;
     let (Some(id), Some(display_name)) = (id, display_name) else {
         return Err(ApiError::Internal("validated fields missing".to_owned()));
@@ -137,6 +151,7 @@ pub async fn create_tenant(
         isolation: body.isolation.unwrap_or_default(),
         quotas,
         erasure_deadline_days,
+        credential_max_ttl_secs,
     };
     let tenant = state.tenants.create(new, &auth.caller.actor()).await?;
     let location = HeaderValue::from_str(&format!("/v1/tenants/{}", tenant.id))
@@ -258,6 +273,11 @@ pub async fn update_tenant(
         ))
     {
         tenant.erasure_deadline_days = days;
+    }
+    if let Some(secs) = body.credential_max_ttl_secs
+        && let Some(secs) = violations.check(tenancy::credentials::check_tenant_max_ttl(secs))
+    {
+        tenant.credential_max_ttl_secs = secs;
     }
     violations.finish(|| ())?;
     tenant.tier = body.tier.unwrap_or(tenant.tier);

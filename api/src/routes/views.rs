@@ -103,6 +103,8 @@ pub struct TenantView {
     pub quotas: Quotas,
     /// Days within which an erasure of its data subjects must complete.
     pub erasure_deadline_days: u32,
+    /// The longest lifetime of credentials vended for it, seconds (900 to 3600).
+    pub credential_max_ttl_secs: u32,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -198,6 +200,7 @@ impl TenantView {
             },
             quotas: t.quotas,
             erasure_deadline_days: t.erasure_deadline_days,
+            credential_max_ttl_secs: t.credential_max_ttl_secs,
             created_at: t.created_at,
             updated_at: t.updated_at,
             migration: None,

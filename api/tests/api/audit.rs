@@ -119,6 +119,7 @@ async fn outsiders_cannot_write_into_a_tenants_audit_log() {
             tier: tenancy::tenant::Tier::Standard,
             isolation: tenancy::tenant::Isolation::Auto,
             erasure_deadline_days: tenancy::erasure::DEFAULT_DEADLINE_DAYS,
+            credential_max_ttl_secs: tenancy::credentials::TENANT_MAX_TTL_DEFAULT,
             quotas: tenancy::tenant::Quotas::default(),
         };
         app.state.tenants.create(new, &system).await.expect("tenant");

@@ -613,4 +613,41 @@ async fn a_zone_wide_request_is_narrowed_to_the_granted_tables() {
     let carol = app.token_for("carol", Role::Analyst, Some("acme"), hour).await;
     assert_eq!(ask(&app, &carol, "acme", zone_wide).await.status(), 403);
     assert_eq!(recorder.assumed().len(), 1, "refusals call no STS");
+
+    // The tenant lowers its own cap on lifetimes: longer requests are refused naming the field.
+    let tenant = "/v1/tenants/acme";
+    let bad = app
+        .send_as(
+            &acme_admin,
+            Method::PATCH,
+            tenant,
+            Some(json!({"credential_max_ttl_secs": 100})),
+        )
+        .await;
+    assert_eq!(
+        problem(bad, 422).await["errors"][0]["field"],
+        "credential_max_ttl_secs"
+    );
+    let capped = app
+        .expect(
+            &acme_admin,
+            Method::PATCH,
+            tenant,
+            Some(json!({"credential_max_ttl_secs": 900})),
+            200,
+        )
+        .await;
+    assert_eq!(capped["credential_max_ttl_secs"], 900);
+    let long = json!({"zone": "gold", "access": "read", "ttl_seconds": 1800});
+    let refused = ask(&app, &bob, "acme", long).await;
+    assert_eq!(problem(refused, 422).await["errors"][0]["field"], "ttl_seconds");
+    assert_eq!(recorder.assumed().len(), 1);
+    let short = vended(
+        &app,
+        &bob,
+        "acme",
+        json!({"zone": "gold", "access": "read", "ttl_seconds": 900}),
+    )
+    .await;
+    assert_eq!(short["locations"], got["locations"]);
 }

@@ -23,6 +23,7 @@ pub async fn add_tenant(store: &Arc<dyn MetadataStore>, id: &str, placement: Pla
         quotas: Quotas::default(),
         volume_30d_bytes: 0,
         erasure_deadline_days: tenancy::erasure::DEFAULT_DEADLINE_DAYS,
+        credential_max_ttl_secs: tenancy::credentials::TENANT_MAX_TTL_DEFAULT,
         created_at: now,
         updated_at: now,
     };

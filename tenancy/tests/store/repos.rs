@@ -33,6 +33,7 @@ fn tenant(raw: &str, shard: Option<u32>) -> Tenant {
         quotas: Quotas::default(),
         volume_30d_bytes: 0,
         erasure_deadline_days: tenancy::erasure::DEFAULT_DEADLINE_DAYS,
+        credential_max_ttl_secs: tenancy::credentials::TENANT_MAX_TTL_DEFAULT,
         created_at: now,
         updated_at: now,
     }

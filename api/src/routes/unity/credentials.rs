@@ -119,7 +119,10 @@ pub async fn temporary_table_credentials(
                 zone: record.spec.zone,
                 tables: vec![record.spec.name.to_string()],
                 access,
-                ttl_seconds: u32::try_from(MAX_TTL_SECS).unwrap_or(u32::MAX),
+                // The longest the tenant allows: Unity Catalog's request names no lifetime.
+                ttl_seconds: u32::try_from(MAX_TTL_SECS)
+                    .unwrap_or(u32::MAX)
+                    .min(tenant.credential_max_ttl_secs),
             };
             let vended = vendor
                 .vend(&tenant, &crate::routes::credentials::requester(&caller), &scope)

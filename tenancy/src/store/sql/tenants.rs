@@ -38,6 +38,7 @@ pub(super) fn tenant(row: &DbRow) -> Result<Tenant, StoreError> {
         },
         volume_30d_bytes: u64::try_from(volume).unwrap_or(0),
         erasure_deadline_days: u32_column(row, "erasure_deadline_days")?,
+        credential_max_ttl_secs: u32_column(row, "credential_max_ttl_secs")?,
         created_at: time(row, "created_at")?,
         updated_at: time(row, "updated_at")?,
     })
@@ -51,8 +52,8 @@ impl TenantStore for Store {
             "INSERT INTO tenants (id, display_name, tier, isolation, status, placement_kind, placement_shard, \
              placement_reason, quota_max_tables, quota_max_streams, quota_max_storage_gb, \
              quota_ingest_events_per_sec, volume_30d_bytes, created_at, updated_at, status_reason, \
-             erasure_deadline_days) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+             erasure_deadline_days, credential_max_ttl_secs) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
         )
         .bind(t.id.as_str())
         .bind(&t.display_name)
@@ -71,6 +72,7 @@ impl TenantStore for Store {
         .bind(ts(t.updated_at))
         .bind(&t.status_reason)
         .bind(i64::from(t.erasure_deadline_days))
+        .bind(i64::from(t.credential_max_ttl_secs))
         .execute(&mut *tx)
         .await;
         match inserted {
@@ -134,7 +136,7 @@ impl TenantStore for Store {
             "UPDATE tenants SET display_name = $1, tier = $2, isolation = $3, placement_kind = $4, \
              placement_shard = $5, placement_reason = $6, quota_max_tables = $7, quota_max_streams = $8, \
              quota_max_storage_gb = $9, quota_ingest_events_per_sec = $10, updated_at = $11, \
-             erasure_deadline_days = $12 WHERE id = $13",
+             erasure_deadline_days = $12, credential_max_ttl_secs = $14 WHERE id = $13",
         )
         .bind(&t.display_name)
         .bind(t.tier.as_str())
@@ -149,6 +151,7 @@ impl TenantStore for Store {
         .bind(ts(t.updated_at))
         .bind(i64::from(t.erasure_deadline_days))
         .bind(t.id.as_str())
+        .bind(i64::from(t.credential_max_ttl_secs))
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {

@@ -180,6 +180,52 @@ async fn setup(client: &reqwest::Client, server: &Server, source: Value) {
     .await;
 }
 
+/// A token of `role` in tenant `bench` whose only way to `privilege` on `zone.table` is a grant
+/// to its user on that table: the role loses the privilege on the zone first. So every request
+/// it makes goes through the grants check, as a narrowed tenant's users' do.
+async fn granted_token(
+    client: &reqwest::Client,
+    server: &Server,
+    role: &str,
+    zone: &str,
+    table: &str,
+    privilege: &str,
+) -> String {
+    let subject = format!("bench-{role}");
+    let change = |principal: String, add: bool| {
+        let (verb, other) = if add { ("add", "remove") } else { ("remove", "add") };
+        json!({"changes": [{"principal": principal, verb: [privilege], other: []}]})
+    };
+    let patch = reqwest::Method::PATCH;
+    let zone_grants = format!("/v1/tenants/bench/grants/zones/{zone}");
+    call(
+        client,
+        server,
+        patch.clone(),
+        &zone_grants,
+        change(format!("role:{role}"), false),
+    )
+    .await;
+    let table_grants = format!("/v1/tenants/bench/grants/tables/{zone}/{table}");
+    call(
+        client,
+        server,
+        patch,
+        &table_grants,
+        change(format!("user:{subject}"), true),
+    )
+    .await;
+    let issued = call(
+        client,
+        server,
+        reqwest::Method::POST,
+        "/v1/tenants/bench/tokens",
+        json!({"subject": subject, "role": role, "ttl_seconds": 86_400}),
+    )
+    .await;
+    issued["token"].as_str().expect("token").to_owned()
+}
+
 fn percentile(sorted: &[Duration], q: f64) -> Duration {
     sorted
         .get(((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1)))
@@ -285,12 +331,15 @@ async fn http() {
         .build()
         .expect("client");
     setup(&client, &server, json!({"type": "http"})).await;
+    // Pushed as an engineer holding MODIFY through a table grant only, so every push pays the
+    // grants check (admins skip it).
+    let token = granted_token(&client, &server, "engineer", "bronze", "events", "MODIFY").await;
     let url = format!("{}/v1/tenants/bench/streams/events/events", server.base);
     let bodies: Arc<Vec<Vec<u8>>> = Arc::new((0..16).map(|i| batch_body(i * batch, batch)).collect());
     let push = |body: Vec<u8>| {
         let request = client
             .post(&url)
-            .bearer_auth(&server.token)
+            .bearer_auth(&token)
             .header("content-type", "application/x-ndjson")
             .body(body)
             .send();
@@ -600,7 +649,23 @@ async fn credentials_on(endpoint: &str, backend: Backend, database: Option<&str>
     drive(url.clone(), true, 1).await;
     let health = drive(format!("{}/healthz", server.base), false, seconds).await;
     let read = drive(format!("{}/v1/tenants/bench", server.base), false, seconds).await;
-    let vended = drive(url, true, seconds).await;
+    let vended = drive(url.clone(), true, seconds).await;
+    // The same, as an analyst whose only SELECT on the table is a grant to its user.
+    let analyst = granted_token(&client, &server, "analyst", "gold", "orders", "SELECT").await;
+    let granted = {
+        let (client, token, body) = (&client, &analyst, &body);
+        client
+            .post(&url)
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("first analyst call");
+        open_loop::drive(rate, seconds, move |_| {
+            client.post(&url).bearer_auth(token).json(body)
+        })
+        .await
+    };
     let last = call(
         &client,
         &server,
@@ -619,6 +684,13 @@ async fn credentials_on(endpoint: &str, backend: Backend, database: Option<&str>
     println!(
         "| {name} {}",
         vended.row("POST /v1/tenants/{tenant}/credentials (cached)", rate)
+    );
+    println!(
+        "| {name} {}",
+        granted.row(
+            "POST /v1/tenants/{tenant}/credentials (cached, analyst through a table grant)",
+            rate
+        )
     );
 }
 

@@ -25,6 +25,8 @@ const CAPACITY: usize = 20_000;
 
 #[derive(Default)]
 struct Cache {
+    /// Moves on every local drop, so a read that began before one is not cached after it.
+    generation: u64,
     /// The version the cached entries were read at or after.
     version: Option<i64>,
     checked_at: Option<Instant>,
@@ -67,11 +69,20 @@ impl Grants {
             return Ok(());
         }
         let _one = self.check.lock().await;
-        if !due(&self.read()) {
-            return Ok(());
-        }
+        let generation = {
+            let cache = self.read();
+            if !due(&cache) {
+                return Ok(());
+            }
+            cache.generation
+        };
         let version = self.store.grants_version().await?;
         let mut cache = self.write();
+        // A local change dropped the cache while the version was read: that version may be
+        // older than the change, so it is not recorded; the next request reads it again.
+        if cache.generation != generation {
+            return Ok(());
+        }
         if cache.version != Some(version) {
             cache.tenants.clear();
             cache.version = Some(version);
@@ -88,13 +99,13 @@ impl Grants {
             if let Some(g) = cache.tenants.get(tenant) {
                 return Ok(g.clone());
             }
-            cache.version
+            (cache.version, cache.generation)
         };
         let grants = Arc::new(TenantGrants::new(self.store.list_grants(tenant).await?));
         let mut cache = self.write();
-        // Kept only if no change was noticed while it was read: an entry read before a change
-        // must not outlive the drop that change caused.
-        if cache.version == seen {
+        // Kept only if no change was noticed or made while it was read: an entry read before a
+        // change must not outlive the drop that change caused.
+        if seen.0.is_some() && (cache.version, cache.generation) == seen {
             if cache.tenants.len() >= CAPACITY {
                 cache.tenants.clear();
             }
@@ -127,5 +138,6 @@ impl Grants {
         cache.tenants.clear();
         cache.version = None;
         cache.checked_at = None;
+        cache.generation = cache.generation.wrapping_add(1);
     }
 }

@@ -364,10 +364,21 @@ pub struct EffectiveGrants {
     pub next_cursor: Option<String>,
 }
 
+/// The privileges `who` can use on `on`: a privilege counts only with the `USE CATALOG` and
+/// `USE SCHEMA` above it, as every check requires, so nothing is listed that a request would
+/// refuse. The tenant's own entry lists `USE CATALOG`; grants of data privileges on the tenant
+/// show on each zone and table they reach.
 fn held(grants: &TenantGrants, who: &Identity<'_>, on: &Securable, role: Role) -> EffectiveOn {
+    let usable = |p: Privilege| match on {
+        Securable::Tenant => p == Privilege::UseCatalog && grants.sees_tenant(who),
+        Securable::Zone(z) => p != Privilege::UseCatalog && grants.check_zone(who, *z, p).is_ok(),
+        Securable::Table(z, n) => {
+            matches!(p, Privilege::Select | Privilege::Modify) && grants.check_table(who, *z, n, p).is_ok()
+        }
+    };
     let privileges = Privilege::ALL
         .into_iter()
-        .filter(|p| on.admits(*p))
+        .filter(|p| usable(*p))
         .filter_map(|p| {
             let via: Vec<ViaView> = grants
                 .ways(who, on, p)

@@ -212,9 +212,13 @@ async fn stream_at(
         .get_stream(tenant_id, name)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no stream {name}")))?;
-    // Writing through a stream (pushing, deleting it) writes its table: MODIFY on it.
+    // A stream shows only to callers who see its table (its name, topic and lag are the
+    // table's); writing through it (pushing, deleting it) writes the table: MODIFY on it.
+    let grants = auth.caller.grants(state, tenant_id).await?;
+    if !auth.caller.sees_table(&grants, Zone::Bronze, &stream.table_name) {
+        return Err(ApiError::NotFound(format!("no stream {name}")));
+    }
     if access == Access::ReadWrite {
-        let grants = auth.caller.grants(state, tenant_id).await?;
         auth.caller
             .require_table(&grants, Zone::Bronze, &stream.table_name, Privilege::Modify)?;
     }
@@ -298,10 +302,26 @@ pub async fn list_streams(
     auth.caller
         .authorize(Action::Zone(tenant_id, Zone::Bronze, Access::Read))?;
     load(&state, tenant_id).await?;
-    let rows = state
-        .store
-        .list_streams(tenant_id, after.as_deref(), limit + 1)
-        .await?;
+    let grants = auth.caller.grants(&state, tenant_id).await?;
+    // Streams of tables the caller cannot see are skipped; keep reading until the page is full.
+    let mut rows = Vec::new();
+    let mut cursor = after;
+    loop {
+        let batch = state
+            .store
+            .list_streams(tenant_id, cursor.as_deref(), limit + 1)
+            .await?;
+        let exhausted = batch.len() <= limit as usize;
+        cursor = batch.last().map(|s| s.name.to_string());
+        rows.extend(
+            batch
+                .into_iter()
+                .filter(|s| auth.caller.sees_table(&grants, Zone::Bronze, &s.table_name)),
+        );
+        if exhausted || rows.len() > limit as usize {
+            break;
+        }
+    }
     let (rows, next_cursor) = pagination::page(rows, limit, |s| s.name.to_string());
     let platform = auth.caller.principal.role == tenancy::role::Role::PlatformAdmin;
     Ok(Json(Page {

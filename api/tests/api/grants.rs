@@ -587,6 +587,43 @@ async fn effective_grants_show_what_a_principal_can_do_and_why() {
     assert_eq!(missing_role.status(), 422);
     let problem: Value = missing_role.json().await.expect("json");
     assert_eq!(problem["errors"][0]["field"], "role", "{problem}");
+    // A privilege without the USE SCHEMA above it is not one a request would honour: with
+    // analysts' USE SCHEMA on gold removed, Bob's SELECT on gold.orders is listed no more, and
+    // Unity Catalog refuses him gold's permissions.
+    patch_ok(
+        &app,
+        &acme_admin,
+        "acme",
+        "zones/gold",
+        json!([{"principal": "role:analyst", "remove": ["USE SCHEMA"]}]),
+    )
+    .await;
+    let mine = app
+        .expect(&bob, Method::GET, "/v1/tenants/acme/effective-grants", None, 200)
+        .await;
+    assert_eq!(mine["items"], json!([]), "{mine}");
+    assert_eq!(
+        status(
+            &app,
+            &bob,
+            Method::GET,
+            "/v1/tenants/acme/tables/gold/orders",
+            None
+        )
+        .await,
+        404
+    );
+    assert_eq!(
+        status(
+            &app,
+            &bob,
+            Method::GET,
+            &format!("{UC}/permissions/schema/acme.gold"),
+            None
+        )
+        .await,
+        403
+    );
 }
 
 /// Pushing to a stream and making a pipeline need MODIFY on the table written and SELECT on
@@ -651,6 +688,31 @@ async fn pushes_and_pipelines_need_their_table_grants() {
     assert_eq!(
         status(&app, &ned, Method::POST, "/v1/tenants/acme/streams", Some(stream)).await,
         403
+    );
+    // A stream shows only to who sees its table: engineers lose SELECT on bronze too.
+    let streams = "/v1/tenants/acme/streams";
+    assert_eq!(
+        status(&app, &ned, Method::GET, "/v1/tenants/acme/streams/raw", None).await,
+        200
+    );
+    patch_ok(
+        &app,
+        &acme_admin,
+        "acme",
+        "zones/bronze",
+        json!([{"principal": "role:engineer", "remove": ["SELECT"]}]),
+    )
+    .await;
+    assert_eq!(
+        status(&app, &ned, Method::GET, "/v1/tenants/acme/streams/raw", None).await,
+        404
+    );
+    let listed = app.expect(&ned, Method::GET, streams, None, 200).await;
+    assert_eq!(listed["items"], json!([]), "{listed}");
+    let listed = app.expect(&erin, Method::GET, streams, None, 200).await;
+    assert_eq!(
+        listed["items"][0]["name"], "raw",
+        "erin's MODIFY grant shows her the stream"
     );
 
     // A pipeline from silver.events needs SELECT there: engineers lose silver's SELECT but

@@ -105,8 +105,12 @@ pub async fn get_permissions(
         .map(|p| Grantee::parse(p).map_err(|why| Violation::new("principal", why.to_string())))
         .transpose()?;
     let admin = caller.authorize(Action::ManageGrants(&tenant.id)).is_ok();
+    // Reading a securable's permissions needs what seeing it needs (admins hold everything).
+    let grants = super::usable(&state, &caller, &tenant).await?;
+    if let Securable::Zone(zone) = &on {
+        caller.use_zone(&grants, *zone, tenancy::grants::Privilege::UseSchema)?;
+    }
     if let Securable::Table(zone, name) = &on {
-        let grants = caller.grants(&state, &tenant.id).await?;
         if !admin && !caller.sees_table(&grants, *zone, name) {
             return Err(ApiError::Denied(Denial::Forbidden(format!(
                 "neither SELECT nor MODIFY on table {full_name} is granted"

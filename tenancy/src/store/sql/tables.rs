@@ -230,6 +230,12 @@ impl TableStore for Store {
 
     async fn mark_table_deleting(&self, id: Uuid, audit: &AuditEvent) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
+        // The tenant's lock, as grant changes take it: a grant checked against the table while
+        // it is active cannot commit after this delete removed the table's grants.
+        sqlx::query("UPDATE tenants SET updated_at = updated_at WHERE id = (SELECT tenant_id FROM lake_tables WHERE id = $1)")
+            .bind(uid(id))
+            .execute(&mut *tx)
+            .await?;
         let done = sqlx::query(
             "UPDATE lake_tables SET status = 'deleting', updated_at = $1 WHERE id = $2 AND status = 'active'",
         )

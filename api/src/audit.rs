@@ -72,6 +72,13 @@ pub fn action_name(method: &Method, route: &str) -> String {
         ("POST", "/v1/tenants/{tenant}/pipelines/{pipeline}/runs") => "pipeline.run",
         ("GET", "/v1/tenants/{tenant}/pipelines/{pipeline}/runs") => "pipeline.run.list",
         ("GET", "/v1/tenants/{tenant}/pipelines/{pipeline}/runs/{pipeline_run_id}") => "pipeline.run.read",
+        ("GET", "/v1/tenants/{tenant}/grants/tenant")
+        | ("GET", "/v1/tenants/{tenant}/grants/zones/{zone}")
+        | ("GET", "/v1/tenants/{tenant}/grants/tables/{zone}/{name}") => "grants.read",
+        ("PATCH", "/v1/tenants/{tenant}/grants/tenant")
+        | ("PATCH", "/v1/tenants/{tenant}/grants/zones/{zone}")
+        | ("PATCH", "/v1/tenants/{tenant}/grants/tables/{zone}/{name}") => "grants.update",
+        ("GET", "/v1/tenants/{tenant}/effective-grants") => "grants.effective",
         ("GET", "/v1/tenants/{tenant}/tables") => "table.list",
         ("POST", "/v1/tenants/{tenant}/tables") => "table.create",
         ("GET", "/v1/tenants/{tenant}/tables/{zone}/{name}") => "table.read",
@@ -93,6 +100,8 @@ pub fn action_name(method: &Method, route: &str) -> String {
         ("GET", "/api/2.1/unity-catalog/tables") => "uc.table.list",
         ("GET", "/api/2.1/unity-catalog/tables/{full_name}") => "uc.table.read",
         ("POST", "/api/2.1/unity-catalog/temporary-table-credentials") => "credentials.issue",
+        ("GET", "/api/2.1/unity-catalog/permissions/{securable_type}/{full_name}") => "uc.permissions.read",
+        ("PATCH", "/api/2.1/unity-catalog/permissions/{securable_type}/{full_name}") => "grants.update",
         _ => "",
     };
     if known.is_empty() {

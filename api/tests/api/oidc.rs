@@ -127,6 +127,17 @@ async fn external_tokens_map_claims_and_follow_key_rotation() {
     );
     assert_eq!(app.get_as(&carol, "/v1/tenants/acme").await.status(), 200);
     assert_eq!(fetches.load(Ordering::SeqCst), 1, "the JWKS is cached");
+    // Its `groups` claim is the token's groups, for grants to `group:NAME`.
+    let mine = app
+        .expect(
+            &carol,
+            Method::GET,
+            "/v1/tenants/acme/effective-grants",
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(mine["groups"], json!(["lake-admins"]), "{mine}");
     let reader = first.token(idp_claims("acme", "lake-readers"));
     assert_eq!(
         app.get_as(&reader, "/v1/tenants/acme").await.status(),

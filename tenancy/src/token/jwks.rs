@@ -32,7 +32,8 @@ pub struct OidcIssuer {
     /// Claim naming the role.
     #[serde(default = "default_role_claim")]
     pub role_claim: String,
-    /// Claim holding the subject's groups (an array of strings), for grants to `group:NAME`.
+    /// Claim holding the subject's groups (an array of strings, or one string), for grants to
+    /// `group:NAME`.
     #[serde(default = "default_groups_claim")]
     pub groups_claim: String,
     /// Maps the IdP's role values to Lakeplane roles; when empty, values must be role names.

@@ -315,9 +315,11 @@ fn map_external(
     let tenant = issuer
         .tenant_of(text(&issuer.tenant_claim).as_deref())
         .map_err(AuthError::Claim)?;
-    // A missing claim is no groups; a claim of another shape is refused, not ignored.
+    // A missing claim is no groups, a string one group (some IdPs send a single group so);
+    // a claim of another shape is refused, not ignored.
     let groups = match claims.get(&issuer.groups_claim) {
         None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(serde_json::Value::String(one)) => vec![one.clone()],
         Some(serde_json::Value::Array(values)) => values
             .iter()
             .map(|v| v.as_str().map(str::to_owned))
@@ -347,6 +349,37 @@ fn map_external(
 mod tests {
     use super::*;
     use crate::role::Role;
+
+    #[test]
+    fn an_issuers_groups_claim_is_a_list_or_one_name_and_nothing_else() {
+        let issuer: OidcIssuer = serde_json::from_value(serde_json::json!({
+            "issuer": "https://idp.example.test/", "jwks_url": "https://idp.example.test/jwks",
+            "audience": "lakeplane", "tenants": ["acme"], "tenant_claim": "org",
+        }))
+        .expect("issuer");
+        let claims = |groups: serde_json::Value| {
+            let mut c = serde_json::json!({"sub": "carol", "role": "analyst", "org": "acme",
+                "exp": Utc::now().timestamp() + 600});
+            if !groups.is_null() {
+                c["groups"] = groups;
+            }
+            c.as_object().expect("object").clone()
+        };
+        let groups = |g| map_external(&issuer, &claims(g)).map(|p| p.groups);
+        assert_eq!(
+            groups(serde_json::json!(["finance", "ops"])).expect("list"),
+            ["finance", "ops"]
+        );
+        assert_eq!(groups(serde_json::json!("finance")).expect("one"), ["finance"]);
+        assert!(groups(serde_json::Value::Null).expect("none").is_empty());
+        for bad in [
+            serde_json::json!(["finance", 7]),
+            serde_json::json!({"a": 1}),
+            serde_json::json!(["x\ny"]),
+        ] {
+            assert!(matches!(groups(bad.clone()), Err(AuthError::Claim(_))), "{bad}");
+        }
+    }
 
     #[tokio::test]
     async fn a_signed_document_of_another_type_is_never_a_token() {

@@ -361,6 +361,22 @@ async fn populated_matrix(backend: Backend) {
     .await;
     let admin = app.token(Role::PlatformAdmin, None).await;
     let b = populate(&app, &admin, "tenant-b").await;
+    // The grants dimension: tenant B grants every privilege on itself to the names tenant A's
+    // tokens carry (their subject `tester`, their group `matrix`). A grant is its tenant's
+    // own: A's tokens must still find nothing of B.
+    let b_admin = app.token(Role::TenantAdmin, Some("tenant-b")).await;
+    for principal in ["user:tester", "group:matrix"] {
+        let all = json!({"changes": [{"principal": principal,
+            "add": ["USE CATALOG", "USE SCHEMA", "SELECT", "MODIFY"]}]});
+        app.expect(
+            &b_admin,
+            Method::PATCH,
+            "/v1/tenants/tenant-b/grants/tenant",
+            Some(all),
+            200,
+        )
+        .await;
+    }
     // Each role of tenant A gets a populated tenant of its own, so one role's deletes do not
     // change what the next role's calls find.
     let mut a = std::collections::HashMap::new();
@@ -382,7 +398,8 @@ async fn populated_matrix(backend: Backend) {
             "api_tokens",
             "audit_events",
             "pipelines",
-            "pipeline_runs"
+            "pipeline_runs",
+            "grants"
         ]
         .iter()
         .all(|t| rows_before.get(*t).is_some_and(|rows| !rows.is_empty())),
@@ -400,7 +417,15 @@ async fn populated_matrix(backend: Backend) {
     let mut failures = BTreeMap::new();
     for role in Role::TENANT_ROLES {
         let own = &a[&role];
-        let token = app.token(role, Some(&own.tenant)).await;
+        let token = app
+            .token_with_groups(
+                "tester",
+                role,
+                Some(&own.tenant),
+                &["matrix"],
+                chrono::Duration::hours(1),
+            )
+            .await;
         for (method, path) in &ops {
             let allowed_roles = allowed(method, path)
                 .unwrap_or_else(|| panic!("{method} {path} has no entry in the authorization matrix"));

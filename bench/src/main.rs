@@ -40,7 +40,8 @@
 //! PostgreSQL (see `scheduler.rs`).
 //!
 //! Build: `cargo build --release -p api -p bench --bins`; run `target/release/lakeplane-bench http`.
-//! Env: `CLIENTS` (8), `BATCH` (5000 events), `SECONDS` (10), `EVENTS` (Kafka, 1000000).
+//! Env: `CLIENTS` (8), `BATCH` (5000 events), `SECONDS` (10), `EVENTS` (Kafka, 1000000),
+//! `PUSH_AS` (`admin` to push as the platform-admin rather than an engineer through a grant).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -332,8 +333,13 @@ async fn http() {
         .expect("client");
     setup(&client, &server, json!({"type": "http"})).await;
     // Pushed as an engineer holding MODIFY through a table grant only, so every push pays the
-    // grants check (admins skip it).
-    let token = granted_token(&client, &server, "engineer", "bronze", "events", "MODIFY").await;
+    // grants check (admins skip it); `PUSH_AS=admin` pushes as the platform-admin instead, to
+    // compare the two in one session.
+    let token = if std::env::var("PUSH_AS").is_ok_and(|v| v == "admin") {
+        server.token.clone()
+    } else {
+        granted_token(&client, &server, "engineer", "bronze", "events", "MODIFY").await
+    };
     let url = format!("{}/v1/tenants/bench/streams/events/events", server.base);
     let bodies: Arc<Vec<Vec<u8>>> = Arc::new((0..16).map(|i| batch_body(i * batch, batch)).collect());
     let push = |body: Vec<u8>| {

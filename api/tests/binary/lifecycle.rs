@@ -110,3 +110,88 @@ async fn openapi_command_prints_the_committed_spec() {
         "printing the spec touches no data"
     );
 }
+
+/// `lakeplane token create --groups` mints a token carrying its groups, which grants to
+/// `group:NAME` reach; a malformed group is refused naming the flag, and nothing is issued.
+#[tokio::test]
+async fn cli_tokens_carry_their_groups() {
+    let cwd = tempfile::tempdir().expect("cwd");
+    let server = Server::start(lakeplane(cwd.path())).await;
+    let admin = cli_token(cwd.path(), &[], &["--role", "platform-admin"]).await;
+    let tenant = serde_json::json!({"id": "acme", "display_name": "Acme", "tier": "standard"});
+    let created = crate::helpers::call(
+        &server,
+        &admin,
+        reqwest::Method::POST,
+        "/v1/tenants",
+        Some(tenant),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    let fay = cli_token(
+        cwd.path(),
+        &[],
+        &[
+            "--role",
+            "analyst",
+            "--tenant",
+            "acme",
+            "--subject",
+            "fay",
+            "--groups",
+            "finance,ops",
+        ],
+    )
+    .await;
+    let mine: serde_json::Value = server
+        .get_as(&fay, "/v1/tenants/acme/effective-grants")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(mine["groups"], serde_json::json!(["finance", "ops"]), "{mine}");
+    let listed: serde_json::Value = server
+        .get_as(&admin, "/v1/tenants/acme/tokens")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        listed["items"][0]["groups"],
+        serde_json::json!(["finance", "ops"])
+    );
+    let refused = lakeplane(cwd.path())
+        .args([
+            "token",
+            "create",
+            "--role",
+            "analyst",
+            "--tenant",
+            "acme",
+            "--groups",
+            "finance,finance",
+        ])
+        .output()
+        .await
+        .expect("run");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("--groups") && stderr.contains("twice"),
+        "{stderr}"
+    );
+    let listed: serde_json::Value = server
+        .get_as(&admin, "/v1/tenants/acme/tokens")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        listed["items"].as_array().map(Vec::len),
+        Some(1),
+        "nothing issued"
+    );
+    let (status, _) = server.terminate().await;
+    assert_eq!(status.code(), Some(0));
+}

@@ -391,11 +391,13 @@ async fn delta_sharing_client_reads_exactly_what_was_written_and_nothing_else() 
     );
 
     // Time travel by timestamp: now is the latest version; before the table existed is refused.
+    // Milliseconds, as commits are stamped: now cut to whole seconds can fall before a commit
+    // made within the same second.
     let (at_now, _) = query(
         &app,
         &token,
         "sales/schemas/gold/tables/orders",
-        json!({"timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}),
+        json!({"timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)}),
     )
     .await;
     assert_eq!(at_now, after_version);

@@ -305,7 +305,7 @@ impl Identity<'_> {
 }
 
 /// How a privilege is held.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Via {
     /// The role holds everything (tenant-admin, platform-admin).
     Admin,
@@ -338,32 +338,19 @@ impl fmt::Display for Missing {
 pub struct TenantGrants {
     /// Grants by grantee, so a check looks only at the caller's user, role and groups.
     by_grantee: HashMap<Grantee, Vec<(Securable, Privilege)>>,
-    count: usize,
 }
 
 impl TenantGrants {
     /// Indexes a tenant's grants.
     pub fn new(grants: impl IntoIterator<Item = Grant>) -> Self {
         let mut by_grantee: HashMap<Grantee, Vec<(Securable, Privilege)>> = HashMap::new();
-        let mut count = 0;
         for g in grants {
-            count += 1;
             by_grantee
                 .entry(g.grantee)
                 .or_default()
                 .push((g.securable, g.privilege));
         }
-        Self { by_grantee, count }
-    }
-
-    /// How many grants.
-    pub fn len(&self) -> usize {
-        self.count
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
+        Self { by_grantee }
     }
 
     /// The grantees that are the identity, with their grants.
@@ -396,7 +383,7 @@ impl TenantGrants {
                     })
             })
             .collect();
-        ways.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        ways.sort();
         ways
     }
 

@@ -323,13 +323,11 @@ async fn table_at(
     auth.caller.authorize(Action::Zone(tenant_id, zone, access))?;
     // Grants before the lookup: a table the caller may not see answers as a missing one.
     let grants = auth.caller.grants(state, tenant_id).await?;
-    let privilege = if access == Access::ReadWrite {
-        Privilege::Modify
-    } else {
-        Privilege::Select
-    };
-    if access == Access::ReadWrite || !auth.caller.sees_table(&grants, zone, name) {
-        auth.caller.use_table(&grants, zone, name, privilege)?;
+    // Reading needs the table to show (SELECT or MODIFY); writing needs MODIFY on it.
+    if access == Access::ReadWrite {
+        auth.caller.use_table(&grants, zone, name, Privilege::Modify)?;
+    } else if !auth.caller.sees_table(&grants, zone, name) {
+        return Err(not_found());
     }
     let tenant = load(state, tenant_id).await?;
     let record = state

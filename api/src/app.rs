@@ -62,6 +62,14 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .fallback(not_found)
         .with_state(state.clone());
+    // The console calls this same router in-process for every read and change, so its pages
+    // pass through /v1's authentication, limits, policy and audit.
+    let router = if state.config.console.enabled {
+        let console = crate::console::router(state.clone(), router.clone());
+        router.merge(console)
+    } else {
+        router
+    };
     http::layer(router, &state.config.server, state.metrics.clone())
 }
 

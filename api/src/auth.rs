@@ -45,26 +45,35 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let outcome = match bearer(request.headers()) {
         None => Authentication::Failed(AuthError::Missing),
-        Some(token) => match state.verifier.verify(token).await {
-            Err(e) => Authentication::Failed(e),
-            Ok(principal) => match principal
-                .token_id
-                .filter(|_| principal.issuer == state.config.auth.issuer)
-            {
-                None => Authentication::Authenticated(principal),
-                Some(id) => match state.revocations.is_revoked(id).await {
-                    Ok(true) => Authentication::Revoked(principal),
-                    Ok(false) => Authentication::Authenticated(principal),
-                    // Fail closed: an unreadable revocation list must not let tokens through.
-                    Err(e) => return ApiError::Store(e).into_response(),
-                },
-            },
+        Some(token) => match check_token(&state, token).await {
+            Ok(outcome) => outcome,
+            Err(e) => return e.into_response(),
         },
     };
     request.extensions_mut().insert(outcome.clone());
     let mut response = next.run(request).await;
     response.extensions_mut().insert(outcome);
     response
+}
+
+/// Verifies a bearer token and checks it against the revocation list: the one check behind
+/// `/v1` and the console's sign-in. Errors only when the revocation list cannot be read.
+pub async fn check_token(state: &AppState, token: &str) -> Result<Authentication, ApiError> {
+    Ok(match state.verifier.verify(token).await {
+        Err(e) => Authentication::Failed(e),
+        Ok(principal) => match principal
+            .token_id
+            .filter(|_| principal.issuer == state.config.auth.issuer)
+        {
+            None => Authentication::Authenticated(principal),
+            Some(id) => match state.revocations.is_revoked(id).await {
+                Ok(true) => Authentication::Revoked(principal),
+                Ok(false) => Authentication::Authenticated(principal),
+                // Fail closed: an unreadable revocation list must not let tokens through.
+                Err(e) => return Err(ApiError::Store(e)),
+            },
+        },
+    })
 }
 
 /// Rate-limit key: the verified principal, or the client address for everyone else.

@@ -52,6 +52,46 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// Delta Sharing: recipients' profiles and the file URLs the plane signs.
     pub sharing: SharingConfig,
+    /// The web console at `/console`.
+    pub console: ConsoleConfig,
+}
+
+/// The web console.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Serve the console at `/console`.
+    pub enabled: bool,
+    /// Key that seals console session cookies, at least 32 bytes; without it one is generated
+    /// into `data_dir` (set the same one on every replica behind one address).
+    pub session_secret: Option<Secret>,
+    /// Mark the session cookie `Secure`. Unset: when the request came over TLS as the proxy in
+    /// front says (`X-Forwarded-Proto: https`) or `sharing.public_url` is https.
+    pub secure_cookie: Option<bool>,
+}
+
+/// File name of the generated console session secret inside the data directory.
+pub const GENERATED_CONSOLE_SECRET_FILE: &str = "console-session-secret";
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            session_secret: None,
+            secure_cookie: None,
+        }
+    }
+}
+
+impl ConsoleConfig {
+    fn problem(&self) -> Option<(&'static str, String)> {
+        match &self.session_secret {
+            Some(secret) if secret.expose().trim().len() < 32 => {
+                Some(("session_secret", "must be at least 32 bytes".into()))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Delta Sharing settings.
@@ -331,6 +371,7 @@ impl Default for Config {
             tables: TablesConfig::default(),
             ingest: IngestConfig::default(),
             sharing: SharingConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 }
@@ -1146,6 +1187,9 @@ impl Config {
         }
         if let Some((field, problem)) = self.sharing.problem() {
             return Err(ConfigError::new(&format!("sharing.{field}"), problem));
+        }
+        if let Some((field, problem)) = self.console.problem() {
+            return Err(ConfigError::new(&format!("console.{field}"), problem));
         }
         if self.tables.small_file_bytes == 0 {
             return Err(ConfigError::new("tables.small_file_bytes", "must be at least 1"));

@@ -71,6 +71,8 @@ pub struct AppState {
     pub in_process: Option<Arc<InProcess>>,
     /// Signs and checks the file URLs of Delta Sharing on local storage.
     pub url_signer: Arc<UrlSigner>,
+    /// Seals the console's session cookies.
+    pub console_sealer: Arc<lake_manager::ingest::secrets::Sealer>,
     /// Per-tenant request rate limits.
     pub tenant_limits: Arc<crate::limits::TenantLimits>,
     /// Tenants as `GET /v1/tenants/{tenant}` read them, for [`TENANT_CACHE_TTL`].
@@ -121,6 +123,9 @@ pub enum StartupError {
     /// The URL-signing secret could not be loaded or generated.
     #[error("sharing.url_signing_secret: {0}")]
     UrlSecret(String),
+    /// The console's session secret could not be loaded or generated.
+    #[error("console.session_secret: {0}")]
+    ConsoleSecret(String),
     /// The worker launcher could not start.
     #[error("workers.launcher: {0}")]
     Launcher(String),
@@ -191,14 +196,21 @@ impl AppState {
         // A worker signs no token or URL and serves no HTTP: it gets throwaway secrets made in
         // memory, so its pod needs neither the signing key nor the URL secret, and a worker
         // never reads (or, on first start, generates) them.
-        let (signer, url_signer) = match role {
-            Role::Server => (load_signing_key(&config)?, load_url_signer(&config)?),
+        let (signer, url_signer, console_sealer) = match role {
+            Role::Server => (
+                load_signing_key(&config)?,
+                load_url_signer(&config)?,
+                crate::console::load_sealer(&config)
+                    .map_err(|e| StartupError::ConsoleSecret(e.to_string()))?,
+            ),
             Role::Worker => (
                 SigningKey::ephemeral()?,
                 UrlSigner::new(new_url_secret().as_bytes()).map_err(StartupError::UrlSecret)?,
+                lake_manager::ingest::secrets::Sealer::from_key(&[0u8; 32]),
             ),
         };
-        let (signer, url_signer) = (Arc::new(signer), Arc::new(url_signer));
+        let (signer, url_signer, console_sealer) =
+            (Arc::new(signer), Arc::new(url_signer), Arc::new(console_sealer));
         let url = config.database_url();
         let store = store::connect(&url, &config.pool_settings()).await?;
         let report = store.migrate().await?;
@@ -415,6 +427,7 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             signer,
             url_signer,
+            console_sealer,
             verifier,
             revocations,
             grants,

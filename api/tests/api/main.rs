@@ -2,6 +2,8 @@
 //! own data directory and a fresh database, so tests run in parallel.
 
 mod audit;
+mod console;
+mod console_browser;
 mod credentials;
 mod cross_tenant;
 mod cross_tenant_populated;

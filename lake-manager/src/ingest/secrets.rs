@@ -40,6 +40,13 @@ impl Sealer {
         Ok(Self { cipher })
     }
 
+    /// A sealer from a raw 32-byte key.
+    pub fn from_key(key: &[u8; 32]) -> Self {
+        Self {
+            cipher: XChaCha20Poly1305::new(key.into()),
+        }
+    }
+
     /// Seals `plain` for the property `place` (e.g. `tenant/stream/sasl.password`).
     pub fn seal(&self, place: &str, plain: &str) -> Result<String, SecretError> {
         let mut nonce = [0u8; 24];

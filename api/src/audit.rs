@@ -43,6 +43,7 @@ pub fn action_name(method: &Method, route: &str) -> String {
         ("GET", "/v1/audit") => "audit.read",
         ("DELETE", "/v1/admin/tokens/{token_id}") => "token.revoke",
         ("POST", "/v1/admin/placement/rebalance") => "placement.rebalance",
+        ("GET", "/v1/admin/placement/ranking") => "placement.ranking",
         ("GET", "/v1/info") => "platform.info",
         ("GET", "/v1/tenants/{tenant}/zones") => "zone.read",
         ("PUT", "/v1/tenants/{tenant}/zones/{zone}") => "zone.update",

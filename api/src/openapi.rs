@@ -64,6 +64,7 @@ pub fn v1_router() -> OpenApiRouter<AppState> {
         .routes(routes!(tokens::revoke_any_token))
         .routes(routes!(audit::list_audit))
         .routes(routes!(admin::rebalance))
+        .routes(routes!(admin::ranking))
         .routes(routes!(storage::get_zones))
         .routes(routes!(storage::put_zone))
         .routes(routes!(storage::get_lifecycle))

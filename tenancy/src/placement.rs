@@ -360,6 +360,53 @@ pub fn plan_rebalance(tenants: &[Candidate], fill: &[u32], config: &PlacementCon
     plan
 }
 
+/// The volume ranking as a curve to draw: at most `max_points` points spread evenly over the
+/// ranks (the first, the last and the top share's last always among them), and where the top
+/// share ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RankingCurve {
+    /// Tenants ranked, those with no volume included (they rank last).
+    pub tenants: usize,
+    /// Tenants with any volume in the window.
+    pub with_volume: usize,
+    /// How many tenants the dedicated fraction covers among those with volume.
+    pub top_count: usize,
+    /// The smallest volume inside the top share, bytes (0 when the share is empty).
+    pub cutoff_bytes: u64,
+    /// `(rank, volume)` pairs, rank 1-based, largest volume first.
+    pub points: Vec<(usize, u64)>,
+}
+
+/// The curve of `volumes` (any order) under `dedicated_fraction`, as [`decide_kind`] ranks.
+pub fn ranking_curve(volumes: &[u64], dedicated_fraction: f64, max_points: usize) -> RankingCurve {
+    let mut sorted = volumes.to_vec();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    let n = sorted.len();
+    let with_volume = sorted.iter().take_while(|v| **v > 0).count();
+    let top_count = share(dedicated_fraction, n).min(with_volume);
+    let cutoff_bytes = top_count.checked_sub(1).map_or(0, |i| sorted[i]);
+    let max_points = max_points.max(2);
+    let mut ranks: Vec<usize> = if n <= max_points {
+        (1..=n).collect()
+    } else {
+        (0..max_points)
+            .map(|i| 1 + i * (n - 1) / (max_points - 1))
+            .collect()
+    };
+    if top_count > 0 {
+        ranks.push(top_count);
+    }
+    ranks.sort_unstable();
+    ranks.dedup();
+    RankingCurve {
+        tenants: n,
+        with_volume,
+        top_count,
+        cutoff_bytes,
+        points: ranks.into_iter().map(|r| (r, sorted[r - 1])).collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -561,5 +608,44 @@ mod tests {
             tenant_facing("top 10% by 30-day volume (rank 3 of 42)"),
             "top 10% by 30-day volume"
         );
+    }
+
+    #[test]
+    fn the_ranking_curve_marks_where_the_top_share_ends() {
+        let volumes: Vec<u64> = (1..=100).chain([0, 0]).collect();
+        let curve = ranking_curve(&volumes, 0.10, 1000);
+        assert_eq!(curve.tenants, 102);
+        assert_eq!(curve.with_volume, 100);
+        // ceil(0.1 x 102) = 11 tenants: volumes 100 down to 90.
+        assert_eq!(curve.top_count, 11);
+        assert_eq!(curve.cutoff_bytes, 90);
+        assert_eq!(curve.points.first(), Some(&(1, 100)));
+        assert_eq!(curve.points.last(), Some(&(102, 0)));
+        assert_eq!(curve.points.len(), 102);
+        // Nobody with no volume is in the top share, however large the fraction.
+        assert_eq!(ranking_curve(&[5, 0, 0], 1.0, 10).top_count, 1);
+        assert_eq!(ranking_curve(&[], 0.1, 10).points, []);
+    }
+
+    proptest! {
+        #[test]
+        fn a_sampled_curve_keeps_its_ends_and_cut_off_and_stays_sorted(
+            volumes in proptest::collection::vec(0u64..1_000_000, 0..3000),
+            max_points in 2usize..200,
+        ) {
+            let curve = ranking_curve(&volumes, 0.1, max_points);
+            prop_assert!(curve.points.len() <= max_points + 1);
+            prop_assert!(curve.points.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 >= w[1].1));
+            if !volumes.is_empty() {
+                prop_assert_eq!(curve.points.first().map(|p| p.0), Some(1));
+                prop_assert_eq!(curve.points.last().map(|p| p.0), Some(volumes.len()));
+            }
+            if curve.top_count > 0 {
+                prop_assert!(curve.points.contains(&(curve.top_count, curve.cutoff_bytes)));
+                // Exactly top_count volumes are at or above the cut-off's position.
+                let above = volumes.iter().filter(|v| **v > curve.cutoff_bytes).count();
+                prop_assert!(above < curve.top_count);
+            }
+        }
     }
 }

@@ -192,14 +192,19 @@ pub fn bars(bars: &Bars) -> Markup {
     }
 }
 
-/// Tenants' volumes ranked largest first, drawn on a log scale, with the cut-off of the top
-/// share (the dedicated-bucket tier) marked.
-pub fn ranking(title: &str, volumes_desc: &[u64], top_count: usize) -> Markup {
+/// Tenants' volumes ranked largest first (`(rank, bytes)` points of `tenants` ranks), drawn
+/// on a log scale, with the cut-off of the top `top_count` (the dedicated-bucket share) marked.
+pub fn ranking(
+    title: &str,
+    tenants: u64,
+    points: &[(u64, u64)],
+    top_count: u64,
+    cutoff_bytes: u64,
+) -> Markup {
     let plot_w = WIDTH - LEFT - RIGHT;
     let plot_h = HEIGHT - TOP - BOTTOM;
-    let n = volumes_desc.len();
-    let max = volumes_desc.first().copied().unwrap_or(0).max(1) as f64;
-    // Decades of 1024 from 1 KiB up to the largest volume.
+    let max = points.iter().map(|p| p.1).max().unwrap_or(0).max(1) as f64;
+    // Steps of 1024 from 1 KiB up to the largest volume.
     let mut decades = vec![1024.0];
     while *decades.last().unwrap_or(&1.0) < max {
         let next = decades.last().unwrap_or(&1.0) * 1024.0;
@@ -211,22 +216,17 @@ pub fn ranking(title: &str, volumes_desc: &[u64], top_count: usize) -> Markup {
     );
     let span = (high - low).max(1.0);
     let y = |v: f64| TOP + plot_h - ((v.max(1024.0)).log2() - low) / span * plot_h;
-    let x = |rank: usize| {
-        LEFT + if n <= 1 {
+    let x = |rank: u64| {
+        LEFT + if tenants <= 1 {
             0.0
         } else {
-            rank as f64 / (n - 1) as f64 * plot_w
+            (rank.saturating_sub(1)) as f64 / (tenants - 1) as f64 * plot_w
         }
     };
-    // At most one point per horizontal pixel: the curve is monotone, so the first of each
-    // pixel column keeps its shape.
-    let step = (n as f64 / plot_w).ceil().max(1.0) as usize;
-    let points: String = (0..n)
-        .step_by(step)
-        .chain((n > 0).then(|| n - 1))
-        .map(|r| format!("{:.1},{:.1} ", x(r), y(volumes_desc[r] as f64)))
+    let line: String = points
+        .iter()
+        .map(|(r, v)| format!("{:.1},{:.1} ", x(*r), y(*v as f64)))
         .collect();
-    let cut = top_count.min(n);
     html! {
         svg class="chart" role="img" viewBox={"0 0 " (WIDTH) " " (HEIGHT)} xmlns="http://www.w3.org/2000/svg" {
             title { (title) }
@@ -239,20 +239,20 @@ pub fn ranking(title: &str, volumes_desc: &[u64], top_count: usize) -> Markup {
                 line x1=(LEFT) x2=(LEFT) y1=(TOP) y2=(TOP + plot_h) class="axis-line" {}
                 line x1=(LEFT) x2=(WIDTH - RIGHT) y1=(TOP + plot_h) y2=(TOP + plot_h) class="axis-line" {}
                 text x=(LEFT) y=(TOP + plot_h + 14.0) text-anchor="start" { "1" }
-                text x=(WIDTH - RIGHT) y=(TOP + plot_h + 14.0) text-anchor="end" { (format::count(n as u64)) }
+                text x=(WIDTH - RIGHT) y=(TOP + plot_h + 14.0) text-anchor="end" { (format::count(tenants)) }
                 text x=(LEFT + plot_w / 2.0) y=(HEIGHT - 4.0) text-anchor="middle" class="axis-title" { "Rank by 30-day volume (tenants)" }
                 text x="12" y=(TOP + plot_h / 2.0) text-anchor="middle" class="axis-title"
                     transform={"rotate(-90 12 " (TOP + plot_h / 2.0) ")"} { "30-day volume (log)" }
             }
-            @if n > 0 {
-                polyline points=(points) fill="none" stroke=(PALETTE[0]) stroke-width="2" {
-                    title { (n) " tenants; largest " (Unit::Bytes.label(max)) }
+            @if !points.is_empty() {
+                polyline points=(line) fill="none" stroke=(PALETTE[0]) stroke-width="2" {
+                    title { (format::count(tenants)) " tenants; largest " (Unit::Bytes.label(max)) }
                 }
             }
-            @if cut > 0 && cut < n {
-                @let cx = x(cut - 1) + (x(cut) - x(cut - 1)) / 2.0;
+            @if top_count > 0 && top_count < tenants {
+                @let cx = x(top_count) + (x(top_count + 1) - x(top_count)) / 2.0;
                 line x1=(cx) x2=(cx) y1=(TOP) y2=(TOP + plot_h) stroke=(PALETTE[1]) stroke-width="2" stroke-dasharray="6 4" {
-                    title { "Top 10%: " (cut) " tenants at or above " (Unit::Bytes.label(volumes_desc[cut - 1] as f64)) }
+                    title { "Top 10%: " (format::count(top_count)) " tenants at or above " (Unit::Bytes.label(cutoff_bytes as f64)) }
                 }
             }
         }
@@ -332,27 +332,23 @@ mod tests {
 
     #[test]
     fn the_ranking_marks_the_cut_off_between_the_top_tenants_and_the_rest() {
-        let volumes: Vec<u64> = (0..100u64).rev().map(|i| (i + 1) * 1024 * 1024).collect();
-        let svg = ranking("Volume ranking", &volumes, 10).into_string();
+        let points: Vec<(u64, u64)> = (1..=100u64).map(|r| (r, (101 - r) * 1024 * 1024)).collect();
+        let svg = ranking("Volume ranking", 100, &points, 10, 91 * 1024 * 1024).into_string();
         assert!(svg.contains("Top 10%: 10 tenants at or above 91.0 MiB"), "{svg}");
         assert!(svg.contains("100 tenants; largest 100 MiB"));
-        // One vertex per point (100 points fit in the plot's width) plus the last again.
-        let points = svg
+        let line = svg
             .split("points=\"")
             .nth(1)
             .and_then(|s| s.split('"').next())
             .unwrap_or("");
-        assert_eq!(points.split_whitespace().count(), 101);
-        let many: Vec<u64> = (0..10_000u64).rev().collect();
-        let svg = ranking("x", &many, 1000).into_string();
-        let points = svg
-            .split("points=\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .unwrap_or("");
+        assert_eq!(line.split_whitespace().count(), 100, "one vertex per point");
+        // The cut-off sits between rank 10 and rank 11.
+        let x = |rank: u64| LEFT + (rank - 1) as f64 / 99.0 * (WIDTH - LEFT - RIGHT);
+        let cut = (x(10) + x(11)) / 2.0;
+        assert!(svg.contains(&format!("x1=\"{cut}\"")), "{svg}");
         assert!(
-            points.split_whitespace().count() <= 600,
-            "downsampled to the plot's pixels"
+            !ranking("x", 5, &[(1, 9)], 5, 9).into_string().contains("Top 10%"),
+            "no line when all are in"
         );
     }
 }

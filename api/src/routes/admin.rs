@@ -79,3 +79,76 @@ pub async fn rebalance(
             .collect(),
     }))
 }
+
+/// `?points=`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RankingQuery {
+    /// Most points on the curve, 2 to 2000 (default 400).
+    #[param(minimum = 2, maximum = 2000)]
+    pub points: Option<u32>,
+}
+
+/// One point of the ranking.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RankPoint {
+    /// 1-based rank, largest volume first.
+    pub rank: u64,
+    /// The tenant's 30-day volume at that rank, bytes.
+    pub volume_30d_bytes: u64,
+}
+
+/// Tenants ranked by 30-day volume, as the placement policy ranks them, sampled for a chart.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RankingView {
+    /// Tenants ranked, those with no volume included (last).
+    pub tenants: u64,
+    /// Tenants with any volume in the window.
+    pub with_volume: u64,
+    /// `placement.dedicated_fraction`.
+    pub dedicated_fraction: f64,
+    /// Tenants inside that fraction (dedicated unless pinned shared), among those with volume.
+    pub top_count: u64,
+    /// The smallest 30-day volume inside it, bytes.
+    pub cutoff_bytes: u64,
+    /// Evenly spread ranks, the first, the last and the cut-off's always among them.
+    pub points: Vec<RankPoint>,
+}
+
+/// The 30-day volume ranking placement decides by, with where the dedicated share ends; for
+/// charts (platform-admin). Names no tenant: the promotions of a dry run do.
+#[utoipa::path(get, path = "/v1/admin/placement/ranking", tag = "admin", params(RankingQuery),
+    responses((status = 200, description = "The ranking", body = RankingView)))]
+pub async fn ranking(
+    State(state): State<AppState>,
+    _auth: Authorized<perm::Rebalance>,
+    ApiQuery(query): ApiQuery<RankingQuery>,
+) -> Result<Json<RankingView>, ApiError> {
+    let points = query.points.unwrap_or(400);
+    if !(2..=2000).contains(&points) {
+        return Err(ApiError::Validation(vec![crate::problem::FieldError {
+            field: "points".into(),
+            message: "must be between 2 and 2000".into(),
+            line: None,
+        }]));
+    }
+    let volumes = state.store.tenant_volumes().await?;
+    let fraction = state.config.placement.dedicated_fraction;
+    let curve = tenancy::placement::ranking_curve(&volumes, fraction, points as usize);
+    Ok(Json(RankingView {
+        tenants: curve.tenants as u64,
+        with_volume: curve.with_volume as u64,
+        dedicated_fraction: fraction,
+        top_count: curve.top_count as u64,
+        cutoff_bytes: curve.cutoff_bytes,
+        points: curve
+            .points
+            .into_iter()
+            .map(|(rank, volume_30d_bytes)| RankPoint {
+                rank: rank as u64,
+                volume_30d_bytes,
+            })
+            .collect(),
+    }))
+}

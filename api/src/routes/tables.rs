@@ -213,6 +213,8 @@ pub struct TableDetail {
     pub small_file_threshold_bytes: u64,
     /// Rows, from file statistics.
     pub num_rows: Option<u64>,
+    /// Live files by size: powers of four from 64 KiB to 1 GiB, then larger.
+    pub file_sizes: Vec<lake_manager::delta::tables::SizeBucket>,
     /// The most recent finished maintenance run.
     pub last_maintenance: Option<RunView>,
 }
@@ -500,6 +502,7 @@ pub async fn get_table(
         small_files,
         small_file_threshold_bytes,
         num_rows,
+        file_sizes,
         ..
     } = state.catalog.describe(&tenant, &record).await?;
     let last = state.store.last_finished_run(record.id).await?;
@@ -510,6 +513,7 @@ pub async fn get_table(
         small_files,
         small_file_threshold_bytes,
         num_rows,
+        file_sizes,
         last_maintenance: last.map(|r| RunView::shown_to(r, auth.caller.principal.role)),
     }))
 }

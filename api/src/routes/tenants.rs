@@ -163,23 +163,56 @@ pub async fn create_tenant(
     )))
 }
 
-/// Lists tenants by id; tenant callers see only their own.
-#[utoipa::path(get, path = "/v1/tenants", tag = "tenants", params(PageQuery), responses(
+/// `?limit=`, `?cursor=` and `?q=`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TenantsQuery {
+    /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Only tenants whose id or display name contains this text (ASCII case-insensitive),
+    /// 1 to 100 characters.
+    #[param(min_length = 1, max_length = 100)]
+    pub q: Option<String>,
+}
+
+/// Most characters of a tenant search.
+const MAX_SEARCH_CHARS: usize = 100;
+
+/// Lists tenants by id, optionally only those matching `q`; tenant callers see only their own.
+#[utoipa::path(get, path = "/v1/tenants", tag = "tenants", params(TenantsQuery), responses(
     (status = 200, description = "A page of tenants", body = Page<TenantView>),
 ))]
 pub async fn list_tenants(
     State(state): State<AppState>,
     auth: Authorized<perm::ListTenants>,
-    ApiQuery(query): ApiQuery<PageQuery>,
+    ApiQuery(query): ApiQuery<TenantsQuery>,
 ) -> Result<Json<Page<TenantView>>, ApiError> {
-    let (limit, after) = query.bounds()?;
+    let (limit, after) = PageQuery {
+        limit: query.limit,
+        cursor: query.cursor.clone(),
+    }
+    .bounds()?;
+    let search = query.q.as_deref().filter(|q| !q.is_empty());
+    if let Some(q) = search
+        && (q.chars().count() > MAX_SEARCH_CHARS || q.chars().any(char::is_control))
+    {
+        return Err(ApiError::Validation(vec![crate::problem::FieldError {
+            field: "q".into(),
+            message: format!("must be 1 to {MAX_SEARCH_CHARS} characters, without control characters"),
+            line: None,
+        }]));
+    }
     let only = match auth.caller.principal.role {
         Role::PlatformAdmin => None,
         _ => auth.caller.principal.tenant.clone(),
     };
     let rows = state
         .store
-        .list_tenants(after.as_deref(), limit + 1, only.as_ref())
+        .list_tenants(after.as_deref(), limit + 1, only.as_ref(), search)
         .await?;
     let (rows, next_cursor) = pagination::page(rows, limit, |t| t.id.to_string());
     Ok(Json(Page {

@@ -212,6 +212,54 @@ async fn a_platform_admin_sees_the_fleet_and_plans_a_rebalance() {
     let bucket = buckets["items"][0]["name"].as_str().expect("a bucket");
     assert!(fleet.contains(bucket), "the fleet lists bucket {bucket}");
 
+    // The ranking placement decides by, with the dedicated share's cut-off drawn.
+    for (tenant, mib) in [("acme", 5u64), ("globex", 1)] {
+        let id = tenancy::tenant::TenantId::parse(tenant).expect("id");
+        app.state
+            .store
+            .record_volume(&id, mib << 20)
+            .await
+            .expect("volume");
+    }
+    let ranking = app
+        .expect(&admin, Method::GET, "/v1/admin/placement/ranking", None, 200)
+        .await;
+    assert_eq!(ranking["tenants"], 2);
+    assert_eq!(ranking["top_count"], 1, "ceil(10% of 2) = 1");
+    assert_eq!(ranking["cutoff_bytes"], 5 << 20);
+    assert_eq!(
+        ranking["points"],
+        json!([{"rank": 1, "volume_30d_bytes": 5 << 20}, {"rank": 2, "volume_30d_bytes": 1 << 20}])
+    );
+    let fleet = session.page("/console/fleet", 200).await;
+    assert!(
+        fleet.contains("Top 10%: 1 tenants at or above 5.0 MiB"),
+        "{fleet}"
+    );
+    let bad = app.get_as(&admin, "/v1/admin/placement/ranking?points=1").await;
+    assert_eq!(bad.status(), 422);
+    let tenant_admin = app.token(Role::TenantAdmin, Some("acme")).await;
+    assert_eq!(
+        app.get_as(&tenant_admin, "/v1/admin/placement/ranking")
+            .await
+            .status(),
+        403
+    );
+
+    // Search by id or display name, any case; a search the API refuses is shown at its field.
+    let found = session.page("/console/fleet?q=GLOBEX%20corp", 200).await;
+    assert!(found.contains("Globex Corporation") && !found.contains("Acme Rockets"));
+    let page = app
+        .expect(&admin, Method::GET, "/v1/tenants?q=rock", None, 200)
+        .await;
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(1));
+    let long = "x".repeat(101);
+    let refused = session.page(&format!("/console/fleet?q={long}"), 200).await;
+    assert!(
+        refused.contains("id=\"q-error\""),
+        "the API's message at the field"
+    );
+
     let csrf = session.csrf("/console/fleet").await;
     let plan = session
         .post(

@@ -24,7 +24,7 @@ pub(crate) fn allowed(method: &str, path: &str) -> Option<&'static [Role]> {
         ("get", "/v1/tenants/{tenant}/tokens") => &[TenantAdmin],
         ("delete", "/v1/tenants/{tenant}/tokens/{token_id}") => &[TenantAdmin],
         ("get", "/v1/audit") => &[TenantAdmin],
-        ("post", "/v1/admin/placement/rebalance") => &[],
+        ("post", "/v1/admin/placement/rebalance") | ("get", "/v1/admin/placement/ranking") => &[],
         ("get", "/v1/tenants/{tenant}/zones") => &[TenantAdmin],
         ("put", "/v1/tenants/{tenant}/zones/{zone}") => &[TenantAdmin],
         ("get", "/v1/tenants/{tenant}/lifecycle") => &[TenantAdmin],

@@ -134,6 +134,48 @@ pub struct Snapshot {
     pub small_file_threshold_bytes: u64,
     /// Rows, from file statistics (`None` when a file has no statistics).
     pub num_rows: Option<u64>,
+    /// Live files by size, in [`SIZE_BUCKETS`].
+    pub file_sizes: Vec<SizeBucket>,
+}
+
+/// Upper bounds of the file-size histogram's buckets: powers of four from 64 KiB to 1 GiB,
+/// then everything larger.
+pub const SIZE_BUCKETS: [u64; 9] = [
+    64 << 10,
+    256 << 10,
+    1 << 20,
+    4 << 20,
+    16 << 20,
+    64 << 20,
+    256 << 20,
+    1 << 30,
+    u64::MAX,
+];
+
+/// Files of a size range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct SizeBucket {
+    /// The largest size in the bucket, bytes; absent for the last, which has no bound.
+    pub up_to_bytes: Option<u64>,
+    /// Live files in it.
+    pub files: u64,
+}
+
+/// The histogram of `sizes` over [`SIZE_BUCKETS`], every bucket present.
+pub fn size_histogram(sizes: impl IntoIterator<Item = u64>) -> Vec<SizeBucket> {
+    let mut counts = [0u64; SIZE_BUCKETS.len()];
+    for size in sizes {
+        let index = SIZE_BUCKETS.partition_point(|bound| *bound < size);
+        counts[index.min(SIZE_BUCKETS.len() - 1)] += 1;
+    }
+    SIZE_BUCKETS
+        .iter()
+        .zip(counts)
+        .map(|(bound, files)| SizeBucket {
+            up_to_bytes: (*bound != u64::MAX).then_some(*bound),
+            files,
+        })
+        .collect()
 }
 
 /// Reads the table's state from its Delta snapshot.
@@ -147,8 +189,10 @@ pub fn snapshot(table: &DeltaTable, small_file_bytes: u64) -> Result<Snapshot, D
     let mut size_bytes = 0;
     let mut small_files = 0;
     let mut num_rows = Some(0u64);
+    let mut sizes = Vec::new();
     for file in state.log_data().iter() {
         let size = u64::try_from(file.size()).unwrap_or(0);
+        sizes.push(size);
         num_files += 1;
         size_bytes += size;
         if size < small_file_bytes {
@@ -168,6 +212,7 @@ pub fn snapshot(table: &DeltaTable, small_file_bytes: u64) -> Result<Snapshot, D
         small_files,
         small_file_threshold_bytes: small_file_bytes,
         num_rows,
+        file_sizes: size_histogram(sizes),
     })
 }
 
@@ -458,5 +503,20 @@ mod tests {
             withheld(&erasure, json!({"mode": "Full"})),
             json!({"mode": "Full"})
         );
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    #[test]
+    fn files_fall_in_the_bucket_whose_bound_they_do_not_exceed() {
+        let histogram = size_histogram([0, 64 << 10, (64 << 10) + 1, 5 << 20, 2 << 30]);
+        let files: Vec<u64> = histogram.iter().map(|b| b.files).collect();
+        assert_eq!(files, [2, 1, 0, 0, 1, 0, 0, 0, 1]);
+        assert_eq!(histogram[0].up_to_bytes, Some(64 << 10));
+        assert_eq!(histogram[8].up_to_bytes, None);
+        assert_eq!(size_histogram([]).iter().map(|b| b.files).sum::<u64>(), 0);
     }
 }

@@ -90,7 +90,9 @@ async fn ready_tenants(store: &dyn MetadataStore) -> Result<HashMap<TenantId, Te
     let mut ready = HashMap::new();
     let mut after: Option<String> = None;
     loop {
-        let page = store.list_tenants(after.as_deref(), TENANT_PAGE, None).await?;
+        let page = store
+            .list_tenants(after.as_deref(), TENANT_PAGE, None, None)
+            .await?;
         let full = page.len() == TENANT_PAGE as usize;
         after = page.last().map(|t| t.id.as_str().to_owned());
         ready.extend(

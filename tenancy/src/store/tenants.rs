@@ -24,12 +24,14 @@ pub trait TenantStore: Send + Sync {
     async fn insert_tenant(&self, tenant: &Tenant, audit: &AuditEvent) -> Result<(), StoreError>;
     /// One tenant.
     async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError>;
-    /// Tenants ordered by id after `after`, at most `limit`, optionally only `only`.
+    /// Tenants ordered by id after `after`, at most `limit`, optionally only `only`, and only
+    /// those whose id or display name contains `search` (ASCII case-insensitive).
     async fn list_tenants(
         &self,
         after: Option<&str>,
         limit: u32,
         only: Option<&TenantId>,
+        search: Option<&str>,
     ) -> Result<Vec<Tenant>, StoreError>;
     /// Replaces a tenant's mutable fields; false when it no longer exists.
     async fn update_tenant(&self, tenant: &Tenant, audit: &AuditEvent) -> Result<bool, StoreError>;
@@ -49,6 +51,8 @@ pub trait TenantStore: Send + Sync {
     async fn record_volume(&self, id: &TenantId, bytes: u64) -> Result<(), StoreError>;
     /// All tenants' placement inputs.
     async fn placement_snapshot(&self) -> Result<PlacementSnapshot, StoreError>;
+    /// Every tenant's 30-day volume, bytes, in no order: one column of one query.
+    async fn tenant_volumes(&self) -> Result<Vec<u64>, StoreError>;
 }
 
 /// A tenant as the placement policy sees it.

@@ -221,7 +221,7 @@ async fn upgrade_from_0004_keeps_rows_and_aligns_columns(backend: Backend) {
     assert_eq!(tenant.created_at, stamp);
     assert_eq!(tenant.status_reason.as_deref(), Some("moving"));
     let ids: Vec<String> = store
-        .list_tenants(None, 10, None)
+        .list_tenants(None, 10, None, None)
         .await
         .expect("list")
         .iter()
@@ -229,7 +229,7 @@ async fn upgrade_from_0004_keeps_rows_and_aligns_columns(backend: Backend) {
         .collect();
     assert_eq!(ids, ["ab-z", "abc"], "bytewise order: '-' sorts before 'c'");
     let after: Vec<String> = store
-        .list_tenants(Some("ab-z"), 10, None)
+        .list_tenants(Some("ab-z"), 10, None, None)
         .await
         .expect("page")
         .iter()

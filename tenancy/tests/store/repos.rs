@@ -108,21 +108,54 @@ async fn tenants_round_trip_conflict_and_paginate(backend: Backend) {
             .await
             .expect("insert");
     }
-    let first = store.list_tenants(None, 2, None).await.expect("list");
+    let first = store.list_tenants(None, 2, None, None).await.expect("list");
     assert_eq!(
         first.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
         ["acme", "beta"]
     );
-    let next = store.list_tenants(Some("beta"), 10, None).await.expect("list");
+    let next = store
+        .list_tenants(Some("beta"), 10, None, None)
+        .await
+        .expect("list");
     assert_eq!(
         next.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
         ["delta", "gamma"]
     );
     let only = store
-        .list_tenants(None, 10, Some(&id("gamma")))
+        .list_tenants(None, 10, Some(&id("gamma")), None)
         .await
         .expect("list");
     assert_eq!(only.len(), 1);
+    // Search: id or display name, any case, wildcards taken literally.
+    let ids =
+        |rows: Vec<tenancy::tenant::Tenant>| rows.into_iter().map(|t| t.id.to_string()).collect::<Vec<_>>();
+    let found = store
+        .list_tenants(None, 10, None, Some("ELT"))
+        .await
+        .expect("search");
+    assert_eq!(ids(found), ["delta"]);
+    let found = store
+        .list_tenants(None, 10, None, Some("TENANT G"))
+        .await
+        .expect("search");
+    assert_eq!(ids(found), ["gamma"], "the display name is searched too");
+    let found = store
+        .list_tenants(None, 10, None, Some("a"))
+        .await
+        .expect("search");
+    assert_eq!(ids(found), ["acme", "beta", "delta", "gamma"]);
+    let found = store
+        .list_tenants(Some("beta"), 1, None, Some("a"))
+        .await
+        .expect("search");
+    assert_eq!(ids(found), ["delta"], "search pages by id too");
+    for literal in ["%", "_", "\\"] {
+        let found = store
+            .list_tenants(None, 10, None, Some(literal))
+            .await
+            .expect("search");
+        assert!(found.is_empty(), "{literal} is matched as itself");
+    }
 
     let mut changed = acme.clone();
     changed.display_name = "Acme Corp".into();

@@ -9,7 +9,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::views::{Bucket, Page, Rebalance, Tenant, Worker};
+use super::views::{Bucket, Page, Ranking, Rebalance, Tenant, Worker};
+use crate::console::chart;
 use crate::console::client::{seg, with_query};
 use crate::console::format;
 use crate::console::layout::{self, Frame, csrf};
@@ -24,6 +25,7 @@ const RULE_BUDGET: u64 = 1000;
 /// The fleet page's query.
 #[derive(Debug, Default, Deserialize)]
 pub struct FleetQuery {
+    q: Option<String>,
     cursor: Option<String>,
     buckets_cursor: Option<String>,
     worker_state: Option<String>,
@@ -37,10 +39,16 @@ pub async fn show(signed: Signed, Query(query): Query<FleetQuery>) -> Result<Res
 }
 
 async fn render(signed: &Signed, query: &FleetQuery, plan: Option<Rebalance>) -> Result<Response, Failure> {
+    let search = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
     let tenants_path = with_query(
         "/v1/tenants",
-        &[("limit", Some(PAGE)), ("cursor", query.cursor.as_deref())],
+        &[
+            ("limit", Some(PAGE)),
+            ("q", search),
+            ("cursor", query.cursor.as_deref()),
+        ],
     );
+    let ranking_path = "/v1/admin/placement/ranking?points=300".to_owned();
     let buckets_path = with_query(
         "/v1/admin/buckets",
         &[("limit", Some(PAGE)), ("cursor", query.buckets_cursor.as_deref())],
@@ -54,12 +62,25 @@ async fn render(signed: &Signed, query: &FleetQuery, plan: Option<Rebalance>) ->
             ("cursor", query.workers_cursor.as_deref()),
         ],
     );
-    let (tenants, buckets, workers) = tokio::join!(
+    let (tenants, buckets, workers, ranking) = tokio::join!(
         signed.api.get::<Page<Tenant>>(&tenants_path),
         signed.api.get::<Page<Bucket>>(&buckets_path),
         signed.api.get::<Page<Worker>>(&workers_path),
+        signed.api.get::<Ranking>(&ranking_path),
     );
-    let (tenants, buckets, workers) = (tenants?, buckets?, workers?);
+    let (buckets, workers, ranking) = (buckets?, workers?, ranking?);
+    // A search the API refuses shows its message beside the search field.
+    let (tenants, search_problem) = match tenants {
+        Ok(page) => (page, None),
+        Err(p) if p.status == 422 => (
+            Page {
+                items: Vec::new(),
+                next_cursor: None,
+            },
+            Some(p),
+        ),
+        Err(p) => return Err(p.into()),
+    };
     let here = |pairs: &[(&str, Option<&str>)]| with_query("/console/fleet", pairs);
     let body = html! {
         @if let Some(done) = query.done.as_deref() {
@@ -69,9 +90,31 @@ async fn render(signed: &Signed, query: &FleetQuery, plan: Option<Rebalance>) ->
                 _ => "Done.",
             }))
         }
+        h2 id="ranking" { "Volume ranking" }
+        p.muted {
+            (format::count(ranking.tenants)) " tenants, " (format::count(ranking.with_volume)) " with writes in 30 days; the top "
+            (format!("{:.0}%", ranking.dedicated_fraction * 100.0)) " (" (format::count(ranking.top_count)) " tenants, from "
+            (format::bytes(ranking.cutoff_bytes)) ") get dedicated buckets."
+        }
+        (chart::ranking(
+            "Tenants by 30-day volume, with the dedicated-bucket cut-off",
+            ranking.tenants,
+            &ranking.points.iter().map(|p| (p.rank, p.volume_30d_bytes)).collect::<Vec<_>>(),
+            ranking.top_count,
+            ranking.cutoff_bytes,
+        ))
         h2 id="tenants" { "Tenants" }
+        form method="get" action="/console/fleet" class="row" role="search" {
+            div {
+                label for="q" { "Search by id or name" }
+                input id="q" name="q" type="search" value=(search.unwrap_or(""))
+                    aria-invalid=(layout::invalid(search_problem.as_ref(), "q")) aria-describedby="q-error";
+                (layout::field_errors(search_problem.as_ref(), "q", "q"))
+            }
+            div { button type="submit" { "Search" } }
+        }
         (tenant_table(&tenants.items))
-        (layout::pager(&here(&[("cursor", tenants.next_cursor.as_deref())]), tenants.next_cursor.is_some()))
+        (layout::pager(&here(&[("q", search), ("cursor", tenants.next_cursor.as_deref())]), tenants.next_cursor.is_some()))
         h2 id="buckets" { "Buckets and shards" }
         (bucket_table(&buckets.items))
         (layout::pager(&here(&[("buckets_cursor", buckets.next_cursor.as_deref())]), buckets.next_cursor.is_some()))
@@ -98,7 +141,7 @@ async fn render(signed: &Signed, query: &FleetQuery, plan: Option<Rebalance>) ->
     let frame = Frame {
         title: "Fleet".into(),
         crumbs: vec![("Fleet".into(), None)],
-        api: vec![tenants_path, buckets_path, workers_path],
+        api: vec![ranking_path, tenants_path, buckets_path, workers_path],
         viewer: Some(&signed.viewer),
     };
     Ok(super::html(layout::page(frame, body)))

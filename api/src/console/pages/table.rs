@@ -95,7 +95,7 @@ async fn render(
             fieldset {
                 legend { "Operations" }
                 @for op in OPERATIONS {
-                    label { input type="checkbox" name={"op_" (op)} value="yes" checked[op == "compact"]; " " (op) }
+                    label.check { input type="checkbox" name={"op_" (op)} value="yes" checked[op == "compact"]; " " (op) }
                 }
             }
             p { button type="submit" { "Queue maintenance" } }
@@ -156,25 +156,40 @@ fn files_section(table: &Table) -> Markup {
             }
         }
         @if table.file_sizes.iter().any(|b| b.files > 0) {
-            (chart::bars(&Bars {
-                title: "Data files by size".into(),
-                x_label: "File size, up to".into(),
-                y_label: "Files".into(),
-                unit: Unit::Count,
-                categories: table.file_sizes.iter().map(|b| format::bytes(b.up_to_bytes)).collect(),
-                series: vec![
-                    Series {
-                        label: format!("small (below {})", format::bytes(threshold)),
-                        values: table.file_sizes.iter().map(|b| if b.up_to_bytes <= threshold { b.files as f64 } else { 0.0 }).collect(),
-                    },
-                    Series {
-                        label: "at or near the target".into(),
-                        values: table.file_sizes.iter().map(|b| if b.up_to_bytes > threshold { b.files as f64 } else { 0.0 }).collect(),
-                    },
-                ],
-                label_every: 1,
-            }))
+            (chart::bars(&size_chart(&table.file_sizes, threshold)))
         }
+    }
+}
+
+/// Files by size, small ones (below the compaction threshold) apart from the rest.
+fn size_chart(buckets: &[super::views::SizeBucket], threshold: u64) -> Bars {
+    let small = |b: &super::views::SizeBucket| b.up_to_bytes.is_some_and(|up| up <= threshold);
+    Bars {
+        title: "Live data files by size".into(),
+        x_label: "File size, up to".into(),
+        y_label: "Files".into(),
+        unit: Unit::Count,
+        categories: buckets
+            .iter()
+            .map(|b| b.up_to_bytes.map_or_else(|| "larger".to_owned(), format::bytes))
+            .collect(),
+        series: vec![
+            Series {
+                label: format!("small (below {})", format::bytes(threshold)),
+                values: buckets
+                    .iter()
+                    .map(|b| if small(b) { b.files as f64 } else { 0.0 })
+                    .collect(),
+            },
+            Series {
+                label: "at or near the target".into(),
+                values: buckets
+                    .iter()
+                    .map(|b| if small(b) { 0.0 } else { b.files as f64 })
+                    .collect(),
+            },
+        ],
+        label_every: 1,
     }
 }
 

@@ -140,7 +140,8 @@ pub struct Table {
 /// One bucket of a table's file-size histogram.
 #[derive(Debug, Deserialize)]
 pub struct SizeBucket {
-    pub up_to_bytes: u64,
+    #[serde(default)]
+    pub up_to_bytes: Option<u64>,
     pub files: u64,
 }
 
@@ -292,4 +293,22 @@ pub struct Skipped {
 #[derive(Debug, Deserialize)]
 pub struct RunAccepted {
     pub run_id: String,
+}
+
+/// `RankingView`.
+#[derive(Debug, Deserialize)]
+pub struct Ranking {
+    pub tenants: u64,
+    pub with_volume: u64,
+    pub dedicated_fraction: f64,
+    pub top_count: u64,
+    pub cutoff_bytes: u64,
+    pub points: Vec<RankPoint>,
+}
+
+/// One rank.
+#[derive(Debug, Deserialize)]
+pub struct RankPoint {
+    pub rank: u64,
+    pub volume_30d_bytes: u64,
 }

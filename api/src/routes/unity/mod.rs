@@ -180,7 +180,7 @@ pub async fn list_catalogs(
     };
     let rows = state
         .store
-        .list_tenants(after.as_deref(), limit + 1, only)
+        .list_tenants(after.as_deref(), limit + 1, only, None)
         .await?;
     // Paged before tenants being deleted are left out, so the token still follows the last
     // tenant read (a page may come out short; the next one goes on from there).

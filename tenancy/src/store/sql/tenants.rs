@@ -118,13 +118,26 @@ impl TenantStore for Store {
         after: Option<&str>,
         limit: u32,
         only: Option<&TenantId>,
+        search: Option<&str>,
     ) -> Result<Vec<Tenant>, StoreError> {
+        // A LIKE pattern matching the text anywhere, its wildcards escaped.
+        let pattern = search.map(|s| {
+            let escaped = s
+                .to_ascii_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        });
         let rows = sqlx::query(
-            "SELECT * FROM tenants WHERE ($1 IS NULL OR id > $1) AND ($2 IS NULL OR id = $2) ORDER BY id LIMIT $3",
+            "SELECT * FROM tenants WHERE ($1 IS NULL OR id > $1) AND ($2 IS NULL OR id = $2) \
+             AND ($4 IS NULL OR LOWER(id) LIKE $4 ESCAPE '\\' OR LOWER(display_name) LIKE $4 ESCAPE '\\') \
+             ORDER BY id LIMIT $3",
         )
         .bind(after)
         .bind(only.map(TenantId::as_str))
         .bind(i64::from(limit))
+        .bind(pattern)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(tenant).collect()
@@ -227,6 +240,16 @@ impl TenantStore for Store {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn tenant_volumes(&self) -> Result<Vec<u64>, StoreError> {
+        let volumes: Vec<i64> = sqlx::query_scalar("SELECT volume_30d_bytes FROM tenants")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(volumes
+            .into_iter()
+            .map(|v| u64::try_from(v).unwrap_or(0))
+            .collect())
     }
 
     async fn placement_snapshot(&self) -> Result<PlacementSnapshot, StoreError> {

@@ -70,21 +70,36 @@ pub struct Api {
     token: String,
     request_id: Option<HeaderValue>,
     peer: Option<ConnectInfo<SocketAddr>>,
+    /// The browser's `Host` and proxy headers, which `/v1` builds URLs from (a recipient's
+    /// profile endpoint), as it would for the browser's own request.
+    forwarded: Vec<(axum::http::HeaderName, HeaderValue)>,
 }
 
+/// Request headers a `/v1` call keeps from the console request it serves.
+pub const FORWARDED: [&str; 3] = ["host", "x-forwarded-proto", "x-forwarded-host"];
+
 impl Api {
-    /// `/v1` as `token`, on behalf of the console request with `request_id` from `peer`.
+    /// `/v1` as `token`, on behalf of the console request with `request_id` from `peer`
+    /// and the [`FORWARDED`] headers in `headers`.
     pub fn new(
         router: Router,
         token: String,
-        request_id: Option<HeaderValue>,
+        headers: &axum::http::HeaderMap,
         peer: Option<ConnectInfo<SocketAddr>>,
     ) -> Self {
+        let forwarded = FORWARDED
+            .iter()
+            .filter_map(|name| {
+                let name = axum::http::HeaderName::from_static(name);
+                headers.get(&name).map(|v| (name, v.clone()))
+            })
+            .collect();
         Self {
             router,
             token,
-            request_id,
+            request_id: headers.get(&X_REQUEST_ID).cloned(),
             peer,
+            forwarded,
         }
     }
 
@@ -106,6 +121,9 @@ impl Api {
         }
         if let Some(id) = &self.request_id {
             request = request.header(&X_REQUEST_ID, id.clone());
+        }
+        for (name, value) in &self.forwarded {
+            request = request.header(name, value.clone());
         }
         let body = match body {
             Some(json) => {

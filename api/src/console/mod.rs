@@ -26,7 +26,6 @@ use maud::html;
 use sha2::{Digest, Sha256};
 
 use crate::auth::Authentication;
-use crate::http::X_REQUEST_ID;
 use crate::state::AppState;
 use client::{Api, Problem};
 use layout::{Frame, Viewer};
@@ -81,6 +80,14 @@ pub fn router(state: AppState, api: Router) -> Router {
             post(pages::tokens::revoke),
         )
         .route("/console/tenants/{tenant}/audit", get(pages::audit::show))
+        .route(
+            "/console/tenants/{tenant}/governance",
+            get(pages::governance::show),
+        )
+        .route(
+            "/console/tenants/{tenant}/shares/{share}/recipients",
+            post(pages::governance::create_recipient),
+        )
         .route(
             "/console/tenants/{tenant}/tables/{zone}/{name}",
             get(pages::table::show),
@@ -176,7 +183,7 @@ impl FromRequestParts<Console> for Signed {
         let api = Api::new(
             console.api.clone(),
             session.token,
-            parts.headers.get(&X_REQUEST_ID).cloned(),
+            &parts.headers,
             parts.extensions.get::<ConnectInfo<SocketAddr>>().copied(),
         );
         Ok(Self { viewer, api })

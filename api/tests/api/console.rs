@@ -142,6 +142,7 @@ async fn a_tenant_admin_sees_its_tenant_and_nothing_of_another() {
         "/console/tenants/acme",
         "/console/tenants/acme/tokens",
         "/console/tenants/acme/audit",
+        "/console/tenants/acme/governance",
         "/console/tenants/acme/tables/bronze/acme_orders",
     ];
     for path in pages {
@@ -608,5 +609,92 @@ async fn a_viewer_sees_what_its_role_reads_and_no_admin_forms() {
         .page("/console/tenants/acme/tables/bronze/acme_orders", api)
         .await;
     assert!(!html.contains("decimal(10,2)"), "no column of the hidden table");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_recipient_made_in_the_console_downloads_a_working_profile() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    two_tenants(&app, &admin).await;
+    for tenant in ["acme", "globex"] {
+        let share =
+            json!({"name": "partners", "tables": [{"zone": "bronze", "name": format!("{tenant}_orders")}]});
+        app.expect(
+            &admin,
+            Method::POST,
+            &format!("/v1/tenants/{tenant}/shares"),
+            Some(share),
+            201,
+        )
+        .await;
+    }
+    let ada = app
+        .token_for("ada", Role::TenantAdmin, Some("acme"), chrono::Duration::hours(1))
+        .await;
+    let session = Session::sign_in(&app, &ada).await;
+    let page = session.page("/console/tenants/acme/governance", 200).await;
+    assert!(
+        page.contains("bronze.acme_orders") && !page.contains("globex"),
+        "{page}"
+    );
+    let csrf = session.csrf("/console/tenants/acme/governance").await;
+
+    let bad = session
+        .post(
+            "/console/tenants/acme/shares/partners/recipients",
+            Some(&app.base),
+            &[("csrf", &csrf), ("name", "bi"), ("ttl_seconds", "forever")],
+        )
+        .await;
+    assert_eq!(bad.status(), 422);
+    assert!(
+        bad.text()
+            .await
+            .expect("page")
+            .contains("id=\"partners-ttl-error\"")
+    );
+
+    let made = session
+        .post(
+            "/console/tenants/acme/shares/partners/recipients",
+            Some(&app.base),
+            &[("csrf", &csrf), ("name", "bi"), ("ttl_seconds", "3600")],
+        )
+        .await;
+    assert_eq!(
+        made.status(),
+        201,
+        "{}",
+        made.text()
+            .await
+            .unwrap_or_default()
+            .split("Not changed")
+            .nth(1)
+            .unwrap_or("")
+    );
+    let disposition = made.headers()["content-disposition"]
+        .to_str()
+        .expect("header")
+        .to_owned();
+    assert_eq!(disposition, "attachment; filename=\"partners-bi.share\"");
+    let profile: Value = made.json().await.expect("profile");
+    let token = profile["bearerToken"].as_str().expect("a bearer token");
+    // The profile reaches acme's share, and only it.
+    let shares = app
+        .client
+        .get(app.url("/delta-sharing/shares"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(shares.status(), 200);
+    let shares: Value = shares.json().await.expect("json");
+    assert_eq!(shares["items"].as_array().map(Vec::len), Some(1), "{shares}");
+    let listed = session.page("/console/tenants/acme/governance", 200).await;
+    assert!(
+        listed.contains("<td>bi</td>") && !listed.contains(token),
+        "listed, token not shown"
+    );
     app.shutdown().await;
 }

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod fleet;
+pub mod governance;
 pub mod signin;
 pub mod table;
 pub mod tenant;
@@ -52,6 +53,7 @@ pub fn tenant_tabs(tenant: &str, current: &str) -> Markup {
         ("Overview", base.clone()),
         ("Tokens", format!("{base}/tokens")),
         ("Audit log", format!("{base}/audit")),
+        ("Sharing and governance", format!("{base}/governance")),
     ];
     maud::html! {
         nav.pager aria-label="Tenant pages" {

@@ -57,6 +57,7 @@ use bench::{open_loop, serve};
 use tenancy::store::Backend;
 use tenancy::store::testing::TestDatabase;
 
+mod console;
 mod erasure;
 mod fixture;
 mod floor;
@@ -936,6 +937,7 @@ async fn main() {
         Some("unity") => unity().await,
         Some("erasure") => erasure::erasure().await,
         Some("floor") => floor::floor().await,
+        Some("console") => console::console().await,
         Some("pipeline") => pipeline::pipeline().await,
         Some("bare-axum") => floor::bare_axum().await,
         Some("credentials") => {
@@ -948,7 +950,7 @@ async fn main() {
         }
         _ => {
             eprintln!(
-                "usage: lakeplane-bench http | bare | kafka [BOOTSTRAP] | reconcile | scheduler | credentials [S3_ENDPOINT] | sharing | unity | erasure | floor | pipeline"
+                "usage: lakeplane-bench http | bare | kafka [BOOTSTRAP] | reconcile | scheduler | credentials [S3_ENDPOINT] | sharing | unity | erasure | floor | pipeline | console"
             );
             std::process::exit(2);
         }

@@ -392,7 +392,7 @@ pub async fn list_buckets(
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<Page<BucketView>>, ApiError> {
     let (limit, after) = query.bounds()?;
-    let snapshot = state.store.placement_snapshot().await?;
+    let shard_fill = state.store.shard_fill().await?;
     let buckets = state.store.list_buckets_page(after.as_deref(), limit + 1).await?;
     let (buckets, next_cursor) = pagination::page(buckets, limit, |b| b.name.clone());
     let items = buckets
@@ -411,7 +411,7 @@ pub async fn list_buckets(
                 .and_then(|d| d["Rules"].as_array().map(Vec::len))
                 .unwrap_or(0);
             let tenants = match b.shard {
-                Some(shard) => snapshot.shard_fill.get(shard as usize).copied().unwrap_or(0),
+                Some(shard) => shard_fill.get(shard as usize).copied().unwrap_or(0),
                 None => u32::from(b.tenant.is_some()),
             };
             BucketView {

@@ -51,6 +51,9 @@ pub trait TenantStore: Send + Sync {
     async fn record_volume(&self, id: &TenantId, bytes: u64) -> Result<(), StoreError>;
     /// All tenants' placement inputs.
     async fn placement_snapshot(&self) -> Result<PlacementSnapshot, StoreError>;
+    /// Shared tenants per shard, indexed by shard, as [`PlacementSnapshot::shard_fill`] counts
+    /// them: one grouped query, no tenant rows.
+    async fn shard_fill(&self) -> Result<Vec<u32>, StoreError>;
     /// Every tenant's 30-day volume, bytes, in no order: one column of one query.
     async fn tenant_volumes(&self) -> Result<Vec<u64>, StoreError>;
 }

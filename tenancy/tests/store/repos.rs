@@ -182,6 +182,18 @@ async fn tenants_round_trip_conflict_and_paginate(backend: Backend) {
     assert_eq!(snapshot.tenants.len(), 4);
     assert_eq!(snapshot.shard_fill, vec![1], "one shared tenant in shard 0");
     assert_eq!(
+        store.shard_fill().await.expect("fill"),
+        vec![1],
+        "one grouped query, the same fill"
+    );
+    let mut volumes = store.tenant_volumes().await.expect("volumes");
+    volumes.sort_unstable();
+    assert_eq!(
+        volumes,
+        [0, 0, 0, 12345],
+        "every tenant's volume, acme's recorded"
+    );
+    assert_eq!(
         snapshot
             .tenants
             .iter()

@@ -242,6 +242,24 @@ impl TenantStore for Store {
         Ok(())
     }
 
+    async fn shard_fill(&self) -> Result<Vec<u32>, StoreError> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT placement_shard, COUNT(*) FROM tenants WHERE placement_shard IS NOT NULL \
+             GROUP BY placement_shard",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut fill: Vec<u32> = Vec::new();
+        for (shard, count) in rows {
+            let index = usize::try_from(shard).map_err(|_| corrupt("placement_shard", &shard.to_string()))?;
+            if fill.len() <= index {
+                fill.resize(index + 1, 0);
+            }
+            fill[index] = u32::try_from(count).unwrap_or(u32::MAX);
+        }
+        Ok(fill)
+    }
+
     async fn tenant_volumes(&self) -> Result<Vec<u64>, StoreError> {
         let volumes: Vec<i64> = sqlx::query_scalar("SELECT volume_30d_bytes FROM tenants")
             .fetch_all(&self.pool)

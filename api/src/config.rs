@@ -1455,6 +1455,53 @@ mod tests {
     use super::*;
 
     #[test]
+    fn console_settings_are_checked_and_named() {
+        let mut config = Config::default();
+        config.console.session_secret = Some(Secret("short".into()));
+        let err = config.validate().expect_err("a short secret");
+        assert!(err.to_string().contains("console.session_secret"), "{err}");
+        let issuer = |console: serde_json::Value, allow_http: bool| -> OidcIssuer {
+            serde_json::from_value(serde_json::json!({
+                "issuer": "https://idp.example.test/", "jwks_url": "https://idp.example.test/jwks",
+                "audience": "lakeplane", "tenants": ["*"], "allow_http_jwks": allow_http, "console": console,
+            }))
+            .expect("issuer")
+        };
+        let login = |endpoint: &str, field: &str| {
+            serde_json::json!({"client_id": "c", "authorization_endpoint": endpoint,
+                "token_endpoint": "https://idp.example.test/token", "token_field": field})
+        };
+        for (console, allow_http, field) in [
+            (
+                login("http://idp.example.test/authorize", "id_token"),
+                false,
+                "console.authorization_endpoint",
+            ),
+            (
+                login("https://idp.example.test/authorize", "refresh_token"),
+                false,
+                "console.token_field",
+            ),
+        ] {
+            let mut config = Config::default();
+            config.auth.oidc = vec![issuer(console, allow_http)];
+            let err = config.validate().expect_err("refused");
+            assert!(
+                err.to_string().contains(&format!("auth.oidc[0].{field}")),
+                "{err}"
+            );
+        }
+        let mut config = Config::default();
+        config.auth.oidc = vec![issuer(
+            login("http://127.0.0.1:9/authorize", "access_token"),
+            true,
+        )];
+        config
+            .validate()
+            .expect("http with allow_http_jwks, access_token");
+    }
+
+    #[test]
     fn defaults_match_the_documented_contract() {
         let config = Config::default();
         assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");

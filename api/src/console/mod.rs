@@ -60,6 +60,8 @@ pub fn router(state: AppState, api: Router) -> Router {
             get(pages::signin::form).post(pages::signin::submit),
         )
         .route("/console/sign-out", post(pages::signin::sign_out))
+        .route("/console/sign-in/oidc/{index}", get(pages::oidc::start))
+        .route("/console/oidc/callback", get(pages::oidc::callback))
         .route("/console/fleet", get(pages::fleet::show))
         .route("/console/fleet/rebalance", post(pages::fleet::rebalance))
         .route(

@@ -10,6 +10,7 @@ use ed25519_dalek::pkcs8::DecodePrivateKey;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::Method;
 use serde_json::{Value, json};
+use sha2::Digest;
 use tenancy::role::Role;
 use tenancy::store::Backend;
 use tenancy::token::OidcIssuer;
@@ -260,5 +261,194 @@ async fn an_issuer_is_held_to_its_tenants_lifetimes_and_fresh_keys() {
     // Back up: the next request refetches and is let in.
     down.store(false, Ordering::SeqCst);
     assert_eq!(app.get_as(&good, "/v1/tenants/acme").await.status(), 200);
+    app.shutdown().await;
+}
+
+/// What the test IdP's `/authorize` was asked for, keyed by the code it issued.
+#[derive(Clone, Default)]
+struct Authorizations(Arc<std::sync::Mutex<std::collections::HashMap<String, (String, String)>>>);
+
+/// An IdP with the authorization-code flow: `/authorize` sends the browser straight back with
+/// a code (the user "signs in" at once), `/token` exchanges a code for an ID token only with
+/// the verifier whose S256 challenge `/authorize` was given, and `/jwks`.
+async fn serve_idp(key: Arc<IdpKey>, claims: Value) -> String {
+    use axum::extract::{Form, Query};
+    use std::collections::HashMap;
+    let issued = Authorizations::default();
+    let (for_authorize, for_token) = (issued.clone(), issued);
+    let jwk = key.jwk();
+    let router = axum::Router::new()
+        .route(
+            "/jwks",
+            get(move || async move { axum::Json(json!({"keys": [jwk]})) }),
+        )
+        .route(
+            "/authorize",
+            get(move |Query(q): Query<HashMap<String, String>>| async move {
+                assert_eq!(q.get("response_type").map(String::as_str), Some("code"));
+                assert_eq!(q.get("code_challenge_method").map(String::as_str), Some("S256"));
+                assert_eq!(q.get("client_id").map(String::as_str), Some("lakeplane-console"));
+                let code = format!("code-{}", uuid::Uuid::now_v7());
+                let redirect = q["redirect_uri"].clone();
+                for_authorize
+                    .0
+                    .lock()
+                    .expect("lock")
+                    .insert(code.clone(), (q["code_challenge"].clone(), redirect.clone()));
+                let state = q["state"].clone();
+                axum::response::Redirect::to(&format!("{redirect}?code={code}&state={state}"))
+            }),
+        )
+        .route(
+            "/token",
+            axum::routing::post(move |Form(f): Form<HashMap<String, String>>| async move {
+                // A code is good once, with the verifier of its challenge and its redirect.
+                let known = for_token.0.lock().expect("lock").remove(&f["code"]);
+                let verifier = f.get("code_verifier").cloned().unwrap_or_default();
+                let challenge = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+                match known {
+                    Some((expected, redirect))
+                        if expected == challenge && Some(&redirect) == f.get("redirect_uri") =>
+                    {
+                        Ok(axum::Json(
+                            json!({"id_token": key.token(claims.clone()), "token_type": "Bearer"}),
+                        ))
+                    }
+                    _ => Err((
+                        axum::http::StatusCode::BAD_REQUEST,
+                        axum::Json(json!({"error": "invalid_grant"})),
+                    )),
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{addr}")
+}
+
+fn cookie_named(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")) && !v.starts_with(&format!("{name}=;")))
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_signs_in_through_the_idp_with_pkce() {
+    let key = Arc::new(IdpKey::new("k1"));
+    let idp = serve_idp(key.clone(), idp_claims("acme", "lake-admins")).await;
+    let issuer: OidcIssuer = serde_json::from_value(json!({
+        "issuer": ISSUER, "jwks_url": format!("{idp}/jwks"), "allow_http_jwks": true,
+        "tenants": ["acme"], "audience": "lakeplane", "tenant_claim": "org", "role_claim": "groups",
+        "role_map": {"lake-admins": "tenant-admin"}, "algorithms": ["EdDSA"], "min_refresh_secs": 0,
+        "console": {"client_id": "lakeplane-console", "authorization_endpoint": format!("{idp}/authorize"),
+                    "token_endpoint": format!("{idp}/token"), "label": "Example IdP"},
+    }))
+    .expect("issuer config");
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        move |c| c.auth.oidc = vec![issuer],
+        axum::Router::new(),
+    )
+    .await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    app.ready_tenant(&admin, "acme").await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let page = browser
+        .get(app.url("/console/sign-in"))
+        .send()
+        .await
+        .expect("page");
+    assert!(
+        page.text()
+            .await
+            .expect("html")
+            .contains("Sign in with Example IdP")
+    );
+
+    // Out to the IdP with a challenge; back with a code; the console exchanges it.
+    let start = browser
+        .get(app.url("/console/sign-in/oidc/0"))
+        .send()
+        .await
+        .expect("start");
+    assert_eq!(start.status(), 303);
+    let flow = cookie_named(&start, "lakeplane_console_oidc").expect("a flow cookie");
+    let to_idp = start.headers()["location"].to_str().expect("location").to_owned();
+    assert!(to_idp.starts_with(&format!("{idp}/authorize?")), "{to_idp}");
+    let back = browser.get(&to_idp).send().await.expect("idp");
+    let callback = back.headers()["location"].to_str().expect("location").to_owned();
+    assert!(
+        callback.starts_with(&app.url("/console/oidc/callback?code=")),
+        "{callback}"
+    );
+
+    // A state that is not this browser's is refused before any exchange.
+    let forged = callback.replace("state=", "state=0");
+    let refused = browser
+        .get(&forged)
+        .header("cookie", &flow)
+        .send()
+        .await
+        .expect("forged");
+    assert_eq!(refused.status(), 400);
+    assert!(cookie_named(&refused, "lakeplane_console").is_none());
+    let no_flow = browser.get(&callback).send().await.expect("no cookie");
+    assert_eq!(
+        no_flow.status(),
+        400,
+        "a callback this browser did not start is refused"
+    );
+
+    let done = browser
+        .get(&callback)
+        .header("cookie", &flow)
+        .send()
+        .await
+        .expect("callback");
+    assert_eq!(done.status(), 200);
+    let session = cookie_named(&done, "lakeplane_console").expect("a session");
+    assert!(
+        done.text()
+            .await
+            .expect("html")
+            .contains("Signed in as <strong>carol@example.test</strong>")
+    );
+    let home = browser
+        .get(app.url("/console"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("home");
+    assert_eq!(home.headers()["location"], "/console/tenants/acme");
+    let tenant = browser
+        .get(app.url("/console/tenants/acme/tokens"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("tokens");
+    assert_eq!(
+        tenant.status(),
+        200,
+        "carol is acme's tenant-admin through the IdP's groups"
+    );
+
+    // The code was good once: replaying the callback fails at the IdP, and no session starts.
+    let replay = browser
+        .get(&callback)
+        .header("cookie", &flow)
+        .send()
+        .await
+        .expect("replay");
+    assert_eq!(replay.status(), 400);
+    assert!(cookie_named(&replay, "lakeplane_console").is_none());
     app.shutdown().await;
 }

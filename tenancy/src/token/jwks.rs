@@ -65,6 +65,40 @@ pub struct OidcIssuer {
     /// outage, or a blocked route to it); past it, tokens are refused until a fetch succeeds.
     #[serde(default = "default_max_key_staleness_secs")]
     pub max_key_staleness_secs: u64,
+    /// Signing in to the web console through this issuer; without it, the console takes its
+    /// tokens pasted only.
+    #[serde(default)]
+    pub console: Option<ConsoleLogin>,
+}
+
+/// The web console's sign-in through an issuer: the OAuth 2.0 authorization-code flow with
+/// PKCE (S256), as a public client (no client secret).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleLogin {
+    /// The console's client id at the identity provider.
+    pub client_id: String,
+    /// Where the browser is sent to sign in.
+    pub authorization_endpoint: url::Url,
+    /// Where the console exchanges the code for tokens.
+    pub token_endpoint: url::Url,
+    /// Scopes asked for, space-separated.
+    #[serde(default = "default_scopes")]
+    pub scopes: String,
+    /// The token of the answer the console signs in with: `id_token` or `access_token`. It
+    /// must pass this issuer's checks like any bearer token (audience included).
+    #[serde(default = "default_token_field")]
+    pub token_field: String,
+    /// The sign-in button's label; the issuer when unset.
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+fn default_scopes() -> String {
+    "openid".to_owned()
+}
+fn default_token_field() -> String {
+    "id_token".to_owned()
 }
 
 fn default_max_token_lifetime_secs() -> u64 {
@@ -143,6 +177,28 @@ impl OidcIssuer {
                 "jwks_url",
                 "must be https (set allow_http_jwks for an http URL you trust, such as localhost)".to_owned(),
             ));
+        }
+        if let Some(console) = &self.console {
+            if console.client_id.trim().is_empty() {
+                return Err(("console.client_id", "must not be empty".to_owned()));
+            }
+            for (field, url) in [
+                ("console.authorization_endpoint", &console.authorization_endpoint),
+                ("console.token_endpoint", &console.token_endpoint),
+            ] {
+                if url.scheme() != "https" && !(self.allow_http_jwks && url.scheme() == "http") {
+                    return Err((
+                        field,
+                        "must be https (allow_http_jwks also allows http)".to_owned(),
+                    ));
+                }
+            }
+            if !matches!(console.token_field.as_str(), "id_token" | "access_token") {
+                return Err((
+                    "console.token_field",
+                    "must be id_token or access_token".to_owned(),
+                ));
+            }
         }
         if !(60..=7 * 24 * 3600).contains(&self.max_token_lifetime_secs) {
             return Err(("max_token_lifetime_secs", "must be 60 to 604800".to_owned()));

@@ -10,7 +10,7 @@ mod verify;
 use serde::{Deserialize, Serialize};
 
 pub use claims::Claims;
-pub use jwks::{JwksCache, OidcIssuer};
+pub use jwks::{ConsoleLogin, JwksCache, OidcIssuer};
 pub use keys::{KeyError, SigningKey, load_or_generate_private};
 pub use revocation::RevocationList;
 pub use verify::{AuthError, Verifier};

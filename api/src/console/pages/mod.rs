@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod fleet;
 pub mod governance;
+pub mod oidc;
 pub mod signin;
 pub mod table;
 pub mod tenant;

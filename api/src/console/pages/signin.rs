@@ -19,9 +19,29 @@ pub struct Reason {
     reason: Option<String>,
 }
 
-fn render(message: Option<&str>, error: Option<&str>) -> Response {
+/// `(index, label)` of the issuers that sign in to the console.
+fn providers(console: &Console) -> Vec<(usize, String)> {
+    console
+        .state
+        .config
+        .auth
+        .oidc
+        .iter()
+        .enumerate()
+        .filter_map(|(i, issuer)| {
+            let login = issuer.console.as_ref()?;
+            Some((i, login.label.clone().unwrap_or_else(|| issuer.issuer.clone())))
+        })
+        .collect()
+}
+
+fn render(console: &Console, message: Option<&str>, error: Option<&str>) -> Response {
+    let providers = providers(console);
     let body = html! {
         @if let Some(m) = message { (layout::notice(m)) }
+        @for (index, label) in &providers {
+            p { a.button href={"/console/sign-in/oidc/" (index)} { "Sign in with " (label) } }
+        }
         form.card method="post" action="/console/sign-in" {
             label for="token" { "Bearer token" }
             p.muted id="token-help" {
@@ -49,9 +69,9 @@ fn render(message: Option<&str>, error: Option<&str>) -> Response {
 }
 
 /// The sign-in form.
-pub async fn form(Query(reason): Query<Reason>) -> Response {
+pub async fn form(State(console): State<Console>, Query(reason): Query<Reason>) -> Response {
     // The reason is shown as text; only the console's own redirects set it.
-    render(reason.reason.as_deref(), None)
+    render(&console, reason.reason.as_deref(), None)
 }
 
 /// Checks the token as `/v1` would, and starts a session that ends when the token does.
@@ -63,14 +83,16 @@ pub async fn submit(
     let token = form.get("token").map(|t| t.trim()).unwrap_or("");
     let token = token.strip_prefix("Bearer ").unwrap_or(token).trim();
     if token.is_empty() {
-        return render(None, Some("Paste a token."));
+        return render(&console, None, Some("Paste a token."));
     }
     let principal = match crate::auth::check_token(&console.state, token).await {
         Ok(Authentication::Authenticated(p)) => p,
-        Ok(Authentication::Revoked(_)) => return render(None, Some("This token has been revoked.")),
+        Ok(Authentication::Revoked(_)) => {
+            return render(&console, None, Some("This token has been revoked."));
+        }
         // The reason names no secret: expired, malformed, wrong signature, unknown issuer.
         Ok(Authentication::Failed(e)) => {
-            return render(None, Some(&format!("This token is not accepted: {e}.")));
+            return render(&console, None, Some(&format!("This token is not accepted: {e}.")));
         }
         Err(_) => return Failure::Unavailable.into_response(),
     };
@@ -78,11 +100,23 @@ pub async fn submit(
     let Some(sealed) = session.seal(&console.sealer) else {
         return Failure::Unavailable.into_response();
     };
+    let secure = secure_cookie(&console, &headers);
+    let cookie = session::set_cookie(&sealed, principal.expires_at, chrono::Utc::now(), secure);
+    let mut response = Redirect::to("/console").into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// Whether the session cookie is `Secure`: `console.secure_cookie`, or unset, when the
+/// request came through a TLS proxy or `sharing.public_url` is https.
+pub fn secure_cookie(console: &Console, headers: &axum::http::HeaderMap) -> bool {
     let behind_tls = headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|p| p.eq_ignore_ascii_case("https"));
-    let secure = console.state.config.console.secure_cookie.unwrap_or_else(|| {
+    console.state.config.console.secure_cookie.unwrap_or_else(|| {
         behind_tls
             || console
                 .state
@@ -91,13 +125,7 @@ pub async fn submit(
                 .public_url
                 .as_ref()
                 .is_some_and(|u| u.scheme() == "https")
-    });
-    let cookie = session::set_cookie(&sealed, principal.expires_at, chrono::Utc::now(), secure);
-    let mut response = Redirect::to("/console").into_response();
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, value);
-    }
-    response
+    })
 }
 
 /// Ends the session in this browser.

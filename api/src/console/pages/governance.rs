@@ -277,12 +277,7 @@ async fn render(signed: &Signed, tenant: &str, rejected: Option<Rejected>) -> Re
             .collect(),
         viewer: Some(&signed.viewer),
     };
-    let status = if rejected.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, super::html(layout::page(frame, body))).into_response())
+    Ok(super::page(rejected.is_some(), frame, body))
 }
 
 fn share_section(

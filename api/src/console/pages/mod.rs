@@ -25,6 +25,16 @@ pub fn html(markup: Markup) -> Response {
         .into_response()
 }
 
+/// A page, answered 422 when it shows a form sent back with the problem `/v1` found in it.
+pub fn page(rejected: bool, frame: super::layout::Frame<'_>, body: Markup) -> Response {
+    let status = if rejected {
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        axum::http::StatusCode::OK
+    };
+    (status, html(super::layout::page(frame, body))).into_response()
+}
+
 /// `/console`: the fleet for platform-admins, the tenant for everyone else.
 pub async fn home(signed: Option<Signed>) -> Response {
     match signed {

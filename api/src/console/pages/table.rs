@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use axum::Form;
 use axum::extract::{Path, Query};
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -136,12 +136,7 @@ async fn render(
             .collect(),
         viewer: Some(&signed.viewer),
     };
-    let status = if rejected.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, super::html(layout::page(frame, body))).into_response())
+    Ok(super::page(rejected.is_some(), frame, body))
 }
 
 fn files_section(table: &Table) -> Markup {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use axum::Form;
 use axum::extract::{Path, Query};
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -143,12 +143,7 @@ async fn render(
         ],
         viewer: Some(&signed.viewer),
     };
-    let status = if rejected.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, super::html(layout::page(frame, body))).into_response())
+    Ok(super::page(rejected.is_some(), frame, body))
 }
 
 /// A section's answer: shown, left out when the role may not read it, or the page's failure.

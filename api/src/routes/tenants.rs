@@ -196,9 +196,9 @@ pub async fn list_tenants(
         cursor: query.cursor.clone(),
     }
     .bounds()?;
-    let search = query.q.as_deref().filter(|q| !q.is_empty());
+    let search = query.q.as_deref();
     if let Some(q) = search
-        && (q.chars().count() > MAX_SEARCH_CHARS || q.chars().any(char::is_control))
+        && (q.is_empty() || q.chars().count() > MAX_SEARCH_CHARS || q.chars().any(char::is_control))
     {
         return Err(ApiError::Validation(vec![crate::problem::FieldError {
             field: "q".into(),

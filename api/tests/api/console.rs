@@ -254,6 +254,11 @@ async fn a_platform_admin_sees_the_fleet_and_plans_a_rebalance() {
         .expect(&admin, Method::GET, "/v1/tenants?q=rock", None, 200)
         .await;
     assert_eq!(page["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        app.get_as(&admin, "/v1/tenants?q=").await.status(),
+        422,
+        "an empty search is refused"
+    );
     let long = "x".repeat(101);
     let refused = session.page(&format!("/console/fleet?q={long}"), 200).await;
     assert!(

@@ -200,7 +200,10 @@ pub fn ranking(
     points: &[(u64, u64)],
     top_count: u64,
     cutoff_bytes: u64,
+    fraction: f64,
 ) -> Markup {
+    let top = format!("top {:.0}%", fraction * 100.0);
+    let cut_label = format!("{top} cut-off");
     let plot_w = WIDTH - LEFT - RIGHT;
     let plot_h = HEIGHT - TOP - BOTTOM;
     let max = points.iter().map(|p| p.1).max().unwrap_or(0).max(1) as f64;
@@ -230,7 +233,7 @@ pub fn ranking(
     html! {
         svg class="chart" role="img" viewBox={"0 0 " (WIDTH) " " (HEIGHT)} xmlns="http://www.w3.org/2000/svg" {
             title { (title) }
-            (legend(&["30-day volume", "top 10% cut-off"]))
+            (legend(&["30-day volume", &cut_label]))
             g class="axis" {
                 @for d in &decades {
                     line x1=(LEFT) x2=(WIDTH - RIGHT) y1=(y(*d)) y2=(y(*d)) class="grid" {}
@@ -252,7 +255,7 @@ pub fn ranking(
             @if top_count > 0 && top_count < tenants {
                 @let cx = x(top_count) + (x(top_count + 1) - x(top_count)) / 2.0;
                 line x1=(cx) x2=(cx) y1=(TOP) y2=(TOP + plot_h) stroke=(PALETTE[1]) stroke-width="2" stroke-dasharray="6 4" {
-                    title { "Top 10%: " (format::count(top_count)) " tenants at or above " (Unit::Bytes.label(cutoff_bytes as f64)) }
+                    title { "The " (top) ": " (format::count(top_count)) " tenants at or above " (Unit::Bytes.label(cutoff_bytes as f64)) }
                 }
             }
         }
@@ -333,8 +336,11 @@ mod tests {
     #[test]
     fn the_ranking_marks_the_cut_off_between_the_top_tenants_and_the_rest() {
         let points: Vec<(u64, u64)> = (1..=100u64).map(|r| (r, (101 - r) * 1024 * 1024)).collect();
-        let svg = ranking("Volume ranking", 100, &points, 10, 91 * 1024 * 1024).into_string();
-        assert!(svg.contains("Top 10%: 10 tenants at or above 91.0 MiB"), "{svg}");
+        let svg = ranking("Volume ranking", 100, &points, 10, 91 * 1024 * 1024, 0.1).into_string();
+        assert!(
+            svg.contains("The top 10%: 10 tenants at or above 91.0 MiB"),
+            "{svg}"
+        );
         assert!(svg.contains("100 tenants; largest 100 MiB"));
         let line = svg
             .split("points=\"")
@@ -347,7 +353,9 @@ mod tests {
         let cut = (x(10) + x(11)) / 2.0;
         assert!(svg.contains(&format!("x1=\"{cut}\"")), "{svg}");
         assert!(
-            !ranking("x", 5, &[(1, 9)], 5, 9).into_string().contains("Top 10%"),
+            !ranking("x", 5, &[(1, 9)], 5, 9, 0.2)
+                .into_string()
+                .contains("The top"),
             "no line when all are in"
         );
     }

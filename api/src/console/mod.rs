@@ -49,6 +49,13 @@ pub struct ConsoleKeyError(String);
 
 /// The console's routes, calling `api` for every read and change.
 pub fn router(state: AppState, api: Router) -> Router {
+    let server = state.config.server.clone();
+    let public_origin = state
+        .config
+        .sharing
+        .public_url
+        .as_ref()
+        .map(|u| u.origin().ascii_serialization());
     let sealer = state.console_sealer.clone();
     let console = Console { state, api, sealer };
     let routes = Router::new()
@@ -100,8 +107,12 @@ pub fn router(state: AppState, api: Router) -> Router {
         )
         .route("/console/{*rest}", get(pages::not_found))
         .with_state(console);
-    routes
-        .layer(axum::middleware::from_fn(security::same_origin))
+    // The same request timeout and panic capture as the API's route groups.
+    crate::http::guard(routes, &server)
+        .layer(axum::middleware::from_fn_with_state(
+            public_origin,
+            security::same_origin,
+        ))
         .layer(axum::middleware::from_fn(security::headers))
 }
 
@@ -121,6 +132,16 @@ pub fn load_sealer(config: &crate::config::Config) -> Result<Sealer, ConsoleKeyE
     let key: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
     Ok(Sealer::from_key(&key))
 }
+
+/// Messages the sign-in page shows when the console sends the browser there; any other
+/// `?reason=` is ignored.
+pub const REASONS: [&str; 5] = [
+    "Your session ended. Sign in again.",
+    "Your token was revoked. Sign in again.",
+    "Your token expired or is no longer valid. Sign in again.",
+    "Your token is no longer accepted. Sign in again.",
+    "Signed out.",
+];
 
 /// A signed-in request: who, and their handle on `/v1`.
 pub struct Signed {
@@ -162,17 +183,15 @@ impl FromRequestParts<Console> for Signed {
             return Err(Failure::SignIn(None));
         };
         let Some(session) = Session::open(&console.sealer, value, chrono::Utc::now()) else {
-            return Err(Failure::SignIn(Some("Your session ended. Sign in again.")));
+            return Err(Failure::SignIn(Some(REASONS[0])));
         };
         let principal = match crate::auth::check_token(&console.state, &session.token).await {
             Ok(Authentication::Authenticated(p)) => p,
             Ok(Authentication::Revoked(_)) => {
-                return Err(Failure::SignIn(Some("Your token was revoked. Sign in again.")));
+                return Err(Failure::SignIn(Some(REASONS[1])));
             }
             Ok(Authentication::Failed(_)) => {
-                return Err(Failure::SignIn(Some(
-                    "Your token expired or is no longer valid. Sign in again.",
-                )));
+                return Err(Failure::SignIn(Some(REASONS[2])));
             }
             Err(_) => return Err(Failure::Unavailable),
         };
@@ -220,7 +239,7 @@ pub enum Failure {
 impl From<Problem> for Failure {
     fn from(problem: Problem) -> Self {
         if problem.status == 401 {
-            Self::SignIn(Some("Your token is no longer accepted. Sign in again."))
+            Self::SignIn(Some(REASONS[3]))
         } else {
             Self::Problem(problem)
         }

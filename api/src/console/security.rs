@@ -10,7 +10,7 @@
 //!   browser sends none, `Referer`) must match the host it was sent to. This is on top of the
 //!   session's CSRF token and its SameSite=Strict cookie.
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -38,12 +38,14 @@ pub async fn headers(request: Request, next: Next) -> Response {
     response
 }
 
-/// Refuses a state-changing request that did not come from a console page of this origin.
-pub async fn same_origin(request: Request, next: Next) -> Response {
+/// Refuses a state-changing request that did not come from a console page of this origin:
+/// the host it was sent to, or `public` (`sharing.public_url`'s origin, for a proxy that
+/// rewrites `Host`).
+pub async fn same_origin(State(public): State<Option<String>>, request: Request, next: Next) -> Response {
     if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(request).await;
     }
-    if !from_same_origin(request.headers()) {
+    if !from_same_origin(request.headers(), public.as_deref()) {
         let body = super::layout::page(
             super::layout::Frame {
                 title: "Not allowed".into(),
@@ -58,17 +60,21 @@ pub async fn same_origin(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-/// Whether `Origin`, or failing that `Referer`, names the host the request was sent to.
-fn from_same_origin(headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
-        return false;
-    };
+/// Whether `Origin`, or failing that `Referer`, names the host the request was sent to, or
+/// the `public` origin.
+fn from_same_origin(headers: &HeaderMap, public: Option<&str>) -> bool {
     let source = headers
         .get(header::ORIGIN)
         .or_else(|| headers.get(header::REFERER))
         .and_then(|v| v.to_str().ok())
         .and_then(|v| url::Url::parse(v).ok());
     let Some(source) = source else { return false };
+    if public.is_some_and(|p| source.origin().ascii_serialization() == p) {
+        return true;
+    }
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
     if !matches!(source.scheme(), "http" | "https") {
         return false;
     }
@@ -114,38 +120,50 @@ mod tests {
         map
     }
 
+    fn from_same_origin_(headers: &HeaderMap) -> bool {
+        from_same_origin(headers, None)
+    }
+
+    #[test]
+    fn the_public_url_is_an_origin_too_behind_a_proxy_that_rewrites_host() {
+        let proxied = headers(&[("host", "backend:8080"), ("origin", "https://lake.example.com")]);
+        assert!(from_same_origin(&proxied, Some("https://lake.example.com")));
+        assert!(!from_same_origin(&proxied, None));
+        assert!(!from_same_origin(&proxied, Some("https://other.example.com")));
+    }
+
     #[test]
     fn only_the_consoles_own_origin_may_post() {
-        assert!(from_same_origin(&headers(&[
+        assert!(from_same_origin_(&headers(&[
             ("host", "lake:8080"),
             ("origin", "http://lake:8080")
         ])));
-        assert!(from_same_origin(&headers(&[
+        assert!(from_same_origin_(&headers(&[
             ("host", "lake"),
             ("origin", "https://lake:443")
         ])));
-        assert!(from_same_origin(&headers(&[
+        assert!(from_same_origin_(&headers(&[
             ("host", "lake:8080"),
             ("referer", "http://lake:8080/console/x")
         ])));
-        assert!(!from_same_origin(&headers(&[
+        assert!(!from_same_origin_(&headers(&[
             ("host", "lake:8080"),
             ("origin", "http://lake:9090")
         ])));
-        assert!(!from_same_origin(&headers(&[
+        assert!(!from_same_origin_(&headers(&[
             ("host", "lake:8080"),
             ("origin", "http://evil:8080")
         ])));
-        assert!(!from_same_origin(&headers(&[
+        assert!(!from_same_origin_(&headers(&[
             ("host", "lake:8080"),
             ("origin", "null")
         ])));
         assert!(
-            !from_same_origin(&headers(&[("host", "lake:8080")])),
+            !from_same_origin_(&headers(&[("host", "lake:8080")])),
             "no origin at all"
         );
         assert!(
-            !from_same_origin(&headers(&[("origin", "http://lake:8080")])),
+            !from_same_origin_(&headers(&[("origin", "http://lake:8080")])),
             "no host"
         );
     }

@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 /// cannot use, so the attributes are set explicitly instead.
 pub const COOKIE: &str = "lakeplane_console";
 
+/// Longest a console session lasts, whatever the token's lifetime: a copied cookie, or a
+/// browser left signed in, stops working by then.
+pub const MAX_SESSION: chrono::Duration = chrono::Duration::hours(12);
+
 /// Associated data binding sealed values to this use, so no other sealed value opens as one.
 const PLACE: &str = "console-session/v1";
 
@@ -37,12 +41,13 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    /// A new session for `token`, with a fresh CSRF token.
-    pub fn new(token: String, expires_at: DateTime<Utc>) -> Self {
+    /// A new session for `token`, which expires at `token_expires_at`, with a fresh CSRF
+    /// token. It ends when the token does, or after [`MAX_SESSION`] if that is sooner.
+    pub fn new(token: String, token_expires_at: DateTime<Utc>) -> Self {
         Self {
             token,
             csrf: tenancy::share::new_url_secret(),
-            expires_at,
+            expires_at: token_expires_at.min(Utc::now() + MAX_SESSION),
         }
     }
 
@@ -121,6 +126,18 @@ mod tests {
         assert!(Session::open(&sealer(), &altered, now).is_none());
         let other = Sealer::from_base64("ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=").expect("key");
         assert!(Session::open(&other, &sealed, now).is_none());
+    }
+
+    #[test]
+    fn a_session_ends_with_its_token_or_after_the_cap() {
+        let now = Utc::now();
+        let short = Session::new("t".into(), now + chrono::Duration::minutes(5));
+        assert_eq!(short.expires_at, now + chrono::Duration::minutes(5));
+        let long = Session::new("t".into(), now + chrono::Duration::days(30));
+        assert!(
+            long.expires_at <= Utc::now() + MAX_SESSION
+                && long.expires_at > now + chrono::Duration::hours(11)
+        );
     }
 
     #[test]

@@ -234,7 +234,7 @@ async fn a_platform_admin_sees_the_fleet_and_plans_a_rebalance() {
     );
     let fleet = session.page("/console/fleet", 200).await;
     assert!(
-        fleet.contains("Top 10%: 1 tenants at or above 5.0 MiB"),
+        fleet.contains("The top 10%: 1 tenants at or above 5.0 MiB"),
         "{fleet}"
     );
     let bad = app.get_as(&admin, "/v1/admin/placement/ranking?points=1").await;

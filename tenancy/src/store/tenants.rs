@@ -25,7 +25,8 @@ pub trait TenantStore: Send + Sync {
     /// One tenant.
     async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError>;
     /// Tenants ordered by id after `after`, at most `limit`, optionally only `only`, and only
-    /// those whose id or display name contains `search` (ASCII case-insensitive).
+    /// those whose id or display name contains `search`, case-insensitively as the database's
+    /// `LOWER` folds (ASCII on SQLite; Unicode on PostgreSQL), both sides alike.
     async fn list_tenants(
         &self,
         after: Option<&str>,

@@ -102,6 +102,7 @@ async fn render(signed: &Signed, query: &FleetQuery, plan: Option<Rebalance>) ->
             &ranking.points.iter().map(|p| (p.rank, p.volume_30d_bytes)).collect::<Vec<_>>(),
             ranking.top_count,
             ranking.cutoff_bytes,
+            ranking.dedicated_fraction,
         ))
         h2 id="tenants" { "Tenants" }
         form method="get" action="/console/fleet" class="row" role="search" {

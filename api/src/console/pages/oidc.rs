@@ -121,8 +121,13 @@ pub async fn start(State(console): State<Console>, headers: HeaderMap, Path(inde
         .append_pair("state", &flow.state)
         .append_pair("code_challenge", &challenge(&flow.verifier))
         .append_pair("code_challenge_method", "S256");
+    let secure = if super::signin::secure_cookie(&console, &headers) {
+        "; Secure"
+    } else {
+        ""
+    };
     let cookie =
-        format!("{FLOW_COOKIE}={sealed}; Path=/console; Max-Age={FLOW_SECS}; HttpOnly; SameSite=Lax");
+        format!("{FLOW_COOKIE}={sealed}; Path=/console; Max-Age={FLOW_SECS}; HttpOnly; SameSite=Lax{secure}");
     let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, target.to_string())]).into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
@@ -251,7 +256,7 @@ pub async fn callback(
     );
     let mut response = super::html(body);
     let set = [
-        session::set_cookie(&sealed, principal.expires_at, Utc::now(), secure),
+        session::set_cookie(&sealed, session.expires_at, Utc::now(), secure),
         format!("{FLOW_COOKIE}=; Path=/console; Max-Age=0; HttpOnly; SameSite=Lax"),
     ];
     for cookie in set {

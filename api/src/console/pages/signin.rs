@@ -70,8 +70,12 @@ fn render(console: &Console, message: Option<&str>, error: Option<&str>) -> Resp
 
 /// The sign-in form.
 pub async fn form(State(console): State<Console>, Query(reason): Query<Reason>) -> Response {
-    // The reason is shown as text; only the console's own redirects set it.
-    render(&console, reason.reason.as_deref(), None)
+    // Only the console's own messages are shown: a link cannot put its words on this page.
+    let known = reason
+        .reason
+        .as_deref()
+        .and_then(|r| crate::console::REASONS.iter().find(|k| **k == r));
+    render(&console, known.copied(), None)
 }
 
 /// Checks the token as `/v1` would, and starts a session that ends when the token does.
@@ -101,7 +105,7 @@ pub async fn submit(
         return Failure::Unavailable.into_response();
     };
     let secure = secure_cookie(&console, &headers);
-    let cookie = session::set_cookie(&sealed, principal.expires_at, chrono::Utc::now(), secure);
+    let cookie = session::set_cookie(&sealed, session.expires_at, chrono::Utc::now(), secure);
     let mut response = Redirect::to("/console").into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);

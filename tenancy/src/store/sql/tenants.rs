@@ -122,16 +122,13 @@ impl TenantStore for Store {
     ) -> Result<Vec<Tenant>, StoreError> {
         // A LIKE pattern matching the text anywhere, its wildcards escaped.
         let pattern = search.map(|s| {
-            let escaped = s
-                .to_ascii_lowercase()
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
+            let escaped = s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
             format!("%{escaped}%")
         });
         let rows = sqlx::query(
             "SELECT * FROM tenants WHERE ($1 IS NULL OR id > $1) AND ($2 IS NULL OR id = $2) \
-             AND ($4 IS NULL OR LOWER(id) LIKE $4 ESCAPE '\\' OR LOWER(display_name) LIKE $4 ESCAPE '\\') \
+             AND ($4 IS NULL OR LOWER(id) LIKE LOWER($4) ESCAPE '\\' \
+             OR LOWER(display_name) LIKE LOWER($4) ESCAPE '\\') \
              ORDER BY id LIMIT $3",
         )
         .bind(after)

@@ -15,7 +15,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-base, tenant, token, table, shots, axe_path = sys.argv[1:7]
+base, tenant, token, table, shots, axe_path, platform_token = sys.argv[1:8]
 zone, name = table.split(".")
 axe_source = open(axe_path, encoding="utf-8").read()
 seen = {"axe": {}, "xss": {}, "screenshots": []}
@@ -182,6 +182,23 @@ try:
     page_done()
     seen["cross_origin_page"] = driver.find_element(By.TAG_NAME, "main").text
     server.shutdown()
+
+    # The sharing and governance page, then sign out and look at the fleet as a platform-admin.
+    driver.get(f"{base}/console/tenants/{tenant}/governance")
+    page_done()
+    audit("governance")
+    xss("governance")
+    driver.find_element(By.XPATH, "//button[text()='Sign out']").click()
+    wait.until(lambda d: "/console/sign-in" in d.current_url)
+    page_done()
+    seen["signed_out"] = "Signed out." in driver.page_source
+    driver.find_element(By.ID, "token").send_keys(platform_token, Keys.ENTER)
+    wait.until(lambda d: d.current_url.endswith("/console/fleet"))
+    page_done()
+    audit("fleet")
+    xss("fleet")
+    shot("fleet")
+    seen["fleet_chart"] = driver.find_element(By.CSS_SELECTOR, "svg.chart title").get_attribute("textContent")
 finally:
     driver.quit()
 

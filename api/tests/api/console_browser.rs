@@ -82,6 +82,7 @@ async fn a_tenant_admins_day_in_chromium() {
         "bronze.events".into(),
         shots.to_string_lossy().into_owned(),
         axe,
+        admin.clone(),
     ];
     let output = tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -105,8 +106,15 @@ async fn a_tenant_admins_day_in_chromium() {
         );
     }
     assert!(
-        seen["axe"].as_object().expect("axe").len() >= 6,
+        seen["axe"].as_object().expect("axe").len() >= 8,
         "axe ran on every main page: {seen}"
+    );
+    assert_eq!(seen["signed_out"], true);
+    assert!(
+        seen["fleet_chart"]
+            .as_str()
+            .is_some_and(|t| t.contains("30-day volume")),
+        "the platform-admin reaches the fleet and its ranking chart: {seen}"
     );
     for (page, marker) in seen["xss"].as_object().expect("xss results") {
         assert_eq!(marker, "undefined", "a payload ran script on {page}");

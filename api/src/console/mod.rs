@@ -155,12 +155,7 @@ impl Signed {
     /// Refuses a form whose CSRF token is not the session's.
     pub fn check_csrf(&self, form: &HashMap<String, String>) -> Result<(), Failure> {
         let submitted = form.get("csrf").map(String::as_str).unwrap_or("");
-        let expected = Session {
-            token: String::new(),
-            csrf: self.viewer.csrf.clone(),
-            expires_at: chrono::Utc::now(),
-        };
-        if expected.csrf_matches(submitted) {
+        if session::same_secret(&self.viewer.csrf, submitted) {
             Ok(())
         } else {
             Err(Failure::Refused(
@@ -179,7 +174,7 @@ impl FromRequestParts<Console> for Signed {
             .get_all(header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok());
-        let Some(value) = session::cookie_value(cookies) else {
+        let Some(value) = session::cookie_value(session::COOKIE, cookies) else {
             return Err(Failure::SignIn(None));
         };
         let Some(session) = Session::open(&console.sealer, value, chrono::Utc::now()) else {

@@ -67,9 +67,14 @@ impl Session {
 
     /// Whether a submitted form's CSRF token is this session's, compared in constant time.
     pub fn csrf_matches(&self, submitted: &str) -> bool {
-        let (a, b) = (self.csrf.as_bytes(), submitted.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        same_secret(&self.csrf, submitted)
     }
+}
+
+/// Whether `submitted` equals the secret `expected`, compared in constant time.
+pub fn same_secret(expected: &str, submitted: &str) -> bool {
+    let (a, b) = (expected.as_bytes(), submitted.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The `Set-Cookie` value that stores a session until it expires.
@@ -89,12 +94,12 @@ pub fn clear_cookie(secure: bool) -> String {
     )
 }
 
-/// The session cookie's value among a request's `Cookie` headers.
-pub fn cookie_value<'a>(headers: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+/// The value of cookie `name` among a request's `Cookie` headers.
+pub fn cookie_value<'a>(name: &str, headers: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     headers
         .flat_map(|h| h.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(found, _)| *found == name)
         .map(|(_, value)| value)
         .filter(|v| !v.is_empty())
 }
@@ -152,10 +157,13 @@ mod tests {
     #[test]
     fn the_cookie_is_found_among_others_and_carries_its_attributes() {
         assert_eq!(
-            cookie_value(["a=1; lakeplane_console=xyz; b=2"].into_iter()),
+            cookie_value(COOKIE, ["a=1; lakeplane_console=xyz; b=2"].into_iter()),
             Some("xyz")
         );
-        assert_eq!(cookie_value(["a=1", "lakeplane_console="].into_iter()), None);
+        assert_eq!(
+            cookie_value(COOKIE, ["a=1", "lakeplane_console="].into_iter()),
+            None
+        );
         let now = Utc::now();
         let set = set_cookie("v", now + chrono::Duration::seconds(90), now, true);
         assert!(set.contains("Max-Age=90") && set.contains("HttpOnly") && set.contains("SameSite=Strict"));

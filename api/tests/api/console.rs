@@ -95,6 +95,14 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Ada, acme's tenant-admin, signed in to the console.
+async fn ada(app: &TestApp) -> Session {
+    let token = app
+        .token_for("ada", Role::TenantAdmin, Some("acme"), chrono::Duration::hours(1))
+        .await;
+    Session::sign_in(app, &token).await
+}
+
 /// Two tenants, each with a table and a token, so a page that leaked the other would show it.
 async fn two_tenants(app: &TestApp, admin: &str) {
     for (id, name) in [("acme", "Acme Rockets"), ("globex", "Globex Corporation")] {
@@ -129,10 +137,7 @@ async fn a_tenant_admin_sees_its_tenant_and_nothing_of_another() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let admin = app.token(Role::PlatformAdmin, None).await;
     two_tenants(&app, &admin).await;
-    let acme_admin = app
-        .token_for("ada", Role::TenantAdmin, Some("acme"), chrono::Duration::hours(1))
-        .await;
-    let session = Session::sign_in(&app, &acme_admin).await;
+    let session = ada(&app).await;
 
     let home = session.get("/console").await;
     assert_eq!(home.status(), 303);
@@ -297,10 +302,7 @@ async fn a_zone_form_is_validated_by_the_api_and_refused_without_csrf_or_from_an
     let app = TestApp::spawn(Backend::Sqlite).await;
     let admin = app.token(Role::PlatformAdmin, None).await;
     two_tenants(&app, &admin).await;
-    let acme_admin = app
-        .token_for("ada", Role::TenantAdmin, Some("acme"), chrono::Duration::hours(1))
-        .await;
-    let session = Session::sign_in(&app, &acme_admin).await;
+    let session = ada(&app).await;
     let before = zones(&app, &admin).await;
     let csrf = session.csrf("/console/tenants/acme").await;
     let form = |retention: &'static str| {
@@ -421,10 +423,7 @@ async fn a_token_issued_in_the_console_is_shown_once_and_a_revoked_one_ends_its_
     let app = TestApp::spawn(Backend::Sqlite).await;
     let admin = app.token(Role::PlatformAdmin, None).await;
     two_tenants(&app, &admin).await;
-    let acme_admin = app
-        .token_for("ada", Role::TenantAdmin, Some("acme"), chrono::Duration::hours(1))
-        .await;
-    let session = Session::sign_in(&app, &acme_admin).await;
+    let session = ada(&app).await;
     let csrf = session.csrf("/console/tenants/acme/tokens").await;
 
     // Invalid first: the API's message beside the lifetime field.
@@ -634,10 +633,7 @@ async fn a_recipient_made_in_the_console_downloads_a_working_profile() {
         )
         .await;
     }
-    let ada = app
-        .token_for("ada", Role::TenantAdmin, Some("acme"), chrono::Duration::hours(1))
-        .await;
-    let session = Session::sign_in(&app, &ada).await;
+    let session = ada(&app).await;
     let page = session.page("/console/tenants/acme/governance", 200).await;
     assert!(
         page.contains("bronze.acme_orders") && !page.contains("globex"),

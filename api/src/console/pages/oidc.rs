@@ -161,25 +161,17 @@ pub async fn callback(
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok());
-    let flow: Option<Flow> = cookies
-        .flat_map(|h| h.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == FLOW_COOKIE)
-        .and_then(|(_, value)| console.sealer.open(PLACE, value).ok())
+    let flow: Option<Flow> = session::cookie_value(FLOW_COOKIE, cookies)
+        .and_then(|value| console.sealer.open(PLACE, value).ok())
         .and_then(|json| serde_json::from_str(&json).ok())
         .filter(|f: &Flow| f.expires_at > Utc::now());
     let Some(flow) = flow else {
         return refused("This sign-in was not started here, or took too long. Start again.");
     };
-    let probe = Session {
-        token: String::new(),
-        csrf: flow.state.clone(),
-        expires_at: flow.expires_at,
-    };
     let (Some(code), Some(state)) = (&answer.code, &answer.state) else {
         return refused("The identity provider's answer has no code or state.");
     };
-    if !probe.csrf_matches(state) {
+    if !session::same_secret(&flow.state, state) {
         return refused("The sign-in's state does not match this browser's. Start again.");
     }
     let Some(issuer) = console.state.config.auth.oidc.get(flow.issuer) else {

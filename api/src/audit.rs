@@ -87,6 +87,7 @@ pub fn action_name(method: &Method, route: &str) -> String {
         ("DELETE", "/v1/tenants/{tenant}/tables/{zone}/{name}") => "table.delete",
         ("GET", "/v1/tenants/{tenant}/tables/{zone}/{name}/history") => "table.history",
         ("POST", "/v1/tenants/{tenant}/tables/{zone}/{name}/maintenance") => "table.maintenance.start",
+        ("GET", "/v1/tenants/{tenant}/tables/{zone}/{name}/maintenance") => "table.maintenance.list",
         ("GET", "/v1/tenants/{tenant}/tables/{zone}/{name}/maintenance/{run_id}") => "table.maintenance.read",
         ("GET", "/v1/tenants/{tenant}/streams") => "stream.list",
         ("POST", "/v1/tenants/{tenant}/streams") => "stream.create",

@@ -78,7 +78,7 @@ pub fn v1_router() -> OpenApiRouter<AppState> {
             tables::delete_table
         ))
         .routes(routes!(tables::table_history))
-        .routes(routes!(tables::start_maintenance))
+        .routes(routes!(tables::start_maintenance, tables::list_maintenance))
         .routes(routes!(tables::get_maintenance))
         .routes(routes!(streams::create_stream, streams::list_streams))
         .routes(routes!(streams::get_stream, streams::delete_stream))

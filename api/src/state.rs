@@ -73,6 +73,8 @@ pub struct AppState {
     pub url_signer: Arc<UrlSigner>,
     /// Seals the console's session cookies.
     pub console_sealer: Arc<lake_manager::ingest::secrets::Sealer>,
+    /// Streams' ingest rates, with what was read of their tables' logs.
+    pub ingest_rates: Arc<lake_manager::ingest::rate::IngestRates>,
     /// Per-tenant request rate limits.
     pub tenant_limits: Arc<crate::limits::TenantLimits>,
     /// Tenants as `GET /v1/tenants/{tenant}` read them, for [`TENANT_CACHE_TTL`].
@@ -428,6 +430,7 @@ impl AppState {
             signer,
             url_signer,
             console_sealer,
+            ingest_rates: Arc::default(),
             verifier,
             revocations,
             grants,

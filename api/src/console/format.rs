@@ -31,6 +31,19 @@ pub fn count(n: u64) -> String {
     out
 }
 
+/// Rows per second: whole above 100, else to a tenth, and `< 0.1` for a trickle.
+pub fn per_second(rate: f64) -> String {
+    if rate <= 0.0 {
+        "0 rows/s".to_owned()
+    } else if rate < 0.1 {
+        "< 0.1 rows/s".to_owned()
+    } else if rate >= 100.0 {
+        format!("{} rows/s", count(rate.round() as u64))
+    } else {
+        format!("{rate:.1} rows/s")
+    }
+}
+
 /// US dollars per month, to the cent, or to a tenth of a cent below one cent.
 pub fn usd_month(amount: f64) -> String {
     if amount > 0.0 && amount < 0.0001 {
@@ -77,5 +90,13 @@ mod tests {
         assert_eq!(usd_month(0.0), "$0.00/month");
         assert_eq!(usd_month(0.000_01), "under $0.0001/month");
         assert_eq!(when("2026-12-07T16:40:02.123+00:00"), "2026-12-07 16:40:02Z");
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(per_second(0.0), "0 rows/s");
+        assert_eq!(per_second(0.05), "< 0.1 rows/s");
+        assert_eq!(per_second(1.0 / 60.0 * 100.0), "1.7 rows/s");
+        assert_eq!(per_second(12_345.4), "12,345 rows/s");
     }
 }

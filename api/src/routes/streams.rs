@@ -2,7 +2,7 @@
 //! stream's bronze table. Creating, deleting and pushing need write access to bronze; reading
 //! needs read access.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
 use axum::extract::{Path, Request, State};
@@ -13,6 +13,7 @@ use lake_manager::ingest::admission::{BodyRoom, InflateError, gunzip};
 use lake_manager::ingest::decode::BodyFormat;
 use lake_manager::ingest::files::FileFormat;
 use lake_manager::ingest::idempotency;
+use lake_manager::ingest::rate::Rate;
 use lake_manager::ingest::streams::{PushOutcome, PushRequest};
 use serde::{Deserialize, Serialize};
 use tenancy::audit::Outcome;
@@ -140,11 +141,75 @@ pub struct StreamView {
     /// Kafka: the worker's last error; for tenant-scoped callers only where its cause is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The rows this stream committed to its table lately, read from the table's Delta log
+    /// (whichever replica or worker committed them). Absent from the answer to a create, and
+    /// when the table's log could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ingest_rate: Option<IngestRateView>,
     /// When created.
     pub created_at: DateTime<Utc>,
 }
 
-fn view(state: &AppState, s: &StreamRecord) -> StreamView {
+/// A stream's recent ingest rate.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IngestRateView {
+    /// Rows committed in the window.
+    pub rows: u64,
+    /// The window, seconds: the last 60, or fewer when a burst of more commits than one
+    /// reading fetches came since the last reading.
+    pub window_seconds: f64,
+    /// Rows per second over the window.
+    pub rows_per_second: f64,
+}
+
+impl From<Rate> for IngestRateView {
+    fn from(rate: Rate) -> Self {
+        Self {
+            rows: rate.rows,
+            window_seconds: rate.window.as_secs_f64(),
+            rows_per_second: rate.per_second(),
+        }
+    }
+}
+
+/// The ingest rates of `streams` (all of `tenant`), one reading per table, a few at once. A
+/// table whose log cannot be read is logged and its streams get no rate.
+async fn ingest_rates(state: &AppState, tenant: &Tenant, streams: &[&StreamRecord]) -> HashMap<Uuid, Rate> {
+    use futures_util::StreamExt;
+    let mut tables = BTreeMap::new();
+    for s in streams {
+        tables.entry(s.table_id).or_insert_with(|| s.table_name.clone());
+    }
+    let read: Vec<_> = futures_util::stream::iter(tables)
+        .map(|(table, name)| async move {
+            let root = state.catalog.table_root(tenant, Zone::Bronze, &name);
+            let rates = state
+                .ingest_rates
+                .table(state.catalog.delta(), table, &root)
+                .await;
+            (table, root, rates)
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let mut by_table = HashMap::new();
+    for (table, root, rates) in read {
+        match rates {
+            Ok(rates) => {
+                by_table.insert(table, rates);
+            }
+            Err(e) => {
+                tracing::warn!(table = %root, error = %tenancy::error_chain(&e), "cannot read the table's log for its streams' ingest rate")
+            }
+        }
+    }
+    streams
+        .iter()
+        .filter_map(|s| Some((s.id, by_table.get(&s.table_id)?.of(s.id))))
+        .collect()
+}
+
+fn view(state: &AppState, s: &StreamRecord, rate: Option<Rate>) -> StreamView {
     let source = match &s.source {
         StreamSource::Http => SourceView {
             kind: "http",
@@ -180,6 +245,7 @@ fn view(state: &AppState, s: &StreamRecord) -> StreamView {
         status: runtime.status,
         lag: runtime.lag,
         last_error: runtime.last_error,
+        ingest_rate: rate.map(IngestRateView::from),
         created_at: s.created_at,
     }
 }
@@ -268,7 +334,7 @@ pub async fn create_stream(
         Outcome::Success,
     );
     let record = state.ingest.create_stream(&tenant, spec, &audit).await?;
-    Ok(audited((StatusCode::CREATED, Json(view(&state, &record)))))
+    Ok(audited((StatusCode::CREATED, Json(view(&state, &record, None)))))
 }
 
 /// Pages the stream list.
@@ -301,7 +367,7 @@ pub async fn list_streams(
         .transpose()?;
     auth.caller
         .authorize(Action::Zone(tenant_id, Zone::Bronze, Access::Read))?;
-    load(&state, tenant_id).await?;
+    let tenant = load(&state, tenant_id).await?;
     let grants = auth.caller.grants(&state, tenant_id).await?;
     // Streams of tables the caller cannot see are skipped; keep reading until the page is full.
     let mut rows = Vec::new();
@@ -324,10 +390,11 @@ pub async fn list_streams(
     }
     let (rows, next_cursor) = pagination::page(rows, limit, |s| s.name.to_string());
     let platform = auth.caller.principal.role == tenancy::role::Role::PlatformAdmin;
+    let rates = ingest_rates(&state, &tenant, &rows.iter().collect::<Vec<_>>()).await;
     Ok(Json(Page {
         items: rows
             .iter()
-            .map(|s| disclosed(view(&state, s), s, platform))
+            .map(|s| disclosed(view(&state, s, rates.get(&s.id).copied()), s, platform))
             .collect(),
         next_cursor,
     }))
@@ -343,8 +410,12 @@ pub async fn get_stream(
     Path(path): Path<(String, String)>,
 ) -> Result<Json<StreamView>, ApiError> {
     let (_, name) = path;
-    let (_, stream) = stream_at(&state, &auth, &name, Access::Read).await?;
-    let mut shown = view(&state, &stream);
+    let (tenant, stream) = stream_at(&state, &auth, &name, Access::Read).await?;
+    let rate = ingest_rates(&state, &tenant, &[&stream])
+        .await
+        .get(&stream.id)
+        .copied();
+    let mut shown = view(&state, &stream, rate);
     if matches!(stream.source, StreamSource::Kafka(_)) && shown.status == "stopped" {
         // Its worker runs in another process (the leader replica, a pod): its row tells.
         let id = tenancy::worker::WorkerSpec::ingest(stream.tenant.clone(), stream.id).id();

@@ -224,7 +224,7 @@ pub struct TableDetail {
 pub struct RunView {
     /// Run id.
     pub run_id: Uuid,
-    /// `running`, `succeeded` or `failed`.
+    /// `queued`, `running`, `succeeded` or `failed`.
     #[schema(value_type = String)]
     pub status: RunStatus,
     /// Operations, in execution order.
@@ -743,6 +743,54 @@ pub async fn start_maintenance(
     )))
 }
 
+/// A page of a table's maintenance runs.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RunQuery {
+    /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The table's maintenance runs, newest first: those asked for and those the scheduler queued.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/tables/{zone}/{name}/maintenance", tag = "tables",
+    params(("tenant" = String, Path, description = "Tenant id"), ("zone" = String, Path, description = "Zone"), ("name" = String, Path, description = "Table"), RunQuery),
+    responses((status = 200, description = "A page of runs", body = Page<RunView>)))]
+pub async fn list_maintenance(
+    State(state): State<AppState>,
+    auth: Authorized<perm::TenantData>,
+    Path(path): Path<(String, String, String)>,
+    ApiQuery(query): ApiQuery<RunQuery>,
+) -> Result<Json<Page<RunView>>, ApiError> {
+    let (_, zone, name) = path;
+    let limit = pagination::limit(query.limit)?;
+    let before = pagination::decode_uuid_cursor(query.cursor.as_deref())?;
+    let (_, record) = table_at(&state, &auth, &zone, &name, Access::Read).await?;
+    let runs = state.store.list_runs(record.id, before, limit + 1).await?;
+    let (runs, next_cursor) = pagination::page(runs, limit, |r| r.id.to_string());
+    let now = tenancy::now();
+    let role = auth.caller.principal.role;
+    Ok(Json(Page {
+        items: runs
+            .into_iter()
+            .map(|r| RunView::shown_to(lapsed(r, now), role))
+            .collect(),
+        next_cursor,
+    }))
+}
+
+/// A running run whose lease lapsed is shown failed: its process stopped without recording an
+/// end (the next run on the table records this failure too, when it takes the lease over).
+fn lapsed(mut run: MaintenanceRun, now: DateTime<Utc>) -> MaintenanceRun {
+    if run.status == RunStatus::Running && run.lease_expires_at < now {
+        run.status = RunStatus::Failed;
+        run.error = Some(tenancy::disclosure::LEASE_EXPIRED.to_owned());
+    }
+    run
+}
+
 /// A maintenance run's status and metrics.
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/tables/{zone}/{name}/maintenance/{run_id}", tag = "tables",
     params(("tenant" = String, Path, description = "Tenant id"), ("zone" = String, Path, description = "Zone"), ("name" = String, Path, description = "Table"), ("run_id" = String, Path, description = "Run id")),
@@ -762,12 +810,8 @@ pub async fn get_maintenance(
         .await?
         .filter(|r| r.table_id == record.id)
         .ok_or_else(not_found)?;
-    let mut run = run;
-    if run.status == RunStatus::Running && run.lease_expires_at < tenancy::now() {
-        // Its process stopped without recording an end; the next run on the table records
-        // this failure too, when it takes the lease over.
-        run.status = RunStatus::Failed;
-        run.error = Some(tenancy::disclosure::LEASE_EXPIRED.to_owned());
-    }
-    Ok(Json(RunView::shown_to(run, auth.caller.principal.role)))
+    Ok(Json(RunView::shown_to(
+        lapsed(run, tenancy::now()),
+        auth.caller.principal.role,
+    )))
 }

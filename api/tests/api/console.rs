@@ -699,3 +699,64 @@ async fn a_recipient_made_in_the_console_downloads_a_working_profile() {
     );
     app.shutdown().await;
 }
+
+/// The tenant page shows each stream's ingest rate as `/v1` reads it from the table's log,
+/// and the table page lists its maintenance runs newest first, a page at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_show_their_rate_and_tables_their_maintenance_runs() {
+    use crate::streams::{EVENTS, clicks, ndjson, push};
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    clicks(&app, &admin, "reject").await;
+    // Three pushes, three commits (three files for the compaction below).
+    for start in [0, 40, 80] {
+        let answer = push(
+            &app,
+            &admin,
+            EVENTS,
+            "application/x-ndjson",
+            ndjson(start..start + 40),
+        )
+        .await;
+        assert_eq!(answer.status(), 200);
+    }
+    let session = ada(&app).await;
+    let overview = session.page("/console/tenants/acme", 200).await;
+    assert!(
+        overview.contains("title=\"120 rows in the last 60 s\">2.0 rows/s</td>"),
+        "the stream's rate: {overview}"
+    );
+
+    // Eleven runs: a compaction, then ten checkpoints. The first page holds the ten newest.
+    let table = "/v1/tenants/acme/tables/bronze/events";
+    let compact =
+        crate::tables::run_maintenance(&app, &admin, table, json!({"operations": ["compact"]})).await;
+    assert_eq!(compact["status"], "succeeded", "{compact}");
+    for _ in 0..10 {
+        let run =
+            crate::tables::run_maintenance(&app, &admin, table, json!({"operations": ["checkpoint"]})).await;
+        assert_eq!(run["status"], "succeeded", "{run}");
+    }
+    let page = session
+        .page("/console/tenants/acme/tables/bronze/events", 200)
+        .await;
+    let runs = page.split("<h3>Runs</h3>").nth(1).expect("runs section");
+    let runs = runs.split("</table>").next().expect("runs table");
+    assert_eq!(runs.matches("<td>checkpoint</td>").count(), 10, "{runs}");
+    assert!(
+        !runs.contains("<td>compact</td>"),
+        "the oldest run is on the next page"
+    );
+    let next = page
+        .split("href=\"")
+        .filter_map(|s| s.split('"').next())
+        .find(|href| href.contains("runs_cursor="))
+        .expect("a next page of runs")
+        .replace("&amp;", "&");
+    let second = session.page(&next, 200).await;
+    let runs = second.split("<h3>Runs</h3>").nth(1).expect("runs section");
+    let runs = runs.split("</table>").next().expect("runs table");
+    assert_eq!(runs.matches("<td>compact</td>").count(), 1, "{runs}");
+    assert!(runs.contains("files_removed=3"), "what the run did: {runs}");
+    app.shutdown().await;
+}

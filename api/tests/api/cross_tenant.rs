@@ -43,6 +43,7 @@ pub(crate) fn allowed(method: &str, path: &str) -> Option<&'static [Role]> {
         | ("post", "/v1/tenants/{tenant}/tables/{zone}/{name}/maintenance") => &[TenantAdmin, Engineer],
         ("get", "/v1/tenants/{tenant}/tables/{zone}/{name}")
         | ("get", "/v1/tenants/{tenant}/tables/{zone}/{name}/history")
+        | ("get", "/v1/tenants/{tenant}/tables/{zone}/{name}/maintenance")
         | ("get", "/v1/tenants/{tenant}/tables/{zone}/{name}/maintenance/{run_id}") => {
             &[TenantAdmin, Engineer, Scientist, Analyst]
         }

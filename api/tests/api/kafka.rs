@@ -496,6 +496,10 @@ async fn latest_starts_after_existing_records_and_a_restart_skips_nothing_new() 
         Some(bad as u64 + 1),
         "the empty record is a dead letter too"
     );
+    // The worker's commits name the stream's rows: its rate counts the good records, which
+    // all landed within the last minute, and no dead letter.
+    let rate = stream_json(&app, &admin).await["ingest_rate"].clone();
+    assert_eq!(rate["rows"].as_u64(), Some(good.len() as u64), "{rate}");
     app.shutdown().await;
 }
 

@@ -50,7 +50,7 @@ pub(crate) async fn push(
         .expect("sent")
 }
 
-fn ndjson(ids: std::ops::Range<i64>) -> Vec<u8> {
+pub(crate) fn ndjson(ids: std::ops::Range<i64>) -> Vec<u8> {
     ids.map(|i| format!("{{\"id\": {i}, \"user\": \"u{}\", \"amount\": {}.5}}\n", i % 7, i))
         .collect::<String>()
         .into_bytes()
@@ -384,6 +384,117 @@ async fn concurrent_requests_share_commits_and_every_acknowledged_event_is_there
         "one table version per group commit"
     );
     assert!(distinct.iter().all(|v| *v > before && *v <= after));
+    app.shutdown().await;
+}
+
+/// Each stream's ingest rate counts the rows it committed to its table, read back from the
+/// table's log: two streams whose pushes share group commits each get their own count;
+/// dead letters and refused pushes count nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_streams_ingest_rate_counts_its_own_committed_rows() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.ingest.linger_ms = 300, Default::default()).await;
+    let admin = app.token(Role::PlatformAdmin, None).await;
+    clicks(&app, &admin, "reject").await;
+    let views = json!({"name": "views", "table": {"zone": "bronze", "name": "events"},
+                       "source": {"type": "http"}, "on_error": "dlq"});
+    app.expect(&admin, Method::POST, STREAMS, Some(views), 201).await;
+    let rate = |name: &'static str| {
+        let (app, admin) = (&app, &admin);
+        async move {
+            let stream: Value = app
+                .get_as(admin, &format!("{STREAMS}/{name}"))
+                .await
+                .json()
+                .await
+                .expect("json");
+            stream["ingest_rate"].clone()
+        }
+    };
+    assert_eq!(
+        rate("clicks").await,
+        json!({"rows": 0, "window_seconds": 60.0, "rows_per_second": 0.0}),
+        "nothing pushed yet"
+    );
+
+    // 1,000 rows to clicks and 100 good rows (and 50 dead letters) to views, at once: their
+    // requests share group commits.
+    let clicks_pushes = (0..40).map(|i| {
+        let (app, admin) = (&app, &admin);
+        async move {
+            let answer = push(
+                app,
+                admin,
+                EVENTS,
+                "application/x-ndjson",
+                ndjson(i * 25..(i + 1) * 25),
+            )
+            .await;
+            assert_eq!(answer.status(), 200);
+        }
+    });
+    let views_pushes = (0..10).map(|i| {
+        let (app, admin) = (&app, &admin);
+        async move {
+            let mut body = ndjson(10_000 + i * 10..10_000 + (i + 1) * 10);
+            body.extend_from_slice(b"{\"id\": \"x\"}\n".repeat(5).as_slice());
+            let answer = push(
+                app,
+                admin,
+                &format!("{STREAMS}/views/events"),
+                "application/x-ndjson",
+                body,
+            )
+            .await;
+            assert_eq!(answer.status(), 200);
+            let answer: Value = answer.json().await.expect("json");
+            assert_eq!(
+                (answer["accepted"].as_u64(), answer["rejected"].as_u64()),
+                (Some(10), Some(5))
+            );
+        }
+    });
+    futures_util::future::join(
+        futures_util::future::join_all(clicks_pushes),
+        futures_util::future::join_all(views_pushes),
+    )
+    .await;
+    // A push refused whole commits nothing.
+    let refused = push(
+        &app,
+        &admin,
+        EVENTS,
+        "application/x-ndjson",
+        b"{\"id\": \"x\"}\n".to_vec(),
+    )
+    .await;
+    problem(refused, 422).await;
+
+    let clicks_rate = rate("clicks").await;
+    assert_eq!(clicks_rate["rows"], 1000, "{clicks_rate}");
+    assert_eq!(clicks_rate["window_seconds"], 60.0);
+    let per_second = clicks_rate["rows_per_second"].as_f64().expect("rate");
+    assert!((per_second - 1000.0 / 60.0).abs() < 1e-9, "{per_second}");
+    let listed: Value = app.get_as(&admin, STREAMS).await.json().await.expect("json");
+    let views_rate = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|s| s["name"] == "views")
+        .map(|s| s["ingest_rate"].clone())
+        .expect("views listed");
+    assert_eq!(views_rate["rows"], 100, "{listed}");
+
+    // A later reading adds only what was committed since.
+    let answer = push(&app, &admin, EVENTS, "application/x-ndjson", ndjson(5_000..5_050)).await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(rate("clicks").await["rows"], 1050);
+    assert_eq!(rate("views").await["rows"], 100);
+    let (_, ids) = read(&location(&app, &admin, "events").await);
+    assert_eq!(
+        ids.len(),
+        1150,
+        "the table holds exactly the rows the rates count"
+    );
     app.shutdown().await;
 }
 

@@ -385,6 +385,44 @@ async fn maintenance_compacts_zorders_retains_and_vacuums_without_losing_a_row()
         expected,
         "vacuum never removes a file the current version needs"
     );
+
+    // The run list: the four runs newest first, paged; the refused requests made none.
+    let page: Value = app
+        .get_as(&engineer, &format!("{ORDERS}/maintenance?limit=3"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let ids = |page: &Value| -> Vec<Value> {
+        page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|r| r["run_id"].clone())
+            .collect()
+    };
+    assert_eq!(
+        ids(&page),
+        [&vacuum, &retention, &zorder].map(|r| r["run_id"].clone()),
+        "{page}"
+    );
+    assert_eq!(page["items"][1]["metrics"]["rows_deleted"], 75);
+    let cursor = page["next_cursor"].as_str().expect("a next page");
+    let rest: Value = app
+        .get_as(
+            &engineer,
+            &format!("{ORDERS}/maintenance?limit=3&cursor={cursor}"),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ids(&rest), [compact["run_id"].clone()]);
+    assert_eq!(rest["next_cursor"], Value::Null);
+    let bad = app
+        .get_as(&engineer, &format!("{ORDERS}/maintenance?cursor=not-ours"))
+        .await;
+    assert_eq!(problem(bad, 422).await["errors"][0]["field"], "cursor");
     app.shutdown().await;
 }
 

@@ -74,6 +74,49 @@ pub async fn latest_version(log: &LogStoreRef, root: &str, since: i64) -> Result
     Ok(version_i64(latest))
 }
 
+/// The table's latest version without a snapshot and without a known version to list from:
+/// the log is listed from its last checkpoint (`_last_checkpoint`), or from version 0 when it
+/// was never checkpointed or the hint is unreadable.
+pub async fn latest_version_cold(log: &LogStoreRef, root: &str) -> Result<i64, DeltaError> {
+    use deltalake::logstore::object_store::{self, ObjectStoreExt, path::Path};
+    let hint = Path::from("_delta_log/_last_checkpoint");
+    let since = match log.object_store(None).get(&hint).await {
+        Ok(found) => found
+            .bytes()
+            .await
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.get("version").and_then(serde_json::Value::as_i64))
+            .unwrap_or(0),
+        Err(object_store::Error::NotFound { .. }) => 0,
+        Err(source) => {
+            return Err(DeltaError::delta(
+                "read the last checkpoint",
+                root,
+                deltalake::DeltaTableError::ObjectStore { source },
+            ));
+        }
+    };
+    match latest_version(log, root, since).await {
+        Err(_) if since > 0 => latest_version(log, root, 0).await,
+        listed => listed,
+    }
+}
+
+/// One commit file's text; `None` when log cleanup removed it.
+pub async fn read_commit_text(
+    log: &LogStoreRef,
+    root: &str,
+    version: i64,
+) -> Result<Option<String>, DeltaError> {
+    let version = u64::try_from(version).map_err(|_| DeltaError::Location(root.to_owned()))?;
+    let entry = log
+        .read_commit_entry(version)
+        .await
+        .map_err(|e| DeltaError::delta("read a commit", root, e))?;
+    Ok(entry.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+}
+
 /// Creates the Delta table for `spec` at `root` and returns its version (0). An existing
 /// table there is an error, never overwritten.
 pub async fn create(settings: &DeltaSettings, root: &str, spec: &TableSpec) -> Result<i64, DeltaError> {
@@ -347,14 +390,27 @@ pub const CHECKPOINT_INTERVAL: u64 = 100;
 /// already written, which would make an acknowledged-or-not answer wrong; `checkpoint_if_due`
 /// runs them after.
 /// They are tagged as ingestion, so the volume collector counts their bytes as ingested, and
-/// with the writing worker's `owner` where one writes them (Kafka).
+/// with the writing worker's `owner` where one writes them (Kafka). `streams` names the rows
+/// each stream put in the commit (one commit may hold several streams' pushes to one table):
+/// what a stream's ingest rate is read from.
 pub fn ingest_commit_properties(
     transactions: Vec<deltalake::kernel::Transaction>,
     owner: Option<&str>,
+    streams: &[(uuid::Uuid, u64)],
 ) -> CommitProperties {
     let mut metadata = vec![writer(crate::volume::INGEST)];
     if let Some(owner) = owner {
         metadata.push((OWNER_KEY.to_owned(), serde_json::Value::String(owner.to_owned())));
+    }
+    if !streams.is_empty() {
+        let rows = streams
+            .iter()
+            .map(|(stream, rows)| (stream.to_string(), serde_json::Value::from(*rows)))
+            .collect();
+        metadata.push((
+            crate::ingest::rate::STREAM_ROWS_KEY.to_owned(),
+            serde_json::Value::Object(rows),
+        ));
     }
     CommitProperties::default()
         .with_create_checkpoint(false)

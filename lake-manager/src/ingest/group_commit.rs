@@ -129,6 +129,8 @@ pub struct Reservation {
 }
 
 struct Pending {
+    /// The stream pushed to: a commit names each stream's rows (its ingest rate).
+    stream: Uuid,
     rows: Option<RecordBatch>,
     dlq: Option<RecordBatch>,
     bytes: usize,
@@ -326,6 +328,7 @@ impl GroupCommitter {
     pub async fn submit(
         &self,
         writer: &TableWriter,
+        stream: Uuid,
         reservation: Reservation,
         bytes: usize,
         rows: Option<RecordBatch>,
@@ -338,6 +341,7 @@ impl GroupCommitter {
         writer
             .tx
             .send(Pending {
+                stream,
                 rows,
                 dlq,
                 bytes,
@@ -652,7 +656,7 @@ impl Committer {
             .map(RecordBatch::num_rows)
             .sum();
         let started = std::time::Instant::now();
-        let result = self.commit(rows, dead, seq).await;
+        let result = self.commit(rows, dead, seq, &stream_rows(&group)).await;
         self.settle_keys(&group, &result).await;
         match &result {
             Ok(committed) => tracing::debug!(
@@ -709,14 +713,22 @@ impl Committer {
         }
     }
 
-    async fn commit(&mut self, rows: Staged, dead: Staged, seq: i64) -> Result<Committed, Failure> {
+    async fn commit(
+        &mut self,
+        rows: Staged,
+        dead: Staged,
+        seq: i64,
+        streams: &[(Uuid, u64)],
+    ) -> Result<Committed, Failure> {
         // A migration that started while these requests waited must not see a commit at the old
         // location: the group is refused (nothing acknowledged) and the callers send again. The
         // intent holds a migration that starts from now on back until this commit ended.
         let (tenant, intent) = crate::fence::Intent::begin(&self.store, &self.target.tenant, "http-push")
             .await
             .map_err(|e| Failure::not_committed(tenancy::error_chain(&e)))?;
-        let result = self.commit_fenced(rows, dead, Ok(tenant), &intent, seq).await;
+        let result = self
+            .commit_fenced(rows, dead, Ok(tenant), &intent, seq, streams)
+            .await;
         intent.end().await;
         result
     }
@@ -728,6 +740,7 @@ impl Committer {
         tenant: Result<Option<tenancy::tenant::Tenant>, StoreError>,
         intent: &crate::fence::Intent,
         seq: i64,
+        streams: &[(Uuid, u64)],
     ) -> Result<Committed, Failure> {
         match tenant {
             Ok(Some(tenant))
@@ -759,7 +772,8 @@ impl Committer {
             None
         } else {
             let root = self.target.dlq_root.clone();
-            let version = match append(&self.delta, &mut self.dlq, &root, dead, &self.app_id, seq).await {
+            let version = match append(&self.delta, &mut self.dlq, &root, dead, &self.app_id, seq, &[]).await
+            {
                 Ok(version) => {
                     locked(&self.floors).1 = Some(version);
                     locked(&self.templates).1.clone_from(&self.dlq);
@@ -786,7 +800,17 @@ impl Committer {
             None
         } else {
             let root = self.target.root.clone();
-            match append(&self.delta, &mut self.table, &root, rows, &self.app_id, seq).await {
+            match append(
+                &self.delta,
+                &mut self.table,
+                &root,
+                rows,
+                &self.app_id,
+                seq,
+                streams,
+            )
+            .await
+            {
                 Ok(version) => {
                     locked(&self.floors).0 = Some(version);
                     locked(&self.templates).0.clone_from(&self.table);
@@ -866,6 +890,17 @@ async fn release(store: &Arc<dyn MetadataStore>, target: &Target, attempts: &[Uu
     }
 }
 
+/// The rows each stream put in a group, streams in id order.
+fn stream_rows(group: &[Pending]) -> Vec<(Uuid, u64)> {
+    let mut rows = std::collections::BTreeMap::<Uuid, u64>::new();
+    for pending in group {
+        if let Some(batch) = &pending.rows {
+            *rows.entry(pending.stream).or_default() += batch.num_rows() as u64;
+        }
+    }
+    rows.into_iter().collect()
+}
+
 /// The idempotency-key attempts of the keyed requests among `pending`.
 fn keyed_attempts(pending: &[Pending]) -> Vec<Uuid> {
     pending
@@ -905,6 +940,7 @@ async fn append(
     staged: Staged,
     app_id: &str,
     seq: i64,
+    streams: &[(Uuid, u64)],
 ) -> Result<i64, DeltaError> {
     let table = match slot.take() {
         Some(table) => table,
@@ -914,7 +950,7 @@ async fn append(
     let written = staged
         .commit(
             table,
-            tables::ingest_commit_properties(vec![Transaction::new(app_id, seq)], None),
+            tables::ingest_commit_properties(vec![Transaction::new(app_id, seq)], None, streams),
         )
         .await;
     match written {

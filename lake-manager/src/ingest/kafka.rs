@@ -315,12 +315,18 @@ impl Side {
     }
 
     /// Commits rows (or, with none, only the positions) with one transaction per partition.
+    /// `stream` names the rows as the stream's (its ingest rate); dead letters are not.
     async fn commit(
         &mut self,
         rows: Option<RecordBatch>,
         positions: Vec<Transaction>,
+        stream: Option<uuid::Uuid>,
     ) -> Result<i64, IngestError> {
-        let properties = tables::ingest_commit_properties(positions, Some(&self.owner));
+        let counted: Vec<(uuid::Uuid, u64)> = match (stream, &rows) {
+            (Some(stream), Some(rows)) => vec![(stream, rows.num_rows() as u64)],
+            _ => Vec::new(),
+        };
+        let properties = tables::ingest_commit_properties(positions, Some(&self.owner), &counted);
         let fenced = |e: deltalake::DeltaTableError, root: &str| -> IngestError {
             if matches!(
                 &e,
@@ -455,7 +461,7 @@ impl Worker {
                 .map_err(|e| IngestError::Kafka(e.to_string()))?;
         }
         if !pinned.is_empty() {
-            self.main.commit(None, pinned).await?;
+            self.main.commit(None, pinned, None).await?;
         }
         tracing::info!(stream = %self.stream, topic = %self.topic, positions = ?self.next, "kafka worker assigned from the table's positions");
         self.consumer
@@ -663,13 +669,16 @@ impl Worker {
                 if !intent.still_held() {
                     return Err(lapsed());
                 }
-                self.dlq.commit(Some(rows), transactions()).await?;
+                self.dlq.commit(Some(rows), transactions(), None).await?;
             }
         }
         if !intent.still_held() {
             return Err(lapsed());
         }
-        let version = self.main.commit(decoded.rows, transactions()).await?;
+        let version = self
+            .main
+            .commit(decoded.rows, transactions(), Some(self.stream))
+            .await?;
         intent.end().await;
         for (partition, offset) in last {
             self.next.insert(partition, offset + 1);

@@ -9,6 +9,7 @@ pub mod fused;
 pub mod group_commit;
 pub mod idempotency;
 pub mod kafka;
+pub mod rate;
 pub mod secrets;
 pub mod streams;
 pub mod validate;

@@ -658,6 +658,7 @@ impl Ingest {
         &self,
         tenant: &Tenant,
         writer: &super::group_commit::TableWriter,
+        stream: Uuid,
         body: Vec<u8>,
         file: FileFormat,
         ticket: &Arc<Ticket>,
@@ -696,6 +697,7 @@ impl Ingest {
             .committer
             .submit(
                 writer,
+                stream,
                 reservation,
                 bytes,
                 Some(rows),
@@ -736,7 +738,7 @@ impl Ingest {
         let writer = self.committer.writer(&target).await?;
         if let BodyFormat::File(file) = format {
             return self
-                .push_file(tenant, &writer, body, file, ticket, attempt, deadline)
+                .push_file(tenant, &writer, stream.id, body, file, ticket, attempt, deadline)
                 .await;
         }
         let bytes = body.len();
@@ -791,6 +793,7 @@ impl Ingest {
             .committer
             .submit(
                 &writer,
+                stream.id,
                 reservation,
                 bytes,
                 decoded.rows,

@@ -150,6 +150,13 @@ pub trait TableStore: Send + Sync {
     async fn update_run(&self, run: &MaintenanceRun) -> Result<bool, StoreError>;
     /// One run of a tenant.
     async fn get_run(&self, tenant: &TenantId, id: Uuid) -> Result<Option<MaintenanceRun>, StoreError>;
+    /// The table's runs, newest first (run ids are UUIDv7), those before the cursor id only.
+    async fn list_runs(
+        &self,
+        table_id: Uuid,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<MaintenanceRun>, StoreError>;
     /// The table's most recent finished run, if any.
     async fn last_finished_run(&self, table_id: Uuid) -> Result<Option<MaintenanceRun>, StoreError>;
     /// When each operation last succeeded on the table.

@@ -538,3 +538,49 @@ async fn running_maintenance_holds_the_migration_fence(backend: Backend) {
     db.drop_database().await;
 }
 both_backends!(running_maintenance_holds_the_migration_fence);
+
+async fn a_tables_runs_page_newest_first(backend: Backend) {
+    let (store, db) = crate::migrated(backend).await;
+    let orders = acme_with_table(store.as_ref(), "silver", "orders").await;
+    let other = table("silver", "other");
+    store
+        .insert_table(&other, 10, &audit("table.create"))
+        .await
+        .expect("table");
+    // Five finished runs on orders, one live run on the other table, interleaved.
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let mut r = run(&orders, 60);
+        store
+            .start_run(&r, &audit("table.maintenance.start"))
+            .await
+            .expect("start");
+        r.status = RunStatus::Succeeded;
+        r.finished_at = Some(tenancy::now());
+        assert!(store.update_run(&r).await.expect("end"));
+        ids.push(r.id);
+        if i == 2 {
+            store
+                .start_run(&run(&other, 60), &audit("table.maintenance.start"))
+                .await
+                .expect("other");
+        }
+    }
+    ids.reverse();
+    let first = store.list_runs(orders.id, None, 3).await.expect("page");
+    let first: Vec<_> = first.iter().map(|r| r.id).collect();
+    assert_eq!(first, ids[..3]);
+    let second = store.list_runs(orders.id, Some(ids[2]), 3).await.expect("page");
+    let second: Vec<_> = second.iter().map(|r| r.id).collect();
+    assert_eq!(second, ids[3..], "the rest, and no run of the other table");
+    assert!(
+        store
+            .list_runs(orders.id, Some(ids[4]), 3)
+            .await
+            .expect("page")
+            .is_empty()
+    );
+    store.close().await;
+    db.drop_database().await;
+}
+both_backends!(a_tables_runs_page_newest_first);

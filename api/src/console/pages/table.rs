@@ -23,6 +23,7 @@ const OPERATIONS: [&str; 5] = ["retention", "compact", "zorder", "vacuum", "chec
 #[derive(Debug, Default, Deserialize)]
 pub struct TableQuery {
     history_cursor: Option<String>,
+    runs_cursor: Option<String>,
     run: Option<String>,
 }
 
@@ -48,12 +49,17 @@ async fn render(
         &format!("{base}/history"),
         &[("limit", Some("20")), ("cursor", query.history_cursor.as_deref())],
     );
+    let runs_path = with_query(
+        &format!("{base}/maintenance"),
+        &[("limit", Some("10")), ("cursor", query.runs_cursor.as_deref())],
+    );
     let run_path = query
         .run
         .as_deref()
         .map(|id| format!("{base}/maintenance/{}", seg(id)));
     let table: Table = signed.api.get(&base).await?;
     let history: Page<Commit> = signed.api.get(&history_path).await?;
+    let runs: Page<Run> = signed.api.get(&runs_path).await?;
     let run: Option<Run> = match &run_path {
         Some(path) => super::tenant::optional(signed.api.get::<Run>(path).await)?,
         None => None,
@@ -87,8 +93,27 @@ async fn render(
         (files_section(&table))
         h2 id="maintenance" { "Maintenance" }
         @if let Some(run) = &run { h3 { "The run you queued" } (run_facts(run)) }
-        @if let Some(last) = &table.last_maintenance { h3 { "Last finished run" } (run_facts(last)) }
-        @else { p.empty { "No maintenance has run on this table yet." } }
+        h3 { "Runs" }
+        @if runs.items.is_empty() {
+            p.empty { "No maintenance has run on this table yet. The scheduler queues what is due; queue a run below." }
+        } @else {
+            table {
+                thead { tr { th { "Requested" } th { "By" } th { "Operations" } th { "Status" } th.num { "Took" } th { "What it did" } } }
+                tbody {
+                    @for r in &runs.items {
+                        tr {
+                            td { (format::when(&r.created_at)) }
+                            td.mono { (r.requested_by) }
+                            td { (r.operations.join(", ")) }
+                            td { span.pill { (r.status) } @if let Some(e) = &r.error { " " span.bad { (e) } } }
+                            td.num { (r.duration_ms.map(|ms| format!("{} ms", format::count(ms))).unwrap_or_else(|| "—".into())) }
+                            td.mono.muted { (r.metrics.as_ref().map(metrics_summary).unwrap_or_default()) }
+                        }
+                    }
+                }
+            }
+            (layout::pager(&format!("{}#maintenance", with_query(&page_base, &[("runs_cursor", runs.next_cursor.as_deref())])), runs.next_cursor.is_some()))
+        }
         form.card method="post" action={(page_base) "/maintenance"} {
             (csrf(&signed.viewer.csrf))
             (layout::problem_notice(rejected.as_ref(), &[]))
@@ -130,7 +155,7 @@ async fn render(
             ),
             (name.to_owned(), None),
         ],
-        api: [Some(base.clone()), Some(history_path), run_path]
+        api: [Some(base.clone()), Some(runs_path), Some(history_path), run_path]
             .into_iter()
             .flatten()
             .collect(),
@@ -200,10 +225,20 @@ fn run_facts(run: &Run) -> Markup {
     }
 }
 
-/// A commit's metrics in one line, as `name=value` pairs.
+/// A commit's or a run's metrics in one line, as `name=value` pairs; zero, null and empty
+/// values are left out (a compaction's `rows_deleted=0` says nothing).
 fn metrics_summary(metrics: &serde_json::Map<String, serde_json::Value>) -> String {
+    use serde_json::Value;
+    let said = |v: &Value| match v {
+        Value::Null => false,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::String(s) => !s.is_empty() && s != "0",
+        Value::Array(a) => !a.is_empty(),
+        _ => true,
+    };
     metrics
         .iter()
+        .filter(|(_, v)| said(v))
         .take(6)
         .map(|(k, v)| {
             format!(

@@ -431,7 +431,7 @@ fn streams_section(streams: &[Stream]) -> Markup {
             p.empty { "No streams. Push events over HTTP, or add a Kafka stream with " code { "POST …/streams" } "." }
         } @else {
             table {
-                thead { tr { th { "Stream" } th { "Table" } th { "Source" } th { "Status" } th { "Lag" } th { "Last error" } } }
+                thead { tr { th { "Stream" } th { "Table" } th { "Source" } th { "Status" } th.num { "Ingest rate" } th.num { "Lag" } th { "Last error" } } }
                 tbody {
                     @for s in streams {
                         tr {
@@ -439,7 +439,12 @@ fn streams_section(streams: &[Stream]) -> Markup {
                             td.mono { (table_name(&s.table)) }
                             td { (s.source.get("kind").and_then(|k| k.as_str()).unwrap_or("")) }
                             td { span.pill { (s.status) } }
-                            td.num { (s.lag.as_ref().and_then(|l| l.get("total").and_then(serde_json::Value::as_u64)).map(format::count).unwrap_or_else(|| "—".into())) }
+                            @match &s.ingest_rate {
+                                Some(rate) => td.num title=(format!("{} rows in the last {:.0} s", format::count(rate.rows), rate.window_seconds)) { (format::per_second(rate.rows_per_second)) },
+                                None => td.num.muted title="the table's log could not be read" { "—" },
+                            }
+                            // Lag is per partition; the sum is how far the stream is behind.
+                            td.num { (s.lag.as_ref().map(|l| format::count(l.values().map(|v| u64::try_from(*v).unwrap_or(0)).sum())).unwrap_or_else(|| "—".into())) }
                             td.muted { (s.last_error.as_deref().unwrap_or("")) }
                         }
                     }

@@ -133,8 +133,6 @@ pub struct Table {
     pub num_rows: Option<u64>,
     #[serde(default)]
     pub file_sizes: Vec<SizeBucket>,
-    #[serde(default)]
-    pub last_maintenance: Option<Run>,
 }
 
 /// One bucket of a table's file-size histogram.
@@ -166,6 +164,8 @@ pub struct Run {
     pub duration_ms: Option<u64>,
     #[serde(default)]
     pub error: Option<String>,
+    #[serde(default)]
+    pub metrics: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// A Delta commit.
@@ -187,10 +187,21 @@ pub struct Stream {
     pub table: serde_json::Value,
     pub status: String,
     pub source: serde_json::Value,
+    /// Records behind, by partition.
     #[serde(default)]
-    pub lag: Option<serde_json::Value>,
+    pub lag: Option<std::collections::BTreeMap<String, i64>>,
     #[serde(default)]
     pub last_error: Option<String>,
+    #[serde(default)]
+    pub ingest_rate: Option<IngestRate>,
+}
+
+/// `IngestRateView`.
+#[derive(Debug, Deserialize)]
+pub struct IngestRate {
+    pub rows: u64,
+    pub window_seconds: f64,
+    pub rows_per_second: f64,
 }
 
 /// `WorkerView`.

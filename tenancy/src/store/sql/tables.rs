@@ -383,6 +383,32 @@ impl TableStore for Store {
         row.as_ref().map(run).transpose()
     }
 
+    async fn list_runs(
+        &self,
+        table_id: Uuid,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<MaintenanceRun>, StoreError> {
+        let rows = match before {
+            Some(before) => sqlx::query(
+                "SELECT * FROM maintenance_runs WHERE table_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+            )
+            .bind(uid(table_id))
+            .bind(uid(before))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?,
+            None => {
+                sqlx::query("SELECT * FROM maintenance_runs WHERE table_id = $1 ORDER BY id DESC LIMIT $2")
+                    .bind(uid(table_id))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(run).collect()
+    }
+
     async fn last_finished_run(&self, table_id: Uuid) -> Result<Option<MaintenanceRun>, StoreError> {
         let row = sqlx::query(
             "SELECT * FROM maintenance_runs WHERE table_id = $1 AND finished_at IS NOT NULL \

@@ -1,12 +1,18 @@
 //! Group commit: appends from concurrent callers share one transaction, and each caller is
 //! answered only once the transaction that holds its item committed.
 //!
-//! No writer runs while nothing is queued. A caller queues its item and waits for the turn;
-//! whoever gets the turn starts the write of everything queued (up to a batch limit) while the
+//! No writer runs while nothing is queued. A caller queues its item and waits for a turn;
+//! whoever gets one starts the write of everything queued (up to a batch limit) while the
 //! others queue behind it, so under load a commit carries every item that arrived during the
-//! previous one. The write runs on a task of its own that holds the turn until it answered:
-//! a caller that goes away (its request cancelled) cannot drop other callers' items
+//! one before. The write runs on a task of its own that holds the turn until it answered: a
+//! caller that goes away (its request cancelled) cannot drop other callers' items
 //! half-written.
+//!
+//! There are `writers` turns. With one, an item that arrives while a transaction is under way
+//! waits for it to end and then for its own: near two commits at worst. With more (PostgreSQL,
+//! whose concurrent commits share WAL flushes), it starts its own transaction at once, and
+//! waits only for the flush under way to end before its own. SQLite has one writer at a time
+//! anyway: one turn there.
 //!
 //! The queue is bounded ([`QUEUE_BATCHES`] batches): beyond, an append is refused at once as
 //! the database being unavailable, rather than waiting behind a backlog. A transaction that
@@ -48,7 +54,7 @@ where
 /// A queue of items written in shared transactions.
 pub(crate) struct GroupCommit<T> {
     queue: Queue<T>,
-    turn: Arc<tokio::sync::Mutex<()>>,
+    turns: Arc<tokio::sync::Semaphore>,
     max_batch: usize,
     write: WriteBatch<T>,
     /// Whether a failed batch is retried item by item.
@@ -57,12 +63,17 @@ pub(crate) struct GroupCommit<T> {
 
 impl<T: Clone + Send + 'static> GroupCommit<T> {
     /// A queue whose transactions hold at most `max_batch` items (at least 1), each written by
-    /// `write` with the batch in arrival order; a batch failing with an error `split` accepts
-    /// is written again item by item.
-    pub(crate) fn new(max_batch: usize, write: WriteBatch<T>, split: fn(&StoreError) -> bool) -> Self {
+    /// `write` with the batch in arrival order, at most `writers` (at least 1) at once; a batch
+    /// failing with an error `split` accepts is written again item by item.
+    pub(crate) fn new(
+        max_batch: usize,
+        writers: usize,
+        write: WriteBatch<T>,
+        split: fn(&StoreError) -> bool,
+    ) -> Self {
         Self {
             queue: Arc::new(Mutex::new(Vec::new())),
-            turn: Arc::new(tokio::sync::Mutex::new(())),
+            turns: Arc::new(tokio::sync::Semaphore::new(writers.max(1))),
             max_batch: max_batch.max(1),
             write,
             split,
@@ -85,8 +96,10 @@ impl<T: Clone + Send + 'static> GroupCommit<T> {
             queue.push((item, answer));
         }
         loop {
-            // Waits for the batch being written, if any: the item may be in it.
-            let turn = self.turn.clone().lock_owned().await;
+            // Waits for a turn: with every one taken, the item may be in a batch being written.
+            let Ok(turn) = self.turns.clone().acquire_owned().await else {
+                return Err(StoreError::Lost); // never closed
+            };
             match answered.try_recv() {
                 Ok(outcome) => return outcome.map_err(StoreError::Shared),
                 // The task holding the item died without answering (a panic): the outcome is
@@ -102,8 +115,13 @@ impl<T: Clone + Send + 'static> GroupCommit<T> {
                 queue.drain(..take).collect()
             };
             if batch.is_empty() {
-                // Only if the item left the queue unanswered, which the above rules out.
-                return Err(StoreError::Lost);
+                // Another turn took the item: its batch is being written. (With one turn, only if
+                // the task holding it died, which the outcome then says.)
+                drop(turn);
+                return match answered.await {
+                    Ok(outcome) => outcome.map_err(StoreError::Shared),
+                    Err(_) => Err(StoreError::Lost),
+                };
             }
             let write = self.write.clone();
             let queue = self.queue_handle();
@@ -144,7 +162,7 @@ impl<T: Clone + Send + 'static> GroupCommit<T> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::time::Duration;
 
     use super::*;
@@ -186,7 +204,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_items_share_transactions_and_each_is_written_once() {
         let (batches, write) = recorder(Duration::from_millis(5), Arc::new(AtomicBool::new(false)));
-        let queue = Arc::new(GroupCommit::new(32, write, poisoned));
+        let queue = Arc::new(GroupCommit::new(32, 1, write, poisoned));
         let tasks: Vec<_> = (100..300u32)
             .map(|i| {
                 let queue = queue.clone();
@@ -215,7 +233,7 @@ mod tests {
     async fn a_failed_transaction_fails_its_items_and_not_later_ones() {
         let fail = Arc::new(AtomicBool::new(true));
         let (batches, write) = recorder(Duration::from_millis(1), fail.clone());
-        let queue = GroupCommit::new(16, write, poisoned);
+        let queue = GroupCommit::new(16, 1, write, poisoned);
         let error = queue.submit(1).await.expect_err("the write failed");
         assert!(
             error.is_unavailable(),
@@ -233,7 +251,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_item_the_database_refuses_fails_alone() {
         let (batches, write) = recorder(Duration::from_millis(5), Arc::new(AtomicBool::new(false)));
-        let queue = Arc::new(GroupCommit::new(64, write, poisoned));
+        let queue = Arc::new(GroupCommit::new(64, 1, write, poisoned));
         let tasks: Vec<_> = (0..40u32)
             .map(|i| {
                 let queue = queue.clone();
@@ -258,7 +276,7 @@ mod tests {
     async fn a_full_queue_refuses_at_once_and_an_outage_fails_those_behind() {
         let fail = Arc::new(AtomicBool::new(true));
         let (batches, write) = recorder(Duration::from_millis(300), fail.clone());
-        let queue = Arc::new(GroupCommit::new(1, write, poisoned));
+        let queue = Arc::new(GroupCommit::new(1, 1, write, poisoned));
         let spawn = |i: u32| {
             let queue = queue.clone();
             tokio::spawn(async move { queue.submit(i).await })
@@ -267,7 +285,7 @@ mod tests {
             let queue = queue.clone();
             async move {
                 let deadline = std::time::Instant::now() + Duration::from_secs(5);
-                while queue.queue.lock().expect("lock").len() != n || queue.turn.try_lock().is_ok() {
+                while queue.queue.lock().expect("lock").len() != n || queue.turns.available_permits() > 0 {
                     assert!(
                         std::time::Instant::now() < deadline,
                         "never {n} queued behind a write"
@@ -302,10 +320,87 @@ mod tests {
         assert!(batches.lock().expect("lock").is_empty());
     }
 
+    /// A writer that takes `delay` per batch and records the most batches under way at once,
+    /// and every item written.
+    fn overlapping(delay: Duration) -> (Arc<AtomicUsize>, Arc<AtomicUsize>, Batches, WriteBatch<u32>) {
+        let (under_way, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let batches: Batches = Arc::new(Mutex::new(Vec::new()));
+        let (now, peak, seen) = (under_way.clone(), most.clone(), batches.clone());
+        let write = batch_writer(move |items: Vec<u32>| {
+            let (now, peak, seen) = (now.clone(), peak.clone(), seen.clone());
+            async move {
+                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(n, Ordering::SeqCst);
+                tokio::time::sleep(delay).await;
+                seen.lock().expect("lock").push(items);
+                now.fetch_sub(1, Ordering::SeqCst);
+                Ok(())
+            }
+        });
+        (under_way, most, batches, write)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_two_writers_an_item_does_not_wait_for_the_transaction_under_way() {
+        for writers in [1, 2] {
+            let (under_way, most, batches, write) = overlapping(Duration::from_millis(100));
+            let queue = Arc::new(GroupCommit::new(16, writers, write, poisoned));
+            let first = {
+                let queue = queue.clone();
+                tokio::spawn(async move { queue.submit(1).await })
+            };
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while under_way.load(Ordering::SeqCst) == 0 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the first write never started"
+                );
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            // Arrives while the first transaction is under way.
+            queue.submit(2).await.expect("written");
+            first.await.expect("join").expect("written");
+            assert_eq!(
+                most.load(Ordering::SeqCst),
+                writers,
+                "{writers} writer(s): the second item's transaction overlaps the first only with two"
+            );
+            let mut written: Vec<u32> = batches.lock().expect("lock").iter().flatten().copied().collect();
+            written.sort_unstable();
+            assert_eq!(written, [1, 2]);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_three_writers_items_still_share_transactions_and_each_is_written_once() {
+        let (_, most, batches, write) = overlapping(Duration::from_millis(5));
+        let queue = Arc::new(GroupCommit::new(32, 3, write, poisoned));
+        // 240 at once: within the queue's bound (32 × QUEUE_BATCHES).
+        let tasks: Vec<_> = (0..240u32)
+            .map(|i| {
+                let queue = queue.clone();
+                tokio::spawn(async move { queue.submit(i).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("join").expect("written");
+        }
+        let batches = batches.lock().expect("lock").clone();
+        let mut written: Vec<u32> = batches.iter().flatten().copied().collect();
+        written.sort_unstable();
+        assert_eq!(written, (0..240).collect::<Vec<_>>(), "every item exactly once");
+        assert!(most.load(Ordering::SeqCst) <= 3, "at most three at once");
+        assert!(
+            batches.len() < 120,
+            "items still share transactions: {} for 240 items",
+            batches.len()
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_caller_cancelled_mid_write_does_not_lose_the_batch() {
         let (batches, write) = recorder(Duration::from_millis(50), Arc::new(AtomicBool::new(false)));
-        let queue = Arc::new(GroupCommit::new(16, write, poisoned));
+        let queue = Arc::new(GroupCommit::new(16, 1, write, poisoned));
         // The first caller takes the turn and is dropped while its batch is being written.
         let first = tokio::time::timeout(Duration::from_millis(10), queue.submit(1)).await;
         assert!(first.is_err(), "still writing when cancelled");

@@ -10,6 +10,10 @@ use crate::store::StoreError;
 
 pub(super) type Db = sqlx::Postgres;
 pub(super) const BACKEND: crate::store::Backend = crate::store::Backend::Postgres;
+/// Audit transactions under way at once. PostgreSQL flushes the WAL of concurrent commits
+/// together, so an event that arrives while one is flushing need not wait for that
+/// transaction to end before its own starts. Each holds a pool connection while it runs.
+pub(super) const AUDIT_WRITERS: usize = 3;
 pub(super) type DbRow = sqlx::postgres::PgRow;
 pub(super) use super::PgStore as Store;
 

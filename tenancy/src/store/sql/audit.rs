@@ -81,10 +81,12 @@ where
 /// The queue of [`AuditStore::append_audit`]: concurrent appends share one transaction (one
 /// commit, one flush), and each returns once its event is durable. On SQLite it also keeps the
 /// appends of this process from competing for the single write lock in SQLite's busy handler,
-/// which sleeps in steps of up to 100 ms.
+/// which sleeps in steps of up to 100 ms: one transaction at a time there
+/// (`AUDIT_WRITERS`).
 pub(crate) fn audit_queue(pool: Pool<Db>) -> GroupCommit<AuditEvent> {
     GroupCommit::new(
         AUDIT_BATCH,
+        super::AUDIT_WRITERS,
         batch_writer(move |events: Vec<AuditEvent>| {
             let pool = pool.clone();
             async move { insert_audit_rows(&pool, &events).await }

@@ -29,8 +29,8 @@ mod workers;
 use sqlx::{Row, Transaction};
 
 use super::dialect::{
-    BACKEND, Db, DbRow, MANY_PAGE_ROWS, ManyRow, ManyTime, Store, fetch_many, json_text, many_time, opt_time,
-    opt_uuid, time, ts, uid, uuid,
+    AUDIT_WRITERS, BACKEND, Db, DbRow, MANY_PAGE_ROWS, ManyRow, ManyTime, Store, fetch_many, json_text,
+    many_time, opt_time, opt_uuid, time, ts, uid, uuid,
 };
 use crate::store::StoreError;
 use crate::tenant::TenantId;

@@ -12,6 +12,9 @@ use crate::store::StoreError;
 
 pub(super) type Db = sqlx::Sqlite;
 pub(super) const BACKEND: crate::store::Backend = crate::store::Backend::Sqlite;
+/// SQLite takes one writer at a time: a second audit transaction would only wait in its busy
+/// handler.
+pub(super) const AUDIT_WRITERS: usize = 1;
 pub(super) type DbRow = sqlx::sqlite::SqliteRow;
 pub(super) use super::SqliteStore as Store;
 

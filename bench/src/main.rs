@@ -25,6 +25,9 @@
 //! `lakeplane-bench erasure`: one subject erased from 20 tables of 1,000,000 rows, against
 //! Python `deltalake`'s `DeltaTable.delete` on copies of the same tables (see `erasure.rs`).
 //!
+//! `lakeplane-bench streams`: the stream list with each stream's ingest rate read from its
+//! table's log, under pushes, against the table list and the tenant read (see `streams.rs`).
+//!
 //! `lakeplane-bench floor`: the authenticated API floor, closed loop, against a bare axum
 //! handler in the same run (see `floor.rs`).
 //!
@@ -64,6 +67,7 @@ mod floor;
 mod pipeline;
 mod reconcile;
 mod scheduler;
+mod streams;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -938,6 +942,7 @@ async fn main() {
         Some("erasure") => erasure::erasure().await,
         Some("floor") => floor::floor().await,
         Some("console") => console::console().await,
+        Some("streams") => streams::streams().await,
         Some("pipeline") => pipeline::pipeline().await,
         Some("bare-axum") => floor::bare_axum().await,
         Some("credentials") => {

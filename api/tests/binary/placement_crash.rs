@@ -301,6 +301,17 @@ impl Plane {
         body
     }
 
+    /// The server's own metadata database (the embedded default under `./data`), opened
+    /// beside it: what the plane has recorded, read without the API's caches.
+    async fn metadata(&self) -> std::sync::Arc<dyn tenancy::store::MetadataStore> {
+        let file = self.cwd.path().join("data").join("lakeplane.db");
+        assert!(file.exists(), "no metadata database at {}", file.display());
+        let url = tenancy::store::DatabaseUrl::parse(&format!("sqlite://{}", file.display())).expect("url");
+        tenancy::store::connect(&url, &Default::default())
+            .await
+            .expect("open the metadata database")
+    }
+
     async fn tenant(&self, id: &str) -> Value {
         self.expect(Method::GET, &format!("/v1/tenants/{id}"), None, 200)
             .await
@@ -395,27 +406,50 @@ async fn move_through_a_crash(plane: &mut Plane, base: &RwLock<String>, lake: &L
             .map(|z| t["zones"][z]["uri"].as_str().expect("zone uri").to_owned())
             .collect()
     };
-    // Polled tightly: on local storage the copy of a few tens of MB takes well under a second.
+    // Polled tightly, and from the server's metadata database rather than the API: on local
+    // storage the copy of a few tens of MB takes well under a second, and on moto about one,
+    // while `GET /v1/tenants/{id}` may answer from its cache up to a second old (changes made
+    // in the background show within that), so polling it could miss the whole copy.
+    let store = plane.metadata().await;
+    let hot = tenancy::tenant::TenantId::parse("hot").expect("id");
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut seen = None;
     let at_kill = loop {
-        let t = plane.tenant("hot").await;
-        let phase = t["migration"]["phase"].as_str().unwrap_or_default();
-        if seen.is_none() && t["status"] == "migrating" {
+        let t = store.get_tenant(&hot).await.expect("read").expect("hot");
+        let migration = store
+            .migrations()
+            .await
+            .expect("read")
+            .into_iter()
+            .find(|m| m.tenant == hot);
+        let progress = store
+            .migration_progress(&hot)
+            .await
+            .expect("read")
+            .unwrap_or_default();
+        let migrating = t.status == tenancy::tenant::TenantStatus::Migrating;
+        if seen.is_none() && migrating {
             seen = Some(Instant::now());
         }
-        // Listed (the total is recorded once every zone is listed), so the copy is under way.
-        let listed = t["migration"]["objects_total"].as_u64().is_some_and(|n| n > 0);
-        if t["status"] == "migrating" && phase == "copying" && listed {
-            break t;
+        if let Some(m) = migration.as_ref().filter(|_| migrating) {
+            // Listed (the total is recorded once every zone is listed), so the copy is under way.
+            if m.stage(&progress) == "copying" && progress.objects_total > 0 {
+                break json!({"migration": {
+                    "to": m.to.kind.as_str(),
+                    "phase": "copying",
+                    "objects_total": progress.objects_total,
+                    "objects_copied": progress.objects_copied,
+                }});
+            }
         }
         assert!(
-            !(t["status"] == "ready" && t["placement"]["kind"] == kind),
-            "the move to {kind} finished before the test saw it copy: {t}"
+            !(t.status == tenancy::tenant::TenantStatus::Ready && t.placement.kind.as_str() == kind),
+            "the move to {kind} finished before the test saw it copy: {t:?} {progress:?}"
         );
-        assert!(Instant::now() < deadline, "no move to {kind} started: {t}");
+        assert!(Instant::now() < deadline, "no move to {kind} started: {t:?}");
         tokio::time::sleep(Duration::from_millis(2)).await;
     };
+    store.close().await;
     assert_eq!(at_kill["migration"]["to"], kind, "{at_kill}");
     plane.kill_and_restart(base).await;
 

@@ -165,14 +165,11 @@ async fn count_table(
     let mut counts = Vec::new();
     let mut commits = 0;
     for version in first..=last {
-        let entry = log
-            .read_commit_entry(version)
-            .await
-            .map_err(|e| crate::delta::DeltaError::delta("read a commit", root, e))?;
-        let Some(bytes) = entry else {
+        let version = i64::try_from(version).unwrap_or(i64::MAX);
+        let Some(text) = tables::read_commit_text(&log, root, version).await? else {
             continue; // removed by log cleanup
         };
-        let commit = read_commit(&String::from_utf8_lossy(&bytes), now);
+        let commit = read_commit(&text, now);
         counts.push((commit.day, commit.written));
         commits += 1;
     }

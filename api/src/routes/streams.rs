@@ -174,7 +174,7 @@ impl From<Rate> for IngestRateView {
 
 /// The ingest rates of `streams` (all of `tenant`), one reading per table, a few at once. A
 /// table whose log cannot be read is logged and its streams get no rate.
-async fn ingest_rates(state: &AppState, tenant: &Tenant, streams: &[&StreamRecord]) -> HashMap<Uuid, Rate> {
+async fn ingest_rates(state: &AppState, tenant: &Tenant, streams: &[StreamRecord]) -> HashMap<Uuid, Rate> {
     use futures_util::StreamExt;
     let mut tables = BTreeMap::new();
     for s in streams {
@@ -390,7 +390,7 @@ pub async fn list_streams(
     }
     let (rows, next_cursor) = pagination::page(rows, limit, |s| s.name.to_string());
     let platform = auth.caller.principal.role == tenancy::role::Role::PlatformAdmin;
-    let rates = ingest_rates(&state, &tenant, &rows.iter().collect::<Vec<_>>()).await;
+    let rates = ingest_rates(&state, &tenant, &rows).await;
     Ok(Json(Page {
         items: rows
             .iter()
@@ -411,7 +411,7 @@ pub async fn get_stream(
 ) -> Result<Json<StreamView>, ApiError> {
     let (_, name) = path;
     let (tenant, stream) = stream_at(&state, &auth, &name, Access::Read).await?;
-    let rate = ingest_rates(&state, &tenant, &[&stream])
+    let rate = ingest_rates(&state, &tenant, std::slice::from_ref(&stream))
         .await
         .get(&stream.id)
         .copied();

@@ -327,6 +327,20 @@ async fn serve_idp(key: Arc<IdpKey>, claims: Value) -> String {
     format!("http://{addr}")
 }
 
+/// A GET from the browser carrying one cookie.
+async fn with_cookie(
+    browser: &reqwest::Client,
+    url: impl reqwest::IntoUrl,
+    cookie: &str,
+) -> reqwest::Response {
+    browser
+        .get(url)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("a response")
+}
+
 fn cookie_named(response: &reqwest::Response, name: &str) -> Option<String> {
     response
         .headers()
@@ -393,12 +407,7 @@ async fn the_console_signs_in_through_the_idp_with_pkce() {
 
     // A state that is not this browser's is refused before any exchange.
     let forged = callback.replace("state=", "state=0");
-    let refused = browser
-        .get(&forged)
-        .header("cookie", &flow)
-        .send()
-        .await
-        .expect("forged");
+    let refused = with_cookie(&browser, &forged, &flow).await;
     assert_eq!(refused.status(), 400);
     assert!(cookie_named(&refused, "lakeplane_console").is_none());
     let no_flow = browser.get(&callback).send().await.expect("no cookie");
@@ -408,12 +417,7 @@ async fn the_console_signs_in_through_the_idp_with_pkce() {
         "a callback this browser did not start is refused"
     );
 
-    let done = browser
-        .get(&callback)
-        .header("cookie", &flow)
-        .send()
-        .await
-        .expect("callback");
+    let done = with_cookie(&browser, &callback, &flow).await;
     assert_eq!(done.status(), 200);
     let session = cookie_named(&done, "lakeplane_console").expect("a session");
     assert!(
@@ -422,19 +426,9 @@ async fn the_console_signs_in_through_the_idp_with_pkce() {
             .expect("html")
             .contains("Signed in as <strong>carol@example.test</strong>")
     );
-    let home = browser
-        .get(app.url("/console"))
-        .header("cookie", &session)
-        .send()
-        .await
-        .expect("home");
+    let home = with_cookie(&browser, app.url("/console"), &session).await;
     assert_eq!(home.headers()["location"], "/console/tenants/acme");
-    let tenant = browser
-        .get(app.url("/console/tenants/acme/tokens"))
-        .header("cookie", &session)
-        .send()
-        .await
-        .expect("tokens");
+    let tenant = with_cookie(&browser, app.url("/console/tenants/acme/tokens"), &session).await;
     assert_eq!(
         tenant.status(),
         200,
@@ -442,12 +436,7 @@ async fn the_console_signs_in_through_the_idp_with_pkce() {
     );
 
     // The code was good once: replaying the callback fails at the IdP, and no session starts.
-    let replay = browser
-        .get(&callback)
-        .header("cookie", &flow)
-        .send()
-        .await
-        .expect("replay");
+    let replay = with_cookie(&browser, &callback, &flow).await;
     assert_eq!(replay.status(), 400);
     assert!(cookie_named(&replay, "lakeplane_console").is_none());
     app.shutdown().await;

@@ -486,15 +486,9 @@ pub async fn version_of_mark(
     let store = table.log_store();
     // Newest first: the mark is usually in the last few commits.
     for version in (floor.map_or(0, |f| f + 1)..=latest).rev() {
-        let Ok(at) = u64::try_from(version) else { continue };
-        let Some(bytes) = store
-            .read_commit_entry(at)
-            .await
-            .map_err(|e| DeltaError::delta("read commit", root, e))?
-        else {
+        let Some(text) = read_commit_text(&store, root, version).await? else {
             continue;
         };
-        let text = String::from_utf8_lossy(&bytes);
         let marked = text.lines().any(|line| {
             serde_json::from_str::<serde_json::Value>(line).is_ok_and(|action| {
                 let txn = &action["txn"];

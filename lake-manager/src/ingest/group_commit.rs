@@ -650,13 +650,10 @@ impl Committer {
     }
 
     async fn finish(&mut self, group: Vec<Pending>, rows: Staged, dead: Staged, seq: i64) {
-        let events: usize = group
-            .iter()
-            .filter_map(|p| p.rows.as_ref())
-            .map(RecordBatch::num_rows)
-            .sum();
+        let streams = stream_rows(&group);
+        let events: u64 = streams.iter().map(|(_, n)| n).sum();
         let started = std::time::Instant::now();
-        let result = self.commit(rows, dead, seq, &stream_rows(&group)).await;
+        let result = self.commit(rows, dead, seq, &streams).await;
         self.settle_keys(&group, &result).await;
         match &result {
             Ok(committed) => tracing::debug!(

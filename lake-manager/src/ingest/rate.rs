@@ -128,10 +128,10 @@ impl Known {
         self.used_ms = now_ms;
     }
 
-    /// Every stream's rate from what is known.
-    fn rates(&self, now_ms: i64) -> HashMap<Uuid, Rate> {
+    /// Every stream's rows from what is known, over the span known to be complete: the
+    /// window, or less after a reading cut short.
+    fn rates(&self, now_ms: i64) -> TableRates {
         let since = self.complete_since_ms.unwrap_or(now_ms).max(now_ms - window_ms());
-        let window = window_of(self, now_ms);
         let mut rows = HashMap::<Uuid, u64>::new();
         for commit in self.commits.values() {
             if commit.at_ms.is_some_and(|at| at >= since && at <= now_ms) {
@@ -140,9 +140,10 @@ impl Known {
                 }
             }
         }
-        rows.into_iter()
-            .map(|(stream, rows)| (stream, Rate { rows, window }))
-            .collect()
+        TableRates {
+            rows,
+            window: Duration::from_millis(u64::try_from(now_ms - since).unwrap_or(0)),
+        }
     }
 }
 
@@ -156,20 +157,20 @@ pub struct IngestRates {
     known: Mutex<HashMap<Uuid, Known>>,
 }
 
-/// One table's streams' rates, and the window they cover.
+/// One table's streams' rows, and the window they cover.
 #[derive(Debug, Clone)]
 pub struct TableRates {
-    by_stream: HashMap<Uuid, Rate>,
+    rows: HashMap<Uuid, u64>,
     window: Duration,
 }
 
 impl TableRates {
     /// The stream's rate: zero rows over the window when it committed none.
     pub fn of(&self, stream: Uuid) -> Rate {
-        self.by_stream.get(&stream).copied().unwrap_or(Rate {
-            rows: 0,
+        Rate {
+            rows: self.rows.get(&stream).copied().unwrap_or(0),
             window: self.window,
-        })
+        }
     }
 }
 
@@ -199,10 +200,7 @@ impl IngestRates {
         let floor = known.top.map_or(0, |top| top + 1);
         let (read, reach) = read_back(&log, root, latest, floor, now).await?;
         known.add(latest, read, reach, now_ms);
-        let rates = TableRates {
-            by_stream: known.rates(now_ms),
-            window: window_of(&known, now_ms),
-        };
+        let rates = known.rates(now_ms);
         let mut all = self.lock();
         all.retain(|_, k| now_ms - k.used_ms < i64::try_from(FORGET_AFTER.as_millis()).unwrap_or(i64::MAX));
         all.insert(table, known);
@@ -212,14 +210,6 @@ impl IngestRates {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Known>> {
         self.known.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-fn window_of(known: &Known, now_ms: i64) -> Duration {
-    let since = known
-        .complete_since_ms
-        .unwrap_or(now_ms)
-        .max(now_ms - window_ms());
-    Duration::from_millis(u64::try_from(now_ms - since).unwrap_or(0))
 }
 
 /// Reads commits from `latest` down to `floor`, stopping past the first one older than the
@@ -313,15 +303,15 @@ mod tests {
         known.add(7, read, Reach::Back, now);
         let rates = known.rates(now);
         assert_eq!(
-            rates[&a],
+            rates.of(a),
             Rate {
                 rows: 60,
                 window: WINDOW
             }
         );
-        assert_eq!(rates[&a].per_second(), 1.0);
-        assert_eq!(rates[&b].rows, 5);
-        assert!(!rates.contains_key(&Uuid::now_v7()));
+        assert_eq!(rates.of(a).per_second(), 1.0);
+        assert_eq!(rates.of(b).rows, 5);
+        assert_eq!(rates.of(Uuid::now_v7()).rows, 0, "a stream with no commit");
     }
 
     #[test]
@@ -335,7 +325,7 @@ mod tests {
             (899, commit(now - 20_000, &[(a, 100)])),
         ];
         known.add(900, read, Reach::Cut, now);
-        let rate = known.rates(now)[&a];
+        let rate = known.rates(now).of(a);
         assert_eq!(rate.rows, 200);
         assert_eq!(rate.window, Duration::from_secs(20));
         assert_eq!(rate.per_second(), 10.0);
@@ -355,11 +345,11 @@ mod tests {
             Reach::Back,
             t0,
         );
-        assert_eq!(known.rates(t0)[&a].rows, 10);
+        assert_eq!(known.rates(t0).of(a).rows, 10);
         // 40 s later: version 4 is new; version 3 is now 70 s old.
         let t1 = t0 + 40_000;
         known.add(4, vec![(4, commit(t1 - 5_000, &[(a, 7)]))], Reach::Known, t1);
-        let rate = known.rates(t1)[&a];
+        let rate = known.rates(t1).of(a);
         assert_eq!(
             rate,
             Rate {
@@ -387,7 +377,7 @@ mod tests {
             Reach::Cut,
             t1,
         );
-        let rate = known.rates(t1)[&a];
+        let rate = known.rates(t1).of(a);
         assert_eq!(
             rate,
             Rate {
@@ -401,10 +391,7 @@ mod tests {
     fn no_commit_is_zero_rows_over_the_window() {
         let mut known = Known::default();
         known.add(0, vec![(0, commit(5, &[]))], Reach::Back, 1_000_000);
-        let rates = TableRates {
-            by_stream: known.rates(1_000_000),
-            window: window_of(&known, 1_000_000),
-        };
+        let rates = known.rates(1_000_000);
         assert_eq!(
             rates.of(Uuid::now_v7()),
             Rate {

@@ -228,19 +228,13 @@ async fn new_files(table: &DeltaTable, root: &str, after: i64, latest: i64) -> R
     let mut range = LogRange::default();
     let table_root = table.table_url().to_string();
     for version in after + 1..=latest {
-        let Ok(at) = u64::try_from(version) else { continue };
-        let entry = store
-            .read_commit_entry(at)
-            .await
-            .map_err(|e| DeltaError::delta("read commit", root, e))?;
-        let Some(bytes) = entry else {
+        let Some(commit) = crate::delta::tables::read_commit_text(&store, root, version).await? else {
             return Err(RunError::Failed(format!(
                 "the source's log entry for version {version} is gone (log retention), so the \
                  rows added since version {} cannot be read one by one; ask for a full refresh",
                 after + 1
             )));
         };
-        let commit = String::from_utf8_lossy(&bytes);
         range.removed |= removes_data(&commit);
         range.rewritten |= rewrites_files(&commit);
         for path in data_change_adds(&commit) {

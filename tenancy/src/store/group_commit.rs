@@ -201,11 +201,9 @@ mod tests {
         (batches, write)
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_items_share_transactions_and_each_is_written_once() {
-        let (batches, write) = recorder(Duration::from_millis(5), Arc::new(AtomicBool::new(false)));
-        let queue = Arc::new(GroupCommit::new(32, 1, write, poisoned));
-        let tasks: Vec<_> = (100..300u32)
+    /// Submits `items` at once, each from a task of its own, and expects each written.
+    async fn submit_all(queue: &Arc<GroupCommit<u32>>, items: std::ops::Range<u32>) {
+        let tasks: Vec<_> = items
             .map(|i| {
                 let queue = queue.clone();
                 tokio::spawn(async move { queue.submit(i).await })
@@ -214,10 +212,26 @@ mod tests {
         for task in tasks {
             task.await.expect("join").expect("written");
         }
-        let batches = batches.lock().expect("lock").clone();
-        let mut written: Vec<u32> = batches.iter().flatten().copied().collect();
+    }
+
+    /// Every item written, in order.
+    fn written(batches: &Batches) -> Vec<u32> {
+        let mut written: Vec<u32> = batches.lock().expect("lock").iter().flatten().copied().collect();
         written.sort_unstable();
-        assert_eq!(written, (100..300).collect::<Vec<_>>(), "every item exactly once");
+        written
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_items_share_transactions_and_each_is_written_once() {
+        let (batches, write) = recorder(Duration::from_millis(5), Arc::new(AtomicBool::new(false)));
+        let queue = Arc::new(GroupCommit::new(32, 1, write, poisoned));
+        submit_all(&queue, 100..300).await;
+        assert_eq!(
+            written(&batches),
+            (100..300).collect::<Vec<_>>(),
+            "every item exactly once"
+        );
+        let batches = batches.lock().expect("lock").clone();
         assert!(
             batches.iter().all(|b| b.len() <= 32),
             "batch limit held: {batches:?}"
@@ -266,10 +280,8 @@ mod tests {
                 other => panic!("item {i}: {other:?}"),
             }
         }
-        let mut written: Vec<u32> = batches.lock().expect("lock").iter().flatten().copied().collect();
-        written.sort_unstable();
         let expected: Vec<u32> = (0..40).filter(|i| *i != POISON).collect();
-        assert_eq!(written, expected);
+        assert_eq!(written(&batches), expected);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -365,9 +377,7 @@ mod tests {
                 writers,
                 "{writers} writer(s): the second item's transaction overlaps the first only with two"
             );
-            let mut written: Vec<u32> = batches.lock().expect("lock").iter().flatten().copied().collect();
-            written.sort_unstable();
-            assert_eq!(written, [1, 2]);
+            assert_eq!(written(&batches), [1, 2]);
         }
     }
 
@@ -376,19 +386,13 @@ mod tests {
         let (_, most, batches, write) = overlapping(Duration::from_millis(5));
         let queue = Arc::new(GroupCommit::new(32, 3, write, poisoned));
         // 240 at once: within the queue's bound (32 × QUEUE_BATCHES).
-        let tasks: Vec<_> = (0..240u32)
-            .map(|i| {
-                let queue = queue.clone();
-                tokio::spawn(async move { queue.submit(i).await })
-            })
-            .collect();
-        for task in tasks {
-            task.await.expect("join").expect("written");
-        }
+        submit_all(&queue, 0..240).await;
+        assert_eq!(
+            written(&batches),
+            (0..240).collect::<Vec<_>>(),
+            "every item exactly once"
+        );
         let batches = batches.lock().expect("lock").clone();
-        let mut written: Vec<u32> = batches.iter().flatten().copied().collect();
-        written.sort_unstable();
-        assert_eq!(written, (0..240).collect::<Vec<_>>(), "every item exactly once");
         assert!(most.load(Ordering::SeqCst) <= 3, "at most three at once");
         assert!(
             batches.len() < 120,
